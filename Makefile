@@ -1,0 +1,49 @@
+# sealer (Python): set-up, tests, demo, benchmarks and lint.
+# Every target installs what it needs first, so a fresh Debian 12 machine (as root) needs
+# nothing typed by hand beyond `make demo` or `make test`.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+APT_PACKAGES := skopeo umoci docker-registry openssh-server zstd iproute2 tar
+STAMP_APT := $(VENV)/.apt-stamp
+STAMP_PY := $(VENV)/.py-stamp
+
+.PHONY: install apt venv test test-unit demo bench lint clean
+
+install: apt venv
+
+apt: $(STAMP_APT)
+$(STAMP_APT):
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@mkdir -p $(VENV) && touch $@
+
+venv: $(STAMP_PY)
+$(STAMP_PY): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+test: install
+	$(BIN)/pytest -q tests
+
+test-unit: venv
+	$(BIN)/pytest -q tests/unit
+
+demo: venv
+	bash examples/demo.sh
+
+bench: install
+	$(BIN)/python -m bench.run_build
+
+lint: venv
+	$(BIN)/ruff check kubefile_grammar builder tests bench
+	$(BIN)/ruff format --check kubefile_grammar builder tests bench
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

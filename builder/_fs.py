@@ -1,0 +1,123 @@
+"""Small filesystem primitives every writer in `builder` shares.
+
+`atomic_write` and `atomic_dir` are the one way a final path is produced: data goes to a temp
+name in the same directory (same filesystem, so rename is atomic), is fsynced, then renamed into
+place and the directory fsynced. `safe_join` keeps a relative path inside a root.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from builder.errors import UnsafePath
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """fsync a directory so that a rename inside it survives a crash."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644) -> None:
+    """Write `data` to `path` through a temp file in the same directory, then rename."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(target.parent)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a fresh staging directory that becomes `path` when the block ends without error.
+
+    If `path` already exists when the block ends (another writer won the race) the staging
+    directory is discarded and the existing one kept: the content is addressed by its name.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield staging
+        try:
+            os.rename(staging, target)
+        except OSError:
+            if not target.is_dir():
+                raise
+            remove_tree(staging)
+        fsync_dir(target.parent)
+    except BaseException:
+        remove_tree(staging)
+        raise
+
+
+def remove_tree(path: str | os.PathLike[str]) -> None:
+    """Remove a directory tree, also when it holds read-only directories; missing is fine."""
+
+    def _onerror(func: object, p: str, exc: BaseException) -> None:
+        if isinstance(exc, FileNotFoundError):
+            return
+        parent = os.path.dirname(p)
+        with contextlib.suppress(OSError):
+            os.chmod(parent, 0o700)
+            if os.path.isdir(p) and not os.path.islink(p):
+                os.chmod(p, 0o700)
+                shutil.rmtree(p, onexc=_onerror)
+            else:
+                os.unlink(p)
+            return
+
+    if not os.path.lexists(path):
+        return
+    if os.path.islink(path) or not os.path.isdir(path):
+        os.unlink(path)
+        return
+    shutil.rmtree(path, onexc=_onerror)
+
+
+def safe_join(root: str | os.PathLike[str], relpath: str) -> Path:
+    """Join `relpath` under `root` lexically, refusing absolute paths and `..` that climb out.
+
+    Only the lexical form is checked; callers that follow symlinks must also check the
+    resolved path (see `resolve_inside`).
+    """
+    if "\x00" in relpath:
+        raise UnsafePath(f"path {relpath!r} contains a NUL byte")
+    parts: list[str] = []
+    for part in relpath.replace("\\", "/").split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not parts:
+                raise UnsafePath(f"path {relpath!r} climbs out of its root")
+            parts.pop()
+            continue
+        parts.append(part)
+    return Path(root, *parts)
+
+
+def resolve_inside(root: str | os.PathLike[str], relpath: str) -> Path:
+    """Resolve `relpath` under `root` following symlinks, and refuse a result outside `root`."""
+    base = Path(root).resolve()
+    candidate = safe_join(base, relpath).resolve()
+    if candidate != base and base not in candidate.parents:
+        raise UnsafePath(f"path {relpath!r} resolves outside {root}")
+    return candidate
