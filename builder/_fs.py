@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from builder.errors import UnsafePath
 
@@ -72,25 +73,26 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
 def remove_tree(path: str | os.PathLike[str]) -> None:
     """Remove a directory tree, also when it holds read-only directories; missing is fine."""
 
-    def _onerror(func: object, p: str, exc: BaseException) -> None:
-        if isinstance(exc, FileNotFoundError):
+    def _retry(func: Any, p: str, exc_info: Any) -> None:
+        # A read-only directory (a 0555 dir from a layer) refuses unlinks of its entries:
+        # make the parent writable and try once more.
+        if isinstance(exc_info[1], FileNotFoundError):
             return
-        parent = os.path.dirname(p)
         with contextlib.suppress(OSError):
-            os.chmod(parent, 0o700)
-            if os.path.isdir(p) and not os.path.islink(p):
-                os.chmod(p, 0o700)
-                shutil.rmtree(p, onexc=_onerror)
-            else:
+            os.chmod(os.path.dirname(p), 0o700)
+        if os.path.isdir(p) and not os.path.islink(p):
+            os.chmod(p, 0o700)
+            shutil.rmtree(p, onerror=_retry)
+        else:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(p)
-            return
 
     if not os.path.lexists(path):
         return
     if os.path.islink(path) or not os.path.isdir(path):
         os.unlink(path)
         return
-    shutil.rmtree(path, onexc=_onerror)
+    shutil.rmtree(path, onerror=_retry)
 
 
 def safe_join(root: str | os.PathLike[str], relpath: str) -> Path:

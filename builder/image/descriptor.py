@@ -28,7 +28,9 @@ class Platform:
             # `--platform amd64` is accepted by docker too.
             parts = ["linux", parts[0]]
         if len(parts) not in (2, 3) or not all(parts):
-            raise InvalidManifest(f"invalid platform {text!r}", hint="use os/arch[/variant], e.g. linux/amd64")
+            raise InvalidManifest(
+                f"invalid platform {text!r}", hint="use os/arch[/variant], e.g. linux/amd64"
+            )
         arch = _ARCH_ALIASES.get(parts[1], parts[1])
         return cls(parts[0], arch, parts[2] if len(parts) == 3 else None)
 

@@ -1,0 +1,293 @@
+"""The store: `$SEALER_ROOT` with an OCI image layout in `oci/`, plus `tmp/`, `overlay2/`, `cache/`.
+
+`Store` opens or creates the layout and adds image semantics on top of `BlobStore` (bytes by
+digest) and `RefStore` (names), as umoci's casext does on top of cas: typed reads of manifests,
+configs and indexes, name resolution as docker does it, and the `images` listing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from builder._fs import atomic_write
+from builder.errors import ImageNotFound, InvalidReference, LayoutInvalid, SizeMismatch, StoreError
+from builder.image.config import ImageConfig
+from builder.image.descriptor import Descriptor, Platform
+from builder.image.digest import Digest
+from builder.image.index import Index
+from builder.image.manifest import Manifest
+from builder.image.mediatypes import INDEXES, MANIFESTS, OCI_CONFIG, OCI_LAYOUT_VERSION
+from builder.image.reference import Reference
+from builder.store.blobs import BlobStore
+from builder.store.refs import DEFAULT_LOCK_TIMEOUT_S, RefStore
+
+LAYOUT_FILE = "oci-layout"
+MAX_DOCUMENT_BYTES = 16 << 20
+MIN_ID_PREFIX = 12
+_HEX_PREFIX = re.compile(r"^(?:sha256:)?([a-f0-9]{12,64})$")
+
+
+def default_root() -> Path:
+    """`$SEALER_ROOT`, else /var/lib/sealer as root, else ~/.local/share/sealer."""
+    env = os.environ.get("SEALER_ROOT")
+    if env:
+        return Path(env)
+    if os.geteuid() == 0:
+        return Path("/var/lib/sealer")
+    return Path.home() / ".local" / "share" / "sealer"
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRecord:
+    """One line of `sealer images`."""
+
+    name: str
+    digest: Digest  # manifest (or index) digest
+    image_id: Digest  # config digest for a manifest, the index digest for an index
+    size: int  # bytes of every blob the image holds locally
+    created: str | None
+    platforms: tuple[Platform, ...]
+
+
+class Store:
+    """A sealer store rooted at `root` (see the module docstring for the layout)."""
+
+    def __init__(self, root: Path, *, lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> None:
+        self.root = root
+        self.oci_dir = root / "oci"
+        self.tmp_dir = root / "tmp"
+        self.overlay_dir = root / "overlay2"
+        self.cache_dir = root / "cache"
+        self.blobs = BlobStore(self.oci_dir, self.tmp_dir)
+        self.refs = RefStore(self.oci_dir, lock_timeout_s=lock_timeout_s)
+
+    @classmethod
+    def open(
+        cls,
+        root: str | os.PathLike[str] | None = None,
+        *,
+        create: bool = True,
+        lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+    ) -> Store:
+        """Open the store at `root` (default: `default_root()`), creating it unless create=False."""
+        store = cls(Path(root) if root is not None else default_root(), lock_timeout_s=lock_timeout_s)
+        layout = store.oci_dir / LAYOUT_FILE
+        if not layout.exists():
+            if not create:
+                raise StoreError(
+                    f"no sealer store at {store.root}",
+                    hint="build, pull or load an image first, or check --root",
+                )
+            for d in (store.oci_dir / "blobs" / "sha256", store.tmp_dir, store.overlay_dir, store.cache_dir):
+                d.mkdir(parents=True, exist_ok=True)
+            atomic_write(layout, json.dumps({"imageLayoutVersion": OCI_LAYOUT_VERSION}).encode())
+        else:
+            for d in (store.tmp_dir, store.overlay_dir, store.cache_dir):
+                d.mkdir(parents=True, exist_ok=True)
+        store._check_layout()
+        store.refs.ensure()
+        return store
+
+    def _check_layout(self) -> None:
+        path = self.oci_dir / LAYOUT_FILE
+        try:
+            obj = json.loads(path.read_bytes())
+        except (OSError, ValueError) as err:
+            raise LayoutInvalid(
+                f"{path} is unreadable or not JSON: {err}",
+                hint=f'rewrite it as {{"imageLayoutVersion":"{OCI_LAYOUT_VERSION}"}}',
+            ) from None
+        if not isinstance(obj, dict) or not isinstance(obj.get("imageLayoutVersion"), str):
+            raise LayoutInvalid(
+                f"{path} has no imageLayoutVersion",
+                hint=f'rewrite it as {{"imageLayoutVersion":"{OCI_LAYOUT_VERSION}"}}',
+            )
+
+    def close(self) -> None:
+        self.blobs.close()
+
+    # -- typed blobs -----------------------------------------------------------------------
+
+    def put_manifest(self, manifest: Manifest) -> Descriptor:
+        data = manifest.to_bytes()
+        digest, size = self.blobs.put(data)
+        return Descriptor(manifest.media_type, digest, size)
+
+    def put_index(self, index: Index) -> Descriptor:
+        digest, size = self.blobs.put(index.to_bytes())
+        return Descriptor(index.media_type, digest, size)
+
+    def put_config(self, config: ImageConfig, media_type: str = OCI_CONFIG) -> Descriptor:
+        digest, size = self.blobs.put(config.to_bytes())
+        return Descriptor(media_type, digest, size)
+
+    def _read_document(self, target: Descriptor | Digest) -> bytes:
+        if isinstance(target, Descriptor):
+            if target.size > MAX_DOCUMENT_BYTES:
+                raise StoreError(f"{target.digest} claims {target.size} bytes, too large for a manifest")
+            data = self.blobs.read_bytes(target.digest, MAX_DOCUMENT_BYTES)
+            if len(data) != target.size:
+                raise SizeMismatch(
+                    f"blob {target.digest} is {len(data)} bytes, its descriptor says {target.size}"
+                )
+            return data
+        return self.blobs.read_bytes(target, MAX_DOCUMENT_BYTES)
+
+    def read_manifest(self, target: Descriptor | Digest) -> Manifest:
+        return Manifest.from_bytes(self._read_document(target))
+
+    def read_index(self, target: Descriptor | Digest) -> Index:
+        return Index.from_bytes(self._read_document(target))
+
+    def read_config(self, target: Descriptor | Digest) -> ImageConfig:
+        return ImageConfig.from_bytes(self._read_document(target))
+
+    # -- names -----------------------------------------------------------------------------
+
+    def resolve(self, ref: str | Reference) -> Descriptor:
+        """The descriptor `ref` names: a full or familiar name, a manifest digest, or an ID prefix.
+
+        Order as docker: the name first, then a manifest digest, then an image ID (config
+        digest) prefix of at least 12 hex digits. ImageNotFound otherwise.
+        """
+        entries = self.refs.list()
+        by_name = dict(entries)
+        text = str(ref)
+        if text in by_name:
+            return by_name[text]
+        parsed: Reference | None = ref if isinstance(ref, Reference) else None
+        if parsed is None:
+            try:
+                parsed = Reference.parse(text)
+            except InvalidReference:
+                parsed = None
+        if parsed is not None:
+            if str(parsed) in by_name:
+                return by_name[str(parsed)]
+            if parsed.digest is not None:
+                for name, desc in entries:
+                    if desc.digest == parsed.digest and Reference.parse(name).name == parsed.name:
+                        return desc
+                if self.blobs.has(parsed.digest):
+                    return self._descriptor_for_blob(parsed.digest)
+        if isinstance(ref, str):
+            found = self._resolve_digest_or_id(ref, entries)
+            if found is not None:
+                return found
+        raise ImageNotFound(
+            f"image {text!r} not found in {self.root}", hint="`sealer images` lists what is there"
+        )
+
+    def _resolve_digest_or_id(self, text: str, entries: list[tuple[str, Descriptor]]) -> Descriptor | None:
+        if Digest.is_valid(text):
+            digest = Digest.parse(text)
+            for _, desc in entries:
+                if desc.digest == digest:
+                    return desc
+            if self.blobs.has(digest):
+                return self._descriptor_for_blob(digest)
+        match = _HEX_PREFIX.match(text)
+        if match is None:
+            return None
+        prefix = match.group(1)
+        hits: dict[Digest, Descriptor] = {}
+        for _, desc in entries:
+            image_id = self._image_id(desc)
+            if image_id.hex.startswith(prefix) or desc.digest.hex.startswith(prefix):
+                hits[desc.digest] = desc
+        if len(hits) > 1:
+            raise ImageNotFound(
+                f"image ID prefix {prefix!r} is ambiguous ({len(hits)} images)", hint="give more digits"
+            )
+        return next(iter(hits.values()), None)
+
+    def _descriptor_for_blob(self, digest: Digest) -> Descriptor:
+        data = self.blobs.read_bytes(digest, MAX_DOCUMENT_BYTES)
+        obj = json.loads(data)
+        media_type = obj.get("mediaType") if isinstance(obj, dict) else None
+        if media_type not in MANIFESTS | INDEXES:
+            media_type = (
+                Index.from_bytes(data).media_type
+                if "manifests" in obj
+                else Manifest.from_bytes(data).media_type
+            )
+        return Descriptor(media_type, digest, len(data))
+
+    def _image_id(self, desc: Descriptor) -> Digest:
+        if desc.media_type in INDEXES:
+            return desc.digest
+        try:
+            return self.read_manifest(desc).config.digest
+        except StoreError:
+            return desc.digest
+
+    def tag(self, src: str | Reference, dst: str | Reference) -> str:
+        """Name `dst` the image `src` resolves to; returns the full name stored."""
+        desc = self.resolve(src)
+        name = str(dst if isinstance(dst, Reference) else Reference.parse(dst))
+        self.refs.set(name, desc)
+        return name
+
+    def untag(self, name: str | Reference) -> str:
+        """Remove a name (blobs stay until gc); ImageNotFound if no such name. Returns it."""
+        full = str(name) if isinstance(name, Reference) else name
+        if not self.refs.remove(full):
+            try:
+                full = str(Reference.parse(full))
+            except InvalidReference:
+                full = ""
+            if not full or not self.refs.remove(full):
+                raise ImageNotFound(f"no image named {str(name)!r}", hint="`sealer images` lists the names")
+        return full
+
+    # -- listing ---------------------------------------------------------------------------
+
+    def manifests_for(
+        self, desc: Descriptor, platform: Platform | None = None
+    ) -> list[tuple[Descriptor, Manifest]]:
+        """The image manifests under `desc`: itself for a manifest; for an index, each
+        per-platform manifest present locally (only the one for `platform` when given)."""
+        if desc.media_type in MANIFESTS:
+            return [(desc, self.read_manifest(desc))]
+        index = self.read_index(desc)
+        if platform is not None:
+            chosen = index.select(platform)
+            return self.manifests_for(chosen)
+        out: list[tuple[Descriptor, Manifest]] = []
+        for child in index.manifests:
+            if not self.blobs.has(child.digest):
+                continue  # an index may list platforms we never pulled
+            if child.media_type in MANIFESTS:
+                out.append((child, self.read_manifest(child)))
+            elif child.media_type in INDEXES:
+                out.extend(self.manifests_for(child))
+        return out
+
+    def images(self) -> list[ImageRecord]:
+        """Every named image, in index order."""
+        records = []
+        for name, desc in self.refs.list():
+            try:
+                pairs = self.manifests_for(desc)
+            except StoreError:
+                continue  # a dangling name: listed by gc's caller, not here
+            blobs: dict[Digest, int] = {desc.digest: desc.size}
+            platforms: list[Platform] = []
+            created = None
+            for child, manifest in pairs:
+                blobs[child.digest] = child.size
+                blobs[manifest.config.digest] = manifest.config.size
+                for layer in manifest.layers:
+                    blobs[layer.digest] = layer.size
+                config = self.read_config(manifest.config)
+                platforms.append(child.platform or config.platform)
+                created = created or config.created
+            image_id = pairs[0][1].config.digest if desc.media_type in MANIFESTS and pairs else desc.digest
+            records.append(
+                ImageRecord(name, desc.digest, image_id, sum(blobs.values()), created, tuple(platforms))
+            )
+        return records
