@@ -1,0 +1,9 @@
+"""Layers: deterministic tar streams in and out of directory trees, overlay diff dirs.
+
+Public modules: `compression` (Compression, open_compressor, open_decompressed), `tarwriter`
+(TarEntry, TarWriter, walk_tree), `whiteout` (OCI and overlay whiteout forms, upperdir_entries),
+`tarreader` (extract_layer: the one hardened unpacker), `onepass` (LayerWriter: walk -> tar ->
+diff_id -> compress -> sink in one pass), `overlay` (DiffDirs, mounted_rootfs).
+Streams in, streams out: imports only `builder.errors`, `builder._fs` and `builder.image`; never
+`builder.store`, the build or the runtime.
+"""
