@@ -6,8 +6,34 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from builder.errors import InvalidManifest
+from builder.errors import ImageError, InvalidManifest
 from builder.image.digest import Digest
+
+# GOARCH values the OCI image spec lists for `architecture`.
+KNOWN_ARCHITECTURES = frozenset(
+    {
+        "386",
+        "amd64",
+        "arm",
+        "arm64",
+        "loong64",
+        "mips",
+        "mips64",
+        "mips64le",
+        "mipsle",
+        "ppc64",
+        "ppc64le",
+        "riscv64",
+        "s390x",
+        "wasm",
+    }
+)
+
+
+class InvalidPlatform(ImageError):
+    reference = "invalid-platform"
+    exit_code = 2
+
 
 # GOARCH names the OCI spec uses, from the names `uname -m` and users type.
 _ARCH_ALIASES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i386": "386", "i686": "386"}
@@ -27,11 +53,12 @@ class Platform:
         if len(parts) == 1 and parts[0]:
             # `--platform amd64` is accepted by docker too.
             parts = ["linux", parts[0]]
+        hint = "use os/arch[/variant], e.g. linux/amd64 or linux/arm64/v8"
         if len(parts) not in (2, 3) or not all(parts):
-            raise InvalidManifest(
-                f"invalid platform {text!r}", hint="use os/arch[/variant], e.g. linux/amd64"
-            )
+            raise InvalidPlatform(f"invalid platform {text!r}", hint=hint)
         arch = _ARCH_ALIASES.get(parts[1], parts[1])
+        if arch not in KNOWN_ARCHITECTURES:
+            raise InvalidPlatform(f"invalid platform {text!r}: unknown architecture {parts[1]!r}", hint=hint)
         return cls(parts[0], arch, parts[2] if len(parts) == 3 else None)
 
     @classmethod

@@ -1,0 +1,5 @@
+"""`python -m builder.cli` runs the `sealer` command."""
+
+from builder.cli.main import main
+
+main()

@@ -1,0 +1,121 @@
+"""`sealer build`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal, cast
+
+import click
+
+from builder.build.executor import build_image
+from builder.build.plan import BuildOptions
+from builder.cli._common import open_store, parse_key_values
+from builder.cli.output import build_progress
+from builder.errors import UsageError
+from builder.image.descriptor import Platform
+from builder.layers.compression import Compression
+
+
+def _platforms(value: str | None) -> tuple[Platform, ...]:
+    if not value:
+        return ()
+    out = []
+    for item in value.split(","):
+        platform = Platform.parse(item)
+        if platform in out:
+            raise UsageError(f"--platform {value!r} names {platform} twice")
+        out.append(platform)
+    return tuple(out)
+
+
+def _source_date_epoch() -> int:
+    raw = os.environ.get("SOURCE_DATE_EPOCH", "0")
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise UsageError(f"SOURCE_DATE_EPOCH={raw!r} is not a non-negative integer")
+    return value
+
+
+@click.command()
+@click.argument("context", type=click.Path(path_type=Path), default=".")
+@click.option(
+    "-t", "--tag", "tags", multiple=True, required=True, help="Name of the image, NAME[:TAG]; repeatable."
+)
+@click.option(
+    "-f", "--file", "kubefile", type=click.Path(path_type=Path), help="Kubefile (default CONTEXT/Kubefile)."
+)
+@click.option("--build-arg", "build_args", multiple=True, metavar="K=V", help="Value of an ARG; repeatable.")
+@click.option(
+    "--platform",
+    "platform",
+    metavar="OS/ARCH[,...]",
+    help="Target platform(s), e.g. linux/amd64,linux/arm64.",
+)
+@click.option("--no-cache", is_flag=True, help="Do not use the build cache.")
+@click.option(
+    "--compression",
+    type=click.Choice(["zstd", "gzip"]),
+    default="zstd",
+    show_default=True,
+    help="Layer compression.",
+)
+@click.option("--label", "labels", multiple=True, metavar="K=V", help="Set a config label; repeatable.")
+@click.option(
+    "--type",
+    "image_type",
+    type=click.Choice(["kube-installer", "app-installer"]),
+    help="Image type (default: decided from the Kubefile).",
+)
+@click.option(
+    "--run-mode",
+    type=click.Choice(["auto", "overlay", "snapshot"]),
+    default="auto",
+    help="How RUN gets the merged rootfs (auto: overlay mount, else a snapshot).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="Print only the image digest.")
+@click.pass_context
+def build(
+    ctx: click.Context,
+    context: Path,
+    tags: tuple[str, ...],
+    kubefile: Path | None,
+    build_args: tuple[str, ...],
+    platform: str | None,
+    no_cache: bool,
+    compression: str,
+    labels: tuple[str, ...],
+    image_type: str | None,
+    run_mode: str,
+    quiet: bool,
+) -> None:
+    """Build a ClusterImage from a Kubefile and a context directory.
+
+    \b
+    Examples:
+      sealer build -t my-app:v1 .
+      sealer build -t my-k3s:v1.29 --platform linux/amd64,linux/arm64 basefs/k3s
+    """
+    options = BuildOptions(
+        context=context,
+        kubefile=kubefile,
+        tags=tags,
+        build_args=parse_key_values(build_args, "--build-arg"),
+        platforms=_platforms(platform),
+        no_cache=no_cache,
+        compression=Compression(compression),
+        labels=parse_key_values(labels, "--label"),
+        source_date_epoch=_source_date_epoch(),
+        image_type=image_type,
+        run_mode=cast(Literal["auto", "overlay", "snapshot"], run_mode),
+    )
+    store = open_store(ctx)
+    progress = build_progress(quiet=quiet)
+    try:
+        result = build_image(store, options, progress)
+    finally:
+        progress.close()
+    click.echo(str(result.descriptor.digest))

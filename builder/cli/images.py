@@ -1,0 +1,170 @@
+"""Local store commands: images, inspect, tag, rmi, prune, save, load."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from builder.build.cache import StepCache
+from builder.cli._common import open_store
+from builder.cli._inspect import inspect_document
+from builder.cli.output import human_size, print_json, print_table, render_template
+from builder.errors import ImageNotFound
+from builder.image.descriptor import Platform
+from builder.image.reference import Reference
+from builder.rootfs import prune_diff_dirs
+from builder.store import archive, gc
+
+
+def _created(value: str | None) -> str:
+    if not value:
+        return "-"
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    return when.strftime("%Y-%m-%d %H:%M:%S")
+
+
+@click.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("-q", "--quiet", is_flag=True, help="Print only names.")
+@click.pass_context
+def images(ctx: click.Context, fmt: str, quiet: bool) -> None:
+    """List the images in the local store."""
+    records = open_store(ctx).images()
+    if quiet:
+        for r in records:
+            click.echo(r.name)
+        return
+    if fmt == "json":
+        print_json(
+            [
+                {
+                    "name": r.name,
+                    "id": r.image_id.hex,
+                    "digest": str(r.digest),
+                    "platforms": [str(p) for p in r.platforms],
+                    "created": r.created,
+                    "size": r.size,
+                }
+                for r in records
+            ]
+        )
+        return
+    rows = [
+        [
+            Reference.parse(r.name).familiar,
+            r.image_id.short,
+            ",".join(str(p) for p in r.platforms),
+            _created(r.created),
+            human_size(r.size),
+        ]
+        for r in records
+    ]
+    print_table(["IMAGE NAME", "IMAGE ID", "PLATFORMS", "CREATED", "SIZE"], rows)
+
+
+@click.command()
+@click.argument("name")
+@click.option("-f", "--format", "fmt", help="Go-template field path, e.g. '{{.ImageExtension.Launch.Cmds}}'.")
+@click.option("--platform", help="Platform to show for a multi-platform image (default: this host's).")
+@click.option("--no-unpack", is_flag=True, help="Do not unpack layers to show their overlay2 directories.")
+@click.pass_context
+def inspect(ctx: click.Context, name: str, fmt: str | None, platform: str | None, no_unpack: bool) -> None:
+    """Show an image's manifest, config, sealer extension and layer directories as JSON."""
+    store = open_store(ctx)
+    doc = inspect_document(store, name, Platform.parse(platform) if platform else None, unpack=not no_unpack)
+    if fmt:
+        click.echo(render_template(fmt, doc))
+    else:
+        print_json(doc)
+
+
+@click.command()
+@click.argument("source")
+@click.argument("targets", nargs=-1, required=True)
+@click.pass_context
+def tag(ctx: click.Context, source: str, targets: tuple[str, ...]) -> None:
+    """Give an image more names: sealer tag SOURCE TARGET..."""
+    store = open_store(ctx)
+    for target in targets:
+        store.tag(source, target)
+
+
+@click.command()
+@click.argument("names", nargs=-1, required=True)
+@click.option(
+    "--prune/--no-prune", default=True, show_default=True, help="Free the blobs no name reaches any more."
+)
+@click.pass_context
+def rmi(ctx: click.Context, names: tuple[str, ...], prune: bool) -> None:
+    """Remove image names from the local store (and the data only they used)."""
+    store = open_store(ctx)
+    missing = []
+    for name in names:
+        try:
+            removed = store.untag(name)
+        except ImageNotFound:
+            missing.append(name)
+            continue
+        click.echo(f"untagged: {Reference.parse(removed).familiar}")
+    if prune:
+        result = gc.collect(store)
+        prune_diff_dirs(store)
+        if result.removed_blobs:
+            click.echo(f"freed {human_size(result.freed_bytes)} in {len(result.removed_blobs)} blobs")
+    if missing:
+        raise ImageNotFound(f"no such image: {', '.join(missing)}", hint="see `sealer images`")
+
+
+@click.command()
+@click.option("-a", "--all", "everything", is_flag=True, help="Also clear the build cache.")
+@click.pass_context
+def prune(ctx: click.Context, everything: bool) -> None:
+    """Remove blobs, unpacked layers and temp files that no image uses."""
+    store = open_store(ctx)
+    result = gc.collect(store)
+    dirs = prune_diff_dirs(store)
+    cleared = StepCache(store.cache_dir).clear() if everything else 0
+    click.echo(
+        f"removed {len(result.removed_blobs)} blobs ({human_size(result.freed_bytes)}), {dirs} unpacked layers"
+        + (f", {cleared} build cache entries" if everything else "")
+    )
+
+
+@click.command()
+@click.argument("names", nargs=-1, required=True)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Archive file to write (an OCI layout in a tar).",
+)
+@click.pass_context
+def save(ctx: click.Context, names: tuple[str, ...], output: Path) -> None:
+    """Write images to an OCI archive file."""
+    archive.save(open_store(ctx), list(names), output)
+
+
+@click.command()
+@click.option(
+    "-i",
+    "--input",
+    "source",
+    type=click.Path(exists=True, path_type=Path),
+    required=True,
+    help="OCI archive file or OCI layout directory.",
+)
+@click.option("--name", help="Name for an image whose archive entry carries only a tag or no name.")
+@click.pass_context
+def load(ctx: click.Context, source: Path, name: str | None) -> None:
+    """Load images from an OCI archive (sealer save, skopeo oci-archive:) or an OCI layout directory."""
+    for loaded in archive.load(open_store(ctx), source, name=name):
+        click.echo(f"loaded: {Reference.parse(loaded).familiar}")
+
+
+COMMANDS = [images, inspect, tag, rmi, prune, save, load]

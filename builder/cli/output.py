@@ -1,0 +1,211 @@
+"""Everything the CLI prints: errors, tables, JSON and build progress.
+
+Progress goes to stderr: a rich live display on a terminal (step, bytes, throughput), plain
+lines otherwise (CI logs); stdout carries only results (digests, tables, JSON), so pipelines can
+read it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from builder.build.events import (
+    BuildEvent,
+    BuildWarning,
+    ImageBuilt,
+    StepFinished,
+    StepOutput,
+    StepProgress,
+    StepStarted,
+)
+from builder.errors import UsageError
+
+
+def print_error(message: str, *, hint: str | None = None, excerpt: str | None = None) -> None:
+    click.secho(f"error: {message}", fg="red", err=True)
+    if excerpt:
+        click.echo(excerpt.rstrip("\n"), err=True)
+    if hint:
+        click.echo(f"hint: {hint}", err=True)
+
+
+def print_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2, sort_keys=False))
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+    fmt = "   ".join(f"{{:<{w}}}" for w in widths)
+    click.echo(fmt.format(*headers).rstrip())
+    for row in rows:
+        click.echo(fmt.format(*row).rstrip())
+
+
+def human_size(n: int | float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.3g} {unit}"
+        n /= 1000
+    return f"{n} B"
+
+
+class PlainProgress:
+    """One line per step start and end; RUN output indented. For logs and pipes."""
+
+    def __init__(self, *, quiet: bool = False) -> None:
+        self.quiet = quiet
+
+    def __call__(self, event: BuildEvent) -> None:
+        if self.quiet and not isinstance(event, BuildWarning):
+            return
+        if isinstance(event, StepStarted):
+            click.echo(f"[{event.platform}] STEP {event.index}/{event.total}: {event.text}", err=True)
+        elif isinstance(event, StepOutput):
+            click.echo(f"  | {event.line}", err=True)
+        elif isinstance(event, StepFinished) and event.layer_digest:
+            how = "cached" if event.cached else f"{event.seconds:.2f}s"
+            size = human_size(event.layer_size or 0)
+            click.echo(f"  --> layer {event.layer_digest[7:19]} {size} ({how})", err=True)
+        elif isinstance(event, BuildWarning):
+            click.secho(f"warning: {event.message}", fg="yellow", err=True)
+        elif isinstance(event, ImageBuilt):
+            click.echo(f"built {event.name or '(untagged)'} {event.digest} in {event.seconds:.2f}s", err=True)
+
+    def close(self) -> None:
+        return None
+
+
+class RichProgress:
+    """A live bar per running step (bytes, throughput) over a scroll of finished steps."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TransferSpeedColumn,
+        )
+
+        self.console = Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=True,
+        )
+        self.progress.start()
+        self.task: Any = None
+        self.started = time.monotonic()
+
+    def __call__(self, event: BuildEvent) -> None:
+        if isinstance(event, StepStarted):
+            self.console.print(
+                f"[bold][{event.platform}] STEP {event.index}/{event.total}:[/bold] {event.text}",
+                highlight=False,
+                markup=True,
+            )
+            self.task = self.progress.add_task(f"step {event.index}/{event.total}", total=None)
+        elif isinstance(event, StepProgress) and self.task is not None:
+            self.progress.update(self.task, completed=event.bytes_done, total=event.bytes_total)
+        elif isinstance(event, StepOutput):
+            self.console.print(f"  | {event.line}", highlight=False, markup=False)
+        elif isinstance(event, StepFinished):
+            if self.task is not None:
+                self.progress.remove_task(self.task)
+                self.task = None
+            if event.layer_digest:
+                how = "cached" if event.cached else f"{event.seconds:.2f}s"
+                self.console.print(
+                    f"  --> layer {event.layer_digest[7:19]} {human_size(event.layer_size or 0)} ({how})",
+                    highlight=False,
+                )
+        elif isinstance(event, BuildWarning):
+            self.console.print(f"[yellow]warning:[/yellow] {event.message}", highlight=False)
+        elif isinstance(event, ImageBuilt):
+            self.console.print(
+                f"built {event.name or '(untagged)'} {event.digest} in {event.seconds:.2f}s", highlight=False
+            )
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+def build_progress(*, quiet: bool) -> PlainProgress | RichProgress:
+    if not quiet and sys.stderr.isatty():
+        return RichProgress()
+    return PlainProgress(quiet=quiet)
+
+
+_TEMPLATE_ACTION = re.compile(r"{{-?\s*(.*?)\s*-?}}")
+
+
+def _norm(key: str) -> str:
+    return key.replace("_", "").replace("-", "").lower()
+
+
+def _go_text(value: Any) -> str:
+    """How Go's text/template prints a value."""
+    if value is None:
+        return "<no value>"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + " ".join(_go_text(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "map[" + " ".join(f"{k}:{_go_text(value[k])}" for k in sorted(value)) + "]"
+    return str(value)
+
+
+def _lookup(doc: Any, path: str) -> Any:
+    value = doc
+    if path in ("", "."):
+        return value
+    for part in path.lstrip(".").split("."):
+        if isinstance(value, dict):
+            matches = [k for k in value if _norm(k) == _norm(part)]
+            if not matches:
+                raise UsageError(
+                    f"--format: no field {part!r} at {path!r}",
+                    hint=f"fields here: {', '.join(sorted(value)) or '(none)'}",
+                )
+            value = value[matches[0]]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            raise UsageError(f"--format: cannot take field {part!r} of a {type(value).__name__} at {path!r}")
+    return value
+
+
+def render_template(template: str, doc: Any) -> str:
+    """A Go-template subset: `{{.Field.Path}}` and `{{json .Field.Path}}`, field names matched
+    case-insensitively and without underscores (`.ImageExtension.Launch.AppNames`)."""
+
+    def action(match: re.Match[str]) -> str:
+        expr = match.group(1)
+        as_json = False
+        if expr.startswith("json "):
+            as_json, expr = True, expr[5:].strip()
+        if not expr.startswith("."):
+            raise UsageError(
+                f"--format: unsupported template action {{{{{match.group(1)}}}}}",
+                hint="use {{.Field.Path}} or {{json .Field.Path}}",
+            )
+        value = _lookup(doc, expr)
+        return json.dumps(value) if as_json else _go_text(value)
+
+    return _TEMPLATE_ACTION.sub(action, template)
