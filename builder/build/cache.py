@@ -1,0 +1,167 @@
+"""Build cache: step results keyed by what produced them, and a stat cache of file hashes.
+
+A step key is sha256(parent key, canonical instruction after expansion, digest of the inputs,
+the build's layer settings). A cached step is only used while its blob is still in the store.
+
+The stat cache maps (path, size, mtime_ns, inode, ctime_ns) to the file's sha256, so that an
+unchanged context is not re-read on the next build: a changed file changes its ctime, which a
+user cannot set back. One JSON file per context directory under `$SEALER_ROOT/cache/stat/`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from builder._fs import atomic_write
+from builder.image.descriptor import Descriptor
+from builder.image.digest import Digest
+
+_STAT_CACHE_VERSION = 1
+
+
+def step_key(parent: str, instruction: str, inputs: str = "", settings: str = "") -> str:
+    """The cache key of one step; `parent` is the previous step's key (or the base's digest)."""
+    h = hashlib.sha256()
+    for part in (parent, instruction, inputs, settings):
+        h.update(part.encode("utf-8", "surrogateescape"))
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class CachedLayer:
+    """What a layer-producing step left behind: enough to reuse it without re-running it."""
+
+    diff_id: Digest
+    descriptor: Descriptor
+    created_by: str
+    extra: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "diffID": str(self.diff_id),
+            "descriptor": self.descriptor.to_json(),
+            "createdBy": self.created_by,
+            "extra": self.extra,
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> CachedLayer:
+        return cls(
+            Digest.parse(obj["diffID"]),
+            Descriptor.from_json(obj["descriptor"]),
+            str(obj.get("createdBy", "")),
+            dict(obj.get("extra") or {}),
+        )
+
+
+class StepCache:
+    """`$SEALER_ROOT/cache/steps/<key>.json`, one small file per step."""
+
+    def __init__(self, cache_dir: Path) -> None:
+        self.dir = cache_dir / "steps"
+
+    def get(self, key: str) -> CachedLayer | None:
+        try:
+            obj = json.loads((self.dir / f"{key}.json").read_bytes())
+            return CachedLayer.from_json(obj)
+        except (OSError, ValueError, KeyError, TypeError):
+            # A missing or unreadable entry is a miss; the step just runs again.
+            return None
+
+    def put(self, key: str, layer: CachedLayer) -> None:
+        atomic_write(self.dir / f"{key}.json", json.dumps(layer.to_json(), sort_keys=True).encode())
+
+    def clear(self) -> int:
+        removed = 0
+        if self.dir.is_dir():
+            for entry in self.dir.iterdir():
+                with contextlib.suppress(OSError):
+                    entry.unlink()
+                    removed += 1
+        return removed
+
+
+def _stat_signature(st: os.stat_result) -> list[int]:
+    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
+
+
+class StatCache:
+    """sha256 of context files, trusted while their stat signature is unchanged."""
+
+    def __init__(self, cache_dir: Path, context_root: Path) -> None:
+        tag = hashlib.sha256(str(context_root).encode("utf-8", "surrogateescape")).hexdigest()[:32]
+        self.path = cache_dir / "stat" / f"{tag}.json"
+        self.context_root = str(context_root)
+        self._entries: dict[str, tuple[list[int], str]] = {}
+        self._dirty = False
+        self._load()
+
+    def _load(self) -> None:
+        try:
+            obj = json.loads(self.path.read_bytes())
+        except (OSError, ValueError):
+            return
+        if obj.get("version") != _STAT_CACHE_VERSION or obj.get("root") != self.context_root:
+            return
+        for path, (sig, digest) in obj.get("files", {}).items():
+            self._entries[path] = (list(sig), str(digest))
+
+    def lookup(self, path: str, st: os.stat_result) -> str | None:
+        hit = self._entries.get(path)
+        if hit is not None and hit[0] == _stat_signature(st):
+            return hit[1]
+        return None
+
+    def record(self, path: str, st: os.stat_result, sha256_hex: str) -> None:
+        self._entries[path] = (_stat_signature(st), sha256_hex)
+        self._dirty = True
+
+    def record_if_unchanged(self, path: str, before: os.stat_result, sha256_hex: str) -> None:
+        """Record a hash taken elsewhere (while archiving) if the file's stat did not move."""
+        try:
+            now = os.stat(path)
+        except OSError:
+            return
+        if _stat_signature(now) == _stat_signature(before):
+            self.record(path, before, sha256_hex)
+
+    def hash_file(self, path: str) -> str:
+        """The sha256 of a file, from the cache when its stat is unchanged."""
+        st = os.stat(path)
+        cached = self.lookup(path, st)
+        if cached is not None:
+            return cached
+        with open(path, "rb") as f:
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
+        # Only trust the hash if the file did not change while it was read.
+        if _stat_signature(os.stat(path)) == _stat_signature(st):
+            self.record(path, st, digest)
+        return digest
+
+    def save(self) -> None:
+        if not self._dirty:
+            return
+        obj = {
+            "version": _STAT_CACHE_VERSION,
+            "root": self.context_root,
+            "files": {p: [sig, d] for p, (sig, d) in sorted(self._entries.items())},
+        }
+        atomic_write(self.path, json.dumps(obj, separators=(",", ":")).encode())
+        self._dirty = False
+
+
+def inputs_digest(lines: Iterable[str]) -> str:
+    """sha256 over canonical input lines (one per file/entry)."""
+    h = hashlib.sha256()
+    for line in lines:
+        h.update(line.encode("utf-8", "surrogateescape"))
+        h.update(b"\n")
+    return h.hexdigest()
