@@ -34,7 +34,10 @@ def fetch_url(url: str, dest_dir: Path) -> Path:
             shutil.copyfileobj(response, out, _CHUNK)
     except (urllib.error.URLError, OSError, ValueError) as err:
         partial.unlink(missing_ok=True)
-        reason = getattr(err, "reason", None) or err
+        if isinstance(err, urllib.error.HTTPError):
+            reason: object = f"HTTP {err.code} {err.reason}"
+        else:
+            reason = getattr(err, "reason", None) or err
         raise FetchError(
             f"cannot fetch {url}: {reason}",
             hint="check the URL and the network, or download the file into the context and use local://",

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 import sys
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -110,7 +109,7 @@ class RichProgress:
         )
         self.progress.start()
         self.task: Any = None
-        self.started = time.monotonic()
+        self.label = ""
 
     def __call__(self, event: BuildEvent) -> None:
         if isinstance(event, StepStarted):
@@ -119,8 +118,11 @@ class RichProgress:
                 highlight=False,
                 markup=True,
             )
-            self.task = self.progress.add_task(f"step {event.index}/{event.total}", total=None)
-        elif isinstance(event, StepProgress) and self.task is not None:
+            self.label = f"step {event.index}/{event.total}"
+        elif isinstance(event, StepProgress):
+            # A bar only for steps that move bytes; config-only steps print their line alone.
+            if self.task is None:
+                self.task = self.progress.add_task(self.label, total=event.bytes_total)
             self.progress.update(self.task, completed=event.bytes_done, total=event.bytes_total)
         elif isinstance(event, StepOutput):
             self.console.print(f"  | {event.line}", highlight=False, markup=False)

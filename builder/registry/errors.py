@@ -1,0 +1,143 @@
+"""Turn what a registry or the network says into `builder.errors` (one tree, nothing else escapes).
+
+- An HTTP error answer becomes AuthError (401/403), NotFound (404, or a distribution error code
+  such as MANIFEST_UNKNOWN/BLOB_UNKNOWN/NAME_UNKNOWN), or RegistryError with `status`, `code`
+  and `temporary` (5xx, 429). The distribution error codes come from the JSON body
+  (`{"errors": [{"code": ..., "message": ...}]}`, distribution's `errcode` package).
+- A requests/urllib3 exception becomes RegistryUnavailable naming the host: connection refused,
+  name resolution, timeouts, dropped connections, and TLS verification (with the flags to use).
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from typing import Any
+
+import requests
+
+from builder.errors import AuthError, NotFound, RegistryError, RegistryUnavailable
+
+# Distribution error codes that mean "this name/tag/blob does not exist".
+NOT_FOUND_CODES = frozenset({"MANIFEST_UNKNOWN", "BLOB_UNKNOWN", "NAME_UNKNOWN", "BLOB_UPLOAD_UNKNOWN"})
+AUTH_CODES = frozenset({"UNAUTHORIZED", "DENIED"})
+TEMPORARY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+LOGIN_HINT = "log in first: sealer login {host} -u USER --password-stdin"
+TLS_HINT = "pass --ca-cert FILE with the CA that signed {host}'s certificate, or --tls-verify=false"
+
+
+def error_codes(response: requests.Response) -> list[tuple[str, str]]:
+    """(code, message) pairs from a distribution error body; empty when there are none."""
+    try:
+        body: Any = json.loads(response.content[:65536] or b"{}")
+    except (ValueError, requests.RequestException):
+        return []
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if not isinstance(errors, list):
+        return []
+    out = []
+    for err in errors:
+        if isinstance(err, dict):
+            out.append((str(err.get("code", "")), str(err.get("message", ""))))
+    return out
+
+
+def error_from_response(response: requests.Response, *, host: str, what: str) -> RegistryError:
+    """The error for a failed answer about `what` (e.g. `manifest 127.0.0.1:5000/app:v1`)."""
+    status = response.status_code
+    codes = error_codes(response)
+    code = codes[0][0] if codes else None
+    detail = "; ".join(f"{c}: {m}" if m else c for c, m in codes) or f"HTTP {status} {response.reason or ''}".strip()
+    if status in (401, 403) or code in AUTH_CODES:
+        verb = "denied" if status == 403 or code == "DENIED" else "requires authentication"
+        return AuthError(
+            f"{host}: access to {what} {verb} ({detail})",
+            status=status,
+            code=code,
+            hint=LOGIN_HINT.format(host=host) + " (or check that the account may push/pull this repository)",
+        )
+    if status == 404 or code in NOT_FOUND_CODES:
+        return NotFound(f"{what} not found on {host} ({detail})", status=status, code=code)
+    temporary = status in TEMPORARY_STATUS or code in {"TOOMANYREQUESTS", "UNAVAILABLE"}
+    return RegistryError(
+        f"{host}: {what} failed: {detail}",
+        status=status,
+        code=code,
+        temporary=temporary,
+        hint="the registry may be overloaded; try again" if temporary else None,
+    )
+
+
+def _is_tls_verification(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, ssl.SSLCertVerificationError):
+            return True
+        if "CERTIFICATE_VERIFY_FAILED" in str(cur) or "certificate verify failed" in str(cur):
+            return True
+        cur = cur.__cause__ or cur.__context__
+    for arg in exc.args:
+        if isinstance(arg, BaseException) and _is_tls_verification(arg):
+            return True
+    return False
+
+
+def is_plain_http_answer(exc: BaseException) -> bool:
+    """True when a TLS handshake failed because the server speaks plain HTTP."""
+    text = repr(exc)
+    return "WRONG_VERSION_NUMBER" in text or "wrong version number" in text or "record layer failure" in text
+
+
+def is_name_resolution(exc: BaseException) -> bool:
+    text = repr(exc)
+    return "NameResolutionError" in text or "Name or service not known" in text or "nodename nor servname" in text or "Temporary failure in name resolution" in text
+
+
+def error_from_exception(exc: requests.RequestException, *, host: str, what: str) -> RegistryUnavailable:
+    """The error for a request that got no HTTP answer at all."""
+    if isinstance(exc, requests.exceptions.SSLError):
+        if _is_tls_verification(exc):
+            return RegistryUnavailable(
+                f"{host}: TLS certificate verification failed while fetching {what}",
+                hint=TLS_HINT.format(host=host),
+            )
+        if is_plain_http_answer(exc):
+            return RegistryUnavailable(
+                f"{host}: TLS handshake failed, the registry seems to speak plain HTTP",
+                hint="pass --plain-http if you trust the network to this registry",
+            )
+        return RegistryUnavailable(
+            f"{host}: TLS handshake failed ({exc.__class__.__name__})", hint=TLS_HINT.format(host=host)
+        )
+    if is_name_resolution(exc):
+        return RegistryUnavailable(
+            f"{host}: cannot resolve the registry host name",
+            hint="check the registry name in the reference and your DNS",
+        )
+    if isinstance(exc, requests.exceptions.Timeout):
+        return RegistryUnavailable(
+            f"{host}: timed out while fetching {what}", temporary=True, hint="try again, or raise the timeout"
+        )
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        refused = "Connection refused" in repr(exc) or "ConnectionRefusedError" in repr(exc)
+        why = "connection refused" if refused else "connection lost"
+        return RegistryUnavailable(
+            f"{host}: {why} while fetching {what}",
+            temporary=True,
+            hint="check that the registry is running and reachable, then run the command again",
+        )
+    return RegistryUnavailable(f"{host}: request for {what} failed ({exc.__class__.__name__})", temporary=True)
+
+
+def is_retryable_exception(exc: requests.RequestException) -> bool:
+    """Dropped or refused connections and timeouts; never TLS or name resolution failures."""
+    if isinstance(exc, requests.exceptions.SSLError) or is_name_resolution(exc):
+        return False
+    return isinstance(
+        exc,
+        requests.exceptions.ConnectionError
+        | requests.exceptions.Timeout
+        | requests.exceptions.ChunkedEncodingError,
+    )
