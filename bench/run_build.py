@@ -103,7 +103,8 @@ def main() -> None:
         "|---|---|---|---|---|",
     ]
     for t in timings:
-        lines.append(f"| {t.name} | {t.wall_s} | {t.cpu_s} | {t.peak_rss_mb} | {t.wall_s / base:.2f} |")
+        name = t.name.replace("|", "\\|")
+        lines.append(f"| {name} | {t.wall_s} | {t.cpu_s} | {t.peak_rss_mb} | {t.wall_s / base:.2f} |")
     (RESULTS / "build.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

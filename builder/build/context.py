@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.errors import ContextPathError, UnsafePath
 from builder._fs import safe_join
+from builder.errors import ContextPathError, UnsafePath
 
 IGNORE_FILES = (".sealerignore", ".dockerignore")
 
@@ -139,7 +139,8 @@ class BuildContext:
         path = Path(root)
         if not path.is_dir():
             raise ContextPathError(
-                f"build context {str(root)!r} is not a directory", hint="pass the directory holding the Kubefile"
+                f"build context {str(root)!r} is not a directory",
+                hint="pass the directory holding the Kubefile",
             )
         self.root = path.resolve()
         self.ignore = IgnoreRules.from_context(self.root)

@@ -39,7 +39,7 @@ from builder.build.events import (
 )
 from builder.build.plan import AppStep, BuildOptions, ConfigStep, CopyStep, Plan, RunStep, Step, make_plan
 from builder.build.steps.app import app_files
-from builder.build.steps.copy import copy_entries, normalize_dest
+from builder.build.steps.copy import copy_entries
 from builder.build.steps.run import run_command
 from builder.errors import BuildError, ContextPathError, MetadataMismatch, SealerError
 from builder.image import mediatypes
@@ -60,8 +60,8 @@ from builder.image.metadata import RootfsMetadata, cluster_runtime_from_label
 from builder.image.reference import Reference
 from builder.layers.onepass import LayerWriter
 from builder.layers.overlay import mounted_rootfs
-from builder.rootfs import ensure_diff_dir
 from builder.layers.tarwriter import TarEntry
+from builder.rootfs import ensure_diff_dir
 from builder.store.gc import gc_lock
 from builder.store.layout import Store
 
@@ -109,17 +109,22 @@ def build_image(store: Store, options: BuildOptions, on_event: EventSink = ignor
         for platform in platforms:
             plan = make_plan(kubefile, options, platform, store)
             if plan.unused_build_args:
-                on_event(BuildWarning(f"build args not consumed by any ARG: {', '.join(plan.unused_build_args)}"))
+                on_event(
+                    BuildWarning(f"build args not consumed by any ARG: {', '.join(plan.unused_build_args)}")
+                )
             run = _PlatformBuild(store, options, context, plan, on_event)
             manifests.append(run.execute())
-        if len(manifests) == 1:
-            target = manifests[0]
-        else:
-            target = store.put_index(Index(tuple(manifests)))
+        target = manifests[0] if len(manifests) == 1 else store.put_index(Index(tuple(manifests)))
         for name in names:
             store.refs.set(name, target)
-    on_event(ImageBuilt(names[0] if names else "", str(target.digest), tuple(map(str, platforms)),
-                        time.monotonic() - started))
+    on_event(
+        ImageBuilt(
+            names[0] if names else "",
+            str(target.digest),
+            tuple(map(str, platforms)),
+            time.monotonic() - started,
+        )
+    )
     return BuildResult(names, target, tuple(manifests))
 
 
@@ -217,11 +222,15 @@ class _PlatformBuild:
                 err.args = (err.message,)
             raise
         if result is None:
-            self.on_event(StepFinished(self.platform, index, False, None, None, None, time.monotonic() - started))
+            self.on_event(
+                StepFinished(self.platform, index, False, None, None, None, time.monotonic() - started)
+            )
             return
         layer, cached = result
         draft.layers.append(layer.descriptor)
-        draft.config = draft.config.with_layer(layer.diff_id, History(created=self.created, created_by=layer.created_by))
+        draft.config = draft.config.with_layer(
+            layer.diff_id, History(created=self.created, created_by=layer.created_by)
+        )
         draft.key = cache_mod.step_key(draft.key, "layer", str(layer.diff_id))
         self.on_event(
             StepFinished(
@@ -276,7 +285,9 @@ class _PlatformBuild:
             return None
         return hit
 
-    def _entries_key(self, draft: _Draft, step_text: str, entries: list[TarEntry], hashes: dict[str, str]) -> str:
+    def _entries_key(
+        self, draft: _Draft, step_text: str, entries: list[TarEntry], hashes: dict[str, str]
+    ) -> str:
         lines = []
         for e in entries:
             content = hashes.get(e.source, "") if e.kind == "file" and e.source else ""
@@ -298,7 +309,12 @@ class _PlatformBuild:
         return self._entries_layer(draft, step.text, entries, index)
 
     def _entries_layer(
-        self, draft: _Draft, text: str, entries: list[TarEntry], index: int, extra: dict[str, object] | None = None
+        self,
+        draft: _Draft,
+        text: str,
+        entries: list[TarEntry],
+        index: int,
+        extra: dict[str, object] | None = None,
     ) -> tuple[cache_mod.CachedLayer, bool]:
         for e in entries:
             if e.kind == "dir":
@@ -342,9 +358,13 @@ class _PlatformBuild:
         self.step_cache.put(key, layer)
         return layer, False
 
-    def _app(self, draft: _Draft, step: AppStep, index: int, scratch: Path) -> tuple[cache_mod.CachedLayer, bool]:
+    def _app(
+        self, draft: _Draft, step: AppStep, index: int, scratch: Path
+    ) -> tuple[cache_mod.CachedLayer, bool]:
         files = app_files(self.context, step.name, step.sources, scratch)
-        draft.applications[step.name] = Application(name=step.name, type=files.app_type, files=files.launch_files)
+        draft.applications[step.name] = Application(
+            name=step.name, type=files.app_type, files=files.launch_files
+        )
         return self._entries_layer(draft, step.text, files.entries, index)
 
     def _lowerdirs(self, draft: _Draft) -> list[Path]:
@@ -442,7 +462,8 @@ class _PlatformBuild:
             if metadata_layer is not None:
                 draft.layers.append(metadata_layer.descriptor)
                 draft.config = draft.config.with_layer(
-                    metadata_layer.diff_id, History(created=self.created, created_by=metadata_layer.created_by)
+                    metadata_layer.diff_id,
+                    History(created=self.created, created_by=metadata_layer.created_by),
                 )
         config = draft.config.with_labels(labels)
         extension = ImageExtension(
@@ -478,16 +499,24 @@ class _PlatformBuild:
             if shipped.arch and shipped.arch != platform.architecture:
                 problems.append(f"arch {shipped.arch!r} but the build is for {platform.architecture}")
             if shipped.cluster_runtime and shipped.cluster_runtime != runtime:
-                problems.append(f"ClusterRuntime {shipped.cluster_runtime!r} but the runtime label says {runtime_label}")
+                problems.append(
+                    f"ClusterRuntime {shipped.cluster_runtime!r} but the runtime label says {runtime_label}"
+                )
             if draft.kube_version and shipped.kube_version and shipped.kube_version != draft.kube_version:
-                problems.append(f"kubeVersion {shipped.kube_version!r} but KUBEVERSION is {draft.kube_version}")
+                problems.append(
+                    f"kubeVersion {shipped.kube_version!r} but KUBEVERSION is {draft.kube_version}"
+                )
             if problems:
                 raise MetadataMismatch(
                     f"the context's Metadata file disagrees with the Kubefile: {'; '.join(problems)}",
                     hint="fix the Metadata file, or delete it and let the build write it",
                 )
             return None
-        if draft.is_kube_installer_base and draft.kube_version is None and runtime_label == draft.base_runtime_label:
+        if (
+            draft.is_kube_installer_base
+            and draft.kube_version is None
+            and runtime_label == draft.base_runtime_label
+        ):
             return None
         metadata = RootfsMetadata(
             version=draft.kube_version or "",
@@ -509,4 +538,3 @@ class _PlatformBuild:
         layer = self._write_layer([entry], 0, len(data), text)
         self.step_cache.put(key, layer)
         return layer
-

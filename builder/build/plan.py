@@ -18,15 +18,15 @@ from pathlib import Path
 from typing import Literal
 
 import kubefile_grammar as kg
-from kubefile_grammar.errors import InvalidArgument
 from builder.errors import ImageNotFound
+from builder.image import mediatypes
 from builder.image.config import ImageConfig
 from builder.image.descriptor import Descriptor, Platform
 from builder.image.extension import ContainerImage, ImageExtension, parse_container_images
 from builder.image.manifest import Manifest
-from builder.image import mediatypes
 from builder.layers.compression import Compression
 from builder.store.layout import Store
+from kubefile_grammar.errors import InvalidArgument
 
 APP_ROOT = "application/apps"
 
@@ -137,7 +137,9 @@ def _q(value: str) -> str:
 class _Scope:
     """The variables visible at one point of the Kubefile."""
 
-    def __init__(self, kubefile: kg.Kubefile, builtins: Mapping[str, str], build_args: Mapping[str, str]) -> None:
+    def __init__(
+        self, kubefile: kg.Kubefile, builtins: Mapping[str, str], build_args: Mapping[str, str]
+    ) -> None:
         self.kubefile = kubefile
         self.builtins = dict(builtins)
         self.build_args = dict(build_args)
@@ -153,7 +155,11 @@ class _Scope:
 
     def expand(self, text: str, span: kg.Span, *, in_stage: bool = True) -> str:
         return kg.expand(
-            text, self.lookup(in_stage=in_stage), escape=self.kubefile.escape, path=self.kubefile.path, span=span
+            text,
+            self.lookup(in_stage=in_stage),
+            escape=self.kubefile.escape,
+            path=self.kubefile.path,
+            span=span,
         )
 
     def declare(self, name: str, default: str | None, span: kg.Span, *, in_stage: bool) -> None:
@@ -218,7 +224,11 @@ def make_plan(kubefile: kg.Kubefile, options: BuildOptions, platform: Platform, 
             seen_from = True
             image = scope.expand(ins.image, ins.span, in_stage=False)
             if image.lower() != "scratch":
-                base_platform = Platform.parse(scope.expand(ins.platform, ins.span, in_stage=False)) if ins.platform else platform
+                base_platform = (
+                    Platform.parse(scope.expand(ins.platform, ins.span, in_stage=False))
+                    if ins.platform
+                    else platform
+                )
                 base = load_base(store, image, base_platform)
                 for item in base.config.config.env:
                     key, _, value = item.partition("=")

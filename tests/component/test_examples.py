@@ -18,7 +18,9 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 @pytest.mark.parametrize("example", sorted(p.parent.name for p in EXAMPLES.glob("*/Kubefile")))
 def test_example_builds(store: Store, example: str) -> None:
     platforms = (Platform("linux", "amd64"), Platform("linux", "arm64"))
-    build_image(store, BuildOptions(context=EXAMPLES / example, tags=(f"examples/{example}:v1",), platforms=platforms))
+    build_image(
+        store, BuildOptions(context=EXAMPLES / example, tags=(f"examples/{example}:v1",), platforms=platforms)
+    )
     validate_image(store, f"examples/{example}:v1")
 
 

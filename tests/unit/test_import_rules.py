@@ -22,11 +22,24 @@ ALLOWED: dict[str, set[str]] = {
     "builder.layers": {"builder.layers", "builder.image"},
     "builder.store": {"builder.store", "builder.image"},
     "builder.rootfs": {"builder.store", "builder.layers", "builder.image"},
-    "builder.build": {"kubefile_grammar", "builder.build", "builder.layers", "builder.store", "builder.image",
-                      "builder.rootfs", "builder.registry"},
+    "builder.build": {
+        "kubefile_grammar",
+        "builder.build",
+        "builder.layers",
+        "builder.store",
+        "builder.image",
+        "builder.rootfs",
+        "builder.registry",
+    },
     "builder.registry": {"builder.registry", "builder.store", "builder.image"},
-    "builder.runtime": {"builder.runtime", "builder.registry", "builder.store", "builder.layers", "builder.image",
-                        "builder.rootfs"},
+    "builder.runtime": {
+        "builder.runtime",
+        "builder.registry",
+        "builder.store",
+        "builder.layers",
+        "builder.image",
+        "builder.rootfs",
+    },
     "builder.cli": {"kubefile_grammar", "builder"},
 }
 

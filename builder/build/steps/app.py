@@ -34,7 +34,9 @@ class AppFiles:
 
 
 def _is_chart(path: Path) -> bool:
-    return (path / "Chart.yaml").is_file() and (path / "values.yaml").is_file() and (path / "templates").is_dir()
+    return (
+        (path / "Chart.yaml").is_file() and (path / "values.yaml").is_file() and (path / "templates").is_dir()
+    )
 
 
 def _files_below(path: Path) -> list[str]:

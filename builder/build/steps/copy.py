@@ -97,30 +97,35 @@ def copy_entries(
     return merge_entries(groups)
 
 
+_DECOMPRESSORS: dict[bytes, Callable[[Path], BinaryIO]] = {
+    b"\x1f\x8b": lambda p: cast(BinaryIO, gzip.GzipFile(p, "rb")),
+    b"BZh": lambda p: cast(BinaryIO, bz2.BZ2File(p, "rb")),
+    b"\xfd7zXZ\x00": lambda p: cast(BinaryIO, lzma.LZMAFile(p, "rb")),  # noqa: SIM115 (returned open)
+}
+
+
+def _is_tar_header(block: bytes) -> bool:
+    return block[_TAR_MAGIC_OFFSET : _TAR_MAGIC_OFFSET + 5] == b"ustar"
+
+
 def _open_archive(path: Path) -> BinaryIO | None:
+    """An uncompressed tar stream of `path` if it is a (compressed) tar archive, else None.
+
+    The caller closes the stream it gets.
+    """
     with open(path, "rb") as f:
         head = f.read(_TAR_MAGIC_OFFSET + 8)
-    opener: Callable[[Path], BinaryIO]
-    if head.startswith(b"\x1f\x8b"):
-        opener = lambda p: cast(BinaryIO, gzip.open(p, "rb"))  # noqa: E731
-    elif head.startswith(b"BZh"):
-        opener = lambda p: cast(BinaryIO, bz2.open(p, "rb"))  # noqa: E731
-    elif head.startswith(b"\xfd7zXZ\x00"):
-        opener = lambda p: cast(BinaryIO, lzma.open(p, "rb"))  # noqa: E731
-    elif head[_TAR_MAGIC_OFFSET : _TAR_MAGIC_OFFSET + 5] == b"ustar":
+    if _is_tar_header(head):
         return open(path, "rb")
-    else:
+    opener = next((o for magic, o in _DECOMPRESSORS.items() if head.startswith(magic)), None)
+    if opener is None:
         return None
-    stream = opener(path)
     try:
-        inner = stream.read(_TAR_MAGIC_OFFSET + 8)
+        with opener(path) as probe:
+            inner = probe.read(_TAR_MAGIC_OFFSET + 8)
     except (OSError, EOFError, lzma.LZMAError):
-        stream.close()
         return None
-    stream.close()
-    if inner[_TAR_MAGIC_OFFSET : _TAR_MAGIC_OFFSET + 5] != b"ustar":
-        return None
-    return opener(path)
+    return opener(path) if _is_tar_header(inner) else None
 
 
 def _unpack_archive(path: Path, scratch: Path) -> Path | None:

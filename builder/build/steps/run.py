@@ -17,7 +17,16 @@ from pathlib import Path
 from builder.errors import RunStepError
 
 _TAIL_LINES = 20
-_PASSTHROUGH = ("PATH", "HOME", "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
+_PASSTHROUGH = (
+    "PATH",
+    "HOME",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+)
 _DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -46,7 +55,9 @@ def run_command(
             start_new_session=True,
         )
     except OSError as err:
-        raise RunStepError(f"{step_label}: cannot start {argv[0]!r}: {err.strerror}", status=127, output_tail="") from None
+        raise RunStepError(
+            f"{step_label}: cannot start {argv[0]!r}: {err.strerror}", status=127, output_tail=""
+        ) from None
     assert proc.stdout is not None
     try:
         for raw in proc.stdout:

@@ -22,15 +22,16 @@ from builder.image.extension import ImageExtension
 from builder.image.manifest import Manifest
 from builder.layers.compression import Compression
 from builder.store.layout import Store
+from kubefile_grammar import KubefileError
 from tests.conftest import Link
 from tests.validate import validate_image
-from kubefile_grammar import KubefileError
 
 AMD64 = (Platform("linux", "amd64"),)
 
 
-def build(store: Store, ctx: Path, tag: str = "test/img:v1", events: list[BuildEvent] | None = None,
-          **kw: object) -> Manifest:
+def build(
+    store: Store, ctx: Path, tag: str = "test/img:v1", events: list[BuildEvent] | None = None, **kw: object
+) -> Manifest:
     opts = BuildOptions(context=ctx, tags=(tag,), platforms=kw.pop("platforms", AMD64), **kw)  # type: ignore[arg-type]
     result = build_image(store, opts, events.append if events is not None else (lambda e: None))
     validate_image(store, tag)
@@ -112,8 +113,14 @@ def test_rootfs_image_gets_metadata_and_labels(store: Store, make_context: Calla
 
 
 def test_shipped_metadata_is_checked(store: Store, make_context: Callable[..., Path]) -> None:
-    meta = {"version": "v1", "arch": "arm64", "variant": "", "kubeVersion": "v1.29.3", "NydusFlag": False,
-            "ClusterRuntime": "k8s"}
+    meta = {
+        "version": "v1",
+        "arch": "arm64",
+        "variant": "",
+        "kubeVersion": "v1.29.3",
+        "NydusFlag": False,
+        "ClusterRuntime": "k8s",
+    }
     ctx = make_context(
         {"Metadata": json.dumps(meta)},
         kubefile="FROM scratch\nKUBEVERSION v1.29.3\nCOPY Metadata .\n",
@@ -129,8 +136,12 @@ def test_shipped_metadata_is_checked(store: Store, make_context: Callable[..., P
 
 
 def test_reproducible_across_paths_and_mtimes(tmp_path: Path, make_context: Callable[..., Path]) -> None:
-    files = {"bin/tool": b"\x7fELF" + bytes(range(256)) * 100, "etc/c.yaml": "x: 1\n", "etc/link": Link("c.yaml"),
-             "empty": None}
+    files = {
+        "bin/tool": b"\x7fELF" + bytes(range(256)) * 100,
+        "etc/c.yaml": "x: 1\n",
+        "etc/link": Link("c.yaml"),
+        "empty": None,
+    }
     kubefile = "FROM scratch\nCOPY bin bin/\nCOPY etc etc/\nCOPY empty empty/\nLABEL a=b\n"
     ctx1 = make_context(files, kubefile=kubefile, name="one")
     ctx2 = make_context(files, kubefile=kubefile, name="deeper/two")
@@ -147,7 +158,9 @@ def test_reproducible_across_paths_and_mtimes(tmp_path: Path, make_context: Call
 
 
 def test_cache_hits_and_stat_cache(store: Store, make_context: Callable[..., Path]) -> None:
-    ctx = make_context({"a/1.txt": "one\n", "b/2.txt": "two\n"}, kubefile="FROM scratch\nCOPY a a/\nCOPY b b/\n")
+    ctx = make_context(
+        {"a/1.txt": "one\n", "b/2.txt": "two\n"}, kubefile="FROM scratch\nCOPY a a/\nCOPY b b/\n"
+    )
     first = build(store, ctx)
     events: list[BuildEvent] = []
     second = build(store, ctx, events=events)
@@ -204,7 +217,9 @@ def test_copy_into_existing_directory_of_base(store: Store, make_context: Callab
 
 def test_several_sources_need_a_directory(store: Store, make_context: Callable[..., Path]) -> None:
     ctx = make_context({"a": "a", "b": "b"}, kubefile="FROM scratch\nCOPY a b dest\n")
-    with pytest.raises(ContextPathError, match=r"Kubefile:2: COPY: COPY with several sources needs a directory"):
+    with pytest.raises(
+        ContextPathError, match=r"Kubefile:2: COPY: COPY with several sources needs a directory"
+    ):
         build(store, ctx)
 
 
@@ -230,7 +245,9 @@ def test_sources_outside_the_context_are_refused(
 
 
 def test_symlinks_inside_a_directory_are_kept(store: Store, make_context: Callable[..., Path]) -> None:
-    ctx = make_context({"d/abs": Link("/etc/passwd"), "d/rel": Link("../x")}, kubefile="FROM scratch\nCOPY d d/\n")
+    ctx = make_context(
+        {"d/abs": Link("/etc/passwd"), "d/rel": Link("../x")}, kubefile="FROM scratch\nCOPY d d/\n"
+    )
     members = layer_members(store, build(store, ctx), 0)
     assert members["d/abs"].issym() and members["d/abs"].linkname == "/etc/passwd"
     assert members["d/rel"].linkname == "../x"
@@ -285,7 +302,9 @@ def test_multi_platform_builds_an_index(store: Store, make_context: Callable[...
 
 
 def test_from_local_image_inherits_apps(store: Store, make_context: Callable[..., Path]) -> None:
-    base = make_context({"nginx.yaml": "kind: Deployment\n"}, kubefile="FROM scratch\nAPP nginx local://nginx.yaml\n")
+    base = make_context(
+        {"nginx.yaml": "kind: Deployment\n"}, kubefile="FROM scratch\nAPP nginx local://nginx.yaml\n"
+    )
     base_manifest = build(store, base, tag="apps:base")
     assert extension(base_manifest).applications[0].name == "nginx"
     child = make_context(
@@ -305,8 +324,11 @@ def test_from_local_image_inherits_apps(store: Store, make_context: Callable[...
 def test_app_types(store: Store, make_context: Callable[..., Path]) -> None:
     ctx = make_context(
         {
-            "kube/a.yaml": "a", "kube/b.yml": "b",
-            "chart/Chart.yaml": "name: c", "chart/values.yaml": "v: 1", "chart/templates/d.yaml": "d",
+            "kube/a.yaml": "a",
+            "kube/b.yml": "b",
+            "chart/Chart.yaml": "name: c",
+            "chart/values.yaml": "v: 1",
+            "chart/templates/d.yaml": "d",
             "chart/templates/_helpers.tpl": "t",
             "install.sh": "echo hi\n",
         },
@@ -356,7 +378,9 @@ def test_run_modes_agree(tmp_path: Path, make_context: Callable[..., Path], mode
 
 
 def test_failing_run_names_step_and_stores_nothing(store: Store, make_context: Callable[..., Path]) -> None:
-    ctx = make_context({"f": "x"}, kubefile="FROM scratch\nCOPY f f\nRUN echo starting && echo boom >&2 && exit 3\n")
+    ctx = make_context(
+        {"f": "x"}, kubefile="FROM scratch\nCOPY f f\nRUN echo starting && echo boom >&2 && exit 3\n"
+    )
     with pytest.raises(RunStepError) as info:
         build(store, ctx)
     err = info.value

@@ -53,21 +53,24 @@ def run_build(store: Store, ctx: Path) -> None:
 def test_app_from_http(store: Store, make_context: Callable[..., Path], http_root: tuple[str, Path]) -> None:
     url, www = http_root
     (www / "dashboard.yaml").write_text("kind: Deployment\n")
-    ctx = make_context({}, kubefile=f"FROM scratch\nAPP dash {url}/dashboard.yaml\nLAUNCH [\"dash\"]\n")
+    ctx = make_context({}, kubefile=f'FROM scratch\nAPP dash {url}/dashboard.yaml\nLAUNCH ["dash"]\n')
     run_build(store, ctx)
     manifest = store.read_manifest(store.resolve("remote:v1"))
     assert "application/apps/dash/dashboard.yaml" in layer_members(store, manifest, 0)
     assert extension(manifest).applications[0].type == "kube"
 
 
-def test_app_fetch_failure_is_clear(store: Store, make_context: Callable[..., Path],
-                                    http_root: tuple[str, Path]) -> None:
+def test_app_fetch_failure_is_clear(
+    store: Store, make_context: Callable[..., Path], http_root: tuple[str, Path]
+) -> None:
     url, _ = http_root
     ctx = make_context({}, kubefile=f"FROM scratch\nAPP dash {url}/missing.yaml\n")
     with pytest.raises(BuildError) as info:
         run_build(store, ctx)
     message = str(info.value)
-    assert "Kubefile:2: APP:" in message and f"cannot fetch {url}/missing.yaml" in message and "404" in message
+    assert (
+        "Kubefile:2: APP:" in message and f"cannot fetch {url}/missing.yaml" in message and "404" in message
+    )
     assert store.refs.list() == []
 
 
@@ -77,8 +80,9 @@ def test_app_fetch_connection_refused(store: Store, make_context: Callable[..., 
         run_build(store, ctx)
 
 
-def test_add_url_is_copied_not_unpacked(store: Store, make_context: Callable[..., Path],
-                                        http_root: tuple[str, Path]) -> None:
+def test_add_url_is_copied_not_unpacked(
+    store: Store, make_context: Callable[..., Path], http_root: tuple[str, Path]
+) -> None:
     url, www = http_root
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
@@ -93,8 +97,9 @@ def test_add_url_is_copied_not_unpacked(store: Store, make_context: Callable[...
 
 
 @pytest.mark.parametrize("mode", ["w", "w:gz", "w:bz2", "w:xz"])
-def test_add_unpacks_local_archives(store: Store, make_context: Callable[..., Path], tmp_path: Path,
-                                    mode: str) -> None:
+def test_add_unpacks_local_archives(
+    store: Store, make_context: Callable[..., Path], tmp_path: Path, mode: str
+) -> None:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode=mode) as tar:  # type: ignore[call-overload]
         for name, data in (("bin/tool", b"#!/bin/sh\n"), ("etc/conf", b"x=1\n")):

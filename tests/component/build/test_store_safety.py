@@ -11,10 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-from tests.validate import validate_image
-
 from builder.store import gc
 from builder.store.layout import Store
+from tests.validate import validate_image
 
 
 def sealer_proc(root: Path, *args: str) -> subprocess.Popen[bytes]:
@@ -47,9 +46,12 @@ def test_two_builds_at_once(tmp_path: Path) -> None:
     root = tmp_path / "root"
     a = make_big_context(tmp_path / "a", 24, 1)
     b = make_big_context(tmp_path / "b", 24, 2)
-    procs = [sealer_proc(root, "build", "-q", "-t", "a:v1", str(a)), sealer_proc(root, "build", "-q", "-t", "b:v1", str(b))]
+    procs = [
+        sealer_proc(root, "build", "-q", "-t", "a:v1", str(a)),
+        sealer_proc(root, "build", "-q", "-t", "b:v1", str(b)),
+    ]
     for p in procs:
-        out, err = p.communicate(timeout=120)
+        _out, err = p.communicate(timeout=120)
         assert p.returncode == 0, err.decode()
     store = Store.open(root)
     assert sorted(r.name for r in store.images()) == ["docker.io/library/a:v1", "docker.io/library/b:v1"]
@@ -67,8 +69,13 @@ def test_build_killed_half_way_leaves_no_image(tmp_path: Path) -> None:
     writing = False
     while time.monotonic() < deadline and proc.poll() is None:
         tmp = root / "tmp"
-        if tmp.is_dir() and any(f.stat().st_size > (1 << 20) for d in tmp.iterdir() if d.is_dir()
-                                for f in d.rglob("*") if f.is_file()):
+        if tmp.is_dir() and any(
+            f.stat().st_size > (1 << 20)
+            for d in tmp.iterdir()
+            if d.is_dir()
+            for f in d.rglob("*")
+            if f.is_file()
+        ):
             writing = True
             break
         time.sleep(0.02)

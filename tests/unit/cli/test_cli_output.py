@@ -25,7 +25,10 @@ DOC = {
         ("{{.OCIv1.Config.Labels}}", "map[a:b k:v]"),
         ("{{json .ImageExtension.Launch.Cmds}}", '["a b", "c"]'),
         ("{{.Layers.1.Digest}}", "sha256:2"),
-        ("type={{.ImageExtension.Type}} flag={{.Flag}} none={{.None}}", "type=kube-installer flag=true none=<no value>"),
+        (
+            "type={{.ImageExtension.Type}} flag={{.Flag}} none={{.None}}",
+            "type=kube-installer flag=true none=<no value>",
+        ),
     ],
 )
 def test_render_template(template: str, out: str) -> None:
