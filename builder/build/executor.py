@@ -205,7 +205,7 @@ class _PlatformBuild:
         self.on_event(StepStarted(self.platform, index, total, step.text))
         started = time.monotonic()
         draft.key = cache_mod.step_key(draft.key, step.text)
-        label = f"{self.plan.kubefile.path}:{step.span.line}: {step.text.split(' ', 1)[0]}"
+        label = f"{self.plan.kubefile.path}:{step.span.line}:{step.span.column}: {step.text.split(' ', 1)[0]}"
         try:
             if isinstance(step, CopyStep):
                 result = self._copy(draft, step, index, scratch)

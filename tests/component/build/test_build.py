@@ -218,7 +218,7 @@ def test_copy_into_existing_directory_of_base(store: Store, make_context: Callab
 def test_several_sources_need_a_directory(store: Store, make_context: Callable[..., Path]) -> None:
     ctx = make_context({"a": "a", "b": "b"}, kubefile="FROM scratch\nCOPY a b dest\n")
     with pytest.raises(
-        ContextPathError, match=r"Kubefile:2: COPY: COPY with several sources needs a directory"
+        ContextPathError, match=r"Kubefile:2:1: COPY: COPY with several sources needs a directory"
     ):
         build(store, ctx)
 
@@ -240,7 +240,7 @@ def test_sources_outside_the_context_are_refused(
     ctx = make_context(files, kubefile=f"FROM scratch\nCOPY {source} dest/\n")
     with pytest.raises(ContextPathError, match=message) as info:
         build(store, ctx)
-    assert str(info.value).startswith(f"{ctx / 'Kubefile'}:2: COPY:")
+    assert str(info.value).startswith(f"{ctx / 'Kubefile'}:2:1: COPY:")
     assert store.refs.list() == []
 
 
@@ -385,7 +385,7 @@ def test_failing_run_names_step_and_stores_nothing(store: Store, make_context: C
         build(store, ctx)
     err = info.value
     assert err.status == 3
-    assert "Kubefile:3: RUN" in err.message and "exit code 3" in err.message and "boom" in err.message
+    assert "Kubefile:3:1: RUN" in err.message and "exit code 3" in err.message and "boom" in err.message
     assert "starting" in err.output_tail
     assert store.refs.list() == []
 

@@ -69,7 +69,7 @@ def test_app_fetch_failure_is_clear(
         run_build(store, ctx)
     message = str(info.value)
     assert (
-        "Kubefile:2: APP:" in message and f"cannot fetch {url}/missing.yaml" in message and "404" in message
+        "Kubefile:2:1: APP:" in message and f"cannot fetch {url}/missing.yaml" in message and "404" in message
     )
     assert store.refs.list() == []
 
