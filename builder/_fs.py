@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from builder.errors import UnsafePath
 
@@ -27,14 +27,18 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644) -> None:
-    """Write `data` to `path` through a temp file in the same directory, then rename."""
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike[str], *, mode: int = 0o644) -> Iterator[BinaryIO]:
+    """Yield a binary file that becomes `path` (fsynced, renamed) when the block ends cleanly.
+
+    On an error the temp file is removed and `path` is left as it was.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
@@ -44,6 +48,12 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644
             os.unlink(tmp)
         raise
     fsync_dir(target.parent)
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644) -> None:
+    """Write `data` to `path` through a temp file in the same directory, then rename."""
+    with atomic_file(path, mode=mode) as f:
+        f.write(data)
 
 
 @contextlib.contextmanager

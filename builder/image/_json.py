@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from builder.errors import ImageError
+from builder.image.digest import Digest
 
 
 def dump_canonical(obj: Mapping[str, Any]) -> bytes:
@@ -55,3 +56,27 @@ def string_list(value: Any, what: str, error: type[ImageError]) -> tuple[str, ..
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise error(f"{what} must be an array of strings")
     return tuple(value)
+
+
+class CanonicalDocument:
+    """Shared by Manifest, Index and ImageConfig: bytes and digest from `to_json()`.
+
+    A document parsed from elsewhere keeps the bytes it came as (`raw`), so that its digest is
+    the one its producer computed; a derived document is encoded canonically.
+    """
+
+    __slots__ = ()
+    raw: bytes | None
+
+    def to_json(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def to_bytes(self) -> bytes:
+        """The canonical bytes (or, for a parsed document, the bytes it was parsed from)."""
+        if self.raw is not None:
+            return self.raw
+        return dump_canonical(self.to_json())
+
+    @property
+    def digest(self) -> Digest:
+        return Digest.from_bytes(self.to_bytes())

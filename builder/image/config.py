@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from builder.errors import InvalidManifest
-from builder.image._json import dump_canonical, load_object, string_list, string_map
+from builder.image._json import CanonicalDocument, load_object, string_list, string_map
 from builder.image.descriptor import Descriptor, Platform
 from builder.image.digest import Digest, InvalidDigest
 from builder.image.mediatypes import OCI_CONFIG
@@ -114,7 +114,7 @@ class History:
 
 
 @dataclass(frozen=True, slots=True)
-class ImageConfig:
+class ImageConfig(CanonicalDocument):
     """An image config: platform, creation time, container config, diff_ids and history."""
 
     architecture: str
@@ -158,17 +158,6 @@ class ImageConfig:
         for key in sorted(self.extra):
             out[key] = self.extra[key]
         return out
-
-    def to_bytes(self) -> bytes:
-        """The canonical bytes (or, for a parsed config, the bytes it was parsed from)."""
-        if self.raw is not None:
-            return self.raw
-        return dump_canonical(self.to_json())
-
-    @property
-    def digest(self) -> Digest:
-        """The config digest, which is what docker calls the image ID."""
-        return Digest.from_bytes(self.to_bytes())
 
     def descriptor(self, media_type: str = OCI_CONFIG) -> Descriptor:
         data = self.to_bytes()

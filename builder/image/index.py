@@ -11,14 +11,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from builder.errors import ImageNotFound, InvalidManifest, UnsupportedMediaType
-from builder.image._json import dump_canonical, load_object, string_map
+from builder.image._json import CanonicalDocument, load_object, string_map
 from builder.image.descriptor import Descriptor, Platform
 from builder.image.digest import Digest
 from builder.image.mediatypes import INDEXES, MANIFESTS, OCI_INDEX
 
 
 @dataclass(frozen=True, slots=True)
-class Index:
+class Index(CanonicalDocument):
     """An image index: descriptors of manifests (or nested indexes), plus annotations."""
 
     manifests: tuple[Descriptor, ...] = ()
@@ -39,16 +39,6 @@ class Index:
         if self.annotations:
             out["annotations"] = dict(sorted(self.annotations.items()))
         return out
-
-    def to_bytes(self) -> bytes:
-        """The canonical bytes (or, for a parsed index, the bytes it was parsed from)."""
-        if self.raw is not None:
-            return self.raw
-        return dump_canonical(self.to_json())
-
-    @property
-    def digest(self) -> Digest:
-        return Digest.from_bytes(self.to_bytes())
 
     def descriptor(self) -> Descriptor:
         data = self.to_bytes()

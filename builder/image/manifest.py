@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from builder.errors import InvalidManifest, UnsupportedMediaType
-from builder.image._json import dump_canonical, load_object, string_map
+from builder.image._json import CanonicalDocument, load_object, string_map
 from builder.image.descriptor import Descriptor, Platform
 from builder.image.digest import Digest
 from builder.image.mediatypes import (
@@ -30,7 +30,7 @@ _SCHEMA1 = (
 
 
 @dataclass(frozen=True, slots=True)
-class Manifest:
+class Manifest(CanonicalDocument):
     """An image manifest: one config descriptor, ordered layer descriptors, annotations."""
 
     config: Descriptor
@@ -54,16 +54,6 @@ class Manifest:
         if self.annotations:
             out["annotations"] = dict(sorted(self.annotations.items()))
         return out
-
-    def to_bytes(self) -> bytes:
-        """The canonical bytes (or, for a parsed manifest, the bytes it was parsed from)."""
-        if self.raw is not None:
-            return self.raw
-        return dump_canonical(self.to_json())
-
-    @property
-    def digest(self) -> Digest:
-        return Digest.from_bytes(self.to_bytes())
 
     def descriptor(self, platform: Platform | None = None) -> Descriptor:
         """A descriptor pointing at this manifest (as an index or index.json holds it)."""

@@ -24,12 +24,11 @@ import os
 import re
 import stat
 import tarfile
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, BinaryIO
 
-from builder._fs import fsync_dir
+from builder._fs import atomic_file
 from builder.errors import (
     ImageError,
     ImageNotFound,
@@ -73,31 +72,17 @@ def save(store: Store, names: Sequence[str], out: str | os.PathLike[str]) -> Non
         entries.append(desc.with_annotations({**desc.annotations, ANNOTATION_REF_NAME: ref_name}))
         _walk(store, desc, blobs)
     index = Index(tuple(entries))
-    target = Path(out)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            with tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
-                _add_bytes(tar, LAYOUT_FILE, json.dumps({"imageLayoutVersion": OCI_LAYOUT_VERSION}).encode())
-                _add_bytes(tar, INDEX_FILE, index.to_bytes())
-                for d in ("blobs", "blobs/sha256"):
-                    tar.addfile(_info(d, 0, tarfile.DIRTYPE))
-                for digest in sorted(blobs):
-                    size = blobs[digest]
-                    with store.blobs.open(digest, expected_size=size) as blob:
-                        tar.addfile(_info(f"blobs/{digest.algorithm}/{digest.hex}", size), blob)
-                        if blob.read(1):  # also runs the EOF digest check addfile stops short of
-                            raise SizeMismatch(f"blob {digest} is longer than {size} bytes")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(target.parent)
+    with atomic_file(out) as f, tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        _add_bytes(tar, LAYOUT_FILE, json.dumps({"imageLayoutVersion": OCI_LAYOUT_VERSION}).encode())
+        _add_bytes(tar, INDEX_FILE, index.to_bytes())
+        for d in ("blobs", "blobs/sha256"):
+            tar.addfile(_info(d, 0, tarfile.DIRTYPE))
+        for digest in sorted(blobs):
+            size = blobs[digest]
+            with store.blobs.open(digest, expected_size=size) as blob:
+                tar.addfile(_info(f"blobs/{digest.algorithm}/{digest.hex}", size), blob)
+                if blob.read(1):  # also runs the EOF digest check addfile stops short of
+                    raise SizeMismatch(f"blob {digest} is longer than {size} bytes")
 
 
 def _saved_name(store: Store, name: str, desc: Descriptor) -> str:
