@@ -13,7 +13,7 @@ import random
 import shutil
 from pathlib import Path
 
-VERSION = "1"
+VERSION = "2"
 BINARIES_MB = (12, 18, 24, 30, 36, 42, 48, 54, 60, 66, 120)  # + one 130 MB incompressible
 BIG_MB = 130
 SMALL_FILES = 3000
@@ -81,14 +81,18 @@ def _binary_like(rng: random.Random, size: int) -> bytes:
     return bytes(out[:size])
 
 
-def _text(rng: random.Random, size: int) -> bytes:
-    lines = []
-    total = 0
+def _text(rng: random.Random, size: int, name: str) -> bytes:
+    """A valid YAML ConfigMap of about `size` bytes (no container images: nothing to bundle)."""
+    lines = ["apiVersion: v1", "kind: ConfigMap", "metadata:", f"  name: {name}", "data:"]
+    total = sum(len(line) + 1 for line in lines)
+    n = 0
     while total < size:
-        line = "  " * rng.randint(0, 4) + ": ".join(rng.choice(_WORDS) for _ in range(rng.randint(1, 3)))
+        value = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(3, 12)))
+        line = f"  key{n}: {value}"
         lines.append(line)
         total += len(line) + 1
-    return ("\n".join(lines) + "\n").encode()[:size]
+        n += 1
+    return ("\n".join(lines) + "\n").encode()
 
 
 def generate(root: Path, seed: int = 20261127) -> Path:
@@ -126,7 +130,7 @@ def generate(root: Path, seed: int = 20261127) -> Path:
         parts = [f"d{rng.randint(0, 12)}" for _ in range(depth)]
         d = root.joinpath(top, *parts)
         d.mkdir(parents=True, exist_ok=True)
-        (d / f"f{i}.yaml").write_bytes(_text(rng, rng.randint(1024, 20 * 1024)))
+        (d / f"f{i}.yaml").write_bytes(_text(rng, rng.randint(1024, 20 * 1024), f"f{i}"))
     (root / "scripts").mkdir()
     for name in ("init.sh", "clean.sh", "init-registry.sh", "clean-registry.sh"):
         path = root / "scripts" / name

@@ -89,6 +89,23 @@ class StepCache:
         return removed
 
 
+class JsonCache:
+    """Small JSON results keyed by a digest of their inputs (`$SEALER_ROOT/cache/<kind>/`)."""
+
+    def __init__(self, cache_dir: Path, kind: str) -> None:
+        self.dir = cache_dir / kind
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        try:
+            obj = json.loads((self.dir / f"{key}.json").read_bytes())
+        except (OSError, ValueError):
+            return None
+        return obj if isinstance(obj, dict) else None
+
+    def put(self, key: str, obj: dict[str, Any]) -> None:
+        atomic_write(self.dir / f"{key}.json", json.dumps(obj, sort_keys=True).encode())
+
+
 def _stat_signature(st: os.stat_result) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
 

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import kubefile_grammar as kg
 from builder._fs import remove_tree
@@ -60,10 +62,13 @@ from builder.image.metadata import RootfsMetadata, cluster_runtime_from_label
 from builder.image.reference import Reference
 from builder.layers.onepass import LayerWriter
 from builder.layers.overlay import mounted_rootfs
-from builder.layers.tarwriter import TarEntry
+from builder.layers.tarwriter import TarEntry, walk_tree
 from builder.rootfs import ensure_diff_dir
 from builder.store.gc import gc_lock
 from builder.store.layout import Store
+
+if TYPE_CHECKING:
+    from builder.registry.client import RegistryClient
 
 SEALER_VERSION = "0.1.0"
 KNOWN_RUNTIMES = ("kubernetes", "k3s", "k0s")
@@ -71,6 +76,8 @@ METADATA_FILE = "Metadata"
 # Below this many unhashed bytes a COPY hashes its files first, so that a cache hit skips
 # compression; above it the hashes are taken while archiving, in the same read.
 PREHASH_LIMIT_BYTES = 64 << 20
+# Where discovery looks for container images in the files a build adds (see build/bundle).
+BUNDLE_SOURCES = ("manifests/", "charts/", "application/apps/")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +85,10 @@ class BuildResult:
     names: tuple[str, ...]
     descriptor: Descriptor  # what the tags point at: a manifest, or an index for several platforms
     manifests: tuple[Descriptor, ...]
+
+
+def _is_bundle_source(name: str) -> bool:
+    return name.startswith(BUNDLE_SOURCES) or posixpath.basename(name) == "imageList"
 
 
 def rfc3339(epoch: int) -> str:
@@ -104,15 +115,25 @@ def build_image(store: Store, options: BuildOptions, on_event: EventSink = ignor
     kubefile = read_kubefile(options)
     context = BuildContext(options.context)
     platforms = options.platforms or (Platform.host(),)
+    registry = _Registry(options, on_event)
+    # One platform: pull just its manifest; several: the whole index, once.
+    pull_platform = platforms[0] if len(platforms) == 1 else None
     with gc_lock(store, exclusive=False):
         manifests = []
         for platform in platforms:
-            plan = make_plan(kubefile, options, platform, store)
+            plan = make_plan(
+                kubefile,
+                options,
+                platform,
+                store,
+                lambda image, p: registry.pull(store, image, p),
+                pull_platform,
+            )
             if plan.unused_build_args:
                 on_event(
                     BuildWarning(f"build args not consumed by any ARG: {', '.join(plan.unused_build_args)}")
                 )
-            run = _PlatformBuild(store, options, context, plan, on_event)
+            run = _PlatformBuild(store, options, context, plan, on_event, registry)
             manifests.append(run.execute())
         target = manifests[0] if len(manifests) == 1 else store.put_index(Index(tuple(manifests)))
         for name in names:
@@ -126,6 +147,32 @@ def build_image(store: Store, options: BuildOptions, on_event: EventSink = ignor
         )
     )
     return BuildResult(names, target, tuple(manifests))
+
+
+class _Registry:
+    """The registry client, created (and oras/requests imported) only when a build needs it."""
+
+    def __init__(self, options: BuildOptions, on_event: EventSink) -> None:
+        self.options = options
+        self.on_event = on_event
+        self._client: RegistryClient | None = None
+        self._pulled: set[tuple[str, str]] = set()
+
+    @property
+    def client(self) -> RegistryClient:
+        if self._client is None:
+            from builder.registry.client import RegistryClient, RegistryOptions
+
+            self._client = RegistryClient(self.options.registry or RegistryOptions())
+        return self._client
+
+    def pull(self, store: Store, image: str, platform: Platform | None, *, tag_as: str | None = None) -> None:
+        key = (image, str(platform))
+        if key in self._pulled:
+            return
+        self.on_event(BuildWarning(f"pulling {image}" + (f" for {platform}" if platform else "")))
+        self.client.pull(store, image, platform=platform, all_platforms=platform is None, tag_as=tag_as)
+        self._pulled.add(key)
 
 
 @dataclass
@@ -146,13 +193,22 @@ class _Draft:
     is_kube_installer_base: bool = False
     base_runtime_label: str | None = None
     container_images: tuple[ContainerImage, ...] = ()
+    files: dict[str, str] = field(default_factory=dict)  # archive path -> context file, this build
+    run_layers: list[Descriptor] = field(default_factory=list)
 
 
 class _PlatformBuild:
     def __init__(
-        self, store: Store, options: BuildOptions, context: BuildContext, plan: Plan, on_event: EventSink
+        self,
+        store: Store,
+        options: BuildOptions,
+        context: BuildContext,
+        plan: Plan,
+        on_event: EventSink,
+        registry: _Registry,
     ) -> None:
         self.store = store
+        self.registry = registry
         self.options = options
         self.context = context
         self.plan = plan
@@ -173,6 +229,8 @@ class _PlatformBuild:
             for index, step in enumerate(self.plan.steps, start=1):
                 self._run_step(draft, step, index, total, scratch)
             self.stat_cache.save()
+            if self.options.bundle_images:
+                self._bundle(draft, scratch)
             return self._finish(draft, scratch)
         finally:
             remove_tree(scratch)
@@ -227,6 +285,8 @@ class _PlatformBuild:
             )
             return
         layer, cached = result
+        if isinstance(step, RunStep):
+            draft.run_layers.append(layer.descriptor)
         draft.layers.append(layer.descriptor)
         draft.config = draft.config.with_layer(
             layer.diff_id, History(created=self.created, created_by=layer.created_by)
@@ -319,8 +379,10 @@ class _PlatformBuild:
         for e in entries:
             if e.kind == "dir":
                 draft.built_dirs.add(e.name)
-            elif e.name == METADATA_FILE and e.kind == "file" and e.source:
-                draft.shipped_metadata = Path(e.source)
+            elif e.kind == "file" and e.source:
+                draft.files[e.name] = e.source
+                if e.name == METADATA_FILE:
+                    draft.shipped_metadata = Path(e.source)
         # File hashes for the cache key: from the stat cache, else hashed now when few bytes are
         # missing, else learned while archiving (a cold build reads each file once).
         hashes: dict[str, str] = {}
@@ -408,6 +470,97 @@ class _PlatformBuild:
         remove_tree(work)
         self.step_cache.put(key, layer)
         return layer, False
+
+    # --- bundled container images ---------------------------------------------------------------
+
+    def _bundle(self, draft: _Draft, scratch: Path) -> None:
+        """Pull the container images this build's files reference into a `registry/` layer."""
+        found = self._discover(draft, scratch)
+        inherited = {c.image for c in draft.container_images}
+        wanted: dict[str, str] = {}
+        for image, app in found:
+            if image not in inherited:
+                wanted.setdefault(image, app)
+        if not wanted:
+            return
+        from builder.build.bundle.distribution import write_distribution
+
+        platform = self.plan.platform
+        text = "BUNDLE " + " ".join(sorted(wanted))
+        self.on_event(StepStarted(self.platform, 0, 0, text))
+        started = time.monotonic()
+        key = cache_mod.step_key(draft.key, text, str(platform), self.settings)
+        layer = self._cached(key)
+        cached = layer is not None
+        if layer is None:
+            pulled = Store.open(scratch / "bundle-store")
+            try:
+                for image in sorted(wanted):
+                    self.registry.pull(pulled, image, platform, tag_as=image)
+                registry_dir = scratch / "bundle-registry"
+                write_distribution(pulled, [(image, image) for image in sorted(wanted)], registry_dir)
+            finally:
+                pulled.close()
+            layer = self._write_layer(walk_tree(registry_dir, dest="registry"), 0, None, text)
+            self.step_cache.put(key, layer)
+        draft.layers.append(layer.descriptor)
+        draft.config = draft.config.with_layer(layer.diff_id, History(created=self.created, created_by=text))
+        draft.key = cache_mod.step_key(draft.key, "layer", str(layer.diff_id))
+        draft.container_images = (
+            *draft.container_images,
+            *(ContainerImage(image, app, platform) for image, app in sorted(wanted.items())),
+        )
+        self.on_event(
+            StepFinished(
+                self.platform,
+                0,
+                cached,
+                str(layer.descriptor.digest),
+                layer.descriptor.size,
+                None,
+                time.monotonic() - started,
+            )
+        )
+
+    def _discover(self, draft: _Draft, scratch: Path) -> list[tuple[str, str]]:
+        """(image, app) pairs the build's manifests, charts and imageList files reference.
+
+        The result is cached by the content of those files (their hashes come from the stat
+        cache), so a rebuild does not parse thousands of YAML files again.
+        """
+        sources = {name: src for name, src in draft.files.items() if _is_bundle_source(name)}
+        if not sources and not draft.run_layers:
+            return []
+        lines = [f"{name}\x00{self.stat_cache.hash_file(src)}" for name, src in sorted(sources.items())]
+        lines += [f"run\x00{desc.digest}" for desc in draft.run_layers]
+        key = cache_mod.inputs_digest(lines)
+        cache = cache_mod.JsonCache(self.store.cache_dir, "discover")
+        hit = cache.get(key)
+        if hit is None:
+            from builder.build.bundle.discover import discover_files
+
+            result = discover_files(self._bundle_files(sources, draft.run_layers))
+            hit = {
+                "images": [[i.image, i.app_name] for i in result.images],
+                "warnings": list(result.warnings),
+            }
+            cache.put(key, hit)
+        for warning in hit.get("warnings", []):
+            self.on_event(BuildWarning(str(warning)))
+        return [(str(image), str(app)) for image, app in hit.get("images", [])]
+
+    def _bundle_files(self, sources: dict[str, str], run_layers: list[Descriptor]) -> dict[str, Path]:
+        """Image path -> real file for discovery: context files, then unpacked RUN layers."""
+        files = {name: Path(src) for name, src in sources.items()}
+        for desc in run_layers:
+            diff = ensure_diff_dir(self.store, desc)
+            for dirpath, _, filenames in os.walk(diff):
+                for filename in filenames:
+                    full = os.path.join(dirpath, filename)
+                    name = os.path.relpath(full, diff)
+                    if _is_bundle_source(name) and os.path.isfile(full) and not os.path.islink(full):
+                        files[name] = Path(full)
+        return files
 
     # --- config-only steps ----------------------------------------------------------------------
 

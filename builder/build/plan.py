@@ -12,10 +12,10 @@ here too, so that a plan knows the apps it inherits.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import kubefile_grammar as kg
 from builder.errors import ImageNotFound
@@ -28,6 +28,11 @@ from builder.layers.compression import Compression
 from builder.store.layout import Store
 from kubefile_grammar.errors import InvalidArgument
 
+if TYPE_CHECKING:
+    from builder.registry.client import RegistryOptions
+
+# Pulls FROM's image into the store for a platform (None: every platform of an index).
+PullBase = Callable[[str, Platform | None], None]
 APP_ROOT = "application/apps"
 
 
@@ -46,6 +51,9 @@ class BuildOptions:
     source_date_epoch: int = 0
     image_type: str | None = None  # kube-installer | app-installer; None: decided from the Kubefile
     run_mode: Literal["auto", "overlay", "snapshot"] = "auto"  # how RUN gets its merged rootfs
+    pull: Literal["always", "missing", "never"] = "missing"  # FROM: when to pull from the registry
+    bundle_images: bool = True  # pull the container images the context references into registry/
+    registry: RegistryOptions | None = None  # None: RegistryOptions() defaults
 
     @property
     def kubefile_path(self) -> Path:
@@ -209,8 +217,38 @@ def load_base(store: Store, image: str, platform: Platform) -> BaseImage:
     return BaseImage(image, desc, manifest, config, extension, images)
 
 
-def make_plan(kubefile: kg.Kubefile, options: BuildOptions, platform: Platform, store: Store) -> Plan:
-    """Expand, resolve FROM and check app references for one platform."""
+def resolve_base(
+    store: Store,
+    image: str,
+    platform: Platform,
+    policy: str,
+    pull: PullBase | None,
+    pull_platform: Platform | None,
+) -> BaseImage:
+    """FROM per the pull policy: `missing` uses the local store first, `always` pulls first,
+    `never` only looks locally."""
+    if policy == "always" and pull is not None:
+        pull(image, pull_platform)
+        return load_base(store, image, platform)
+    try:
+        return load_base(store, image, platform)
+    except ImageNotFound:
+        if policy == "never" or pull is None:
+            raise
+    pull(image, pull_platform)
+    return load_base(store, image, platform)
+
+
+def make_plan(
+    kubefile: kg.Kubefile,
+    options: BuildOptions,
+    platform: Platform,
+    store: Store,
+    pull: PullBase | None = None,
+    pull_platform: Platform | None = None,
+) -> Plan:
+    """Expand, resolve FROM (pulling it through `pull` per the policy) and check app references
+    for one platform. `pull_platform` is what to pull: the platform, or None for all of them."""
     scope = _Scope(kubefile, builtin_args(platform), options.build_args)
     steps: list[Step] = []
     base: BaseImage | None = None
@@ -229,7 +267,8 @@ def make_plan(kubefile: kg.Kubefile, options: BuildOptions, platform: Platform, 
                     if ins.platform
                     else platform
                 )
-                base = load_base(store, image, base_platform)
+                wanted = base_platform if ins.platform else pull_platform
+                base = resolve_base(store, image, base_platform, options.pull, pull, wanted)
                 for item in base.config.config.env:
                     key, _, value = item.partition("=")
                     scope.env[key] = value

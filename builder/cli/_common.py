@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from builder.errors import UsageError
 from builder.store.layout import Store
+
+if TYPE_CHECKING:
+    from builder.registry.client import RegistryOptions
 
 
 def open_store(ctx: click.Context) -> Store:
@@ -30,3 +35,43 @@ def parse_key_values(values: Iterable[str], flag: str) -> dict[str, str]:
             value = os.environ[key]
         out[key] = value
     return out
+
+
+def registry_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--tls-verify, --plain-http, --ca-cert and --authfile, shared by every registry command."""
+    for decorator in reversed(
+        [
+            click.option(
+                "--tls-verify",
+                type=click.BOOL,
+                default=True,
+                show_default=True,
+                metavar="BOOL",
+                help="Verify the registry's TLS certificate (--tls-verify=false to skip).",
+            ),
+            click.option("--plain-http", is_flag=True, help="Talk plain HTTP to the registry."),
+            click.option(
+                "--ca-cert",
+                type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                help="CA certificate that signed the registry's certificate.",
+            ),
+            click.option(
+                "--authfile",
+                type=click.Path(dir_okay=False, path_type=Path),
+                envvar="REGISTRY_AUTH_FILE",
+                help="Credentials file (default $DOCKER_CONFIG/config.json or ~/.docker/config.json).",
+            ),
+        ]
+    ):
+        func = decorator(func)
+    return func
+
+
+def make_registry_options(
+    tls_verify: bool, plain_http: bool, ca_cert: Path | None, authfile: Path | None
+) -> RegistryOptions:
+    from builder.registry.client import RegistryOptions  # requests/oras: slow to import
+
+    return RegistryOptions(
+        tls_verify=tls_verify, plain_http=True if plain_http else None, ca_cert=ca_cert, auth_file=authfile
+    )

@@ -10,7 +10,7 @@ import click
 
 from builder.build.executor import build_image
 from builder.build.plan import BuildOptions
-from builder.cli._common import open_store, parse_key_values
+from builder.cli._common import make_registry_options, open_store, parse_key_values, registry_options
 from builder.cli.output import build_progress
 from builder.errors import UsageError
 from builder.image.descriptor import Platform
@@ -76,7 +76,18 @@ def _source_date_epoch() -> int:
     default="auto",
     help="How RUN gets the merged rootfs (auto: overlay mount, else a snapshot).",
 )
+@click.option(
+    "--pull",
+    type=click.Choice(["always", "missing", "never"]),
+    default="missing",
+    show_default=True,
+    help="When to pull FROM's image from its registry.",
+)
+@click.option(
+    "--no-image-bundle", is_flag=True, help="Do not pull the container images the context references."
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print only the image digest.")
+@registry_options
 @click.pass_context
 def build(
     ctx: click.Context,
@@ -90,7 +101,13 @@ def build(
     labels: tuple[str, ...],
     image_type: str | None,
     run_mode: str,
+    pull: str,
+    no_image_bundle: bool,
     quiet: bool,
+    tls_verify: bool,
+    plain_http: bool,
+    ca_cert: Path | None,
+    authfile: Path | None,
 ) -> None:
     """Build a ClusterImage from a Kubefile and a context directory.
 
@@ -111,6 +128,12 @@ def build(
         source_date_epoch=_source_date_epoch(),
         image_type=image_type,
         run_mode=cast(Literal["auto", "overlay", "snapshot"], run_mode),
+        pull=cast(Literal["always", "missing", "never"], pull),
+        bundle_images=not no_image_bundle,
+        # Only non-default flags build options now: the client's module pulls in requests/oras.
+        registry=make_registry_options(tls_verify, plain_http, ca_cert, authfile)
+        if (not tls_verify or plain_http or ca_cert or authfile)
+        else None,
     )
     store = open_store(ctx)
     progress = build_progress(quiet=quiet)

@@ -57,10 +57,10 @@ def cli(ctx: click.Context, root: Path | None, debug: bool) -> None:
 
 
 def _register() -> None:
-    from builder.cli import build, images
+    from builder.cli import build, images, registry
 
     cli.add_command(build.build)
-    for command in images.COMMANDS:
+    for command in (*images.COMMANDS, *registry.COMMANDS):
         cli.add_command(command)
 
 

@@ -25,6 +25,16 @@ from builder.build.events import (
     StepStarted,
 )
 from builder.errors import UsageError
+from builder.registry.events import (
+    BlobDone,
+    BlobMounted,
+    BlobProgress,
+    BlobSkipped,
+    BlobStarted,
+    ManifestDone,
+    RegistryEvent,
+    Retrying,
+)
 
 
 def print_error(message: str, *, hint: str | None = None, excerpt: str | None = None) -> None:
@@ -211,3 +221,81 @@ def render_template(template: str, doc: Any) -> str:
         return json.dumps(value) if as_json else _go_text(value)
 
     return _TEMPLATE_ACTION.sub(action, template)
+
+
+class PlainTransfer:
+    """One line per blob and manifest of a push or pull; for logs and pipes."""
+
+    def __init__(self, *, quiet: bool = False) -> None:
+        self.quiet = quiet
+
+    def __call__(self, event: RegistryEvent) -> None:
+        if self.quiet:
+            return
+        if isinstance(event, BlobDone):
+            click.echo(f"  blob {event.digest[7:19]} {human_size(event.size)} done", err=True)
+        elif isinstance(event, BlobSkipped):
+            click.echo(f"  blob {event.digest[7:19]} {human_size(event.size)} already there", err=True)
+        elif isinstance(event, BlobMounted):
+            click.echo(
+                f"  blob {event.digest[7:19]} {human_size(event.size)} mounted from {event.source}", err=True
+            )
+        elif isinstance(event, ManifestDone):
+            click.echo(f"  manifest {event.reference} {event.digest}", err=True)
+        elif isinstance(event, Retrying):
+            click.secho(
+                f"  retrying {event.what} in {event.delay_s:.1f}s (attempt {event.attempt}): {event.reason}",
+                fg="yellow",
+                err=True,
+            )
+
+    def close(self) -> None:
+        return None
+
+
+class RichTransfer:
+    """A live bar per blob in flight (bytes, throughput) over lines for finished ones."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+        self.console = Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            console=self.console,
+            transient=True,
+        )
+        self.progress.start()
+        self.tasks: dict[str, Any] = {}
+        self.plain = PlainTransfer()
+
+    def __call__(self, event: RegistryEvent) -> None:
+        if isinstance(event, BlobStarted):
+            verb = "pushing" if event.direction == "push" else "pulling"
+            self.tasks[event.digest] = self.progress.add_task(
+                f"{verb} {event.digest[7:19]}", total=event.size
+            )
+            return
+        if isinstance(event, BlobProgress):
+            task = self.tasks.get(event.digest)
+            if task is not None:
+                self.progress.update(task, completed=event.done)
+            return
+        if isinstance(event, BlobDone | BlobSkipped | BlobMounted):
+            task = self.tasks.pop(event.digest, None)
+            if task is not None:
+                self.progress.remove_task(task)
+        self.plain(event)
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+def transfer_progress(*, quiet: bool) -> PlainTransfer | RichTransfer:
+    if not quiet and sys.stderr.isatty():
+        return RichTransfer()
+    return PlainTransfer(quiet=quiet)

@@ -34,6 +34,8 @@ APPS_DIR = ("application", "apps")
 CONTAINER_LISTS = ("containers", "initContainers", "ephemeralContainers")
 # The rootfs registry data is what bundling writes, not something to read images from.
 SKIPPED_TOP_DIRS = frozenset({"registry"})
+# How a container-list key looks in YAML (`containers:`) or JSON (`"containers"`).
+_CONTAINER_KEYS = tuple(k.encode() for key in CONTAINER_LISTS for k in (f"{key}:", f'"{key}"', f"'{key}'"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +98,14 @@ class _Collector:
 
     def manifest_file(self, path: Path, app: str) -> None:
         if not self.first_visit(path, app):
+            return
+        # A document without a container-list key cannot hold a container image: skip the
+        # parse (a YAML parse of thousands of ConfigMaps costs seconds, a substring test not).
+        try:
+            raw = path.read_bytes()
+        except OSError:
+            raw = None  # load_documents reports it
+        if raw is not None and not any(key in raw for key in _CONTAINER_KEYS):
             return
         shown = self.display(path)
         for n, doc in enumerate(load_documents(path, shown), start=1):
@@ -234,6 +244,51 @@ def discover(root: Path, *, apps: Mapping[str, Sequence[Path]] | None = None) ->
         path = dirpath / IMAGE_LIST
         if IMAGE_LIST in filenames and path not in collector.seen_paths:
             collector.image_list(path, _app_of(path.relative_to(root).parts))
+    images = sorted(collector.found.values(), key=lambda f: (f.app_name, f.image))
+    return Discovery(tuple(images), tuple(collector.warnings))
+
+
+class _AbsoluteCollector(_Collector):
+    """Names files by their real (absolute) path: the user's context files."""
+
+    def display(self, path: Path) -> str:
+        return str(path)
+
+
+def discover_files(files: Mapping[str, Path]) -> Discovery:
+    """Discovery over a rootfs made of pieces: archive path -> the real file that lands there.
+
+    A build knows its layers as such a mapping (COPY entries map image paths to context files;
+    an unpacked RUN layer maps to its diff dir), so no directory has to be laid out first. The
+    rules are those of `discover`: manifests under `manifests/` and each app's directory,
+    charts (a directory with Chart.yaml, values.yaml and templates/ -- read from the real
+    directory its Chart.yaml sits in), and `imageList` files anywhere but `registry/`.
+    """
+    collector = _AbsoluteCollector(Path("/"))
+    names = sorted(files)
+    chart_roots: list[str] = []
+    for name in names:
+        parent, _, base = name.rpartition("/")
+        if (
+            base == "Chart.yaml"
+            and parent
+            and is_chart(files[name].parent)
+            and not any(parent.startswith(root + "/") for root in chart_roots)
+        ):
+            chart_roots.append(parent)
+    for root in chart_roots:
+        parts = tuple(root.split("/"))
+        if parts[0] == "charts" or _app_of(parts):
+            collector.chart(files[f"{root}/Chart.yaml"].parent, _app_of(parts))
+    for name in names:
+        parts = tuple(name.split("/"))
+        if parts[0] in SKIPPED_TOP_DIRS or any(name.startswith(root + "/") for root in chart_roots):
+            continue
+        app = _app_of(parts)
+        if parts[-1] == IMAGE_LIST:
+            collector.image_list(files[name], app)
+        elif (parts[0] == "manifests" or app) and name.endswith(MANIFEST_SUFFIXES):
+            collector.manifest_file(files[name], app)
     images = sorted(collector.found.values(), key=lambda f: (f.app_name, f.image))
     return Discovery(tuple(images), tuple(collector.warnings))
 

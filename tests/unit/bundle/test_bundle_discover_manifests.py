@@ -269,9 +269,19 @@ def test_unparsable_yaml_names_file_and_line(tmp_path: Path) -> None:
 
 
 def test_unparsable_json_names_file_and_line(tmp_path: Path) -> None:
-    write_tree(tmp_path, {"manifests/bad.json": '{\n  "kind": "Pod",\n  oops\n}'})
+    write_tree(tmp_path, {"manifests/bad.json": '{\n  "kind": "Pod",\n  oops\n  "containers": []\n}'})
     with pytest.raises(ImageDiscoveryError, match=r"^manifests/bad\.json:3:3: invalid JSON"):
         discover_images(tmp_path)
+
+
+def test_files_without_container_keys_are_not_parsed(tmp_path: Path) -> None:
+    # Only a document with a container list can name an image: others are not parsed at all,
+    # so thousands of ConfigMaps cost a substring test each (and their syntax is not our business).
+    write_tree(
+        tmp_path,
+        {"manifests/data.yaml": "kind: ConfigMap\ndata: {a: [unclosed\n", "manifests/words.yaml": "a: containers b\n"},
+    )
+    assert discover_images(tmp_path) == []
 
 
 def test_invalid_reference_names_file_and_value(tmp_path: Path) -> None:

@@ -1,0 +1,163 @@
+"""Registry commands: login, logout, push, pull."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from builder._fs import atomic_write
+from builder.cli._common import make_registry_options, open_store, registry_options
+from builder.cli.output import print_json, transfer_progress
+from builder.errors import UsageError
+from builder.image.descriptor import Platform
+
+
+@click.command()
+@click.argument("registry")
+@click.option("-u", "--username", required=True, help="User name.")
+@click.option("-p", "--password", help="Password (visible in the process list: prefer --password-stdin).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@registry_options
+def login(
+    registry: str,
+    username: str,
+    password: str | None,
+    password_stdin: bool,
+    tls_verify: bool,
+    plain_http: bool,
+    ca_cert: Path | None,
+    authfile: Path | None,
+) -> None:
+    """Check credentials against REGISTRY and keep them in Docker's config.json.
+
+    docker, skopeo, oras and podman read the same file, so one login serves them all.
+    """
+    from builder.registry.client import RegistryClient
+
+    if password_stdin:
+        if password is not None:
+            raise UsageError("give the password with -p or --password-stdin, not both")
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise UsageError("no password given", hint="use --password-stdin (or -p PASSWORD)")
+    client = RegistryClient(make_registry_options(tls_verify, plain_http, ca_cert, authfile))
+    client.login(registry, username, password)
+    click.echo(f"Login succeeded: {registry}")
+
+
+@click.command()
+@click.argument("registry")
+@click.option(
+    "--authfile",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="REGISTRY_AUTH_FILE",
+    help="Credentials file (default $DOCKER_CONFIG/config.json or ~/.docker/config.json).",
+)
+def logout(registry: str, authfile: Path | None) -> None:
+    """Forget the credentials kept for REGISTRY."""
+    from builder.registry.client import RegistryClient, RegistryOptions
+
+    if not RegistryClient(RegistryOptions(auth_file=authfile)).logout(registry):
+        raise UsageError(f"not logged in to {registry}")
+    click.echo(f"Removed login credentials for {registry}")
+
+
+@click.command()
+@click.argument("name")
+@click.argument("dest", required=False)
+@click.option(
+    "--digestfile", type=click.Path(dir_okay=False, path_type=Path), help="Write the pushed digest here."
+)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("-q", "--quiet", is_flag=True, help="Print only the digest.")
+@registry_options
+@click.pass_context
+def push(
+    ctx: click.Context,
+    name: str,
+    dest: str | None,
+    digestfile: Path | None,
+    fmt: str,
+    quiet: bool,
+    tls_verify: bool,
+    plain_http: bool,
+    ca_cert: Path | None,
+    authfile: Path | None,
+) -> None:
+    """Push local image NAME to its registry, or to DEST.
+
+    \b
+    Examples:
+      sealer push 127.0.0.1:5000/demo/app:v1
+      sealer push demo/app:v1 registry.example.com/team/app:v1 --digestfile app.digest
+    """
+    from builder.registry.client import RegistryClient
+
+    store = open_store(ctx)
+    progress = transfer_progress(quiet=quiet or fmt == "json")
+    try:
+        client = RegistryClient(make_registry_options(tls_verify, plain_http, ca_cert, authfile), progress)
+        desc = client.push(store, name, dest)
+    finally:
+        progress.close()
+    if digestfile is not None:
+        atomic_write(digestfile, f"{desc.digest}\n".encode())
+    if fmt == "json":
+        print_json(
+            {
+                "name": name,
+                "destination": dest or name,
+                "digest": str(desc.digest),
+                "mediaType": desc.media_type,
+                "size": desc.size,
+            }
+        )
+    else:
+        click.echo(str(desc.digest))
+
+
+@click.command()
+@click.argument("name")
+@click.option("--platform", help="Platform to pull from a multi-platform image (default: this host's).")
+@click.option("--all-platforms", is_flag=True, help="Pull every platform of a multi-platform image.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("-q", "--quiet", is_flag=True, help="Print only the digest.")
+@registry_options
+@click.pass_context
+def pull(
+    ctx: click.Context,
+    name: str,
+    platform: str | None,
+    all_platforms: bool,
+    fmt: str,
+    quiet: bool,
+    tls_verify: bool,
+    plain_http: bool,
+    ca_cert: Path | None,
+    authfile: Path | None,
+) -> None:
+    """Pull NAME from its registry into the local store."""
+    from builder.registry.client import RegistryClient
+
+    if platform and all_platforms:
+        raise UsageError("--platform and --all-platforms exclude each other")
+    store = open_store(ctx)
+    progress = transfer_progress(quiet=quiet or fmt == "json")
+    try:
+        client = RegistryClient(make_registry_options(tls_verify, plain_http, ca_cert, authfile), progress)
+        desc = client.pull(
+            store, name, platform=Platform.parse(platform) if platform else None, all_platforms=all_platforms
+        )
+    finally:
+        progress.close()
+    if fmt == "json":
+        print_json(
+            {"name": name, "digest": str(desc.digest), "mediaType": desc.media_type, "size": desc.size}
+        )
+    else:
+        click.echo(str(desc.digest))
+
+
+COMMANDS = [login, logout, push, pull]

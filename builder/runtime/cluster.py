@@ -1,0 +1,372 @@
+"""The cluster model: the hosts a ClusterImage runs on, their roles, SSH settings and env.
+
+Values only, no I/O. A `Cluster` is built by `clusterfile.load_clusterfile` (sealer's
+Clusterfile v2) or `clusterfile.cluster_from_flags` (`sealer run IMAGE --masters ...`); both
+check every field with its own location first, so the checks here (`InvalidCluster`) are the
+last line for clusters derived in code (`with_hosts`, `without_hosts`).
+
+Roles are sealer's two, `master` and `node`; `worker` is refused with a hint rather than kept
+as an alias, so a saved Clusterfile always reads the way sealer writes it. master0 is the first
+master in host order, as sealer's `GetMaster0IP`. An even number of masters is allowed here
+(etcd quorum is the runtime's warning to give), IPv4 and IPv6 hosts may not be mixed (sealer's
+`checkAllHostsSameFamily`).
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+
+from builder.errors import ClusterError, HostError
+
+DEFAULT_CLUSTER_NAME = "my-cluster"  # sealer's `--cluster-name` default
+MAX_RANGE_ADDRESSES = 4096
+
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_TAINT = re.compile(r"^[^\s=:]+(=[^\s:]*)?:(NoSchedule|PreferNoSchedule|NoExecute)-?$")
+
+
+class InvalidCluster(ClusterError):
+    """A cluster value that breaks a rule of the model; `field` names the offending field."""
+
+    reference = "invalid-cluster"
+
+    def __init__(self, message: str, *, field: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.field = field
+
+
+class Role(enum.StrEnum):
+    MASTER = "master"
+    NODE = "node"
+
+    @classmethod
+    def parse(cls, text: str) -> Role:
+        try:
+            return cls(text)
+        except ValueError:
+            hint = "sealer calls worker hosts `node`" if text == "worker" else None
+            raise InvalidCluster(f"unknown role {text!r}: expected master or node", hint=hint) from None
+
+
+def parse_ip(text: str) -> str:
+    """One IPv4 or IPv6 address in canonical form (`ipaddress`'s spelling)."""
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        hint = None
+        if text.count(":") == 1 and "." in text:
+            hint = "per-host SSH ports go in a Clusterfile (hosts[].ssh.port), or --port for all"
+        raise InvalidCluster(f"{text!r} is not an IP address", hint=hint) from None
+
+
+def expand_ip_range(text: str, *, limit: int = MAX_RANGE_ADDRESSES) -> tuple[str, ...]:
+    """`a-b` with two full addresses, inclusive, as sealer's `TransferToIPList`; at most `limit`."""
+    start_text, sep, end_text = text.partition("-")
+    if not sep or "-" in end_text:
+        raise InvalidCluster(f"{text!r} is not an IP range: expected FIRST-LAST")
+    start = ipaddress.ip_address(parse_ip(start_text))
+    try:
+        end = ipaddress.ip_address(parse_ip(end_text))
+    except InvalidCluster:
+        if end_text.strip().isdigit():
+            raise InvalidCluster(
+                f"{text!r}: the end of a range is a full address",
+                hint=f"write {start_text.strip()}-<full address>, e.g. 10.0.0.1-10.0.0.3",
+            ) from None
+        raise
+    if start.version != end.version:
+        raise InvalidCluster(f"{text!r} mixes IPv4 and IPv6")
+    count = int(end) - int(start) + 1
+    if count < 1:
+        raise InvalidCluster(f"{text!r}: the range ends before it starts")
+    if count > limit:
+        raise InvalidCluster(f"{text!r} spans {count} addresses; at most {limit} are allowed")
+    return tuple(str(start + i) for i in range(count))
+
+
+def parse_ip_list(text: str, *, limit: int = MAX_RANGE_ADDRESSES) -> tuple[str, ...]:
+    """A `--masters`/`--nodes` value: comma-separated addresses and `a-b` ranges, in order.
+
+    sealer accepts either a list or one range; this accepts any mix of both. Duplicates are
+    refused; the whole expansion is bounded by `limit` addresses.
+    """
+    out: list[str] = []
+    seen: set[str] = set()
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            raise InvalidCluster(f"{text!r} has an empty item")
+        ips = expand_ip_range(item, limit=limit) if "-" in item else (parse_ip(item),)
+        for ip in ips:
+            if ip in seen:
+                raise InvalidCluster(f"{ip} is listed twice")
+            seen.add(ip)
+            out.append(ip)
+            if len(out) > limit:
+                raise InvalidCluster(f"{text!r} names more than {limit} addresses")
+    return tuple(out)
+
+
+def check_cluster_name(name: str) -> str:
+    """A DNS-1123 label: the name becomes a directory on every host and under ~/.sealer."""
+    if len(name) > 63 or not _DNS1123_LABEL.match(name):
+        raise InvalidCluster(
+            f"cluster name {name!r} is not a DNS-1123 label",
+            field="name",
+            hint="lower-case letters, digits and '-', starting and ending alphanumeric, at most 63",
+        )
+    return name
+
+
+def check_taint(taint: str) -> str:
+    """`key[=value]:Effect[-]` as kubectl taint spells it."""
+    if not _TAINT.match(taint):
+        raise InvalidCluster(
+            f"taint {taint!r} is not key[=value]:Effect",
+            hint="Effect is NoSchedule, PreferNoSchedule or NoExecute",
+        )
+    return taint
+
+
+@dataclass(frozen=True, slots=True)
+class SSHSpec:
+    """How to reach a host; the fields of the SSH driver's `SSHCredentials`, in the same order.
+
+    `user`/`port` None leave them to ~/.ssh/config, else root and 22 (the driver's rule).
+    Clusterfile spelling (sealer's `v1.SSH`): user, passwd, pk, pkPasswd, port (a string in
+    sealer); the rest are this implementation's: useAgent, knownHosts, verifyHostKeys,
+    proxyJump, connectTimeout.
+    """
+
+    user: str | None = None
+    port: int | None = None
+    password: str | None = field(default=None, repr=False)
+    key_files: tuple[str, ...] = ()
+    passphrase: str | None = field(default=None, repr=False)
+    use_agent: bool = True
+    known_hosts: str | None = None
+    verify_host_keys: bool = True
+    proxy_jump: str | None = None
+    connect_timeout_s: float = 10
+
+    def __post_init__(self) -> None:
+        if self.user == "":
+            raise InvalidCluster("ssh user is empty", field="ssh.user")
+        if self.port is not None and (isinstance(self.port, bool) or not 1 <= self.port <= 65535):
+            raise InvalidCluster(f"ssh port {self.port} is outside 1-65535", field="ssh.port")
+        if not self.connect_timeout_s > 0:
+            raise InvalidCluster("ssh connect timeout must be positive", field="ssh.connectTimeout")
+
+    # FIXME(lead): add `to_credentials() -> infra.base.SSHCredentials` here once the infra
+    # package imports cleanly (today its __init__ pulls the unfinished ssh driver into this pure
+    # model); until then `SSHCredentials(**dataclasses.asdict(spec))` is the conversion, the
+    # field names and defaults being the same (tests/unit/runtime checks they stay so).
+
+
+@dataclass(frozen=True, slots=True)
+class HostAlias:
+    """An /etc/hosts entry put on every host (sealer's spec.hostAliases)."""
+
+    ip: str
+    hostnames: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ip", parse_ip(self.ip))
+        if not self.hostnames:
+            raise InvalidCluster(f"host alias {self.ip} has no hostnames", field="hostAliases")
+
+
+@dataclass(frozen=True, slots=True)
+class HostSpec:
+    """One host: its address, its role, resolved SSH settings and its own env.
+
+    `ssh` is already merged (host fields over the cluster's, as sealer's mergo.Merge);
+    `env` is the host's own layer only (see `env.merge_env`). `local` marks this machine,
+    reached without SSH (the single master of `sealer run IMAGE` with no --masters).
+    """
+
+    ip: str
+    roles: tuple[Role, ...]
+    ssh: SSHSpec = field(default_factory=SSHSpec)
+    env: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    taints: tuple[str, ...] = ()
+    local: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ip", parse_ip(self.ip))
+        roles = tuple(Role.parse(r) for r in self.roles)
+        if len(roles) != 1:
+            raise InvalidCluster(
+                f"host {self.ip} must have exactly one role (master or node), has {len(roles)}",
+                field="roles",
+            )
+        object.__setattr__(self, "roles", roles)
+        for taint in self.taints:
+            check_taint(taint)
+
+    @property
+    def role(self) -> Role:
+        return self.roles[0]
+
+    @property
+    def is_master(self) -> bool:
+        return self.role is Role.MASTER
+
+
+@dataclass(frozen=True, slots=True)
+class Cluster:
+    """A whole cluster: name, image, hosts in order, defaults and extra config documents.
+
+    `documents` are the Clusterfile's other YAML documents (kubeadm InitConfiguration,
+    ClusterConfiguration, KubeletConfiguration, k3s/k0s config, Plugin, Config, ...) as
+    parsed, in file order; the runtime plugins read them.
+    """
+
+    name: str
+    image: str
+    hosts: tuple[HostSpec, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+    cmds: tuple[str, ...] = ()
+    cmd_args: tuple[str, ...] = ()
+    app_names: tuple[str, ...] = ()
+    ssh: SSHSpec = field(default_factory=SSHSpec)
+    host_aliases: tuple[HostAlias, ...] = ()
+    documents: tuple[Mapping[str, object], ...] = ()
+
+    def __post_init__(self) -> None:
+        check_cluster_name(self.name)
+        if not self.image:
+            raise InvalidCluster("the cluster has no image", field="image")
+        problem = find_host_problem(self.hosts)
+        if problem is not None:
+            message, index = problem
+            raise InvalidCluster(message, field=f"hosts[{index}]" if index is not None else "hosts")
+
+    @property
+    def masters(self) -> tuple[HostSpec, ...]:
+        return tuple(h for h in self.hosts if h.role is Role.MASTER)
+
+    @property
+    def nodes(self) -> tuple[HostSpec, ...]:
+        return tuple(h for h in self.hosts if h.role is Role.NODE)
+
+    @property
+    def master0(self) -> HostSpec:
+        """The first master: kubeadm init, CMDS and apps run there."""
+        return self.masters[0]
+
+    @property
+    def ips(self) -> tuple[str, ...]:
+        return tuple(h.ip for h in self.hosts)
+
+    def has_host(self, ip: str) -> bool:
+        return parse_ip(ip) in self.ips
+
+    def host(self, ip: str) -> HostSpec:
+        """The host with address `ip`; HostError if the cluster has none."""
+        wanted = parse_ip(ip)
+        for h in self.hosts:
+            if h.ip == wanted:
+                return h
+        raise HostError(f"{wanted} is not a host of cluster {self.name}", host=wanted)
+
+    def with_hosts(self, hosts: Iterable[HostSpec]) -> Cluster:
+        """A new cluster with `hosts` appended (join); a repeated address is an error."""
+        return replace(self, hosts=self.hosts + tuple(hosts))
+
+    def without_hosts(self, ips: Iterable[str]) -> Cluster:
+        """A new cluster without the hosts at `ips` (delete); unknown addresses are an error."""
+        gone = {self.host(ip).ip for ip in ips}
+        return replace(self, hosts=tuple(h for h in self.hosts if h.ip not in gone))
+
+
+def find_host_problem(hosts: tuple[HostSpec, ...]) -> tuple[str, int | None] | None:
+    """The first rule `hosts` breaks, with the index of the host at fault (None: the whole list)."""
+    seen: dict[str, Role] = {}
+    version: int | None = None
+    local_seen = False
+    for index, host in enumerate(hosts):
+        if host.ip in seen:
+            if seen[host.ip] is not host.role:
+                return f"{host.ip} is both a master and a node", index
+            return f"{host.ip} is listed twice", index
+        seen[host.ip] = host.role
+        ip_version = ipaddress.ip_address(host.ip).version
+        if version is None:
+            version = ip_version
+        elif ip_version != version:
+            return f"{host.ip}: all hosts must be IPv4 or all IPv6, not a mix", index
+        if host.local:
+            if local_seen:
+                return f"{host.ip}: only one host can be the local machine", index
+            local_seen = True
+    if not any(h.role is Role.MASTER for h in hosts):
+        return "the cluster has no master: at least one host needs role master", None
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterDiff:
+    """What `sealer apply` must do to turn the saved cluster into the wanted one."""
+
+    join_masters: tuple[HostSpec, ...]
+    join_nodes: tuple[HostSpec, ...]
+    remove_masters: tuple[HostSpec, ...]
+    remove_nodes: tuple[HostSpec, ...]
+    image_changed: bool
+
+    @property
+    def is_empty(self) -> bool:
+        return not (
+            self.join_masters
+            or self.join_nodes
+            or self.remove_masters
+            or self.remove_nodes
+            or self.image_changed
+        )
+
+
+def diff(wanted: Cluster, saved: Cluster) -> ClusterDiff:
+    """Hosts to join and to remove, in host order; refuses what apply cannot do.
+
+    A host changing role, or master0 leaving or moving, cannot be done by scaling (the first
+    control plane holds the cluster's PKI and join credentials): the user deletes the host first.
+    """
+    if wanted.name != saved.name:
+        raise InvalidCluster(
+            f"cluster name {wanted.name!r} differs from the saved {saved.name!r}", field="name"
+        )
+    saved_by_ip = {h.ip: h for h in saved.hosts}
+    wanted_by_ip = {h.ip: h for h in wanted.hosts}
+    for ip, host in wanted_by_ip.items():
+        old = saved_by_ip.get(ip)
+        if old is not None and old.role is not host.role:
+            raise InvalidCluster(
+                f"{ip} changes role from {old.role} to {host.role}",
+                field="hosts",
+                hint=f"delete {ip} from the cluster first, then apply",
+            )
+    if wanted.master0.ip != saved.master0.ip:
+        if saved.master0.ip not in wanted_by_ip:
+            message = f"master0 {saved.master0.ip} cannot be removed by apply"
+        else:
+            message = f"master0 would change from {saved.master0.ip} to {wanted.master0.ip}"
+        raise InvalidCluster(
+            message,
+            field="hosts",
+            hint=f"keep {saved.master0.ip} as the first master, or delete the whole cluster",
+        )
+    joins = [h for h in wanted.hosts if h.ip not in saved_by_ip]
+    removes = [h for h in saved.hosts if h.ip not in wanted_by_ip]
+    return ClusterDiff(
+        join_masters=tuple(h for h in joins if h.is_master),
+        join_nodes=tuple(h for h in joins if not h.is_master),
+        remove_masters=tuple(h for h in removes if h.is_master),
+        remove_nodes=tuple(h for h in removes if not h.is_master),
+        image_changed=wanted.image != saved.image,
+    )
