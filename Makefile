@@ -39,6 +39,7 @@ demo: venv
 
 bench: install
 	$(BIN)/python -m bench.run_build
+	$(BIN)/python -m bench.run_registry
 
 lint: venv
 	$(BIN)/ruff check kubefile_grammar builder tests bench

@@ -85,3 +85,7 @@ def sealer(root: Path) -> SealerRunner:
         return result
 
     return run
+
+
+# Real docker-registry fixtures (plain, TLS, htpasswd) for every test that needs a registry.
+from tests.registry_fixtures import auth_registry, docker_config, registry, tls_registry  # noqa: E402, F401

@@ -49,7 +49,10 @@ def make_ca(directory: Path) -> tuple[Path, Path, Path]:
     """A self-signed CA and a server certificate for 127.0.0.1/localhost: (ca, cert, key)."""
     openssl = _need("openssl")
     directory.mkdir(parents=True, exist_ok=True)
-    ca_key, ca_crt = directory / "ca.key", directory / "ca.crt"
+    (directory / "ca").mkdir(exist_ok=True)
+    # ca.crt alone in its dir, so that `skopeo --cert-dir` (which treats *.key as client keys)
+    # can be pointed at it.
+    ca_key, ca_crt = directory / "ca.key", directory / "ca" / "ca.crt"
     key, csr, crt = directory / "server.key", directory / "server.csr", directory / "server.crt"
     ext = directory / "san.ext"
     ext.write_text(
@@ -98,6 +101,11 @@ class RegistryServer:
         return self.workdir / "storage"
 
     @property
+    def ca_dir(self) -> Path | None:
+        """A directory holding only `ca.crt` (for `skopeo --cert-dir`)."""
+        return self.ca_cert.parent if self.ca_cert else None
+
+    @property
     def log_path(self) -> Path:
         return self.workdir / "registry.log"
 
@@ -124,10 +132,10 @@ class RegistryServer:
             "  secret: sealer-test-secret",
         ]
         if self.tls:
+            certs = self.workdir / "certs"
             if self.ca_cert is None:
-                self.ca_cert, crt, key = make_ca(self.workdir / "certs")
-            else:
-                crt, key = self.ca_cert.parent / "server.crt", self.ca_cert.parent / "server.key"
+                self.ca_cert, _, _ = make_ca(certs)
+            crt, key = certs / "server.crt", certs / "server.key"
             lines += ["  tls:", f"    certificate: {crt}", f"    key: {key}"]
         if self.auth:
             htpasswd = self.workdir / "htpasswd"
@@ -157,6 +165,9 @@ class RegistryServer:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                # distribution reads REGISTRY_* variables as config overrides
+                # (REGISTRY_AUTH_FILE, which podman tools use, would become `auth.file`).
+                env={k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")},
             )
         finally:
             log.close()
@@ -182,7 +193,9 @@ class RegistryServer:
             time.sleep(0.05)
         log = self.log_path.read_text(errors="replace")[-2000:] if self.log_path.exists() else ""
         self.kill()
-        pytest.fail(f"docker-registry on {self.host} did not answer /v2/ in {START_TIMEOUT_S}s: {last}\n{log}")
+        pytest.fail(
+            f"docker-registry on {self.host} did not answer /v2/ in {START_TIMEOUT_S}s: {last}\n{log}"
+        )
 
     def kill(self) -> None:
         """SIGKILL the process (by PID) and reap it; idempotent."""
@@ -212,7 +225,6 @@ def docker_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "docker-config"
     path.mkdir()
     monkeypatch.setenv("DOCKER_CONFIG", str(path))
-    monkeypatch.setenv("REGISTRY_AUTH_FILE", str(path / "config.json"))
     return path
 
 

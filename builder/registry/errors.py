@@ -45,9 +45,19 @@ def error_codes(response: requests.Response) -> list[tuple[str, str]]:
 def error_from_response(response: requests.Response, *, host: str, what: str) -> RegistryError:
     """The error for a failed answer about `what` (e.g. `manifest 127.0.0.1:5000/app:v1`)."""
     status = response.status_code
+    if status == 400 and b"HTTP request to an HTTPS server" in response.content[:512]:
+        # Go's TLS server answers plain HTTP this way (net/http, server.go).
+        return RegistryUnavailable(
+            f"{host}: the registry speaks HTTPS, but plain HTTP was used for {what}",
+            status=status,
+            hint="drop --plain-http (add --ca-cert FILE or --tls-verify=false for a self-signed certificate)",
+        )
     codes = error_codes(response)
     code = codes[0][0] if codes else None
-    detail = "; ".join(f"{c}: {m}" if m else c for c, m in codes) or f"HTTP {status} {response.reason or ''}".strip()
+    detail = (
+        "; ".join(f"{c}: {m}" if m else c for c, m in codes)
+        or f"HTTP {status} {response.reason or ''}".strip()
+    )
     if status in (401, 403) or code in AUTH_CODES:
         verb = "denied" if status == 403 or code == "DENIED" else "requires authentication"
         return AuthError(
@@ -78,10 +88,7 @@ def _is_tls_verification(exc: BaseException) -> bool:
         if "CERTIFICATE_VERIFY_FAILED" in str(cur) or "certificate verify failed" in str(cur):
             return True
         cur = cur.__cause__ or cur.__context__
-    for arg in exc.args:
-        if isinstance(arg, BaseException) and _is_tls_verification(arg):
-            return True
-    return False
+    return any(isinstance(arg, BaseException) and _is_tls_verification(arg) for arg in exc.args)
 
 
 def is_plain_http_answer(exc: BaseException) -> bool:
@@ -92,7 +99,12 @@ def is_plain_http_answer(exc: BaseException) -> bool:
 
 def is_name_resolution(exc: BaseException) -> bool:
     text = repr(exc)
-    return "NameResolutionError" in text or "Name or service not known" in text or "nodename nor servname" in text or "Temporary failure in name resolution" in text
+    return (
+        "NameResolutionError" in text
+        or "Name or service not known" in text
+        or "nodename nor servname" in text
+        or "Temporary failure in name resolution" in text
+    )
 
 
 def error_from_exception(exc: requests.RequestException, *, host: str, what: str) -> RegistryUnavailable:
@@ -128,7 +140,9 @@ def error_from_exception(exc: requests.RequestException, *, host: str, what: str
             temporary=True,
             hint="check that the registry is running and reachable, then run the command again",
         )
-    return RegistryUnavailable(f"{host}: request for {what} failed ({exc.__class__.__name__})", temporary=True)
+    return RegistryUnavailable(
+        f"{host}: request for {what} failed ({exc.__class__.__name__})", temporary=True
+    )
 
 
 def is_retryable_exception(exc: requests.RequestException) -> bool:

@@ -1,0 +1,136 @@
+"""Builds that reach a registry: FROM a registry image, and bundled container images."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from builder.build.executor import build_image
+from builder.build.plan import BuildOptions
+from builder.errors import ImageNotFound, RegistryUnavailable
+from builder.image import mediatypes
+from builder.image.descriptor import Platform
+from builder.image.extension import parse_container_images
+from builder.registry.client import RegistryClient
+from builder.store.layout import Store
+from tests.registry_fixtures import RegistryServer
+from tests.validate import validate_image
+
+AMD64 = (Platform("linux", "amd64"),)
+
+
+def build(store: Store, ctx: Path, tag: str, **kw: object) -> None:
+    build_image(store, BuildOptions(context=ctx, tags=(tag,), platforms=AMD64, **kw))  # type: ignore[arg-type]
+    validate_image(store, tag)
+
+
+def test_from_an_image_in_a_registry(
+    tmp_path: Path, make_context: Callable[..., Path], registry: RegistryServer
+) -> None:
+    publisher = Store.open(tmp_path / "publisher")
+    base_ctx = make_context({"etc/base.conf": "base\n"}, kubefile="FROM scratch\nCOPY etc etc/\n")
+    build(publisher, base_ctx, "base:v1")
+    remote = f"{registry.host}/team/base:v1"
+    RegistryClient().push(publisher, "base:v1", remote)
+
+    store = Store.open(tmp_path / "builder")
+    child = make_context({"x.yaml": "x: 1\n"}, kubefile=f"FROM {remote}\nCOPY x.yaml manifests/\n")
+    with pytest.raises(ImageNotFound):
+        build(store, child, "child:v1", pull="never")
+    build(store, child, "child:v1")  # pull=missing: pulled once
+    manifest = store.read_manifest(store.resolve("child:v1"))
+    base = publisher.read_manifest(publisher.resolve("base:v1"))
+    assert manifest.layers[0] == base.layers[0]
+    assert store.refs.get(remote) is not None
+
+    registry.kill()  # `missing` finds the base locally now: no registry needed
+    build(store, child, "child:v2")
+    with pytest.raises(RegistryUnavailable, match=registry.host):
+        build(store, child, "child:v3", pull="always")
+
+
+def extract_layer_tar(store: Store, tag: str, index: int, dest: Path) -> None:
+    manifest = store.read_manifest(store.resolve(tag))
+    desc = manifest.layers[index]
+    data = store.blobs.read_bytes(desc.digest, max_size=1 << 30)
+    raw = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)).read()
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+        tar.extractall(dest, filter="tar")
+
+
+def test_bundled_images_are_served_by_a_stock_registry(
+    tmp_path: Path, make_context: Callable[..., Path], registry: RegistryServer
+) -> None:
+    # A small container image, pushed to the test registry.
+    publisher = Store.open(tmp_path / "publisher")
+    app_ctx = make_context({"hello.txt": "hello\n"}, kubefile="FROM scratch\nCOPY hello.txt /\n")
+    build(publisher, app_ctx, "hello:v1", bundle_images=False)
+    image = f"{registry.host}/library/hello:v1"
+    pushed = RegistryClient().push(publisher, "hello:v1", image)
+
+    # A ClusterImage whose manifest runs it.
+    deployment = f"""apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: hello}}
+spec:
+  template:
+    spec:
+      initContainers: [{{name: init, image: "{image}"}}]
+      containers:
+        - name: hello
+          image: {image}
+"""
+    ctx = make_context(
+        {"hello.yaml": deployment, "cm.yaml": "kind: ConfigMap\ndata: {image: not-a-container}\n"},
+        kubefile="FROM scratch\nCOPY hello.yaml manifests/\nCOPY cm.yaml manifests/\n",
+    )
+    store = Store.open(tmp_path / "builder")
+    build(store, ctx, "cluster:v1")
+    manifest = store.read_manifest(store.resolve("cluster:v1"))
+    images = parse_container_images(manifest.annotations[mediatypes.ANNOTATION_SEALER_CONTAINER_IMAGES])
+    assert [(i.image, str(i.platform)) for i in images] == [(image, "linux/amd64")]
+    assert len(manifest.layers) == 3  # two COPY layers and registry/
+
+    # A second, stock registry serves the image from the ClusterImage's registry/ directory.
+    unpacked = tmp_path / "unpacked"
+    extract_layer_tar(store, "cluster:v1", 2, unpacked)
+    served = RegistryServer(tmp_path / "served")
+    served.workdir.mkdir()
+    shutil.move(unpacked / "registry", served.storage)
+    served.start()
+    try:
+        out = subprocess.run(
+            ["skopeo", "inspect", "--tls-verify=false", f"docker://{served.host}/library/hello:v1"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["Digest"] == str(pushed.digest)
+    finally:
+        served.kill()
+
+    # A rebuild reuses the cached registry layer without the source registry.
+    registry.kill()
+    build(store, ctx, "cluster:v1")
+    assert store.read_manifest(store.resolve("cluster:v1")).digest == manifest.digest
+
+
+def test_unreachable_image_registry_is_one_clear_error(
+    tmp_path: Path, make_context: Callable[..., Path]
+) -> None:
+    ctx = make_context(
+        {"list/imageList": "127.0.0.1:9/nothing/here:v1\n"}, kubefile="FROM scratch\nCOPY list manifests/\n"
+    )
+    store = Store.open(tmp_path / "builder")
+    with pytest.raises(RegistryUnavailable, match=r"127\.0\.0\.1:9"):
+        build(store, ctx, "broken:v1")
+    assert store.refs.list() == []
