@@ -481,8 +481,8 @@ class RegistryClient:
                 raise DigestMismatch(f"{what} hashes to {Digest.from_bytes(data)}", hint="nothing was stored")
         manifest = Manifest.from_bytes(data)
         unique = {b.digest: b for b in (manifest.config, *manifest.layers)}
-        # Writers are opened here, on the caller's thread: BlobStore creates its per-process
-        # temp dir lazily and not thread-safely (FIXME: lock in BlobStore._process_dir).
+        # Writers are opened here, on the caller's thread, so that every one of them is aborted
+        # in the `finally` below whatever the worker threads did.
         sinks = {d: _WriterSink(store, b) for d, b in unique.items() if not store.blobs.has(d)}
         try:
             self._parallel(

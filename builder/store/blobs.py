@@ -16,6 +16,7 @@ import hashlib
 import io
 import os
 import tempfile
+import threading
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
@@ -232,12 +233,17 @@ class BlobStore:
         self.oci_dir = Path(oci_dir)
         self.tmp_dir = Path(tmp_dir)
         self._proc: _ProcessDir | None = None
+        # Writers may be opened from several threads (pull moves blobs in parallel): without
+        # the lock two threads could each make a dir, and dropping one would delete the
+        # other's temp files.
+        self._proc_lock = threading.Lock()
 
     def _process_dir(self) -> Path:
         # After a fork the child gets its own dir (and lock), so gc never mistakes it for dead.
-        if self._proc is None or self._proc.pid != os.getpid() or not self._proc.path.is_dir():
-            self._proc = _ProcessDir(self.tmp_dir)
-        return self._proc.path
+        with self._proc_lock:
+            if self._proc is None or self._proc.pid != os.getpid() or not self._proc.path.is_dir():
+                self._proc = _ProcessDir(self.tmp_dir)
+            return self._proc.path
 
     def close(self) -> None:
         """Release this process's temp dir (also done when the store is garbage collected)."""
