@@ -17,10 +17,11 @@ APP_KUBEFILE = 'FROM scratch\nCOPY nginx.yaml manifests/\nCMDS ["kubectl apply -
 
 
 def one_error_line(stderr: str) -> str:
-    lines = stderr.strip().splitlines()
-    assert lines[0].startswith("error: "), stderr
+    """The single `error: ...` line of a failed command (progress lines may come before it)."""
+    errors = [line for line in stderr.strip().splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, stderr
     assert "Traceback" not in stderr
-    return lines[0]
+    return errors[0]
 
 
 def test_build_quiet_prints_only_the_digest(
