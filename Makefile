@@ -9,12 +9,12 @@ APT_PACKAGES := skopeo umoci docker-registry openssh-server zstd iproute2 tar ap
 STAMP_APT := $(VENV)/.apt-stamp
 STAMP_PY := $(VENV)/.py-stamp
 
-.PHONY: install apt venv test test-unit demo bench lint clean
+.PHONY: install apt venv test test-unit demo bench lint clean hosts hosts-down
 
 install: apt venv
 
 apt: $(STAMP_APT)
-$(STAMP_APT):
+$(STAMP_APT): Makefile
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
@@ -41,9 +41,17 @@ bench: install
 	$(BIN)/python -m bench.run_build
 	$(BIN)/python -m bench.run_registry
 
+# Test hosts for trying things by hand (docs/hosts.md): `make hosts N=3 [PASSWORD_HOST=3]`.
+N ?= 3
+hosts: install
+	$(BIN)/python scripts/hosts.py up $(N) $(if $(PASSWORD_HOST),--password-host $(PASSWORD_HOST))
+
+hosts-down: venv
+	$(BIN)/python scripts/hosts.py down
+
 lint: venv
-	$(BIN)/ruff check kubefile_grammar builder tests bench
-	$(BIN)/ruff format --check kubefile_grammar builder tests bench
+	$(BIN)/ruff check kubefile_grammar builder tests bench scripts
+	$(BIN)/ruff format --check kubefile_grammar builder tests bench scripts
 	$(BIN)/mypy
 
 clean:

@@ -1,0 +1,55 @@
+"""Infra drivers: how the runtime runs commands and moves bytes on hosts.
+
+`InfraDriver` (base.py) is the one interface the phases and delivery use: run a command,
+stream bytes into a remote process, put a file (verified), test paths, read the platform and
+hostname. Two drivers: `LocalDriver` (this machine, no SSH; the default when a cluster names
+no hosts) and `SSHDriver` (asyncssh: one connection per host, bounded channels and uploads).
+Errors are `builder.errors.HostError` and `CommandFailed`, one line each.
+Imports `builder.errors` and `builder.image` only; never `builder.build` or `builder.cli`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from builder.runtime.infra.base import (
+    LOCAL_HOSTS,
+    ChannelRetried,
+    CommandResult,
+    Connected,
+    Disconnected,
+    InfraDriver,
+    InfraEvent,
+    SSHCredentials,
+    StreamResult,
+    TransferProgress,
+)
+from builder.runtime.infra.local import LocalDriver
+
+if TYPE_CHECKING:
+    from builder.runtime.infra.ssh import SSHDriver
+
+
+def __getattr__(name: str) -> Any:
+    # asyncssh costs ~110 ms to import: only commands that reach hosts over SSH pay for it.
+    if name == "SSHDriver":
+        from builder.runtime.infra.ssh import SSHDriver
+
+        return SSHDriver
+    raise AttributeError(name)
+
+
+__all__ = [
+    "LOCAL_HOSTS",
+    "ChannelRetried",
+    "CommandResult",
+    "Connected",
+    "Disconnected",
+    "InfraDriver",
+    "InfraEvent",
+    "LocalDriver",
+    "SSHCredentials",
+    "SSHDriver",
+    "StreamResult",
+    "TransferProgress",
+]
