@@ -279,7 +279,10 @@ def test_files_without_container_keys_are_not_parsed(tmp_path: Path) -> None:
     # so thousands of ConfigMaps cost a substring test each (and their syntax is not our business).
     write_tree(
         tmp_path,
-        {"manifests/data.yaml": "kind: ConfigMap\ndata: {a: [unclosed\n", "manifests/words.yaml": "a: containers b\n"},
+        {
+            "manifests/data.yaml": "kind: ConfigMap\ndata: {a: [unclosed\n",
+            "manifests/words.yaml": "a: containers b\n",
+        },
     )
     assert discover_images(tmp_path) == []
 
