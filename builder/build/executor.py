@@ -194,6 +194,7 @@ class _Draft:
     base_runtime_label: str | None = None
     container_images: tuple[ContainerImage, ...] = ()
     files: dict[str, str] = field(default_factory=dict)  # archive path -> context file, this build
+    file_hashes: dict[str, str] = field(default_factory=dict)  # context file -> sha256, as archived
     run_layers: list[Descriptor] = field(default_factory=list)
 
 
@@ -401,6 +402,7 @@ class _PlatformBuild:
                 assert e.source is not None
                 hashes[e.source] = self.stat_cache.hash_file(e.source)
             key = self._entries_key(draft, text, entries, hashes)
+            draft.file_hashes.update(hashes)
             hit = self._cached(key)
             if hit is not None:
                 return hit, True
@@ -417,6 +419,7 @@ class _PlatformBuild:
 
             layer = self._write_layer(entries, index, total, text, extra, on_file=learn)
             key = self._entries_key(draft, text, entries, hashes)
+            draft.file_hashes.update(hashes)
         self.step_cache.put(key, layer)
         return layer, False
 
@@ -531,7 +534,11 @@ class _PlatformBuild:
         sources = {name: src for name, src in draft.files.items() if _is_bundle_source(name)}
         if not sources and not draft.run_layers:
             return []
-        lines = [f"{name}\x00{self.stat_cache.hash_file(src)}" for name, src in sorted(sources.items())]
+        known = draft.file_hashes
+        lines = [
+            f"{name}\x00{known.get(src) or self.stat_cache.hash_file(src)}"
+            for name, src in sorted(sources.items())
+        ]
         lines += [f"run\x00{desc.digest}" for desc in draft.run_layers]
         key = cache_mod.inputs_digest(lines)
         cache = cache_mod.JsonCache(self.store.cache_dir, "discover")

@@ -8,32 +8,70 @@ traceback unless --debug.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
+import traceback
 from pathlib import Path
 
 import click
 
 from builder.cli.output import print_error
 from builder.errors import SealerError
-from kubefile_grammar import KubefileError
+
+# Commands by name -> (module, attribute), imported only when used: `sealer push` does not
+# load the Kubefile parser, `sealer build` does not load requests/oras (start-up is part of
+# every command's time).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "build": ("builder.cli.build", "build"),
+    **{
+        name: ("builder.cli.images", name)
+        for name in ("images", "inspect", "tag", "rmi", "prune", "save", "load")
+    },
+    **{name: ("builder.cli.registry", name) for name in ("login", "logout", "push", "pull")},
+}
 
 
 class _Group(click.Group):
     """Maps our error roots to one line and an exit code; click handles its own usage errors."""
 
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
+        spec = COMMANDS.get(cmd_name)
+        if spec is None:
+            return None
+        command = getattr(importlib.import_module(spec[0]), spec[1])
+        assert isinstance(command, click.Command)
+        return command
+
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
         except SealerError as err:
+            _show_traceback(ctx)
             print_error(err.message, hint=err.hint)
-            ctx.exit(err.exit_code)
-        except KubefileError as err:
-            print_error(str(err), hint=err.hint, excerpt=err.context)
             ctx.exit(err.exit_code)
         except KeyboardInterrupt:
             print_error("interrupted")
             ctx.exit(130)
+        except Exception as err:
+            # KubefileError, looked up only if the grammar was loaded: importing it here would
+            # load lark for every command, and an error of an unloaded module cannot occur.
+            grammar = sys.modules.get("kubefile_grammar.errors")
+            if grammar is None or not isinstance(err, grammar.KubefileError):
+                raise
+            _show_traceback(ctx)
+            print_error(str(err), hint=err.hint, excerpt=err.context)
+            ctx.exit(err.exit_code)
+
+
+def _show_traceback(ctx: click.Context) -> None:
+    if ctx.obj and ctx.obj.get("debug"):
+        traceback.print_exc()
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -54,17 +92,6 @@ def cli(ctx: click.Context, root: Path | None, debug: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
-
-
-def _register() -> None:
-    from builder.cli import build, images, registry
-
-    cli.add_command(build.build)
-    for command in (*images.COMMANDS, *registry.COMMANDS):
-        cli.add_command(command)
-
-
-_register()
 
 
 def main() -> None:
