@@ -183,3 +183,57 @@ async def platform(driver: _Runner, host: str) -> Platform:
 
 async def hostname(driver: _Runner, host: str) -> str:
     return (await driver.run(host, "uname -n")).stdout.strip()
+
+
+class DerivedMethods:
+    """The InfraDriver methods every driver builds the same way on its own `run` and `pipe_to`."""
+
+    async def run(
+        self,
+        host: str,
+        command: str,
+        *,
+        env: Mapping[str, str] | None = None,
+        stdin: bytes | None = None,
+        timeout_s: float | None = None,
+        check: bool = True,
+    ) -> CommandResult:
+        raise NotImplementedError
+
+    async def pipe_to(
+        self,
+        host: str,
+        remote_command: str,
+        chunks: Chunks,
+        *,
+        env: Mapping[str, str] | None = None,
+        timeout_s: float | None = None,
+        check: bool = True,
+    ) -> StreamResult:
+        raise NotImplementedError
+
+    async def stream_to(
+        self,
+        host: str,
+        remote_command: str,
+        chunks: Chunks,
+        *,
+        env: Mapping[str, str] | None = None,
+        timeout_s: float | None = None,
+    ) -> int:
+        return (await self.pipe_to(host, remote_command, chunks, env=env, timeout_s=timeout_s)).bytes_sent
+
+    async def put_file(self, host: str, local: Path, remote: str, *, mode: int = 0o644) -> int:
+        return await put_file(self, host, local, remote, mode)
+
+    async def exists(self, host: str, path: str) -> bool:
+        return await path_test(self, host, "-e", path)
+
+    async def is_dir(self, host: str, path: str) -> bool:
+        return await path_test(self, host, "-d", path)
+
+    async def platform(self, host: str) -> Platform:
+        return await platform(self, host)
+
+    async def hostname(self, host: str) -> str:
+        return await hostname(self, host)

@@ -8,10 +8,8 @@ import asyncio
 import contextlib
 import os
 from collections.abc import Mapping
-from pathlib import Path
 
 from builder.errors import HostError
-from builder.image.descriptor import Platform
 from builder.runtime.infra import _shell
 from builder.runtime.infra.base import (
     LOCAL_HOSTS,
@@ -25,7 +23,7 @@ from builder.runtime.infra.base import (
 _STDERR_KEEP = 64 << 10
 
 
-class LocalDriver:
+class LocalDriver(_shell.DerivedMethods):
     """Runs on this machine; answers to the names in LOCAL_HOSTS (plus `extra_names`, e.g. this
     machine's own address as the cluster model spells it)."""
 
@@ -151,32 +149,6 @@ class LocalDriver:
                 host, remote_command, result.exit_status, result.stdout, result.stderr
             )
         return result
-
-    async def stream_to(
-        self,
-        host: str,
-        remote_command: str,
-        chunks: Chunks,
-        *,
-        env: Mapping[str, str] | None = None,
-        timeout_s: float | None = None,
-    ) -> int:
-        return (await self.pipe_to(host, remote_command, chunks, env=env, timeout_s=timeout_s)).bytes_sent
-
-    async def put_file(self, host: str, local: Path, remote: str, *, mode: int = 0o644) -> int:
-        return await _shell.put_file(self, host, local, remote, mode)
-
-    async def exists(self, host: str, path: str) -> bool:
-        return await _shell.path_test(self, host, "-e", path)
-
-    async def is_dir(self, host: str, path: str) -> bool:
-        return await _shell.path_test(self, host, "-d", path)
-
-    async def platform(self, host: str) -> Platform:
-        return await _shell.platform(self, host)
-
-    async def hostname(self, host: str) -> str:
-        return await _shell.hostname(self, host)
 
     async def close(self) -> None:
         return None

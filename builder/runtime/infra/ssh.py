@@ -20,12 +20,10 @@ import shlex
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
-from pathlib import Path
 
 import asyncssh
 
 from builder.errors import HostError
-from builder.image.descriptor import Platform
 from builder.runtime.infra import _shell
 from builder.runtime.infra._ssh_connect import build_options, connect_error
 from builder.runtime.infra.base import (
@@ -61,7 +59,7 @@ class _Host:
         self.active = 0
 
 
-class SSHDriver:
+class SSHDriver(_shell.DerivedMethods):
     """The InfraDriver over SSH. `credentials`: one for every host, or per host (a "*" entry is
     the fallback). Use as `async with SSHDriver(...) as driver:` or call `close()`."""
 
@@ -336,32 +334,6 @@ class SSHDriver:
         if check and status != 0:
             raise _shell.command_failed(host, remote_command, status, result.stdout, result.stderr)
         return result
-
-    async def stream_to(
-        self,
-        host: str,
-        remote_command: str,
-        chunks: Chunks,
-        *,
-        env: Mapping[str, str] | None = None,
-        timeout_s: float | None = None,
-    ) -> int:
-        return (await self.pipe_to(host, remote_command, chunks, env=env, timeout_s=timeout_s)).bytes_sent
-
-    async def put_file(self, host: str, local: Path, remote: str, *, mode: int = 0o644) -> int:
-        return await _shell.put_file(self, host, local, remote, mode)
-
-    async def exists(self, host: str, path: str) -> bool:
-        return await _shell.path_test(self, host, "-e", path)
-
-    async def is_dir(self, host: str, path: str) -> bool:
-        return await _shell.path_test(self, host, "-d", path)
-
-    async def platform(self, host: str) -> Platform:
-        return await _shell.platform(self, host)
-
-    async def hostname(self, host: str) -> str:
-        return await _shell.hostname(self, host)
 
     async def close(self) -> None:
         conns = [h.conn for h in self._hosts.values() if h.conn is not None]
