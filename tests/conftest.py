@@ -88,4 +88,10 @@ def sealer(root: Path) -> SealerRunner:
 
 
 # Real docker-registry fixtures (plain, TLS, htpasswd) for every test that needs a registry.
-from tests.registry_fixtures import auth_registry, docker_config, registry, tls_registry  # noqa: E402, F401
+from tests.registry_fixtures import (  # noqa: E402, F401
+    auth_registry,
+    docker_config,
+    registry,
+    tls_registry,
+    token_registry,
+)

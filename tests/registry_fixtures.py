@@ -26,6 +26,9 @@ from pathlib import Path
 
 import pytest
 
+from tests import token_server
+from tests.token_server import TokenServer
+
 REGISTRY_BIN = "/usr/bin/docker-registry"
 START_TIMEOUT_S = 10.0
 USERNAME = "sealer"
@@ -86,6 +89,7 @@ class RegistryServer:
     password: str | None = None
     ca_cert: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
+    token: TokenServer | None = None  # bearer-token auth through this token server
 
     @property
     def host(self) -> str:
@@ -148,6 +152,15 @@ class RegistryServer:
                     timeout=30,
                 )
             lines += ["auth:", "  htpasswd:", "    realm: sealer-test", f"    path: {htpasswd}"]
+        if self.token is not None:
+            lines += [
+                "auth:",
+                "  token:",
+                f"    realm: {self.token.realm}",
+                f"    service: {token_server.SERVICE}",
+                f"    issuer: {token_server.ISSUER}",
+                f"    rootcertbundle: {self.token.cert_path}",
+            ]
         config = self.workdir / "config.yml"
         config.write_text("\n".join(lines) + "\n")
         return config
@@ -244,3 +257,20 @@ def tls_registry(tmp_path: Path, docker_config: Path) -> Iterator[RegistryServer
 def auth_registry(tmp_path: Path, docker_config: Path) -> Iterator[RegistryServer]:
     """docker-registry with htpasswd basic auth (`.username`/`.password`), over TLS (`.ca_cert`)."""
     yield from _serve(tmp_path, "auth-registry", tls=True, auth=True)
+
+
+@pytest.fixture
+def token_registry(tmp_path: Path, docker_config: Path) -> Iterator[RegistryServer]:
+    """docker-registry with bearer-token auth (a real token server issuing RS256 JWTs), over
+    TLS; `.username`/`.password` are what the token server accepts."""
+    workdir = tmp_path / "token-registry"
+    workdir.mkdir()
+    tokens = TokenServer(USERNAME, PASSWORD, workdir / "token-signer.crt")
+    tokens.start()
+    server = RegistryServer(workdir, tls=True, token=tokens, username=USERNAME, password=PASSWORD)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.kill()
+        tokens.stop()

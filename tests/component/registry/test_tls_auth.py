@@ -84,3 +84,22 @@ def test_login_push_pull_logout(auth_registry: RegistryServer, docker_config: Pa
     assert auth_registry.host not in json.loads(config_file.read_text())["auths"]
     with pytest.raises(AuthError):
         RegistryClient(opts).resolve(ref)
+
+
+def test_bearer_token_flow(token_registry: RegistryServer, tmp_path: Path) -> None:
+    """login and push/pull through distribution's token auth (a JWT from a token server)."""
+    store = Store.open(tmp_path / "store")
+    add_image(store, "bearer:v1")
+    options = RegistryOptions(ca_cert=token_registry.ca_cert)
+    remote = f"{token_registry.host}/team/bearer:v1"
+    with pytest.raises(AuthError):
+        RegistryClient(options).push(store, "bearer:v1", remote)
+    with pytest.raises(AuthError):
+        RegistryClient(options).login(token_registry.host, "sealer", "wrong")
+    client = RegistryClient(options)
+    client.login(token_registry.host, str(token_registry.username), str(token_registry.password))
+    pushed = client.push(store, "bearer:v1", remote)
+    assert token_registry.token is not None and token_registry.token.issued >= 1
+    other = Store.open(tmp_path / "other")
+    pulled = RegistryClient(options).pull(other, remote)
+    assert pulled.digest == pushed.digest
