@@ -5,7 +5,7 @@ Location: the explicit `auth_file`, else `$DOCKER_CONFIG/config.json`, else
 accepts keys written as URLs (`https://HOST`, `https://HOST/v1/`) and docker.io's legacy
 `https://index.docker.io/v1/` key, as docker's own lookup does. Writes keep every other key and
 field, go through a temp file + rename and leave the file 0600 (it holds passwords).
-Credential helpers (`credsStore`/`credHelpers`) are read through oras-py's helper lookup.
+Credential helpers (`credsStore`/`credHelpers`) are not consulted yet: only `auths` entries count.
 """
 
 from __future__ import annotations
