@@ -112,8 +112,8 @@ def build_image(store: Store, options: BuildOptions, on_event: EventSink = ignor
     """Build the Kubefile of `options` into `store` and tag the result."""
     started = time.monotonic()
     names = tuple(str(Reference.parse(tag)) for tag in options.tags)
+    context = BuildContext(options.context)  # a missing context is named before its Kubefile
     kubefile = read_kubefile(options)
-    context = BuildContext(options.context)
     platforms = options.platforms or (Platform.host(),)
     registry = _Registry(options, on_event)
     # One platform: pull just its manifest; several: the whole index, once.
