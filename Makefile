@@ -40,6 +40,7 @@ demo: venv
 bench: install
 	$(BIN)/python -m bench.run_build
 	$(BIN)/python -m bench.run_registry
+	$(BIN)/python -m bench.run_delivery
 
 # Test hosts for trying things by hand (docs/hosts.md): `make hosts N=3 [PASSWORD_HOST=3]`.
 N ?= 3

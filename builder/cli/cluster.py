@@ -1,0 +1,537 @@
+"""Cluster commands: run, gen, apply, join, delete, cluster status (docs/running.md).
+
+Progress goes to stderr (a live line per host on a terminal, plain lines otherwise); the
+summary table, the dry-run plan, `gen`'s Clusterfile and `status` go to stdout.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from builder.cli._common import open_store
+from builder.cli.output import human_size, print_json, print_table
+from builder.errors import UsageError
+
+if TYPE_CHECKING:  # the runtime modules load when a command runs
+    from builder.image.descriptor import Platform
+    from builder.runtime.actions import Outcome, Settings
+    from builder.runtime.cluster import Cluster, HostSpec
+    from builder.runtime.runner import RunEvent
+    from builder.store.layout import Store
+
+
+# --- shared options ------------------------------------------------------------------------------
+
+
+def _ssh_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    for decorator in reversed(
+        [
+            click.option("-p", "--passwd", "password", help="SSH password of every host."),
+            click.option(
+                "-i",
+                "--pk",
+                "key_file",
+                type=click.Path(dir_okay=False),
+                help="SSH private key of every host.",
+            ),
+            click.option("--pk-passwd", "passphrase", help="Passphrase of the private key."),
+            click.option(
+                "--port", type=click.IntRange(1, 65535), help="SSH port of every host (default 22)."
+            ),
+            click.option("-u", "--user", help="SSH user (default root)."),
+            click.option(
+                "--insecure-skip-host-key-check",
+                is_flag=True,
+                help="Do not verify host keys against known_hosts (Clusterfile ssh.verifyHostKeys: false).",
+            ),
+        ]
+    ):
+        func = decorator(func)
+    return func
+
+
+def _run_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    for decorator in reversed(
+        [
+            click.option(
+                "-e",
+                "--env",
+                "env",
+                multiple=True,
+                metavar="K=V",
+                help="Env for the scripts (wins over all).",
+            ),
+            click.option(
+                "--dry-run", is_flag=True, help="Print every command for every host; change nothing."
+            ),
+            click.option(
+                "--max-parallel",
+                type=click.IntRange(1, 256),
+                default=8,
+                show_default=True,
+                help="Hosts at once.",
+            ),
+        ]
+    ):
+        func = decorator(func)
+    return func
+
+
+def _skip_host_keys(cluster: Cluster) -> Cluster:
+    hosts = tuple(replace(h, ssh=replace(h.ssh, verify_host_keys=False)) for h in cluster.hosts)
+    return replace(cluster, hosts=hosts, ssh=replace(cluster.ssh, verify_host_keys=False))
+
+
+def _settings(ctx: click.Context, *, dry_run: bool, max_parallel: int, need_store: bool = True) -> Settings:
+    from builder.runtime.actions import Settings
+    from builder.runtime.runner import RunOptions
+
+    store = open_store(ctx) if need_store else None
+    interactive = sys.stderr.isatty()
+    progress = RichProgress() if interactive and not dry_run else PlainProgress()
+    ctx.call_on_close(progress.close)
+    return Settings(
+        store=store,
+        options=RunOptions(max_parallel=max_parallel, dry_run=dry_run),
+        on_event=progress,
+        pull=_puller(store) if store is not None else None,
+    )
+
+
+def _puller(store: Store) -> Callable[[str, Platform], None]:
+    def pull(name: str, platform: Platform) -> None:
+        from builder.registry.client import RegistryClient, RegistryOptions  # requests: slow to import
+
+        RegistryClient(RegistryOptions()).pull(store, name, platform=platform)
+
+    return pull
+
+
+def _report(outcome: Outcome, progress: Any = None) -> None:
+    if progress is not None:
+        progress.close()
+    if outcome.dry_run:
+        click.echo("\n".join(outcome.plan))
+        return
+    if outcome.hosts:
+        rows = [
+            [
+                h.host,
+                h.role,
+                f"{len(h.phases)}" + (f" (failed in {h.failed})" if h.failed else ""),
+                human_size(h.bytes_sent),
+                f"{h.seconds:.2f}",
+            ]
+            for h in outcome.hosts
+        ]
+        print_table(["HOST", "ROLE", "PHASES", "DELIVERED", "SECONDS"], rows)
+    click.echo(outcome.message, err=True)
+
+
+# --- progress ------------------------------------------------------------------------------------
+
+
+class PlainProgress:
+    """One line per phase and per finished step; for logs and pipes."""
+
+    def __init__(self) -> None:
+        self.bytes: dict[str, int] = {}
+        self.skipped: dict[tuple[str, str], int] = {}
+
+    def __call__(self, event: RunEvent) -> None:
+        from builder.runtime import runner as r
+
+        if isinstance(event, r.PhaseStarted):
+            click.echo(f"== {event.phase}: {event.title} ({len(event.hosts)} host(s))", err=True)
+        elif isinstance(event, r.HostBytes):
+            self.bytes[event.host] = event.bytes_sent
+        elif isinstance(event, r.StepFinished):
+            if event.skipped:
+                click.echo(f"  {event.host}  {event.step}: done before (journal)", err=True)
+                return
+            extra = f", {human_size(self.bytes.get(event.host, 0))} sent" if event.phase == "deliver" else ""
+            click.echo(f"  {event.host}  {event.step}: done in {event.seconds:.2f}s{extra}", err=True)
+        elif isinstance(event, r.StepFailed):
+            click.secho(f"  {event.host}  {event.step}: FAILED: {event.message}", fg="red", err=True)
+        elif isinstance(event, r.Notice):
+            click.echo(event.message, err=True)
+
+    def close(self) -> None:
+        return None
+
+
+class RichProgress:
+    """A live line per host (phase, step, bytes) over the lines of finished phases."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        self.console = Console(stderr=True)
+        self.rows: dict[str, list[str]] = {}
+        self.bytes: dict[str, int] = {}
+        self.started = time.monotonic()
+        self.live = Live(self._render(), console=self.console, refresh_per_second=8, transient=True)
+        self.live.start()
+        self.closed = False
+
+    def _render(self) -> Any:
+        from rich.table import Table
+
+        table = Table.grid(padding=(0, 2))
+        for host, (phase, step) in self.rows.items():
+            table.add_row(host, phase, step, human_size(self.bytes.get(host, 0)))
+        return table
+
+    def __call__(self, event: RunEvent) -> None:
+        from builder.runtime import runner as r
+
+        if isinstance(event, r.PhaseStarted):
+            self.console.print(f"[bold]== {event.phase}[/bold]: {event.title}", highlight=False)
+            for host in event.hosts:
+                self.rows[host] = [event.phase, "..."]
+        elif isinstance(event, r.StepStarted):
+            self.rows[event.host] = [event.phase, event.description]
+        elif isinstance(event, r.HostBytes):
+            self.bytes[event.host] = event.bytes_sent
+        elif isinstance(event, r.StepFinished):
+            self.rows[event.host] = [event.phase, "done" if not event.skipped else "done before"]
+        elif isinstance(event, r.StepFailed):
+            self.console.print(
+                f"[red]  {event.host} {event.step}: FAILED: {event.message}[/red]", highlight=False
+            )
+            self.rows[event.host] = [event.phase, "FAILED"]
+        elif isinstance(event, r.Notice):
+            self.console.print(event.message, highlight=False, markup=False)
+        self.live.update(self._render())
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.live.stop()
+
+
+# --- commands ------------------------------------------------------------------------------------
+
+
+def _cluster_from_args(
+    image: str | None,
+    clusterfile: Path | None,
+    *,
+    masters: str | None,
+    nodes: str | None,
+    password: str | None,
+    key_file: str | None,
+    passphrase: str | None,
+    port: int | None,
+    user: str | None,
+    cmds: Sequence[str],
+    cluster_name: str | None,
+    insecure: bool,
+) -> Cluster:
+    from builder.runtime.cluster import DEFAULT_CLUSTER_NAME
+    from builder.runtime.clusterfile import cluster_from_flags, load_clusterfile
+
+    if clusterfile is not None:
+        if image or masters or nodes:
+            raise UsageError("give -f Clusterfile or IMAGE with --masters/--nodes, not both")
+        cluster = load_clusterfile(clusterfile)
+        if cmds:
+            cluster = replace(cluster, cmds=tuple(cmds))
+        if cluster_name and cluster_name != cluster.name:
+            raise UsageError(f"--cluster {cluster_name} but the Clusterfile names {cluster.name}")
+    else:
+        if not image:
+            raise UsageError(
+                "missing IMAGE (or -f Clusterfile)", hint="sealer run IMAGE --masters IPS --nodes IPS"
+            )
+        cluster = cluster_from_flags(
+            image,
+            masters,
+            nodes,
+            password=password,
+            key_file=key_file,
+            passphrase=passphrase,
+            port=port,
+            user=user,
+            cmds=cmds,
+            name=cluster_name or DEFAULT_CLUSTER_NAME,
+        )
+    return _skip_host_keys(cluster) if insecure else cluster
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("image", required=False)
+@click.option(
+    "-f", "--Clusterfile", "clusterfile", type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option("-m", "--masters", help="Master addresses: a,b,c or a range first-last.")
+@click.option("-n", "--nodes", help="Node addresses: a,b,c or a range first-last.")
+@_ssh_options
+@click.option("--cmds", multiple=True, help="Launch commands instead of the image's (repeatable).")
+@click.option("--cluster", "cluster_name", help="Cluster name (default my-cluster).")
+@click.option("--runtime", help="Cluster runtime instead of the image's (only `none` exists yet).")
+@_run_options
+@click.pass_context
+def run(
+    ctx: click.Context,
+    image: str | None,
+    clusterfile: Path | None,
+    masters: str | None,
+    nodes: str | None,
+    password: str | None,
+    key_file: str | None,
+    passphrase: str | None,
+    port: int | None,
+    user: str | None,
+    insecure_skip_host_key_check: bool,
+    cmds: tuple[str, ...],
+    cluster_name: str | None,
+    runtime: str | None,
+    env: tuple[str, ...],
+    dry_run: bool,
+    max_parallel: int,
+) -> None:
+    """Run IMAGE as a cluster on the hosts (this machine when no --masters are given).
+
+    Check the hosts, deliver the rootfs, run scripts/init.sh everywhere, start the cluster
+    runtime, launch the image's commands or apps on master0, and save the cluster under
+    ~/.sealer/<cluster>/. A run that failed resumes when run again.
+    """
+    from builder.runtime import actions
+    from builder.runtime.env import parse_env_args
+
+    cli_env = parse_env_args(env)
+    cluster = _cluster_from_args(
+        image,
+        clusterfile,
+        masters=masters,
+        nodes=nodes,
+        password=password,
+        key_file=key_file,
+        passphrase=passphrase,
+        port=port,
+        user=user,
+        cmds=cmds,
+        cluster_name=cluster_name,
+        insecure=insecure_skip_host_key_check,
+    )
+    settings = _settings(ctx, dry_run=dry_run, max_parallel=max_parallel)
+    outcome = actions.run(cluster, settings, cli_env=cli_env, runtime=runtime)
+    _report(outcome, settings.on_event)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("image")
+@click.option("-m", "--masters", help="Master addresses: a,b,c or a range first-last.")
+@click.option("-n", "--nodes", help="Node addresses: a,b,c or a range first-last.")
+@_ssh_options
+@click.option("-e", "--env", "env", multiple=True, metavar="K=V", help="Cluster env entries.")
+@click.option("--cmds", multiple=True, help="Launch commands instead of the image's (repeatable).")
+@click.option("--cluster", "cluster_name", help="Cluster name (default my-cluster).")
+def gen(
+    image: str,
+    masters: str | None,
+    nodes: str | None,
+    password: str | None,
+    key_file: str | None,
+    passphrase: str | None,
+    port: int | None,
+    user: str | None,
+    insecure_skip_host_key_check: bool,
+    env: tuple[str, ...],
+    cmds: tuple[str, ...],
+    cluster_name: str | None,
+) -> None:
+    """Print the Clusterfile `sealer run` would use for these flags (secrets included)."""
+    from builder.runtime.clusterfile import cluster_from_flags, dump_clusterfile
+    from builder.runtime.env import parse_env_args
+
+    cluster = cluster_from_flags(
+        image,
+        masters,
+        nodes,
+        password=password,
+        key_file=key_file,
+        passphrase=passphrase,
+        port=port,
+        user=user,
+        env=parse_env_args(env),
+        cmds=cmds,
+        name=cluster_name or "my-cluster",
+    )
+    if insecure_skip_host_key_check:
+        cluster = _skip_host_keys(cluster)
+    click.echo(dump_clusterfile(cluster), nl=False)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "-f",
+    "--Clusterfile",
+    "clusterfile",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+)
+@_run_options
+@click.pass_context
+def apply(
+    ctx: click.Context, clusterfile: Path, env: tuple[str, ...], dry_run: bool, max_parallel: int
+) -> None:
+    """Make the cluster what the Clusterfile says: new hosts join, missing hosts leave.
+
+    A cluster not saved yet is run. Changing the image is refused (sealer upgrade, next issue).
+    """
+    from builder.runtime import actions
+    from builder.runtime.clusterfile import load_clusterfile
+    from builder.runtime.env import parse_env_args
+
+    cli_env = parse_env_args(env)
+    wanted = load_clusterfile(clusterfile)
+    settings = _settings(ctx, dry_run=dry_run, max_parallel=max_parallel)
+    _report(actions.apply(wanted, settings, cli_env=cli_env), settings.on_event)
+
+
+def _hosts_from_flags(
+    masters: str | None, nodes: str | None, ssh_kwargs: dict[str, Any], insecure: bool, base: Any
+) -> list[HostSpec]:
+    from builder.runtime.cluster import HostSpec, InvalidCluster, Role, parse_ip_list
+
+    changes = {k: v for k, v in ssh_kwargs.items() if v not in (None, ())}
+    if insecure:
+        changes["verify_host_keys"] = False
+    try:
+        ssh = replace(base, **changes)
+        out = [HostSpec(ip, (Role.MASTER,), ssh) for ip in (parse_ip_list(masters) if masters else ())]
+        out += [HostSpec(ip, (Role.NODE,), ssh) for ip in (parse_ip_list(nodes) if nodes else ())]
+    except InvalidCluster as err:
+        raise UsageError(err.message, hint=err.hint) from None
+    return out
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-m", "--masters", help="Masters to add: a,b,c or first-last.")
+@click.option("-n", "--nodes", help="Nodes to add: a,b,c or first-last.")
+@_ssh_options
+@click.option("--cluster", "cluster_name", default="my-cluster", show_default=True, help="Cluster name.")
+@_run_options
+@click.pass_context
+def join(
+    ctx: click.Context,
+    masters: str | None,
+    nodes: str | None,
+    password: str | None,
+    key_file: str | None,
+    passphrase: str | None,
+    port: int | None,
+    user: str | None,
+    insecure_skip_host_key_check: bool,
+    cluster_name: str,
+    env: tuple[str, ...],
+    dry_run: bool,
+    max_parallel: int,
+) -> None:
+    """Add hosts to the saved cluster (SSH settings default to the cluster's)."""
+    from builder.runtime import actions
+    from builder.runtime.env import parse_env_args
+    from builder.runtime.state import ClusterState
+
+    if not masters and not nodes:
+        raise UsageError("nothing to join: give --masters or --nodes")
+    saved = ClusterState(cluster_name).load_cluster()
+    if saved is None:
+        raise UsageError(f"no saved cluster {cluster_name}", hint="sealer run IMAGE --masters ... creates it")
+    ssh_kwargs = {
+        "password": password,
+        "key_files": (key_file,) if key_file else (),
+        "passphrase": passphrase,
+        "port": port,
+        "user": user,
+    }
+    hosts = _hosts_from_flags(masters, nodes, ssh_kwargs, insecure_skip_host_key_check, saved.ssh)
+    settings = _settings(ctx, dry_run=dry_run, max_parallel=max_parallel)
+    _report(actions.join(cluster_name, hosts, settings, cli_env=parse_env_args(env)), settings.on_event)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-m", "--masters", help="Masters to remove: a,b,c or first-last.")
+@click.option("-n", "--nodes", help="Nodes to remove: a,b,c or first-last.")
+@click.option("-a", "--all", "all_", is_flag=True, help="Delete the whole cluster.")
+@click.option("--cluster", "cluster_name", default="my-cluster", show_default=True, help="Cluster name.")
+@click.option("-y", "--force", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--dry-run", is_flag=True, help="Print every command for every host; change nothing.")
+@click.pass_context
+def delete(
+    ctx: click.Context,
+    masters: str | None,
+    nodes: str | None,
+    all_: bool,
+    cluster_name: str,
+    force: bool,
+    dry_run: bool,
+) -> None:
+    """Remove hosts from the cluster, or the whole cluster with --all.
+
+    Each leaving host runs scripts/clean.sh (nodes first, master0 last), then its rootfs goes
+    and the saved state forgets it. Deleting again is harmless.
+    """
+    from builder.runtime import actions
+    from builder.runtime.cluster import InvalidCluster, parse_ip_list
+
+    if all_ and (masters or nodes):
+        raise UsageError("give --all or --masters/--nodes, not both")
+    if not all_ and not masters and not nodes:
+        raise UsageError("nothing to delete: give --masters, --nodes or --all")
+    try:
+        master_ips = parse_ip_list(masters) if masters else ()
+        node_ips = parse_ip_list(nodes) if nodes else ()
+    except InvalidCluster as err:
+        raise UsageError(err.message, hint=err.hint) from None
+    if not dry_run and not force:
+        what = f"the whole cluster {cluster_name}" if all_ else ", ".join((*master_ips, *node_ips))
+        if not sys.stdin.isatty():
+            raise UsageError(f"refusing to delete {what} without confirmation", hint="pass --force (or -y)")
+        click.confirm(f"Delete {what}? Its hosts run clean.sh and lose the rootfs", abort=True, err=True)
+    settings = _settings(ctx, dry_run=dry_run, max_parallel=8, need_store=False)
+    outcome = actions.delete(cluster_name, settings, masters=master_ips, nodes=node_ips, all_=all_)
+    _report(outcome, settings.on_event)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cluster() -> None:
+    """Saved clusters (~/.sealer/<cluster>/)."""
+
+
+@cluster.command()
+@click.option(
+    "--cluster", "cluster_name", help="Cluster name (default: the only saved one, else my-cluster)."
+)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def status(cluster_name: str | None, fmt: str) -> None:
+    """Hosts, roles, image digest and the last phase each host finished."""
+    from builder.runtime import actions
+
+    if cluster_name is None:
+        names = actions.saved_clusters()
+        cluster_name = names[0] if len(names) == 1 else "my-cluster"
+    info = actions.status(cluster_name)
+    if fmt == "json":
+        print_json(info)
+        return
+    click.echo(f"cluster  {info['name']}")
+    click.echo(f"image    {info['image']} ({info['digest']}, {info['platform']})")
+    click.echo(f"runtime  {info['runtime']}")
+    click.echo(
+        f"state    {'complete' if info['complete'] else 'incomplete: run again to finish'}  ({info['state_dir']})"
+    )
+    rows = [
+        [h["ip"], h["role"], "yes" if h["joined"] else "no", h["last_phase"] or "-"] for h in info["hosts"]
+    ]
+    print_table(["HOST", "ROLE", "JOINED", "LAST PHASE"], rows)

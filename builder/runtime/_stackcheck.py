@@ -1,0 +1,309 @@
+"""The controller-side check of an image's layer stack before any host's `tar -x` sees it.
+
+Hosts unpack layers with plain tar, which follows symlinks already on disk in an entry's parent
+path (GNU tar 1.34 replaces a symlink a dir entry lands on, but `--keep-directory-symlink`,
+older tars and busybox keep it and apply the dir's mode through it), and knows nothing of OCI
+whiteouts. So before anything travels, every layer is streamed here (decompressed,
+headers parsed by `builder.layers._tarstream`, no file written) and the merged tree is tracked
+across layers with whiteouts applied. Refused (UnsafePath, BadWhiteout; naming layer digest and
+entry), because a host's tar must never see them: `..` or absolute paths, device nodes, fifos,
+hardlinks leaving the tree or naming a non-file, any entry or whiteout whose parent path goes
+through a symlink made by this or a lower layer (`lib -> /etc` in layer 1, `lib/passwd` in
+layer 3), entries below a `.wh.` component, and a path named twice in one layer with different
+types (tar would apply a dir entry's mode through an earlier symlink of that layer).
+
+What the host needs to honour whiteouts with plain shell is recorded per layer (`LayerPlan`):
+`whiteouts`, the paths to `rm -rf` before extracting the layer (whiteout targets, and lower
+paths whose type this layer changes, so tar never replaces one type by another), and `opaques`,
+the directories to empty first. The diff_id of each layer is recomputed from the stream; the
+blob digest is checked by the store's verifying reader. `*.tmpl` files below etc/, charts/,
+manifests/ and statics/ are collected as they stand after all layers (item 4 of issue 4).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from builder.errors import BadWhiteout, LayerError, UnsafePath
+from builder.image.descriptor import Descriptor
+from builder.image.digest import Digest
+from builder.layers._tarstream import BLOCK, FILE_TYPES, Member, TarStream
+from builder.layers.whiteout import AUFS_META_PREFIX, OPAQUE_NAME, WHITEOUT_PREFIX
+
+TEMPLATE_SUFFIX = ".tmpl"
+TEMPLATE_DIRS = ("etc", "charts", "manifests", "statics")
+MAX_TEMPLATE_BYTES = 1 << 20  # templates are held in memory and rendered per host
+_CHUNK = 4 << 20
+
+_DIR, _FILE, _LINK = "d", "f", "l"
+
+
+@dataclass(frozen=True, slots=True)
+class LayerPlan:
+    """One checked layer and what the host removes before extracting it (rootfs-relative)."""
+
+    descriptor: Descriptor
+    diff_id: Digest
+    whiteouts: tuple[str, ...] = ()  # rm -rf before extraction: whiteout targets, type changes
+    opaques: tuple[str, ...] = ()  # directories emptied (of lower content) before extraction
+
+
+@dataclass(frozen=True, slots=True)
+class StackCheck:
+    layers: tuple[LayerPlan, ...]
+    templates: dict[str, bytes] = field(default_factory=dict)
+
+
+def is_template_path(path: str) -> bool:
+    """A rootfs path sealer renders: `*.tmpl` below etc/, charts/, manifests/ or statics/."""
+    top, sep, _ = path.partition("/")
+    return bool(sep) and top in TEMPLATE_DIRS and path.endswith(TEMPLATE_SUFFIX) and path != top + "/.tmpl"
+
+
+class _Node:
+    __slots__ = ("children", "kind", "layer")
+
+    def __init__(self, kind: str, layer: int) -> None:
+        self.kind = kind
+        self.layer = layer  # index of the layer that made this node
+        self.children: dict[str, _Node] | None = {} if kind == _DIR else None
+
+
+class _Hashing(io.RawIOBase):
+    """Counts and hashes what is read through it (the diff_id of the decompressed stream)."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self.sha = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        data = self._stream.read(len(buffer))
+        n = len(data)
+        buffer[:n] = data
+        self.sha.update(data)
+        return n
+
+
+def _split(path: str, label: str, error: type[LayerError]) -> list[str]:
+    if "\x00" in path:
+        raise error(f"{label} contains a NUL byte")
+    if path.startswith("/"):
+        raise error(f"{label} is an absolute path")
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise error(f"{label} has a '..' component")
+    return parts
+
+
+@dataclass(slots=True)
+class _Entry:
+    parts: list[str]
+    kind: str
+    link: list[str] | None  # hardlink target
+    label: str
+
+
+class _Checker:
+    def __init__(self) -> None:
+        self.root = _Node(_DIR, -1)
+        self.templates: dict[str, bytes] = {}
+        self.digests: list[str] = []
+        self.buf = memoryview(bytearray(_CHUNK))
+
+    # --- the merged tree ------------------------------------------------------------------------
+
+    def _where(self, layer: int) -> str:
+        return f"layer {layer + 1} ({self.digests[layer]})" if layer >= 0 else "the root"
+
+    def _parent(
+        self, parts: list[str], label: str, error: type[LayerError], *, create: int | None
+    ) -> _Node | None:
+        """The dir node holding `parts[-1]`, never through a symlink; missing dirs are made when
+        `create` is a layer index (tar makes them), else None is returned."""
+        node = self.root
+        for i, name in enumerate(parts[:-1]):
+            assert node.children is not None
+            child = node.children.get(name)
+            if child is None:
+                if create is None:
+                    return None
+                child = node.children[name] = _Node(_DIR, create)
+            elif child.kind == _LINK:
+                raise error(
+                    f"{label} goes through {'/'.join(parts[: i + 1])!r}, a symlink made by "
+                    f"{self._where(child.layer)}"
+                )
+            elif child.kind != _DIR:
+                if create is None:
+                    return None
+                raise error(f"{label} goes through {'/'.join(parts[: i + 1])!r}, which is not a directory")
+            node = child
+        return node
+
+    def _forget_templates(self, prefix: str) -> None:
+        for path in [p for p in self.templates if p == prefix or p.startswith(prefix + "/")]:
+            del self.templates[path]
+
+    # --- one layer ------------------------------------------------------------------------------
+
+    def layer(self, index: int, desc: Descriptor, diff_id: Digest, stream: BinaryIO) -> LayerPlan:
+        self.digests.append(str(desc.digest))
+        where = f"layer {index + 1} ({desc.digest})"
+        hashing = _Hashing(stream)
+        reader = TarStream(io.BufferedReader(hashing, _CHUNK), self.buf)
+        entries: list[_Entry] = []
+        removed: list[list[str]] = []
+        opaque: list[list[str]] = []
+        contents: dict[int, bytes] = {}
+        while (m := reader.next()) is not None:
+            label = f"{where}: entry {m.name!r}"
+            parts = _split(m.name, label, UnsafePath)
+            if any(p.startswith(WHITEOUT_PREFIX) for p in parts[:-1]):
+                raise BadWhiteout(f"{label} lies below a whiteout name")
+            base = parts[-1] if parts else ""
+            if base.startswith(WHITEOUT_PREFIX):
+                reader.skip(m.size + (-m.size % BLOCK), label)
+                if base == OPAQUE_NAME:
+                    opaque.append(parts[:-1])
+                elif not base.startswith(AUFS_META_PREFIX):  # AUFS bookkeeping: skipped as docker does
+                    target = base[len(WHITEOUT_PREFIX) :]
+                    if target in ("", ".", ".."):
+                        raise BadWhiteout(f"{where}: whiteout {m.name!r} names {target!r}")
+                    removed.append([*parts[:-1], target])
+                continue
+            kind, link = self._kind(m, label)
+            if not parts:
+                if kind != _DIR:
+                    raise UnsafePath(f"{label} makes the rootfs root a non-directory")
+                reader.skip(m.size + (-m.size % BLOCK), label)
+                continue
+            if kind == _FILE and is_template_path("/".join(parts)):
+                if m.size > MAX_TEMPLATE_BYTES:
+                    raise LayerError(f"{label} is a template of {m.size} bytes (limit {MAX_TEMPLATE_BYTES})")
+                contents[len(entries)] = reader.read_exact(m.size, label)
+                reader.skip(-m.size % BLOCK, label)
+            else:
+                reader.skip(m.size + (-m.size % BLOCK), label)
+            entries.append(_Entry(parts, kind, link, label))
+        reader.drain()
+        got = Digest("sha256", hashing.sha.hexdigest())
+        if got != diff_id:
+            raise LayerError(f"{where} decompresses to {got}, the image config says diff_id {diff_id}")
+        whiteouts = self._remove(index, where, removed)
+        opaques = self._empty(index, where, opaque)
+        whiteouts += self._add(index, entries, contents)
+        return LayerPlan(desc, diff_id, tuple(whiteouts), tuple(opaques))
+
+    def _kind(self, m: Member, label: str) -> tuple[str, list[str] | None]:
+        if m.type in FILE_TYPES:
+            return _FILE, None
+        if m.type == tarfile.DIRTYPE:
+            return _DIR, None
+        if m.type == tarfile.SYMTYPE:
+            return _LINK, None  # the target may point anywhere: stored, never gone through
+        if m.type == tarfile.LNKTYPE:
+            target = _split(m.linkname, f"{label}: hardlink target {m.linkname!r}", UnsafePath)
+            if not target:
+                raise UnsafePath(f"{label} is a hardlink to the rootfs root")
+            return _FILE, target
+        if m.type in (tarfile.CHRTYPE, tarfile.BLKTYPE):
+            raise UnsafePath(f"{label} is a device node (refused)")
+        if m.type == tarfile.FIFOTYPE:
+            raise UnsafePath(f"{label} is a fifo (refused)")
+        raise LayerError(f"{label} has unsupported tar type {m.type!r}")
+
+    def _remove(self, index: int, where: str, removed: list[list[str]]) -> list[str]:
+        """Whiteouts, against the lower layers' tree (OCI: they never hide their own layer)."""
+        out: list[str] = []
+        for parts in removed:
+            rel = "/".join(parts)
+            parent = self._parent(parts, f"{where}: whiteout of {rel!r}", BadWhiteout, create=None)
+            if parent is None or parent.children is None or parts[-1] not in parent.children:
+                continue  # nothing below to delete
+            del parent.children[parts[-1]]
+            self._forget_templates(rel)
+            out.append(rel)
+        return out
+
+    def _empty(self, index: int, where: str, opaque: list[list[str]]) -> list[str]:
+        out: list[str] = []
+        for parts in opaque:
+            rel = "/".join(parts)
+            label = f"{where}: opaque marker of {rel or '/'!r}"
+            if not parts:
+                node: _Node | None = self.root
+            else:
+                parent = self._parent(parts, label, BadWhiteout, create=None)
+                node = None if parent is None or parent.children is None else parent.children.get(parts[-1])
+                if node is not None and node.kind == _LINK:
+                    raise BadWhiteout(f"{label}: {rel!r} is a symlink made by {self._where(node.layer)}")
+            if node is None or node.children is None or not node.children:
+                continue
+            node.children.clear()
+            if rel:
+                self._forget_templates(rel)
+            else:
+                self.templates.clear()
+            out.append(rel)
+        return out
+
+    def _add(self, index: int, entries: list[_Entry], contents: dict[int, bytes]) -> list[str]:
+        changed: list[str] = []
+        for i, e in enumerate(entries):
+            rel = "/".join(e.parts)
+            if e.link is not None:
+                target = self._parent(e.link, f"{e.label}: hardlink target", UnsafePath, create=None)
+                node = None if target is None or target.children is None else target.children.get(e.link[-1])
+                if node is None or node.kind != _FILE:
+                    raise UnsafePath(
+                        f"{e.label} is a hardlink to {'/'.join(e.link)!r}, which is not a regular file of the rootfs"
+                    )
+            parent = self._parent(e.parts, e.label, UnsafePath, create=index)
+            assert parent is not None and parent.children is not None
+            old = parent.children.get(e.parts[-1])
+            if old is not None and old.kind != e.kind:
+                if old.layer == index:
+                    raise UnsafePath(f"{e.label} names a path this layer already made as another type")
+                changed.append(rel)  # the host removes the lower one first: tar never replaces types
+                old = None
+            if old is None or old.kind != _DIR:
+                parent.children[e.parts[-1]] = _Node(e.kind, index)
+            elif old.kind == _DIR:
+                old.layer = index
+            self._forget_templates(rel)
+            if i in contents:
+                self.templates[rel] = contents[i]
+            elif e.link is not None and is_template_path(rel):
+                linked = "/".join(e.link)
+                if linked not in self.templates:
+                    raise LayerError(f"{e.label} is a template hardlinked to {linked!r}, not a template")
+                self.templates[rel] = self.templates[linked]
+        return changed
+
+    def finish(self) -> dict[str, bytes]:
+        for path in self.templates:
+            parts = path[: -len(TEMPLATE_SUFFIX)].split("/")
+            parent = self._parent(parts, path, UnsafePath, create=None)
+            node = None if parent is None or parent.children is None else parent.children.get(parts[-1])
+            if node is not None and node.kind == _DIR:
+                raise LayerError(f"template {path!r} would render onto {'/'.join(parts)!r}, a directory")
+        return dict(sorted(self.templates.items()))
+
+
+def check_stack(layers: Iterable[tuple[Descriptor, Digest, Callable[[], BinaryIO]]]) -> StackCheck:
+    """Check a layer stack, lowest first: (descriptor, diff_id, opener of the decompressed
+    stream). Raises LayerError (UnsafePath, BadWhiteout) naming the layer and the entry."""
+    checker = _Checker()
+    plans: list[LayerPlan] = []
+    for index, (desc, diff_id, opener) in enumerate(layers):
+        with opener() as stream:
+            plans.append(checker.layer(index, desc, diff_id, stream))
+    return StackCheck(tuple(plans), checker.finish())

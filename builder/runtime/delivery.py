@@ -1,0 +1,461 @@
+"""Rootfs delivery: an image's layers onto hosts as `data/<cluster>/rootfs`, only what is missing.
+
+`prepare_image` resolves the image for a platform and checks its layer stack once on the
+controller (`_stackcheck`: nothing a host's `tar -x` must not see; cached in the store under
+`cache/delivery/<manifest hex>.json`). `render_layer` renders the image's `*.tmpl` files with a
+host's env into a small deterministic tar applied last, so image layers stay shared between
+hosts and clusters. `deliver` then, per host and concurrently: one probe command (the applied
+list, the rootfs symlink, blobs present, zstd/gzip); nothing more when the wanted list is already
+applied; else every layer into a staging tree (a blob already on the host is extracted from
+there, a missing one is streamed as stored, kept, extracted in the same pass and verified by
+sha256 on arrival), then the atomic switch (`_delivery_shell.switch`). A failure leaves the
+current rootfs untouched; the next attempt drops the staging tree and sends only missing blobs.
+`remove` undoes a cluster's delivery and prunes blobs no other cluster uses; `plan_commands`
+is the same list of commands for `--dry-run`. Host-side layout: `_delivery_shell`.
+
+A little over 400 lines: the public API, the per-host orchestration and the events belong
+together; the host shell and the stack check already live in their own private modules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import io
+import json
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from builder._fs import atomic_write
+from builder.errors import CommandFailed, HostError, ImageNotFound, SealerError
+from builder.image import mediatypes
+from builder.image.descriptor import Descriptor, Platform
+from builder.image.digest import Digest
+from builder.image.extension import ImageExtension
+from builder.layers.compression import Compression, open_decompressed
+from builder.layers.tarwriter import TarEntry, TarWriter
+from builder.runtime import _delivery_shell as sh
+from builder.runtime._stackcheck import TEMPLATE_SUFFIX, LayerPlan, check_stack
+from builder.runtime.cluster import check_cluster_name
+from builder.runtime.env import TemplateError, render_template
+from builder.runtime.infra.base import InfraDriver
+from builder.store.layout import Store
+
+__all__ = [
+    "DEFAULT_ROOT",
+    "BlobSent",
+    "DeliveryEvent",
+    "DeliveryImage",
+    "HostDelivery",
+    "HostDone",
+    "HostFailed",
+    "HostSkipped",
+    "HostStarted",
+    "LayerPlan",
+    "deliver",
+    "plan_commands",
+    "prepare_image",
+    "remove",
+    "render_layer",
+    "rootfs_path",
+]
+
+DEFAULT_ROOT = "/var/lib/sealer"
+CHECK_VERSION = 1  # bump when the stack check changes: cached results are redone
+_CHUNK = 4 << 20
+_PROBE_TIMEOUT_S = 60
+
+
+def rootfs_path(cluster: str, root: str = DEFAULT_ROOT) -> str:
+    """The path scripts see as the cluster's rootfs (a symlink to the current tree)."""
+    return sh.Paths(root, check_cluster_name(cluster)).rootfs
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryImage:
+    """One image for one platform, its layer stack checked."""
+
+    name: str
+    manifest_digest: Digest
+    platform: Platform
+    layers: tuple[LayerPlan, ...]
+    templates: Mapping[str, bytes]  # rootfs path of the .tmpl file -> its bytes
+    env: Mapping[str, str]  # the image's ENV (config Env + sealer extension env), lowest precedence
+
+
+@dataclass(frozen=True, slots=True)
+class HostDelivery:
+    host: str
+    bytes_sent: int
+    blobs_sent: int
+    blobs_present: int
+    rebuilt: bool
+    seconds: float
+    # Layers the host could not decompress (no zstd/gzip): streamed decompressed from the
+    # controller, not kept on the host (a later rebuild streams them again).
+    streamed_plain: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class HostStarted:
+    host: str
+
+
+@dataclass(frozen=True, slots=True)
+class BlobSent:
+    host: str
+    digest: Digest
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class HostSkipped:
+    """The host already has the wanted rootfs: nothing was sent or changed."""
+
+    host: str
+
+
+@dataclass(frozen=True, slots=True)
+class HostDone:
+    result: HostDelivery
+
+
+@dataclass(frozen=True, slots=True)
+class HostFailed:
+    host: str
+    message: str
+
+
+DeliveryEvent = HostStarted | BlobSent | HostSkipped | HostDone | HostFailed
+
+
+# --- preparing the image ------------------------------------------------------------------------
+
+
+def prepare_image(store: Store, name: str, platform: Platform) -> DeliveryImage:
+    """Resolve `name` to its manifest for `platform` and check its layer stack (cached).
+
+    Raises ImageNotFound (naming the platforms the image has) and LayerError subclasses
+    (UnsafePath, BadWhiteout) for a stack no host may unpack.
+    """
+    desc = store.resolve(name)
+    if desc.media_type in mediatypes.INDEXES:
+        desc = store.read_index(desc).select(platform)  # ImageNotFound lists the platforms
+    manifest = store.read_manifest(desc)
+    config = store.read_config(manifest.config)
+    if not config.platform.matches(platform):
+        raise ImageNotFound(
+            f"image {name!r} is for {config.platform}, not {platform}",
+            hint=f"the image has only {config.platform}",
+        )
+    if len(config.diff_ids) != len(manifest.layers):
+        raise ImageNotFound(
+            f"image {name!r} lists {len(manifest.layers)} layers but {len(config.diff_ids)} diff_ids"
+        )
+    env = dict(e.partition("=")[::2] for e in config.config.env)
+    ext = manifest.annotations.get(mediatypes.ANNOTATION_SEALER_EXTENSION)
+    if ext:
+        env.update(ImageExtension.from_json(ext).env)
+    layers, templates = _checked_stack(store, desc.digest, manifest.layers, config.diff_ids)
+    return DeliveryImage(name, desc.digest, config.platform, layers, templates, env)
+
+
+def _checked_stack(
+    store: Store, manifest_digest: Digest, descs: Sequence[Descriptor], diff_ids: Sequence[Digest]
+) -> tuple[tuple[LayerPlan, ...], dict[str, bytes]]:
+    cache = store.cache_dir / "delivery" / f"{manifest_digest.hex}.json"
+    cached = _load_cache(cache, descs, diff_ids)
+    if cached is not None:
+        return cached
+
+    def opener(desc: Descriptor) -> Callable[[], BinaryIO]:
+        kind = Compression(mediatypes.LAYER_COMPRESSION.get(desc.media_type, ""))
+        return lambda: open_decompressed(store.blobs.open(desc.digest, expected_size=desc.size), kind)
+
+    result = check_stack((d, i, opener(d)) for d, i in zip(descs, diff_ids, strict=True))
+    doc = {
+        "version": CHECK_VERSION,
+        "layers": [
+            {"digest": str(p.descriptor.digest), "whiteouts": p.whiteouts, "opaques": p.opaques}
+            for p in result.layers
+        ],
+        "templates": {k: base64.b64encode(v).decode() for k, v in result.templates.items()},
+    }
+    atomic_write(cache, json.dumps(doc).encode())
+    return result.layers, result.templates
+
+
+def _load_cache(
+    path: Path, descs: Sequence[Descriptor], diff_ids: Sequence[Digest]
+) -> tuple[tuple[LayerPlan, ...], dict[str, bytes]] | None:
+    try:
+        doc = json.loads(path.read_bytes())
+        if doc["version"] != CHECK_VERSION or [x["digest"] for x in doc["layers"]] != [
+            str(d.digest) for d in descs
+        ]:
+            return None
+        layers = tuple(
+            LayerPlan(d, i, tuple(x["whiteouts"]), tuple(x["opaques"]))
+            for d, i, x in zip(descs, diff_ids, doc["layers"], strict=True)
+        )
+        return layers, {k: base64.b64decode(v) for k, v in doc["templates"].items()}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # absent or unreadable: check again
+
+
+# --- rendering ------------------------------------------------------------------------------------
+
+
+def render_layer(image: DeliveryImage, env: Mapping[str, str]) -> bytes | None:
+    """A plain, deterministic tar of the image's templates rendered with `env` over the image's
+    ENV (`X.tmpl` -> `X`, mode 0644, uid/gid 0, mtime 0); None when there are no templates.
+    TemplateError names the file (rootfs path) and the missing variable."""
+    if not image.templates:
+        return None
+    merged = {**image.env, **env}
+    rendered: dict[str, bytes] = {}
+    for path, data in sorted(image.templates.items()):
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise TemplateError("template is not UTF-8 text", path=path, line=1) from None
+        rendered[path[: -len(TEMPLATE_SUFFIX)]] = render_template(text, merged, path=path).encode()
+    out = io.BytesIO()
+    with tempfile.TemporaryDirectory(prefix="sealer-render-") as tmp:
+        writer = TarWriter(out)
+        for i, (target, body) in enumerate(sorted(rendered.items())):
+            src = Path(tmp) / str(i)
+            src.write_bytes(body)
+            writer.add(TarEntry(target, "file", 0o644, len(body), str(src)))
+        writer.close()
+    return out.getvalue()
+
+
+# --- one host -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    """One entry of a host's wanted list: an image layer, or the host's rendered layer."""
+
+    digest: Digest
+    size: int
+    compression: str  # "", "gzip", "zstd"
+    diff_id: Digest
+    whiteouts: tuple[str, ...]
+    opaques: tuple[str, ...]
+    path: Path | None  # the store blob; None for the rendered layer
+    data: bytes | None = None
+
+
+def _items(store: Store | None, image: DeliveryImage, rendered: bytes | None) -> list[_Item]:
+    out = [
+        _Item(
+            p.descriptor.digest,
+            p.descriptor.size,
+            mediatypes.LAYER_COMPRESSION.get(p.descriptor.media_type, ""),
+            p.diff_id,
+            p.whiteouts,
+            p.opaques,
+            store.blobs.path(p.descriptor.digest) if store is not None else None,
+        )
+        for p in image.layers
+    ]
+    if rendered is not None:
+        digest = Digest.from_bytes(rendered)
+        out.append(_Item(digest, len(rendered), "", digest, (), (), None, rendered))
+    return out
+
+
+def _rootfs_id(wanted: Sequence[str]) -> str:
+    return hashlib.sha256("\n".join(wanted).encode()).hexdigest()[:16]
+
+
+def _file_chunks(path: Path) -> Iterator[bytes]:
+    # Read as stored: the host's sha256 check on arrival is against the digest, so a blob that
+    # rotted in the store fails there; hashing here too would cost a second pass per host.
+    with open(path, "rb", buffering=0) as f:
+        while chunk := f.read(_CHUNK):
+            yield chunk
+
+
+def _plain_chunks(item: _Item) -> Iterator[bytes]:
+    assert item.path is not None
+    with open(item.path, "rb") as raw, open_decompressed(raw, Compression(item.compression)) as f:
+        while chunk := f.read(_CHUNK):
+            yield chunk
+
+
+def _host_error(host: str, err: SealerError, item: _Item | None) -> HostError:
+    if isinstance(err, HostError):
+        return err
+    if isinstance(err, CommandFailed) and err.status == sh.VERIFY_FAILED and item is not None:
+        last = err.stderr_tail.strip().splitlines()[-1:] or [""]
+        return HostError(
+            f"{host}: layer {item.digest} failed its check on arrival ({last[0]})", host=host, step="verify"
+        )
+    return HostError(
+        err.message if err.message.startswith(host) else f"{host}: {err.message}", host=host, step="deliver"
+    )
+
+
+async def _deliver_host(
+    driver: InfraDriver, items: list[_Item], p: sh.Paths, host: str, emit: Callable[[DeliveryEvent], None]
+) -> HostDelivery:
+    started = time.monotonic()
+    emit(HostStarted(host))
+    wanted = [str(i.digest) for i in items]
+    rid = _rootfs_id(wanted)
+    probe = sh.parse_probe((await driver.run(host, sh.probe(p, rid), timeout_s=_PROBE_TIMEOUT_S)).stdout)
+    present = sum(1 for i in items if i.digest.hex in probe.blobs)
+    if list(probe.applied) == wanted and probe.link == f"rootfs-{rid}":
+        emit(HostSkipped(host))
+        return HostDelivery(host, 0, 0, present, False, time.monotonic() - started)
+    sent = blobs_sent = plain = 0
+    build = not probe.has_tree
+    if build:
+        staging = p.staging(rid)
+        await driver.run(host, sh.prepare(p, rid))
+        for item in items:
+            for command in sh.removals(staging, item.whiteouts, item.opaques):
+                await driver.run(host, command)
+            if item.digest.hex in probe.blobs:
+                await driver.run(host, sh.extract_blob(p, staging, item.digest.hex, item.compression))
+            elif not item.compression or item.compression in probe.tools:
+                chunks = [item.data] if item.data is not None else _file_chunks(_path(item))
+                cmd = sh.upload_extract(p, staging, item.digest.hex, item.compression)
+                n = (await driver.pipe_to(host, cmd, chunks)).bytes_sent
+                sent += n
+                blobs_sent += 1
+                emit(BlobSent(host, item.digest, n))
+            else:
+                cmd = sh.stream_extract(p, staging, item.diff_id.hex)
+                sent += (await driver.pipe_to(host, cmd, _plain_chunks(item))).bytes_sent
+                plain += 1
+    await driver.run(host, sh.switch(p, rid, wanted, built=build))
+    return HostDelivery(host, sent, blobs_sent, present, True, time.monotonic() - started, plain)
+
+
+def _path(item: _Item) -> Path:
+    assert item.path is not None
+    return item.path
+
+
+async def _verify_blob(driver: InfraDriver, host: str, digest: Digest, *, root: str = DEFAULT_ROOT) -> None:
+    """The on-arrival check alone, for a `.partial-<hex>` already on the host: renamed to its
+    digest path when its sha256 matches, else deleted and HostError naming host and digest.
+    (Uploads run the same check in their own command; this is how it is tested, since SSH's MAC
+    makes corruption in transit impossible to stage.)"""
+    p = sh.Paths(root, "_")
+    item = _Item(digest, 0, "", digest, (), (), None)
+    try:
+        await driver.run(host, sh.verify_partial(p, digest.hex))
+    except SealerError as err:
+        raise _host_error(host, err, item) from err
+
+
+async def deliver(
+    driver: InfraDriver,
+    store: Store,
+    image: DeliveryImage,
+    cluster: str,
+    host_env: Mapping[str, Mapping[str, str]],
+    *,
+    root: str = DEFAULT_ROOT,
+    max_parallel: int = 8,
+    on_event: Callable[[DeliveryEvent], None] | None = None,
+) -> dict[str, HostDelivery]:
+    """Deliver `image` to every host of `host_env` (host -> its merged env for rendering).
+
+    Every host's templates are rendered before anything is sent (a TemplateError stops all).
+    Hosts run concurrently, `max_parallel` at once. Idempotent: a host whose applied list is the
+    wanted list costs one command and moves 0 bytes. Raises HostError naming the (first) host
+    that failed once every host has finished; the others' results come as HostDone events.
+    """
+    p = sh.Paths(root, check_cluster_name(cluster))
+    plans = {host: _items(store, image, render_layer(image, env)) for host, env in host_env.items()}
+    emit = on_event or (lambda event: None)
+    slots = asyncio.Semaphore(max(1, max_parallel))
+    results: dict[str, HostDelivery] = {}
+    failures: dict[str, HostError] = {}
+
+    async def one(host: str, items: list[_Item]) -> None:
+        async with slots:
+            try:
+                results[host] = await _deliver_host(driver, items, p, host, emit)
+            except (SealerError, OSError) as err:  # OSError: reading a store blob
+                if isinstance(err, OSError):
+                    err = HostError(f"{host}: reading a layer from the store: {err}", host=host)
+                failures[host] = _host_error(host, err, _failed_item(err, items))
+                emit(HostFailed(host, failures[host].message))
+                return
+        emit(HostDone(results[host]))
+
+    await asyncio.gather(*(one(host, items) for host, items in plans.items()))
+    if failures:
+        first = next(h for h in plans if h in failures)
+        err = failures[first]
+        more = [h for h in plans if h in failures and h != first]
+        suffix = f" (and {len(more)} more: {', '.join(more)})" if more else ""
+        raise HostError(err.message + suffix, host=first, step=err.step, hint=err.hint) from err
+    return results
+
+
+def _failed_item(err: SealerError, items: list[_Item]) -> _Item | None:
+    if not isinstance(err, CommandFailed):
+        return None
+    return next((i for i in items if f"sha256:{i.digest.hex} arrived" in err.stderr_tail), None)
+
+
+async def remove(
+    driver: InfraDriver, cluster: str, hosts: Sequence[str], *, root: str = DEFAULT_ROOT
+) -> None:
+    """Remove data/<cluster> (every rootfs tree, the symlink, the applied list) from `hosts`,
+    then the blobs no remaining cluster's applied list names. Idempotent."""
+    p = sh.Paths(root, check_cluster_name(cluster))
+    slots = asyncio.Semaphore(8)
+
+    async def one(host: str) -> None:
+        async with slots:
+            try:
+                await driver.run(host, sh.remove(p))
+            except SealerError as err:
+                raise _host_error(host, err, None) from err
+
+    await asyncio.gather(*(one(h) for h in hosts))
+
+
+def plan_commands(
+    image: DeliveryImage,
+    cluster: str,
+    host: str,
+    *,
+    root: str = DEFAULT_ROOT,
+    env: Mapping[str, str] | None = None,
+) -> list[str]:
+    """The commands delivery would run on `host` for a first delivery (uploads shown as
+    `upload <digest> (<size>)`). With `env` the host's templates are rendered, so the rendered
+    layer's digest and the rootfs id are real; without it they are shown as placeholders."""
+    p = sh.Paths(root, check_cluster_name(cluster))
+    rendered = render_layer(image, env) if env is not None else None
+    items = _items(None, image, rendered)
+    wanted = [str(i.digest) for i in items]
+    placeholder = bool(image.templates) and rendered is None
+    rid = "<id>" if placeholder else _rootfs_id(wanted)
+    staging = p.staging(rid)
+    out = [sh.probe(p, rid), sh.prepare(p, rid)]
+    for item in items:
+        out += sh.removals(staging, item.whiteouts, item.opaques)
+        out.append(f"upload {item.digest} ({item.size})")
+        out.append(sh.upload_extract(p, staging, item.digest.hex, item.compression))
+    if placeholder:
+        out.append(f"upload <rendered templates of {host}: {len(image.templates)} files>")
+        out.append(sh.upload_extract(p, staging, "<rendered>", ""))
+        wanted.append("<rendered>")
+    out.append(sh.switch(p, rid, wanted, built=True))
+    return out

@@ -1,0 +1,68 @@
+"""The orchestrator's phases, one module each (STYLE.md section 3), and the sequences the
+actions run:
+
+    run / join / apply (new hosts):  check -> deliver -> host-scripts -> runtime-preflight ->
+                                     runtime-init -> join-masters -> join-nodes -> launch
+    delete / apply (removed hosts):  runtime-leave | runtime-reset -> clean-scripts -> remove-rootfs
+
+The last phase of a run, saving the cluster under ~/.sealer/<cluster>/, is the action's own
+(no host takes part).
+"""
+
+from __future__ import annotations
+
+from builder.runtime.delivery import DEFAULT_ROOT
+from builder.runtime.phases.base import ImageInfo, Phase, PlanState, Step
+from builder.runtime.phases.check import Check
+from builder.runtime.phases.clean import CleanScripts, RemoveRootfs
+from builder.runtime.phases.deliver import Deliver
+from builder.runtime.phases.launch import Launch
+from builder.runtime.phases.runtime import (
+    JoinMasters,
+    JoinNodes,
+    RuntimeInit,
+    RuntimeLeave,
+    RuntimePreflight,
+    RuntimeReset,
+)
+from builder.runtime.phases.scripts import HostScripts
+
+
+def install_phases() -> tuple[Phase, ...]:
+    """After check: what a host goes through to join the cluster, in order."""
+    return (
+        Deliver(),
+        HostScripts(),
+        RuntimePreflight(),
+        RuntimeInit(),
+        JoinMasters(),
+        JoinNodes(),
+        Launch(),
+    )
+
+
+def removal_phases() -> tuple[Phase, ...]:
+    return (RuntimeLeave(), RuntimeReset(), CleanScripts(), RemoveRootfs())
+
+
+__all__ = [
+    "DEFAULT_ROOT",
+    "Check",
+    "CleanScripts",
+    "Deliver",
+    "HostScripts",
+    "ImageInfo",
+    "JoinMasters",
+    "JoinNodes",
+    "Launch",
+    "Phase",
+    "PlanState",
+    "RemoveRootfs",
+    "RuntimeInit",
+    "RuntimeLeave",
+    "RuntimePreflight",
+    "RuntimeReset",
+    "Step",
+    "install_phases",
+    "removal_phases",
+]

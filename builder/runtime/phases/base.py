@@ -1,0 +1,145 @@
+"""What every phase shares: the `Step` a plan is made of, the `Phase` base class and the
+read-only `PlanState` a plan reads (the image, the runtime plugin, the hosts in scope).
+
+A phase's `plan(cluster, facts, state)` is pure: no I/O, the same inputs give the same steps.
+The runner (`builder/runtime/runner.py`) executes them and journals each one; `--dry-run`
+prints the same list. Steps of one phase run in `stage` order; within a stage each host's steps
+run in plan order and hosts run concurrently (bounded), or one at a time in plan order when
+the phase is `serial`.
+"""
+
+from __future__ import annotations
+
+import shlex
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+from builder.image.descriptor import Platform
+from builder.image.extension import Application
+from builder.runtime.cluster import Cluster, HostSpec
+from builder.runtime.delivery import DEFAULT_ROOT, rootfs_path
+from builder.runtime.env import merge_env, reserved_env
+from builder.runtime.facts import Facts
+from builder.runtime.plugins.base import HostContext, RuntimePlugin
+
+StepKind = Literal["command", "probe", "deliver", "remove"]
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One thing to do on one host.
+
+    `kind`: "command" runs `command` (with `env`, in `cwd`); "probe" runs it and keeps its
+    output for the phase (check); "deliver" and "remove" hand the host to the delivery code
+    (`command` is then only what a dry-run shows). `id` is stable within phase and host: the
+    journal keys on it. `output` names a value this step's stdout provides to later commands;
+    `journal=False` runs the step on every attempt (probes, delivery that checks itself,
+    credentials that expire).
+    """
+
+    host: str
+    id: str
+    description: str
+    command: str
+    kind: StepKind = "command"
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+    stage: int = 0
+    output: str | None = None
+    journal: bool = True
+    timeout_s: float | None = None
+    shown: tuple[str, ...] = ()  # dry-run lines when they differ from `command`
+
+    @property
+    def full_command(self) -> str:
+        """`command` as run: in `cwd` when one is set (env goes separately, exported)."""
+        if self.cwd:
+            return f"cd {shlex.quote(self.cwd)} && {self.command}"
+        return self.command
+
+    @property
+    def dry_run_lines(self) -> tuple[str, ...]:
+        return self.shown or (self.full_command,)
+
+
+@dataclass(frozen=True, slots=True)
+class ImageInfo:
+    """What the phases need to know about the image, read from the store before planning."""
+
+    name: str
+    digest: str  # manifest digest for `platform`
+    platform: Platform
+    env: Mapping[str, str] = field(default_factory=dict)  # the image ENV
+    launch_cmds: tuple[str, ...] = ()
+    app_names: tuple[str, ...] = ()
+    applications: tuple[Application, ...] = ()
+    runtime_label: str | None = None
+    metadata_runtime: str | None = None
+    compressed_bytes: int = 0
+    layer_count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PlanState:
+    """The read-only inputs of every plan besides the cluster and the facts.
+
+    `targets`: addresses of the hosts this action works on (all of them for run; the new
+    ones for join; the leaving ones for delete). `cli_env`: the `-e` layer. `delivery_lines`:
+    the delivery commands a dry-run shows per host (from `delivery.plan_commands`).
+    """
+
+    image: ImageInfo
+    plugin: RuntimePlugin
+    targets: tuple[str, ...]
+    cli_env: Mapping[str, str] = field(default_factory=dict)
+    root: str = DEFAULT_ROOT
+    delivery_lines: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    delete_all: bool = False
+
+    def rootfs(self, cluster: Cluster) -> str:
+        return rootfs_path(cluster.name, self.root)
+
+    def target_hosts(self, cluster: Cluster) -> tuple[HostSpec, ...]:
+        wanted = set(self.targets)
+        return tuple(h for h in cluster.hosts if h.ip in wanted)
+
+    def host_env(self, cluster: Cluster, host: HostSpec) -> dict[str, str]:
+        """The env of `host`'s scripts: image ENV < Clusterfile < host < -e, then SEALER_*."""
+        env = merge_env(self.image.env, cluster.env, host.env, self.cli_env)
+        env.update(reserved_env(cluster, host, self.rootfs(cluster)))
+        return env
+
+    def host_context(self, cluster: Cluster, host: HostSpec, subject: HostSpec | None = None) -> HostContext:
+        return HostContext(cluster, host, self.rootfs(cluster), self.host_env(cluster, host), subject)
+
+
+class Phase(ABC):
+    """One phase of the orchestrator: a stable `name` (journal key; what actions insert or
+    skip), a human `title`, and a pure `plan`."""
+
+    name: ClassVar[str]
+    title: ClassVar[str]
+    serial: ClassVar[bool] = False
+
+    @abstractmethod
+    def plan(self, cluster: Cluster, facts: Facts, state: PlanState) -> list[Step]: ...
+
+    def should_run(self, cluster: Cluster, facts: Facts, state: PlanState) -> bool:
+        return bool(self.plan(cluster, facts, state))
+
+
+def ordered_for_removal(cluster: Cluster, hosts: Sequence[HostSpec]) -> list[tuple[int, HostSpec]]:
+    """(stage, host) in removal order: nodes (stage 0), then masters (1), master0 last (2)."""
+    out: list[tuple[int, HostSpec]] = []
+    for host in hosts:
+        if not host.is_master:
+            out.append((0, host))
+    for host in hosts:
+        if host.is_master and host.ip != cluster.master0.ip:
+            out.append((1, host))
+    for host in hosts:
+        if host.ip == cluster.master0.ip:
+            out.append((2, host))
+    return out

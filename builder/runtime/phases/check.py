@@ -1,0 +1,55 @@
+"""check: every host in scope is reachable and fit for the image (architecture, tools, disk).
+
+Its steps are probes (never journaled: facts are taken fresh on every attempt); `facts` turns
+their output into the frozen `Facts` later plans read, and `problems` lists what is wrong with
+each host so the run stops before any host is changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import ClassVar
+
+from builder.errors import PhaseError
+from builder.runtime import facts as facts_mod
+from builder.runtime.cluster import Cluster
+from builder.runtime.facts import Facts
+from builder.runtime.phases.base import Phase, PlanState, Step
+
+
+class Check(Phase):
+    name: ClassVar[str] = "check"
+    title: ClassVar[str] = "Check hosts"
+
+    def plan(self, cluster: Cluster, facts: Facts, state: PlanState) -> list[Step]:
+        command = facts_mod.probe_command(state.root)
+        return [
+            Step(
+                host=h.ip,
+                id="probe",
+                description="probe architecture, tools and free disk",
+                command=command,
+                kind="probe",
+                journal=False,
+                timeout_s=60,
+            )
+            for h in state.target_hosts(cluster)
+        ]
+
+    @staticmethod
+    def facts(outputs: Mapping[str, str]) -> Facts:
+        return Facts({host: facts_mod.parse_probe(host, out) for host, out in outputs.items()})
+
+    @staticmethod
+    def verify(facts: Facts, state: PlanState) -> None:
+        """PhaseError naming the first unfit host (and how many more there are)."""
+        bad = [
+            (host, found)
+            for host in facts
+            if (found := facts_mod.problems(facts[host], state.image.platform, state.image.compressed_bytes))
+        ]
+        if not bad:
+            return
+        host, found = bad[0]
+        more = f" (and {len(bad) - 1} more host{'s' if len(bad) > 2 else ''})" if len(bad) > 1 else ""
+        raise PhaseError(f"{host}: {'; '.join(found)}{more}", phase="check", step=host)

@@ -1,0 +1,92 @@
+"""launch: what the image (or the Clusterfile) says to start, on master0, in the rootfs.
+
+Which commands, first match wins (sealer's order): the Clusterfile's `cmds` (or --cmds); its
+`appNames`; the image's CMDS; the image's LAUNCH app names. An app runs its APPCMDS in its own
+directory (application/apps/<name>) with its APPENV over the host env; without APPCMDS the
+default for its type runs from the rootfs: kube -> `kubectl apply -f` each file, helm ->
+`helm install <name> <chart>`, shell -> `sh` each file. Runs once per image: journaled.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import ClassVar
+
+from builder.errors import ClusterError
+from builder.image.extension import Application
+from builder.runtime.cluster import Cluster
+from builder.runtime.facts import Facts
+from builder.runtime.phases.base import Phase, PlanState, Step
+
+APPS_DIR = "application/apps"
+LAUNCH_TIMEOUT_S = 1800
+
+
+def app_commands(app: Application) -> list[tuple[str, bool]]:
+    """(command, in the app's dir?) for one app: its APPCMDS, else the default of its type."""
+    if app.cmds:
+        return [(c, True) for c in app.cmds]
+    base = f"{APPS_DIR}/{app.name}"
+    files = app.files or ()
+    if app.type == "kube":
+        return [(f"kubectl apply -f {shlex.quote(f'{base}/{f}')}", False) for f in files]
+    if app.type == "helm":
+        chart = files[0] if files else ""
+        return [(f"helm install {shlex.quote(app.name)} {shlex.quote(f'{base}/{chart}'.rstrip('/'))}", False)]
+    if app.type == "shell":
+        return [(f"sh {shlex.quote(f'{base}/{f}')}", False) for f in files]
+    raise ClusterError(
+        f"app {app.name!r} has type {app.type!r} and no APPCMDS: sealer does not know how to launch it",
+        hint="give the app APPCMDS in the Kubefile, or launch it with cmds in the Clusterfile",
+    )
+
+
+class Launch(Phase):
+    name: ClassVar[str] = "launch"
+    title: ClassVar[str] = "Launch on master0"
+
+    def plan(self, cluster: Cluster, facts: Facts, state: PlanState) -> list[Step]:
+        master0 = cluster.master0
+        if master0.ip not in state.targets:
+            return []
+        rootfs = state.rootfs(cluster)
+        env = state.host_env(cluster, master0)
+        image = state.image
+        cmds = cluster.cmds or (() if cluster.app_names else image.launch_cmds)
+        if cmds:
+            return [
+                Step(
+                    host=master0.ip,
+                    id=f"cmd-{i}",
+                    description=f"launch command {i + 1} of {len(cmds)}",
+                    command=cmd,
+                    env=env,
+                    cwd=rootfs,
+                    timeout_s=LAUNCH_TIMEOUT_S,
+                )
+                for i, cmd in enumerate(cmds)
+            ]
+        out: list[Step] = []
+        for name in cluster.app_names or image.app_names:
+            app = next((a for a in image.applications if a.name == name), None)
+            if app is None:
+                known = ", ".join(a.name for a in image.applications) or "none"
+                raise ClusterError(
+                    f"app {name!r} is not in image {image.name} (apps: {known})",
+                    hint="check spec.appNames in the Clusterfile",
+                )
+            app_env = {**env, **app.env}
+            commands = app_commands(app)
+            for i, (command, in_app_dir) in enumerate(commands):
+                out.append(
+                    Step(
+                        host=master0.ip,
+                        id=f"app-{app.name}-{i}",
+                        description=f"launch app {app.name} ({app.type or 'cmds'}) {i + 1}/{len(commands)}",
+                        command=command,
+                        env=app_env,
+                        cwd=f"{rootfs}/{APPS_DIR}/{app.name}" if in_app_dir else rootfs,
+                        timeout_s=LAUNCH_TIMEOUT_S,
+                    )
+                )
+        return out

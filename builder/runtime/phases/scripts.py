@@ -1,0 +1,42 @@
+"""host-scripts: `sh scripts/init.sh` on every host in scope, in the delivered rootfs.
+
+Env: image ENV < Clusterfile env < host env < -e, plus SEALER_ROLE, SEALER_HOST_IP,
+SEALER_MASTER0, SEALER_MASTERS, SEALER_NODES, SEALER_CLUSTER, SEALER_ROOTFS. An image without
+scripts/init.sh skips it. Hosts run in parallel: sealer runs init.sh on all hosts at once too.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from builder.runtime.cluster import Cluster
+from builder.runtime.facts import Facts
+from builder.runtime.phases.base import Phase, PlanState, Step
+
+INIT_SCRIPT = "scripts/init.sh"
+CLEAN_SCRIPT = "scripts/clean.sh"
+SCRIPT_TIMEOUT_S = 1800
+
+
+def script_command(path: str) -> str:
+    return f"if [ -f {path} ]; then sh {path}; else echo 'no {path} in the image: skipped'; fi"
+
+
+class HostScripts(Phase):
+    name: ClassVar[str] = "host-scripts"
+    title: ClassVar[str] = "Run init.sh"
+
+    def plan(self, cluster: Cluster, facts: Facts, state: PlanState) -> list[Step]:
+        rootfs = state.rootfs(cluster)
+        return [
+            Step(
+                host=h.ip,
+                id="init.sh",
+                description=f"sh {INIT_SCRIPT} as {h.role}",
+                command=script_command(INIT_SCRIPT),
+                env=state.host_env(cluster, h),
+                cwd=rootfs,
+                timeout_s=SCRIPT_TIMEOUT_S,
+            )
+            for h in state.target_hosts(cluster)
+        ]

@@ -1,0 +1,126 @@
+"""The runtime plugin interface: what a cluster runtime (kubeadm, k3s, k0s, none) runs where.
+
+A plugin maps a *runtime phase* name to the ordered commands one host runs in it, given that
+host's role and context. It never connects, never sequences hosts and keeps no state: the
+phases in `builder/runtime/phases/runtime.py` decide which hosts take part and in what order
+(init on master0; join masters one at a time; join workers in parallel; leave and reset in
+reverse order), and the runner executes and journals. So a plugin's whole behaviour can be
+compared with the upstream docs in a golden dry-run test.
+
+Values known only at run time (a join token printed on master0) are *named outputs*: a step
+with `output="join-token"` has its stdout (stripped) kept under that name, and a later command
+refers to it as `output_ref("join-token")`, replaced (shell-quoted) when the command runs and
+shown as the placeholder in a dry-run. Steps that produce outputs run on every attempt (join
+credentials expire), never skipped by the journal.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from builder.runtime.cluster import Cluster, HostSpec
+
+# The runtime phases a plugin may answer, in the order a full life cycle meets them.
+PREFLIGHT = "preflight"  # every host, before init: ports free, no other install
+INIT = "init"  # master0: the first control plane
+JOIN_CREDENTIALS = "join-credentials"  # master0, just before each join: mints named outputs
+JOIN_MASTER = "join-master"  # each other master, one at a time
+JOIN_WORKER = "join-worker"  # each node, in parallel
+DELETE_MASTER = "delete-master"  # a master leaving a running cluster (on master0 and/or itself)
+DELETE_WORKER = "delete-worker"  # a node leaving: drain, delete node, uninstall
+RESET = "reset"  # every host of a cluster being deleted: workers, masters, master0 last
+UPGRADE = "upgrade"  # master0, then masters one by one, then workers
+KUBECONFIG = "kubeconfig"  # master0: print the admin kubeconfig (a named output)
+
+RUNTIME_PHASES = (
+    PREFLIGHT,
+    INIT,
+    JOIN_CREDENTIALS,
+    JOIN_MASTER,
+    JOIN_WORKER,
+    DELETE_MASTER,
+    DELETE_WORKER,
+    RESET,
+    UPGRADE,
+    KUBECONFIG,
+)
+
+_OUTPUT_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
+_OUTPUT_REF = re.compile(r"\{\{output:([a-z][a-z0-9-]*)\}\}")
+
+
+def output_ref(name: str) -> str:
+    """The placeholder for named output `name` inside a command (`{{output:join-token}}`)."""
+    if not _OUTPUT_NAME.match(name):
+        raise ValueError(f"bad output name {name!r}")
+    return "{{output:" + name + "}}"
+
+
+def output_refs(command: str) -> tuple[str, ...]:
+    """The output names `command` refers to, in order of first use."""
+    return tuple(dict.fromkeys(_OUTPUT_REF.findall(command)))
+
+
+def resolve_outputs(command: str, outputs: Mapping[str, str], quote: bool = True) -> str:
+    """`command` with every placeholder replaced by its value; KeyError names a missing one."""
+    import shlex
+
+    def value(match: re.Match[str]) -> str:
+        text = outputs[match.group(1)]
+        return shlex.quote(text) if quote else text
+
+    return _OUTPUT_REF.sub(value, command)
+
+
+@dataclass(frozen=True, slots=True)
+class PluginStep:
+    """One command of a plugin on one host. `id` is stable (the journal keys on it)."""
+
+    id: str
+    description: str
+    command: str
+    output: str | None = None
+    timeout_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.output is not None and not _OUTPUT_NAME.match(self.output):
+            raise ValueError(f"bad output name {self.output!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class HostContext:
+    """What a plugin knows about the host it plans for. `env` is the host's whole script env
+    (image ENV < Clusterfile < host < -e, plus SEALER_*); `subject` is the host a master0 step
+    acts for (the host being joined or deleted), else None."""
+
+    cluster: Cluster
+    host: HostSpec
+    rootfs: str
+    env: Mapping[str, str] = field(default_factory=dict)
+    subject: HostSpec | None = None
+
+    @property
+    def is_master0(self) -> bool:
+        return self.host.ip == self.cluster.master0.ip
+
+
+class RuntimePlugin(ABC):
+    """A cluster runtime. `name` is what `--runtime` and the saved state say; `label` the value
+    of the image label `cluster.alpha.sealer.io/cluster-runtime-type` that selects it, and
+    `metadata_runtime` Metadata's `ClusterRuntime` (None: no image selects it that way)."""
+
+    name: ClassVar[str]
+    label: ClassVar[str | None] = None
+    metadata_runtime: ClassVar[str | None] = None
+
+    def commands(self, phase: str, ctx: HostContext) -> Sequence[PluginStep]:
+        """The ordered commands of `phase` on `ctx.host`; empty: the host has nothing to do."""
+        return ()
+
+    def warnings(self, cluster: Cluster) -> Sequence[str]:
+        """Things worth saying before a run (an even number of masters breaks etcd quorum)."""
+        return ()

@@ -1,0 +1,525 @@
+"""The runner: executes the steps of a phase's plan through the infra driver.
+
+- Bounded concurrency: hosts of a stage run at once up to `RunOptions.max_parallel` (the
+  driver bounds its channels and uploads on top); a `serial` phase runs its steps one by one.
+- Journal: every finished step is recorded (image digest + phase + host + step) before the
+  next starts; a journaled step is skipped on the next attempt unless it is marked
+  `journal=False` (probes, delivery, credentials that expire).
+- Named outputs: a step's `output` keeps its stdout for later steps' placeholders; a producer
+  is skipped when every step that needs its output is already done.
+- Failure: a failed step stops its host; the other hosts finish the step they are in and start
+  nothing new; the run raises one HostError naming the first failed host and the phase.
+- Logs: every command, its exit status and output go to the host's log (env by name only,
+  placeholders unresolved, so secrets stay out).
+- Dry-run: `format_plan` prints the same steps, grouped by phase and host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import shlex
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from builder.errors import ClusterError, CommandFailed, HostError, SealerError
+from builder.runtime.cluster import Cluster
+from builder.runtime.infra.base import CommandResult, InfraDriver, SSHCredentials, StreamResult
+from builder.runtime.infra.local import LocalDriver
+from builder.runtime.phases.base import Phase, Step
+from builder.runtime.plugins.base import output_refs, resolve_outputs
+from builder.runtime.state import HostLog, Journal
+
+# --- events ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseStarted:
+    phase: str
+    title: str
+    hosts: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseFinished:
+    phase: str
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class StepStarted:
+    phase: str
+    host: str
+    step: str
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class StepFinished:
+    phase: str
+    host: str
+    step: str
+    description: str
+    seconds: float
+    skipped: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StepFailed:
+    phase: str
+    host: str
+    step: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class HostBytes:
+    """Bytes delivered to a host so far in this run (delivery progress)."""
+
+    host: str
+    bytes_sent: int
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A line for the user that is not a step (a warning, what a dry-run assumed)."""
+
+    message: str
+
+
+RunEvent = PhaseStarted | PhaseFinished | StepStarted | StepFinished | StepFailed | HostBytes | Notice
+EventSink = Callable[[RunEvent], None]
+
+
+def ignore(_: RunEvent) -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    max_parallel: int = 8
+    dry_run: bool = False
+
+
+@dataclass
+class HostStats:
+    """What one host went through in this run (for the summary table)."""
+
+    host: str
+    phases: list[str] = field(default_factory=list)
+    bytes_sent: int = 0
+    seconds: float = 0.0
+    failed: str | None = None
+
+    def phase_done(self, phase: str) -> None:
+        if phase not in self.phases:
+            self.phases.append(phase)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryOutcome:
+    """What a delivery function reports per host."""
+
+    host: str
+    bytes_sent: int
+    seconds: float
+
+
+# deliver(hosts, emit) -> outcome per host; remove(hosts) -> None. Supplied by the action (the
+# delivery code needs the store and the image, which the runner does not).
+DeliverFn = Callable[[Sequence[str], EventSink], Awaitable[Mapping[str, DeliveryOutcome]]]
+RemoveFn = Callable[[Sequence[str]], Awaitable[None]]
+
+
+class Runner:
+    def __init__(
+        self,
+        driver: InfraDriver,
+        *,
+        digest: str,
+        journal: Journal,
+        logs: Callable[[str], HostLog] | None = None,
+        options: RunOptions | None = None,
+        deliver: DeliverFn | None = None,
+        remove: RemoveFn | None = None,
+        on_event: EventSink = ignore,
+        log_hint: str | None = None,
+    ) -> None:
+        self.driver = driver
+        self.digest = digest
+        self.journal = journal
+        self.logs = logs or (lambda host: HostLog(None))
+        self.options = options or RunOptions()
+        self.deliver_fn = deliver
+        self.remove_fn = remove
+        self.emit = on_event
+        self.log_hint = log_hint
+        self.outputs: dict[str, str] = {}
+        self.stats: dict[str, HostStats] = {}
+        self._slots = asyncio.Semaphore(max(1, self.options.max_parallel))
+
+    def host_stats(self, host: str) -> HostStats:
+        if host not in self.stats:
+            self.stats[host] = HostStats(host)
+        return self.stats[host]
+
+    # --- a phase ---------------------------------------------------------------------------------
+
+    async def run_phase(self, phase: Phase, steps: Sequence[Step]) -> dict[str, str]:
+        """Run `steps` (the phase's plan); returns the stdout of its probe steps by host."""
+        started = time.monotonic()
+        hosts = tuple(dict.fromkeys(s.host for s in steps))
+        self.emit(PhaseStarted(phase.name, phase.title, hosts))
+        pending = self._pending(phase, steps)
+        probes: dict[str, str] = {}
+        for stage in sorted({s.stage for s in pending}):
+            batch = [s for s in pending if s.stage == stage]
+            delivers = [s for s in batch if s.kind == "deliver"]
+            removes = [s for s in batch if s.kind == "remove"]
+            commands = [s for s in batch if s.kind in ("command", "probe")]
+            if delivers:
+                await self._deliver(phase, delivers)
+            if commands:
+                await self._commands(phase, commands, probes)
+            if removes:
+                await self._remove(phase, removes)
+        for host in hosts:
+            self.host_stats(host).phase_done(phase.name)
+        self.emit(PhaseFinished(phase.name, time.monotonic() - started))
+        return probes
+
+    def _pending(self, phase: Phase, steps: Sequence[Step]) -> list[Step]:
+        """Steps still to run: journaled ones are skipped; so are producers nobody needs."""
+        todo: list[Step] = []
+        for s in steps:
+            if s.journal and self.journal.done(self.digest, phase.name, s.host, s.id):
+                self.emit(StepFinished(phase.name, s.host, s.id, s.description, 0.0, skipped=True))
+            else:
+                todo.append(s)
+        needed = {name for s in todo for name in output_refs(s.command)}
+        out: list[Step] = []
+        for s in todo:
+            if s.output is not None and s.output not in needed:
+                self.emit(StepFinished(phase.name, s.host, s.id, s.description, 0.0, skipped=True))
+                continue
+            out.append(s)
+        return out
+
+    async def _commands(self, phase: Phase, steps: Sequence[Step], probes: dict[str, str]) -> None:
+        if phase.serial:
+            for s in steps:
+                await self._step(phase, s, probes)
+            return
+        by_host: dict[str, list[Step]] = {}
+        for s in steps:
+            by_host.setdefault(s.host, []).append(s)
+        stop = asyncio.Event()
+
+        async def host_worker(host_steps: list[Step]) -> None:
+            async with self._slots:
+                for s in host_steps:
+                    if stop.is_set():
+                        return
+                    try:
+                        await self._step(phase, s, probes)
+                    except BaseException:
+                        stop.set()
+                        raise
+
+        results = await asyncio.gather(*(host_worker(v) for v in by_host.values()), return_exceptions=True)
+        self._raise_first(results)
+
+    @staticmethod
+    def _raise_first(results: Iterable[object]) -> None:
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if not errors:
+            return
+        first = errors[0]
+        if len(errors) > 1 and isinstance(first, HostError):
+            others = [e.host for e in errors[1:] if isinstance(e, HostError)]
+            if others:
+                raise HostError(
+                    f"{first.message} (also failed: {', '.join(others)})",
+                    host=first.host,
+                    step=first.step,
+                    hint=first.hint,
+                ) from first
+        raise first
+
+    async def _step(self, phase: Phase, s: Step, probes: dict[str, str]) -> None:
+        self.emit(StepStarted(phase.name, s.host, s.id, s.description))
+        log = self.logs(s.host)
+        shown = s.full_command
+        try:
+            command = resolve_outputs(shown, self.outputs)
+        except KeyError as err:
+            raise ClusterError(
+                f"{phase.name}: step {s.id} on {s.host} needs output {err.args[0]!r}, which no earlier step gave"
+            ) from None
+        env_names = " ".join(s.env)
+        logged = f"{shown}" + (f"\n  (env: {env_names})" if env_names else "")
+        started = time.monotonic()
+        try:
+            result = await self.driver.run(s.host, command, env=s.env, timeout_s=s.timeout_s, check=False)
+        except SealerError as err:
+            seconds = time.monotonic() - started
+            log.command(
+                phase=phase.name,
+                step=s.id,
+                command=logged,
+                status="-",
+                stdout="",
+                stderr=err.message,
+                seconds=seconds,
+            )
+            raise self._failed(phase, s, err.message) from None
+        seconds = time.monotonic() - started
+        log.command(
+            phase=phase.name,
+            step=s.id,
+            command=logged,
+            status=result.exit_status,
+            stdout="(kept as a named output)" if s.output else result.stdout,
+            stderr=result.stderr,
+            seconds=seconds,
+        )
+        if result.exit_status != 0:
+            last = next((ln.strip() for ln in reversed(result.stderr.splitlines()) if ln.strip()), "")
+            if not last:
+                last = next((ln.strip() for ln in reversed(result.stdout.splitlines()) if ln.strip()), "")
+            message = f'"{_short(s.full_command if not s.cwd else s.command)}" exited {result.exit_status}'
+            raise self._failed(phase, s, message + (f": {_short(last, 160)}" if last else ""))
+        if s.kind == "probe":
+            probes[s.host] = result.stdout
+        if s.output is not None:
+            self.outputs[s.output] = result.stdout.strip()
+        self.journal.record(self.digest, phase.name, s.host, s.id, seconds=seconds)
+        self.host_stats(s.host).seconds += seconds
+        self.emit(StepFinished(phase.name, s.host, s.id, s.description, seconds))
+
+    def _failed(self, phase: Phase, s: Step, message: str) -> HostError:
+        host_prefix = f"{s.host}: "
+        if message.startswith(host_prefix):
+            message = message[len(host_prefix) :]
+        self.host_stats(s.host).failed = phase.name
+        self.emit(StepFailed(phase.name, s.host, s.id, message))
+        hint = "fix the cause and run the same command again: finished steps are skipped"
+        if self.log_hint:
+            hint = f"{hint}; log: {self.log_hint.format(host=s.host)}"
+        return HostError(f"{s.host}: {phase.name} failed: {message}", host=s.host, step=s.id, hint=hint)
+
+    async def _deliver(self, phase: Phase, steps: Sequence[Step]) -> None:
+        if self.deliver_fn is None:
+            raise ClusterError(f"{phase.name}: no delivery configured")
+        hosts = [s.host for s in steps]
+        for s in steps:
+            self.emit(StepStarted(phase.name, s.host, s.id, s.description))
+        try:
+            outcomes = await self.deliver_fn(hosts, self._on_delivery_event)
+        except HostError as err:
+            step = next((s for s in steps if s.host == err.host), steps[0])
+            self.logs(step.host).command(
+                phase=phase.name,
+                step=step.id,
+                command=step.command,
+                status="-",
+                stdout="",
+                stderr=err.message,
+                seconds=0,
+            )
+            raise self._failed(phase, step, err.message) from None
+        for s in steps:
+            outcome = outcomes.get(s.host)
+            stats = self.host_stats(s.host)
+            seconds = outcome.seconds if outcome else 0.0
+            if outcome is not None:
+                stats.bytes_sent = max(stats.bytes_sent, outcome.bytes_sent)
+                stats.seconds += seconds
+                self.logs(s.host).command(
+                    phase=phase.name,
+                    step=s.id,
+                    command=s.command,
+                    status=0,
+                    stdout=f"{outcome.bytes_sent} bytes sent",
+                    stderr="",
+                    seconds=seconds,
+                )
+            self.journal.record(self.digest, phase.name, s.host, s.id, seconds=seconds)
+            self.emit(StepFinished(phase.name, s.host, s.id, s.description, seconds))
+
+    def _on_delivery_event(self, event: RunEvent) -> None:
+        if isinstance(event, HostBytes):
+            stats = self.host_stats(event.host)
+            stats.bytes_sent = event.bytes_sent
+        self.emit(event)
+
+    async def _remove(self, phase: Phase, steps: Sequence[Step]) -> None:
+        if self.remove_fn is None:
+            raise ClusterError(f"{phase.name}: no removal configured")
+        for s in steps:
+            self.emit(StepStarted(phase.name, s.host, s.id, s.description))
+        started = time.monotonic()
+        try:
+            await self.remove_fn([s.host for s in steps])
+        except HostError as err:
+            step = next((s for s in steps if s.host == err.host), steps[0])
+            raise self._failed(phase, step, err.message) from None
+        seconds = time.monotonic() - started
+        for s in steps:
+            self.logs(s.host).command(
+                phase=phase.name,
+                step=s.id,
+                command=s.command,
+                status=0,
+                stdout="",
+                stderr="",
+                seconds=seconds,
+            )
+            self.emit(StepFinished(phase.name, s.host, s.id, s.description, seconds))
+
+
+def _short(command: str, limit: int = 80) -> str:
+    line = " ".join(command.split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+# --- dry-run -------------------------------------------------------------------------------------
+
+
+def format_plan(cluster: Cluster, plans: Sequence[tuple[Phase, Sequence[Step]]]) -> list[str]:
+    """Every step of every phase, grouped by phase and host, as a dry-run prints it.
+
+    Env is shown once per host and phase (only the variables that differ from the previous
+    host block would be noise: all are shown, sorted). Placeholders of named outputs stay as
+    they are: their values exist only at run time.
+    """
+    lines: list[str] = []
+    master0 = cluster.master0.ip
+    for phase, steps in plans:
+        if not steps:
+            continue
+        lines.append(f"== {phase.name}: {phase.title}" + ("  (hosts one at a time)" if phase.serial else ""))
+        blocks: list[tuple[str, int, list[Step]]] = []
+        for s in steps:
+            if phase.serial:
+                if blocks and blocks[-1][0] == s.host and blocks[-1][1] == s.stage:
+                    blocks[-1][2].append(s)
+                else:
+                    blocks.append((s.host, s.stage, [s]))
+            else:
+                found = next((b for b in blocks if b[0] == s.host and b[1] == s.stage), None)
+                if found is None:
+                    blocks.append((s.host, s.stage, [s]))
+                else:
+                    found[2].append(s)
+        if not phase.serial:
+            blocks.sort(key=lambda b: b[1])
+        for host, _, host_steps in blocks:
+            spec = cluster.host(host)
+            role = "master0" if host == master0 else str(spec.role)
+            lines.append(f"  {host} ({role})")
+            env = host_steps[0].env
+            if env:
+                lines.append("    env: " + " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items())))
+            for s in host_steps:
+                note = f" -> output {s.output}" if s.output else ""
+                lines.append(f"    # {s.description}{note}")
+                for line in s.dry_run_lines:
+                    lines.append(f"    $ {line}")
+    return lines
+
+
+# --- drivers -------------------------------------------------------------------------------------
+
+
+class _Closable(Protocol):
+    async def close(self) -> None: ...
+
+
+class RoutingDriver:
+    """One driver per host: the local machine through LocalDriver, the rest over SSH."""
+
+    def __init__(self, routes: Mapping[str, InfraDriver]) -> None:
+        self._routes = dict(routes)
+
+    def _for(self, host: str) -> InfraDriver:
+        try:
+            return self._routes[host]
+        except KeyError:
+            raise HostError(f"{host}: not a host of this cluster", host=host) from None
+
+    async def run(self, host: str, command: str, **kwargs: Any) -> CommandResult:
+        return await self._for(host).run(host, command, **kwargs)
+
+    async def pipe_to(self, host: str, remote_command: str, chunks: Any, **kwargs: Any) -> StreamResult:
+        return await self._for(host).pipe_to(host, remote_command, chunks, **kwargs)
+
+    async def stream_to(self, host: str, remote_command: str, chunks: Any, **kwargs: Any) -> int:
+        return await self._for(host).stream_to(host, remote_command, chunks, **kwargs)
+
+    async def put_file(self, host: str, local: Any, remote: str, *, mode: int = 0o644) -> int:
+        return await self._for(host).put_file(host, local, remote, mode=mode)
+
+    async def exists(self, host: str, path: str) -> bool:
+        return await self._for(host).exists(host, path)
+
+    async def is_dir(self, host: str, path: str) -> bool:
+        return await self._for(host).is_dir(host, path)
+
+    async def platform(self, host: str) -> Any:
+        return await self._for(host).platform(host)
+
+    async def hostname(self, host: str) -> str:
+        return await self._for(host).hostname(host)
+
+    async def close(self) -> None:
+        seen: set[int] = set()
+        for driver in self._routes.values():
+            if id(driver) not in seen:
+                seen.add(id(driver))
+                await driver.close()
+
+
+def ssh_credentials(cluster: Cluster) -> dict[str, SSHCredentials]:
+    return {h.ip: SSHCredentials(**dataclasses.asdict(h.ssh)) for h in cluster.hosts if not h.local}
+
+
+def make_driver(cluster: Cluster, *, max_hosts: int = 32) -> InfraDriver:
+    """LocalDriver for the local host (sealer run IMAGE with no hosts), SSHDriver for the rest."""
+    local = [h for h in cluster.hosts if h.local]
+    remote = [h for h in cluster.hosts if not h.local]
+    local_driver = LocalDriver(extra_names=frozenset(h.ip for h in local)) if local else None
+    if not remote:
+        assert local_driver is not None
+        return local_driver
+    from builder.runtime.infra.ssh import SSHDriver
+
+    ssh = SSHDriver(ssh_credentials(cluster), max_hosts=max_hosts)
+    if local_driver is None:
+        return ssh
+    routes: dict[str, InfraDriver] = {h.ip: ssh for h in remote}
+    routes.update({h.ip: local_driver for h in local})
+    return RoutingDriver(routes)
+
+
+__all__ = [
+    "CommandFailed",
+    "DeliveryOutcome",
+    "EventSink",
+    "HostBytes",
+    "HostStats",
+    "Notice",
+    "PhaseFinished",
+    "PhaseStarted",
+    "RoutingDriver",
+    "RunEvent",
+    "RunOptions",
+    "Runner",
+    "StepFailed",
+    "StepFinished",
+    "StepStarted",
+    "format_plan",
+    "make_driver",
+]

@@ -1,0 +1,177 @@
+"""The phases' plans, pure: a golden dry-run for the `none` runtime on 1 master + 2 nodes,
+env precedence, launch choices, removal order and runtime selection."""
+
+from __future__ import annotations
+
+import pytest
+
+from builder.errors import ClusterError
+from builder.image.descriptor import Platform
+from builder.image.extension import Application
+from builder.runtime.clusterfile import cluster_from_flags
+from builder.runtime.facts import Facts, parse_probe, problems
+from builder.runtime.phases import (
+    Check,
+    ImageInfo,
+    PlanState,
+    install_phases,
+    removal_phases,
+)
+from builder.runtime.phases.launch import Launch
+from builder.runtime.plugins import UnknownRuntime, select_plugin
+from builder.runtime.plugins.none import NoneRuntime
+from builder.runtime.runner import format_plan
+
+PLATFORM = Platform("linux", "amd64")
+IMAGE = ImageInfo(
+    name="demo:v1",
+    digest="sha256:" + "ab" * 32,
+    platform=PLATFORM,
+    env={"COLOR": "image", "GREETING": "hi"},
+    app_names=("greet",),
+    applications=(Application("greet", "shell", ("greet.sh",), env={"WHO": "all"}),),
+    compressed_bytes=1000,
+    layer_count=2,
+)
+CLUSTER = cluster_from_flags("demo:v1", "10.0.0.1", "10.0.0.2,10.0.0.3", env={"COLOR": "cluster"}, name="c1")
+
+
+def state(**kwargs: object) -> PlanState:
+    base: dict[str, object] = {"image": IMAGE, "plugin": NoneRuntime(), "targets": CLUSTER.ips}
+    return PlanState(**(base | kwargs))  # type: ignore[arg-type]
+
+
+GOLDEN = """\
+== deliver: Deliver the rootfs
+  10.0.0.1 (master0)
+    # 2 layers of demo:v1 into /var/lib/sealer/data/c1/rootfs
+    $ deliver sha256:abababababababababababababababababababababababababababababababab -> /var/lib/sealer/data/c1/rootfs
+  10.0.0.2 (node)
+    # 2 layers of demo:v1 into /var/lib/sealer/data/c1/rootfs
+    $ deliver sha256:abababababababababababababababababababababababababababababababab -> /var/lib/sealer/data/c1/rootfs
+  10.0.0.3 (node)
+    # 2 layers of demo:v1 into /var/lib/sealer/data/c1/rootfs
+    $ deliver sha256:abababababababababababababababababababababababababababababababab -> /var/lib/sealer/data/c1/rootfs
+== host-scripts: Run init.sh
+  10.0.0.1 (master0)
+    env: COLOR=cli GREETING=hi SEALER_CLUSTER=c1 SEALER_HOST_IP=10.0.0.1 SEALER_MASTER0=10.0.0.1 SEALER_MASTERS=10.0.0.1 SEALER_NODES=10.0.0.2,10.0.0.3 SEALER_ROLE=master SEALER_ROOTFS=/var/lib/sealer/data/c1/rootfs
+    # sh scripts/init.sh as master
+    $ cd /var/lib/sealer/data/c1/rootfs && if [ -f scripts/init.sh ]; then sh scripts/init.sh; else echo 'no scripts/init.sh in the image: skipped'; fi
+  10.0.0.2 (node)
+    env: COLOR=cli GREETING=hi SEALER_CLUSTER=c1 SEALER_HOST_IP=10.0.0.2 SEALER_MASTER0=10.0.0.1 SEALER_MASTERS=10.0.0.1 SEALER_NODES=10.0.0.2,10.0.0.3 SEALER_ROLE=node SEALER_ROOTFS=/var/lib/sealer/data/c1/rootfs
+    # sh scripts/init.sh as node
+    $ cd /var/lib/sealer/data/c1/rootfs && if [ -f scripts/init.sh ]; then sh scripts/init.sh; else echo 'no scripts/init.sh in the image: skipped'; fi
+  10.0.0.3 (node)
+    env: COLOR=cli GREETING=hi SEALER_CLUSTER=c1 SEALER_HOST_IP=10.0.0.3 SEALER_MASTER0=10.0.0.1 SEALER_MASTERS=10.0.0.1 SEALER_NODES=10.0.0.2,10.0.0.3 SEALER_ROLE=node SEALER_ROOTFS=/var/lib/sealer/data/c1/rootfs
+    # sh scripts/init.sh as node
+    $ cd /var/lib/sealer/data/c1/rootfs && if [ -f scripts/init.sh ]; then sh scripts/init.sh; else echo 'no scripts/init.sh in the image: skipped'; fi
+== launch: Launch on master0
+  10.0.0.1 (master0)
+    env: COLOR=cli GREETING=hi SEALER_CLUSTER=c1 SEALER_HOST_IP=10.0.0.1 SEALER_MASTER0=10.0.0.1 SEALER_MASTERS=10.0.0.1 SEALER_NODES=10.0.0.2,10.0.0.3 SEALER_ROLE=master SEALER_ROOTFS=/var/lib/sealer/data/c1/rootfs WHO=all
+    # launch app greet (shell) 1/1
+    $ cd /var/lib/sealer/data/c1/rootfs && sh application/apps/greet/greet.sh"""
+
+
+def test_golden_dry_run_of_the_none_runtime_on_one_master_and_two_nodes() -> None:
+    s = state(cli_env={"COLOR": "cli"})
+    facts = Facts.assume(CLUSTER.ips, PLATFORM)
+    plans = [(p, p.plan(CLUSTER, facts, s)) for p in install_phases()]
+    assert "\n".join(format_plan(CLUSTER, plans)) == GOLDEN
+    # the runtime phases of `none` plan nothing: should_run is false for each
+    assert [p.name for p in install_phases() if p.should_run(CLUSTER, facts, s)] == [
+        "deliver",
+        "host-scripts",
+        "launch",
+    ]
+
+
+def test_env_precedence_image_then_clusterfile_then_host_then_cli() -> None:
+    from dataclasses import replace
+
+    host = replace(CLUSTER.hosts[1], env={"COLOR": "host", "ONLY_HOST": "1"})
+    cluster = replace(CLUSTER, hosts=(CLUSTER.hosts[0], host, CLUSTER.hosts[2]))
+    assert state().host_env(cluster, host)["COLOR"] == "host"
+    assert state().host_env(cluster, cluster.hosts[0])["COLOR"] == "cluster"
+    assert state(cli_env={"COLOR": "cli"}).host_env(cluster, host)["COLOR"] == "cli"
+    assert state(image=replace(IMAGE, env={"X": "image"})).host_env(cluster, host)["X"] == "image"
+    assert state().host_env(cluster, host)["SEALER_ROLE"] == "node"
+
+
+def test_join_plans_only_the_new_hosts_and_launches_nothing() -> None:
+    s = state(targets=("10.0.0.3",))
+    facts = Facts.assume(("10.0.0.3",), PLATFORM)
+    hosts = {st.host for p in install_phases() for st in p.plan(CLUSTER, facts, s)}
+    assert hosts == {"10.0.0.3"}
+    assert Launch().plan(CLUSTER, facts, s) == []
+
+
+def test_launch_prefers_clusterfile_cmds_then_image_cmds_then_apps() -> None:
+    from dataclasses import replace
+
+    facts = Facts()
+    with_cmds = replace(CLUSTER, cmds=("echo from-clusterfile",))
+    assert [st.command for st in Launch().plan(with_cmds, facts, state())] == ["echo from-clusterfile"]
+    image_cmds = replace(IMAGE, launch_cmds=("echo a", "echo b"))
+    assert [st.command for st in Launch().plan(CLUSTER, facts, state(image=image_cmds))] == [
+        "echo a",
+        "echo b",
+    ]
+    apps = (
+        Application("web", "kube", ("a.yaml", "b.yaml")),
+        Application("chart", "helm", ("mychart",)),
+        Application("custom", "shell", ("x.sh",), cmds=("make run",)),
+    )
+    image_apps = replace(IMAGE, applications=apps, app_names=("web", "chart", "custom"))
+    steps = Launch().plan(CLUSTER, facts, state(image=image_apps))
+    assert [st.command for st in steps] == [
+        "kubectl apply -f application/apps/web/a.yaml",
+        "kubectl apply -f application/apps/web/b.yaml",
+        "helm install chart application/apps/chart/mychart",
+        "make run",
+    ]
+    assert steps[-1].cwd == "/var/lib/sealer/data/c1/rootfs/application/apps/custom"
+    with pytest.raises(ClusterError, match="app 'nope' is not in image demo:v1"):
+        Launch().plan(replace(CLUSTER, app_names=("nope",)), facts, state())
+
+
+def test_removal_runs_nodes_then_masters_then_master0() -> None:
+    cluster = cluster_from_flags("demo:v1", "10.0.0.1,10.0.0.4", "10.0.0.2,10.0.0.3", name="c1")
+    s = state(targets=cluster.ips, delete_all=True)
+    steps = {p.name: p.plan(cluster, Facts(), s) for p in removal_phases()}
+    assert [(st.stage, st.host) for st in steps["clean-scripts"]] == [
+        (0, "10.0.0.2"),
+        (0, "10.0.0.3"),
+        (1, "10.0.0.4"),
+        (2, "10.0.0.1"),
+    ]
+    assert all(st.kind == "remove" for st in steps["remove-rootfs"])
+    assert steps["runtime-leave"] == [] and steps["runtime-reset"] == []  # the none runtime
+
+
+def test_check_probes_and_judges_hosts() -> None:
+    steps = Check().plan(CLUSTER, Facts(), state())
+    assert [st.host for st in steps] == list(CLUSTER.ips) and all(not st.journal for st in steps)
+    good = parse_probe(
+        "h", "arch=x86_64\nhostname=a\ntool=sh\ntool=tar\ntool=sha256sum\ntool=zstd\nfree_kb=999999\n"
+    )
+    assert good.platform == PLATFORM and good.decompressor == "zstd"
+    assert problems(good, PLATFORM, 1000) == []
+    arm = parse_probe("h", "arch=aarch64\ntool=sh\nfree_kb=10\n")
+    found = problems(arm, PLATFORM, 1000)
+    assert found[0] == "architecture arm64 but the image is linux/amd64"
+    assert found[1] == "missing tar, sha256sum"
+    assert found[2].startswith("0 MiB free")
+
+
+def test_runtime_selection() -> None:
+    assert select_plugin(None, None).name == "none"
+    assert select_plugin("none", None).name == "none"
+    assert select_plugin("k3s", None, "none").name == "none"
+    with pytest.raises(UnknownRuntime, match=r"runtime k3s .* is not implemented yet"):
+        select_plugin("k3s", None)
+    with pytest.raises(
+        UnknownRuntime, match=r"runtime kubernetes .*Metadata ClusterRuntime=k8s.* not implemented"
+    ):
+        select_plugin(None, "k8s")
+    with pytest.raises(UnknownRuntime, match="known runtimes are kubernetes, k3s, k0s, none"):
+        select_plugin("docker", None)

@@ -1,0 +1,88 @@
+"""The runner on this machine through the LocalDriver (harmless commands writing under
+tmp_path only): journal and resume, named outputs and their placeholders, failure naming the
+host, the per-host log."""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+from collections.abc import Sequence
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from builder.errors import HostError
+from builder.runtime.cluster import Cluster
+from builder.runtime.facts import Facts
+from builder.runtime.infra.local import LocalDriver
+from builder.runtime.phases.base import Phase, PlanState, Step
+from builder.runtime.plugins.base import output_ref
+from builder.runtime.runner import RunEvent, Runner, StepFinished
+from builder.runtime.state import ClusterState, Journal
+
+HOST = "127.0.0.1"
+
+
+class Scripted(Phase):
+    name: ClassVar[str] = "scripted"
+    title: ClassVar[str] = "Scripted steps"
+
+    def __init__(self, steps: Sequence[Step]) -> None:
+        self.steps = list(steps)
+
+    def plan(self, cluster: Cluster, facts: Facts, state: PlanState) -> list[Step]:
+        return self.steps
+
+
+def run_phase(runner: Runner, steps: Sequence[Step]) -> None:
+    asyncio.run(runner.run_phase(Scripted(steps), steps))
+
+
+def test_journal_skips_finished_steps_and_resumes_after_a_failure(tmp_path: Path) -> None:
+    marker, count = tmp_path / "go", tmp_path / "count"
+    steps = [
+        Step(HOST, "one", "count", f"echo x >> {shlex.quote(str(count))}"),
+        Step(HOST, "two", "fails until the marker exists", f"test -e {shlex.quote(str(marker))}"),
+        Step(HOST, "three", "count", f"echo y >> {shlex.quote(str(count))}"),
+    ]
+    cs = ClusterState("c1", tmp_path / "state")
+    events: list[RunEvent] = []
+    runner = Runner(
+        LocalDriver(), digest="d1", journal=cs.journal(), logs=cs.host_log, on_event=events.append
+    )
+    with pytest.raises(HostError) as info:
+        run_phase(runner, steps)
+    assert str(info.value).startswith(f'{HOST}: scripted failed: "test -e ')
+    assert count.read_text() == "x\n"
+    marker.touch()
+    runner = Runner(
+        LocalDriver(), digest="d1", journal=cs.journal(), logs=cs.host_log, on_event=events.append
+    )
+    events.clear()
+    run_phase(runner, steps)
+    assert count.read_text() == "x\ny\n"  # step one was not run again
+    assert [e.step for e in events if isinstance(e, StepFinished) and e.skipped] == ["one"]
+    log = (cs.logs_dir / f"{HOST}.log").read_text()
+    assert "exit 1" in log and "exit 0" in log
+    assert Journal(cs.journal_path).last_phase(HOST) == "scripted"
+
+
+def test_named_outputs_are_resolved_at_run_time_and_kept_out_of_logs(tmp_path: Path) -> None:
+    out = tmp_path / "joined"
+    steps = [
+        Step(HOST, "token", "mint", "printf '%s-%s' s3cret token", output="join-token", journal=False),
+        Step(HOST, "join", "use", f"echo {output_ref('join-token')} > {shlex.quote(str(out))}"),
+    ]
+    cs = ClusterState("c1", tmp_path / "state")
+    runner = Runner(LocalDriver(), digest="d1", journal=cs.journal(), logs=cs.host_log)
+    run_phase(runner, steps)
+    assert out.read_text() == "s3cret-token\n"
+    assert "s3cret-token" not in (cs.logs_dir / f"{HOST}.log").read_text()
+    # once the join is journaled, the producer is not needed and is skipped
+    events: list[RunEvent] = []
+    runner = Runner(
+        LocalDriver(), digest="d1", journal=cs.journal(), logs=cs.host_log, on_event=events.append
+    )
+    run_phase(runner, steps)
+    assert {e.step for e in events if isinstance(e, StepFinished) and e.skipped} == {"token", "join"}
