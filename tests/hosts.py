@@ -561,6 +561,10 @@ class HostLab:
             _run("ip", "-n", host.netns, "addr", "add", f"{host.address}/27", "dev", "eth0")
             _run("ip", "-n", host.netns, "link", "set", "eth0", "up")
             _run("ip", "-n", host.netns, "link", "set", "lo", "up")
+            # A host re-made at an address used seconds ago has a new MAC, but this side's ARP
+            # entry may still name the old one (frames flood and are dropped) until it goes
+            # stale: ssh then fails to connect for up to a minute. Forget it now.
+            _run("ip", "neigh", "flush", "to", host.address, check=False)
 
     def _start_holders(self, hosts: Sequence[TestHost], wait_s: float = 10.0) -> None:
         procs = []
