@@ -28,10 +28,14 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
 
 
 @contextlib.contextmanager
-def atomic_file(path: str | os.PathLike[str], *, mode: int = 0o644) -> Iterator[BinaryIO]:
+def atomic_file(
+    path: str | os.PathLike[str], *, mode: int = 0o644, durable: bool = True
+) -> Iterator[BinaryIO]:
     """Yield a binary file that becomes `path` (fsynced, renamed) when the block ends cleanly.
 
-    On an error the temp file is removed and `path` is left as it was.
+    On an error the temp file is removed and `path` is left as it was. `durable=False` skips
+    the fsyncs: the rename is still atomic, but after a power loss the file may be empty or
+    missing; only for data that is rebuilt when unreadable (caches).
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -40,19 +44,23 @@ def atomic_file(path: str | os.PathLike[str], *, mode: int = 0o644) -> Iterator[
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    fsync_dir(target.parent)
+    if durable:
+        fsync_dir(target.parent)
 
 
-def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644) -> None:
+def atomic_write(
+    path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644, durable: bool = True
+) -> None:
     """Write `data` to `path` through a temp file in the same directory, then rename."""
-    with atomic_file(path, mode=mode) as f:
+    with atomic_file(path, mode=mode, durable=durable) as f:
         f.write(data)
 
 

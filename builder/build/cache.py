@@ -6,6 +6,9 @@ the build's layer settings). A cached step is only used while its blob is still 
 The stat cache maps (path, size, mtime_ns, inode, ctime_ns) to the file's sha256, so that an
 unchanged context is not re-read on the next build: a changed file changes its ctime, which a
 user cannot set back. One JSON file per context directory under `$SEALER_ROOT/cache/stat/`.
+
+Cache files are renamed into place whole but not fsynced: after a crash an entry may be missing
+or empty, which reads as a miss (the step runs again); a blob is never trusted from here alone.
 """
 
 from __future__ import annotations
@@ -77,7 +80,9 @@ class StepCache:
             return None
 
     def put(self, key: str, layer: CachedLayer) -> None:
-        atomic_write(self.dir / f"{key}.json", json.dumps(layer.to_json(), sort_keys=True).encode())
+        atomic_write(
+            self.dir / f"{key}.json", json.dumps(layer.to_json(), sort_keys=True).encode(), durable=False
+        )
 
     def clear(self) -> int:
         removed = 0
@@ -103,7 +108,7 @@ class JsonCache:
         return obj if isinstance(obj, dict) else None
 
     def put(self, key: str, obj: dict[str, Any]) -> None:
-        atomic_write(self.dir / f"{key}.json", json.dumps(obj, sort_keys=True).encode())
+        atomic_write(self.dir / f"{key}.json", json.dumps(obj, sort_keys=True).encode(), durable=False)
 
 
 def _stat_signature(st: os.stat_result) -> list[int]:
@@ -171,7 +176,7 @@ class StatCache:
             "root": self.context_root,
             "files": {p: [sig, d] for p, (sig, d) in sorted(self._entries.items())},
         }
-        atomic_write(self.path, json.dumps(obj, separators=(",", ":")).encode())
+        atomic_write(self.path, json.dumps(obj, separators=(",", ":")).encode(), durable=False)
         self._dirty = False
 
 
