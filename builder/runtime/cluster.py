@@ -161,10 +161,8 @@ class SSHSpec:
         if not self.connect_timeout_s > 0:
             raise InvalidCluster("ssh connect timeout must be positive", field="ssh.connectTimeout")
 
-    # FIXME(lead): add `to_credentials() -> infra.base.SSHCredentials` here once the infra
-    # package imports cleanly (today its __init__ pulls the unfinished ssh driver into this pure
-    # model); until then `SSHCredentials(**dataclasses.asdict(spec))` is the conversion, the
-    # field names and defaults being the same (tests/unit/runtime checks they stay so).
+    # The driver's SSHCredentials has the same fields, in the same order (a test holds them
+    # together); `runner.ssh_credentials` converts, so that this model needs no driver code.
 
 
 @dataclass(frozen=True, slots=True)
