@@ -7,11 +7,17 @@ there is one, hashes faster than sha256sum. Layout under
 `root` (default /var/lib/sealer):
 
     blobs/sha256/<hex>                 layer blobs as received, verified on arrival, shared
-    blobs/sha256/.partial-<hex>        a blob arriving (never at a digest path)
+                                       (only with keep_blobs: by default no blob is kept)
+    blobs/sha256/.partial-<hex>        a blob arriving (never at a digest path; keep_blobs only)
     data/<cluster>/rootfs -> rootfs-<id>   the switch: a symlink, replaced atomically
     data/<cluster>/rootfs-<id>/        the unpacked tree of the wanted list whose digest is <id>
     data/<cluster>/.staging-<id>/      the tree being built (renamed to rootfs-<id> when whole)
+    data/<cluster>/.staging-<id>.layers  its progress: the digests unpacked and verified, in order
     data/<cluster>/applied             the wanted list the current rootfs was built from
+
+Every command that unpacks a layer into the staging tree appends the layer's digest to the
+progress file as its last step, after the layer's check on arrival passed; a layer whose check
+fails removes the staging tree and its progress file (what it unpacked is not trusted).
 """
 
 from __future__ import annotations
@@ -54,6 +60,9 @@ class Paths:
     def staging(self, rootfs_id: str) -> str:
         return f"{self.data}/.staging-{rootfs_id}"
 
+    def progress(self, rootfs_id: str) -> str:
+        return f"{self.data}/.staging-{rootfs_id}.layers"
+
     def blob(self, hex_: str) -> str:
         return f"{self.blobs}/{hex_}"
 
@@ -71,16 +80,21 @@ class Probe:
     has_tree: bool
     blobs: frozenset[str]
     tools: frozenset[str] = field(default_factory=frozenset)
+    has_staging: bool = False  # .staging-<id>/ exists
+    staged: tuple[str, ...] = ()  # its progress file, one digest a line
 
 
 def probe(p: Paths, rootfs_id: str) -> str:
-    """One cheap command: the applied list, the symlink, whether rootfs-<id> is whole, the
-    blobs present and the decompressors there are."""
+    """One cheap command: the applied list, the symlink, whether rootfs-<id> is whole, whether
+    .staging-<id> exists and its progress, the blobs present and the decompressors there are."""
+    staging, progress = q(p.staging(rootfs_id)), q(p.progress(rootfs_id))
     return (
         f'if [ -f {q(p.data)}/applied ]; then while IFS= read -r l; do echo "applied $l"; done'
         f" < {q(p.data)}/applied; fi; "
         f'echo "link $(readlink {q(p.rootfs)} 2>/dev/null)"; '
         f"if [ -d {q(p.data)}/rootfs-{rootfs_id} ]; then echo tree; fi; "
+        f"if [ -d {staging} ] && [ -f {progress} ]; then echo staging; "
+        f'while IFS= read -r l; do echo "staged $l"; done < {progress}; fi; '
         f'for f in {q(p.blobs)}/*; do if [ -f "$f" ]; then echo "blob ${{f##*/}}"; fi; done; '
         'for t in zstd gzip; do if command -v $t >/dev/null 2>&1; then echo "tool $t"; fi; done; exit 0'
     )
@@ -92,6 +106,8 @@ def parse_probe(stdout: str) -> Probe:
     tree = False
     blobs: set[str] = set()
     tools: set[str] = set()
+    staging = False
+    staged: list[str] = []
     for line in stdout.splitlines():
         key, _, value = line.partition(" ")
         if key == "applied":
@@ -104,18 +120,50 @@ def parse_probe(stdout: str) -> Probe:
             blobs.add(value)
         elif key == "tool":
             tools.add(value)
-    return Probe(tuple(applied), link, tree, frozenset(blobs), frozenset(tools))
+        elif key == "staging":
+            staging = True
+        elif key == "staged":
+            staged.append(value)
+    return Probe(
+        tuple(applied),
+        link,
+        tree,
+        frozenset(blobs),
+        frozenset(tools),
+        staging,
+        tuple(staged) if staging else (),
+    )
 
 
 # --- building the staging tree ----------------------------------------------------------------------
 
 
-def prepare(p: Paths, rootfs_id: str) -> str:
-    """A fresh staging dir; leftovers of a failed attempt (staging dirs, fifos) go first."""
+def prepare(p: Paths, rootfs_id: str, *, resume: bool = False, keep_blobs: bool = False) -> str:
+    """The staging dir and its progress file. Fresh: every leftover of a failed attempt (staging
+    dirs, progress files, fifos) goes first. `resume`: .staging-<id> and its progress are kept
+    (the controller found the progress a prefix of the wanted list), other leftovers go."""
+    dirs = f"{q(p.blobs)} {q(p.data)}" if keep_blobs else q(p.data)
+    if resume:
+        mine = f".staging-{rootfs_id}"
+        return (
+            f"set -e; mkdir -p {dirs}; cd -- {q(p.data)}; rm -f .fifo-*; for t in .staging-*; do case $t in "
+            f'{q(mine)}|{q(mine + ".layers")}) ;; *) rm -rf -- "$t";; esac; done'
+        )
     return (
-        f"set -e; mkdir -p {q(p.blobs)} {q(p.data)}; "
-        f"rm -rf {q(p.data)}/.staging-* {q(p.data)}/.fifo-*; mkdir -m 755 {q(p.staging(rootfs_id))}"
+        f"set -e; mkdir -p {dirs}; "
+        f"rm -rf {q(p.data)}/.staging-* {q(p.data)}/.fifo-*; mkdir -m 755 {q(p.staging(rootfs_id))}; "
+        f": > {q(p.progress(rootfs_id))}"
     )
+
+
+def _record(p: Paths, rootfs_id: str, digest: str) -> str:
+    """The last step of a layer: its digest appended to the staging progress."""
+    return f"echo {q(digest)} >> {q(p.progress(rootfs_id))}"
+
+
+def _untrusted(p: Paths, rootfs_id: str) -> str:
+    """What a layer failing its check leaves behind: the staging tree it was unpacked into."""
+    return f"{q(p.staging(rootfs_id))} {q(p.progress(rootfs_id))}"
 
 
 def removals(staging: str, whiteouts: Sequence[str], opaques: Sequence[str]) -> list[str]:
@@ -142,19 +190,20 @@ def removals(staging: str, whiteouts: Sequence[str], opaques: Sequence[str]) -> 
 
 def _verify(hex_: str, what: str, drop: str = "") -> str:
     """Compare the sha256 in "$F.sum" with `hex_`; on a mismatch remove `drop` and exit 97."""
-    cleanup = f"rm -f {drop}; " if drop else ""
+    cleanup = f"rm -rf -- {drop}; " if drop else ""
     return (
         f'read h rest < "$F.sum"; rm -f "$F.sum"; if [ "$h" != {hex_} ]; then {cleanup}'
         f'echo "{what} sha256:{hex_} arrived as sha256:$h" >&2; exit {VERIFY_FAILED}; fi'
     )
 
 
-def extract_blob(p: Paths, staging: str, hex_: str, compression: str) -> str:
-    """Extract a blob already on the host."""
-    tar = f"{_TAR_X} -C {q(staging)}"
+def extract_blob(p: Paths, rootfs_id: str, hex_: str, compression: str) -> str:
+    """Extract a blob already on the host (verified when it arrived)."""
+    tar = f"{_TAR_X} -C {q(p.staging(rootfs_id))}"
+    record = _record(p, rootfs_id, f"sha256:{hex_}")
     if compression:
-        return f"set -e; {_DECOMPRESS[compression]} {q(p.blob(hex_))} | {tar} -f -"
-    return f"set -e; {tar} -f {q(p.blob(hex_))}"
+        return f"set -e; {_DECOMPRESS[compression]} {q(p.blob(hex_))} | {tar} -f -; {record}"
+    return f"set -e; {tar} -f {q(p.blob(hex_))}; {record}"
 
 
 # openssl's sha256 uses the CPU's SHA extensions (3.4x coreutils' sha256sum here, which matters
@@ -171,26 +220,36 @@ def _hashing_fifo(p: Paths, name: str) -> str:
     )
 
 
-def upload_extract(p: Paths, staging: str, hex_: str, compression: str) -> str:
-    """stdin: a blob. Kept as .partial-<hex>, extracted in the same pass and hashed through a
-    fifo while it arrives; only a blob whose sha256 is its digest is renamed to blobs/<hex>.
-    A mismatch deletes it and the whole staging tree is dropped by the next attempt."""
+def upload_extract(p: Paths, rootfs_id: str, hex_: str, compression: str, *, keep_blobs: bool = False) -> str:
+    """stdin: a blob, extracted as it arrives and hashed through a fifo in the same pass; its
+    digest is recorded in the staging progress only when the sha256 matches. A mismatch removes
+    the staging tree and its progress (and the partial blob). With `keep_blobs` the blob is also
+    written to .partial-<hex> and renamed to blobs/<hex> once it matched."""
     decompress = f" | {_DECOMPRESS[compression]}" if compression else ""
+    tar = f"{_TAR_X} -C {q(p.staging(rootfs_id))} -f -"
+    record = _record(p, rootfs_id, f"sha256:{hex_}")
+    if not keep_blobs:
+        return (
+            f'{_hashing_fifo(p, hex_)}tee -- "$F"{decompress} | {tar}; wait $!; rm -f "$F"; '
+            + _verify(hex_, "blob", _untrusted(p, rootfs_id))
+            + f"; {record}"
+        )
     return (
         f"{_hashing_fifo(p, hex_)}P={q(p.partial(hex_))}; "
-        f'tee -- "$P" "$F"{decompress} | {_TAR_X} -C {q(staging)} -f -; wait $!; rm -f "$F"; '
-        + _verify(hex_, "blob", '"$P"')
-        + f'; mv -f -- "$P" {q(p.blob(hex_))}'
+        f'tee -- "$P" "$F"{decompress} | {tar}; wait $!; rm -f "$F"; '
+        + _verify(hex_, "blob", f'"$P" {_untrusted(p, rootfs_id)}')
+        + f'; mv -f -- "$P" {q(p.blob(hex_))}; {record}'
     )
 
 
-def stream_extract(p: Paths, staging: str, diff_id_hex: str) -> str:
+def stream_extract(p: Paths, rootfs_id: str, diff_id_hex: str, digest: str) -> str:
     """stdin: a plain tar the controller decompressed (the host has no decompressor for it);
-    nothing is kept, the stream is checked against the layer's diff_id as it passes."""
+    nothing is kept, the stream is checked against the layer's diff_id as it passes, and the
+    layer's (blob) `digest` recorded in the staging progress."""
     return (
         f"{_hashing_fifo(p, diff_id_hex)}"
-        f'tee -- "$F" | {_TAR_X} -C {q(staging)} -f -; wait $!; rm -f "$F"; '
-        f"{_verify(diff_id_hex, 'layer stream')}"
+        f'tee -- "$F" | {_TAR_X} -C {q(p.staging(rootfs_id))} -f -; wait $!; rm -f "$F"; '
+        f"{_verify(diff_id_hex, 'layer stream', _untrusted(p, rootfs_id))}; {_record(p, rootfs_id, digest)}"
     )
 
 
@@ -205,7 +264,7 @@ def verify_partial(p: Paths, hex_: str) -> str:
 
 def switch(p: Paths, rootfs_id: str, wanted: Sequence[str], *, built: bool) -> str:
     """Rename the staging tree into place, replace the symlink atomically (`mv -T` of a new
-    link over it), record the applied list, then drop older trees."""
+    link over it), record the applied list, then drop older trees (and staging progress files)."""
     tree = f"rootfs-{rootfs_id}"
     lines = " ".join(q(w) for w in wanted)
     move = f"mv -T .staging-{rootfs_id} {tree}; " if built else ""

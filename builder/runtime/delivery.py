@@ -5,15 +5,19 @@ controller (`_stackcheck`: nothing a host's `tar -x` must not see; cached in the
 `cache/delivery/<manifest hex>.json`). `render_layer` renders the image's `*.tmpl` files with a
 host's env into a small deterministic tar applied last, so image layers stay shared between
 hosts and clusters. `deliver` then, per host and concurrently: one probe command (the applied
-list, the rootfs symlink, blobs present, zstd/gzip); nothing more when the wanted list is already
-applied; else every layer into a staging tree (a blob already on the host is extracted from
-there, a missing one is streamed as stored, kept, extracted in the same pass and verified by
-sha256 on arrival), then the atomic switch (`_delivery_shell.switch`). A failure leaves the
-current rootfs untouched; the next attempt drops the staging tree and sends only missing blobs.
-`remove` undoes a cluster's delivery and prunes blobs no other cluster uses; `plan_commands`
-is the same list of commands for `--dry-run`. Host-side layout: `_delivery_shell`.
+list, the rootfs symlink, the staging progress, blobs present, zstd/gzip); nothing more when the
+wanted list is already applied; else every layer not yet in the staging tree is unpacked into it
+(a missing one is streamed as stored, extracted as it arrives and verified by sha256 when it
+ends; a blob already on the host is extracted from there), each recorded in the staging
+progress once verified, then the atomic switch (`_delivery_shell.switch`). Hosts keep no blobs
+unless `keep_blobs=True` (then each streamed blob is also kept, verified, under blobs/, and
+reused by any later wanted list). A failure leaves the current rootfs untouched; the next
+attempt for the same wanted list continues after the last recorded layer, so only the layers
+not yet unpacked travel. `remove` undoes a cluster's delivery and prunes blobs no other cluster
+uses; `plan_commands` is the same list of commands for `--dry-run`. Host-side layout:
+`_delivery_shell`.
 
-A little over 400 lines: the public API, the per-host orchestration and the events belong
+About 500 lines: the public API, the per-host orchestration and the events belong
 together; the host shell and the stack check already live in their own private modules.
 """
 
@@ -90,14 +94,22 @@ class DeliveryImage:
 
 @dataclass(frozen=True, slots=True)
 class HostDelivery:
+    """What one host's delivery did.
+
+    `blobs_sent`: compressed blobs streamed (kept on the host only with keep_blobs).
+    `layers_present`: wanted layers that did not travel because the host already had them: all
+    of them when the rootfs (or a whole rootfs-<id> tree) was already there; else those recorded
+    in the progress of a staging dir left by an interrupted attempt, plus those whose blob a
+    keep_blobs delivery left on the host. `streamed_plain`: layers the host could not decompress
+    (no zstd/gzip), streamed decompressed from the controller.
+    """
+
     host: str
     bytes_sent: int
     blobs_sent: int
-    blobs_present: int
+    layers_present: int
     rebuilt: bool
     seconds: float
-    # Layers the host could not decompress (no zstd/gzip): streamed decompressed from the
-    # controller, not kept on the host (a later rebuild streams them again).
     streamed_plain: int = 0
 
 
@@ -304,37 +316,56 @@ def _host_error(host: str, err: SealerError, item: _Item | None) -> HostError:
     )
 
 
+def _resume_from(probe: sh.Probe, wanted: Sequence[str]) -> int | None:
+    """How many layers of `wanted` the staging dir already holds, or None when there is no
+    staging dir to continue (absent, or its progress is not a prefix of `wanted`)."""
+    staged = list(probe.staged)
+    if not probe.has_staging or staged != list(wanted[: len(staged)]):
+        return None
+    return len(staged)
+
+
 async def _deliver_host(
-    driver: InfraDriver, items: list[_Item], p: sh.Paths, host: str, emit: Callable[[DeliveryEvent], None]
+    driver: InfraDriver,
+    items: list[_Item],
+    p: sh.Paths,
+    host: str,
+    emit: Callable[[DeliveryEvent], None],
+    keep_blobs: bool,
 ) -> HostDelivery:
     started = time.monotonic()
     emit(HostStarted(host))
     wanted = [str(i.digest) for i in items]
     rid = _rootfs_id(wanted)
     probe = sh.parse_probe((await driver.run(host, sh.probe(p, rid), timeout_s=_PROBE_TIMEOUT_S)).stdout)
-    present = sum(1 for i in items if i.digest.hex in probe.blobs)
     if list(probe.applied) == wanted and probe.link == f"rootfs-{rid}":
         emit(HostSkipped(host))
-        return HostDelivery(host, 0, 0, present, False, time.monotonic() - started)
+        return HostDelivery(host, 0, 0, len(items), False, time.monotonic() - started)
     sent = blobs_sent = plain = 0
     build = not probe.has_tree
+    present = 0 if build else len(items)
     if build:
-        staging = p.staging(rid)
-        await driver.run(host, sh.prepare(p, rid))
-        for item in items:
-            for command in sh.removals(staging, item.whiteouts, item.opaques):
+        # An interrupted layer is not in the progress, so it is done again from its removals
+        # on: what it left in staging is a prefix of the same verified stream (SSH's MAC), and
+        # its removals only delete lower layers' paths or paths this layer makes again.
+        done = _resume_from(probe, wanted)
+        await driver.run(host, sh.prepare(p, rid, resume=done is not None, keep_blobs=keep_blobs))
+        start = present = done or 0
+        for item in items[start:]:
+            for command in sh.removals(p.staging(rid), item.whiteouts, item.opaques):
                 await driver.run(host, command)
             if item.digest.hex in probe.blobs:
-                await driver.run(host, sh.extract_blob(p, staging, item.digest.hex, item.compression))
+                await driver.run(host, sh.extract_blob(p, rid, item.digest.hex, item.compression))
+                present += 1
             elif not item.compression or item.compression in probe.tools:
                 chunks = [item.data] if item.data is not None else _file_chunks(_path(item))
-                cmd = sh.upload_extract(p, staging, item.digest.hex, item.compression)
+                cmd = sh.upload_extract(p, rid, item.digest.hex, item.compression, keep_blobs=keep_blobs)
                 n = (await driver.pipe_to(host, cmd, chunks)).bytes_sent
                 sent += n
                 blobs_sent += 1
                 emit(BlobSent(host, item.digest, n))
             else:
-                cmd = sh.stream_extract(p, staging, item.diff_id.hex)
+                cmd = sh.stream_extract(p, rid, item.diff_id.hex, str(item.digest))
                 sent += (await driver.pipe_to(host, cmd, _plain_chunks(item))).bytes_sent
                 plain += 1
     await driver.run(host, sh.switch(p, rid, wanted, built=build))
@@ -369,8 +400,15 @@ async def deliver(
     root: str = DEFAULT_ROOT,
     max_parallel: int = 8,
     on_event: Callable[[DeliveryEvent], None] | None = None,
+    keep_blobs: bool = False,
 ) -> dict[str, HostDelivery]:
     """Deliver `image` to every host of `host_env` (host -> its merged env for rendering).
+
+    By default hosts keep no blobs: each missing layer is streamed once, unpacked as it arrives
+    and verified when it ends. `keep_blobs=True` also keeps every streamed blob under
+    `<root>/blobs/sha256` (verified), so that a later wanted list sharing layers (a new image
+    version, another cluster) sends only the blobs the host lacks; it costs a disk write of
+    every blob on every host. Blobs already on a host are used in either mode.
 
     Every host's templates are rendered before anything is sent (a TemplateError stops all).
     Hosts run concurrently, `max_parallel` at once. Idempotent: a host whose applied list is the
@@ -387,7 +425,7 @@ async def deliver(
     async def one(host: str, items: list[_Item]) -> None:
         async with slots:
             try:
-                results[host] = await _deliver_host(driver, items, p, host, emit)
+                results[host] = await _deliver_host(driver, items, p, host, emit, keep_blobs)
             except (SealerError, OSError) as err:  # OSError: reading a store blob
                 if isinstance(err, OSError):
                     err = HostError(f"{host}: reading a layer from the store: {err}", host=host)
@@ -437,6 +475,7 @@ def plan_commands(
     *,
     root: str = DEFAULT_ROOT,
     env: Mapping[str, str] | None = None,
+    keep_blobs: bool = False,
 ) -> list[str]:
     """The commands delivery would run on `host` for a first delivery (uploads shown as
     `upload <digest> (<size>)`). With `env` the host's templates are rendered, so the rendered
@@ -447,15 +486,14 @@ def plan_commands(
     wanted = [str(i.digest) for i in items]
     placeholder = bool(image.templates) and rendered is None
     rid = "<id>" if placeholder else _rootfs_id(wanted)
-    staging = p.staging(rid)
-    out = [sh.probe(p, rid), sh.prepare(p, rid)]
+    out = [sh.probe(p, rid), sh.prepare(p, rid, keep_blobs=keep_blobs)]
     for item in items:
-        out += sh.removals(staging, item.whiteouts, item.opaques)
+        out += sh.removals(p.staging(rid), item.whiteouts, item.opaques)
         out.append(f"upload {item.digest} ({item.size})")
-        out.append(sh.upload_extract(p, staging, item.digest.hex, item.compression))
+        out.append(sh.upload_extract(p, rid, item.digest.hex, item.compression, keep_blobs=keep_blobs))
     if placeholder:
         out.append(f"upload <rendered templates of {host}: {len(image.templates)} files>")
-        out.append(sh.upload_extract(p, staging, "<rendered>", ""))
+        out.append(sh.upload_extract(p, rid, "<rendered>", "", keep_blobs=keep_blobs))
         wanted.append("<rendered>")
     out.append(sh.switch(p, rid, wanted, built=True))
     return out

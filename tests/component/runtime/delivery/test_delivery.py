@@ -1,14 +1,17 @@
 """Rootfs delivery (builder/runtime/delivery.py) on real hosts (tests/hosts.py): content equal
-to the image byte for byte, re-runs that move nothing, only missing blobs travelling, per-host
-templates, the on-arrival check, a host whose sshd dies mid-delivery, a host without zstd, and
-remove()."""
+to the image byte for byte, re-runs that move nothing, no blob kept on hosts by default (and,
+with keep_blobs, only missing blobs travelling), per-host templates, the on-arrival check, a host
+whose sshd dies mid-delivery resuming from its staging progress, a stale staging dir discarded,
+a host without zstd, and remove()."""
 
 from __future__ import annotations
 
 import asyncio
 import io
 import os
+import shutil
 import stat
+import tarfile
 import threading
 import time
 from collections.abc import Coroutine, Sequence
@@ -17,11 +20,12 @@ from typing import Any, TypeVar
 
 import pytest
 
-from builder.errors import HostError, UnsafePath
+from builder.errors import CommandFailed, HostError, UnsafePath
 from builder.image.descriptor import Platform
 from builder.image.digest import Digest
 from builder.layers.compression import Compression, open_decompressed
 from builder.layers.tarreader import extract_layer
+from builder.runtime import _delivery_shell as sh
 from builder.runtime import delivery
 from builder.runtime.delivery import (
     BlobSent,
@@ -98,12 +102,19 @@ def run_deliver(
     envs: dict[str, dict[str, str]] | None = None,
     events: list[DeliveryEvent] | None = None,
     on_infra: Any = None,
+    keep_blobs: bool = False,
 ) -> dict[str, delivery.HostDelivery]:
     envs = envs if envs is not None else {h.address: {"NAME": h.hostname} for h in hosts}
 
     async def go(driver: SSHDriver) -> dict[str, delivery.HostDelivery]:
         return await deliver(
-            driver, store, image, cluster, envs, on_event=events.append if events is not None else None
+            driver,
+            store,
+            image,
+            cluster,
+            envs,
+            on_event=events.append if events is not None else None,
+            keep_blobs=keep_blobs,
         )
 
     return arun(with_driver(hosts, go, on_infra))  # type: ignore[no-any-return]
@@ -193,6 +204,8 @@ def test_three_hosts_get_the_image_and_a_rerun_moves_nothing(
         assert "drop" not in os.listdir(link / "etc") and sorted(os.listdir(link / "opq")) == ["new"]
         applied = h.path(f"{ROOT}/data/c1/applied").read_text().split()
         assert applied[:3] == [str(layer.descriptor.digest) for layer in image.layers] and len(applied) == 4
+        assert blob_files(h) == set()  # by default hosts keep no blobs
+        assert sorted(os.listdir(h.path(f"{ROOT}/data/c1"))) == ["applied", "rootfs", os.readlink(link)]
     assert sum(isinstance(e, BlobSent) for e in events) == 12
     assert sum(isinstance(e, HostDone) for e in events) == 3
 
@@ -200,24 +213,40 @@ def test_three_hosts_get_the_image_and_a_rerun_moves_nothing(
     started = time.monotonic()
     again = run_deliver(hosts3, store, image, "c1", envs, events)
     assert time.monotonic() - started < 2
-    assert all(r.bytes_sent == 0 and not r.rebuilt and r.blobs_present == 4 for r in again.values())
+    assert all(r.bytes_sent == 0 and not r.rebuilt and r.layers_present == 4 for r in again.values())
     assert sum(isinstance(e, HostSkipped) for e in events) == 3
 
 
-def test_a_new_layer_is_all_that_travels(hosts3: HostSet, store: Store) -> None:
+def blob_files(h: TestHost) -> set[str]:
+    blobs = h.path(f"{ROOT}/blobs/sha256")
+    return set(os.listdir(blobs)) if blobs.exists() else set()
+
+
+def test_a_new_version_rebuilds_and_with_keep_blobs_only_the_new_layer_travels(
+    hosts3: HostSet, store: Store
+) -> None:
     one = prepare_image(store, "t/app:1", AMD64)
     two = prepare_image(store, "t/app:2", AMD64)
-    envs = {h.address: {"NAME": "same"} for h in hosts3}
-    run_deliver(hosts3, store, one, "c2", envs)
-    old_tree = os.readlink(rootfs(hosts3[0], "c2"))
-    results = run_deliver(hosts3, store, two, "c2", envs)
     new = two.layers[-1].descriptor
+    envs = {h.address: {"NAME": "same"} for h in hosts3}
+    # Default: no blob cache, so a new wanted list streams every layer again.
+    run_deliver(hosts3, store, one, "c2", envs)
+    results = run_deliver(hosts3, store, two, "c2", envs)
     for h in hosts3:
         r = results[h.address]
-        assert (r.blobs_sent, r.bytes_sent, r.blobs_present, r.rebuilt) == (1, new.size, 4, True)
-        assert (rootfs(h, "c2") / "extra").read_bytes() == b"one more layer"
-        trees = [n for n in os.listdir(h.path(f"{ROOT}/data/c2")) if n.startswith(("rootfs-", ".staging"))]
-        assert trees == [os.readlink(rootfs(h, "c2"))] and trees != [old_tree]
+        assert (r.blobs_sent, r.layers_present, r.rebuilt) == (5, 0, True)
+        assert (rootfs(h, "c2") / "extra").read_bytes() == b"one more layer" and blob_files(h) == set()
+    # keep_blobs: the blobs stay on the hosts, and the next image sends only its new layer.
+    run_deliver(hosts3, store, one, "c2k", envs, keep_blobs=True)
+    old_tree = os.readlink(rootfs(hosts3[0], "c2k"))
+    results = run_deliver(hosts3, store, two, "c2k", envs, keep_blobs=True)
+    for h in hosts3:
+        r = results[h.address]
+        assert (r.blobs_sent, r.bytes_sent, r.layers_present, r.rebuilt) == (1, new.size, 4, True)
+        assert (rootfs(h, "c2k") / "extra").read_bytes() == b"one more layer"
+        assert {layer.descriptor.digest.hex for layer in two.layers} <= blob_files(h)
+        trees = [n for n in os.listdir(h.path(f"{ROOT}/data/c2k")) if n.startswith(("rootfs-", ".staging"))]
+        assert trees == [os.readlink(rootfs(h, "c2k"))] and trees != [old_tree]
 
 
 def test_gzip_layers_unpack_with_gzip(hosts3: HostSet, store: Store) -> None:
@@ -315,17 +344,86 @@ def test_sshd_killed_mid_delivery_then_resumed(host_factory: HostFactory, tmp_pa
         if h is not victim:
             assert (rootfs(h, "k") / "big").stat().st_size == len(big)
 
+    # The staging dir recorded the small layer (unpacked and verified), not the interrupted one.
+    wanted = [str(layer.descriptor.digest) for layer in v2.layers]
+    rid = delivery._rootfs_id(wanted)
+    data = victim.path(f"{ROOT}/data/k")
+    assert (data / f".staging-{rid}" / "small").read_bytes() == b"s"
+    assert (data / f".staging-{rid}.layers").read_text().split() == wanted[:1]
+    assert blob_files(victim) == set()
+
     deadline = time.monotonic() + 10
     while victim.pid_of_sshd is None and time.monotonic() < deadline:  # the kill thread is done
         victim.start_sshd()
-    results = run_deliver(hosts, s, v2, "k", envs)
+    events.clear()
+    results = run_deliver(hosts, s, v2, "k", envs, events)
     r = results[victim.address]
-    assert r.rebuilt and r.blobs_present >= 1 and r.blobs_sent == 2  # the small layer was kept
+    assert r.rebuilt and r.layers_present == 1 and r.blobs_sent == 2  # resumed after the small layer
     assert r.bytes_sent == v2.layers[1].descriptor.size + v2.layers[2].descriptor.size
+    sent = [e.digest for e in events if isinstance(e, BlobSent) and e.host == victim.address]
+    assert sent == [v2.layers[1].descriptor.digest, v2.layers[2].descriptor.digest]
     assert (rootfs(victim, "k") / "big").read_bytes() == big
+    assert sorted(os.listdir(rootfs(victim, "k"))) == ["big", "last", "small"]
     assert all(not results[h.address].rebuilt for h in hosts if h is not victim)
     leftovers = [n for n in os.listdir(victim.path(f"{ROOT}/data/k")) if n.startswith((".staging", ".fifo"))]
     assert leftovers == []
+
+
+@pytest.mark.parametrize(
+    "progress",
+    [["sha256:" + "0" * 64], ["{0}", "sha256:" + "0" * 64], ["{1}"], None],
+    ids=["foreign", "diverges", "not-a-prefix", "no-progress-file"],
+)
+def test_a_staging_dir_not_matching_the_wanted_list_is_discarded(
+    hosts3: HostSet, store: Store, progress: list[str] | None
+) -> None:
+    h = hosts3[0]
+    image = prepare_image(store, "t/plain:1", AMD64)
+    wanted = [str(layer.descriptor.digest) for layer in image.layers]
+    rid = delivery._rootfs_id(wanted)
+    data = h.path(f"{ROOT}/data/stale")
+    shutil.rmtree(data, ignore_errors=True)
+    (data / f".staging-{rid}").mkdir(parents=True)
+    (data / f".staging-{rid}" / "junk").write_bytes(b"from another attempt")
+    if progress is not None:
+        lines = [line.format(*wanted) for line in progress]
+        (data / f".staging-{rid}.layers").write_text("".join(f"{line}\n" for line in lines))
+    r = run_deliver(hosts3, store, image, "stale", {h.address: {}})[h.address]
+    assert (r.blobs_sent, r.layers_present, r.rebuilt) == (2, 0, True)
+    assert sorted(os.listdir(rootfs(h, "stale"))) == ["bin", "x"]
+    assert sorted(os.listdir(data)) == ["applied", "rootfs", f"rootfs-{rid}"]
+
+
+def test_a_layer_failing_its_check_drops_the_staging_tree(hosts3: HostSet) -> None:
+    h = hosts3[0]
+    p = sh.Paths(ROOT, "bad")
+    rid = "0123456789abcdef"
+    staging = h.path(p.staging(rid))
+    shutil.rmtree(h.path(p.data), ignore_errors=True)
+    staging.mkdir(parents=True)
+    h.path(p.progress(rid)).write_text("sha256:" + "1" * 64 + "\n")
+    tar = io.BytesIO()
+    with tarfile.open(fileobj=tar, mode="w") as tf:
+        info = tarfile.TarInfo("planted")
+        info.size = 4
+        tf.addfile(info, io.BytesIO(b"evil"))
+    claimed = Digest.from_bytes(b"what was meant")
+    cmd = sh.upload_extract(p, rid, claimed.hex, "")
+
+    async def go(driver: SSHDriver) -> None:
+        await driver.pipe_to(h.address, cmd, [tar.getvalue()])
+
+    with pytest.raises(CommandFailed) as info_:
+        arun(with_driver(hosts3, go))
+    assert info_.value.status == sh.VERIFY_FAILED
+    err = delivery._host_error(h.address, info_.value, delivery._failed_item(info_.value, [item(claimed)]))
+    assert h.address in str(err) and str(claimed) in str(err) and err.step == "verify"
+    assert not staging.exists() and not h.path(p.progress(rid)).exists()  # not resumed from, not switched in
+    assert not h.path(p.rootfs).exists()
+
+
+def item(digest: Digest) -> Any:
+    return delivery._Item(digest, 0, "", digest, (), (), None)
 
 
 MIN_TOOLS = ("sh", "tar", "tee", "sha256sum", "mkfifo", "mv", "rm", "ln", "mkdir", "readlink")
@@ -346,7 +444,7 @@ def test_a_host_without_zstd_gets_layers_decompressed_here(
     env = {"NAME": "nozstd"}
     results = run_deliver(hosts, store, image, "nz", {h.address: env})
     r = results[h.address]
-    assert r.streamed_plain == 3 and r.blobs_sent == 1  # only the rendered (plain) layer is kept
+    assert r.streamed_plain == 3 and r.blobs_sent == 1  # the rendered layer is plain: sent as it is
     want = snapshot(expected_tree(store, image, env, tmp_path / "want"))
     assert strip_links(snapshot(rootfs(h, "nz").resolve())) == strip_links(want)
     again = run_deliver(hosts, store, image, "nz", {h.address: env})
@@ -359,9 +457,9 @@ def test_remove_is_idempotent_and_prunes_unshared_blobs(hosts3: HostSet, store: 
     hs: Sequence[TestHost] = hosts3[:2]
     envs = {h.address: {"NAME": "r"} for h in hs}
     sub = hosts3
-    run_deliver(sub, store, one, "r1", envs)
-    run_deliver(sub, store, two, "r2", envs)
-    for c in ("c1", "c2", "c3", "gz", "evil", "r2"):
+    run_deliver(sub, store, one, "r1", envs, keep_blobs=True)
+    run_deliver(sub, store, two, "r2", envs, keep_blobs=True)
+    for c in ("c1", "c2", "c2k", "c3", "gz", "evil", "stale", "bad", "cut-whole", "cut-half", "r2"):
         arun(with_driver(sub, lambda d, c=c: remove(d, c, [h.address for h in hs])))
     blobs = {h.address: set(os.listdir(h.path(f"{ROOT}/blobs/sha256"))) for h in hs}
     kept = {layer.descriptor.digest.hex for layer in one.layers}
@@ -373,3 +471,45 @@ def test_remove_is_idempotent_and_prunes_unshared_blobs(hosts3: HostSet, store: 
     for h in hs:
         assert os.listdir(h.path(f"{ROOT}/blobs/sha256")) == []
         assert os.listdir(h.path(f"{ROOT}/data")) == []
+
+
+@pytest.mark.parametrize("cut", ["whole", "half"])
+def test_a_layer_interrupted_anywhere_is_redone_over_what_it_left(
+    hosts3: HostSet, store: Store, tmp_path: Path, cut: str
+) -> None:
+    """Layer 2 (whiteouts, an opaque dir, type changes) interrupted after half its stream, or
+    after its tar finished but before it was recorded: the retry runs its removals and its
+    extraction again over what it left, and the tree is the image's."""
+    h = hosts3[1]
+    cluster = f"cut-{cut}"
+    image = prepare_image(store, "t/app:1", AMD64)
+    env = {"NAME": "cut"}
+    items = delivery._items(store, image, render_layer(image, env))
+    wanted = [str(i.digest) for i in items]
+    rid = delivery._rootfs_id(wanted)
+    p = sh.Paths(ROOT, cluster)
+    first, second = items[0], items[1]
+    assert second.whiteouts and second.opaques
+    blob = delivery._path(second).read_bytes()
+
+    async def partial(driver: SSHDriver) -> None:
+        await driver.run(h.address, sh.prepare(p, rid))
+        for item, data in ((first, delivery._path(first).read_bytes()), (second, blob)):
+            for command in sh.removals(p.staging(rid), item.whiteouts, item.opaques):
+                await driver.run(h.address, command)
+            cmd = sh.upload_extract(p, rid, item.digest.hex, item.compression)
+            if item is second and cut == "half":
+                with pytest.raises(CommandFailed):
+                    await driver.pipe_to(h.address, cmd, [data[: len(data) // 2]])
+            else:
+                await driver.pipe_to(h.address, cmd, [data])
+        if cut == "whole":  # as if the connection dropped just before the record
+            await driver.run(h.address, f"sed -i '$d' {p.progress(rid)}")
+
+    arun(with_driver(hosts3, partial))
+    assert h.path(p.progress(rid)).read_text().split() == wanted[:1]
+    r = run_deliver(hosts3, store, image, cluster, {h.address: env})[h.address]
+    assert (r.layers_present, r.blobs_sent) == (1, len(items) - 1)
+    want = snapshot(expected_tree(store, image, env, tmp_path / "want"))
+    got = snapshot(rootfs(h, cluster).resolve())
+    assert strip_links(got) == strip_links(want) and link_groups(got) == link_groups(want)
