@@ -186,34 +186,11 @@ async def hostname(driver: _Runner, host: str) -> str:
 
 
 class DerivedMethods:
-    """The InfraDriver methods every driver builds the same way on its own `run` and `pipe_to`."""
-
-    async def run(
-        self,
-        host: str,
-        command: str,
-        *,
-        env: Mapping[str, str] | None = None,
-        stdin: bytes | None = None,
-        timeout_s: float | None = None,
-        check: bool = True,
-    ) -> CommandResult:
-        raise NotImplementedError
-
-    async def pipe_to(
-        self,
-        host: str,
-        remote_command: str,
-        chunks: Chunks,
-        *,
-        env: Mapping[str, str] | None = None,
-        timeout_s: float | None = None,
-        check: bool = True,
-    ) -> StreamResult:
-        raise NotImplementedError
+    """The InfraDriver methods every driver builds the same way on its own `run` and `pipe_to`
+    (the `self: _Runner` annotations say that a subclass must provide those two)."""
 
     async def stream_to(
-        self,
+        self: _Runner,
         host: str,
         remote_command: str,
         chunks: Chunks,
@@ -223,17 +200,17 @@ class DerivedMethods:
     ) -> int:
         return (await self.pipe_to(host, remote_command, chunks, env=env, timeout_s=timeout_s)).bytes_sent
 
-    async def put_file(self, host: str, local: Path, remote: str, *, mode: int = 0o644) -> int:
+    async def put_file(self: _Runner, host: str, local: Path, remote: str, *, mode: int = 0o644) -> int:
         return await put_file(self, host, local, remote, mode)
 
-    async def exists(self, host: str, path: str) -> bool:
+    async def exists(self: _Runner, host: str, path: str) -> bool:
         return await path_test(self, host, "-e", path)
 
-    async def is_dir(self, host: str, path: str) -> bool:
+    async def is_dir(self: _Runner, host: str, path: str) -> bool:
         return await path_test(self, host, "-d", path)
 
-    async def platform(self, host: str) -> Platform:
+    async def platform(self: _Runner, host: str) -> Platform:
         return await platform(self, host)
 
-    async def hostname(self, host: str) -> str:
+    async def hostname(self: _Runner, host: str) -> str:
         return await hostname(self, host)
