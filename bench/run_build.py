@@ -12,56 +12,18 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench._measure import measure, run_child
 from bench.gen_context import generate
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "work"
 RESULTS = HERE / "results"
 SEALER = [sys.executable, "-m", "builder.cli"]
-
-
-@dataclass
-class Timing:
-    name: str
-    wall_s: float
-    cpu_s: float
-    peak_rss_mb: float
-    runs: int
-
-
-def _run_once(argv: list[str] | str, env: dict[str, str] | None = None) -> tuple[float, float, float]:
-    shell = isinstance(argv, str)
-    started = time.perf_counter()
-    proc = subprocess.Popen(argv, shell=shell, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    if proc.returncode != 0:
-        raise SystemExit(f"benchmark command failed ({proc.returncode}): {argv}\n{err}")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
-
-
-def measure(
-    name: str, argv: list[str] | str, *, runs: int, env: dict[str, str] | None = None, before: object = None
-) -> Timing:
-    """Best of `runs` wall times (CPU and RSS of that run); `before` runs ahead of each run."""
-    best: tuple[float, float, float] | None = None
-    for _ in range(runs):
-        if callable(before):
-            before()
-        result = _run_once(argv, env)
-        if best is None or result[0] < best[0]:
-            best = result
-    assert best is not None
-    return Timing(name, round(best[0], 3), round(best[1], 3), round(best[2], 1), runs)
 
 
 def main() -> None:
@@ -76,7 +38,7 @@ def main() -> None:
     build = [*SEALER, "build", "-q", "-t", "bench/cluster:v1", str(ctx)]
     baseline = f"tar -cf - -C {ctx} . | zstd -q -T0 -3 | sha256sum"
     # Warm the page cache once so that every contender reads from memory.
-    _run_once(f"tar -cf - -C {ctx} . > /dev/null")
+    run_child(f"tar -cf - -C {ctx} . > /dev/null")
     timings = [
         measure("baseline: tar | zstd -T0 -3 | sha256sum", baseline, runs=5),
         measure("sealer build (cold, zstd)", build, runs=5, env=env, before=fresh_store),

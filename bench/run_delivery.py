@@ -31,11 +31,12 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench._measure import ChildRun, Timing, run_child
 from bench.gen_context import generate
 
 HERE = Path(__file__).resolve().parent
@@ -46,29 +47,6 @@ IMAGE = "bench/cluster:v1"
 CLUSTER = "bench"
 ROUNDS = 5
 TARGETS = {"x_baseline": 1.2, "rerun_s": 2.0, "peak_rss_mb": 150}
-
-
-@dataclass
-class Timing:
-    name: str
-    wall_s: float
-    cpu_s: float
-    peak_rss_mb: float
-    runs: int
-    bytes_sent: int | None = None
-
-
-def _run_child(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, float, float, str]:
-    started = time.perf_counter()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    out = proc.stdout.read() if proc.stdout else b""
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    if proc.returncode != 0:
-        raise SystemExit(f"benchmark command failed ({proc.returncode}): {argv}\n{err}")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, out.decode()
 
 
 def _ensure_image() -> None:
@@ -169,15 +147,15 @@ def main() -> None:
             subprocess.run(["sync"], check=True)
             time.sleep(1)  # let the journal settle: the previous round's deletes and writeback
 
-        best: dict[str, tuple[float, float, float, str]] = {}
+        best: dict[str, ChildRun] = {}
         runs: dict[str, int] = {}
         walls: dict[str, list[float]] = {}
         contenders = [("baseline", baseline_argv), ("sealer", deliver_argv), ("keep", keep_argv)]
 
-        def record(name: str, result: tuple[float, float, float, str]) -> None:
+        def record(name: str, result: ChildRun) -> None:
             runs[name] = runs.get(name, 0) + 1
-            walls.setdefault(name, []).append(round(result[0], 2))
-            if name not in best or result[0] < best[name][0]:
+            walls.setdefault(name, []).append(round(result.wall_s, 2))
+            if name not in best or result.wall_s < best[name].wall_s:
                 best[name] = result
 
         # A warm-up round, not recorded: the first runs on the quiet disk of a fresh machine
@@ -185,16 +163,16 @@ def main() -> None:
         # first gets them (it made "best of" compare a quiet-disk baseline with a busy-disk run).
         for _name, argv in contenders:
             fresh()
-            _run_child(argv)
+            run_child(argv)
         for round_ in range(ROUNDS):
             # Rotate who goes first: the first run after a quiet disk is the fastest.
             shift = round_ % len(contenders)
             for name, argv in contenders[shift:] + contenders[:shift]:
                 fresh()
-                record(name, _run_child(argv))
+                record(name, run_child(argv))
                 if name == "sealer":  # the re-run onto what it just delivered
-                    result = _run_child(deliver_argv)
-                    sent = sum(json.loads(result[3]).values())
+                    result = run_child(deliver_argv)
+                    sent = sum(json.loads(result.stdout).values())
                     if sent != 0:
                         raise SystemExit(f"the re-run moved {sent} bytes")
                     record("rerun", result)
@@ -204,9 +182,11 @@ def main() -> None:
         shutil.rmtree(base_dir, ignore_errors=True)
 
     def timing(key: str, label: str) -> Timing:
-        wall, cpu, rss, out = best[key]
-        sent = sum(json.loads(out).values()) if key != "baseline" else None
-        return Timing(label, round(wall, 3), round(cpu, 3), round(rss, 1), runs[key], sent)
+        run = best[key]
+        sent = sum(json.loads(run.stdout).values()) if key != "baseline" else None
+        return Timing(
+            label, round(run.wall_s, 3), round(run.cpu_s, 3), round(run.peak_rss_mb, 1), runs[key], sent
+        )
 
     timings = [
         timing("baseline", "baseline: ssh -c aes128-gcm 'zstd -d | tar -x' per blob, 3 hosts at once"),

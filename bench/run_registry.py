@@ -32,8 +32,9 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench._measure import Timing, measure
 from bench.gen_context import generate
-from bench.run_build import RESULTS, SEALER, WORK, Timing, measure
+from bench.run_build import RESULTS, SEALER, WORK
 
 IMAGE = "bench/cluster:v1"
 FULL_IMAGE = "docker.io/bench/cluster:v1"

@@ -51,6 +51,11 @@ def _ssh_options(func: Callable[..., Any]) -> Callable[..., Any]:
                 is_flag=True,
                 help="Do not verify host keys against known_hosts (Clusterfile ssh.verifyHostKeys: false).",
             ),
+            click.option(
+                "--known-hosts",
+                type=click.Path(dir_okay=False),
+                help="known_hosts file to verify host keys with (default ~/.ssh/known_hosts).",
+            ),
         ]
     ):
         func = decorator(func)
@@ -84,9 +89,16 @@ def _run_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def _skip_host_keys(cluster: Cluster) -> Cluster:
-    hosts = tuple(replace(h, ssh=replace(h.ssh, verify_host_keys=False)) for h in cluster.hosts)
-    return replace(cluster, hosts=hosts, ssh=replace(cluster.ssh, verify_host_keys=False))
+def _with_ssh(cluster: Cluster, **changes: Any) -> Cluster:
+    """The cluster with `changes` applied to its own and every host's SSH settings."""
+    hosts = tuple(replace(h, ssh=replace(h.ssh, **changes)) for h in cluster.hosts)
+    return replace(cluster, hosts=hosts, ssh=replace(cluster.ssh, **changes))
+
+
+def _host_key_flags(cluster: Cluster, *, insecure: bool, known_hosts: str | None) -> Cluster:
+    if known_hosts:
+        cluster = _with_ssh(cluster, known_hosts=known_hosts)
+    return _with_ssh(cluster, verify_host_keys=False) if insecure else cluster
 
 
 def _settings(ctx: click.Context, *, dry_run: bool, max_parallel: int, need_store: bool = True) -> Settings:
@@ -235,6 +247,7 @@ def _cluster_from_args(
     cmds: Sequence[str],
     cluster_name: str | None,
     insecure: bool,
+    known_hosts: str | None = None,
 ) -> Cluster:
     from builder.runtime.cluster import DEFAULT_CLUSTER_NAME
     from builder.runtime.clusterfile import cluster_from_flags, load_clusterfile
@@ -264,7 +277,7 @@ def _cluster_from_args(
             cmds=cmds,
             name=cluster_name or DEFAULT_CLUSTER_NAME,
         )
-    return _skip_host_keys(cluster) if insecure else cluster
+    return _host_key_flags(cluster, insecure=insecure, known_hosts=known_hosts)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -292,6 +305,7 @@ def run(
     port: int | None,
     user: str | None,
     insecure_skip_host_key_check: bool,
+    known_hosts: str | None,
     cmds: tuple[str, ...],
     cluster_name: str | None,
     runtime: str | None,
@@ -322,6 +336,7 @@ def run(
         cmds=cmds,
         cluster_name=cluster_name,
         insecure=insecure_skip_host_key_check,
+        known_hosts=known_hosts,
     )
     settings = _settings(ctx, dry_run=dry_run, max_parallel=max_parallel)
     outcome = actions.run(cluster, settings, cli_env=cli_env, runtime=runtime)
@@ -346,6 +361,7 @@ def gen(
     port: int | None,
     user: str | None,
     insecure_skip_host_key_check: bool,
+    known_hosts: str | None,
     env: tuple[str, ...],
     cmds: tuple[str, ...],
     cluster_name: str | None,
@@ -367,8 +383,7 @@ def gen(
         cmds=cmds,
         name=cluster_name or "my-cluster",
     )
-    if insecure_skip_host_key_check:
-        cluster = _skip_host_keys(cluster)
+    cluster = _host_key_flags(cluster, insecure=insecure_skip_host_key_check, known_hosts=known_hosts)
     click.echo(dump_clusterfile(cluster), nl=False)
 
 
@@ -433,6 +448,7 @@ def join(
     port: int | None,
     user: str | None,
     insecure_skip_host_key_check: bool,
+    known_hosts: str | None,
     cluster_name: str,
     env: tuple[str, ...],
     dry_run: bool,
@@ -454,6 +470,7 @@ def join(
         "passphrase": passphrase,
         "port": port,
         "user": user,
+        "known_hosts": known_hosts,
     }
     hosts = _hosts_from_flags(masters, nodes, ssh_kwargs, insecure_skip_host_key_check, saved.ssh)
     settings = _settings(ctx, dry_run=dry_run, max_parallel=max_parallel)

@@ -95,3 +95,15 @@ def test_bad_input_gets_one_line(sealer: SealerRunner, tmp_path: Path) -> None:
     assert result.stderr.splitlines()[0] == "error: --masters: '10.0.0.300' is not an IP address"
     result = sealer("run", IMAGE, "--masters", "10.0.0.1", "--runtime", "k3s", "--dry-run", expect=1)
     assert "runtime k3s (--runtime) is not implemented yet" in result.stderr
+
+
+def test_known_hosts_flag_reaches_every_host(sealer: SealerRunner, tmp_path: Path) -> None:
+    known = tmp_path / "known_hosts"
+    out = sealer(
+        "gen", "demo/x:v1", "--masters", "10.0.0.1", "--nodes", "10.0.0.2", "--known-hosts", str(known)
+    ).stdout
+    from builder.runtime.clusterfile import parse_clusterfile
+
+    cluster = parse_clusterfile(out)
+    assert {str(h.ssh.known_hosts) for h in cluster.hosts} == {str(known)}
+    assert all(h.ssh.verify_host_keys for h in cluster.hosts)
