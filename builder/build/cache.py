@@ -115,6 +115,11 @@ def _stat_signature(st: os.stat_result) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
 
 
+def stat_identity(st: os.stat_result) -> str:
+    """A file's identity without reading it: changes whenever its content can have changed."""
+    return "stat:" + ":".join(str(v) for v in _stat_signature(st))
+
+
 class StatCache:
     """sha256 of context files, trusted while their stat signature is unchanged."""
 

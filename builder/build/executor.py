@@ -76,6 +76,11 @@ METADATA_FILE = "Metadata"
 # Below this many unhashed bytes a COPY hashes its files first, so that a cache hit skips
 # compression; above it the hashes are taken while archiving, in the same read.
 PREHASH_LIMIT_BYTES = 64 << 20
+# Files above this size are keyed in the step cache by their stat identity (size, mtime, inode,
+# ctime), not their content: hashing the big binaries of a context cost a cold build ~0.35
+# CPU-s for 700 MB, and only a `touch` of one of them (content unchanged) tells the difference
+# (it then re-archives that layer, with the same digest). Smaller files keep content hashes.
+CONTENT_HASH_MAX_BYTES = 16 << 20
 # Where discovery looks for container images in the files a build adds (see build/bundle).
 BUNDLE_SOURCES = ("manifests/", "charts/", "application/apps/")
 
@@ -315,6 +320,7 @@ class _PlatformBuild:
         created_by: str,
         extra: dict[str, object] | None = None,
         on_file: Callable[[TarEntry, str], None] | None = None,
+        hash_max_bytes: int | None = None,
     ) -> cache_mod.CachedLayer:
         done = 0
 
@@ -330,6 +336,7 @@ class _PlatformBuild:
                 source_date_epoch=self.options.source_date_epoch,
                 progress=progress,
                 on_file=on_file,
+                hash_max_bytes=hash_max_bytes,
             ) as writer:
                 writer.add_all(entries)
                 stats = writer.finish()
@@ -391,6 +398,9 @@ class _PlatformBuild:
         for e in entries:
             if e.kind == "file" and e.source:
                 st = os.stat(e.source)
+                if st.st_size > CONTENT_HASH_MAX_BYTES:
+                    hashes[e.source] = cache_mod.stat_identity(st)
+                    continue
                 known = self.stat_cache.lookup(e.source, st)
                 if known is None:
                     missing.append((e, st))
@@ -417,7 +427,9 @@ class _PlatformBuild:
                 if st is not None:
                     self.stat_cache.record_if_unchanged(entry.source, st, sha256_hex)
 
-            layer = self._write_layer(entries, index, total, text, extra, on_file=learn)
+            layer = self._write_layer(
+                entries, index, total, text, extra, on_file=learn, hash_max_bytes=CONTENT_HASH_MAX_BYTES
+            )
             key = self._entries_key(draft, text, entries, hashes)
             draft.file_hashes.update(hashes)
         self.step_cache.put(key, layer)

@@ -109,6 +109,7 @@ class LayerWriter:
         source_date_epoch: int = 0,
         progress: Callable[[int], None] | None = None,
         on_file: Callable[[TarEntry, str], None] | None = None,
+        hash_max_bytes: int | None = None,
     ) -> None:
         self._compression = compression
         self._tee = _Tee(open_compressor(compression, sink), progress)
@@ -116,6 +117,7 @@ class LayerWriter:
             self._tee,  # type: ignore[arg-type]
             source_date_epoch=source_date_epoch,
             on_file=on_file,
+            hash_max_bytes=hash_max_bytes,
         )
         self._stats: LayerStats | None = None
 

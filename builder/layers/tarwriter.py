@@ -100,12 +100,14 @@ class TarWriter:
         *,
         source_date_epoch: int = 0,
         on_file: Callable[[TarEntry, str], None] | None = None,
+        hash_max_bytes: int | None = None,
     ) -> None:
         self._out = out
         self._epoch = source_date_epoch
         # Called with each file entry and the sha256 hex of the bytes archived for it, so a
         # build cache can learn file hashes in the same pass instead of reading files twice.
         self._on_file = on_file
+        self._hash_max = hash_max_bytes  # larger files are not hashed (nor reported to on_file)
         self._buf = bytearray(CHUNK)
         self._view = memoryview(self._buf)
         self._pos = 0
@@ -160,8 +162,9 @@ class TarWriter:
         if entry.kind == "file" and entry.size:
             if entry.source is None:
                 raise LayerError(f"tar entry {entry.name!r} has no source file")
-            digest = self._copy_file(entry.source, entry.size, entry.name)
-            if self._on_file is not None:
+            wanted = self._on_file is not None and (self._hash_max is None or entry.size <= self._hash_max)
+            digest = self._copy_file(entry.source, entry.size, entry.name, hash_it=wanted)
+            if wanted and self._on_file is not None:
                 self._on_file(entry, digest)
         elif entry.kind == "file" and self._on_file is not None:
             self._on_file(entry, _EMPTY_SHA256)
@@ -170,9 +173,9 @@ class TarWriter:
         for entry in entries:
             self.add(entry)
 
-    def _copy_file(self, source: str, size: int, name: str) -> str:
-        """Stream a file's bytes into the archive; returns their sha256 when on_file wants it."""
-        sha = hashlib.sha256() if self._on_file is not None else None
+    def _copy_file(self, source: str, size: int, name: str, *, hash_it: bool) -> str:
+        """Stream a file's bytes into the archive; returns their sha256 when `hash_it`."""
+        sha = hashlib.sha256() if hash_it else None
         fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)

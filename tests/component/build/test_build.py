@@ -401,3 +401,22 @@ def test_unknown_runtime_label(store: Store, make_context: Callable[..., Path]) 
     ctx = make_context({}, kubefile="FROM scratch\nLABEL cluster.alpha.sealer.io/cluster-runtime-type=k9s\n")
     with pytest.raises(Exception, match="unknown cluster runtime"):
         build(store, ctx)
+
+
+def test_big_files_are_keyed_by_stat_small_ones_by_content(
+    store: Store, make_context: Callable[..., Path]
+) -> None:
+    from builder.build.executor import CONTENT_HASH_MAX_BYTES
+
+    big = os.urandom(1 << 16) * ((CONTENT_HASH_MAX_BYTES >> 16) + 1)
+    ctx = make_context(
+        {"big/blob": big, "small/f": "x"}, kubefile="FROM scratch\nCOPY big big/\nCOPY small small/\n"
+    )
+    first = build(store, ctx)
+    events: list[BuildEvent] = []
+    os.utime(ctx / "big" / "blob", (7, 7))
+    os.utime(ctx / "small" / "f", (7, 7))
+    again = build(store, ctx, events=events)
+    # The touched big file is archived again (same bytes, same digest); the small one is a hit.
+    assert [e.cached for e in events if isinstance(e, StepFinished)] == [False, True]
+    assert again.digest == first.digest
