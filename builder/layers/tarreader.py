@@ -76,6 +76,7 @@ class _Extractor:
         self.reader = TarStream(stream, self.view)
         self.overlay = mode == "overlay"
         self.is_root = os.geteuid() == 0
+        self.ids = (os.geteuid(), os.getegid())
         self.root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         # Open fds of recently used directories (owned here, LRU): an entry's parent is one
         # openat() from a cached ancestor instead of a walk from the root (opens cost ~40 us
@@ -228,13 +229,18 @@ class _Extractor:
 
     def _file(self, m: Member, parts: list[str], label: str) -> None:
         pfd = self._parent(parts, label)
-        self._clear(pfd, parts[-1], keep_dir=False)
-        fd = os.open(
-            parts[-1], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=pfd
-        )
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            # Most entries are new: try the exclusive create first, clear only when it is taken
+            # (one syscall less per file than a stat before every create).
+            fd = os.open(parts[-1], flags, 0o600, dir_fd=pfd)
+        except FileExistsError:
+            self._clear(pfd, parts[-1], keep_dir=False)
+            fd = os.open(parts[-1], flags, 0o600, dir_fd=pfd)
         try:
             self._copy(fd, m.size, label)
-            self._owner(m, fd=fd)  # before chmod: chown clears setuid bits
+            if (m.uid, m.gid) != self.ids:  # the file was just created: it is ours already
+                self._owner(m, fd=fd)  # before chmod: chown clears setuid bits
             os.fchmod(fd, m.mode)
             os.utime(fd, ns=(m.mtime_ns, m.mtime_ns))
         finally:
