@@ -1,0 +1,275 @@
+"""The `k3s` runtime: the k3s air-gap install (docs.k3s.io/installation/airgap), phase by phase.
+
+What the basefs rootfs holds (the user supplies the upstream files; nothing is downloaded):
+
+    bin/k3s                                   the k3s binary -> /usr/local/bin/k3s
+    images/k3s-airgap-images-<arch>.tar.zst   -> /var/lib/rancher/k3s/agent/images/
+    scripts/k3s-install.sh                    upstream install.sh, run with INSTALL_K3S_SKIP_DOWNLOAD=true
+    etc/k3s/config.yaml, etc/k3s/registries.yaml (optional) -> /etc/rancher/k3s/
+
+master0 starts the embedded etcd (`server --cluster-init`); the other servers join with
+`server --server https://MASTER0:6443` and the server token; agents with K3S_URL and the agent
+token. Both tokens are read on master0 just before use (named outputs, never literal). Every
+server carries `--tls-san apiserver.cluster.local`, the stable endpoint the kubeconfig names.
+
+Not registered in `PLUGINS` yet: k3s images keep failing with "not implemented yet" until the
+stand-in binaries and an end-to-end test exist (issue 5).
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+from typing import ClassVar
+
+from builder.runtime.cluster import Cluster, HostSpec
+from builder.runtime.plugins import base
+from builder.runtime.plugins.base import HostContext, PluginStep, RuntimePlugin, output_ref
+
+# Extra phase for the (not yet written) upgrade phase: on master0 for a worker, after the
+# worker's own `upgrade` commands (drain is master0's `upgrade` for that subject).
+UPGRADE_DONE = "upgrade-done"
+
+ENDPOINT = "apiserver.cluster.local"
+API_PORT = 6443
+BIN = "/usr/local/bin/k3s"
+IMAGES_DIR = "/var/lib/rancher/k3s/agent/images"
+CONFIG_DIR = "/etc/rancher/k3s"
+SERVER_TOKEN_FILE = "/var/lib/rancher/k3s/server/token"
+AGENT_TOKEN_FILE = "/var/lib/rancher/k3s/server/agent-token"
+KUBECONFIG_FILE = "/etc/rancher/k3s/k3s.yaml"
+SERVER_UNINSTALL = "/usr/local/bin/k3s-uninstall.sh"
+AGENT_UNINSTALL = "/usr/local/bin/k3s-agent-uninstall.sh"
+
+ROOTFS_BIN = "bin/k3s"
+ROOTFS_IMAGES = "images/k3s-airgap-images-*.tar*"
+ROOTFS_INSTALL = "scripts/k3s-install.sh"
+ROOTFS_CONFIG = "etc/k3s/config.yaml"
+ROOTFS_REGISTRIES = "etc/k3s/registries.yaml"
+
+SERVER_PORTS = (6443, 2379, 2380, 10250)
+AGENT_PORTS = (10250,)
+
+SERVER_TOKEN = "server-token"
+AGENT_TOKEN = "agent-token"
+KUBECONFIG = "kubeconfig"
+
+_INSTALL_TIMEOUT_S = 600.0
+_DRAIN_TIMEOUT_S = 360.0
+
+
+def _path(ctx: HostContext, relative: str) -> str:
+    return shlex.quote(f"{ctx.rootfs}/{relative}")
+
+
+def _node_name(ip: str) -> str:
+    """Shell: the name of the node whose INTERNAL-IP (column 6 of `-o wide`) is `ip`."""
+    return f"$({BIN} kubectl get nodes -o wide --no-headers | awk '$6 == \"{ip}\" {{print $1}}')"
+
+
+def _on_node(ip: str, action: str, command: str) -> str:
+    """Shell: run `command` with $name set to `ip`'s node; nothing to do if it is not one."""
+    return (
+        f'name={_node_name(ip)}; if [ -z "$name" ]; then echo "no node with address {ip}: '
+        f'nothing to {action}"; else {command}; fi'
+    )
+
+
+def _version_check(ctx: HostContext) -> str:
+    """Shell: refuse a downgrade, a major change or skipping a minor version."""
+    v = "awk 'NR == 1 {print $3}' | sed 's/^v//; s/[+-].*//'"
+    return (
+        f"old=$({BIN} --version | {v}); new=$({_path(ctx, ROOTFS_BIN)} --version | {v}); "
+        "set -- $(echo \"$old.$new\" | tr . ' '); "
+        'if [ "$1" != "$4" ] || [ "$5" -lt "$2" ] || { [ "$5" -eq "$2" ] && [ "$6" -lt "$3" ]; }; '
+        'then echo "k3s $old -> $new: a downgrade or a major change is not supported" >&2; exit 1; fi; '
+        'if [ "$5" -gt $(($2 + 1)) ]; then echo "k3s $old -> $new: upgrade one minor version at a time" >&2; exit 1; fi; '
+        'echo "k3s $old -> $new"'
+    )
+
+
+class K3sRuntime(RuntimePlugin):
+    name: ClassVar[str] = "k3s"
+    label: ClassVar[str | None] = "k3s"
+    metadata_runtime: ClassVar[str | None] = "k3s"
+
+    def warnings(self, cluster: Cluster) -> Sequence[str]:
+        n = len(cluster.masters)
+        if n > 1 and n % 2 == 0:
+            return (
+                f"{n} masters: embedded etcd needs a majority, so an even number tolerates no more "
+                f"failures than {n - 1}; use an odd number",
+            )
+        return ()
+
+    def commands(self, phase: str, ctx: HostContext) -> Sequence[PluginStep]:
+        host = ctx.host
+        if phase == base.PREFLIGHT:
+            return self._preflight(ctx)
+        if phase == base.INIT:
+            if not ctx.is_master0:
+                return ()
+            return (*self._stage_files(ctx), self._install(ctx, "server --cluster-init", server=True))
+        if phase == base.JOIN_CREDENTIALS:
+            return self._credentials(ctx)
+        if phase == base.JOIN_MASTER:
+            if ctx.is_master0 or not host.is_master:
+                return ()
+            url = f"https://{ctx.cluster.master0.ip}:{API_PORT}"
+            env = f"K3S_TOKEN={output_ref(SERVER_TOKEN)}"
+            return (*self._stage_files(ctx), self._install(ctx, f"server --server {url}", True, env))
+        if phase == base.JOIN_WORKER:
+            if host.is_master:
+                return ()
+            url = f"https://{ctx.cluster.master0.ip}:{API_PORT}"
+            env = f"K3S_URL={url} K3S_TOKEN={output_ref(AGENT_TOKEN)}"
+            return (*self._stage_files(ctx), self._install(ctx, "agent", False, env))
+        if phase in (base.DELETE_MASTER, base.DELETE_WORKER):
+            return self._delete(ctx)
+        if phase == base.RESET:
+            return (self._uninstall(ctx, host, best_effort=True),)
+        if phase == base.UPGRADE:
+            return self._upgrade(ctx)
+        if phase == UPGRADE_DONE:
+            subject = ctx.subject
+            if not ctx.is_master0 or subject is None or subject.is_master:
+                return ()
+            uncordon = _on_node(subject.ip, "uncordon", f'{BIN} kubectl uncordon "$name"')
+            return (PluginStep("k3s-uncordon", f"uncordon {subject.ip}", uncordon),)
+        if phase == base.KUBECONFIG:
+            if not ctx.is_master0:
+                return ()
+            sed = f"sed 's#server: https://127.0.0.1:{API_PORT}#server: https://{ENDPOINT}:{API_PORT}#'"
+            return (
+                PluginStep(
+                    "k3s-kubeconfig",
+                    f"admin kubeconfig for https://{ENDPOINT}:{API_PORT}",
+                    f"{sed} {KUBECONFIG_FILE}",
+                    output=KUBECONFIG,
+                ),
+            )
+        return ()
+
+    def _preflight(self, ctx: HostContext) -> Sequence[PluginStep]:
+        files = " && ".join(
+            (
+                f"test -x {_path(ctx, ROOTFS_BIN)}",
+                f"test -f {_path(ctx, ROOTFS_INSTALL)}",
+                f"ls {shlex.quote(ctx.rootfs)}/{ROOTFS_IMAGES} >/dev/null",
+            )
+        )
+        existing = (
+            f"for f in {SERVER_UNINSTALL} {AGENT_UNINSTALL} /etc/kubernetes/admin.conf /var/lib/k0s; do "
+            'if [ -e "$f" ]; then echo "$f exists: another cluster runtime is installed here" >&2; exit 1; fi; done'
+        )
+        ports = " ".join(str(p) for p in (SERVER_PORTS if ctx.host.is_master else AGENT_PORTS))
+        free = (
+            f"for p in {ports}; do "
+            'if ss -Hltn "sport = :$p" | grep -q .; then echo "port $p is in use" >&2; exit 1; fi; done'
+        )
+        return (
+            PluginStep(
+                "k3s-preflight-files", "the basefs holds bin/k3s, the images and k3s-install.sh", files
+            ),
+            PluginStep("k3s-preflight-existing", "no k3s, kubeadm or k0s install on the host", existing),
+            PluginStep("k3s-preflight-ports", f"ports {ports} are free", free),
+        )
+
+    def _stage_files(self, ctx: HostContext) -> Sequence[PluginStep]:
+        config = " && ".join(
+            (
+                f"mkdir -p {CONFIG_DIR}",
+                f"if [ -f {_path(ctx, ROOTFS_CONFIG)} ]; then cp {_path(ctx, ROOTFS_CONFIG)} {CONFIG_DIR}/config.yaml; fi",
+                f"if [ -f {_path(ctx, ROOTFS_REGISTRIES)} ]; then "
+                f"cp {_path(ctx, ROOTFS_REGISTRIES)} {CONFIG_DIR}/registries.yaml; fi",
+            )
+        )
+        return (
+            PluginStep(
+                "k3s-binary", f"k3s binary into {BIN}", f"install -D -m 0755 {_path(ctx, ROOTFS_BIN)} {BIN}"
+            ),
+            PluginStep(
+                "k3s-images",
+                f"air-gap images into {IMAGES_DIR}",
+                f"mkdir -p {IMAGES_DIR} && cp {shlex.quote(ctx.rootfs)}/{ROOTFS_IMAGES} {IMAGES_DIR}/",
+            ),
+            PluginStep("k3s-config", f"config.yaml and registries.yaml into {CONFIG_DIR}", config),
+        )
+
+    def _install(self, ctx: HostContext, args: str, server: bool, env: str = "") -> PluginStep:
+        flags = f" --tls-san {ENDPOINT}" if server else ""
+        prefix = f"INSTALL_K3S_SKIP_DOWNLOAD=true {env}".rstrip()
+        command = f"{prefix} sh {_path(ctx, ROOTFS_INSTALL)} {args}{flags} --node-ip {ctx.host.ip}"
+        what = "k3s server" if server else "k3s agent"
+        return PluginStep("k3s-install", f"install.sh: {what} {args}", command, timeout_s=_INSTALL_TIMEOUT_S)
+
+    def _credentials(self, ctx: HostContext) -> Sequence[PluginStep]:
+        if not ctx.is_master0:
+            return ()
+        subject = ctx.subject
+        if subject is not None and subject.is_master:
+            return (
+                PluginStep(
+                    "k3s-server-token", "read the server token", f"cat {SERVER_TOKEN_FILE}", SERVER_TOKEN
+                ),
+            )
+        return (
+            PluginStep("k3s-agent-token", "read the agent token", f"cat {AGENT_TOKEN_FILE}", AGENT_TOKEN),
+        )
+
+    def _delete(self, ctx: HostContext) -> Sequence[PluginStep]:
+        subject = ctx.subject or ctx.host
+        if ctx.host.ip == subject.ip:
+            return (self._uninstall(ctx, subject, best_effort=False),)
+        if not ctx.is_master0:
+            return ()
+        ip = subject.ip
+        drain = f'{BIN} kubectl drain "$name" --ignore-daemonsets --delete-emptydir-data --timeout=300s'
+        delete = f'{BIN} kubectl delete node "$name"'
+        return (
+            PluginStep("k3s-drain", f"drain {ip}", _on_node(ip, "drain", drain), timeout_s=_DRAIN_TIMEOUT_S),
+            PluginStep("k3s-delete-node", f"delete node {ip}", _on_node(ip, "delete", delete)),
+        )
+
+    def _uninstall(self, ctx: HostContext, host: HostSpec, *, best_effort: bool) -> PluginStep:
+        script = SERVER_UNINSTALL if host.is_master else AGENT_UNINSTALL
+        name = script.rsplit("/", 1)[1]
+        if best_effort:
+            command = (
+                f"if [ -x {script} ]; then {script} || echo '{name} failed: continuing' >&2; "
+                f"else echo 'no {script}: nothing to reset'; fi"
+            )
+        else:
+            command = f"if [ -x {script} ]; then {script}; else echo 'no {script}: nothing to uninstall'; fi"
+        return PluginStep("k3s-uninstall", f"{name}", command)
+
+    def _upgrade(self, ctx: HostContext) -> Sequence[PluginStep]:
+        subject = ctx.subject
+        if subject is not None and subject.ip != ctx.host.ip:
+            # master0, for a worker about to be upgraded: drain it first
+            if not ctx.is_master0 or subject.is_master:
+                return ()
+            drain = f'{BIN} kubectl drain "$name" --ignore-daemonsets --delete-emptydir-data --timeout=300s'
+            return (
+                PluginStep(
+                    "k3s-drain",
+                    f"drain {subject.ip}",
+                    _on_node(subject.ip, "drain", drain),
+                    timeout_s=_DRAIN_TIMEOUT_S,
+                ),
+            )
+        service = "k3s" if ctx.host.is_master else "k3s-agent"
+        images = f"mkdir -p {IMAGES_DIR} && cp {shlex.quote(ctx.rootfs)}/{ROOTFS_IMAGES} {IMAGES_DIR}/"
+        return (
+            PluginStep("k3s-upgrade-check", "no downgrade, at most one minor version", _version_check(ctx)),
+            PluginStep("k3s-images", f"air-gap images into {IMAGES_DIR}", images),
+            PluginStep(
+                "k3s-binary", f"k3s binary into {BIN}", f"install -D -m 0755 {_path(ctx, ROOTFS_BIN)} {BIN}"
+            ),
+            PluginStep(
+                "k3s-restart",
+                f"restart {service}",
+                f"systemctl restart {service}",
+                timeout_s=_INSTALL_TIMEOUT_S,
+            ),
+        )

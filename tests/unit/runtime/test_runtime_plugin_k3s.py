@@ -1,0 +1,321 @@
+"""Golden dry-run plans of the k3s runtime plugin (pure: no hosts), against the commands the k3s
+air-gap install, HA embedded etcd, manual upgrade and uninstall docs give."""
+
+from __future__ import annotations
+
+import pytest
+
+from builder.image.descriptor import Platform
+from builder.runtime.cluster import Cluster
+from builder.runtime.clusterfile import cluster_from_flags
+from builder.runtime.facts import Facts
+from builder.runtime.phases import ImageInfo, Phase, PlanState
+from builder.runtime.phases.runtime import (
+    JoinMasters,
+    JoinNodes,
+    RuntimeInit,
+    RuntimeLeave,
+    RuntimePreflight,
+    RuntimeReset,
+)
+from builder.runtime.plugins import UnknownRuntime, select_plugin
+from builder.runtime.plugins import base as phases
+from builder.runtime.plugins.base import HostContext, output_refs, resolve_outputs
+from builder.runtime.plugins.k3s import UPGRADE_DONE, K3sRuntime
+
+IMAGE = ImageInfo(name="k3s:v1.28.5", digest="sha256:" + "cd" * 32, platform=Platform("linux", "amd64"))
+R = "/var/lib/sealer/data/c1/rootfs"
+INSTALL_PHASES: tuple[Phase, ...] = (RuntimePreflight(), RuntimeInit(), JoinMasters(), JoinNodes())
+
+# The commands, written out as the upstream docs give them.
+FILES = (
+    f"test -x {R}/bin/k3s && test -f {R}/scripts/k3s-install.sh"
+    f" && ls {R}/images/k3s-airgap-images-*.tar* >/dev/null"
+)
+EXISTING = (
+    "for f in /usr/local/bin/k3s-uninstall.sh /usr/local/bin/k3s-agent-uninstall.sh"
+    ' /etc/kubernetes/admin.conf /var/lib/k0s; do if [ -e "$f" ]; then'
+    ' echo "$f exists: another cluster runtime is installed here" >&2; exit 1; fi; done'
+)
+SERVER_PORTS = (
+    'for p in 6443 2379 2380 10250; do if ss -Hltn "sport = :$p" | grep -q .; then'
+    ' echo "port $p is in use" >&2; exit 1; fi; done'
+)
+AGENT_PORTS = (
+    'for p in 10250; do if ss -Hltn "sport = :$p" | grep -q .; then'
+    ' echo "port $p is in use" >&2; exit 1; fi; done'
+)
+BINARY = f"install -D -m 0755 {R}/bin/k3s /usr/local/bin/k3s"
+IMAGES = (
+    "mkdir -p /var/lib/rancher/k3s/agent/images"
+    f" && cp {R}/images/k3s-airgap-images-*.tar* /var/lib/rancher/k3s/agent/images/"
+)
+CONFIG = (
+    "mkdir -p /etc/rancher/k3s"
+    f" && if [ -f {R}/etc/k3s/config.yaml ]; then cp {R}/etc/k3s/config.yaml /etc/rancher/k3s/config.yaml; fi"
+    f" && if [ -f {R}/etc/k3s/registries.yaml ]; then"
+    f" cp {R}/etc/k3s/registries.yaml /etc/rancher/k3s/registries.yaml; fi"
+)
+INIT = (
+    f"INSTALL_K3S_SKIP_DOWNLOAD=true sh {R}/scripts/k3s-install.sh"
+    " server --cluster-init --tls-san apiserver.cluster.local --node-ip 10.0.0.1"
+)
+
+
+def join_server(ip: str) -> str:
+    return (
+        "INSTALL_K3S_SKIP_DOWNLOAD=true K3S_TOKEN={{output:server-token}}"
+        f" sh {R}/scripts/k3s-install.sh server --server https://10.0.0.1:6443"
+        f" --tls-san apiserver.cluster.local --node-ip {ip}"
+    )
+
+
+def join_agent(ip: str) -> str:
+    return (
+        "INSTALL_K3S_SKIP_DOWNLOAD=true K3S_URL=https://10.0.0.1:6443 K3S_TOKEN={{output:agent-token}}"
+        f" sh {R}/scripts/k3s-install.sh agent --node-ip {ip}"
+    )
+
+
+def on_node(ip: str, action: str, command: str) -> str:
+    return (
+        "name=$(/usr/local/bin/k3s kubectl get nodes -o wide --no-headers"
+        f' | awk \'$6 == "{ip}" {{print $1}}\'); if [ -z "$name" ];'
+        f' then echo "no node with address {ip}: nothing to {action}"; else {command}; fi'
+    )
+
+
+def drain(ip: str) -> str:
+    return on_node(
+        ip,
+        "drain",
+        '/usr/local/bin/k3s kubectl drain "$name" --ignore-daemonsets --delete-emptydir-data --timeout=300s',
+    )
+
+
+SERVER_UNINSTALL = (
+    "if [ -x /usr/local/bin/k3s-uninstall.sh ]; then /usr/local/bin/k3s-uninstall.sh;"
+    " else echo 'no /usr/local/bin/k3s-uninstall.sh: nothing to uninstall'; fi"
+)
+SERVER_RESET = (
+    "if [ -x /usr/local/bin/k3s-uninstall.sh ]; then /usr/local/bin/k3s-uninstall.sh"
+    " || echo 'k3s-uninstall.sh failed: continuing' >&2;"
+    " else echo 'no /usr/local/bin/k3s-uninstall.sh: nothing to reset'; fi"
+)
+AGENT_RESET = (
+    "if [ -x /usr/local/bin/k3s-agent-uninstall.sh ]; then /usr/local/bin/k3s-agent-uninstall.sh"
+    " || echo 'k3s-agent-uninstall.sh failed: continuing' >&2;"
+    " else echo 'no /usr/local/bin/k3s-agent-uninstall.sh: nothing to reset'; fi"
+)
+VERSION_CHECK = (
+    "old=$(/usr/local/bin/k3s --version | awk 'NR == 1 {print $3}' | sed 's/^v//; s/[+-].*//');"
+    f" new=$({R}/bin/k3s --version | awk 'NR == 1 {{print $3}}' | sed 's/^v//; s/[+-].*//');"
+    " set -- $(echo \"$old.$new\" | tr . ' ');"
+    ' if [ "$1" != "$4" ] || [ "$5" -lt "$2" ] || { [ "$5" -eq "$2" ] && [ "$6" -lt "$3" ]; };'
+    ' then echo "k3s $old -> $new: a downgrade or a major change is not supported" >&2; exit 1; fi;'
+    ' if [ "$5" -gt $(($2 + 1)) ]; then echo "k3s $old -> $new: upgrade one minor version at a time" >&2;'
+    ' exit 1; fi; echo "k3s $old -> $new"'
+)
+
+Row = tuple[str, str, str]  # (host, step id, command)
+
+
+def server_preflight(ip: str) -> list[Row]:
+    return [
+        (ip, "k3s-preflight-files", FILES),
+        (ip, "k3s-preflight-existing", EXISTING),
+        (ip, "k3s-preflight-ports", SERVER_PORTS),
+    ]
+
+
+def agent_preflight(ip: str) -> list[Row]:
+    return [
+        (ip, "k3s-preflight-files", FILES),
+        (ip, "k3s-preflight-existing", EXISTING),
+        (ip, "k3s-preflight-ports", AGENT_PORTS),
+    ]
+
+
+def staged(ip: str, install: str) -> list[Row]:
+    return [
+        (ip, "k3s-binary", BINARY),
+        (ip, "k3s-images", IMAGES),
+        (ip, "k3s-config", CONFIG),
+        (ip, "k3s-install", install),
+    ]
+
+
+def cluster(masters: str, nodes: str | None = None) -> Cluster:
+    return cluster_from_flags("k3s:v1.28.5", masters, nodes, name="c1")
+
+
+def plan(
+    c: Cluster, phase_list: tuple[Phase, ...], targets: tuple[str, ...], delete_all: bool = False
+) -> list[Row]:
+    s = PlanState(image=IMAGE, plugin=K3sRuntime(), targets=targets, delete_all=delete_all)
+    return [(st.host, st.id, st.command) for p in phase_list for st in p.plan(c, Facts(), s)]
+
+
+def ctx(c: Cluster, ip: str, subject: str | None = None) -> HostContext:
+    sub = c.host(subject) if subject else None
+    return HostContext(c, c.host(ip), R, {}, sub)
+
+
+def rows(c: Cluster, phase: str, ip: str, subject: str | None = None) -> list[Row]:
+    return [(ip, st.id, st.command) for st in K3sRuntime().commands(phase, ctx(c, ip, subject))]
+
+
+def test_one_master() -> None:
+    c = cluster("10.0.0.1")
+    assert plan(c, INSTALL_PHASES, c.ips) == server_preflight("10.0.0.1") + staged("10.0.0.1", INIT)
+    assert rows(c, phases.KUBECONFIG, "10.0.0.1") == [
+        (
+            "10.0.0.1",
+            "k3s-kubeconfig",
+            "sed 's#server: https://127.0.0.1:6443#server: https://apiserver.cluster.local:6443#'"
+            " /etc/rancher/k3s/k3s.yaml",
+        )
+    ]
+    (step,) = K3sRuntime().commands(phases.KUBECONFIG, ctx(c, "10.0.0.1"))
+    assert step.output == "kubeconfig"
+    assert K3sRuntime().warnings(c) == ()
+
+
+def test_three_masters_and_two_workers() -> None:
+    c = cluster("10.0.0.1,10.0.0.2,10.0.0.3", "10.0.0.4,10.0.0.5")
+    server_token = "cat /var/lib/rancher/k3s/server/token"
+    agent_token = "cat /var/lib/rancher/k3s/server/agent-token"
+    assert plan(c, INSTALL_PHASES, c.ips) == [
+        *server_preflight("10.0.0.1"),
+        *server_preflight("10.0.0.2"),
+        *server_preflight("10.0.0.3"),
+        *agent_preflight("10.0.0.4"),
+        *agent_preflight("10.0.0.5"),
+        *staged("10.0.0.1", INIT),
+        # each server token read on master0 just before that master joins, one at a time
+        ("10.0.0.1", "10.0.0.2/k3s-server-token", server_token),
+        *staged("10.0.0.2", join_server("10.0.0.2")),
+        ("10.0.0.1", "10.0.0.3/k3s-server-token", server_token),
+        *staged("10.0.0.3", join_server("10.0.0.3")),
+        # the agent token once, then every agent
+        ("10.0.0.1", "k3s-agent-token", agent_token),
+        *staged("10.0.0.4", join_agent("10.0.0.4")),
+        *staged("10.0.0.5", join_agent("10.0.0.5")),
+    ]
+    s = PlanState(image=IMAGE, plugin=K3sRuntime(), targets=c.ips)
+    creds = [st for p in INSTALL_PHASES for st in p.plan(c, Facts(), s) if st.output]
+    assert [(st.output, st.journal) for st in creds] == [
+        ("server-token", False),
+        ("server-token", False),
+        ("agent-token", False),
+    ]
+    assert K3sRuntime().warnings(c) == ()
+    (warning,) = K3sRuntime().warnings(cluster("10.0.0.1,10.0.0.2"))
+    assert warning.startswith("2 masters: embedded etcd needs a majority")
+
+
+def test_adding_a_worker() -> None:
+    c = cluster("10.0.0.1", "10.0.0.2,10.0.0.3")
+    assert plan(c, INSTALL_PHASES, ("10.0.0.3",)) == [
+        *agent_preflight("10.0.0.3"),
+        ("10.0.0.1", "k3s-agent-token", "cat /var/lib/rancher/k3s/server/agent-token"),
+        *staged("10.0.0.3", join_agent("10.0.0.3")),
+    ]
+
+
+def test_removing_a_master() -> None:
+    c = cluster("10.0.0.1,10.0.0.2,10.0.0.3", "10.0.0.4")
+    leave = (RuntimeLeave(), RuntimeReset())
+    assert plan(c, leave, ("10.0.0.3",)) == [
+        ("10.0.0.1", "10.0.0.3/k3s-drain", drain("10.0.0.3")),
+        (
+            "10.0.0.1",
+            "10.0.0.3/k3s-delete-node",
+            on_node("10.0.0.3", "delete", '/usr/local/bin/k3s kubectl delete node "$name"'),
+        ),
+        ("10.0.0.3", "k3s-uninstall", SERVER_UNINSTALL),
+    ]
+    # a worker: the same on master0, then the agent's uninstall script
+    assert plan(c, leave, ("10.0.0.4",))[-1] == (
+        "10.0.0.4",
+        "k3s-uninstall",
+        "if [ -x /usr/local/bin/k3s-agent-uninstall.sh ]; then /usr/local/bin/k3s-agent-uninstall.sh;"
+        " else echo 'no /usr/local/bin/k3s-agent-uninstall.sh: nothing to uninstall'; fi",
+    )
+
+
+def test_reset() -> None:
+    c = cluster("10.0.0.1,10.0.0.2,10.0.0.3", "10.0.0.4,10.0.0.5")
+    assert plan(c, (RuntimeLeave(), RuntimeReset()), c.ips, delete_all=True) == [
+        ("10.0.0.4", "k3s-uninstall", AGENT_RESET),
+        ("10.0.0.5", "k3s-uninstall", AGENT_RESET),
+        ("10.0.0.2", "k3s-uninstall", SERVER_RESET),
+        ("10.0.0.3", "k3s-uninstall", SERVER_RESET),
+        ("10.0.0.1", "k3s-uninstall", SERVER_RESET),
+    ]
+
+
+def test_upgrade() -> None:
+    """The order the upgrade phase will use: master0, the masters one by one, then for each
+    worker: drain on master0, the worker itself, uncordon on master0."""
+    c = cluster("10.0.0.1,10.0.0.2", "10.0.0.3")
+
+    def upgraded(ip: str, service: str) -> list[Row]:
+        return [
+            (ip, "k3s-upgrade-check", VERSION_CHECK),
+            (ip, "k3s-images", IMAGES),
+            (ip, "k3s-binary", BINARY),
+            (ip, "k3s-restart", f"systemctl restart {service}"),
+        ]
+
+    got = [
+        *rows(c, phases.UPGRADE, "10.0.0.1"),
+        *rows(c, phases.UPGRADE, "10.0.0.1", "10.0.0.2"),  # nothing on master0 for a master
+        *rows(c, phases.UPGRADE, "10.0.0.2"),
+        *rows(c, phases.UPGRADE, "10.0.0.1", "10.0.0.3"),
+        *rows(c, phases.UPGRADE, "10.0.0.3", "10.0.0.3"),
+        *rows(c, UPGRADE_DONE, "10.0.0.1", "10.0.0.3"),
+    ]
+    assert got == [
+        *upgraded("10.0.0.1", "k3s"),
+        *upgraded("10.0.0.2", "k3s"),
+        ("10.0.0.1", "k3s-drain", drain("10.0.0.3")),
+        *upgraded("10.0.0.3", "k3s-agent"),
+        (
+            "10.0.0.1",
+            "k3s-uncordon",
+            on_node("10.0.0.3", "uncordon", '/usr/local/bin/k3s kubectl uncordon "$name"'),
+        ),
+    ]
+
+
+def test_secrets_are_only_placeholders_and_each_is_minted_before_use() -> None:
+    c = cluster("10.0.0.1,10.0.0.2,10.0.0.3", "10.0.0.4")
+    s = PlanState(image=IMAGE, plugin=K3sRuntime(), targets=c.ips)
+    minted: set[str] = set()
+    for p in INSTALL_PHASES:
+        for st in p.plan(c, Facts(), s):
+            assert set(output_refs(st.command)) <= minted, st.id
+            assert "K3S_TOKEN=" not in st.command or "K3S_TOKEN={{output:" in st.command
+            if st.output:
+                minted.add(st.output)
+    assert minted == {"server-token", "agent-token"}
+    resolved = resolve_outputs(join_agent("10.0.0.4"), {"agent-token": "K10abc::server:x y"})
+    assert "K3S_TOKEN='K10abc::server:x y' sh" in resolved
+
+
+def test_nothing_for_hosts_outside_their_role() -> None:
+    c = cluster("10.0.0.1,10.0.0.2", "10.0.0.3")
+    plugin = K3sRuntime()
+    assert plugin.commands(phases.INIT, ctx(c, "10.0.0.2")) == ()
+    assert plugin.commands(phases.JOIN_MASTER, ctx(c, "10.0.0.3")) == ()
+    assert plugin.commands(phases.JOIN_WORKER, ctx(c, "10.0.0.2")) == ()
+    assert plugin.commands(phases.JOIN_CREDENTIALS, ctx(c, "10.0.0.2")) == ()
+    assert plugin.commands(phases.KUBECONFIG, ctx(c, "10.0.0.3")) == ()
+    assert plugin.commands("no-such-phase", ctx(c, "10.0.0.1")) == ()
+
+
+def test_not_registered_yet() -> None:
+    assert K3sRuntime.label == "k3s" and K3sRuntime.metadata_runtime == "k3s"
+    with pytest.raises(UnknownRuntime, match=r"runtime k3s .* is not implemented yet"):
+        select_plugin("k3s", None)
