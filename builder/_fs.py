@@ -117,7 +117,7 @@ def safe_join(root: str | os.PathLike[str], relpath: str) -> Path:
     """Join `relpath` under `root` lexically, refusing absolute paths and `..` that climb out.
 
     Only the lexical form is checked; callers that follow symlinks must also check the
-    resolved path (see `resolve_inside`).
+    resolved path (as `build.context.BuildContext` does).
     """
     if "\x00" in relpath:
         raise UnsafePath(f"path {relpath!r} contains a NUL byte")
@@ -132,12 +132,3 @@ def safe_join(root: str | os.PathLike[str], relpath: str) -> Path:
             continue
         parts.append(part)
     return Path(root, *parts)
-
-
-def resolve_inside(root: str | os.PathLike[str], relpath: str) -> Path:
-    """Resolve `relpath` under `root` following symlinks, and refuse a result outside `root`."""
-    base = Path(root).resolve()
-    candidate = safe_join(base, relpath).resolve()
-    if candidate != base and base not in candidate.parents:
-        raise UnsafePath(f"path {relpath!r} resolves outside {root}")
-    return candidate

@@ -15,8 +15,7 @@ from __future__ import annotations
 import glob
 import os
 import re
-import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -207,14 +206,3 @@ class BuildContext:
             return is_dir and ignore.may_reinclude_below(base + rel)
 
         return include
-
-
-def iter_regular_files(root: Path) -> Iterator[tuple[str, os.stat_result]]:
-    """(relative path, lstat) of every regular file below `root`, symlinks not followed."""
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(filenames):
-            full = os.path.join(dirpath, name)
-            st = os.lstat(full)
-            if stat.S_ISREG(st.st_mode):
-                yield os.path.relpath(full, root), st

@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 
 # Pulls FROM's image into the store for a platform (None: every platform of an index).
 PullBase = Callable[[str, Platform | None], None]
-APP_ROOT = "application/apps"
 
 
 @dataclass(frozen=True, slots=True)
