@@ -9,7 +9,7 @@ APT_PACKAGES := skopeo umoci docker-registry openssh-server zstd iproute2 tar ap
 STAMP_APT := $(VENV)/.apt-stamp
 STAMP_PY := $(VENV)/.py-stamp
 
-.PHONY: install apt venv test test-unit demo bench lint clean hosts hosts-down
+.PHONY: install apt venv test test-unit demo bench lint clean hosts hosts-down basefs
 
 install: apt venv
 
@@ -41,6 +41,12 @@ bench: install
 	$(BIN)/python -m bench.run_build
 	$(BIN)/python -m bench.run_registry
 	$(BIN)/python -m bench.run_delivery
+
+# A runtime's base ClusterImage from upstream files you supply (basefs/RUNTIME/README.md):
+# `make basefs RUNTIME=k3s BIN_DIR=/path/to/files [TAG=name]`. Nothing is downloaded.
+basefs: venv
+	@test -n "$(RUNTIME)" -a -n "$(BIN_DIR)" || { echo "usage: make basefs RUNTIME=kubernetes|k3s|k0s BIN_DIR=DIR [TAG=NAME]" >&2; exit 2; }
+	$(BIN)/python scripts/basefs.py $(RUNTIME) $(BIN_DIR) $(if $(TAG),--tag $(TAG))
 
 # Test hosts for trying things by hand (docs/hosts.md): `make hosts N=3 [PASSWORD_HOST=3]`.
 N ?= 3

@@ -50,7 +50,11 @@ PASSWORD = "sealer-test-password"
 SSHD = "/usr/sbin/sshd"
 TOOLS = ("ip", "unshare", "nsenter", "ssh-keygen", "sleep", SSHD)
 # Private per host, bind-mounted from root_dir/<same path>; /etc is an overlay (see _holder_script).
-PRIVATE_DIRS = ("var/lib/sealer", "usr/local/bin", "root", "run", "var/tmp", "tmp")
+# The cluster runtimes' data dirs are private too: the stand-ins keep their state there.
+PRIVATE_DIRS = (
+    "var/lib/sealer", "usr/local/bin", "root", "run", "var/tmp", "tmp",
+    "var/lib/rancher", "var/lib/k0s", "var/lib/kubelet", "var/lib/etcd",
+)  # fmt: skip
 _NETNS_RE = re.compile(r"^sealer-h(\d+)-s(\d+)$")
 _LINK_RE = re.compile(r"^(?:sealbr(\d+)|svh\d+s(\d+))$")  # the bridges and root-side veths
 

@@ -290,7 +290,10 @@ def _cluster_from_args(
 @_ssh_options
 @click.option("--cmds", multiple=True, help="Launch commands instead of the image's (repeatable).")
 @click.option("--cluster", "cluster_name", help="Cluster name (default my-cluster).")
-@click.option("--runtime", help="Cluster runtime instead of the image's (only `none` exists yet).")
+@click.option(
+    "--runtime",
+    help="Cluster runtime instead of the image's: kubernetes, k3s, k0s or none (only the scripts).",
+)
 @_run_options
 @click.pass_context
 def run(
@@ -402,7 +405,7 @@ def apply(
 ) -> None:
     """Make the cluster what the Clusterfile says: new hosts join, missing hosts leave.
 
-    A cluster not saved yet is run. Changing the image is refused (sealer upgrade, next issue).
+    A cluster not saved yet is run. Changing the image is refused: that is `sealer upgrade`.
     """
     from builder.runtime import actions
     from builder.runtime.clusterfile import load_clusterfile
@@ -521,6 +524,45 @@ def delete(
     _report(outcome, settings.on_event)
 
 
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("image")
+@click.option(
+    "--cluster", "cluster_name", help="Cluster name (default: the only saved one, else my-cluster)."
+)
+@click.option(
+    "--batch",
+    type=click.IntRange(1, 1000),
+    help="Workers upgraded (drained) at once (default 10% of them, at least 1).",
+)
+@_run_options
+@click.pass_context
+def upgrade(
+    ctx: click.Context,
+    image: str,
+    cluster_name: str | None,
+    batch: int | None,
+    env: tuple[str, ...],
+    dry_run: bool,
+    max_parallel: int,
+) -> None:
+    """Upgrade the saved cluster to IMAGE, a newer image of the same runtime.
+
+    Every host gets the new rootfs and runs its init.sh; then master0, each other master in
+    turn, and the workers in batches (drained first, uncordoned after) run the runtime's
+    upgrade. A downgrade, a major change or more than one minor version at a time is refused.
+    An upgrade that failed resumes when run again.
+    """
+    from builder.runtime import actions
+    from builder.runtime.env import parse_env_args
+
+    if cluster_name is None:
+        names = actions.saved_clusters()
+        cluster_name = names[0] if len(names) == 1 else "my-cluster"
+    settings = _settings(ctx, dry_run=dry_run, max_parallel=max_parallel)
+    outcome = actions.upgrade(cluster_name, image, settings, batch=batch, cli_env=parse_env_args(env))
+    _report(outcome, settings.on_event)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def cluster() -> None:
     """Saved clusters (~/.sealer/<cluster>/)."""
@@ -545,6 +587,8 @@ def status(cluster_name: str | None, fmt: str) -> None:
     click.echo(f"cluster  {info['name']}")
     click.echo(f"image    {info['image']} ({info['digest']}, {info['platform']})")
     click.echo(f"runtime  {info['runtime']}")
+    if info.get("kubeconfig"):
+        click.echo(f"kubeconfig  {info['kubeconfig']}")
     click.echo(
         f"state    {'complete' if info['complete'] else 'incomplete: run again to finish'}  ({info['state_dir']})"
     )

@@ -29,7 +29,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         for name in ("images", "inspect", "tag", "rmi", "prune", "save", "load")
     },
     **{name: ("builder.cli.registry", name) for name in ("login", "logout", "push", "pull")},
-    **{name: ("builder.cli.cluster", name) for name in ("run", "gen", "apply", "join", "delete", "cluster")},
+    **{
+        name: ("builder.cli.cluster", name)
+        for name in ("run", "gen", "apply", "join", "delete", "upgrade", "cluster")
+    },
 }
 
 

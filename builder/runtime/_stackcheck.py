@@ -278,7 +278,10 @@ class _Checker:
                 parent.children[e.parts[-1]] = _Node(e.kind, index)
             elif old.kind == _DIR:
                 old.layer = index
-            self._forget_templates(rel)
+            if old is None or old.kind != _DIR:
+                # a directory entry over a directory merges (overlay semantics): the templates
+                # below it stay; anything else replaces what was at this path
+                self._forget_templates(rel)
             if i in contents:
                 self.templates[rel] = contents[i]
             elif e.link is not None and is_template_path(rel):

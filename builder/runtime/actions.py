@@ -8,10 +8,12 @@ them and stops: no connection, no state written).
             checks itself and moves only what is missing)
     apply   the wanted Clusterfile against the saved one: removed hosts leave (runtime leave,
             clean.sh, rootfs removed, forgotten), new hosts join (check, deliver, init.sh,
-            runtime join). A changed image is refused until `sealer upgrade` exists
+            runtime join). A changed image is refused: that is `upgrade`
     join    apply with hosts added to the saved cluster
     delete  hosts (or --all) leave: runtime leave/reset, clean.sh in reverse order (nodes,
             masters, master0 last), then the rootfs goes. Idempotent
+    upgrade every host moves to a new image of the same runtime: deliver, init.sh, the
+            plugin's upgrade (master0, masters one by one, workers in batches), kubeconfig
     status  the saved state: hosts, roles, image digest, last phase per host
 
 The state is saved before the first host is changed (so an interrupted run can be finished or
@@ -21,6 +23,7 @@ deleted) and again, marked complete, at the end: that is the run's last phase, "
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -44,8 +47,11 @@ from builder.runtime.phases import (
     Step,
     install_phases,
     removal_phases,
+    upgrade_phases,
 )
-from builder.runtime.plugins import get_plugin, select_plugin
+from builder.runtime.phases.upgrade import kubeconfig_steps
+from builder.runtime.plugins import RuntimePlugin, get_plugin, runtime_name, select_plugin
+from builder.runtime.plugins.base import KUBECONFIG_OUTPUT, quorum_warnings
 from builder.runtime.runner import (
     DeliveryOutcome,
     EventSink,
@@ -108,16 +114,35 @@ def image_platforms(store: Store, name: str) -> list[Platform]:
     return [store.read_config(store.read_manifest(desc).config).platform]
 
 
-def _metadata_runtime(store: Store, image: delivery.DeliveryImage) -> str | None:
-    """Metadata's ClusterRuntime from the top-most layer that has the file (rare: only images
-    without the runtime label need it, and the layer is unpacked into the store's cache)."""
+def _image_file(store: Store, image: delivery.DeliveryImage, path: str) -> bytes | None:
+    """The rootfs file `path` from the top-most layer that has it, None if none does (the
+    layers are unpacked into the store's cache once; only small config files are read)."""
     from builder.rootfs import ensure_diff_dir
 
     for plan in reversed(image.layers):
-        path = ensure_diff_dir(store, plan.descriptor) / METADATA_FILE
-        if path.is_file():
-            return RootfsMetadata.from_bytes(path.read_bytes()).cluster_runtime
+        candidate = ensure_diff_dir(store, plan.descriptor) / path
+        if candidate.is_file():
+            return candidate.read_bytes()
     return None
+
+
+def _metadata_runtime(store: Store, image: delivery.DeliveryImage) -> str | None:
+    """Metadata's ClusterRuntime (rare: only images without the runtime label need it)."""
+    data = _image_file(store, image, METADATA_FILE)
+    return RootfsMetadata.from_bytes(data).cluster_runtime if data is not None else None
+
+
+def _with_plugin(
+    store: Store, info: ImageInfo, image: delivery.DeliveryImage, override: str | None
+) -> tuple[ImageInfo, RuntimePlugin]:
+    """The image's runtime plugin, and `info` with the config files that plugin reads."""
+    plugin = select_plugin(info.runtime_label, info.metadata_runtime, override)
+    files: dict[str, str] = {}
+    for path in plugin.config_files:
+        data = _image_file(store, image, path)
+        if data is not None:
+            files[path] = data.decode("utf-8", errors="replace")
+    return replace(info, files=files), plugin
 
 
 def load_image(store: Store, name: str, platform: Platform) -> tuple[ImageInfo, delivery.DeliveryImage]:
@@ -255,12 +280,41 @@ def _require_store(settings: Settings) -> Store:
 
 @dataclass(frozen=True)
 class _Install:
+    """Hosts going through the install phases (run, join, apply) or, with `upgrade`, every
+    host through the upgrade phases."""
+
     cluster: Cluster
     image: str
     targets: tuple[str, ...]
     cli_env: Mapping[str, str]
     runtime: str | None
     expect_digest: str | None = None  # apply/join: the saved cluster's image digest
+    upgrade: bool = False
+    upgrade_batch: int = 1
+    current_digest: str | None = None  # upgrade: what the cluster runs (the same: nothing to do)
+
+    @property
+    def phases(self) -> tuple[Phase, ...]:
+        return upgrade_phases() if self.upgrade else install_phases()
+
+
+def _plugin_for(
+    job: _Install, store: Store, info: ImageInfo, dimg: delivery.DeliveryImage
+) -> tuple[ImageInfo, RuntimePlugin]:
+    """The job's plugin; an upgrade keeps the cluster's runtime and refuses an image of another."""
+    info, plugin = _with_plugin(store, info, dimg, job.runtime)
+    if job.upgrade:
+        wanted, source = runtime_name(info.runtime_label, info.metadata_runtime)
+        if wanted not in ("none", plugin.name):
+            raise ClusterError(
+                f"{job.image} is a {wanted} image ({source}) but cluster {job.cluster.name} runs {plugin.name}",
+                hint="an upgrade keeps the runtime: use an image of the same runtime at a newer version",
+            )
+    return info, plugin
+
+
+def _state(job: _Install, info: ImageInfo, plugin: RuntimePlugin, settings: Settings) -> PlanState:
+    return PlanState(info, plugin, job.targets, job.cli_env, settings.root, upgrade_batch=job.upgrade_batch)
 
 
 def _dry_run_install(job: _Install, settings: Settings, title: str) -> Outcome:
@@ -274,9 +328,9 @@ def _dry_run_install(job: _Install, settings: Settings, title: str) -> Outcome:
     host = Platform.host()
     platform = next((p for p in available if p.architecture == host.architecture), available[0])
     info, dimg = load_image(store, job.image, platform)
-    plugin = select_plugin(info.runtime_label, info.metadata_runtime, job.runtime)
+    info, plugin = _plugin_for(job, store, info, dimg)
     facts = Facts.assume(job.targets, platform)
-    state = PlanState(info, plugin, job.targets, job.cli_env, settings.root)
+    state = _state(job, info, plugin, settings)
     lines_by_host = {
         h.ip: tuple(
             delivery.plan_commands(
@@ -286,15 +340,17 @@ def _dry_run_install(job: _Install, settings: Settings, title: str) -> Outcome:
         for h in state.target_hosts(job.cluster)
     }
     state = replace(state, delivery_lines=lines_by_host)
-    plans = _plan_all((Check(), *install_phases()), job.cluster, facts, state)
+    plans = _plan_all((Check(), *job.phases), job.cluster, facts, state)
     cs = ClusterState(job.cluster.name, settings.home)
+    kubeconfig = any(kubeconfig_steps(steps) for _, steps in plans)
     lines = [
         f"# {title}: cluster {job.cluster.name}, image {job.image} ({info.digest}), runtime {plugin.name}",
         f"# dry-run: nothing is changed and no host is contacted; every host is assumed to be {platform}",
         *(f"# warning: {w}" for w in plugin.warnings(job.cluster)),
         *format_plan(job.cluster, plans),
         "== save-state: Save the cluster (this machine)",
-        f"    write {cs.clusterfile_path} (0600), {cs.meta_path.name}, {cs.journal_path.name}",
+        f"    write {cs.clusterfile_path} (0600), {cs.meta_path.name}, {cs.journal_path.name}"
+        + (f", {cs.kubeconfig_path.name} (0600)" if kubeconfig else ""),
     ]
     return Outcome(job.cluster, "dry-run", tuple(lines), dry_run=True)
 
@@ -328,12 +384,14 @@ async def _install(job: _Install, settings: Settings, cs: ClusterState) -> Outco
         if job.expect_digest and info.digest != job.expect_digest:
             raise ClusterError(
                 f"image {job.image} is now {info.digest}, the cluster runs {job.expect_digest}",
-                hint="changing a running cluster's image is `sealer upgrade` (next issue)",
+                hint=f"sealer upgrade {job.image} moves the cluster to it",
             )
-        plugin = select_plugin(info.runtime_label, info.metadata_runtime, job.runtime)
+        if job.upgrade and info.digest == job.current_digest:
+            return Outcome(cluster, f"cluster {cluster.name} already runs {job.image} ({info.digest})")
+        info, plugin = await asyncio.to_thread(_plugin_for, job, store, info, dimg)
         for warning in plugin.warnings(cluster):
             settings.on_event(Notice(f"warning: {warning}"))
-        state = PlanState(info, plugin, job.targets, job.cli_env, settings.root)
+        state = _state(job, info, plugin, settings)
         Check.verify(facts, state)
         runner.digest = info.digest
         # save-state, first half: the cluster as wanted, not complete, before any host changes
@@ -348,12 +406,15 @@ async def _install(job: _Install, settings: Settings, cs: ClusterState) -> Outco
         )
         cs.save(cluster, meta)
         runner.deliver_fn = _deliver_fn(driver, store, dimg, cluster, state, settings)
-        for phase in install_phases():
+        runner.keep_outputs.add(KUBECONFIG_OUTPUT)
+        for phase in job.phases:
             steps = phase.plan(cluster, facts, state)
             if steps:
                 await runner.run_phase(phase, steps)
         for host in job.targets:
             journal.record(info.digest, JOINED, host, "done", seconds=0)
+        if KUBECONFIG_OUTPUT in runner.outputs:
+            cs.save_kubeconfig(runner.outputs[KUBECONFIG_OUTPUT])
         cs.save(cluster, replace(meta, complete=True))
     finally:
         await driver.close()
@@ -393,7 +454,7 @@ def _same_cluster_or_fail(wanted: Cluster, saved: Cluster, meta: SavedMeta) -> N
     if wanted.image != saved.image:
         raise ClusterError(
             f"cluster {saved.name} already runs {saved.image}, not {wanted.image}",
-            hint="`sealer delete --all` first, or wait for `sealer upgrade` (next issue)",
+            hint=f"sealer upgrade {wanted.image} --cluster {saved.name} moves the cluster to it",
         )
     hosts = {(h.ip, h.role) for h in wanted.hosts}
     saved_hosts = {(h.ip, h.role) for h in saved.hosts}
@@ -490,6 +551,12 @@ def delete(
                     f"{ip} is a master of cluster {name}, not a node", hint=f"use --masters {ip}"
                 )
         targets = [h.ip for h in saved.hosts if h.ip in set(wanted)]
+        leaving_masters = [h.ip for h in saved.masters if h.ip in targets]
+        if leaving_masters and len(leaving_masters) == len(saved.masters):
+            raise ClusterError(
+                f"deleting {', '.join(leaving_masters)} would leave cluster {name} without a master",
+                hint=f"sealer delete --all removes the whole cluster {name}",
+            )
         if saved.master0.ip in targets:
             raise ClusterError(
                 f"{saved.master0.ip} is master0 of cluster {name}: it leaves only with the whole cluster",
@@ -500,6 +567,10 @@ def delete(
             settings.on_event(Notice(f"{ip} is not a host of cluster {name}: nothing to do there"))
         if not targets:
             return Outcome(saved, f"cluster {name}: none of the hosts is in the cluster, nothing to delete")
+        if leaving_masters and get_plugin(meta.runtime, source="saved state").etcd:
+            left = len(saved.masters) - len(leaving_masters)
+            for warning in quorum_warnings(left):
+                settings.on_event(Notice(f"warning: after the delete, {warning}"))
     if settings.options.dry_run:
         lines = [
             f"# delete: cluster {name}, hosts {', '.join(targets)}",
@@ -533,7 +604,7 @@ def apply(wanted: Cluster, settings: Settings, *, cli_env: Mapping[str, str] | N
     if d.image_changed:
         raise ClusterError(
             f"the image changes from {saved.image} to {wanted.image}: apply only adds and removes hosts",
-            hint="use sealer upgrade (next issue)",
+            hint=f"sealer upgrade {wanted.image} --cluster {wanted.name}",
         )
     env = {**meta.cli_env, **(cli_env or {})}
     removed = [h.ip for h in (*d.remove_nodes, *d.remove_masters)]
@@ -588,6 +659,58 @@ def join(
     return apply(wanted, settings, cli_env=cli_env)
 
 
+# --- upgrade -------------------------------------------------------------------------------------
+
+WORKER_DISRUPTION = 0.1  # share of the workers drained at once by default (k0sctl's default)
+
+
+def default_upgrade_batch(cluster: Cluster) -> int:
+    return max(1, math.ceil(len(cluster.nodes) * WORKER_DISRUPTION))
+
+
+def upgrade(
+    name: str,
+    image: str,
+    settings: Settings,
+    *,
+    batch: int | None = None,
+    cli_env: Mapping[str, str] | None = None,
+) -> Outcome:
+    """`sealer upgrade IMAGE`: every host of the saved cluster moves to `image`, master0 first,
+    then the other masters one by one, then the workers `batch` at a time (drained first).
+    The plugin refuses a downgrade and more than one minor version per step; the runtime stays.
+    A failed upgrade, run again with the same image, resumes."""
+    cs = ClusterState(name, settings.home)
+    saved, meta = cs.load_cluster(), cs.load_meta()
+    if saved is None or meta is None:
+        raise ClusterError(f"no saved cluster {name}", hint="sealer run IMAGE --masters ... first")
+    if not meta.complete and meta.image != image:
+        raise ClusterError(
+            f"cluster {name}: the last command on it (with {meta.image}) did not finish",
+            hint=f"finish it first (run the same command again), or `sealer upgrade {meta.image}`",
+        )
+    if batch is not None and batch < 1:
+        raise ClusterError(f"--batch {batch}: at least one worker at a time")
+    wanted = replace(saved, image=image)
+    job = _Install(
+        wanted,
+        image,
+        wanted.ips,
+        {**meta.cli_env, **(cli_env or {})},
+        meta.runtime,
+        upgrade=True,
+        upgrade_batch=batch or default_upgrade_batch(wanted),
+        current_digest=meta.digest if meta.complete else None,
+    )
+    if settings.options.dry_run:
+        return _dry_run_install(job, settings, "upgrade")
+    with cs.lock():
+        outcome = asyncio.run(_install(job, settings, cs))
+    if outcome.hosts:
+        return replace(outcome, message=f"cluster {name} upgraded to {image}")
+    return outcome
+
+
 # --- status --------------------------------------------------------------------------------------
 
 
@@ -619,6 +742,7 @@ def status(name: str, home: Path | None = None) -> dict[str, Any]:
         "complete": meta.complete,
         "updated": meta.updated,
         "state_dir": str(cs.dir),
+        "kubeconfig": str(cs.kubeconfig_path) if cs.kubeconfig_path.exists() else None,
         "hosts": hosts,
     }
 

@@ -70,7 +70,7 @@ __all__ = [
 ]
 
 DEFAULT_ROOT = "/var/lib/sealer"
-CHECK_VERSION = 1  # bump when the stack check changes: cached results are redone
+CHECK_VERSION = 2  # bump when the stack check changes: cached results are redone
 _CHUNK = 4 << 20
 _PROBE_TIMEOUT_S = 60
 

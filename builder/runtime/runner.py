@@ -157,6 +157,7 @@ class Runner:
         self.emit = on_event
         self.log_hint = log_hint
         self.outputs: dict[str, str] = {}
+        self.keep_outputs: set[str] = set()  # outputs the action itself reads (the kubeconfig)
         self.stats: dict[str, HostStats] = {}
         self._slots = asyncio.Semaphore(max(1, self.options.max_parallel))
 
@@ -198,7 +199,7 @@ class Runner:
                 self.emit(StepFinished(phase.name, s.host, s.id, s.description, 0.0, skipped=True))
             else:
                 todo.append(s)
-        needed = {name for s in todo for name in output_refs(s.command)}
+        needed = {name for s in todo for name in output_refs(s.command)} | self.keep_outputs
         out: list[Step] = []
         for s in todo:
             if s.output is not None and s.output not in needed:

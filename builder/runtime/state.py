@@ -4,6 +4,8 @@
     state.json      image name and manifest digest, platform, runtime, the -e env, complete?
     journal.json    one entry per finished step, keyed by image digest + phase + host + step;
                     a re-run skips what is there, so a run that failed half-way resumes
+    kubeconfig      the admin kubeconfig master0 gave at the end of the last run or upgrade,
+                    naming the stable endpoint (not for the `none` runtime)
     logs/<host>.log every command run on that host, its exit status and its output
 
 Every file is written whole (temp file + rename) and 0600, in a 0700 directory. One process
@@ -187,6 +189,7 @@ class ClusterState:
         self.clusterfile_path = self.dir / "Clusterfile"
         self.meta_path = self.dir / "state.json"
         self.journal_path = self.dir / "journal.json"
+        self.kubeconfig_path = self.dir / "kubeconfig"
         self.logs_dir = self.dir / "logs"
 
     def exists(self) -> bool:
@@ -214,6 +217,10 @@ class ClusterState:
         atomic_write(self.clusterfile_path, dump_clusterfile(cluster).encode(), mode=0o600)
         stamped = SavedMeta(**{**asdict(meta), "updated": _now()})
         atomic_write(self.meta_path, (json.dumps(stamped.to_json(), indent=2) + "\n").encode(), mode=0o600)
+
+    def save_kubeconfig(self, text: str) -> None:
+        self._ensure_dir()
+        atomic_write(self.kubeconfig_path, (text.rstrip("\n") + "\n").encode(), mode=0o600)
 
     def journal(self) -> Journal:
         self._ensure_dir()

@@ -2,8 +2,10 @@
 actions run:
 
     run / join / apply (new hosts):  check -> deliver -> host-scripts -> runtime-preflight ->
-                                     runtime-init -> join-masters -> join-nodes -> launch
+                                     runtime-init -> join-masters -> join-nodes -> kubeconfig ->
+                                     launch
     delete / apply (removed hosts):  runtime-leave | runtime-reset -> clean-scripts -> remove-rootfs
+    upgrade (every host):            check -> deliver -> host-scripts -> upgrade -> kubeconfig
 
 The last phase of a run, saving the cluster under ~/.sealer/<cluster>/, is the action's own
 (no host takes part).
@@ -26,6 +28,7 @@ from builder.runtime.phases.runtime import (
     RuntimeReset,
 )
 from builder.runtime.phases.scripts import HostScripts
+from builder.runtime.phases.upgrade import Kubeconfig, Upgrade
 
 
 def install_phases() -> tuple[Phase, ...]:
@@ -37,8 +40,14 @@ def install_phases() -> tuple[Phase, ...]:
         RuntimeInit(),
         JoinMasters(),
         JoinNodes(),
+        Kubeconfig(),
         Launch(),
     )
+
+
+def upgrade_phases() -> tuple[Phase, ...]:
+    """After check: every host moves to the new image (delivered first, so commands read it)."""
+    return (Deliver(), HostScripts(), Upgrade(), Kubeconfig())
 
 
 def removal_phases() -> tuple[Phase, ...]:
@@ -54,6 +63,7 @@ __all__ = [
     "ImageInfo",
     "JoinMasters",
     "JoinNodes",
+    "Kubeconfig",
     "Launch",
     "Phase",
     "PlanState",
@@ -63,6 +73,8 @@ __all__ = [
     "RuntimePreflight",
     "RuntimeReset",
     "Step",
+    "Upgrade",
     "install_phases",
     "removal_phases",
+    "upgrade_phases",
 ]

@@ -79,6 +79,7 @@ class ImageInfo:
     metadata_runtime: str | None = None
     compressed_bytes: int = 0
     layer_count: int = 0
+    files: Mapping[str, str] = field(default_factory=dict)  # the plugin's config_files, by path
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +98,7 @@ class PlanState:
     root: str = DEFAULT_ROOT
     delivery_lines: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     delete_all: bool = False
+    upgrade_batch: int = 1  # workers upgraded (drained) at once
 
     def rootfs(self, cluster: Cluster) -> str:
         return rootfs_path(cluster.name, self.root)
@@ -112,7 +114,9 @@ class PlanState:
         return env
 
     def host_context(self, cluster: Cluster, host: HostSpec, subject: HostSpec | None = None) -> HostContext:
-        return HostContext(cluster, host, self.rootfs(cluster), self.host_env(cluster, host), subject)
+        return HostContext(
+            cluster, host, self.rootfs(cluster), self.host_env(cluster, host), subject, self.image.files
+        )
 
 
 class Phase(ABC):

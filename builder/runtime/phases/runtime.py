@@ -27,7 +27,7 @@ from builder.runtime.plugins import base as plugin_phases
 from builder.runtime.plugins.base import PluginStep
 
 
-def _steps(
+def plugin_steps(
     phase: str,
     cluster: Cluster,
     state: PlanState,
@@ -36,6 +36,8 @@ def _steps(
     subject: HostSpec | None = None,
     stage: int = 0,
 ) -> list[Step]:
+    """The plugin's commands of `phase` on `host` as steps (ids prefixed by the subject's
+    address when master0 acts for another host, so the journal keeps them apart)."""
     ctx = state.host_context(cluster, host, subject)
     prefix = f"{subject.ip}/" if subject is not None and subject.ip != host.ip else ""
     return [
@@ -68,7 +70,7 @@ class RuntimePreflight(Phase):
     def plan(self, cluster: Cluster, facts: Facts, state: PlanState) -> list[Step]:
         out: list[Step] = []
         for host in state.target_hosts(cluster):
-            out += _steps(plugin_phases.PREFLIGHT, cluster, state, host)
+            out += plugin_steps(plugin_phases.PREFLIGHT, cluster, state, host)
         return out
 
 
@@ -79,7 +81,7 @@ class RuntimeInit(Phase):
     def plan(self, cluster: Cluster, facts: Facts, state: PlanState) -> list[Step]:
         if cluster.master0.ip not in state.targets:
             return []
-        return _steps(plugin_phases.INIT, cluster, state, cluster.master0)
+        return plugin_steps(plugin_phases.INIT, cluster, state, cluster.master0)
 
 
 class JoinMasters(Phase):
@@ -93,9 +95,9 @@ class JoinMasters(Phase):
         for host in state.target_hosts(cluster):
             if not host.is_master or host.ip == master0.ip:
                 continue
-            joins = _steps(plugin_phases.JOIN_MASTER, cluster, state, host)
+            joins = plugin_steps(plugin_phases.JOIN_MASTER, cluster, state, host)
             if joins:
-                out += _steps(plugin_phases.JOIN_CREDENTIALS, cluster, state, master0, subject=host)
+                out += plugin_steps(plugin_phases.JOIN_CREDENTIALS, cluster, state, master0, subject=host)
                 out += joins
         return out
 
@@ -108,10 +110,10 @@ class JoinNodes(Phase):
         joins: list[Step] = []
         for host in state.target_hosts(cluster):
             if not host.is_master:
-                joins += _steps(plugin_phases.JOIN_WORKER, cluster, state, host, stage=1)
+                joins += plugin_steps(plugin_phases.JOIN_WORKER, cluster, state, host, stage=1)
         if not joins:
             return []
-        return _steps(plugin_phases.JOIN_CREDENTIALS, cluster, state, cluster.master0) + joins
+        return plugin_steps(plugin_phases.JOIN_CREDENTIALS, cluster, state, cluster.master0) + joins
 
 
 class RuntimeLeave(Phase):
@@ -125,8 +127,8 @@ class RuntimeLeave(Phase):
         out: list[Step] = []
         for _, host in ordered_for_removal(cluster, state.target_hosts(cluster)):
             phase = plugin_phases.DELETE_MASTER if host.is_master else plugin_phases.DELETE_WORKER
-            out += _steps(phase, cluster, state, cluster.master0, subject=host)
-            out += _steps(phase, cluster, state, host, subject=host)
+            out += plugin_steps(phase, cluster, state, cluster.master0, subject=host)
+            out += plugin_steps(phase, cluster, state, host, subject=host)
         return out
 
 
@@ -139,7 +141,7 @@ class RuntimeReset(Phase):
             return []
         out: list[Step] = []
         for stage, host in ordered_for_removal(cluster, state.target_hosts(cluster)):
-            out += _steps(plugin_phases.RESET, cluster, state, host, stage=stage)
+            out += plugin_steps(plugin_phases.RESET, cluster, state, host, stage=stage)
         return out
 
 

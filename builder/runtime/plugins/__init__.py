@@ -5,19 +5,24 @@ keep it); the image label `cluster.alpha.sealer.io/cluster-runtime-type` (kubern
 k0s, or `none`); the rootfs `Metadata` file's `ClusterRuntime` (k8s | k3s | k0s); else `none`,
 which is what an app-installer image (no runtime label, no KUBEVERSION, no Metadata) gets.
 
-The kubeadm, k3s and k0s plugins are the next issue's: an image that names one fails with
-"runtime k3s is not implemented yet" unless `--runtime none` asks to run only its scripts.
+Plugins are imported when first selected (`PLUGINS` maps a name to "module:Class"), so a
+command that never meets a runtime does not pay for importing them.
 """
 
 from __future__ import annotations
 
+import importlib
+
 from builder.errors import ClusterError
 from builder.runtime.plugins.base import RuntimePlugin
-from builder.runtime.plugins.none import NoneRuntime
 
-PLUGINS: dict[str, type[RuntimePlugin]] = {"none": NoneRuntime}
-# Runtime names sealer knows whose plugins are not written yet (issue 5), by label value.
-PLANNED = ("kubernetes", "k3s", "k0s")
+# name (the label value and what --runtime takes) -> "module:Class"
+PLUGINS: dict[str, str] = {
+    "kubernetes": "builder.runtime.plugins.kubernetes:KubernetesRuntime",
+    "k3s": "builder.runtime.plugins.k3s:K3sRuntime",
+    "k0s": "builder.runtime.plugins.k0s:K0sRuntime",
+    "none": "builder.runtime.plugins.none:NoneRuntime",
+}
 _METADATA_TO_NAME = {"k8s": "kubernetes", "k3s": "k3s", "k0s": "k0s"}
 
 
@@ -26,22 +31,21 @@ class UnknownRuntime(ClusterError):
 
 
 def known_runtimes() -> tuple[str, ...]:
-    return (*PLANNED, *PLUGINS)
+    return tuple(PLUGINS)
 
 
 def get_plugin(name: str, *, source: str = "--runtime") -> RuntimePlugin:
     """The plugin called `name`; UnknownRuntime names `source` and lists the known ones."""
-    plugin = PLUGINS.get(name)
-    if plugin is not None:
-        return plugin()
-    if name in PLANNED:
+    target = PLUGINS.get(name)
+    if target is None:
         raise UnknownRuntime(
-            f"runtime {name} ({source}) is not implemented yet",
-            hint="--runtime none runs only the image's scripts (init.sh, clean.sh) and launch commands",
+            f"unknown runtime {name!r} ({source}): known runtimes are {', '.join(known_runtimes())}",
+            hint="set the image label cluster.alpha.sealer.io/cluster-runtime-type to one of them, "
+            "or pass --runtime",
         )
-    raise UnknownRuntime(
-        f"unknown runtime {name!r} ({source}): known runtimes are {', '.join(known_runtimes())}"
-    )
+    module, _, cls = target.partition(":")
+    plugin: type[RuntimePlugin] = getattr(importlib.import_module(module), cls)
+    return plugin()
 
 
 def runtime_name(label: str | None, metadata_runtime: str | None) -> tuple[str, str]:
@@ -65,7 +69,6 @@ def select_plugin(
 
 
 __all__ = [
-    "PLANNED",
     "PLUGINS",
     "RuntimePlugin",
     "UnknownRuntime",

@@ -33,8 +33,12 @@ JOIN_WORKER = "join-worker"  # each node, in parallel
 DELETE_MASTER = "delete-master"  # a master leaving a running cluster (on master0 and/or itself)
 DELETE_WORKER = "delete-worker"  # a node leaving: drain, delete node, uninstall
 RESET = "reset"  # every host of a cluster being deleted: workers, masters, master0 last
-UPGRADE = "upgrade"  # master0, then masters one by one, then workers
-KUBECONFIG = "kubeconfig"  # master0: print the admin kubeconfig (a named output)
+UPGRADE = "upgrade"  # master0, then masters one by one, then workers (on master0 first: drain)
+UPGRADE_DONE = "upgrade-done"  # master0, after a host's own `upgrade` (subject = it): uncordon
+KUBECONFIG = "kubeconfig"  # master0: print the admin kubeconfig (the named output below)
+
+KUBECONFIG_OUTPUT = "kubeconfig"  # the output a KUBECONFIG step gives; saved as ~/.sealer/NAME/kubeconfig
+STABLE_ENDPOINT = "apiserver.cluster.local"  # in every API server certificate; kubeconfigs name it
 
 RUNTIME_PHASES = (
     PREFLIGHT,
@@ -46,6 +50,7 @@ RUNTIME_PHASES = (
     DELETE_WORKER,
     RESET,
     UPGRADE,
+    UPGRADE_DONE,
     KUBECONFIG,
 )
 
@@ -95,13 +100,15 @@ class PluginStep:
 class HostContext:
     """What a plugin knows about the host it plans for. `env` is the host's whole script env
     (image ENV < Clusterfile < host < -e, plus SEALER_*); `subject` is the host a master0 step
-    acts for (the host being joined or deleted), else None."""
+    acts for (the host being joined or deleted), else None. `image_files`: the plugin's
+    `config_files` as the image has them (path -> text; a file the image lacks is absent)."""
 
     cluster: Cluster
     host: HostSpec
     rootfs: str
     env: Mapping[str, str] = field(default_factory=dict)
     subject: HostSpec | None = None
+    image_files: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def is_master0(self) -> bool:
@@ -111,16 +118,31 @@ class HostContext:
 class RuntimePlugin(ABC):
     """A cluster runtime. `name` is what `--runtime` and the saved state say; `label` the value
     of the image label `cluster.alpha.sealer.io/cluster-runtime-type` that selects it, and
-    `metadata_runtime` Metadata's `ClusterRuntime` (None: no image selects it that way)."""
+    `metadata_runtime` Metadata's `ClusterRuntime` (None: no image selects it that way).
+    `config_files`: rootfs paths of defaults the plugin merges with the Clusterfile's documents
+    (read from the image on this machine, so planning stays pure). `etcd`: the control plane
+    keeps its state in etcd on the masters, so their number decides the quorum."""
 
     name: ClassVar[str]
     label: ClassVar[str | None] = None
     metadata_runtime: ClassVar[str | None] = None
+    config_files: ClassVar[tuple[str, ...]] = ()
+    etcd: ClassVar[bool] = True
 
     def commands(self, phase: str, ctx: HostContext) -> Sequence[PluginStep]:
         """The ordered commands of `phase` on `ctx.host`; empty: the host has nothing to do."""
         return ()
 
     def warnings(self, cluster: Cluster) -> Sequence[str]:
-        """Things worth saying before a run (an even number of masters breaks etcd quorum)."""
-        return ()
+        """Things worth saying before a run: with etcd, an even number of masters tolerates no
+        more failures than one master fewer."""
+        return quorum_warnings(len(cluster.masters)) if self.etcd else ()
+
+
+def quorum_warnings(masters: int) -> tuple[str, ...]:
+    if masters > 1 and masters % 2 == 0:
+        return (
+            f"{masters} masters: etcd needs a majority, so an even number tolerates no more "
+            f"failures than {masters - 1}; use an odd number",
+        )
+    return ()

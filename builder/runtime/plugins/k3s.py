@@ -11,9 +11,6 @@ master0 starts the embedded etcd (`server --cluster-init`); the other servers jo
 `server --server https://MASTER0:6443` and the server token; agents with K3S_URL and the agent
 token. Both tokens are read on master0 just before use (named outputs, never literal). Every
 server carries `--tls-san apiserver.cluster.local`, the stable endpoint the kubeconfig names.
-
-Not registered in `PLUGINS` yet: k3s images keep failing with "not implemented yet" until the
-stand-in binaries and an end-to-end test exist (issue 5).
 """
 
 from __future__ import annotations
@@ -22,15 +19,11 @@ import shlex
 from collections.abc import Sequence
 from typing import ClassVar
 
-from builder.runtime.cluster import Cluster, HostSpec
+from builder.runtime.cluster import HostSpec
 from builder.runtime.plugins import base
 from builder.runtime.plugins.base import HostContext, PluginStep, RuntimePlugin, output_ref
 
-# Extra phase for the (not yet written) upgrade phase: on master0 for a worker, after the
-# worker's own `upgrade` commands (drain is master0's `upgrade` for that subject).
-UPGRADE_DONE = "upgrade-done"
-
-ENDPOINT = "apiserver.cluster.local"
+ENDPOINT = base.STABLE_ENDPOINT
 API_PORT = 6443
 BIN = "/usr/local/bin/k3s"
 IMAGES_DIR = "/var/lib/rancher/k3s/agent/images"
@@ -52,7 +45,6 @@ AGENT_PORTS = (10250,)
 
 SERVER_TOKEN = "server-token"
 AGENT_TOKEN = "agent-token"
-KUBECONFIG = "kubeconfig"
 
 _INSTALL_TIMEOUT_S = 600.0
 _DRAIN_TIMEOUT_S = 360.0
@@ -93,15 +85,6 @@ class K3sRuntime(RuntimePlugin):
     label: ClassVar[str | None] = "k3s"
     metadata_runtime: ClassVar[str | None] = "k3s"
 
-    def warnings(self, cluster: Cluster) -> Sequence[str]:
-        n = len(cluster.masters)
-        if n > 1 and n % 2 == 0:
-            return (
-                f"{n} masters: embedded etcd needs a majority, so an even number tolerates no more "
-                f"failures than {n - 1}; use an odd number",
-            )
-        return ()
-
     def commands(self, phase: str, ctx: HostContext) -> Sequence[PluginStep]:
         host = ctx.host
         if phase == base.PREFLIGHT:
@@ -130,7 +113,7 @@ class K3sRuntime(RuntimePlugin):
             return (self._uninstall(ctx, host, best_effort=True),)
         if phase == base.UPGRADE:
             return self._upgrade(ctx)
-        if phase == UPGRADE_DONE:
+        if phase == base.UPGRADE_DONE:
             subject = ctx.subject
             if not ctx.is_master0 or subject is None or subject.is_master:
                 return ()
@@ -145,7 +128,7 @@ class K3sRuntime(RuntimePlugin):
                     "k3s-kubeconfig",
                     f"admin kubeconfig for https://{ENDPOINT}:{API_PORT}",
                     f"{sed} {KUBECONFIG_FILE}",
-                    output=KUBECONFIG,
+                    output=base.KUBECONFIG_OUTPUT,
                 ),
             )
         return ()

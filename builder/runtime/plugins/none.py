@@ -10,3 +10,4 @@ from builder.runtime.plugins.base import RuntimePlugin
 
 class NoneRuntime(RuntimePlugin):
     name: ClassVar[str] = "none"
+    etcd: ClassVar[bool] = False

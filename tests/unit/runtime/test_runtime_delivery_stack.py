@@ -252,6 +252,16 @@ def test_templates_after_all_layers_and_rendering(st: Store) -> None:
     assert again == image
 
 
+def test_a_directory_entry_in_an_upper_layer_keeps_the_templates_below_it(st: Store) -> None:
+    """COPY x etc/d/x in a later layer carries the entry `etc/d/`: the directories merge, so
+    etc/d/a.tmpl from below is still rendered; a file or symlink over `etc/d` replaces it all."""
+    lower = [E("etc", "d"), E("etc/d", "d"), E("etc/d/a.tmpl", data=b"a"), E("etc/e.tmpl", data=b"e")]
+    put_image(st, "t/merge:1", [lower, [E("etc", "d"), E("etc/d", "d"), E("etc/d/VERSION", data=b"2")]])
+    assert sorted(prepare_image(st, "t/merge:1", AMD64).templates) == ["etc/d/a.tmpl", "etc/e.tmpl"]
+    put_image(st, "t/merge:2", [lower, [E("etc", "d"), E("etc/d", data=b"now a file")]])
+    assert sorted(prepare_image(st, "t/merge:2", AMD64).templates) == ["etc/e.tmpl"]
+
+
 def test_missing_variable_names_file_and_variable(st: Store) -> None:
     put_image(
         st,

@@ -167,11 +167,9 @@ def test_runtime_selection() -> None:
     assert select_plugin(None, None).name == "none"
     assert select_plugin("none", None).name == "none"
     assert select_plugin("k3s", None, "none").name == "none"
-    with pytest.raises(UnknownRuntime, match=r"runtime k3s .* is not implemented yet"):
-        select_plugin("k3s", None)
-    with pytest.raises(
-        UnknownRuntime, match=r"runtime kubernetes .*Metadata ClusterRuntime=k8s.* not implemented"
-    ):
-        select_plugin(None, "k8s")
-    with pytest.raises(UnknownRuntime, match="known runtimes are kubernetes, k3s, k0s, none"):
+    assert select_plugin("k3s", None).name == "k3s"
+    with pytest.raises(UnknownRuntime, match="known runtimes are kubernetes, k3s, k0s, none") as err:
         select_plugin("docker", None)
+    assert "image label cluster.alpha.sealer.io/cluster-runtime-type=docker" in err.value.message
+    with pytest.raises(UnknownRuntime, match=r"unknown runtime 'k9s' \(rootfs Metadata ClusterRuntime=k9s\)"):
+        select_plugin(None, "k9s")

@@ -3,8 +3,6 @@ air-gap install, HA embedded etcd, manual upgrade and uninstall docs give."""
 
 from __future__ import annotations
 
-import pytest
-
 from builder.image.descriptor import Platform
 from builder.runtime.cluster import Cluster
 from builder.runtime.clusterfile import cluster_from_flags
@@ -18,10 +16,10 @@ from builder.runtime.phases.runtime import (
     RuntimePreflight,
     RuntimeReset,
 )
-from builder.runtime.plugins import UnknownRuntime, select_plugin
 from builder.runtime.plugins import base as phases
-from builder.runtime.plugins.base import HostContext, output_refs, resolve_outputs
-from builder.runtime.plugins.k3s import UPGRADE_DONE, K3sRuntime
+from builder.runtime.plugins import select_plugin
+from builder.runtime.plugins.base import UPGRADE_DONE, HostContext, output_refs, resolve_outputs
+from builder.runtime.plugins.k3s import K3sRuntime
 
 IMAGE = ImageInfo(name="k3s:v1.28.5", digest="sha256:" + "cd" * 32, platform=Platform("linux", "amd64"))
 R = "/var/lib/sealer/data/c1/rootfs"
@@ -211,7 +209,7 @@ def test_three_masters_and_two_workers() -> None:
     ]
     assert K3sRuntime().warnings(c) == ()
     (warning,) = K3sRuntime().warnings(cluster("10.0.0.1,10.0.0.2"))
-    assert warning.startswith("2 masters: embedded etcd needs a majority")
+    assert warning.startswith("2 masters: etcd needs a majority")
 
 
 def test_adding_a_worker() -> None:
@@ -315,7 +313,7 @@ def test_nothing_for_hosts_outside_their_role() -> None:
     assert plugin.commands("no-such-phase", ctx(c, "10.0.0.1")) == ()
 
 
-def test_not_registered_yet() -> None:
+def test_selected_by_label_and_metadata() -> None:
     assert K3sRuntime.label == "k3s" and K3sRuntime.metadata_runtime == "k3s"
-    with pytest.raises(UnknownRuntime, match=r"runtime k3s .* is not implemented yet"):
-        select_plugin("k3s", None)
+    assert isinstance(select_plugin("k3s", None), K3sRuntime)
+    assert isinstance(select_plugin(None, "k3s"), K3sRuntime)

@@ -93,8 +93,10 @@ def test_bad_input_gets_one_line(sealer: SealerRunner, tmp_path: Path) -> None:
     assert first.startswith(f"error: {bad}:7: spec.hosts[0].roles[0]: unknown role 'worker'")
     result = sealer("run", IMAGE, "--masters", "10.0.0.300", expect=2)
     assert result.stderr.splitlines()[0] == "error: --masters: '10.0.0.300' is not an IP address"
-    result = sealer("run", IMAGE, "--masters", "10.0.0.1", "--runtime", "k3s", "--dry-run", expect=1)
-    assert "runtime k3s (--runtime) is not implemented yet" in result.stderr
+    result = sealer("run", IMAGE, "--masters", "10.0.0.1", "--runtime", "k9s", "--dry-run", expect=1)
+    assert result.stderr.splitlines()[0] == (
+        "error: unknown runtime 'k9s' (--runtime): known runtimes are kubernetes, k3s, k0s, none"
+    )
 
 
 def test_known_hosts_flag_reaches_every_host(sealer: SealerRunner, tmp_path: Path) -> None:

@@ -8,9 +8,10 @@ starts from what the previous one left (that is the point: a cluster's life, ste
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -18,17 +19,18 @@ import yaml
 
 from builder.build.executor import build_image
 from builder.build.plan import BuildOptions
-from builder.errors import HostError
+from builder.errors import ClusterError, HostError
 from builder.runtime import actions
 from builder.runtime.cluster import Cluster
 from builder.runtime.clusterfile import parse_clusterfile
-from builder.runtime.runner import HostBytes, RunEvent, StepFinished
+from builder.runtime.runner import HostBytes, RunEvent, RunOptions, StepFinished
 from builder.runtime.state import ClusterState
 from builder.store.layout import Store
 from tests.hosts import HostLab, HostSet, TestHost
 
 EXAMPLE = Path(__file__).resolve().parents[4] / "examples" / "cluster-rootfs"
 IMAGE = "example.test/cluster-rootfs:v1"
+IMAGE_V2 = "example.test/cluster-rootfs:v2"
 NAME = "e2e"
 
 
@@ -219,6 +221,46 @@ def test_apply_adds_a_fourth_host_then_removes_it(lab: Lab, extra_hosts: HostSet
     assert saved is not None and h4.address not in saved.ips
     for host in lab.hosts:  # the others are untouched
         assert service_pid(host) is not None
+
+
+def test_upgrade_to_a_new_version_delivers_it_and_reruns_init(lab: Lab, tmp_path: Path) -> None:
+    """With the `none` runtime an upgrade is deliver + init.sh under the new image; the
+    plugin phases are empty. Dry-run first, then for real, then again: nothing to do."""
+    context = tmp_path / "v2"
+    shutil.copytree(EXAMPLE, context)
+    (context / "VERSION").write_text("2\n")
+    kubefile = (context / "Kubefile").read_text()
+    (context / "Kubefile").write_text(
+        kubefile.replace("\nLAUNCH ", "\nCOPY VERSION etc/sealer-demo/VERSION\nLAUNCH ")
+    )
+    build_image(lab.store, BuildOptions(context=context, tags=(IMAGE_V2,), bundle_images=False))
+    before = ClusterState(NAME, lab.home).load_meta()
+    assert before is not None
+
+    plan = actions.upgrade(NAME, IMAGE_V2, replace(lab.settings(), options=RunOptions(dry_run=True)))
+    text = "\n".join(plan.plan)
+    assert plan.dry_run and f"# upgrade: cluster {NAME}, image {IMAGE_V2}" in text
+    assert "== deliver" in text and "== host-scripts" in text and "== upgrade" not in text
+    assert ClusterState(NAME, lab.home).load_meta() == before  # a dry-run changes nothing
+
+    outcome = actions.upgrade(NAME, IMAGE_V2, lab.settings())
+    assert outcome.message == f"cluster {NAME} upgraded to {IMAGE_V2}"
+    for host in lab.hosts:
+        rootfs = host.path(f"/var/lib/sealer/data/{NAME}/rootfs")
+        assert (rootfs / "etc/sealer-demo/VERSION").read_text() == "2\n"
+        log = (ClusterState(NAME, lab.home).logs_dir / f"{host.address}.log").read_text()
+        assert log.count("sealer-demo installed") >= 2  # init.sh ran again, for the new image
+        assert service_pid(host) is not None
+    meta = ClusterState(NAME, lab.home).load_meta()
+    assert meta is not None and meta.image == IMAGE_V2 and meta.digest != before.digest and meta.complete
+    status = actions.status(NAME, lab.home)
+    assert status["image"] == IMAGE_V2 and all(h["joined"] for h in status["hosts"])
+    assert status["kubeconfig"] is None  # the none runtime has no kubeconfig
+
+    again = actions.upgrade(NAME, IMAGE_V2, lab.settings())
+    assert again.message == f"cluster {NAME} already runs {IMAGE_V2} ({meta.digest})"
+    with pytest.raises(ClusterError, match="would leave cluster e2e without a master"):
+        actions.delete(NAME, lab.settings(), masters=[lab.hosts[0].address])
 
 
 def test_delete_all_leaves_every_host_clean(lab: Lab) -> None:
