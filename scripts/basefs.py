@@ -63,16 +63,16 @@ class Upstream:
     files: tuple[UpstreamFile, ...]
 
 
-def runtimes() -> list[str]:
-    return sorted(p.parent.name for p in BASEFS.glob(f"*/{UPSTREAM_FILE}"))
+def runtimes(basefs: Path = BASEFS) -> list[str]:
+    return sorted(p.parent.name for p in basefs.glob(f"*/{UPSTREAM_FILE}"))
 
 
-def read_upstream(runtime: str) -> Upstream:
-    path = BASEFS / runtime / UPSTREAM_FILE
+def read_upstream(runtime: str, basefs: Path = BASEFS) -> Upstream:
+    path = basefs / runtime / UPSTREAM_FILE
     if not path.is_file():
         raise BasefsError(
             f"no basefs for runtime {runtime!r} ({path} is missing)",
-            hint=f"known runtimes: {', '.join(runtimes())}",
+            hint=f"known runtimes: {', '.join(runtimes(basefs))}",
         )
     data = yaml.safe_load(path.read_text())
     if not isinstance(data, Mapping) or not isinstance(data.get("files"), list):
@@ -94,10 +94,10 @@ def read_upstream(runtime: str) -> Upstream:
     return Upstream(str(data.get("runtime", runtime)), str(data["tag"]), tuple(files))
 
 
-def assemble(runtime: str, bin_dir: Path, context: Path) -> Upstream:
+def assemble(runtime: str, bin_dir: Path, context: Path, basefs: Path = BASEFS) -> Upstream:
     """Copy basefs/<runtime> into `context` (which must not exist) and place BIN_DIR's files."""
-    upstream = read_upstream(runtime)
-    where = BASEFS / runtime / UPSTREAM_FILE
+    upstream = read_upstream(runtime, basefs)
+    where = basefs / runtime / UPSTREAM_FILE
     if not bin_dir.is_dir():
         raise BasefsError(f"BIN_DIR {bin_dir} is not a directory", hint=f"see {where} for what it holds")
     placed: list[tuple[Path, UpstreamFile]] = []
@@ -112,7 +112,7 @@ def assemble(runtime: str, bin_dir: Path, context: Path) -> Upstream:
                 hint=f"put {f.about or f.source} in {bin_dir}",
             )
         placed.append((matches[0], f))
-    shutil.copytree(BASEFS / runtime, context, symlinks=True)
+    shutil.copytree(basefs / runtime, context, symlinks=True)
     (context / UPSTREAM_FILE).unlink()
     for source, f in placed:
         dest = context / f.dest
@@ -126,12 +126,18 @@ def assemble(runtime: str, bin_dir: Path, context: Path) -> Upstream:
 
 
 def build_basefs(
-    runtime: str, bin_dir: Path, store: Store, tag: str | None = None, *, no_cache: bool = False
+    runtime: str,
+    bin_dir: Path,
+    store: Store,
+    tag: str | None = None,
+    *,
+    no_cache: bool = False,
+    basefs: Path = BASEFS,
 ) -> str:
     """Build the basefs image of `runtime` from `bin_dir` into `store`; returns its name."""
     with tempfile.TemporaryDirectory(prefix=f"basefs-{runtime}-", dir=store.tmp_dir) as tmp:
         context = Path(tmp) / "context"
-        upstream = assemble(runtime, bin_dir, context)
+        upstream = assemble(runtime, bin_dir, context, basefs)
         name = tag or upstream.tag
         build_image(
             store, BuildOptions(context=context, tags=(name,), no_cache=no_cache, bundle_images=False)
