@@ -486,6 +486,11 @@ def join(
 @click.option("-a", "--all", "all_", is_flag=True, help="Delete the whole cluster.")
 @click.option("--cluster", "cluster_name", default="my-cluster", show_default=True, help="Cluster name.")
 @click.option("-y", "--force", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--skip-unreachable",
+    is_flag=True,
+    help="A host sealer cannot log in to runs nothing and is forgotten anyway (clean it by hand).",
+)
 @click.option("--dry-run", is_flag=True, help="Print every command for every host; change nothing.")
 @click.pass_context
 def delete(
@@ -495,6 +500,7 @@ def delete(
     all_: bool,
     cluster_name: str,
     force: bool,
+    skip_unreachable: bool,
     dry_run: bool,
 ) -> None:
     """Remove hosts from the cluster, or the whole cluster with --all.
@@ -520,7 +526,14 @@ def delete(
             raise UsageError(f"refusing to delete {what} without confirmation", hint="pass --force (or -y)")
         click.confirm(f"Delete {what}? Its hosts run clean.sh and lose the rootfs", abort=True, err=True)
     settings = _settings(ctx, dry_run=dry_run, max_parallel=8, need_store=False)
-    outcome = actions.delete(cluster_name, settings, masters=master_ips, nodes=node_ips, all_=all_)
+    outcome = actions.delete(
+        cluster_name,
+        settings,
+        masters=master_ips,
+        nodes=node_ips,
+        all_=all_,
+        skip_unreachable=skip_unreachable,
+    )
     _report(outcome, settings.on_event)
 
 

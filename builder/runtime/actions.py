@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from builder.errors import ClusterError, ImageNotFound, PhaseError
+from builder.errors import ClusterError, HostError, ImageNotFound, PhaseError
 from builder.image import mediatypes
 from builder.image.descriptor import Platform
 from builder.image.extension import ImageExtension
@@ -490,6 +490,32 @@ def _removal_state(
     )
 
 
+async def _unreachable(driver: InfraDriver, hosts: Sequence[str], settings: Settings) -> set[str]:
+    """The hosts sealer cannot log in to (a connect or login failure; a command that fails on
+    a reachable host is not this), each named in a warning."""
+
+    async def probe(host: str) -> HostError | None:
+        try:
+            await driver.run(host, "true", timeout_s=30, check=False)
+        except HostError as err:
+            if err.step == "connect":
+                return err
+        return None
+
+    errors = await asyncio.gather(*(probe(h) for h in hosts))
+    out = set()
+    for host, err in zip(hosts, errors, strict=True):
+        if err is not None:
+            out.add(host)
+            settings.on_event(
+                Notice(
+                    f"warning: {err.message}: skipping {host}'s own steps (leave, clean.sh, rootfs); "
+                    "clean it by hand if it comes back"
+                )
+            )
+    return out
+
+
 async def _remove(
     saved: Cluster,
     meta: SavedMeta,
@@ -498,6 +524,7 @@ async def _remove(
     cs: ClusterState,
     *,
     all_: bool,
+    skip_unreachable: bool = False,
 ) -> Runner:
     state = _removal_state(saved, meta, targets, settings, all_=all_)
     journal = cs.journal()
@@ -505,8 +532,12 @@ async def _remove(
     runner = _runner(driver, cs, journal, settings, meta.digest)
     runner.remove_fn = _remove_fn(driver, saved, settings)
     try:
+        skipped: set[str] = set()
+        if skip_unreachable:
+            involved = list(dict.fromkeys([saved.master0.ip, *targets]))
+            skipped = await _unreachable(driver, involved, settings)
         for phase in removal_phases():
-            steps = phase.plan(saved, Facts(), state)
+            steps = [s for s in phase.plan(saved, Facts(), state) if s.host not in skipped]
             if steps:
                 await runner.run_phase(phase, steps)
     finally:
@@ -528,8 +559,12 @@ def delete(
     masters: Sequence[str] = (),
     nodes: Sequence[str] = (),
     all_: bool = False,
+    skip_unreachable: bool = False,
 ) -> Outcome:
-    """`sealer delete`: hosts (or the whole cluster) leave; the state forgets them. Idempotent."""
+    """`sealer delete`: hosts (or the whole cluster) leave; the state forgets them. Idempotent.
+    `skip_unreachable`: a host sealer cannot log in to (a dead worker) runs nothing, and is
+    forgotten all the same; master0's steps for it (drain, delete node) still run when master0
+    answers."""
     cs = ClusterState(name, settings.home)
     saved, meta = cs.load_cluster(), cs.load_meta()
     if saved is None or meta is None:
@@ -580,7 +615,9 @@ def delete(
         ]
         return Outcome(saved, "dry-run", tuple(lines), dry_run=True)
     with cs.lock():
-        runner = asyncio.run(_remove(saved, meta, targets, settings, cs, all_=all_))
+        runner = asyncio.run(
+            _remove(saved, meta, targets, settings, cs, all_=all_, skip_unreachable=skip_unreachable)
+        )
         summaries = _summaries(saved, runner, targets)
         if all_:
             cs.remove()

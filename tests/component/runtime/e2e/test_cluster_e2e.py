@@ -23,7 +23,7 @@ from builder.errors import ClusterError, HostError
 from builder.runtime import actions
 from builder.runtime.cluster import Cluster
 from builder.runtime.clusterfile import parse_clusterfile
-from builder.runtime.runner import HostBytes, RunEvent, RunOptions, StepFinished
+from builder.runtime.runner import HostBytes, Notice, RunEvent, RunOptions, StepFinished
 from builder.runtime.state import ClusterState
 from builder.store.layout import Store
 from tests.hosts import HostLab, HostSet, TestHost
@@ -309,6 +309,36 @@ def test_sshd_killed_during_delivery_fails_naming_the_host_and_a_rerun_resumes(l
     actions.delete(name, lab.settings(), all_=True)
     for host in lab.hosts:
         assert_clean(host, None, name)
+
+
+def test_a_dead_node_is_deleted_with_skip_unreachable(lab: Lab, extra_hosts: HostSet) -> None:
+    """A node whose sshd is gone: delete fails naming it and forgets nothing; with
+    skip_unreachable its own steps are skipped with a warning and the state forgets it."""
+    name = "e2e-dead"
+    dead = extra_hosts[0]
+    members = [(lab.hosts[0], "master", lab.hosts), (dead, "node", extra_hosts)]
+    actions.run(make_cluster(members, name=name), lab.settings())
+    dead.kill_sshd()
+    try:
+        with pytest.raises(HostError) as info:
+            actions.delete(name, lab.settings(), nodes=[dead.address])
+        assert info.value.host == dead.address and "connection refused" in str(info.value)
+        saved = ClusterState(name, lab.home).load_cluster()
+        assert saved is not None and dead.address in saved.ips
+
+        outcome = actions.delete(name, lab.settings(), nodes=[dead.address], skip_unreachable=True)
+        assert outcome.message == f"removed {dead.address} from cluster {name}"
+        notices = [e.message for e in lab.events if isinstance(e, Notice)]
+        assert any(m.startswith(f"warning: {dead.address}:22: connection refused: skipping") for m in notices)
+        saved = ClusterState(name, lab.home).load_cluster()
+        assert saved is not None and saved.ips == (lab.hosts[0].address,)
+        assert dead.path("/usr/local/bin/sealer-demo").exists()  # nothing ran there
+    finally:
+        dead.start_sshd()
+    dead.run(f"cd /var/lib/sealer/data/{name}/rootfs && SEALER_CLUSTER={name} sh scripts/clean.sh")
+    dead.run(f"rm -rf /var/lib/sealer/data/{name}")  # what the skipped steps would have done
+    actions.delete(name, lab.settings(), all_=True)
+    assert_clean(lab.hosts[0], None, name)
 
 
 def test_wrong_password_is_one_line_and_changes_nothing(lab: Lab, extra_hosts: HostSet) -> None:
