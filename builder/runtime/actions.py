@@ -49,6 +49,7 @@ from builder.runtime.phases import (
     removal_phases,
     upgrade_phases,
 )
+from builder.runtime.phases.scripts import INIT_REGISTRY_SCRIPT
 from builder.runtime.phases.upgrade import kubeconfig_steps
 from builder.runtime.plugins import RuntimePlugin, get_plugin, runtime_name, select_plugin
 from builder.runtime.plugins.base import KUBECONFIG_OUTPUT, quorum_warnings
@@ -135,10 +136,11 @@ def _metadata_runtime(store: Store, image: delivery.DeliveryImage) -> str | None
 def _with_plugin(
     store: Store, info: ImageInfo, image: delivery.DeliveryImage, override: str | None
 ) -> tuple[ImageInfo, RuntimePlugin]:
-    """The image's runtime plugin, and `info` with the config files that plugin reads."""
+    """The image's runtime plugin, and `info` with the files the plans read: the plugin's
+    config files, and init-registry.sh (planned only when the image has one)."""
     plugin = select_plugin(info.runtime_label, info.metadata_runtime, override)
     files: dict[str, str] = {}
-    for path in plugin.config_files:
+    for path in (*plugin.config_files, INIT_REGISTRY_SCRIPT):
         data = _image_file(store, image, path)
         if data is not None:
             files[path] = data.decode("utf-8", errors="replace")

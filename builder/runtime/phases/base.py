@@ -79,7 +79,7 @@ class ImageInfo:
     metadata_runtime: str | None = None
     compressed_bytes: int = 0
     layer_count: int = 0
-    files: Mapping[str, str] = field(default_factory=dict)  # the plugin's config_files, by path
+    files: Mapping[str, str] = field(default_factory=dict)  # rootfs files the plans read, by path
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,11 @@
-"""host-scripts: `sh scripts/init.sh` on every host in scope, in the delivered rootfs.
+"""host-scripts: `sh scripts/init.sh`, then `sh scripts/init-registry.sh`, on every host in
+scope, in the delivered rootfs. init.sh is skipped by its command when the image has none;
+init-registry.sh is planned only when the image has it (`ImageInfo.files`).
+
+init-registry.sh is sealer's hook for the image's bundled container images (rootfs
+`registry/`): it runs on every host so each can point its container runtime at the registry,
+and the script itself decides where the registry serves (the basefs images: master0). It runs
+after init.sh and before the cluster runtime starts, so the first image pull finds it.
 
 Env: image ENV < Clusterfile env < host env < -e, plus SEALER_ROLE, SEALER_HOST_IP,
 SEALER_MASTER0, SEALER_MASTERS, SEALER_NODES, SEALER_CLUSTER, SEALER_ROOTFS. An image without
@@ -14,6 +21,7 @@ from builder.runtime.facts import Facts
 from builder.runtime.phases.base import Phase, PlanState, Step
 
 INIT_SCRIPT = "scripts/init.sh"
+INIT_REGISTRY_SCRIPT = "scripts/init-registry.sh"
 CLEAN_SCRIPT = "scripts/clean.sh"
 SCRIPT_TIMEOUT_S = 1800
 
@@ -31,12 +39,14 @@ class HostScripts(Phase):
         return [
             Step(
                 host=h.ip,
-                id="init.sh",
-                description=f"sh {INIT_SCRIPT} as {h.role}",
-                command=script_command(INIT_SCRIPT),
+                id=script.rsplit("/", 1)[1],
+                description=f"sh {script} as {h.role}",
+                command=script_command(script),
                 env=state.host_env(cluster, h),
                 cwd=rootfs,
                 timeout_s=SCRIPT_TIMEOUT_S,
             )
             for h in state.target_hosts(cluster)
+            for script in (INIT_SCRIPT, INIT_REGISTRY_SCRIPT)
+            if script == INIT_SCRIPT or script in state.image.files
         ]

@@ -3,6 +3,8 @@ env precedence, launch choices, removal order and runtime selection."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from builder.errors import ClusterError
@@ -18,6 +20,7 @@ from builder.runtime.phases import (
     removal_phases,
 )
 from builder.runtime.phases.launch import Launch
+from builder.runtime.phases.scripts import HostScripts
 from builder.runtime.plugins import UnknownRuntime, select_plugin
 from builder.runtime.plugins.none import NoneRuntime
 from builder.runtime.runner import format_plan
@@ -173,3 +176,17 @@ def test_runtime_selection() -> None:
     assert "image label cluster.alpha.sealer.io/cluster-runtime-type=docker" in err.value.message
     with pytest.raises(UnknownRuntime, match=r"unknown runtime 'k9s' \(rootfs Metadata ClusterRuntime=k9s\)"):
         select_plugin(None, "k9s")
+
+
+def test_init_registry_runs_after_init_on_every_host_only_when_the_image_has_it() -> None:
+    plain = HostScripts().plan(CLUSTER, Facts(), state())
+    assert [(s.host, s.id) for s in plain] == [(ip, "init.sh") for ip in CLUSTER.ips]
+    image = replace(IMAGE, files={"scripts/init-registry.sh": "#!/bin/sh\n"})
+    steps = HostScripts().plan(CLUSTER, Facts(), state(image=image))
+    assert [(s.host, s.id) for s in steps] == [
+        (ip, script) for ip in CLUSTER.ips for script in ("init.sh", "init-registry.sh")
+    ]
+    assert steps[1].command.endswith(
+        "then sh scripts/init-registry.sh; else echo 'no scripts/init-registry.sh in the image: skipped'; fi"
+    )
+    assert steps[1].env["SEALER_MASTER0"] == "10.0.0.1" and steps[1].cwd == steps[0].cwd
