@@ -1,0 +1,449 @@
+"""The `k0s` runtime: the k0s air-gap and manual multi-node install (docs.k0sproject.io), phase
+by phase.
+
+What the basefs rootfs holds (the user supplies the upstream files; nothing is downloaded):
+
+    bin/k0s                                  the k0s binary -> /usr/local/bin/k0s
+    images/k0s-airgap-bundle-<ver>-<arch>    the release's image bundle -> /var/lib/k0s/images/
+    etc/k0s.yaml                             ClusterConfig defaults, merged with the Clusterfile's
+
+Each controller gets /etc/k0s/k0s.yaml: the image's etc/k0s.yaml with the Clusterfile's
+`ClusterConfig` document deep-merged over it, `spec.api.address` set to the host and
+`spec.api.sans` always holding apiserver.cluster.local (the stable endpoint the kubeconfig
+names), every master's address and 127.0.0.1. master0 runs `k0s install controller`; the others
+join with a token minted on master0 just before (`k0s token create --role=... --expiry=1h`, a
+named output, written on the joining host to a 0600 file). A master leaves etcd first
+(`k0s etcd leave --peer-address`, run on master0 while the leaving controller is still up, as
+the k0s "remove a controller" guide does), then `k0s stop` and `k0s reset` on the host.
+
+`--enable-worker --no-taints` on the controllers only when the cluster has no workers. sealer's
+own k0s runtime never passed it (its controllers were control plane only), which leaves a
+cluster of masters alone with no node to schedule anything on, not even the image's apps; with
+workers present the controllers stay control plane only, as k0s recommends. The rule is read
+from the cluster as planned, so a controller keeps what it was installed with.
+
+No `spec.api.externalAddress` by default: k0s's HA guide means it for a TCP load balancer in
+front of every controller (6443, 8132, 9443), and nothing here load-balances
+apiserver.cluster.local; a user with a load balancer or VIP sets it in the Clusterfile.
+
+A little over 400 lines: the ClusterConfig merge lives here, with its only caller.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import yaml
+
+from builder.errors import ClusterError
+from builder.runtime.cluster import Cluster, HostSpec
+from builder.runtime.plugins import base
+from builder.runtime.plugins.base import HostContext, PluginStep, RuntimePlugin, output_ref
+
+ENDPOINT = "apiserver.cluster.local"
+API_PORT = 6443
+ETCD_PEER_PORT = 2380
+BIN = "/usr/local/bin/k0s"
+IMAGES_DIR = "/var/lib/k0s/images"
+CONFIG_DIR = "/etc/k0s"
+CONFIG_FILE = "/etc/k0s/k0s.yaml"
+CONTROLLER_TOKEN_FILE = "/etc/k0s/controller-token"
+WORKER_TOKEN_FILE = "/etc/k0s/worker-token"
+
+ROOTFS_BIN = "bin/k0s"
+ROOTFS_IMAGES = "images/k0s-airgap-bundle-*"
+ROOTFS_CONFIG = "etc/k0s.yaml"
+
+API_VERSION = "k0s.k0sproject.io/v1beta1"
+KIND = "ClusterConfig"
+
+CONTROLLER_PORTS = (6443, 2380, 8132, 9443, 10250)
+WORKER_PORTS = (10250,)
+# What another install leaves behind. /var/lib/k0s itself may exist empty (a mount point).
+EXISTING = (
+    "/var/lib/k0s/pki",
+    "/var/lib/k0s/etcd",
+    "/var/lib/k0s/kubelet.conf",
+    "/etc/systemd/system/k0scontroller.service",
+    "/etc/systemd/system/k0sworker.service",
+    "/usr/local/bin/k3s-uninstall.sh",
+    "/usr/local/bin/k3s-agent-uninstall.sh",
+    "/etc/kubernetes/admin.conf",
+    "/etc/kubernetes/kubelet.conf",
+)
+
+CONTROLLER_TOKEN = "controller-token"
+WORKER_TOKEN = "worker-token"
+
+_READY_TIMEOUT_S = 300
+_DRAIN_TIMEOUT_S = 360.0
+_HEREDOC_END = "K0S_CONFIG_EOF"
+
+
+class K0sConfigError(ClusterError):
+    """The image's etc/k0s.yaml or the Clusterfile's ClusterConfig is not a usable k0s config."""
+
+    reference = "k0s-config"
+
+
+# --- /etc/k0s/k0s.yaml -------------------------------------------------------------------------
+
+
+def _default_config() -> dict[str, Any]:
+    return {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": "k0s"}, "spec": {}}
+
+
+def _check_document(doc: Mapping[str, object], where: str) -> None:
+    if doc.get("apiVersion") != API_VERSION or doc.get("kind") != KIND:
+        raise K0sConfigError(
+            f"{where}: expected apiVersion {API_VERSION}, kind {KIND}; "
+            f"got {doc.get('apiVersion')!r}, {doc.get('kind')!r}",
+            hint="k0s reads only ClusterConfig documents of k0s.k0sproject.io/v1beta1",
+        )
+
+
+def image_config(text: str | None) -> dict[str, Any]:
+    """The image's etc/k0s.yaml as a dict (a minimal ClusterConfig when the image has none)."""
+    if text is None:
+        return _default_config()
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise K0sConfigError(f"the image's {ROOTFS_CONFIG} is not YAML: {err}") from None
+    if not isinstance(doc, dict):
+        raise K0sConfigError(f"the image's {ROOTFS_CONFIG} is not a mapping")
+    _check_document(doc, f"the image's {ROOTFS_CONFIG}")
+    return doc
+
+
+def clusterfile_config(cluster: Cluster) -> Mapping[str, object] | None:
+    """The Clusterfile's k0s ClusterConfig document, if it has one (two are an error)."""
+    found = [
+        d
+        for d in cluster.documents
+        if d.get("kind") == KIND and str(d.get("apiVersion", "")).startswith("k0s.k0sproject.io/")
+    ]
+    if len(found) > 1:
+        raise K0sConfigError(f"the Clusterfile has {len(found)} k0s ClusterConfig documents; at most one")
+    if not found:
+        return None
+    _check_document(found[0], "the Clusterfile's ClusterConfig")
+    return found[0]
+
+
+def deep_merge(lower: Mapping[str, Any], upper: Mapping[str, Any]) -> dict[str, Any]:
+    """`upper` over `lower`: mappings merge key by key; lists and scalars of `upper` replace."""
+    out = dict(lower)
+    for key, value in upper.items():
+        old = out.get(key)
+        if isinstance(old, Mapping) and isinstance(value, Mapping):
+            out[key] = deep_merge(old, value)
+        else:
+            out[key] = value
+    return out
+
+
+def _mapping(parent: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = parent.get(key)
+    if value is None:
+        value = {}
+    if not isinstance(value, Mapping):
+        raise K0sConfigError(f"{where}.{key} must be a mapping, not {type(value).__name__}")
+    result: dict[str, Any] = dict(value)
+    parent[key] = result
+    return result
+
+
+def controller_config(cluster: Cluster, host: HostSpec, image_text: str | None) -> dict[str, Any]:
+    """The /etc/k0s/k0s.yaml of controller `host`: image defaults < Clusterfile, then the
+    address and SANs this runtime relies on."""
+    config = image_config(image_text)
+    overlay = clusterfile_config(cluster)
+    if overlay is not None:
+        config = deep_merge(config, overlay)
+    spec = _mapping(config, "spec", "ClusterConfig")
+    api = _mapping(spec, "api", "spec")
+    api["address"] = host.ip
+    sans = api.get("sans") or []
+    if not isinstance(sans, list):
+        raise K0sConfigError("spec.api.sans must be a list")
+    required = [ENDPOINT, *(m.ip for m in cluster.masters), "127.0.0.1"]
+    api["sans"] = [*sans, *(s for s in required if s not in sans)]
+    return config
+
+
+def render_config(config: Mapping[str, Any]) -> str:
+    """YAML for a quoted here-document: the document is a mapping, so every line yaml writes
+    starts with a key or is indented (multi-line strings are quoted and indented), and no line
+    can be the bare end marker."""
+    text: str = yaml.safe_dump(dict(config), sort_keys=False, default_flow_style=False)
+    return text
+
+
+# --- shell pieces ------------------------------------------------------------------------------
+
+
+def _path(ctx: HostContext, relative: str) -> str:
+    return shlex.quote(f"{ctx.rootfs}/{relative}")
+
+
+def _node_name(ip: str) -> str:
+    """Shell: the name of the node whose INTERNAL-IP (column 6 of `-o wide`) is `ip`."""
+    return f"$({BIN} kubectl get nodes -o wide --no-headers | awk '$6 == \"{ip}\" {{print $1}}')"
+
+
+def _on_node(ip: str, action: str, command: str) -> str:
+    """Shell: run `command` with $name set to `ip`'s node; nothing to do if it is not one (a
+    controller without --enable-worker is no Kubernetes node)."""
+    return (
+        f'name={_node_name(ip)}; if [ -z "$name" ]; then echo "no node with address {ip}: '
+        f'nothing to {action}"; else {command}; fi'
+    )
+
+
+def _peer_url(ip: str) -> str:
+    host = f"[{ip}]" if ":" in ip else ip
+    return f"https://{host}:{ETCD_PEER_PORT}"
+
+
+def _drain(ip: str) -> PluginStep:
+    drain = f'{BIN} kubectl drain "$name" --ignore-daemonsets --delete-emptydir-data --timeout=300s'
+    return PluginStep("k0s-drain", f"drain {ip}", _on_node(ip, "drain", drain), timeout_s=_DRAIN_TIMEOUT_S)
+
+
+def _version_check(ctx: HostContext) -> str:
+    """Shell: refuse a downgrade, a major change or skipping a minor version (`k0s version`
+    prints v1.29.4+k0s.0)."""
+    v = "sed 's/^v//; s/[+-].*//'"
+    return (
+        f"old=$({BIN} version | {v}); new=$({_path(ctx, ROOTFS_BIN)} version | {v}); "
+        "set -- $(echo \"$old.$new\" | tr . ' '); "
+        "if [ $# -ne 6 ]; then echo \"k0s versions not understood: installed '$old', new '$new'\" >&2; exit 1; fi; "
+        'if [ "$1" != "$4" ] || [ "$5" -lt "$2" ] || { [ "$5" -eq "$2" ] && [ "$6" -lt "$3" ]; }; '
+        'then echo "k0s $old -> $new: a downgrade or a major change is not supported" >&2; exit 1; fi; '
+        'if [ "$5" -gt $(($2 + 1)) ]; then echo "k0s $old -> $new: upgrade one minor version at a time" >&2; exit 1; fi; '
+        'echo "k0s $old -> $new"'
+    )
+
+
+def _wait_ready(controller: bool) -> PluginStep:
+    """Wait until `k0s status` names a process (what sealer's k0s runtime waited for) and, on a
+    controller, the API server answers /readyz (token create and joins need it)."""
+    check = f"{BIN} status 2>/dev/null | grep -q '^Process ID:'"
+    if controller:
+        check += f" && {BIN} kubectl get --raw=/readyz >/dev/null 2>&1"
+    command = (
+        f"i=0; until {check}; do i=$((i + 1)); if [ $i -ge {_READY_TIMEOUT_S} ]; then "
+        f"echo 'k0s is not ready after {_READY_TIMEOUT_S}s' >&2; {BIN} status >&2; exit 1; fi; sleep 1; done; "
+        f"{BIN} status"
+    )
+    what = "k0s is running and the API server is ready" if controller else "k0s is running"
+    return PluginStep("k0s-ready", what, command, timeout_s=_READY_TIMEOUT_S + 30)
+
+
+def _stop_reset(*, best_effort: bool) -> str:
+    """Shell: `k0s stop` then `k0s reset` (which refuses while k0s runs, so a failed stop shows
+    there), then the binary and /etc/k0s go. A host without k0s has nothing to do."""
+    if best_effort:
+        body = (
+            f"{BIN} stop; if {BIN} reset; then rm -rf {CONFIG_DIR} && rm -f {BIN}; "
+            "else echo 'k0s reset failed: continuing' >&2; fi"
+        )
+    else:
+        body = f"{BIN} stop; {BIN} reset && rm -rf {CONFIG_DIR} && rm -f {BIN}"
+    return f"if [ -x {BIN} ]; then {body}; else echo 'no {BIN}: nothing to reset'; fi"
+
+
+class K0sRuntime(RuntimePlugin):
+    name: ClassVar[str] = "k0s"
+    label: ClassVar[str | None] = "k0s"
+    metadata_runtime: ClassVar[str | None] = "k0s"
+    config_files: ClassVar[tuple[str, ...]] = (ROOTFS_CONFIG,)
+
+    def commands(self, phase: str, ctx: HostContext) -> Sequence[PluginStep]:
+        host = ctx.host
+        if phase == base.PREFLIGHT:
+            return self._preflight(ctx)
+        if phase == base.INIT:
+            if not ctx.is_master0:
+                return ()
+            return self._install(ctx, token_file=None)
+        if phase == base.JOIN_CREDENTIALS:
+            return self._credentials(ctx)
+        if phase == base.JOIN_MASTER:
+            if ctx.is_master0 or not host.is_master:
+                return ()
+            return self._install(ctx, token_file=CONTROLLER_TOKEN_FILE)
+        if phase == base.JOIN_WORKER:
+            if host.is_master:
+                return ()
+            return self._install(ctx, token_file=WORKER_TOKEN_FILE)
+        if phase in (base.DELETE_MASTER, base.DELETE_WORKER):
+            return self._delete(ctx)
+        if phase == base.RESET:
+            return (PluginStep("k0s-reset", "k0s stop; k0s reset", _stop_reset(best_effort=True)),)
+        if phase == base.UPGRADE:
+            return self._upgrade(ctx)
+        if phase == base.UPGRADE_DONE:
+            subject = ctx.subject
+            if not ctx.is_master0 or subject is None or subject.ip == host.ip:
+                return ()
+            uncordon = _on_node(subject.ip, "uncordon", f'{BIN} kubectl uncordon "$name"')
+            return (PluginStep("k0s-uncordon", f"uncordon {subject.ip}", uncordon),)
+        if phase == base.KUBECONFIG:
+            if not ctx.is_master0:
+                return ()
+            sed = f"sed -E 's#(server:) https://[^[:space:]]+#\\1 https://{ENDPOINT}:{API_PORT}#'"
+            return (
+                PluginStep(
+                    "k0s-kubeconfig",
+                    f"admin kubeconfig for https://{ENDPOINT}:{API_PORT}",
+                    f"{BIN} kubeconfig admin | {sed}",
+                    output=base.KUBECONFIG_OUTPUT,
+                ),
+            )
+        return ()
+
+    @staticmethod
+    def controllers_run_workloads(cluster: Cluster) -> bool:
+        """Whether controllers get `--enable-worker --no-taints`: only with no worker at all."""
+        return not cluster.nodes
+
+    def _preflight(self, ctx: HostContext) -> Sequence[PluginStep]:
+        files = f"test -x {_path(ctx, ROOTFS_BIN)} && ls {shlex.quote(ctx.rootfs)}/{ROOTFS_IMAGES} >/dev/null"
+        existing = (
+            f"for f in {' '.join(EXISTING)}; do "
+            'if [ -e "$f" ]; then echo "$f exists: another cluster runtime is installed here" >&2; exit 1; fi; done'
+        )
+        ports = " ".join(str(p) for p in (CONTROLLER_PORTS if ctx.host.is_master else WORKER_PORTS))
+        free = (
+            f"for p in {ports}; do "
+            'if ss -Hltn "sport = :$p" | grep -q .; then echo "port $p is in use" >&2; exit 1; fi; done'
+        )
+        return (
+            PluginStep("k0s-preflight-files", "the basefs holds bin/k0s and the image bundle", files),
+            PluginStep("k0s-preflight-existing", "no k0s, k3s or kubeadm install on the host", existing),
+            PluginStep("k0s-preflight-ports", f"ports {ports} are free", free),
+        )
+
+    def _binary(self, ctx: HostContext) -> PluginStep:
+        return PluginStep(
+            "k0s-binary", f"k0s binary into {BIN}", f"install -D -m 0755 {_path(ctx, ROOTFS_BIN)} {BIN}"
+        )
+
+    def _images(self, ctx: HostContext) -> PluginStep:
+        # Every host: a controller installed with --enable-worker runs a kubelet too, and a
+        # bundle a controller does not need costs only disk. An older release's bundle goes, so
+        # an upgrade does not leave both for k0s to import.
+        return PluginStep(
+            "k0s-images",
+            f"image bundle into {IMAGES_DIR}",
+            f"mkdir -p {IMAGES_DIR} && rm -f {IMAGES_DIR}/k0s-airgap-bundle-* && "
+            f"cp {shlex.quote(ctx.rootfs)}/{ROOTFS_IMAGES} {IMAGES_DIR}/",
+        )
+
+    def _config(self, ctx: HostContext) -> PluginStep:
+        text = render_config(controller_config(ctx.cluster, ctx.host, ctx.image_files.get(ROOTFS_CONFIG)))
+        command = (
+            f"mkdir -p {CONFIG_DIR} && umask 077 && cat > {CONFIG_FILE}.tmp <<'{_HEREDOC_END}' && "
+            f"mv {CONFIG_FILE}.tmp {CONFIG_FILE}\n{text}{_HEREDOC_END}"
+        )
+        return PluginStep("k0s-config", f"{CONFIG_FILE}: image defaults < Clusterfile ClusterConfig", command)
+
+    def _install(self, ctx: HostContext, *, token_file: str | None) -> Sequence[PluginStep]:
+        host = ctx.host
+        steps = [self._binary(ctx), self._images(ctx)]
+        if host.is_master:
+            steps.append(self._config(ctx))
+        if token_file is not None:
+            name = CONTROLLER_TOKEN if host.is_master else WORKER_TOKEN
+            write = (
+                f"mkdir -p {CONFIG_DIR} && (umask 077 && printf '%s\\n' {output_ref(name)} > {token_file})"
+            )
+            steps.append(PluginStep("k0s-token-file", f"the join token into {token_file} (0600)", write))
+        kubelet = f"--kubelet-extra-args=--node-ip={host.ip}"
+        what = "install controller" if host.is_master else "install worker"
+        if host.is_master:
+            args = what
+            if token_file is not None:
+                args += f" --token-file {token_file}"
+            args += f" -c {CONFIG_FILE}"
+            if self.controllers_run_workloads(ctx.cluster):
+                args += f" --enable-worker --no-taints {kubelet}"
+        else:
+            args = f"install worker --token-file {token_file} {kubelet}"
+        steps += [
+            PluginStep("k0s-install", f"k0s {what}", f"{BIN} {args}"),
+            PluginStep("k0s-start", "k0s start", f"{BIN} start"),
+            _wait_ready(host.is_master),
+        ]
+        return tuple(steps)
+
+    def _credentials(self, ctx: HostContext) -> Sequence[PluginStep]:
+        if not ctx.is_master0:
+            return ()
+        subject = ctx.subject
+        role, output = ("controller", CONTROLLER_TOKEN)
+        if subject is None or not subject.is_master:
+            role, output = ("worker", WORKER_TOKEN)
+        return (
+            PluginStep(
+                f"k0s-{role}-token",
+                f"mint a {role} join token (1h)",
+                f"{BIN} token create --role={role} --expiry=1h",
+                output,
+            ),
+        )
+
+    def _delete(self, ctx: HostContext) -> Sequence[PluginStep]:
+        subject = ctx.subject or ctx.host
+        if ctx.host.ip == subject.ip:
+            return (PluginStep("k0s-reset", "k0s stop && k0s reset", _stop_reset(best_effort=False)),)
+        if not ctx.is_master0:
+            return ()
+        ip = subject.ip
+        delete = f'{BIN} kubectl delete node "$name"'
+        steps = [
+            _drain(ip),
+            PluginStep("k0s-delete-node", f"delete node {ip}", _on_node(ip, "delete", delete)),
+        ]
+        if subject.is_master:
+            url = _peer_url(ip)
+            controlnode = (
+                f"name=$({BIN} etcd member-list | tr '{{}},' '\\n\\n\\n' | "
+                f"awk -F'\"' '$4 == \"{url}\" {{print $2}}'); "
+                f'if [ -n "$name" ]; then {BIN} kubectl delete controlnode.autopilot.k0sproject.io "$name" '
+                "--ignore-not-found; fi"
+            )
+            leave = (
+                f"if {BIN} etcd member-list | grep -qF '\"{url}\"'; then {BIN} etcd leave --peer-address {ip}; "
+                f"else echo '{ip} is no etcd member: nothing to leave'; fi"
+            )
+            steps += [
+                PluginStep("k0s-delete-controlnode", f"delete autopilot's ControlNode of {ip}", controlnode),
+                PluginStep("k0s-etcd-leave", f"remove {ip} from etcd while it still runs", leave),
+            ]
+        return tuple(steps)
+
+    def _upgrade(self, ctx: HostContext) -> Sequence[PluginStep]:
+        subject = ctx.subject
+        if subject is not None and subject.ip != ctx.host.ip:
+            # master0, for another host about to be upgraded: drain it (nothing for a
+            # controller that is no node)
+            return (_drain(subject.ip),) if ctx.is_master0 else ()
+        # k0s's manual upgrade: stop the service, replace the binary, start it again
+        steps = [
+            PluginStep("k0s-upgrade-check", "no downgrade, at most one minor version", _version_check(ctx)),
+            self._images(ctx),
+        ]
+        if ctx.host.is_master:
+            steps.append(self._config(ctx))
+        steps += [
+            PluginStep("k0s-stop", "k0s stop", f"{BIN} stop"),
+            self._binary(ctx),
+            PluginStep("k0s-start", "k0s start", f"{BIN} start"),
+            _wait_ready(ctx.host.is_master),
+        ]
+        return tuple(steps)

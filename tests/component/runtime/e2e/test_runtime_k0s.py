@@ -1,0 +1,419 @@
+"""End to end: the k0s basefs image (basefs/k0s, built from the stand-in upstream files of
+tests/standins/k0s.py) run by sealer on fixture hosts with the k0s plugin, over SSH.
+
+One cluster's life, test after test on one set of hosts and one state home: three controllers
+and a worker, with a Clusterfile ClusterConfig merged over the image's etc/k0s.yaml; an
+upgrade (master0, the controllers one by one, the worker drained and uncordoned) and a refused
+downgrade; the worker deleted (drained, node deleted, stop, reset); wrong tokens refused; a
+controller deleted (etcd leave first); then `delete --all` leaves every host as it was. What is
+checked is what the hosts hold afterwards - /etc/k0s, /var/lib/k0s, the units, master0's
+"etcd" (members, nodes, ordered events) - read straight from the hosts.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from builder.errors import SealerError
+from builder.runtime import actions
+from builder.runtime.clusterfile import parse_clusterfile
+from builder.runtime.state import ClusterState
+from builder.store.layout import Store
+from scripts.basefs import build_basefs
+from tests.hosts import HostLab, HostSet, TestHost
+from tests.standins import install_systemctl, make_bin_dir
+from tests.validate import validate_image
+
+NAME = "k0s-e2e"
+IMAGE = "sealer.test/k0s:v1.29.4-k0s.0"
+IMAGE_NEXT = "sealer.test/k0s:v1.30.0-k0s.0"
+STATE = "/var/lib/k0s/etcd/cluster.json"
+USER_CONFIG = {
+    "apiVersion": "k0s.k0sproject.io/v1beta1",
+    "kind": "ClusterConfig",
+    "metadata": {"name": "e2e"},
+    "spec": {"network": {"podCIDR": "10.250.0.0/16"}, "api": {"sans": ["k0s.example.test"]}},
+}
+
+
+@dataclass
+class Lab:
+    store: Store
+    home: Path
+    hosts: HostSet  # 0-2 controllers, 3 the worker
+    etc_hosts: dict[str, str]  # each host's /etc/hosts before sealer touched it
+
+    def settings(self) -> actions.Settings:
+        return actions.Settings(store=self.store, home=self.home)
+
+    @property
+    def master0(self) -> TestHost:
+        return self.hosts[0]
+
+
+def clusterfile(image: str, masters: Sequence[TestHost], nodes: Sequence[TestHost], hosts: HostSet) -> str:
+    ssh = {
+        "user": "root",
+        "useAgent": False,
+        "knownHosts": str(hosts.known_hosts),
+        "pk": str(hosts.client_key),
+    }
+    spec = {
+        "image": image,
+        "hosts": [
+            {"ips": [h.address for h in masters], "roles": ["master"], "ssh": ssh},
+            *([{"ips": [h.address for h in nodes], "roles": ["node"], "ssh": ssh}] if nodes else []),
+        ],
+    }
+    doc = {"apiVersion": "sealer.io/v2", "kind": "Cluster", "metadata": {"name": NAME}, "spec": spec}
+    return yaml.safe_dump_all([doc, USER_CONFIG], sort_keys=False)
+
+
+@pytest.fixture(scope="module")
+def lab(host_lab: HostLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    base = tmp_path_factory.mktemp("k0s-e2e")
+    store = Store.open(base / "store")
+    build_basefs("k0s", make_bin_dir("k0s", base / "bin-v1.29.4"), store, IMAGE)
+    build_basefs("k0s", make_bin_dir("k0s", base / "bin-v1.30.0", "v1.30.0"), store, IMAGE_NEXT)
+    validate_image(store, IMAGE)
+    hosts = host_lab.make_hosts(4)
+    try:
+        for host in hosts:
+            install_systemctl(host)
+        etc_hosts = {h.address: h.path("/etc/hosts").read_text() for h in hosts}
+        yield Lab(store, base / "state", hosts, etc_hosts)
+    finally:
+        host_lab.remove_hosts(hosts)
+        store.close()
+
+
+# --- reading the hosts -----------------------------------------------------------------------------
+
+
+def etcd(lab: Lab) -> dict[str, Any]:
+    """master0's cluster state (the stand-in's etcd): members, nodes, tokens, events."""
+    data: dict[str, Any] = json.loads(lab.master0.path(STATE).read_text())
+    return data
+
+
+def member_list(host: TestHost) -> dict[str, str]:
+    """`k0s etcd member-list` on `host`: name -> peer URL."""
+    members: dict[str, str] = json.loads(host.run("k0s etcd member-list").stdout)["members"]
+    return members
+
+
+def kubectl_nodes(host: TestHost) -> dict[str, list[str]]:
+    out = host.run("k0s kubectl get nodes -o wide --no-headers").stdout
+    return {line.split()[0]: line.split() for line in out.splitlines()}
+
+
+def events(lab: Lab, reason: str | None = None) -> list[dict[str, Any]]:
+    return [e for e in etcd(lab)["events"] if reason is None or e["reason"] == reason]
+
+
+def decode(token: str) -> dict[str, Any]:
+    """A k0s join token: base64 of a gzipped kubeconfig."""
+    doc: dict[str, Any] = yaml.safe_load(gzip.decompress(base64.b64decode(token)))
+    return doc
+
+
+def k0s_pids(host: TestHost) -> list[int]:
+    assert host.holder is not None
+    netns = os.readlink(f"/proc/{host.holder[0]}/ns/net")
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if (
+                entry.name.isdigit()
+                and os.readlink(entry / "ns/net") == netns
+                and "/usr/local/bin/k0s\0" in (entry / "cmdline").read_text()
+            ):
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+def assert_reset(lab: Lab, host: TestHost) -> None:
+    for path in ("/usr/local/bin/k0s", "/etc/k0s", "/etc/systemd/system/k0scontroller.service",
+                 "/etc/systemd/system/k0sworker.service", "/run/k0s", f"/var/lib/sealer/data/{NAME}"):  # fmt: skip
+        assert not host.path(path).exists(), f"{host.hostname}: {path} is left"
+    assert list(host.path("/var/lib/k0s").iterdir()) == []  # k0s reset emptied the data dir
+    assert k0s_pids(host) == []
+    assert host.run("ss -Hltn 'sport = :10250'").stdout.strip() == ""
+    assert host.path("/etc/hosts").read_text() == lab.etc_hosts[host.address]  # clean.sh undid init.sh
+
+
+# --- the cluster's life ----------------------------------------------------------------------------
+
+
+def test_run_three_controllers_and_a_worker(lab: Lab) -> None:
+    h = lab.hosts
+    masters, worker = h[0:3], h[3]
+    m0 = lab.master0.address
+    outcome = actions.run(parse_clusterfile(clusterfile(IMAGE, masters, [worker], h)), lab.settings())
+    assert {s.host for s in outcome.hosts} == {x.address for x in h}
+
+    # /etc/k0s/k0s.yaml on each controller: the image's defaults with the Clusterfile's
+    # ClusterConfig merged over them, the host's address, the required SANs; 0600
+    for m in masters:
+        path = m.path("/etc/k0s/k0s.yaml")
+        assert path.stat().st_mode & 0o777 == 0o600
+        config = yaml.safe_load(path.read_text())
+        assert config["metadata"] == {"name": "e2e"}
+        assert config["spec"]["network"] == {
+            "provider": "kuberouter",
+            "podCIDR": "10.250.0.0/16",
+            "serviceCIDR": "10.96.0.0/12",
+        }
+        assert config["spec"]["images"] == {"default_pull_policy": "Never"}
+        assert config["spec"]["api"] == {
+            "sans": [
+                "k0s.example.test",
+                "apiserver.cluster.local",
+                *(x.address for x in masters),
+                "127.0.0.1",
+            ],
+            "address": m.address,
+        }
+        sans = m.path("/var/lib/k0s/pki/server.crt").read_text()
+        assert "DNS:apiserver.cluster.local" in sans and "DNS:k0s.example.test" in sans
+    assert not worker.path("/etc/k0s/k0s.yaml").exists()  # a worker takes its config from the API
+
+    # the binary and the image bundle on every host
+    for x in h:
+        assert x.run("/usr/local/bin/k0s version").stdout.strip() == "v1.29.4+k0s.0"
+        assert [p.name for p in x.path("/var/lib/k0s/images").iterdir()] == [
+            f"k0s-airgap-bundle-v1.29.4+k0s.0-{os.uname().machine.replace('x86_64', 'amd64')}"
+        ]
+
+    # the units k0s install wrote: master0 without a token, with workers present no --enable-worker
+    unit = lab.master0.path("/etc/systemd/system/k0scontroller.service").read_text()
+    assert (
+        "ExecStart=/usr/local/bin/k0s controller --data-dir=/var/lib/k0s --config=/etc/k0s/k0s.yaml\n" in unit
+    )
+    for m in masters[1:]:
+        unit = m.path("/etc/systemd/system/k0scontroller.service").read_text()
+        assert "--token-file=/etc/k0s/controller-token" in unit and "--enable-worker" not in unit
+    unit = worker.path("/etc/systemd/system/k0sworker.service").read_text()
+    assert f"ExecStart=/usr/local/bin/k0s worker --data-dir=/var/lib/k0s --token-file=/etc/k0s/worker-token --kubelet-extra-args=--node-ip={worker.address}\n" in unit  # fmt: skip
+
+    # the tokens used: minted on master0 just before each join, 0600 on the joining host,
+    # pointing at master0's join API (controllers) or API server (the worker)
+    for x, role, port in [
+        (masters[1], "controller", 9443),
+        (masters[2], "controller", 9443),
+        (worker, "worker", 6443),
+    ]:
+        path = x.path(f"/etc/k0s/{role}-token")
+        assert path.stat().st_mode & 0o777 == 0o600
+        token = decode(path.read_text().strip())
+        assert token["clusters"][0]["cluster"]["server"] == f"https://{m0}:{port}"
+        assert token["users"][0]["name"] == (
+            "controller-bootstrap" if role == "controller" else "kubelet-bootstrap"
+        )
+        secret = token["users"][0]["user"]["token"]
+        assert etcd(lab)["tokens"][secret]["allows"] == [role]
+        assert etcd(lab)["tokens"][secret]["expires"] is not None  # --expiry=1h
+    assert (
+        masters[1].path("/etc/k0s/controller-token").read_text()
+        != masters[2].path("/etc/k0s/controller-token").read_text()
+    )
+    # in order: a token, then the join it was minted for
+    order = [(e["reason"], e["name"]) for e in events(lab) if e["reason"] in ("TokenCreated", "Joined")]
+    assert order == [
+        ("TokenCreated", "controller"),
+        ("Joined", masters[1].hostname),
+        ("TokenCreated", "controller"),
+        ("Joined", masters[2].hostname),
+        ("TokenCreated", "worker"),
+        ("Joined", worker.hostname),
+    ]
+
+    # the etcd member list (from any controller), the nodes (controllers are none: workers exist)
+    expected = {m.hostname: f"https://{m.address}:2380" for m in masters}
+    assert member_list(lab.master0) == expected and member_list(masters[2]) == expected
+    nodes = kubectl_nodes(lab.master0)
+    assert list(nodes) == [worker.hostname]
+    _, status, roles, _, version, ip, *_ = nodes[worker.hostname]
+    assert (status, roles, version, ip) == ("Ready", "<none>", "v1.29.4+k0s", worker.address)
+    for m in masters:
+        assert "Role: controller\nWorkloads: false\n" in m.run("k0s status").stdout
+        assert m.run("systemctl is-active k0scontroller").stdout.strip() == "active"
+    assert "Role: worker\n" in worker.run("k0s status").stdout
+
+    # init.sh's tagged /etc/hosts block: a controller resolves the endpoint to itself, a node to master0
+    for x in h:
+        target = x.address if x in masters else m0
+        assert f"\n{target} apiserver.cluster.local\n" in x.path("/etc/hosts").read_text()
+
+    # the saved kubeconfig names the stable endpoint
+    kubeconfig = ClusterState(NAME, lab.home).kubeconfig_path
+    assert kubeconfig.stat().st_mode & 0o777 == 0o600
+    text = kubeconfig.read_text()
+    assert "server: https://apiserver.cluster.local:6443" in text and m0 not in text
+
+
+def test_upgrade_then_a_downgrade_is_refused(lab: Lab) -> None:
+    h = lab.hosts
+    worker = h[3]
+    before = len(events(lab))
+    actions.upgrade(NAME, IMAGE_NEXT, lab.settings())
+    for x in h:
+        assert x.run("/usr/local/bin/k0s version").stdout.strip() == "v1.30.0+k0s.0"
+        assert "Version: v1.30.0+k0s.0\n" in x.run("k0s status").stdout
+        bundles = [p.name for p in x.path("/var/lib/k0s/images").iterdir()]
+        assert len(bundles) == 1 and "v1.30.0+k0s.0" in bundles[0]  # the old bundle went
+    nodes = kubectl_nodes(lab.master0)
+    assert nodes[worker.hostname][1:5:3] == ["Ready", "v1.30.0+k0s"]  # uncordoned, new version
+    # the worker was drained before its restart and uncordoned after it
+    mine = [(e["reason"], e.get("unschedulable"), e.get("version")) for e in events(lab)[before:] if e["name"] == worker.hostname]  # fmt: skip
+    assert mine == [
+        ("Patched", True, None),
+        ("Patched", None, None),  # evicted
+        ("Patched", None, "v1.30.0+k0s"),
+        ("Patched", False, None),
+    ]
+    assert list(member_list(lab.master0)) == [m.hostname for m in h[0:3]]
+
+    with pytest.raises(SealerError):
+        actions.upgrade(NAME, IMAGE, lab.settings())
+    log = (ClusterState(NAME, lab.home).logs_dir / f"{lab.master0.address}.log").read_text()
+    assert "k0s 1.30.0 -> 1.29.4: a downgrade or a major change is not supported" in log
+    assert lab.master0.run("/usr/local/bin/k0s version").stdout.strip() == "v1.30.0+k0s.0"
+
+
+def test_delete_the_worker(lab: Lab) -> None:
+    worker = lab.hosts[3]
+    actions.delete(NAME, lab.settings(), nodes=[worker.address])
+    mine = [(e["reason"], e.get("unschedulable")) for e in events(lab) if e["name"] == worker.hostname]
+    assert mine[-3:] == [("Patched", True), ("Patched", None), ("Deleted", None)]
+    assert kubectl_nodes(lab.master0) == {}
+    assert_reset(lab, worker)
+    saved = ClusterState(NAME, lab.home).load_cluster()
+    assert saved is not None and worker.address not in saved.ips
+
+
+def test_wrong_tokens_are_refused(lab: Lab) -> None:
+    """The stand-in checks a join token against master0's API over the network: on the deleted
+    worker (a clean host again), a worker daemon started by hand with bad tokens never joins."""
+    worker, m0 = lab.hosts[3], lab.master0
+    (bundle,) = m0.path("/var/lib/k0s/images").iterdir()
+    images = worker.path("/var/lib/k0s/images")
+    images.mkdir()
+    (images / bundle.name).write_bytes(bundle.read_bytes())
+    binary = worker.path("/root/k0s")  # the reset removed the worker's own
+    binary.write_bytes(m0.path("/usr/local/bin/k0s").read_bytes())
+    binary.chmod(0o755)
+    good = m0.run("k0s token create --role=worker --expiry=1h").stdout.strip()
+    doc = decode(good)
+    doc["users"][0]["user"]["token"] = "abcdef.0123456789abcdef"
+    forged = base64.b64encode(gzip.compress(yaml.safe_dump(doc).encode())).decode()
+    expired = m0.run("k0s token create --role=worker --expiry=1ms").stdout.strip()
+    controller = m0.run("k0s token create --role=controller --expiry=1h").stdout.strip()
+    doc = decode(controller)
+    doc["users"][0]["name"] = "kubelet-bootstrap"  # a controller token dressed as a worker's
+    relabelled = base64.b64encode(gzip.compress(yaml.safe_dump(doc).encode())).decode()
+    cases = {
+        forged: "token is not valid (unknown token)",
+        expired: "token is not valid (expired)",
+        controller: "is a controller-bootstrap token, not a worker token",
+        relabelled: "token is not valid for a worker join",
+        "not-a-token": "not a k0s token",
+    }
+    try:
+        for token, message in cases.items():
+            worker.path("/root/bad-token").write_text(token + "\n")
+            proc = worker.run("/root/k0s worker --token-file /root/bad-token", check=False, timeout_s=20)
+            assert proc.returncode == 1 and message in proc.stderr, proc.stderr
+        assert kubectl_nodes(m0) == {}  # nothing joined
+        assert list(worker.path("/var/lib/k0s").iterdir()) == [images]  # nothing written
+    finally:
+        worker.path("/root/bad-token").unlink(missing_ok=True)
+        binary.unlink()
+        (images / bundle.name).unlink()
+        images.rmdir()
+    assert_reset(lab, worker)
+
+
+def test_delete_a_controller_leaves_etcd_first(lab: Lab) -> None:
+    leaving = lab.hosts[2]
+    actions.delete(NAME, lab.settings(), masters=[leaving.address])
+    assert list(member_list(lab.master0)) == [m.hostname for m in lab.hosts[0:2]]
+    assert events(lab, "MemberRemoved")[-1]["name"] == leaving.hostname
+    assert (
+        json.loads(lab.master0.path(STATE).read_text())["secrets"][f"controlnode/{leaving.hostname}"]["value"]
+        == "deleted"
+    )
+    assert_reset(lab, leaving)
+
+
+def test_delete_all_leaves_every_host_as_it_was(lab: Lab) -> None:
+    outcome = actions.delete(NAME, lab.settings(), all_=True)
+    assert outcome.message == f"cluster {NAME} deleted"
+    for host in lab.hosts:
+        assert_reset(lab, host)
+    assert not ClusterState(NAME, lab.home).dir.exists()
+
+
+def test_a_lone_controller_runs_the_workloads(lab: Lab) -> None:
+    """A cluster without nodes: the controller is installed with --enable-worker --no-taints,
+    so it is a node that can schedule; the image bundle is imported there."""
+    solo = lab.hosts[3]
+    text = clusterfile(IMAGE, [solo], [], lab.hosts).replace(f"name: {NAME}", "name: k0s-solo")
+    actions.run(parse_clusterfile(text), lab.settings())
+    unit = solo.path("/etc/systemd/system/k0scontroller.service").read_text()
+    assert f"--enable-worker=true --no-taints=true --kubelet-extra-args=--node-ip={solo.address}\n" in unit
+    assert "Role: controller+worker\nWorkloads: true\n" in solo.run("k0s status").stdout
+    _, status, roles, _, version, ip, *_ = kubectl_nodes(solo)[solo.hostname]
+    assert (status, roles, version, ip) == ("Ready", "control-plane", "v1.29.4+k0s", solo.address)
+    assert solo.run("ss -Hltn 'sport = :10250'").stdout.strip()  # its kubelet
+    assert (
+        "server: https://apiserver.cluster.local:6443"
+        in ClusterState("k0s-solo", lab.home).kubeconfig_path.read_text()
+    )
+    actions.delete("k0s-solo", lab.settings(), all_=True)
+    assert_reset(lab, solo)
+
+
+def test_init_registry_serves_bundled_images_and_clean_undoes_it(lab: Lab) -> None:
+    """scripts/init-registry.sh on master0 of a one-host cluster: sea.hub resolves to master0, a
+    registry serves the rootfs registry/ dir on :5000 and containerd mirrors to it; clean.sh
+    removes all of it (the /etc/hosts block included)."""
+    host = lab.hosts[3]
+    rootfs = "/root/rootfs"
+    scripts = Path(__file__).resolve().parents[4] / "basefs" / "k0s" / "scripts"
+    for name in ("init-registry.sh", "clean.sh"):
+        target = host.path(f"{rootfs}/scripts/{name}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text((scripts / name).read_text())
+    host.path(f"{rootfs}/registry/docker/registry/v2/repositories").mkdir(parents=True)
+    env = f"SEALER_HOST_IP={host.address} SEALER_MASTER0={host.address} SEALER_ROOTFS={rootfs}"
+    try:
+        out = host.run(f"cd {rootfs} && {env} sh scripts/init-registry.sh").stdout
+        assert f"the registry on {host.address}:5000 serves {rootfs}/registry" in out
+        again = host.run(f"cd {rootfs} && {env} sh scripts/init-registry.sh").stdout  # idempotent
+        assert "the registry already serves" in again
+        assert f"\n{host.address} sea.hub\n" in host.path("/etc/hosts").read_text()
+        drop_in = host.path("/etc/k0s/containerd.d/sealer-registry.toml").read_text()
+        assert '[plugins."io.containerd.grpc.v1.cri".registry.mirrors."docker.io"]' in drop_in
+        assert drop_in.count('endpoint = ["http://sea.hub:5000"]') == 5
+        probe = "import urllib.request as u, time\nfor _ in range(100):\n    try:\n        print(u.urlopen('http://sea.hub:5000/v2/').status); break\n    except OSError:\n        time.sleep(0.05)\n"
+        host.path("/root/probe.py").write_text(probe)
+        assert host.run("python3 /root/probe.py").stdout.strip() == "200"
+    finally:
+        host.run(f"cd {rootfs} && sh scripts/clean.sh")
+    assert host.run("ss -Hltn 'sport = :5000'").stdout.strip() == ""
+    assert not host.path("/etc/k0s").exists() and not host.path("/var/lib/sealer/k0s-registry").exists()
+    assert host.path("/etc/hosts").read_text() == lab.etc_hosts[host.address]
+    host.run(f"rm -rf {rootfs} /root/probe.py")

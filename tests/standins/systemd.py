@@ -1,0 +1,546 @@
+"""The `systemctl` stand-in (entry "standins.systemd:main"): enough of systemd for the upstream
+install scripts and the runtime plugins, on hosts where no systemd runs.
+
+    systemctl daemon-reload
+    systemctl enable [--now] UNIT...      symlink into <WantedBy>.wants/ ([Install] is required)
+    systemctl disable [--now] UNIT...
+    systemctl start|stop|restart UNIT...
+    systemctl is-active [--quiet] UNIT... "active"/"inactive"/"failed"; exit 0 only when active
+    systemctl is-enabled [--quiet] UNIT...
+    systemctl status UNIT...              a few lines and the log's tail; exit 3 when not active
+    systemctl reset-failed [UNIT...]
+
+Units are /etc/systemd/system/<name>.service ("k3s" and "k3s.service" are one unit). As systemd
+does, a unit file is used as loaded: `daemon-reload` snapshots every unit, `start` uses the
+snapshot (warning when the file changed on disk since), so an install script that rewrites a
+unit and forgets daemon-reload starts the old command line here too.
+
+[Service] keys acted on: Type (simple, exec, notify), ExecStartPre (a leading "-" ignores
+failure), ExecStart (absolute path, shell-like quoting, "\\" continuations; no $VAR expansion,
+no prefixes but "-"), Environment, EnvironmentFile ("-" optional, %N = unit name), KillMode
+(process, or the whole process group), TimeoutStartSec, TimeoutStopSec, WorkingDirectory. The
+service gets systemd's clean environment (PATH only, plus its Environment/EnvironmentFile and
+NOTIFY_SOCKET), never the caller's. Other keys (Restart, Delegate, LimitNOFILE...) are read and
+ignored: a crashed service stays down, which a test then sees.
+
+ExecStart runs detached (its own session) under a small supervisor process that records the
+main pid and, when it ends, its exit status (so `is-active` can say "failed"). Type=notify
+waits for READY=1 on $NOTIFY_SOCKET (core.notify_ready), the process exiting (failure) or the
+start timeout (TimeoutStartSec; 0 or infinity means at most START_CAP_S here). Everything lives
+under /run/standin-systemd/: <unit>.json (pid, start time, exit status), <unit>.log (stdout and
+stderr), loaded/<unit> (the snapshot).
+
+STANDIN_SYSTEMD_ROOT (default "/") prefixes every path, for unit tests in a temp dir.
+
+Over the house ~400 lines: unit parsing, the supervisor and the CLI are one program, read
+together when a service misbehaves on a test host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import core
+
+START_CAP_S = 120.0
+STOP_CAP_S = 15.0
+SERVICE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_NOT_FOUND = 5  # systemctl's exit status for "unit not found" on start/stop
+_INACTIVE = 3
+
+
+def _root() -> Path:
+    return Path(os.environ.get("STANDIN_SYSTEMD_ROOT", "/"))
+
+
+def unit_dir() -> Path:
+    return _root() / "etc/systemd/system"
+
+
+def run_dir() -> Path:
+    return _root() / "run/standin-systemd"
+
+
+def unit_name(name: str) -> str:
+    """ "k3s", "k3s.service" and "/etc/systemd/system/k3s.service" (enable takes paths) alike."""
+    if name.startswith("/"):
+        if Path(name).parent != Path("/etc/systemd/system"):
+            core.die(f"{name}: the stand-in links only units in /etc/systemd/system")
+        name = Path(name).name
+    return name if name.endswith(".service") else f"{name}.service"
+
+
+# --- unit files ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Unit:
+    name: str
+    path: Path
+    sections: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, name: str, path: Path, text: str) -> Unit:
+        unit = cls(name, path)
+        section = None
+        lines = text.replace("\\\n", " ").splitlines()
+        for number, raw in enumerate(lines, 1):
+            line = raw.strip()
+            if not line or line[0] in "#;":
+                continue
+            if line.startswith("[") and line.endswith("]"):
+                section = line[1:-1]
+                unit.sections.setdefault(section, [])
+                continue
+            key, eq, value = line.partition("=")
+            if not eq or section is None:
+                core.die(f"{path}:{number}: not a key=value line in a section: {line!r}")
+            unit.sections[section].append((key.strip(), value.strip()))
+        if "Service" not in unit.sections:
+            core.die(f"{path}: no [Service] section")
+        return unit
+
+    def values(self, section: str, key: str) -> list[str]:
+        out: list[str] = []
+        for k, v in self.sections.get(section, []):
+            if k == key:
+                if v == "":
+                    out.clear()  # an empty assignment resets a list setting, as in systemd
+                else:
+                    out.append(v.replace("%N", self.name.removesuffix(".service")))
+        return out
+
+    def value(self, section: str, key: str, default: str = "") -> str:
+        found = self.values(section, key)
+        return found[-1] if found else default
+
+    def command(self, key: str) -> list[tuple[bool, list[str]]]:
+        """ExecStart-like values as (ignore_failure, argv)."""
+        out = []
+        for value in self.values("Service", key):
+            ignore = value.startswith("-")
+            text = value[1:] if ignore else value
+            if text[:1] in "@+!:":
+                core.die(f"{self.path}: {key} prefix {text[0]!r} is not supported by the stand-in")
+            argv = shlex.split(text)
+            if any("$" in a for a in argv):
+                core.die(f"{self.path}: {key}: $VARIABLE expansion is not supported by the stand-in")
+            if not argv or not argv[0].startswith("/"):
+                core.die(f"{self.path}: {key}={value}: the executable path must be absolute")
+            out.append((ignore, argv))
+        return out
+
+    def environment(self) -> dict[str, str]:
+        env = {"PATH": SERVICE_PATH}
+        for value in self.values("Service", "Environment"):
+            for item in shlex.split(value):
+                k, eq, v = item.partition("=")
+                if not eq:
+                    core.die(f"{self.path}: Environment={value}: {item!r} is not KEY=value")
+                env[k] = v
+        for value in self.values("Service", "EnvironmentFile"):
+            optional = value.startswith("-")
+            path = Path(value[1:] if optional else value)
+            host_path = _root() / str(path).lstrip("/")
+            if not host_path.is_file():
+                if optional:
+                    continue
+                core.die(f"{self.name}: EnvironmentFile {path} is missing")
+            env.update(_read_env_file(host_path))
+        return env
+
+
+def _read_env_file(path: Path) -> dict[str, str]:
+    out = {}
+    for number, raw in enumerate(path.read_text().splitlines(), 1):
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        key, eq, value = line.partition("=")
+        if not eq or not key.strip().replace("_", "a").isalnum():
+            core.die(f"{path}:{number}: not KEY=value: {line!r}")
+        words = shlex.split(value) if value.strip() else [""]
+        out[key.strip()] = " ".join(words)
+    return out
+
+
+def _timeout(unit: Unit, key: str, cap_s: float) -> float:
+    text = unit.value("Service", key, "90").strip().lower()
+    if text in ("0", "infinity"):
+        return cap_s
+    units = {"ms": 0.001, "s": 1.0, "sec": 1.0, "min": 60.0, "m": 60.0}
+    for suffix, factor in sorted(units.items(), key=lambda kv: -len(kv[0])):
+        if text.endswith(suffix) and text[: -len(suffix)].strip().replace(".", "", 1).isdigit():
+            return min(float(text[: -len(suffix)]) * factor, cap_s)
+    if text.replace(".", "", 1).isdigit():
+        return min(float(text), cap_s)
+    core.die(f"{unit.path}: {key}={text}: not a time span")
+
+
+def _disk_path(name: str) -> Path:
+    return unit_dir() / name
+
+
+def _snapshot_path(name: str) -> Path:
+    return run_dir() / "loaded" / name
+
+
+def load(name: str, *, for_start: bool = False) -> Unit | None:
+    """The unit as loaded (the daemon-reload snapshot, else the file, then snapshotted)."""
+    disk, snap = _disk_path(name), _snapshot_path(name)
+    if snap.is_file():
+        text = snap.read_text()
+        if for_start and (not disk.is_file() or disk.read_text() != text):
+            print(
+                f"Warning: The unit file, source configuration file or drop-ins of {name} changed on "
+                "disk. Run 'systemctl daemon-reload' to reload units.",
+                file=sys.stderr,
+            )
+        return Unit.parse(name, Path("/etc/systemd/system") / name, text)
+    if not disk.is_file():
+        return None
+    text = disk.read_text()
+    snap.parent.mkdir(parents=True, exist_ok=True)
+    snap.write_text(text)
+    return Unit.parse(name, Path("/etc/systemd/system") / name, text)
+
+
+# --- processes -------------------------------------------------------------------------------------
+
+
+def _start_time(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return None if fields[0] == "Z" else int(fields[19])
+
+
+def _record(name: str) -> core.StateFile:
+    return core.StateFile(run_dir() / f"{name}.json")
+
+
+def _alive(record: dict[str, Any]) -> bool:
+    pid = record.get("pid")
+    if not pid:
+        return False
+    return _start_time(int(pid)) == record.get("start_time")
+
+
+def state_of(name: str) -> str:
+    record = _record(name).read()
+    if _alive(record):
+        return "active"
+    if record.get("result") == "failed":
+        return "failed"
+    return "inactive"
+
+
+def _supervise(name: str, argv: list[str], env: dict[str, str], cwd: str, log: Path) -> None:
+    """In the forked supervisor: run the service, record its pid, then its exit status."""
+    os.setsid()
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    status = 0
+    try:
+        with open(log, "ab") as out:
+            try:
+                proc = subprocess.Popen(
+                    argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                    start_new_session=True,
+                )  # fmt: skip
+            except OSError as err:
+                out.write(f"Failed at step EXEC spawning {argv[0]}: {err.strerror}\n".encode())
+                with _record(name).edit() as rec:
+                    rec.update(pid=None, result="failed", exit_status=203)
+                return
+            with _record(name).edit() as rec:
+                rec.update(pid=proc.pid, start_time=_start_time(proc.pid), exit_status=None, result=None)
+            status = proc.wait()
+        with _record(name).edit() as rec:
+            if rec.get("pid") == proc.pid:
+                stopping = rec.get("stopping", False)
+                ok = status == 0 or (stopping and status in (-signal.SIGTERM, -signal.SIGKILL, 143))
+                rec.update(pid=None, exit_status=status, result=None if ok else "failed", stopping=False)
+    finally:
+        os._exit(0)
+
+
+def start(name: str) -> int:
+    unit = load(name, for_start=True)
+    if unit is None:
+        print(f"Failed to start {name}: Unit {name} not found.", file=sys.stderr)
+        return _NOT_FOUND
+    if state_of(name) == "active":
+        return 0
+    run = run_dir()
+    run.mkdir(parents=True, exist_ok=True)
+    log = run / f"{name}.log"
+    env = unit.environment()
+    cwd = unit.value("Service", "WorkingDirectory", "/")
+    kind = unit.value("Service", "Type", "simple")
+    if kind not in ("simple", "exec", "notify"):
+        core.die(f"{unit.path}: Type={kind} is not supported by the stand-in")
+    (main_cmd,) = unit.command("ExecStart") or [(False, [])]
+    if not main_cmd[1]:
+        core.die(f"{unit.path}: no ExecStart")
+    with open(log, "ab") as out:
+        for ignore, argv in unit.command("ExecStartPre"):
+            code = subprocess.call(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+            if code != 0 and not ignore:
+                return _failed(name, "the control process exited with error code")
+    notify = None
+    if kind == "notify":
+        notify_path = run / f"{name}.notify"
+        notify_path.unlink(missing_ok=True)
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        notify.bind(str(notify_path))
+        env["NOTIFY_SOCKET"] = str(notify_path)
+    with _record(name).edit() as rec:
+        rec.clear()
+        rec["starting"] = time.time()
+    child = os.fork()
+    if child == 0:
+        if notify is not None:
+            notify.close()
+        _supervise(name, main_cmd[1], env, cwd, log)
+    # the supervisor outlives this process (adopted and reaped by init), as the service does
+    deadline = time.monotonic() + _timeout(unit, "TimeoutStartSec", START_CAP_S)
+    try:
+        while True:
+            rec = _record(name).read()
+            if rec.get("result") == "failed" or (rec.get("exit_status") is not None and kind == "notify"):
+                return _failed(name, "the control process exited with error code")
+            if rec.get("pid") and (kind != "notify" or _ready(notify)):
+                return 0
+            if time.monotonic() > deadline:
+                stop(name)
+                return _failed(name, "a timeout was exceeded")
+            time.sleep(0.02)
+    finally:
+        if notify is not None:
+            notify.close()
+            (run / f"{name}.notify").unlink(missing_ok=True)
+
+
+def _ready(sock: socket.socket | None) -> bool:
+    assert sock is not None
+    sock.setblocking(False)
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            message = sock.recv(4096).decode(errors="replace")
+            if "READY=1" in message.split("\n"):
+                return True
+    return False
+
+
+def _failed(name: str, why: str) -> int:
+    with _record(name).edit() as rec:
+        rec["result"] = "failed"
+    print(
+        f'Job for {name} failed because {why}.\nSee "systemctl status {name}" and '
+        f'"journalctl -xeu {name}" for details.',
+        file=sys.stderr,
+    )
+    return 1
+
+
+def stop(name: str) -> int:
+    unit = load(name)
+    record = _record(name).read()
+    if unit is None and not record:
+        print(f"Failed to stop {name}: Unit {name} not loaded.", file=sys.stderr)
+        return _NOT_FOUND
+    if not _alive(record):
+        return 0
+    pid = int(record["pid"])
+    with _record(name).edit() as rec:
+        rec["stopping"] = True
+    whole_group = unit is None or unit.value("Service", "KillMode", "control-group") != "process"
+    kill = os.killpg if whole_group else os.kill
+    with contextlib.suppress(ProcessLookupError):
+        kill(pid, signal.SIGTERM)
+    timeout = _timeout(unit, "TimeoutStopSec", STOP_CAP_S) if unit else STOP_CAP_S
+    deadline = time.monotonic() + timeout
+    while _start_time(pid) == record["start_time"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if _start_time(pid) == record["start_time"]:
+        with contextlib.suppress(ProcessLookupError):
+            kill(pid, signal.SIGKILL)
+        while _start_time(pid) == record["start_time"] and time.monotonic() < deadline + 5:
+            time.sleep(0.02)
+    # the supervisor records the exit; wait briefly so is-active right after says inactive
+    end = time.monotonic() + 5
+    while _record(name).read().get("pid") == pid and time.monotonic() < end:
+        time.sleep(0.02)
+    with _record(name).edit() as rec:
+        if rec.get("pid") == pid:
+            rec.update(pid=None, stopping=False)
+    return 0
+
+
+# --- enable / disable ------------------------------------------------------------------------------
+
+
+def _wants_links(name: str) -> list[Path]:
+    return sorted(p for p in unit_dir().glob(f"*.wants/{name}") if p.is_symlink() or p.exists())
+
+
+def enable(name: str) -> int:
+    unit = load(name)
+    if unit is None or not _disk_path(name).is_file():
+        print(f"Failed to enable unit: Unit file {name} does not exist.", file=sys.stderr)
+        return 1
+    targets = unit.values("Install", "WantedBy")
+    if not targets:
+        print(
+            f"The unit files have no installation config (WantedBy=, RequiredBy=, Also=,\n"
+            f"Alias= settings in the [Install] section) ({name}).",
+            file=sys.stderr,
+        )
+        return 0
+    for target in targets:
+        for word in target.split():
+            link = unit_dir() / f"{word}.wants" / name
+            if link.is_symlink():
+                continue
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(Path("/etc/systemd/system") / name)
+            print(f"Created symlink {Path('/etc/systemd/system') / link.relative_to(unit_dir())} → "
+                  f"/etc/systemd/system/{name}.", file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def disable(name: str) -> int:
+    for link in _wants_links(name):
+        link.unlink()
+        print(f"Removed {Path('/etc/systemd/system') / link.relative_to(unit_dir())}.", file=sys.stderr)
+    return 0
+
+
+def is_enabled(name: str) -> bool | None:
+    if not _disk_path(name).is_file() and not _snapshot_path(name).is_file():
+        return None
+    return bool(_wants_links(name))
+
+
+def daemon_reload() -> int:
+    loaded = run_dir() / "loaded"
+    loaded.mkdir(parents=True, exist_ok=True)
+    on_disk = {p.name: p for p in unit_dir().glob("*.service") if p.is_file()} if unit_dir().is_dir() else {}
+    for snap in loaded.iterdir():
+        if snap.name not in on_disk:
+            snap.unlink()
+    for name, path in on_disk.items():
+        Unit.parse(name, path, path.read_text())  # a broken unit fails here, as systemd logs it
+        (loaded / name).write_text(path.read_text())
+    return 0
+
+
+def status(name: str) -> int:
+    unit = load(name)
+    record = _record(name).read()
+    if unit is None and not record:
+        print(f"Unit {name} could not be found.", file=sys.stderr)
+        return 4
+    state = state_of(name)
+    description = unit.value("Unit", "Description", name) if unit else name
+    enabled = {True: "enabled", False: "disabled", None: "not-found"}[is_enabled(name)]
+    print(f"● {name} - {description}")
+    print(f"     Loaded: loaded (/etc/systemd/system/{name}; {enabled})")
+    detail = "running" if state == "active" else f"exit status {record.get('exit_status')}"
+    print(f"     Active: {state} ({detail})")
+    if state == "active":
+        print(f"   Main PID: {record['pid']}")
+    log = run_dir() / f"{name}.log"
+    if log.is_file():
+        for line in log.read_text(errors="replace").splitlines()[-10:]:
+            print(f"  {line}")
+    return 0 if state == "active" else _INACTIVE
+
+
+# --- the CLI ---------------------------------------------------------------------------------------
+
+_COMMANDS = (
+    "daemon-reload", "enable", "disable", "start", "stop", "restart", "is-active", "is-enabled",
+    "status", "reset-failed",
+)  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    flags = {a for a in args if a.startswith("-")}
+    words = [a for a in args if not a.startswith("-")]
+    known = {"--now", "--quiet", "-q", "--no-pager", "--no-block"}
+    if flags - known:
+        core.die(f"unrecognized option '{sorted(flags - known)[0]}'")
+    if not words or words[0] not in _COMMANDS:
+        core.die(f"unknown command {words[0]!r}" if words else "missing command")
+    command, names = words[0], [unit_name(n) for n in words[1:]]
+    quiet = bool(flags & {"--quiet", "-q"})
+    if "--now" in flags and command not in ("enable", "disable"):
+        core.die(f"--now is only for enable and disable, not {command}")
+    if command == "daemon-reload":
+        return daemon_reload()
+    if not names and command != "reset-failed":
+        core.die(f"too few arguments: {command} needs a unit name")
+    status_code = 0
+    if command == "reset-failed" and not names:
+        names = sorted(p.name.removesuffix(".json") for p in run_dir().glob("*.service.json"))
+    for name in names:
+        if command == "start":
+            status_code = start(name) or status_code
+        elif command == "stop":
+            status_code = stop(name) or status_code
+        elif command == "restart":
+            if load(name) is None:
+                print(f"Failed to restart {name}: Unit {name} not found.", file=sys.stderr)
+                status_code = _NOT_FOUND
+                continue
+            stop(name)
+            status_code = start(name) or status_code
+        elif command == "enable":
+            status_code = enable(name) or status_code
+            if "--now" in flags and status_code == 0:
+                status_code = start(name)
+        elif command == "disable":
+            if "--now" in flags:
+                stop(name)
+            status_code = disable(name) or status_code
+        elif command == "is-active":
+            state = state_of(name)
+            if not quiet:
+                print(state)
+            status_code = status_code or (0 if state == "active" else _INACTIVE)
+        elif command == "is-enabled":
+            enabled = is_enabled(name)
+            if enabled is None:
+                if not quiet:
+                    print(
+                        f"Failed to get unit file state for {name}: No such file or directory",
+                        file=sys.stderr,
+                    )
+                status_code = 1
+            else:
+                if not quiet:
+                    print("enabled" if enabled else "disabled")
+                status_code = status_code or (0 if enabled else 1)
+        elif command == "status":
+            status_code = status(name) or status_code
+        elif command == "reset-failed":
+            with _record(name).edit() as rec:
+                if rec.get("result") == "failed":
+                    rec["result"] = None
+    return status_code
