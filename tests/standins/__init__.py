@@ -5,7 +5,7 @@ They check arguments, tokens and config files strictly (a wrong one is a non-zer
 clear message on stderr) and keep their state where the real ones do, so an end-to-end test
 verifies order, files written and credentials passed over SSH. `core` is the shared part
 (docstring there: the stable API); `systemd` is the systemctl stand-in; one module per runtime
-(`k3s`, `kubeadm`, `k0s`) writes that runtime's upstream files with
+(`k3s`, `kubernetes`, `k0s`: named as basefs/<runtime>) writes that runtime's upstream files with
 `write_upstream_files(out, version)`.
 
 Public here: make_bin_dir(runtime, out, version=None), install_systemctl(host),
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from tests.hosts import TestHost
 
 BASEFS = Path(__file__).resolve().parents[2] / "basefs"
-_MODULES = {"kubernetes": "kubeadm"}  # basefs/<runtime> -> the stand-in module, where they differ
 
 
 def _default_version(runtime: str) -> str:
@@ -50,7 +49,7 @@ def make_bin_dir(runtime: str, out: Path, version: str | None = None) -> Path:
     """
     import yaml  # only on the controller (pytest); the zipapps never import this function
 
-    module = importlib.import_module(f"{__name__}.{_MODULES.get(runtime, runtime)}")
+    module = importlib.import_module(f"{__name__}.{runtime}")
     out.mkdir(parents=True, exist_ok=True)
     module.write_upstream_files(out, version or _default_version(runtime))
     upstream = yaml.safe_load((BASEFS / runtime / "upstream.yaml").read_text())

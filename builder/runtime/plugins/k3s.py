@@ -40,6 +40,17 @@ ROOTFS_INSTALL = "scripts/k3s-install.sh"
 ROOTFS_CONFIG = "etc/k3s/config.yaml"
 ROOTFS_REGISTRIES = "etc/k3s/registries.yaml"
 
+# What another install leaves behind: the marker files of an installed k3s, kubeadm (on masters
+# and workers) or k0s, never bare data dirs (/var/lib/k0s may exist empty: a mount point, or
+# left by a reset).
+EXISTING = (
+    SERVER_UNINSTALL,
+    AGENT_UNINSTALL,
+    "/etc/kubernetes/admin.conf",
+    "/etc/kubernetes/kubelet.conf",
+    "/etc/systemd/system/k0scontroller.service",
+    "/etc/systemd/system/k0sworker.service",
+)
 SERVER_PORTS = (6443, 2379, 2380, 10250)
 AGENT_PORTS = (10250,)
 
@@ -142,7 +153,7 @@ class K3sRuntime(RuntimePlugin):
             )
         )
         existing = (
-            f"for f in {SERVER_UNINSTALL} {AGENT_UNINSTALL} /etc/kubernetes/admin.conf /var/lib/k0s; do "
+            f"for f in {' '.join(EXISTING)}; do "
             'if [ -e "$f" ]; then echo "$f exists: another cluster runtime is installed here" >&2; exit 1; fi; done'
         )
         ports = " ".join(str(p) for p in (SERVER_PORTS if ctx.host.is_master else AGENT_PORTS))

@@ -32,7 +32,9 @@ FILES = (
 )
 EXISTING = (
     "for f in /usr/local/bin/k3s-uninstall.sh /usr/local/bin/k3s-agent-uninstall.sh"
-    ' /etc/kubernetes/admin.conf /var/lib/k0s; do if [ -e "$f" ]; then'
+    " /etc/kubernetes/admin.conf /etc/kubernetes/kubelet.conf"
+    " /etc/systemd/system/k0scontroller.service /etc/systemd/system/k0sworker.service;"
+    ' do if [ -e "$f" ]; then'
     ' echo "$f exists: another cluster runtime is installed here" >&2; exit 1; fi; done'
 )
 SERVER_PORTS = (

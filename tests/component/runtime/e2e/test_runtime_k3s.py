@@ -1,0 +1,324 @@
+"""End to end: the k3s basefs image (basefs/k3s, built from the stand-in upstream files of
+tests/standins/k3s.py) run by sealer on fixture hosts with the k3s plugin, over SSH.
+
+One cluster's life, test after test on one set of hosts and one state home: three masters and
+a worker; a wrong token refused; a worker joined, then deleted (drained, node deleted,
+uninstalled); an upgrade (master0, masters, the worker drained and uncordoned) and a refused
+downgrade; a master deleted (its etcd member goes); then `delete --all` leaves every host as
+it was. What is checked is what the hosts
+hold afterwards - the files k3s keeps, the datastore on master0 (nodes, etcd members, the
+ordered events), the service units and the env files install.sh wrote - read straight from
+the hosts, never what sealer says it did.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from builder.errors import SealerError
+from builder.runtime import actions
+from builder.runtime.clusterfile import parse_clusterfile
+from builder.runtime.state import ClusterState
+from builder.store.layout import Store
+from scripts.basefs import build_basefs
+from tests.hosts import HostLab, HostSet, TestHost
+from tests.standins import install_systemctl, make_bin_dir
+from tests.validate import validate_image
+
+NAME = "k3s-e2e"
+IMAGE = "sealer.test/k3s:v1.29.4-k3s1"
+IMAGE_NEXT = "sealer.test/k3s:v1.30.0-k3s1"
+TAG = "# sealer-managed k3s"
+SERVER = "/var/lib/rancher/k3s/server"
+DB = f"{SERVER}/db/state.json"
+
+
+@dataclass
+class Lab:
+    store: Store
+    home: Path
+    hosts: HostSet  # 0-2 masters, 3 the worker, 4 the worker that joins and leaves
+    etc_hosts: dict[str, str]  # each host's /etc/hosts before sealer touched it
+
+    def settings(self) -> actions.Settings:
+        return actions.Settings(store=self.store, home=self.home)
+
+    @property
+    def master0(self) -> TestHost:
+        return self.hosts[0]
+
+
+def clusterfile(image: str, masters: Sequence[TestHost], nodes: Sequence[TestHost], hosts: HostSet) -> str:
+    ssh = {
+        "user": "root",
+        "useAgent": False,
+        "knownHosts": str(hosts.known_hosts),
+        "pk": str(hosts.client_key),
+    }
+    spec = {
+        "image": image,
+        "hosts": [
+            {"ips": [h.address for h in masters], "roles": ["master"], "ssh": ssh},
+            *([{"ips": [h.address for h in nodes], "roles": ["node"], "ssh": ssh}] if nodes else []),
+        ],
+    }
+    doc = {"apiVersion": "sealer.io/v2", "kind": "Cluster", "metadata": {"name": NAME}, "spec": spec}
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+@pytest.fixture(scope="module")
+def lab(host_lab: HostLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    base = tmp_path_factory.mktemp("k3s-e2e")
+    store = Store.open(base / "store")
+    build_basefs("k3s", make_bin_dir("k3s", base / "bin-v1.29.4"), store, IMAGE)
+    build_basefs("k3s", make_bin_dir("k3s", base / "bin-v1.30.0", "v1.30.0"), store, IMAGE_NEXT)
+    validate_image(store, IMAGE)
+    hosts = host_lab.make_hosts(5)
+    try:
+        for host in hosts:
+            install_systemctl(host)
+        etc_hosts = {h.address: h.path("/etc/hosts").read_text() for h in hosts}
+        yield Lab(store, base / "state", hosts, etc_hosts)
+    finally:
+        host_lab.remove_hosts(hosts)
+        store.close()
+
+
+# --- reading the hosts -----------------------------------------------------------------------------
+
+
+def datastore(lab: Lab) -> dict[str, Any]:
+    """master0's k3s datastore (the stand-in's etcd): nodes, members, events."""
+    data: dict[str, Any] = json.loads(lab.master0.path(DB).read_text())
+    return data
+
+
+def member_names(lab: Lab) -> list[str]:
+    return [m["name"] for m in sorted(datastore(lab)["members"].values(), key=lambda m: m["seq"])]
+
+
+def kubectl_nodes(host: TestHost) -> dict[str, list[str]]:
+    """`k3s kubectl get nodes -o wide --no-headers` on `host`: name -> columns."""
+    out = host.run("k3s kubectl get nodes -o wide --no-headers").stdout
+    return {line.split()[0]: line.split() for line in out.splitlines()}
+
+
+def events_of(lab: Lab, name: str) -> list[dict[str, Any]]:
+    return [e for e in datastore(lab)["events"] if e["name"] == name]
+
+
+def env_file(host: TestHost, service: str) -> dict[str, str]:
+    """install.sh's /etc/systemd/system/<service>.service.env, as systemd reads it."""
+    text = host.path(f"/etc/systemd/system/{service}.service.env").read_text()
+    return {k: v.strip("'") for k, _, v in (line.partition("=") for line in text.splitlines() if line)}
+
+
+def k3s_pids(host: TestHost) -> list[int]:
+    """Processes of /usr/local/bin/k3s running inside `host` (its network namespace)."""
+    assert host.holder is not None
+    netns = os.readlink(f"/proc/{host.holder[0]}/ns/net")
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            ours = entry.name.isdigit() and os.readlink(entry / "ns/net") == netns
+            if ours and "/usr/local/bin/k3s\0" in (entry / "cmdline").read_text():
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+def assert_uninstalled(lab: Lab, host: TestHost) -> None:
+    for path in ("/usr/local/bin/k3s", "/usr/local/bin/k3s-killall.sh", "/usr/local/bin/k3s-uninstall.sh",
+                 "/usr/local/bin/k3s-agent-uninstall.sh", "/usr/local/bin/crictl", "/usr/local/bin/ctr",
+                 "/var/lib/rancher/k3s", "/etc/rancher/k3s",
+                 "/etc/systemd/system/k3s.service", "/etc/systemd/system/k3s-agent.service",
+                 "/etc/systemd/system/k3s.service.env", "/etc/systemd/system/k3s-agent.service.env",
+                 f"/var/lib/sealer/data/{NAME}"):  # fmt: skip
+        assert not host.path(path).exists(), f"{host.hostname}: {path} is left"
+    assert k3s_pids(host) == []
+    for service in ("k3s", "k3s-agent"):
+        assert host.run(f"systemctl is-active {service}", check=False).stdout.strip() != "active"
+        assert host.run(f"systemctl is-enabled {service}", check=False).returncode != 0
+    assert host.path("/etc/hosts").read_text() == lab.etc_hosts[host.address]  # clean.sh undid init.sh
+
+
+# --- the cluster's life ----------------------------------------------------------------------------
+
+
+def test_run_three_masters_and_a_worker(lab: Lab) -> None:
+    h = lab.hosts
+    masters, worker = h[0:3], h[3]
+    outcome = actions.run(parse_clusterfile(clusterfile(IMAGE, masters, [worker], h)), lab.settings())
+    assert {s.host for s in outcome.hosts} == {x.address for x in h[0:4]}
+
+    # master0's tokens as k3s writes them: K10<sha256 of the cluster CA>::server|node:<secret>
+    ca = lab.master0.path(f"{SERVER}/tls/server-ca.crt").read_text()
+    ca_hash = hashlib.sha256(ca.encode()).hexdigest()
+    token = lab.master0.path(f"{SERVER}/token").read_text().strip()
+    agent_token = lab.master0.path(f"{SERVER}/agent-token").read_text().strip()
+    assert re.fullmatch(rf"K10{ca_hash}::server:[0-9a-f]{{32}}", token)
+    assert re.fullmatch(rf"K10{ca_hash}::node:[0-9a-f]{{32}}", agent_token)
+    assert token.rsplit(":", 1)[1] != agent_token.rsplit(":", 1)[1]
+    for m in masters[1:]:  # the joined servers hold the same cluster tokens
+        assert m.path(f"{SERVER}/token").read_text().strip() == token
+        assert not m.path(DB).exists()  # one datastore: master0's
+
+    # master0 initialised with --cluster-init; the others joined it with the server token; the
+    # worker with the agent token (env files written by install.sh, as systemd passes them on)
+    unit = lab.master0.path("/etc/systemd/system/k3s.service").read_text()
+    assert "'--cluster-init'" in unit and "'--tls-san'" in unit and "'apiserver.cluster.local'" in unit
+    assert "K3S_TOKEN" not in env_file(lab.master0, "k3s")
+    for m in masters[1:]:
+        unit = m.path("/etc/systemd/system/k3s.service").read_text()
+        assert f"'--server' \\\n\t'https://{lab.master0.address}:6443'" in unit
+        assert env_file(m, "k3s")["K3S_TOKEN"] == token
+    assert env_file(worker, "k3s-agent") == {
+        "K3S_TOKEN": agent_token,
+        "K3S_URL": f"https://{lab.master0.address}:6443",
+    }
+
+    # the etcd member list holds the three servers, in join order; every node is Ready
+    assert member_names(lab) == [m.hostname for m in masters]
+    nodes = kubectl_nodes(lab.master0)
+    assert set(nodes) == {x.hostname for x in h[0:4]}
+    for x in h[0:4]:
+        _, status, roles, _, version, ip, *_ = nodes[x.hostname]
+        assert (status, version, ip) == ("Ready", "v1.29.4+k3s1", x.address)
+        assert roles == ("<none>" if x is worker else "control-plane,etcd,master")
+    joins = [e for e in datastore(lab)["events"] if e["reason"] == "Joined"]
+    assert [(e["name"], e["role"]) for e in joins] == [
+        *((m.hostname, "server") for m in masters),
+        (worker.hostname, "agent"),
+    ]
+    # config.yaml from the image reached every node (its node-label)
+    assert all(n["labels"] == ["sealer.io/runtime=k3s"] for n in datastore(lab)["nodes"].values())
+
+    # services up under the systemctl stand-in; API and kubelet ports held
+    for m in masters:
+        assert m.run("systemctl is-active k3s").stdout.strip() == "active"
+        assert m.run("ss -Hltn 'sport = :6443'").stdout.strip()
+    assert worker.run("systemctl is-active k3s-agent").stdout.strip() == "active"
+    assert worker.run("ss -Hltn 'sport = :10250'").stdout.strip()
+
+    # init.sh's tagged /etc/hosts line; the API certificate has the stable endpoint in its SANs
+    for x in h[0:4]:
+        assert f"{lab.master0.address} apiserver.cluster.local {TAG}" in x.path("/etc/hosts").read_text()
+    sans = lab.master0.path(f"{SERVER}/tls/serving-kube-apiserver.crt").read_text().splitlines()[0]
+    assert "DNS:apiserver.cluster.local" in sans
+
+    # the saved kubeconfig names the stable endpoint and works from any host
+    kubeconfig = ClusterState(NAME, lab.home).kubeconfig_path
+    assert kubeconfig.stat().st_mode & 0o777 == 0o600
+    text = kubeconfig.read_text()
+    assert "server: https://apiserver.cluster.local:6443" in text and "127.0.0.1" not in text
+    worker.path("/root/admin.kubeconfig").write_text(text)
+    out = worker.run("k3s kubectl --kubeconfig /root/admin.kubeconfig get nodes --no-headers").stdout
+    assert len(out.splitlines()) == 4
+
+
+def test_wrong_tokens_are_refused(lab: Lab) -> None:
+    worker, m0 = lab.hosts[3], lab.master0.address
+    token = lab.master0.path(f"{SERVER}/token").read_text().strip()
+    agent_token = lab.master0.path(f"{SERVER}/agent-token").read_text().strip()
+    prefix, _, secret = agent_token.rpartition(":")
+    join = f"--server https://{m0}:6443 --node-name intruder --node-ip {worker.address}"
+    cases = {
+        f"{prefix}:{'0' * 32}": "token is not valid (unknown token)",  # right CA, wrong secret
+        f"K10{'0' * 64}::node:{secret}": "token CA hash does not match",  # right secret, wrong CA
+    }
+    for bad, message in cases.items():
+        proc = worker.run(f"K3S_TOKEN='{bad}' k3s agent {join}", check=False)
+        assert proc.returncode == 1 and message in proc.stderr, proc.stderr
+    # the agent token cannot make a server; the server token can make an agent (as upstream)
+    proc = worker.run(f"k3s server {join} --token '{agent_token}'", check=False)
+    assert proc.returncode == 1 and "token is not valid for a server join" in proc.stderr, proc.stderr
+    assert "intruder" not in datastore(lab)["nodes"]
+    assert token != agent_token
+
+
+def test_join_then_delete_a_worker(lab: Lab) -> None:
+    h = lab.hosts
+    new = h[4]
+    wanted = parse_clusterfile(clusterfile(IMAGE, h[0:3], [h[3], new], h))
+    outcome = actions.apply(wanted, lab.settings())
+    assert [s.host for s in outcome.hosts] == [new.address]  # only the new host did anything
+    assert kubectl_nodes(lab.master0)[new.hostname][1] == "Ready"
+    assert (
+        env_file(new, "k3s-agent")["K3S_TOKEN"]
+        == lab.master0.path(f"{SERVER}/agent-token").read_text().strip()
+    )
+
+    actions.delete(NAME, lab.settings(), nodes=[new.address])
+    # on master0: drained (cordoned, evicted), then the node deleted - in that order
+    assert [(e["reason"], {k: e[k] for k in ("unschedulable", "evicted") if k in e})
+            for e in events_of(lab, new.hostname)][1:] == [
+        ("Patched", {"unschedulable": True}),
+        ("Patched", {"evicted": True}),
+        ("Deleted", {}),
+    ]  # fmt: skip
+    assert new.hostname not in kubectl_nodes(lab.master0)
+    assert member_names(lab) == [m.hostname for m in h[0:3]]  # an agent was never a member
+    assert_uninstalled(lab, new)  # k3s-agent-uninstall.sh ran and removed itself; clean.sh ran
+    saved = ClusterState(NAME, lab.home).load_cluster()
+    assert saved is not None and new.address not in saved.ips
+
+
+def test_upgrade_then_a_downgrade_is_refused(lab: Lab) -> None:
+    h = lab.hosts
+    worker = h[3]
+    before = len(datastore(lab)["events"])
+    actions.upgrade(NAME, IMAGE_NEXT, lab.settings())
+    nodes = kubectl_nodes(lab.master0)
+    assert {n[4] for n in nodes.values()} == {"v1.30.0+k3s1"}
+    assert all(n[1] == "Ready" for n in nodes.values())  # the worker is uncordoned again
+    for x in h[0:4]:
+        assert x.run("k3s --version").stdout.startswith("k3s version v1.30.0+k3s1 ")
+    # order: each host restarted (re-joined) master0 first, masters one by one, the worker
+    # last, drained before its restart and uncordoned after it
+    new_events = datastore(lab)["events"][before:]
+    rejoins = [e["name"] for e in new_events if e["reason"] == "Joined"]
+    assert rejoins == [x.hostname for x in h[0:4]]
+    mine = [(e["reason"], e.get("unschedulable")) for e in new_events if e["name"] == worker.hostname]
+    assert mine == [("Patched", True), ("Patched", None), ("Joined", None), ("Patched", False)]
+    assert member_names(lab) == [m.hostname for m in h[0:3]]
+
+    with pytest.raises(SealerError):
+        actions.upgrade(NAME, IMAGE, lab.settings())
+    log = (ClusterState(NAME, lab.home).logs_dir / f"{lab.master0.address}.log").read_text()
+    assert "k3s 1.30.0 -> 1.29.4: a downgrade or a major change is not supported" in log
+    assert {n[4] for n in kubectl_nodes(lab.master0).values()} == {"v1.30.0+k3s1"}  # nothing changed
+
+
+def test_delete_a_master_removes_its_etcd_member(lab: Lab) -> None:
+    h = lab.hosts
+    leaving = h[2]
+    actions.delete(NAME, lab.settings(), masters=[leaving.address])
+    reasons = [e["reason"] for e in events_of(lab, leaving.hostname)]
+    assert reasons[-4:] == ["Patched", "Patched", "Deleted", "MemberRemoved"]  # drain, delete
+    assert member_names(lab) == [h[0].hostname, h[1].hostname]
+    assert set(kubectl_nodes(lab.master0)) == {x.hostname for x in (h[0], h[1], h[3])}
+    assert_uninstalled(lab, leaving)  # k3s-uninstall.sh ran on it
+    # a remaining server's kubectl (its 6443 forwards to master0) sees the same three nodes
+    lines = h[1].run("k3s kubectl get nodes --no-headers").stdout.splitlines()
+    assert sorted((line.split()[0], line.split()[1]) for line in lines) == sorted(
+        (x.hostname, "Ready") for x in (h[0], h[1], h[3])
+    )
+
+
+def test_delete_all_leaves_every_host_as_it_was(lab: Lab) -> None:
+    outcome = actions.delete(NAME, lab.settings(), all_=True)
+    assert outcome.message == f"cluster {NAME} deleted"
+    for host in lab.hosts:
+        assert_uninstalled(lab, host)
+    assert not ClusterState(NAME, lab.home).dir.exists()
