@@ -253,13 +253,12 @@ class K3sRuntime(RuntimePlugin):
                 ),
             )
         service = "k3s" if ctx.host.is_master else "k3s-agent"
-        images = f"mkdir -p {IMAGES_DIR} && cp {shlex.quote(ctx.rootfs)}/{ROOTFS_IMAGES} {IMAGES_DIR}/"
+        binary, images, config = self._stage_files(ctx)
         return (
             PluginStep("k3s-upgrade-check", "no downgrade, at most one minor version", _version_check(ctx)),
-            PluginStep("k3s-images", f"air-gap images into {IMAGES_DIR}", images),
-            PluginStep(
-                "k3s-binary", f"k3s binary into {BIN}", f"install -D -m 0755 {_path(ctx, ROOTFS_BIN)} {BIN}"
-            ),
+            images,
+            config,  # the new image's config.yaml and registries.yaml, read on restart
+            binary,
             PluginStep(
                 "k3s-restart",
                 f"restart {service}",

@@ -264,6 +264,7 @@ def test_upgrade() -> None:
         return [
             (ip, "k3s-upgrade-check", VERSION_CHECK),
             (ip, "k3s-images", IMAGES),
+            (ip, "k3s-config", CONFIG),
             (ip, "k3s-binary", BINARY),
             (ip, "k3s-restart", f"systemctl restart {service}"),
         ]
