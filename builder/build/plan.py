@@ -314,6 +314,15 @@ def _plan_step(ins: kg.Instruction, scope: _Scope) -> Step:
         return ConfigStep(span, text, ins, items=items)
     if isinstance(ins, kg.KubeVersion):
         value = scope.expand(ins.version, span)
+        if not value.strip():
+            raise InvalidArgument(
+                f"KUBEVERSION {ins.version} expands to nothing",
+                hint="an ARG declared before FROM is seen only by FROM: declare it again after FROM "
+                "(ARG NAME), give it a default, or pass --build-arg NAME=VALUE",
+                path=scope.kubefile.path,
+                line=span.line,
+                column=span.column,
+            )
         return ConfigStep(span, f"KUBEVERSION {value}", ins, value=value)
     if isinstance(ins, kg.Maintainer):
         return ConfigStep(span, f"MAINTAINER {ins.name}", ins, value=ins.name)

@@ -60,3 +60,14 @@ def test_bad_substitution_names_file_and_line(tmp_path: Path) -> None:
 def test_missing_base_image(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="nothing/here"):
         plan("FROM nothing/here:v1\n", tmp_path)
+
+
+def test_kubeversion_that_expands_to_nothing_is_refused_at_its_line(tmp_path: Path) -> None:
+    """The classic slip: ARG before FROM is not seen after it, so KUBEVERSION would silently be
+    empty and the image would lose its kube version (label and Metadata)."""
+    with pytest.raises(kg.InvalidArgument) as err:
+        plan("ARG V=v1.29.4\nFROM scratch\nKUBEVERSION ${V}\n", tmp_path)
+    assert str(err.value).startswith("Kubefile:3:1: KUBEVERSION ${V} expands to nothing")
+    assert "declare it again after FROM" in (err.value.hint or "")
+    p = plan("ARG V=v1.29.4\nFROM scratch\nARG V\nKUBEVERSION ${V}\n", tmp_path)
+    assert [s.value for s in p.steps if isinstance(s, ConfigStep)][-1] == "v1.29.4"
