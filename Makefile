@@ -43,10 +43,10 @@ bench: install
 	$(BIN)/python -m bench.run_delivery
 
 # A runtime's base ClusterImage from upstream files you supply (basefs/RUNTIME/README.md):
-# `make basefs RUNTIME=k3s BIN_DIR=/path/to/files [TAG=name]`. Nothing is downloaded.
+# `make basefs RUNTIME=k3s BIN_DIR=/path/to/files [VERSION=v1.29.4] [TAG=name]`. Nothing is downloaded.
 basefs: venv
-	@test -n "$(RUNTIME)" -a -n "$(BIN_DIR)" || { echo "usage: make basefs RUNTIME=kubernetes|k3s|k0s BIN_DIR=DIR [TAG=NAME]" >&2; exit 2; }
-	$(BIN)/python scripts/basefs.py $(RUNTIME) $(BIN_DIR) $(if $(TAG),--tag $(TAG))
+	@test -n "$(RUNTIME)" -a -n "$(BIN_DIR)" || { echo "usage: make basefs RUNTIME=kubernetes|k3s|k0s BIN_DIR=DIR [VERSION=v1.29.4] [TAG=NAME]" >&2; exit 2; }
+	$(BIN)/python scripts/basefs.py $(RUNTIME) $(BIN_DIR) $(if $(VERSION),--version $(VERSION)) $(if $(TAG),--tag $(TAG))
 
 # Test hosts for trying things by hand (docs/hosts.md): `make hosts N=3 [PASSWORD_HOST=3]`.
 N ?= 3

@@ -1,13 +1,14 @@
-"""`make basefs RUNTIME=k3s BIN_DIR=DIR [TAG=NAME]`: a runtime's base ClusterImage from the
+"""`make basefs RUNTIME=k3s BIN_DIR=DIR [VERSION=v1.29.4] [TAG=NAME]`: a runtime's base ClusterImage from the
 upstream files the user supplies (nothing is downloaded at build time).
 
-    python scripts/basefs.py RUNTIME BIN_DIR [--tag NAME] [--root STORE] [--no-cache]
+    python scripts/basefs.py RUNTIME BIN_DIR [--version V] [--tag NAME] [--root STORE] [--no-cache]
 
 basefs/<runtime>/ is the build context (the context root is the rootfs root) without the
 upstream binaries and image tarballs; its `upstream.yaml` says which files of BIN_DIR go where:
 
     runtime: k3s
-    tag: sealer.io/k3s:v1.29.4-k3s1        # the image name when --tag is not given
+    version: v1.29.4                       # the Kubernetes version when --version is not given
+    tag: sealer.io/k3s:{version}           # the image name when --tag is not given
     files:
       - source: k3s                        # a glob matched in BIN_DIR: exactly one file
         dest: bin/k3s                      # in the context; a trailing "/" means "into this dir"
@@ -15,14 +16,18 @@ upstream binaries and image tarballs; its `upstream.yaml` says which files of BI
         optional: false                    # optional; true: copied when present
         about: the k3s binary from the release page
 
-The context is copied to a temporary directory beside the files and built there, so basefs/
-itself never holds upstream files. A missing or ambiguous file fails with one line naming
+The version reaches the Kubefile as the build argument KUBE_VERSION (`ARG KUBE_VERSION` then
+`KUBEVERSION ${KUBE_VERSION}`), so the image's Metadata names the version of the binaries it
+carries: build a newer image with `--version v1.30.0` and that release's files. The context is
+copied to a temporary directory beside the files and built there, so basefs/ itself never
+holds upstream files. A missing or ambiguous file fails with one line naming
 upstream.yaml, the entry and what to put in BIN_DIR; nothing is built then.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import sys
 import tempfile
@@ -41,6 +46,8 @@ from builder.store.layout import Store
 
 BASEFS = Path(__file__).resolve().parents[1] / "basefs"
 UPSTREAM_FILE = "upstream.yaml"
+VERSION_ARG = "KUBE_VERSION"
+_VERSION = re.compile(r"^v\d+\.\d+\.\d+$")
 
 
 class BasefsError(BuildError):
@@ -59,8 +66,12 @@ class UpstreamFile:
 @dataclass(frozen=True, slots=True)
 class Upstream:
     runtime: str
-    tag: str
+    version: str
+    tag: str  # may contain {version}
     files: tuple[UpstreamFile, ...]
+
+    def image_name(self, version: str | None = None) -> str:
+        return self.tag.replace("{version}", version or self.version)
 
 
 def runtimes(basefs: Path = BASEFS) -> list[str]:
@@ -91,7 +102,9 @@ def read_upstream(runtime: str, basefs: Path = BASEFS) -> Upstream:
                 about=str(entry.get("about", "")),
             )
         )
-    return Upstream(str(data.get("runtime", runtime)), str(data["tag"]), tuple(files))
+    if not _VERSION.match(str(data.get("version", ""))):
+        raise BasefsError(f"{path}: version must look like v1.29.4")
+    return Upstream(str(data.get("runtime", runtime)), str(data["version"]), str(data["tag"]), tuple(files))
 
 
 def assemble(runtime: str, bin_dir: Path, context: Path, basefs: Path = BASEFS) -> Upstream:
@@ -131,17 +144,26 @@ def build_basefs(
     store: Store,
     tag: str | None = None,
     *,
+    version: str | None = None,
     no_cache: bool = False,
     basefs: Path = BASEFS,
 ) -> str:
-    """Build the basefs image of `runtime` from `bin_dir` into `store`; returns its name."""
+    """Build the basefs image of `runtime` from `bin_dir` into `store`; returns its name.
+    `version` (default: upstream.yaml's) is the Kubernetes version of the files in `bin_dir`."""
+    if version is not None and not _VERSION.match(version):
+        raise BasefsError(f"version {version!r}: expected vMAJOR.MINOR.PATCH, e.g. v1.29.4")
     with tempfile.TemporaryDirectory(prefix=f"basefs-{runtime}-", dir=store.tmp_dir) as tmp:
         context = Path(tmp) / "context"
         upstream = assemble(runtime, bin_dir, context, basefs)
-        name = tag or upstream.tag
-        build_image(
-            store, BuildOptions(context=context, tags=(name,), no_cache=no_cache, bundle_images=False)
+        name = tag or upstream.image_name(version)
+        options = BuildOptions(
+            context=context,
+            tags=(name,),
+            build_args={VERSION_ARG: version or upstream.version},
+            no_cache=no_cache,
+            bundle_images=False,
         )
+        build_image(store, options)
     return name
 
 
@@ -149,13 +171,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runtime", help=f"one of: {', '.join(runtimes())}")
     parser.add_argument("bin_dir", type=Path, help="the upstream files (see basefs/RUNTIME/README.md)")
+    parser.add_argument("--version", help="Kubernetes version of the files (default: upstream.yaml's)")
     parser.add_argument("--tag", help="image name (default: upstream.yaml's tag)")
     parser.add_argument("--root", help="store directory (default: as sealer's --root)")
     parser.add_argument("--no-cache", action="store_true")
     args = parser.parse_args(argv)
     try:
+        store = Store.open(args.root)
         name = build_basefs(
-            args.runtime, args.bin_dir, Store.open(args.root), args.tag, no_cache=args.no_cache
+            args.runtime, args.bin_dir, store, args.tag, version=args.version, no_cache=args.no_cache
         )
     except SealerError as err:
         print(f"error: {err.message}", file=sys.stderr)

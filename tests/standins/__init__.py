@@ -30,19 +30,20 @@ BASEFS = Path(__file__).resolve().parents[2] / "basefs"
 
 
 def _default_version(runtime: str) -> str:
-    """KUBEVERSION of basefs/<runtime>/Kubefile, as a "v1.2.3" version."""
-    kubefile = BASEFS / runtime / "Kubefile"
-    match = re.search(r"^\s*KUBEVERSION\s+(\S+)", kubefile.read_text(), re.MULTILINE | re.IGNORECASE)
+    """The `version` of basefs/<runtime>/upstream.yaml (what `make basefs` builds by default),
+    as a "v1.2.3" version. (A regex, not YAML: this package also runs where PyYAML is not.)"""
+    upstream = BASEFS / runtime / "upstream.yaml"
+    match = re.search(r"^version:\s*[\"']?(v[0-9.]+)", upstream.read_text(), re.MULTILINE)
     if match is None:
-        raise ValueError(f"{kubefile}: no KUBEVERSION to take the stand-in version from")
-    return match.group(1).strip("\"'")
+        raise ValueError(f"{upstream}: no version to take the stand-in version from")
+    return match.group(1)
 
 
 def make_bin_dir(runtime: str, out: Path, version: str | None = None) -> Path:
     """Write the stand-in versions of the upstream files basefs/<runtime>/upstream.yaml names
     into `out` (created), as a user's BIN_DIR for `make basefs`; returns `out`.
 
-    `version` ("v1.29.4"; default: the basefs Kubefile's KUBEVERSION) is what the stand-ins
+    `version` ("v1.29.4"; default: basefs/<runtime>/upstream.yaml's version) is what the stand-ins
     report (`k3s --version`...), so an upgrade image is a second bin dir with a newer version.
     Checks that every required upstream.yaml source glob matches exactly one written file, so
     upstream.yaml and the stand-ins cannot drift apart.

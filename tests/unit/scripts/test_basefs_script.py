@@ -7,12 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from builder.image import mediatypes
 from builder.store.layout import Store
 from scripts import basefs
 
 UPSTREAM = """\
 runtime: demo
-tag: sealer.io/demo:v1.0.0
+version: v1.29.4
+tag: sealer.io/demo:{version}
 files:
   - source: demo
     dest: bin/demo
@@ -31,7 +33,10 @@ files:
 def tree(tmp_path: Path) -> Path:
     ctx = tmp_path / "basefs" / "demo"
     (ctx / "scripts").mkdir(parents=True)
-    (ctx / "Kubefile").write_text("FROM scratch\nCOPY . .\n")
+    (ctx / "Kubefile").write_text(
+        "FROM scratch\nARG KUBE_VERSION=v0.0.0\nLABEL cluster.alpha.sealer.io/cluster-runtime-type=k3s\n"
+        "KUBEVERSION ${KUBE_VERSION}\nCOPY . .\n"
+    )
     (ctx / "scripts" / "init.sh").write_text("echo init\n")
     (ctx / "upstream.yaml").write_text(UPSTREAM)
     return tmp_path / "basefs"
@@ -48,7 +53,7 @@ def upstream_files(tmp_path: Path, *names: str) -> Path:
 def test_assembles_the_context_with_modes_and_directories(tree: Path, tmp_path: Path) -> None:
     bin_dir = upstream_files(tmp_path, "demo", "demo-images-amd64.tar")
     upstream = basefs.assemble("demo", bin_dir, tmp_path / "ctx", tree)
-    assert upstream.tag == "sealer.io/demo:v1.0.0"
+    assert upstream.image_name() == "sealer.io/demo:v1.29.4"
     ctx = tmp_path / "ctx"
     assert (ctx / "bin/demo").stat().st_mode & 0o777 == 0o755
     assert (ctx / "images/demo-images-amd64.tar").read_text() == "contents of demo-images-amd64.tar\n"
@@ -56,11 +61,21 @@ def test_assembles_the_context_with_modes_and_directories(tree: Path, tmp_path: 
     assert not (ctx / "upstream.yaml").exists() and (ctx / "scripts/init.sh").is_file()
 
 
-def test_builds_an_image_under_the_default_tag(tree: Path, tmp_path: Path, store: Store) -> None:
+def kube_version(store: Store, name: str) -> str:
+    config = store.read_config(store.read_manifest(store.resolve(name)).config)
+    return config.config.labels[mediatypes.LABEL_SUPPORTED_KUBE_VERSION]
+
+
+def test_builds_an_image_named_and_versioned_by_upstream_yaml(
+    tree: Path, tmp_path: Path, store: Store
+) -> None:
     bin_dir = upstream_files(tmp_path, "demo", "demo-images-amd64.tar", "extra.conf")
     name = basefs.build_basefs("demo", bin_dir, store, basefs=tree)
-    assert name == "sealer.io/demo:v1.0.0"
-    assert store.resolve(name) is not None
+    assert name == "sealer.io/demo:v1.29.4" and kube_version(store, name) == "v1.29.4"
+    newer = basefs.build_basefs("demo", bin_dir, store, version="v1.30.0", basefs=tree)
+    assert newer == "sealer.io/demo:v1.30.0" and kube_version(store, newer) == "v1.30.0"
+    with pytest.raises(basefs.BasefsError, match=r"expected vMAJOR\.MINOR\.PATCH"):
+        basefs.build_basefs("demo", bin_dir, store, version="1.30", basefs=tree)
 
 
 @pytest.mark.parametrize(

@@ -84,7 +84,9 @@ def lab(host_lab: HostLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     base = tmp_path_factory.mktemp("k0s-e2e")
     store = Store.open(base / "store")
     build_basefs("k0s", make_bin_dir("k0s", base / "bin-v1.29.4"), store, IMAGE)
-    build_basefs("k0s", make_bin_dir("k0s", base / "bin-v1.30.0", "v1.30.0"), store, IMAGE_NEXT)
+    build_basefs(
+        "k0s", make_bin_dir("k0s", base / "bin-v1.30.0", "v1.30.0"), store, IMAGE_NEXT, version="v1.30.0"
+    )
     validate_image(store, IMAGE)
     hosts = host_lab.make_hosts(4)
     try:
