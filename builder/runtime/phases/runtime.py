@@ -8,7 +8,7 @@
                         once (bounded by the runner)
     runtime-leave       hosts leaving a running cluster, one at a time, nodes first: the
                         `delete-worker`/`delete-master` commands on master0 (subject = the
-                        host), then those on the host itself
+                        host), then those on the host itself, then `delete-done` on master0
     runtime-reset       every host of a cluster being deleted: nodes, masters, master0 last
 
 Step ids carry the subject host where a step runs on master0 for another host, so the
@@ -129,6 +129,7 @@ class RuntimeLeave(Phase):
             phase = plugin_phases.DELETE_MASTER if host.is_master else plugin_phases.DELETE_WORKER
             out += plugin_steps(phase, cluster, state, cluster.master0, subject=host)
             out += plugin_steps(phase, cluster, state, host, subject=host)
+            out += plugin_steps(plugin_phases.DELETE_DONE, cluster, state, cluster.master0, subject=host)
         return out
 
 

@@ -32,6 +32,7 @@ JOIN_MASTER = "join-master"  # each other master, one at a time
 JOIN_WORKER = "join-worker"  # each node, in parallel
 DELETE_MASTER = "delete-master"  # a master leaving a running cluster (on master0 and/or itself)
 DELETE_WORKER = "delete-worker"  # a node leaving: drain, delete node, uninstall
+DELETE_DONE = "delete-done"  # master0, after a leaving host's own steps (kubeadm: delete the Node)
 RESET = "reset"  # every host of a cluster being deleted: workers, masters, master0 last
 UPGRADE = "upgrade"  # master0, then masters one by one, then workers (on master0 first: drain)
 UPGRADE_DONE = "upgrade-done"  # master0, after a host's own `upgrade` (subject = it): uncordon
@@ -48,6 +49,7 @@ RUNTIME_PHASES = (
     JOIN_WORKER,
     DELETE_MASTER,
     DELETE_WORKER,
+    DELETE_DONE,
     RESET,
     UPGRADE,
     UPGRADE_DONE,
