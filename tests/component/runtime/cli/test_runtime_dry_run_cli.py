@@ -1,0 +1,82 @@
+"""`sealer run --dry-run` and `sealer delete --dry-run` print the whole plan for every runtime,
+from the basefs images built with the stand-in upstream files (no host is contacted)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from builder.store.layout import Store
+from scripts.basefs import build_basefs
+from tests.conftest import SealerRunner
+from tests.standins import make_bin_dir
+
+RUNTIMES = ("kubernetes", "k3s", "k0s")
+# What each runtime's plan must show: its init command and how joins get their credentials.
+INIT = {
+    "kubernetes": "kubeadm init --config /etc/kubernetes/kubeadm.yaml --upload-certs",
+    "k3s": "sh /var/lib/sealer/data/my-cluster/rootfs/scripts/k3s-install.sh server --cluster-init",
+    "k0s": "k0s install controller -c /etc/k0s/k0s.yaml",
+}
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, str]]]:
+    base = tmp_path_factory.mktemp("dry-run")
+    store = Store.open(base / "root")
+    names = {
+        rt: build_basefs(rt, make_bin_dir(rt, base / f"bin-{rt}"), store, f"dry.test/{rt}:v1")
+        for rt in RUNTIMES
+    }
+    store.close()
+    yield base / "root", names
+
+
+@pytest.fixture
+def root(images: tuple[Path, dict[str, str]]) -> Path:
+    """The store the `sealer` fixture runs against: the module's, with the three images."""
+    return images[0]
+
+
+@pytest.fixture
+def cli(sealer: SealerRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SealerRunner:
+    monkeypatch.setenv("SEALER_STATE_HOME", str(tmp_path / "state"))
+    return sealer
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_run_dry_run_prints_every_phase_with_placeholders(
+    runtime: str, cli: SealerRunner, images: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    image = images[1][runtime]
+    result = cli("run", image, "--masters", "10.0.0.1,10.0.0.2", "--nodes", "10.0.0.3", "--dry-run")
+    out = result.stdout
+    assert out.startswith(f"# run: cluster my-cluster, image {image} (sha256:")
+    assert f"runtime {runtime}\n" in out.splitlines()[0] + "\n"
+    assert "# warning: 2 masters: etcd needs a majority" in out
+    for phase in (
+        "check",
+        "deliver",
+        "host-scripts",
+        "runtime-preflight",
+        "runtime-init",
+        "join-masters",
+        "join-nodes",
+        "kubeconfig",
+    ):
+        assert f"== {phase}:" in out, phase
+    assert INIT[runtime] in out
+    assert "{{output:" in out  # join credentials stay placeholders
+    assert "kubeconfig (0600)" in out  # the saved kubeconfig is part of save-state
+    assert not (tmp_path / "state").exists()  # a dry-run writes nothing
+
+
+def test_unknown_runtime_is_one_line_listing_the_known(
+    cli: SealerRunner, images: tuple[Path, dict[str, str]]
+) -> None:
+    result = cli("run", images[1]["k3s"], "--masters", "10.0.0.1", "--runtime", "k8s", "--dry-run", expect=1)
+    assert result.stderr.splitlines()[0] == (
+        "error: unknown runtime 'k8s' (--runtime): known runtimes are kubernetes, k3s, k0s, none"
+    )

@@ -1,0 +1,347 @@
+"""End to end: the kubeadm basefs image (basefs/kubernetes, built from the stand-in upstream
+files of tests/standins/kubernetes.py) run by sealer on fixture hosts with the kubernetes
+plugin, over SSH.
+
+One cluster's life, test after test on one set of hosts and one state home: two masters and a
+worker; the worker deleted (drained, reset, node deleted); an upgrade of what is left; the second
+master deleted (its etcd member removed by its own `kubeadm reset`); then `delete --all` leaves
+every host as it was. What is checked is what the hosts hold afterwards - kubeadm's files, the
+cluster state on master0 (nodes, etcd members, bootstrap tokens, uploaded certificates), the
+static pods and services, /etc/hosts - read straight from the hosts, never what sealer says.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from builder.errors import SealerError
+from builder.runtime import actions
+from builder.runtime.clusterfile import parse_clusterfile
+from builder.runtime.state import ClusterState
+from builder.store.layout import Store
+from scripts.basefs import build_basefs
+from tests.hosts import HostLab, HostSet, TestHost
+from tests.standins import kubernetes as standin
+from tests.standins import make_bin_dir
+from tests.validate import validate_image
+
+NAME = "kubeadm-e2e"
+IMAGE = "sealer.test/kubernetes:v1.30.14"
+IMAGE_NEXT = "sealer.test/kubernetes:v1.31.6"
+STATE = "/var/lib/etcd/member/standin-state.json"
+ENDPOINT = "https://apiserver.cluster.local:6443"
+KUBECTL = "kubectl --kubeconfig /etc/kubernetes/admin.conf"
+
+
+@dataclass
+class Lab:
+    store: Store
+    home: Path
+    hosts: HostSet  # 0 master0, 1 the second master, 2 the worker
+    etc_hosts: dict[str, str]  # each host's /etc/hosts before sealer touched it
+    ip_forward: dict[str, str]  # and its net.ipv4.ip_forward
+
+    def settings(self) -> actions.Settings:
+        return actions.Settings(store=self.store, home=self.home)
+
+    @property
+    def master0(self) -> TestHost:
+        return self.hosts[0]
+
+
+def clusterfile(image: str, masters: Sequence[TestHost], nodes: Sequence[TestHost], hosts: HostSet) -> str:
+    ssh = {
+        "user": "root",
+        "useAgent": False,
+        "knownHosts": str(hosts.known_hosts),
+        "pk": str(hosts.client_key),
+    }
+    spec = {
+        "image": image,
+        "hosts": [
+            {"ips": [h.address for h in masters], "roles": ["master"], "ssh": ssh},
+            *([{"ips": [h.address for h in nodes], "roles": ["node"], "ssh": ssh}] if nodes else []),
+        ],
+    }
+    cluster = {"apiVersion": "sealer.io/v2", "kind": "Cluster", "metadata": {"name": NAME}, "spec": spec}
+    # a Clusterfile kubeadm document, merged over the image's etc/kubeadm.yaml
+    kubeadm = {
+        "apiVersion": "kubeadm.k8s.io/v1beta3",
+        "kind": "ClusterConfiguration",
+        "networking": {"podSubnet": "10.244.0.0/16"},
+    }
+    return yaml.safe_dump_all([cluster, kubeadm], sort_keys=False)
+
+
+@pytest.fixture(scope="module")
+def lab(host_lab: HostLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    base = tmp_path_factory.mktemp("kubeadm-e2e")
+    store = Store.open(base / "store")
+    bin_dir = make_bin_dir("kubernetes", base / "bin", "v1.30.14")
+    build_basefs("kubernetes", bin_dir, store, IMAGE, version="v1.30.14")
+    validate_image(store, IMAGE)
+    hosts = host_lab.make_hosts(3)
+    try:
+        for host in hosts:
+            standin.install_systemctl(host)
+        etc_hosts = {h.address: h.path("/etc/hosts").read_text() for h in hosts}
+        forward = {h.address: h.run("cat /proc/sys/net/ipv4/ip_forward").stdout.strip() for h in hosts}
+        yield Lab(store, base / "state", hosts, etc_hosts, forward)
+    finally:
+        host_lab.remove_hosts(hosts)
+        store.close()
+
+
+# --- reading the hosts -----------------------------------------------------------------------------
+
+
+def cluster_state(lab: Lab) -> dict[str, Any]:
+    """The stand-in etcd on master0: nodes, members, tokens, secrets, events."""
+    data: dict[str, Any] = json.loads(lab.master0.path(STATE).read_text())
+    return data
+
+
+def members(lab: Lab) -> list[str]:
+    return [m["name"] for m in sorted(cluster_state(lab)["members"].values(), key=lambda m: m["seq"])]
+
+
+def kubectl_nodes(host: TestHost) -> dict[str, list[str]]:
+    """`kubectl get nodes -o wide --no-headers` on `host`, with its admin kubeconfig: name -> columns."""
+    out = host.run(f"{KUBECTL} get nodes -o wide --no-headers").stdout
+    return {line.split()[0]: line.split() for line in out.splitlines()}
+
+
+def sans(host: TestHost) -> str:
+    cert = host.path("/etc/kubernetes/pki/apiserver.crt")
+    return subprocess.run(
+        ["openssl", "x509", "-noout", "-ext", "subjectAltName", "-in", str(cert)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+def pods(host: TestHost) -> dict[str, str]:
+    """The static pods the kubelet runs on `host`: name -> image."""
+    out = {}
+    for path in host.path("/run/standin-kubelet/pods").glob("*.json"):
+        record = json.loads(path.read_text())
+        if standin.pod_alive(record):
+            out[record["name"]] = record["image"]
+    return out
+
+
+def assert_clean(lab: Lab, host: TestHost) -> None:
+    for path in ("/usr/local/bin/kubeadm", "/usr/local/bin/kubelet", "/usr/local/bin/kubectl",
+                 "/usr/local/bin/containerd", "/usr/local/bin/ctr", "/usr/local/bin/crictl", "/usr/local/bin/runc",
+                 "/etc/kubernetes/admin.conf", "/etc/kubernetes/kubelet.conf", "/etc/kubernetes/pki",
+                 "/etc/kubernetes/kubeadm.yaml", "/etc/kubernetes/kubeadm-join.yaml",
+                 "/etc/systemd/system/kubelet.service", "/etc/systemd/system/kubelet.service.d",
+                 "/etc/systemd/system/containerd.service", "/etc/containerd", "/etc/crictl.yaml",
+                 "/etc/sysctl.d/99-sealer-kubernetes.conf", "/etc/modules-load.d/sealer-kubernetes.conf",
+                 "/var/lib/sealer/kubernetes-host", "/var/lib/sealer/kubernetes-registry",
+                 "/var/lib/kubelet/config.yaml", "/root/.kube/config", f"/var/lib/sealer/data/{NAME}"):  # fmt: skip
+        assert not host.path(path).exists(), f"{host.hostname}: {path} is left"
+    assert list(host.path("/var/lib/etcd").iterdir()) == []
+    assert pods(host) == {}
+    for service in ("kubelet", "containerd"):
+        assert host.run(f"systemctl is-active {service}", check=False).stdout.strip() != "active"
+    assert host.path("/etc/hosts").read_text() == lab.etc_hosts[host.address]  # clean.sh undid init.sh
+    assert host.run("cat /proc/sys/net/ipv4/ip_forward").stdout.strip() == lab.ip_forward[host.address]
+
+
+# --- the cluster's life ----------------------------------------------------------------------------
+
+
+def test_run_two_masters_and_a_worker(lab: Lab) -> None:
+    m0, m1, w1 = lab.hosts
+    cluster = parse_clusterfile(clusterfile(IMAGE, [m0, m1], [w1], lab.hosts))
+    started = time.monotonic()
+    actions.run(cluster, lab.settings())
+    elapsed = time.monotonic() - started
+    assert elapsed < 60, f"run took {elapsed:.1f}s"
+
+    # every host resolves the stable endpoint to master0, through init.sh's tagged block
+    for host in lab.hosts:
+        hosts_file = host.path("/etc/hosts").read_text()
+        assert (
+            f"# BEGIN sealer kubernetes: apiserver.cluster.local\n{m0.address} apiserver.cluster.local\n"
+            in hosts_file
+        )
+        assert host.run("systemctl is-active kubelet").stdout.strip() == "active"
+        assert not host.path("/etc/kubernetes/kubeadm-join.yaml").exists()  # secrets gone after the join
+        assert "registry.k8s.io/kube-proxy" in host.run("crictl images").stdout  # imported on every host
+
+    # master0's kubeadm config: the image defaults, the Clusterfile's document, the host's address
+    docs = {d["kind"]: d for d in yaml.safe_load_all(m0.path("/etc/kubernetes/kubeadm.yaml").read_text())}
+    assert docs["InitConfiguration"]["localAPIEndpoint"]["advertiseAddress"] == m0.address
+    assert docs["ClusterConfiguration"]["networking"]["podSubnet"] == "10.244.0.0/16"
+    assert docs["ClusterConfiguration"]["networking"]["serviceSubnet"] == "10.96.0.0/22"
+    assert docs["ClusterConfiguration"]["kubernetesVersion"] == "v1.30.14"
+    # the stable endpoint and both masters are in each apiserver's certificate
+    for host in (m0, m1):
+        text = sans(host)
+        for name in ("DNS:apiserver.cluster.local", "IP Address:127.0.0.1", f"IP Address:{m0.address}",
+                     f"IP Address:{m1.address}"):  # fmt: skip
+            assert name in text, f"{host.hostname}: {name} not in {text}"
+
+    # admin.conf names the stable endpoint; the saved kubeconfig too (0600)
+    assert f"server: {ENDPOINT}\n" in m0.path("/etc/kubernetes/admin.conf").read_text()
+    saved = ClusterState(NAME, lab.home).kubeconfig_path
+    assert saved.stat().st_mode & 0o777 == 0o600
+    assert f"server: {ENDPOINT}\n" in saved.read_text()
+
+    # the cluster: both masters are etcd members, every host a node, found by its address
+    assert members(lab) == [m0.hostname, m1.hostname]
+    nodes = kubectl_nodes(m0)
+    assert {n: (cols[2], cols[4], cols[5]) for n, cols in nodes.items()} == {
+        m0.hostname: ("control-plane", "v1.30.14", m0.address),
+        m1.hostname: ("control-plane", "v1.30.14", m1.address),
+        w1.hostname: ("<none>", "v1.30.14", w1.address),
+    }
+    assert kubectl_nodes(m1).keys() == nodes.keys()  # kubectl works on the second master too
+    assert (
+        set(pods(m0))
+        == set(pods(m1))
+        == {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"}
+    )
+    assert pods(w1) == {}
+
+    # each joined node used a token minted just before it (15 minutes), not init's 24 h one;
+    # the second master used the certificate key of the last upload
+    state = cluster_state(lab)
+    tokens = {value.split(".")[0]: t for value, t in state["tokens"].items() if "." in value}
+    for host in (m1, w1):
+        node = state["nodes"][host.hostname]
+        token = tokens[node["bootstrap_token_id"]]
+        assert 0 < token["expires"] - node["joined_at"] <= 15 * 60, host.hostname
+    certs = json.loads(state["secrets"]["kubeadm-certs"]["value"])
+    assert state["nodes"][m1.hostname]["certificate_key_id"] == certs["key_id"]
+    # the second master holds the cluster's CA (downloaded), the worker its certificate
+    ca = m0.path("/etc/kubernetes/pki/ca.crt").read_text()
+    assert (
+        m1.path("/etc/kubernetes/pki/ca.crt").read_text()
+        == ca
+        == w1.path("/etc/kubernetes/pki/ca.crt").read_text()
+    )
+    assert (
+        m1.path("/etc/kubernetes/pki/ca.key").read_text() == m0.path("/etc/kubernetes/pki/ca.key").read_text()
+    )
+    assert not w1.path("/etc/kubernetes/pki/ca.key").exists()
+
+
+def test_delete_the_worker(lab: Lab) -> None:
+    m0, m1, w1 = lab.hosts
+    actions.delete(NAME, lab.settings(), nodes=[w1.address])
+    assert w1.hostname not in kubectl_nodes(m0)  # kubectl delete node, after the reset
+    events = [e for e in cluster_state(lab)["events"] if e["name"] == w1.hostname]
+    assert [e["reason"] for e in events][-3:] == [
+        "Patched",
+        "Patched",
+        "Deleted",
+    ]  # cordoned, drained, deleted
+    assert_clean(lab, w1)
+    assert members(lab) == [m0.hostname, m1.hostname]
+
+
+def test_an_unknown_token_and_a_wrong_ca_hash_are_refused(lab: Lab) -> None:
+    """What a join's credentials are checked against, on the worker just removed: its kubeadm
+    and containerd are gone, so the stand-ins run from /tmp (containerd started here, ended by
+    its pid), and it dials master0 by address (in the apiserver's SANs)."""
+    m0, _, w1 = lab.hosts
+    for program in ("kubeadm", "containerd"):
+        standin.core.write_zipapp("standins.kubernetes:main", w1.path(f"/tmp/bin/{program}"))
+    pid = int(w1.run("setsid /tmp/bin/containerd >/tmp/containerd.log 2>&1 </dev/null & echo $!").stdout)
+    real_hash = m0.run(
+        "openssl x509 -pubkey -noout -in /etc/kubernetes/pki/ca.crt | openssl pkey -pubin -outform der"
+        " | openssl dgst -sha256 -hex | sed 's/^.* /sha256:/'"
+    ).stdout.strip()
+    minted = m0.run("kubeadm token create --ttl 1m").stdout.strip()
+    w1.run("sysctl -q -w net.ipv4.ip_forward=1")  # kubeadm's preflight; clean.sh had put it back
+    try:
+        w1.run(
+            "i=0; until [ -S /run/containerd/containerd.sock ]; do i=$((i+1)); [ $i -lt 100 ] || exit 1; sleep 0.05; done"
+        )
+        for token, ca_hash, error in (
+            (
+                "abcdef.0123456789abcdef",
+                real_hash,
+                'token id "abcdef" is invalid for this cluster or it has expired',
+            ),
+            (minted, "sha256:" + "0" * 64, f'none of the public keys "{real_hash}" are pinned'),
+            ("not-a-token", real_hash, 'the bootstrap token "not-a-token" was not of the form'),
+        ):
+            doc = {
+                "apiVersion": "kubeadm.k8s.io/v1beta3",
+                "kind": "JoinConfiguration",
+                "discovery": {
+                    "bootstrapToken": {
+                        "apiServerEndpoint": f"{m0.address}:6443",
+                        "token": token,
+                        "caCertHashes": [ca_hash],
+                    }
+                },
+            }
+            w1.path("/tmp/join.yaml").write_text(yaml.safe_dump(doc))
+            proc = w1.run("/tmp/bin/kubeadm join --config /tmp/join.yaml", check=False)
+            assert proc.returncode != 0 and error in proc.stderr, proc.stderr
+    finally:
+        w1.run(f"sysctl -q -w net.ipv4.ip_forward={lab.ip_forward[w1.address]}")
+        w1.run(f"kill {pid}; rm -f /tmp/join.yaml; rm -rf /tmp/bin /run/containerd", check=False)
+    assert not w1.path("/etc/kubernetes/kubelet.conf").exists()
+
+
+def test_upgrade_one_minor_version(lab: Lab, tmp_path: Path) -> None:
+    m0, m1, _ = lab.hosts
+    bin_dir = make_bin_dir("kubernetes", tmp_path / "bin", "v1.31.6")
+    build_basefs("kubernetes", bin_dir, lab.store, IMAGE_NEXT, version="v1.31.6")
+    actions.upgrade(NAME, IMAGE_NEXT, lab.settings())
+    for host in (m0, m1):
+        assert set(pods(host).values()) == {
+            "registry.k8s.io/etcd:3.5.15-0",
+            "registry.k8s.io/kube-apiserver:v1.31.6",
+            "registry.k8s.io/kube-controller-manager:v1.31.6",
+            "registry.k8s.io/kube-scheduler:v1.31.6",
+        }
+        assert host.run("kubeadm version -o short").stdout.strip() == "v1.31.6"
+    nodes = kubectl_nodes(m0)
+    assert [(cols[1], cols[4]) for cols in nodes.values()] == [("Ready", "v1.31.6")] * 2  # uncordoned
+    cluster = json.loads(cluster_state(lab)["secrets"]["kubeadm-config"]["value"])
+    assert cluster["kubernetesVersion"] == "v1.31.6"
+    # drained before the kubelet was replaced, uncordoned after: master0 first, then the other
+    reasons = [(e["name"], e.get("unschedulable")) for e in cluster_state(lab)["events"]
+               if e["reason"] == "Patched" and "unschedulable" in e]  # fmt: skip
+    assert reasons[-4:] == [
+        (m0.hostname, True),
+        (m0.hostname, False),
+        (m1.hostname, True),
+        (m1.hostname, False),
+    ]
+    # no downgrade
+    with pytest.raises(SealerError) as info:
+        actions.upgrade(NAME, IMAGE, lab.settings())
+    assert "a downgrade or a major change is not supported" in str(info.value)
+
+
+def test_delete_the_second_master(lab: Lab) -> None:
+    m0, m1, _ = lab.hosts
+    actions.delete(NAME, lab.settings(), masters=[m1.address])
+    assert members(lab) == [m0.hostname]  # its own kubeadm reset removed it from etcd
+    assert list(kubectl_nodes(m0)) == [m0.hostname]
+    assert_clean(lab, m1)
+
+
+def test_delete_all_leaves_every_host_as_it_was(lab: Lab) -> None:
+    actions.delete(NAME, lab.settings(), all_=True)
+    for host in lab.hosts:
+        assert_clean(lab, host)
+    assert not ClusterState(NAME, lab.home).dir.exists()

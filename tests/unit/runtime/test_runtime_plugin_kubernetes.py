@@ -1,0 +1,652 @@
+"""Golden dry-run plans of the kubernetes (kubeadm) runtime plugin (pure: no hosts), against the
+commands the kubeadm install ("without a package manager"), HA ("stacked etcd", upload-certs),
+join, reset and upgrade docs give; and the kubeadm configuration merge (image defaults from
+basefs/kubernetes/etc/kubeadm.yaml < the Clusterfile's documents < what the runtime needs)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from builder.image.descriptor import Platform
+from builder.runtime.cluster import Cluster
+from builder.runtime.clusterfile import cluster_from_flags
+from builder.runtime.facts import Facts
+from builder.runtime.phases import ImageInfo, Phase, PlanState
+from builder.runtime.phases.runtime import (
+    JoinMasters,
+    JoinNodes,
+    RuntimeInit,
+    RuntimeLeave,
+    RuntimePreflight,
+    RuntimeReset,
+)
+from builder.runtime.phases.upgrade import Kubeconfig, Upgrade
+from builder.runtime.plugins import base as phases
+from builder.runtime.plugins import select_plugin
+from builder.runtime.plugins.base import HostContext, output_refs, resolve_outputs
+from builder.runtime.plugins.kubernetes import (
+    KubeadmConfigError,
+    KubernetesRuntime,
+    init_documents,
+    join_document,
+)
+
+BASEFS = Path(__file__).resolve().parents[3] / "basefs" / "kubernetes"
+DEFAULTS = (BASEFS / "etc" / "kubeadm.yaml").read_text()
+FILES = {"etc/kubeadm.yaml": DEFAULTS}
+IMAGE = ImageInfo(
+    name="kubernetes:v1.30.14",
+    digest="sha256:" + "ab" * 32,
+    platform=Platform("linux", "amd64"),
+    files=FILES,
+)
+R = "/var/lib/sealer/data/c1/rootfs"
+INSTALL_PHASES: tuple[Phase, ...] = (RuntimePreflight(), RuntimeInit(), JoinMasters(), JoinNodes())
+KUBECTL = "/usr/local/bin/kubectl --kubeconfig /etc/kubernetes/admin.conf"
+
+# The commands, written out as the upstream docs give them.
+FILES_CHECK = (
+    f"test -x {R}/bin/kubeadm && test -x {R}/bin/kubelet && test -x {R}/bin/kubectl"
+    f" && test -f {R}/etc/systemd/kubelet.service && test -f {R}/etc/systemd/10-kubeadm.conf"
+    f" && ls {R}/images/*.tar >/dev/null"
+)
+EXISTING = (
+    "for f in /etc/kubernetes/admin.conf /etc/kubernetes/kubelet.conf /usr/local/bin/k3s-uninstall.sh"
+    " /usr/local/bin/k3s-agent-uninstall.sh /etc/systemd/system/k0scontroller.service"
+    ' /etc/systemd/system/k0sworker.service; do if [ -e "$f" ]; then'
+    ' echo "$f exists: another cluster runtime is installed here" >&2; exit 1; fi; done'
+)
+
+
+def ports(numbers: str) -> str:
+    return (
+        f'for p in {numbers}; do if ss -Hltn "sport = :$p" | grep -q .; then'
+        ' echo "port $p is in use" >&2; exit 1; fi; done'
+    )
+
+
+BINARIES = f"install -m 0755 {R}/bin/kubeadm {R}/bin/kubelet {R}/bin/kubectl /usr/local/bin/"
+UNIT = (
+    f"install -D -m 0644 {R}/etc/systemd/kubelet.service /etc/systemd/system/kubelet.service"
+    f" && install -D -m 0644 {R}/etc/systemd/10-kubeadm.conf"
+    " /etc/systemd/system/kubelet.service.d/10-kubeadm.conf"
+    " && systemctl daemon-reload && systemctl enable kubelet"
+)
+IMAGES = f'for f in {R}/images/*.tar; do ctr -n k8s.io images import "$f" || exit 1; done'
+VERSION = f"{R}/bin/kubeadm version -o short"
+INIT = "/usr/local/bin/kubeadm init --config /etc/kubernetes/kubeadm.yaml --upload-certs"
+ADMIN = (
+    'mkdir -p "$HOME/.kube" && cp /etc/kubernetes/admin.conf "$HOME/.kube/config"'
+    ' && chmod 0600 "$HOME/.kube/config"'
+)
+TOKEN = "/usr/local/bin/kubeadm token create --ttl 15m"
+CA_HASH = (
+    "pub=$(openssl x509 -pubkey -noout -in /etc/kubernetes/pki/ca.crt) && printf '%s\\n' \"$pub\""
+    " | openssl pkey -pubin -outform der | openssl dgst -sha256 -hex | sed 's/^.* /sha256:/'"
+)
+CERT_KEY = (
+    "out=$(/usr/local/bin/kubeadm init phase upload-certs --upload-certs"
+    " --config /etc/kubernetes/kubeadm.yaml) && printf '%s\\n' \"$out\" | tail -n 1"
+)
+
+
+def init_config(masters: tuple[str, ...]) -> str:
+    """master0's /etc/kubernetes/kubeadm.yaml from the basefs defaults, written by a heredoc."""
+    sans = "".join(f"  - {ip}\n" for ip in masters)
+    return (
+        "mkdir -p /etc/kubernetes && cat > /etc/kubernetes/kubeadm.yaml <<'SEALER_KUBEADM_EOF'\n"
+        "apiVersion: kubeadm.k8s.io/v1beta3\n"
+        "kind: InitConfiguration\n"
+        "localAPIEndpoint:\n"
+        "  bindPort: 6443\n"
+        f"  advertiseAddress: {masters[0]}\n"
+        "nodeRegistration:\n"
+        "  criSocket: unix:///run/containerd/containerd.sock\n"
+        "  imagePullPolicy: IfNotPresent\n"
+        "  kubeletExtraArgs:\n"
+        f"    node-ip: {masters[0]}\n"
+        "---\n"
+        "apiVersion: kubeadm.k8s.io/v1beta3\n"
+        "kind: ClusterConfiguration\n"
+        "kubernetesVersion: '{{output:kube-version}}'\n"
+        "controlPlaneEndpoint: apiserver.cluster.local:6443\n"
+        "imageRepository: registry.k8s.io\n"
+        "clusterName: kubernetes\n"
+        "networking:\n"
+        "  dnsDomain: cluster.local\n"
+        "  podSubnet: 100.64.0.0/10\n"
+        "  serviceSubnet: 10.96.0.0/22\n"
+        "apiServer:\n"
+        "  certSANs:\n"
+        "  - apiserver.cluster.local\n"
+        "  - 127.0.0.1\n"
+        f"{sans}"
+        "etcd:\n"
+        "  local:\n"
+        "    dataDir: /var/lib/etcd\n"
+        "---\n"
+        "apiVersion: kubelet.config.k8s.io/v1beta1\n"
+        "kind: KubeletConfiguration\n"
+        "cgroupDriver: systemd\n"
+        "failSwapOn: false\n"
+        "SEALER_KUBEADM_EOF"
+    )
+
+
+def join(ip: str, *, master: bool) -> str:
+    """The one-step write-the-JoinConfiguration-and-join of the kubeadm join docs."""
+    plane = (
+        "controlPlane:\n"
+        "  localAPIEndpoint:\n"
+        f"    advertiseAddress: {ip}\n"
+        "    bindPort: 6443\n"
+        "  certificateKey: '{{output:certificate-key}}'\n"
+        if master
+        else ""
+    )
+    return (
+        "mkdir -p /etc/kubernetes && ( umask 077 && cat > /etc/kubernetes/kubeadm-join.yaml )"
+        " <<'SEALER_KUBEADM_EOF' && /usr/local/bin/kubeadm join --config /etc/kubernetes/kubeadm-join.yaml;"
+        " status=$?; rm -f /etc/kubernetes/kubeadm-join.yaml; exit $status\n"
+        "apiVersion: kubeadm.k8s.io/v1beta3\n"
+        "kind: JoinConfiguration\n"
+        "nodeRegistration:\n"
+        "  criSocket: unix:///run/containerd/containerd.sock\n"
+        "  imagePullPolicy: IfNotPresent\n"
+        "  kubeletExtraArgs:\n"
+        f"    node-ip: {ip}\n"
+        "discovery:\n"
+        "  bootstrapToken:\n"
+        "    apiServerEndpoint: apiserver.cluster.local:6443\n"
+        "    token: '{{output:join-token}}'\n"
+        "    caCertHashes:\n"
+        "    - '{{output:ca-cert-hash}}'\n"
+        f"{plane}"
+        "SEALER_KUBEADM_EOF"
+    )
+
+
+def on_node(ip: str, action: str, command: str) -> str:
+    return (
+        f"nodes=$({KUBECTL} get nodes -o wide --no-headers) || exit 1;"
+        f" name=$(printf '%s\\n' \"$nodes\" | awk '$6 == \"{ip}\" {{print $1}}');"
+        f' if [ -z "$name" ]; then echo "no node with address {ip}: nothing to {action}"; else {command}; fi'
+    )
+
+
+def drain(ip: str, *, force: bool) -> str:
+    flags = "--ignore-daemonsets --delete-emptydir-data" + (" --force" if force else "")
+    return on_node(ip, "drain", f'{KUBECTL} drain "$name" {flags} --timeout=300s')
+
+
+RESET = (
+    "if [ -x /usr/local/bin/kubeadm ]; then /usr/local/bin/kubeadm reset -f;"
+    " else echo 'no /usr/local/bin/kubeadm: nothing to reset'; fi"
+)
+RESET_BEST_EFFORT = (
+    "if [ -x /usr/local/bin/kubeadm ]; then { /usr/local/bin/kubeadm reset -f"
+    " || echo 'kubeadm reset failed: continuing' >&2; };"
+    " else echo 'no /usr/local/bin/kubeadm: nothing to reset'; fi"
+)
+UNINSTALL = (
+    "{ systemctl disable --now kubelet 2>/dev/null || true; }"
+    " && rm -f /usr/local/bin/kubeadm /usr/local/bin/kubelet /usr/local/bin/kubectl"
+    " /etc/systemd/system/kubelet.service /etc/systemd/system/kubelet.service.d/10-kubeadm.conf"
+    " /etc/kubernetes/kubeadm.yaml /etc/kubernetes/kubeadm-join.yaml"
+    " && { rmdir /etc/systemd/system/kubelet.service.d 2>/dev/null || true; }"
+    " && { if grep -qs 'server: https://apiserver.cluster.local:6443' \"$HOME/.kube/config\";"
+    ' then rm -f "$HOME/.kube/config"; fi; }'
+    " && systemctl daemon-reload"
+)
+VERSION_CHECK = (
+    "old=$(/usr/local/bin/kubeadm version -o short | sed 's/^v//; s/[+-].*//');"
+    f" new=$({R}/bin/kubeadm version -o short | sed 's/^v//; s/[+-].*//');"
+    " set -- $(echo \"$old.$new\" | tr . ' ');"
+    " if [ $# -ne 6 ]; then echo \"kubeadm versions not understood: installed '$old', new '$new'\" >&2; exit 1; fi;"
+    ' if [ "$1" != "$4" ] || [ "$5" -lt "$2" ] || { [ "$5" -eq "$2" ] && [ "$6" -lt "$3" ]; };'
+    ' then echo "kubernetes $old -> $new: a downgrade or a major change is not supported" >&2; exit 1; fi;'
+    ' if [ "$5" -gt $(($2 + 1)) ]; then echo "kubernetes $old -> $new: upgrade one minor version at a time" >&2;'
+    ' exit 1; fi; echo "kubernetes $old -> $new"'
+)
+
+Row = tuple[str, str, str]  # (host, step id, command)
+
+
+def preflight(ip: str, *, master: bool) -> list[Row]:
+    return [
+        (ip, "kubeadm-preflight-files", FILES_CHECK),
+        (ip, "kubeadm-preflight-existing", EXISTING),
+        (ip, "kubeadm-preflight-ports", ports("6443 2379 2380 10250 10257 10259" if master else "10250")),
+    ]
+
+
+def staged(ip: str) -> list[Row]:
+    return [(ip, "kubeadm-binaries", BINARIES), (ip, "kubelet-unit", UNIT), (ip, "kubeadm-images", IMAGES)]
+
+
+def initialised(masters: tuple[str, ...]) -> list[Row]:
+    m0 = masters[0]
+    return [
+        *staged(m0),
+        (m0, "kubeadm-version", VERSION),
+        (m0, "kubeadm-config", init_config(masters)),
+        (m0, "kubeadm-init", INIT),
+        (m0, "kubeadm-admin-kubeconfig", ADMIN),
+    ]
+
+
+def credentials(subject: str | None) -> list[Row]:
+    prefix = f"{subject}/" if subject else ""
+    rows = [("10.0.0.1", f"{prefix}kubeadm-token", TOKEN), ("10.0.0.1", f"{prefix}kubeadm-ca-hash", CA_HASH)]
+    if subject:
+        rows.append(("10.0.0.1", f"{prefix}kubeadm-certificate-key", CERT_KEY))
+    return rows
+
+
+def cluster(masters: str, nodes: str | None = None, documents: tuple[dict[str, Any], ...] = ()) -> Cluster:
+    c = cluster_from_flags("kubernetes:v1.30.14", masters, nodes, name="c1")
+    return replace(c, documents=documents) if documents else c
+
+
+def plan(
+    c: Cluster, phase_list: tuple[Phase, ...], targets: tuple[str, ...], delete_all: bool = False
+) -> list[Row]:
+    s = PlanState(image=IMAGE, plugin=KubernetesRuntime(), targets=targets, delete_all=delete_all)
+    return [(st.host, st.id, st.command) for p in phase_list for st in p.plan(c, Facts(), s)]
+
+
+def ctx(c: Cluster, ip: str, subject: str | None = None, files: dict[str, str] | None = None) -> HostContext:
+    sub = c.host(subject) if subject else None
+    return HostContext(c, c.host(ip), R, {}, sub, FILES if files is None else files)
+
+
+def rows(c: Cluster, phase: str, ip: str, subject: str | None = None) -> list[Row]:
+    prefix = f"{subject}/" if subject and subject != ip else ""
+    return [
+        (ip, prefix + st.id, st.command) for st in KubernetesRuntime().commands(phase, ctx(c, ip, subject))
+    ]
+
+
+# --- golden plans --------------------------------------------------------------------------------
+
+
+def test_one_master() -> None:
+    c = cluster("10.0.0.1")
+    assert plan(c, INSTALL_PHASES, c.ips) == [
+        *preflight("10.0.0.1", master=True),
+        *initialised(("10.0.0.1",)),
+    ]
+    s = PlanState(image=IMAGE, plugin=KubernetesRuntime(), targets=c.ips)
+    (step,) = Kubeconfig().plan(c, Facts(), s)
+    assert (step.host, step.id, step.command, step.output) == (
+        "10.0.0.1",
+        "kubeadm-kubeconfig",
+        "sed -E 's#^([[:space:]]*server:).*#\\1 https://apiserver.cluster.local:6443#'"
+        " /etc/kubernetes/admin.conf",
+        "kubeconfig",
+    )
+    assert KubernetesRuntime().warnings(c) == ()
+
+
+def test_three_masters_and_two_workers() -> None:
+    masters = ("10.0.0.1", "10.0.0.2", "10.0.0.3")
+    c = cluster(",".join(masters), "10.0.0.4,10.0.0.5")
+    assert plan(c, INSTALL_PHASES, c.ips) == [
+        *preflight("10.0.0.1", master=True),
+        *preflight("10.0.0.2", master=True),
+        *preflight("10.0.0.3", master=True),
+        *preflight("10.0.0.4", master=False),
+        *preflight("10.0.0.5", master=False),
+        *initialised(masters),
+        # a fresh token, the CA hash and a fresh certificate key just before each master joins
+        *credentials("10.0.0.2"),
+        *staged("10.0.0.2"),
+        ("10.0.0.2", "kubeadm-join", join("10.0.0.2", master=True)),
+        ("10.0.0.2", "kubeadm-admin-kubeconfig", ADMIN),
+        *credentials("10.0.0.3"),
+        *staged("10.0.0.3"),
+        ("10.0.0.3", "kubeadm-join", join("10.0.0.3", master=True)),
+        ("10.0.0.3", "kubeadm-admin-kubeconfig", ADMIN),
+        # one token and the CA hash for the workers, then every worker
+        *credentials(None),
+        *staged("10.0.0.4"),
+        ("10.0.0.4", "kubeadm-join", join("10.0.0.4", master=False)),
+        *staged("10.0.0.5"),
+        ("10.0.0.5", "kubeadm-join", join("10.0.0.5", master=False)),
+    ]
+    s = PlanState(image=IMAGE, plugin=KubernetesRuntime(), targets=c.ips)
+    minted = [(st.output, st.journal) for p in INSTALL_PHASES for st in p.plan(c, Facts(), s) if st.output]
+    assert minted == [
+        ("kube-version", False),
+        *[("join-token", False), ("ca-cert-hash", False), ("certificate-key", False)] * 2,
+        ("join-token", False),
+        ("ca-cert-hash", False),
+    ]
+    assert KubernetesRuntime().warnings(c) == ()
+    (warning,) = KubernetesRuntime().warnings(cluster("10.0.0.1,10.0.0.2"))
+    assert warning.startswith("2 masters: etcd needs a majority")
+
+
+def test_adding_a_worker() -> None:
+    c = cluster("10.0.0.1", "10.0.0.2,10.0.0.3")
+    assert plan(c, INSTALL_PHASES, ("10.0.0.3",)) == [
+        *preflight("10.0.0.3", master=False),
+        *credentials(None),
+        *staged("10.0.0.3"),
+        ("10.0.0.3", "kubeadm-join", join("10.0.0.3", master=False)),
+    ]
+
+
+def test_removing_a_master() -> None:
+    """kubeadm reset's order: drain (master0), `kubeadm reset -f` on the host while the cluster
+    is healthy (it removes its own etcd member), then delete the Node (master0, delete-done)."""
+    c = cluster("10.0.0.1,10.0.0.2,10.0.0.3", "10.0.0.4")
+    delete = on_node("10.0.0.3", "delete", f'{KUBECTL} delete node "$name"')
+    got = [
+        *rows(c, phases.DELETE_MASTER, "10.0.0.1", "10.0.0.3"),
+        *rows(c, phases.DELETE_MASTER, "10.0.0.3", "10.0.0.3"),
+        *rows(c, phases.DELETE_DONE, "10.0.0.1", "10.0.0.3"),
+    ]
+    assert got == [
+        ("10.0.0.1", "10.0.0.3/kubeadm-drain", drain("10.0.0.3", force=True)),
+        ("10.0.0.3", "kubeadm-reset", RESET),
+        ("10.0.0.3", "kubeadm-uninstall", UNINSTALL),
+        ("10.0.0.1", "10.0.0.3/kubeadm-delete-node", delete),
+    ]
+    # runtime-leave plans master0's steps, then the host's, then master0's delete-done
+    assert plan(c, (RuntimeLeave(), RuntimeReset()), ("10.0.0.3",)) == got
+    # a worker leaves the same way
+    assert rows(c, phases.DELETE_WORKER, "10.0.0.1", "10.0.0.4") == [
+        ("10.0.0.1", "10.0.0.4/kubeadm-drain", drain("10.0.0.4", force=True))
+    ]
+    assert rows(c, phases.DELETE_WORKER, "10.0.0.4", "10.0.0.4") == [
+        ("10.0.0.4", "kubeadm-reset", RESET),
+        ("10.0.0.4", "kubeadm-uninstall", UNINSTALL),
+    ]
+    assert rows(c, phases.DELETE_DONE, "10.0.0.4", "10.0.0.4") == []  # only master0 deletes nodes
+
+
+def test_reset() -> None:
+    c = cluster("10.0.0.1,10.0.0.2,10.0.0.3", "10.0.0.4,10.0.0.5")
+    assert plan(c, (RuntimeLeave(), RuntimeReset()), c.ips, delete_all=True) == [
+        row
+        for ip in ("10.0.0.4", "10.0.0.5", "10.0.0.2", "10.0.0.3", "10.0.0.1")
+        for row in [(ip, "kubeadm-reset", RESET_BEST_EFFORT), (ip, "kubeadm-uninstall", UNINSTALL)]
+    ]
+
+
+def test_upgrade() -> None:
+    """The kubeadm upgrade guide: master0 `upgrade apply`, the others `upgrade node`; each node
+    drained before its kubelet is replaced and uncordoned after (master0 drains itself)."""
+    c = cluster("10.0.0.1,10.0.0.2", "10.0.0.3")
+    s = PlanState(image=IMAGE, plugin=KubernetesRuntime(), targets=c.ips)
+
+    def upgraded(ip: str, upgrade: str, *, drain_self: bool = False) -> list[Row]:
+        return [
+            (ip, "kubeadm-upgrade-check", VERSION_CHECK),
+            (ip, "kubeadm-binary", f"install -m 0755 {R}/bin/kubeadm /usr/local/bin/"),
+            (ip, "kubeadm-images", IMAGES),
+            (ip, "kubeadm-upgrade", upgrade),
+            *([(ip, "kubeadm-drain", drain(ip, force=False))] if drain_self else []),
+            (ip, "kubelet-binaries", f"install -m 0755 {R}/bin/kubelet {R}/bin/kubectl /usr/local/bin/"),
+            (ip, "kubelet-restart", "systemctl daemon-reload && systemctl restart kubelet"),
+        ]
+
+    def uncordon(ip: str) -> Row:
+        prefix = "" if ip == "10.0.0.1" else f"{ip}/"
+        return (
+            "10.0.0.1",
+            f"{prefix}kubeadm-uncordon",
+            on_node(ip, "uncordon", f'{KUBECTL} uncordon "$name"'),
+        )
+
+    apply = "/usr/local/bin/kubeadm upgrade apply -y $(/usr/local/bin/kubeadm version -o short)"
+    assert [(st.host, st.id, st.command) for st in Upgrade().plan(c, Facts(), s)] == [
+        *upgraded("10.0.0.1", apply, drain_self=True),
+        uncordon("10.0.0.1"),
+        ("10.0.0.1", "10.0.0.2/kubeadm-drain", drain("10.0.0.2", force=False)),
+        *upgraded("10.0.0.2", "/usr/local/bin/kubeadm upgrade node"),
+        uncordon("10.0.0.2"),
+        ("10.0.0.1", "10.0.0.3/kubeadm-drain", drain("10.0.0.3", force=False)),
+        *upgraded("10.0.0.3", "/usr/local/bin/kubeadm upgrade node"),
+        uncordon("10.0.0.3"),
+    ]
+
+
+def test_secrets_are_only_placeholders_and_each_is_minted_before_use() -> None:
+    c = cluster("10.0.0.1,10.0.0.2", "10.0.0.3")
+    s = PlanState(image=IMAGE, plugin=KubernetesRuntime(), targets=c.ips)
+    minted: set[str] = set()
+    joins = {}
+    for p in INSTALL_PHASES:
+        for st in p.plan(c, Facts(), s):
+            assert set(output_refs(st.command)) <= minted, st.id
+            if st.output:
+                minted.add(st.output)
+            if st.id == "kubeadm-join":
+                joins[st.host] = st.command
+    assert minted == {"kube-version", "join-token", "ca-cert-hash", "certificate-key"}
+    values = {
+        "join-token": "abcdef.0123456789abcdef",
+        "ca-cert-hash": "sha256:" + "0" * 64,
+        "certificate-key": "1" * 64,  # all digits: still a string in the file
+    }
+    body = resolve_outputs(joins["10.0.0.2"], values).split("\n", 1)[1].rsplit("\n", 1)[0]
+    doc = yaml.safe_load(body)
+    assert doc["discovery"]["bootstrapToken"] == {
+        "apiServerEndpoint": "apiserver.cluster.local:6443",
+        "token": "abcdef.0123456789abcdef",
+        "caCertHashes": ["sha256:" + "0" * 64],
+    }
+    assert doc["controlPlane"]["certificateKey"] == "1" * 64
+    worker = yaml.safe_load(resolve_outputs(joins["10.0.0.3"], values).split("\n", 1)[1].rsplit("\n", 1)[0])
+    assert "controlPlane" not in worker
+
+
+def test_nothing_for_hosts_outside_their_role() -> None:
+    c = cluster("10.0.0.1,10.0.0.2", "10.0.0.3")
+    plugin = KubernetesRuntime()
+    assert plugin.commands(phases.INIT, ctx(c, "10.0.0.2")) == ()
+    assert plugin.commands(phases.JOIN_MASTER, ctx(c, "10.0.0.1")) == ()
+    assert plugin.commands(phases.JOIN_MASTER, ctx(c, "10.0.0.3")) == ()
+    assert plugin.commands(phases.JOIN_WORKER, ctx(c, "10.0.0.2")) == ()
+    assert plugin.commands(phases.JOIN_CREDENTIALS, ctx(c, "10.0.0.2")) == ()
+    assert plugin.commands(phases.KUBECONFIG, ctx(c, "10.0.0.3")) == ()
+    assert plugin.commands(phases.UPGRADE_DONE, ctx(c, "10.0.0.3", "10.0.0.3")) == ()
+    assert plugin.commands(phases.UPGRADE, ctx(c, "10.0.0.2", "10.0.0.3")) == ()
+    assert plugin.commands("no-such-phase", ctx(c, "10.0.0.1")) == ()
+
+
+def test_selected_by_label_and_metadata() -> None:
+    assert KubernetesRuntime.label == "kubernetes" and KubernetesRuntime.metadata_runtime == "k8s"
+    assert KubernetesRuntime.config_files == ("etc/kubeadm.yaml",)
+    assert isinstance(select_plugin("kubernetes", None), KubernetesRuntime)
+    assert isinstance(select_plugin(None, "k8s"), KubernetesRuntime)
+
+
+# --- the configuration merge ---------------------------------------------------------------------
+
+
+def by_kind(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {d["kind"]: d for d in docs}
+
+
+def test_clusterfile_documents_merge_over_the_image_defaults() -> None:
+    user: tuple[dict[str, Any], ...] = (
+        {
+            "apiVersion": "kubeadm.k8s.io/v1beta3",
+            "kind": "ClusterConfiguration",
+            "networking": {"podSubnet": "10.244.0.0/16"},
+            "apiServer": {"certSANs": ["vip.example.com"], "extraArgs": {"audit-log-maxage": "7"}},
+        },
+        {"apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration", "maxPods": 200},
+        {"apiVersion": "kubeproxy.config.k8s.io/v1alpha1", "kind": "KubeProxyConfiguration", "mode": "ipvs"},
+        {
+            "apiVersion": "kubeadm.k8s.io/v1beta3",
+            "kind": "InitConfiguration",
+            "nodeRegistration": {"kubeletExtraArgs": {"node-ip": "192.168.1.1", "v": "2"}},
+        },
+        {"apiVersion": "k0s.k0sproject.io/v1beta1", "kind": "ClusterConfig", "spec": {}},  # not ours
+        {"apiVersion": "sealer.io/v2", "kind": "Plugin", "spec": {"type": "SHELL"}},
+    )
+    c = cluster("10.0.0.1,10.0.0.2", "10.0.0.3", user)
+    before = yaml.safe_dump(list(c.documents))
+    docs = init_documents(c, c.master0, DEFAULTS)
+    assert [d["kind"] for d in docs] == [
+        "InitConfiguration",
+        "ClusterConfiguration",
+        "KubeletConfiguration",
+        "KubeProxyConfiguration",
+    ]
+    got = by_kind(docs)
+    conf = got["ClusterConfiguration"]
+    assert conf["networking"] == {
+        "dnsDomain": "cluster.local",
+        "podSubnet": "10.244.0.0/16",
+        "serviceSubnet": "10.96.0.0/22",
+    }
+    # the user's list replaces the image's; the names the runtime relies on come back
+    assert conf["apiServer"] == {
+        "certSANs": ["vip.example.com", "apiserver.cluster.local", "10.0.0.1", "10.0.0.2", "127.0.0.1"],
+        "extraArgs": {"audit-log-maxage": "7"},
+    }
+    assert conf["controlPlaneEndpoint"] == "apiserver.cluster.local:6443"
+    assert conf["etcd"] == {"local": {"dataDir": "/var/lib/etcd"}}
+    assert got["KubeletConfiguration"] == {
+        "apiVersion": "kubelet.config.k8s.io/v1beta1",
+        "kind": "KubeletConfiguration",
+        "cgroupDriver": "systemd",
+        "failSwapOn": False,
+        "maxPods": 200,
+    }
+    assert got["KubeProxyConfiguration"]["mode"] == "ipvs"
+    # the user's node-ip stays; the advertise address is always the host's
+    init = got["InitConfiguration"]
+    assert init["nodeRegistration"]["kubeletExtraArgs"] == {"node-ip": "192.168.1.1", "v": "2"}
+    assert init["nodeRegistration"]["criSocket"] == "unix:///run/containerd/containerd.sock"
+    assert init["localAPIEndpoint"] == {"bindPort": 6443, "advertiseAddress": "10.0.0.1"}
+    assert yaml.safe_dump(list(c.documents)) == before  # the cluster's documents are untouched
+
+
+def test_a_set_kubernetes_version_needs_no_version_step() -> None:
+    user = (
+        {
+            "apiVersion": "kubeadm.k8s.io/v1beta3",
+            "kind": "ClusterConfiguration",
+            "kubernetesVersion": "v1.30.2",
+        },
+    )
+    c = cluster("10.0.0.1", None, user)
+    steps = KubernetesRuntime().commands(phases.INIT, ctx(c, "10.0.0.1"))
+    assert "kubeadm-version" not in [st.id for st in steps]
+    config = next(st.command for st in steps if st.id == "kubeadm-config")
+    assert "kubernetesVersion: v1.30.2\n" in config and "{{output:" not in config
+
+
+def test_join_configuration_keeps_the_users_fields_but_not_its_discovery() -> None:
+    user = (
+        {
+            "apiVersion": "kubeadm.k8s.io/v1beta3",
+            "kind": "JoinConfiguration",
+            "nodeRegistration": {"taints": [{"key": "dedicated", "value": "db", "effect": "NoSchedule"}]},
+            "discovery": {"file": {"kubeConfigPath": "/tmp/x"}, "timeout": "10m"},
+            "controlPlane": {"localAPIEndpoint": {"bindPort": 7443}},
+        },
+    )
+    c = cluster("10.0.0.1,10.0.0.2", "10.0.0.3", user)
+    master = join_document(c, c.host("10.0.0.2"), DEFAULTS)
+    assert master["discovery"] == {
+        "timeout": "10m",
+        "bootstrapToken": {
+            "apiServerEndpoint": "apiserver.cluster.local:6443",
+            "token": "{{output:join-token}}",
+            "caCertHashes": ["{{output:ca-cert-hash}}"],
+        },
+    }
+    assert master["nodeRegistration"]["taints"] == [
+        {"key": "dedicated", "value": "db", "effect": "NoSchedule"}
+    ]
+    assert master["controlPlane"] == {
+        "localAPIEndpoint": {"bindPort": 7443, "advertiseAddress": "10.0.0.2"},
+        "certificateKey": "{{output:certificate-key}}",
+    }
+    worker = join_document(c, c.host("10.0.0.3"), DEFAULTS)
+    assert "controlPlane" not in worker
+    assert worker["nodeRegistration"]["kubeletExtraArgs"] == {"node-ip": "10.0.0.3"}
+
+
+def test_v1beta4_documents_and_no_image_defaults() -> None:
+    """Without etc/kubeadm.yaml the Clusterfile's documents (or bare ones) are the config; in
+    v1beta4 kubeletExtraArgs is a list of name/value pairs."""
+    user = (
+        {
+            "apiVersion": "kubeadm.k8s.io/v1beta4",
+            "kind": "InitConfiguration",
+            "nodeRegistration": {"kubeletExtraArgs": [{"name": "v", "value": "2"}]},
+        },
+    )
+    c = cluster("10.0.0.1", None, user)
+    got = by_kind(init_documents(c, c.master0, None))
+    assert got["InitConfiguration"]["nodeRegistration"]["kubeletExtraArgs"] == [
+        {"name": "v", "value": "2"},
+        {"name": "node-ip", "value": "10.0.0.1"},
+    ]
+    assert got["ClusterConfiguration"] == {
+        "apiVersion": "kubeadm.k8s.io/v1beta4",
+        "kind": "ClusterConfiguration",
+        "kubernetesVersion": "{{output:kube-version}}",
+        "controlPlaneEndpoint": "apiserver.cluster.local:6443",
+        "apiServer": {"certSANs": ["apiserver.cluster.local", "10.0.0.1", "127.0.0.1"]},
+    }
+    bare = by_kind(init_documents(cluster("10.0.0.1"), cluster("10.0.0.1").master0, None))
+    assert bare["InitConfiguration"]["apiVersion"] == "kubeadm.k8s.io/v1beta3"
+    assert join_document(c, c.master0, None)["apiVersion"] == "kubeadm.k8s.io/v1beta4"
+
+
+@pytest.mark.parametrize(
+    ("documents", "image", "message"),
+    [
+        (
+            ({"apiVersion": "kubeadm.k8s.io/v1beta4", "kind": "ClusterConfiguration"},),
+            DEFAULTS,
+            "ClusterConfiguration: the Clusterfile's apiVersion kubeadm.k8s.io/v1beta4 differs from "
+            "kubeadm.k8s.io/v1beta3 in the image's etc/kubeadm.yaml",
+        ),
+        (
+            ({"apiVersion": "kubeadm.k8s.io/v1beta4", "kind": "JoinConfiguration"},),
+            "apiVersion: kubeadm.k8s.io/v1beta3\nkind: InitConfiguration\n",
+            "kubeadm documents of several API versions: kubeadm.k8s.io/v1beta3, kubeadm.k8s.io/v1beta4",
+        ),
+        (
+            (
+                {"apiVersion": "kubeadm.k8s.io/v1beta3", "kind": "ClusterConfiguration"},
+                {"apiVersion": "kubeadm.k8s.io/v1beta3", "kind": "ClusterConfiguration"},
+            ),
+            DEFAULTS,
+            "the Clusterfile has two ClusterConfiguration documents; at most one",
+        ),
+        ((), "kind: [unclosed", "the image's etc/kubeadm.yaml is not YAML"),
+        (
+            (),
+            "apiVersion: v1\nkind: ConfigMap\n",
+            "the image's etc/kubeadm.yaml: document 1 is v1/ConfigMap, which kubeadm does not read",
+        ),
+        (
+            ({"apiVersion": "kubeadm.k8s.io/v1beta3", "kind": "ClusterConfiguration", "apiServer": "x"},),
+            DEFAULTS,
+            "ClusterConfiguration.apiServer must be a mapping, not str",
+        ),
+    ],
+)
+def test_unusable_configurations_are_refused(
+    documents: tuple[dict[str, Any], ...], image: str, message: str
+) -> None:
+    c = cluster("10.0.0.1", None, documents)
+    with pytest.raises(KubeadmConfigError) as info:
+        KubernetesRuntime().commands(phases.INIT, ctx(c, "10.0.0.1", files={"etc/kubeadm.yaml": image}))
+    assert str(info.value).startswith(message)
