@@ -415,12 +415,14 @@ async def _install(job: _Install, settings: Settings, cs: ClusterState) -> Outco
                 await runner.run_phase(phase, steps)
         for host in job.targets:
             journal.record(info.digest, JOINED, host, "done", seconds=0)
+        message = f"cluster {cluster.name}: {len(job.targets)} host(s) done"
         if KUBECONFIG_OUTPUT in runner.outputs:
             cs.save_kubeconfig(runner.outputs[KUBECONFIG_OUTPUT])
+            message += f"; kubeconfig: {cs.kubeconfig_path}"
         cs.save(cluster, replace(meta, complete=True))
     finally:
         await driver.close()
-    return Outcome(cluster, "done", hosts=_summaries(cluster, runner, job.targets))
+    return Outcome(cluster, message, hosts=_summaries(cluster, runner, job.targets))
 
 
 def _unjoined(cluster: Cluster, journal: Journal, digest: str) -> tuple[str, ...]:

@@ -163,6 +163,8 @@ def test_run_three_masters_and_a_worker(lab: Lab) -> None:
     masters, worker = h[0:3], h[3]
     outcome = actions.run(parse_clusterfile(clusterfile(IMAGE, masters, [worker], h)), lab.settings())
     assert {s.host for s in outcome.hosts} == {x.address for x in h[0:4]}
+    kubeconfig = ClusterState(NAME, lab.home).kubeconfig_path
+    assert outcome.message == f"cluster {NAME}: 4 host(s) done; kubeconfig: {kubeconfig}"
 
     # master0's tokens as k3s writes them: K10<sha256 of the cluster CA>::server|node:<secret>
     ca = lab.master0.path(f"{SERVER}/tls/server-ca.crt").read_text()
