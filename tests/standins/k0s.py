@@ -187,6 +187,16 @@ def _host(ip: str) -> str:
     return f"[{ip}]" if ":" in ip else ip
 
 
+def _first_address() -> str:
+    """The host's first global IPv4 address: what k0s takes for etcd when peerAddress is unset."""
+    out = subprocess.run(
+        ["ip", "-o", "-4", "addr", "show", "scope", "global"], capture_output=True, text=True, check=False
+    ).stdout.split()
+    if "inet" not in out:
+        core.die("no global IPv4 address for the etcd peer address")
+    return out[out.index("inet") + 1].split("/")[0]
+
+
 def _hostname() -> str:
     return socket.gethostname().lower()
 
@@ -241,11 +251,14 @@ def load_config(path: str) -> dict[str, Any]:
 
 
 def _cluster_wide(config: dict[str, Any]) -> dict[str, Any]:
-    """What the HA guide says must match on every controller."""
+    """What the HA guide says must match on every controller (storage but the per-host etcd
+    peerAddress)."""
     spec = config.get("spec") or {}
+    storage = json.loads(json.dumps(spec.get("storage") or {}))
+    (storage.get("etcd") or {}).pop("peerAddress", None)
     return {
         "network": spec.get("network"),
-        "storage": spec.get("storage"),
+        "storage": storage,
         "externalAddress": (spec.get("api") or {}).get("externalAddress"),
     }
 
@@ -515,7 +528,10 @@ def controller(argv: list[str]) -> int:
     if workloads:
         _check_images()
     name = _hostname()
-    peer_url = f"https://{_host(address)}:{ETCD_PEER_PORT}"
+    # k0s's default peer address is the first non-loopback address, not api.address
+    etcd_cfg = (config["spec"].get("storage") or {}).get("etcd") or {}
+    peer = str(etcd_cfg.get("peerAddress") or _first_address())
+    peer_url = f"https://{_host(peer)}:{ETCD_PEER_PORT}"
     sans = sorted({*api_cfg.get("sans", []), address, "127.0.0.1", "localhost", "kubernetes"})
     if api_cfg.get("externalAddress"):
         sans = sorted({*sans, str(api_cfg["externalAddress"])})

@@ -158,7 +158,7 @@ def _mapping(parent: dict[str, Any], key: str, where: str) -> dict[str, Any]:
 
 def controller_config(cluster: Cluster, host: HostSpec, image_text: str | None) -> dict[str, Any]:
     """The /etc/k0s/k0s.yaml of controller `host`: image defaults < Clusterfile, then the
-    address and SANs this runtime relies on."""
+    addresses and SANs this runtime relies on (api.address, api.sans, the etcd peerAddress)."""
     config = image_config(image_text)
     overlay = clusterfile_config(cluster)
     if overlay is not None:
@@ -171,6 +171,11 @@ def controller_config(cluster: Cluster, host: HostSpec, image_text: str | None) 
         raise K0sConfigError("spec.api.sans must be a list")
     required = [ENDPOINT, *(m.ip for m in cluster.masters), "127.0.0.1"]
     api["sans"] = [*sans, *(s for s in required if s not in sans)]
+    storage = _mapping(spec, "storage", "spec")
+    if storage.get("type", "etcd") == "etcd":
+        # k0s defaults the etcd peer address to the first non-loopback address, not
+        # api.address: on a host with several interfaces etcd would advertise the wrong one
+        _mapping(storage, "etcd", "spec.storage")["peerAddress"] = host.ip
     return config
 
 
@@ -189,17 +194,14 @@ def _path(ctx: HostContext, relative: str) -> str:
     return shlex.quote(f"{ctx.rootfs}/{relative}")
 
 
-def _node_name(ip: str) -> str:
-    """Shell: the name of the node whose INTERNAL-IP (column 6 of `-o wide`) is `ip`."""
-    return f"$({BIN} kubectl get nodes -o wide --no-headers | awk '$6 == \"{ip}\" {{print $1}}')"
-
-
 def _on_node(ip: str, action: str, command: str) -> str:
-    """Shell: run `command` with $name set to `ip`'s node; nothing to do if it is not one (a
-    controller without --enable-worker is no Kubernetes node)."""
+    """Shell: run `command` with $name set to the node whose INTERNAL-IP (column 6 of `-o wide`)
+    is `ip`. An unreachable API fails the step; a missing node is nothing to do (a controller
+    without --enable-worker is no Kubernetes node)."""
     return (
-        f'name={_node_name(ip)}; if [ -z "$name" ]; then echo "no node with address {ip}: '
-        f'nothing to {action}"; else {command}; fi'
+        f"nodes=$({BIN} kubectl get nodes -o wide --no-headers) || exit 1; "
+        f"name=$(printf '%s\\n' \"$nodes\" | awk '$6 == \"{ip}\" {{print $1}}'); "
+        f'if [ -z "$name" ]; then echo "no node with address {ip}: nothing to {action}"; else {command}; fi'
     )
 
 

@@ -65,16 +65,14 @@ def _path(ctx: HostContext, relative: str) -> str:
     return shlex.quote(f"{ctx.rootfs}/{relative}")
 
 
-def _node_name(ip: str) -> str:
-    """Shell: the name of the node whose INTERNAL-IP (column 6 of `-o wide`) is `ip`."""
-    return f"$({BIN} kubectl get nodes -o wide --no-headers | awk '$6 == \"{ip}\" {{print $1}}')"
-
-
 def _on_node(ip: str, action: str, command: str) -> str:
-    """Shell: run `command` with $name set to `ip`'s node; nothing to do if it is not one."""
+    """Shell: run `command` with $name set to the node whose INTERNAL-IP (column 6 of `-o wide`)
+    is `ip`. An unreachable API fails the step (a k3s server whose node seems gone must not be
+    uninstalled while still an etcd member); a missing node is nothing to do."""
     return (
-        f'name={_node_name(ip)}; if [ -z "$name" ]; then echo "no node with address {ip}: '
-        f'nothing to {action}"; else {command}; fi'
+        f"nodes=$({BIN} kubectl get nodes -o wide --no-headers) || exit 1; "
+        f"name=$(printf '%s\\n' \"$nodes\" | awk '$6 == \"{ip}\" {{print $1}}'); "
+        f'if [ -z "$name" ]; then echo "no node with address {ip}: nothing to {action}"; else {command}; fi'
     )
 
 
@@ -84,6 +82,7 @@ def _version_check(ctx: HostContext) -> str:
     return (
         f"old=$({BIN} --version | {v}); new=$({_path(ctx, ROOTFS_BIN)} --version | {v}); "
         "set -- $(echo \"$old.$new\" | tr . ' '); "
+        "if [ $# -ne 6 ]; then echo \"k3s versions not understood: installed '$old', new '$new'\" >&2; exit 1; fi; "
         'if [ "$1" != "$4" ] || [ "$5" -lt "$2" ] || { [ "$5" -eq "$2" ] && [ "$6" -lt "$3" ]; }; '
         'then echo "k3s $old -> $new: a downgrade or a major change is not supported" >&2; exit 1; fi; '
         'if [ "$5" -gt $(($2 + 1)) ]; then echo "k3s $old -> $new: upgrade one minor version at a time" >&2; exit 1; fi; '

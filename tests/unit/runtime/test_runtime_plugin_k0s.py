@@ -113,6 +113,9 @@ def config(ip: str, masters: tuple[str, ...], extra_sans: tuple[str, ...] = ()) 
         "    default_pull_policy: Never\n"
         "  telemetry:\n"
         "    enabled: false\n"
+        "  storage:\n"
+        "    etcd:\n"
+        f"      peerAddress: {ip}\n"
     )
     return (
         "mkdir -p /etc/k0s && umask 077 && cat > /etc/k0s/k0s.yaml.tmp <<'K0S_CONFIG_EOF'"
@@ -126,9 +129,9 @@ def token_file(role: str) -> str:
 
 def on_node(ip: str, action: str, command: str) -> str:
     return (
-        f"name=$({K0S} kubectl get nodes -o wide --no-headers"
-        f' | awk \'$6 == "{ip}" {{print $1}}\'); if [ -z "$name" ];'
-        f' then echo "no node with address {ip}: nothing to {action}"; else {command}; fi'
+        f"nodes=$({K0S} kubectl get nodes -o wide --no-headers) || exit 1;"
+        f" name=$(printf '%s\\n' \"$nodes\" | awk '$6 == \"{ip}\" {{print $1}}');"
+        f' if [ -z "$name" ]; then echo "no node with address {ip}: nothing to {action}"; else {command}; fi'
     )
 
 
@@ -530,6 +533,8 @@ def test_clusterfile_config_merges_over_the_image_defaults() -> None:
             },
             "images": {"default_pull_policy": "Never"},
             "telemetry": {"enabled": False},
+            # k0s would take the first non-loopback address: pinned to the host's
+            "storage": {"etcd": {"peerAddress": "10.0.0.2"}},
         },
     }
     # and it is what the plan writes on that host
@@ -546,7 +551,8 @@ def test_no_image_config_gives_a_minimal_one() -> None:
         "kind": "ClusterConfig",
         "metadata": {"name": "k0s"},
         "spec": {
-            "api": {"address": "10.0.0.1", "sans": ["apiserver.cluster.local", "10.0.0.1", "127.0.0.1"]}
+            "api": {"address": "10.0.0.1", "sans": ["apiserver.cluster.local", "10.0.0.1", "127.0.0.1"]},
+            "storage": {"etcd": {"peerAddress": "10.0.0.1"}},
         },
     }
     bare = ImageInfo(name=IMAGE.name, digest=IMAGE.digest, platform=IMAGE.platform)
@@ -634,3 +640,16 @@ def test_the_config_step_writes_the_file_even_with_hostile_values(tmp_path: Path
     assert yaml.safe_load(written.read_text())["spec"]["x"] == value
     assert written.stat().st_mode & 0o777 == 0o600
     assert sorted(p.name for p in tmp_path.iterdir()) == ["etc-k0s"]  # nothing ran
+
+
+def test_etcd_peer_address_is_the_hosts_and_kine_gets_none() -> None:
+    c = cluster("10.0.0.1,10.0.0.2,10.0.0.3")
+    peer = {ip: controller_config(c, c.host(ip), IMAGE_CONFIG)["spec"]["storage"] for ip in c.ips}
+    assert peer == {ip: {"etcd": {"peerAddress": ip}} for ip in c.ips}
+    kine = {
+        "apiVersion": "k0s.k0sproject.io/v1beta1",
+        "kind": "ClusterConfig",
+        "spec": {"storage": {"type": "kine"}},
+    }
+    got = controller_config(with_documents(kine), c.host("10.0.0.1"), IMAGE_CONFIG)
+    assert got["spec"]["storage"] == {"type": "kine"}

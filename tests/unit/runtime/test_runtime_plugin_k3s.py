@@ -79,9 +79,9 @@ def join_agent(ip: str) -> str:
 
 def on_node(ip: str, action: str, command: str) -> str:
     return (
-        "name=$(/usr/local/bin/k3s kubectl get nodes -o wide --no-headers"
-        f' | awk \'$6 == "{ip}" {{print $1}}\'); if [ -z "$name" ];'
-        f' then echo "no node with address {ip}: nothing to {action}"; else {command}; fi'
+        "nodes=$(/usr/local/bin/k3s kubectl get nodes -o wide --no-headers) || exit 1;"
+        f" name=$(printf '%s\\n' \"$nodes\" | awk '$6 == \"{ip}\" {{print $1}}');"
+        f' if [ -z "$name" ]; then echo "no node with address {ip}: nothing to {action}"; else {command}; fi'
     )
 
 
@@ -111,6 +111,7 @@ VERSION_CHECK = (
     "old=$(/usr/local/bin/k3s --version | awk 'NR == 1 {print $3}' | sed 's/^v//; s/[+-].*//');"
     f" new=$({R}/bin/k3s --version | awk 'NR == 1 {{print $3}}' | sed 's/^v//; s/[+-].*//');"
     " set -- $(echo \"$old.$new\" | tr . ' ');"
+    " if [ $# -ne 6 ]; then echo \"k3s versions not understood: installed '$old', new '$new'\" >&2; exit 1; fi;"
     ' if [ "$1" != "$4" ] || [ "$5" -lt "$2" ] || { [ "$5" -eq "$2" ] && [ "$6" -lt "$3" ]; };'
     ' then echo "k3s $old -> $new: a downgrade or a major change is not supported" >&2; exit 1; fi;'
     ' if [ "$5" -gt $(($2 + 1)) ]; then echo "k3s $old -> $new: upgrade one minor version at a time" >&2;'
