@@ -10,25 +10,32 @@ install scripts and the runtime plugins, on hosts where no systemd runs.
     systemctl status UNIT...              a few lines and the log's tail; exit 3 when not active
     systemctl reset-failed [UNIT...]
 
-Units are /etc/systemd/system/<name>.service ("k3s" and "k3s.service" are one unit). As systemd
-does, a unit file is used as loaded: `daemon-reload` snapshots every unit, `start` uses the
-snapshot (warning when the file changed on disk since), so an install script that rewrites a
-unit and forgets daemon-reload starts the old command line here too.
+Units are /etc/systemd/system/<name>.service ("k3s" and "k3s.service" are one unit), each with
+its drop-ins /etc/systemd/system/<name>.service.d/*.conf read after it in lexical order of file
+name (systemd.unit(5); the other drop-in dirs - /run, /usr/lib, "service.d/" - are not read).
+Each file needs its own section headers; later assignments win and an empty one resets a list
+setting, which is how a drop-in replaces a command (`ExecStart=` then `ExecStart=/new`). As
+systemd does, a unit is used as loaded: `daemon-reload` snapshots every unit file with its
+drop-ins, `start` uses the snapshot (warning when any of them changed on disk since), so an
+install script that rewrites a unit or a drop-in and forgets daemon-reload starts the old
+command line here too.
 
-[Service] keys acted on: Type (simple, exec, notify), ExecStartPre (a leading "-" ignores
-failure), ExecStart (absolute path, shell-like quoting, "\\" continuations; no $VAR expansion,
-no prefixes but "-"), Environment, EnvironmentFile ("-" optional, %N = unit name), KillMode
-(process, or the whole process group), TimeoutStartSec, TimeoutStopSec, WorkingDirectory. The
-service gets systemd's clean environment (PATH only, plus its Environment/EnvironmentFile and
-NOTIFY_SOCKET), never the caller's. Other keys (Restart, Delegate, LimitNOFILE...) are read and
-ignored: a crashed service stays down, which a test then sees.
+[Service] keys acted on: Type (simple, exec, notify), ExecStartPre, ExecStart (one; an absolute,
+literal program path, shell-like quoting, "\\" continuations, variables expanded as
+systemd.service(5) "Command lines" says: see `expand_argv`; of the prefixes only "-", which
+ignores a failure, a missing executable too), Environment, EnvironmentFile ("-" optional, %N =
+unit name), KillMode (process, or the whole process group), TimeoutStartSec, TimeoutStopSec,
+WorkingDirectory. The service gets systemd's clean environment (PATH only, plus its
+Environment/EnvironmentFile and NOTIFY_SOCKET), never the caller's. Other keys (Restart,
+Delegate, LimitNOFILE...) are read and ignored: a crashed service stays down, which a test then
+sees.
 
 ExecStart runs detached (its own session) under a small supervisor process that records the
 main pid and, when it ends, its exit status (so `is-active` can say "failed"). Type=notify
 waits for READY=1 on $NOTIFY_SOCKET (core.notify_ready), the process exiting (failure) or the
 start timeout (TimeoutStartSec; 0 or infinity means at most START_CAP_S here). Everything lives
 under /run/standin-systemd/: <unit>.json (pid, start time, exit status), <unit>.log (stdout and
-stderr), loaded/<unit> (the snapshot).
+stderr), loaded/<unit> (the snapshot: JSON, the unit file and its drop-ins as path and text).
 
 STANDIN_SYSTEMD_ROOT (default "/") prefixes every path, for unit tests in a temp dir.
 
@@ -39,7 +46,9 @@ together when a service misbehaves on a test host.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import shlex
 import signal
 import socket
@@ -83,61 +92,88 @@ def unit_name(name: str) -> str:
 # --- unit files ------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Setting:
+    """One assignment in a unit file or drop-in; `origin` ("path:line") is where, for messages."""
+
+    key: str
+    value: str
+    origin: str
+
+
 @dataclass
 class Unit:
     name: str
     path: Path
-    sections: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    dropins: list[str] = field(default_factory=list)
+    sections: dict[str, list[Setting]] = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, name: str, path: Path, text: str) -> Unit:
-        unit = cls(name, path)
-        section = None
-        lines = text.replace("\\\n", " ").splitlines()
-        for number, raw in enumerate(lines, 1):
-            line = raw.strip()
-            if not line or line[0] in "#;":
-                continue
-            if line.startswith("[") and line.endswith("]"):
-                section = line[1:-1]
-                unit.sections.setdefault(section, [])
-                continue
-            key, eq, value = line.partition("=")
-            if not eq or section is None:
-                core.die(f"{path}:{number}: not a key=value line in a section: {line!r}")
-            unit.sections[section].append((key.strip(), value.strip()))
+    def parse(cls, name: str, files: list[tuple[str, str]]) -> Unit:
+        """The unit from its file and drop-ins, (path, text) in load order (`_sources`). Each file
+        is read on its own - a drop-in's assignments need its own section header, as in systemd -
+        and the assignments are appended in order, so a later one wins (`values`)."""
+        (path, _), *dropins = files
+        unit = cls(name, Path(path), [p for p, _ in dropins])
+        for file_path, text in files:
+            section = None
+            lines = text.replace("\\\n", " ").splitlines()
+            for number, raw in enumerate(lines, 1):
+                line = raw.strip()
+                if not line or line[0] in "#;":
+                    continue
+                if line.startswith("[") and line.endswith("]"):
+                    section = line[1:-1]
+                    unit.sections.setdefault(section, [])
+                    continue
+                key, eq, value = line.partition("=")
+                if not eq or section is None:
+                    core.die(f"{file_path}:{number}: not a key=value line in a section: {line!r}")
+                setting = Setting(key.strip(), value.strip(), f"{file_path}:{number}")
+                unit.sections[section].append(setting)
         if "Service" not in unit.sections:
             core.die(f"{path}: no [Service] section")
         return unit
 
-    def values(self, section: str, key: str) -> list[str]:
-        out: list[str] = []
-        for k, v in self.sections.get(section, []):
-            if k == key:
-                if v == "":
+    def settings(self, section: str, key: str) -> list[Setting]:
+        out: list[Setting] = []
+        for setting in self.sections.get(section, []):
+            if setting.key == key:
+                if setting.value == "":
                     out.clear()  # an empty assignment resets a list setting, as in systemd
                 else:
-                    out.append(v.replace("%N", self.name.removesuffix(".service")))
+                    out.append(setting)
         return out
+
+    def _specifiers(self, value: str) -> str:
+        return value.replace("%N", self.name.removesuffix(".service"))
+
+    def values(self, section: str, key: str) -> list[str]:
+        return [self._specifiers(s.value) for s in self.settings(section, key)]
 
     def value(self, section: str, key: str, default: str = "") -> str:
         found = self.values(section, key)
         return found[-1] if found else default
 
-    def command(self, key: str) -> list[tuple[bool, list[str]]]:
-        """ExecStart-like values as (ignore_failure, argv)."""
+    def command(self, key: str, env: dict[str, str]) -> list[tuple[bool, list[str]]]:
+        """ExecStart-like settings as (ignore_failure, argv), variables expanded from `env`."""
         out = []
-        for value in self.values("Service", key):
+        for setting in self.settings("Service", key):
+            where = f"{setting.origin}: {key}={setting.value}"
+            value = self._specifiers(setting.value)
             ignore = value.startswith("-")
             text = value[1:] if ignore else value
-            if text[:1] in "@+!:":
-                core.die(f"{self.path}: {key} prefix {text[0]!r} is not supported by the stand-in")
-            argv = shlex.split(text)
-            if any("$" in a for a in argv):
-                core.die(f"{self.path}: {key}: $VARIABLE expansion is not supported by the stand-in")
-            if not argv or not argv[0].startswith("/"):
-                core.die(f"{self.path}: {key}={value}: the executable path must be absolute")
-            out.append((ignore, argv))
+            if text[:1] and text[0] in "@+!:":
+                core.die(f"{where}: the prefix {text[0]!r} is not supported by the stand-in")
+            try:
+                words = shlex.split(text)
+            except ValueError as err:
+                core.die(f"{where}: {err}")
+            if not words or not words[0].startswith("/"):
+                core.die(f"{where}: the executable path must be absolute")
+            if "$" in words[0]:
+                core.die(f"{where}: the program to execute may not be a variable (systemd.service(5))")
+            out.append((ignore, [words[0], *expand_argv(words[1:], env, where)]))
         return out
 
     def environment(self) -> dict[str, str]:
@@ -158,6 +194,41 @@ class Unit:
                 core.die(f"{self.name}: EnvironmentFile {path} is missing")
             env.update(_read_env_file(host_path))
         return env
+
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_IN_WORD = re.compile(r"\$\$|\$\{([^}]*)\}")
+
+
+def expand_argv(words: list[str], env: dict[str, str], where: str = "command line") -> list[str]:
+    """Expand variables in a command's arguments (quotes already removed) as systemd.service(5)
+    "Command lines" says: a word that is exactly $NAME becomes the value split at whitespace,
+    quotes respected and removed (zero or more words; none when unset or empty); ${NAME} anywhere
+    in a word is replaced by the value as is, whitespace and all (empty when unset), the word
+    staying one argument; $$ is a literal "$". Any other "$" stays as written, as in systemd
+    (`--a=$NAME` passes "$NAME" literally). A whole word `$x-y` is refused: systemd would look up
+    a variable named "x-y" and drop the word; ${NAME:-default} and the like are refused too."""
+
+    def braced(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        if not _NAME.fullmatch(match.group(1)):
+            core.die(f"{where}: {match.group(0)}: only ${{NAME}} is supported by the stand-in")
+        return env.get(match.group(1), "")
+
+    out: list[str] = []
+    for word in words:
+        if word.startswith("$") and word[1:2] not in ("{", "$"):
+            if not _NAME.fullmatch(word[1:]):
+                core.die(f"{where}: {word!r}: systemd looks up a variable named {word[1:]!r} "
+                         "(a whole word); write ${NAME} to expand inside a word")  # fmt: skip
+            try:
+                out += shlex.split(env.get(word[1:], ""))
+            except ValueError as err:
+                core.die(f"{where}: {word}: its value cannot be split into words: {err}")
+            continue
+        out.append(_IN_WORD.sub(braced, word))
+    return out
 
 
 def _read_env_file(path: Path) -> dict[str, str]:
@@ -195,24 +266,45 @@ def _snapshot_path(name: str) -> Path:
     return run_dir() / "loaded" / name
 
 
+def _sources(name: str) -> list[tuple[str, str]] | None:
+    """The unit file and its drop-ins on disk, as (path, text) in load order; None without a
+    unit file. Drop-ins are the regular *.conf files of <unit>.d/, sorted by name (so one
+    linked to /dev/null adds nothing, as in systemd)."""
+    disk = _disk_path(name)
+    if not disk.is_file():
+        return None
+    files = [(f"/etc/systemd/system/{name}", disk.read_text())]
+    dropin_dir = unit_dir() / f"{name}.d"
+    if dropin_dir.is_dir():
+        for conf in sorted(dropin_dir.glob("*.conf"), key=lambda p: p.name):
+            if conf.is_file():
+                files.append((f"/etc/systemd/system/{name}.d/{conf.name}", conf.read_text()))
+    return files
+
+
+def _snapshot(name: str, files: list[tuple[str, str]]) -> None:
+    snap = _snapshot_path(name)
+    snap.parent.mkdir(parents=True, exist_ok=True)
+    snap.write_text(json.dumps({"files": files}))
+
+
 def load(name: str, *, for_start: bool = False) -> Unit | None:
-    """The unit as loaded (the daemon-reload snapshot, else the file, then snapshotted)."""
-    disk, snap = _disk_path(name), _snapshot_path(name)
+    """The unit as loaded (the daemon-reload snapshot, else the files, then snapshotted)."""
+    snap = _snapshot_path(name)
     if snap.is_file():
-        text = snap.read_text()
-        if for_start and (not disk.is_file() or disk.read_text() != text):
+        files = [(path, text) for path, text in json.loads(snap.read_text())["files"]]
+        if for_start and _sources(name) != files:
             print(
                 f"Warning: The unit file, source configuration file or drop-ins of {name} changed on "
                 "disk. Run 'systemctl daemon-reload' to reload units.",
                 file=sys.stderr,
             )
-        return Unit.parse(name, Path("/etc/systemd/system") / name, text)
-    if not disk.is_file():
+        return Unit.parse(name, files)
+    on_disk = _sources(name)
+    if on_disk is None:
         return None
-    text = disk.read_text()
-    snap.parent.mkdir(parents=True, exist_ok=True)
-    snap.write_text(text)
-    return Unit.parse(name, Path("/etc/systemd/system") / name, text)
+    _snapshot(name, on_disk)
+    return Unit.parse(name, on_disk)
 
 
 # --- processes -------------------------------------------------------------------------------------
@@ -247,8 +339,23 @@ def state_of(name: str) -> str:
     return "inactive"
 
 
-def _supervise(name: str, argv: list[str], env: dict[str, str], cwd: str, log: Path) -> None:
-    """In the forked supervisor: run the service, record its pid, then its exit status."""
+def _exec_failed(out: Any, argv: list[str], err: OSError, ignore: bool) -> int:
+    """Log a command that could not be spawned, as systemd does, and return its exit status:
+    203 (EXEC), or 0 for a "-" command whose executable is missing, which systemd skips
+    (systemd.service(5): containerd.service's `ExecStartPre=-/sbin/modprobe overlay`)."""
+    if ignore and isinstance(err, FileNotFoundError | PermissionError):
+        out.write(f"Executable {argv[0]} missing, skipping: {err.strerror}\n".encode())
+        status = 0
+    else:
+        out.write(f"Failed at step EXEC spawning {argv[0]}: {err.strerror}\n".encode())
+        status = 203
+    out.flush()
+    return status
+
+
+def _supervise(name: str, argv: list[str], env: dict[str, str], cwd: str, log: Path, *, ignore: bool) -> None:
+    """In the forked supervisor: run the service, record its pid, then its exit status (with
+    `ignore`, the "-" prefix, a failure is recorded but the unit does not become failed)."""
     os.setsid()
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
@@ -262,9 +369,9 @@ def _supervise(name: str, argv: list[str], env: dict[str, str], cwd: str, log: P
                     start_new_session=True,
                 )  # fmt: skip
             except OSError as err:
-                out.write(f"Failed at step EXEC spawning {argv[0]}: {err.strerror}\n".encode())
+                status = _exec_failed(out, argv, err, ignore)
                 with _record(name).edit() as rec:
-                    rec.update(pid=None, result="failed", exit_status=203)
+                    rec.update(pid=None, result=None if ignore else "failed", exit_status=status)
                 return
             with _record(name).edit() as rec:
                 rec.update(pid=proc.pid, start_time=_start_time(proc.pid), exit_status=None, result=None)
@@ -272,7 +379,7 @@ def _supervise(name: str, argv: list[str], env: dict[str, str], cwd: str, log: P
         with _record(name).edit() as rec:
             if rec.get("pid") == proc.pid:
                 stopping = rec.get("stopping", False)
-                ok = status == 0 or (stopping and status in (-signal.SIGTERM, -signal.SIGKILL, 143))
+                ok = ignore or status == 0 or (stopping and status in (-signal.SIGTERM, -signal.SIGKILL, 143))
                 rec.update(pid=None, exit_status=status, result=None if ok else "failed", stopping=False)
     finally:
         os._exit(0)
@@ -293,12 +400,20 @@ def start(name: str) -> int:
     kind = unit.value("Service", "Type", "simple")
     if kind not in ("simple", "exec", "notify"):
         core.die(f"{unit.path}: Type={kind} is not supported by the stand-in")
-    (main_cmd,) = unit.command("ExecStart") or [(False, [])]
-    if not main_cmd[1]:
-        core.die(f"{unit.path}: no ExecStart")
+    main_cmds = unit.command("ExecStart", env)
+    if not main_cmds:
+        core.die(f"{name}: Service has no ExecStart=, ExecStop=, or SuccessAction=. Refusing.")
+    if len(main_cmds) > 1:  # e.g. a drop-in that adds an ExecStart= without an empty one first
+        core.die(f"{name}: Service has more than one ExecStart= setting, which is only allowed for "
+                 "Type=oneshot services. Refusing.")  # fmt: skip
     with open(log, "ab") as out:
-        for ignore, argv in unit.command("ExecStartPre"):
-            code = subprocess.call(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+        for ignore, argv in unit.command("ExecStartPre", env):
+            try:
+                code = subprocess.call(
+                    argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=out
+                )
+            except OSError as err:
+                code = _exec_failed(out, argv, err, ignore)
             if code != 0 and not ignore:
                 return _failed(name, "the control process exited with error code")
     notify = None
@@ -315,7 +430,7 @@ def start(name: str) -> int:
     if child == 0:
         if notify is not None:
             notify.close()
-        _supervise(name, main_cmd[1], env, cwd, log)
+        _supervise(name, main_cmds[0][1], env, cwd, log, ignore=main_cmds[0][0])
     # the supervisor outlives this process (adopted and reaped by init), as the service does
     deadline = time.monotonic() + _timeout(unit, "TimeoutStartSec", START_CAP_S)
     try:
@@ -323,7 +438,9 @@ def start(name: str) -> int:
             rec = _record(name).read()
             if rec.get("result") == "failed" or (rec.get("exit_status") is not None and kind == "notify"):
                 return _failed(name, "the control process exited with error code")
-            if rec.get("pid") and (kind != "notify" or _ready(notify)):
+            if kind != "notify" and (rec.get("pid") or rec.get("exit_status") is not None):
+                return 0  # running, or already ended (a fast or "-" skipped command) without failing
+            if kind == "notify" and rec.get("pid") and _ready(notify):
                 return 0
             if time.monotonic() > deadline:
                 stop(name)
@@ -443,9 +560,11 @@ def daemon_reload() -> int:
     for snap in loaded.iterdir():
         if snap.name not in on_disk:
             snap.unlink()
-    for name, path in on_disk.items():
-        Unit.parse(name, path, path.read_text())  # a broken unit fails here, as systemd logs it
-        (loaded / name).write_text(path.read_text())
+    for name in on_disk:
+        files = _sources(name)
+        assert files is not None
+        Unit.parse(name, files)  # a broken unit fails here, as systemd logs it
+        _snapshot(name, files)
     return 0
 
 
@@ -460,6 +579,9 @@ def status(name: str) -> int:
     enabled = {True: "enabled", False: "disabled", None: "not-found"}[is_enabled(name)]
     print(f"● {name} - {description}")
     print(f"     Loaded: loaded (/etc/systemd/system/{name}; {enabled})")
+    if unit and unit.dropins:
+        print(f"    Drop-In: /etc/systemd/system/{name}.d")
+        print(f"             └─{', '.join(Path(p).name for p in unit.dropins)}")
     detail = "running" if state == "active" else f"exit status {record.get('exit_status')}"
     print(f"     Active: {state} ({detail})")
     if state == "active":

@@ -1,8 +1,12 @@
 """The stand-in framework on its own, locally: locked JSON state, the control plane and its
 client (in a thread on 127.0.0.1), the YAML subset against PyYAML, the zipapp, sd_notify, and
 the systemctl stand-in driving a real detached service in a temporary root
-(STANDIN_SYSTEMD_ROOT). The k3s stand-in's pure parts (tokens, config files) are here too;
-everything k3s does over the network is the e2e test's (test_runtime_k3s.py)."""
+(STANDIN_SYSTEMD_ROOT), its drop-ins, command-line expansion and "-" prefix. The k3s stand-in's
+pure parts (tokens, config files) are here too; everything k3s does over the network is the e2e
+test's (test_runtime_k3s.py).
+
+Over the house ~400 lines: one file for the stand-in framework, as tests/standins/README.md
+describes it; a test per behaviour an e2e test relies on, each short."""
 
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.standins import core, k3s, make_bin_dir, systemctl_zipapp
+from tests.standins import core, k3s, make_bin_dir, systemctl_zipapp, systemd
 from tests.standins.core import ApiClient, ApiError, StateFile
 
 # --- StateFile -------------------------------------------------------------------------------------
@@ -287,6 +291,8 @@ def test_k3s_config_yaml_becomes_flags_and_must_be_a_mapping(
 SERVICE = """\
 import json, os, socket, sys, time
 out = sys.argv[1]
+with open(out + ".argv", "w") as f:
+    json.dump(sys.argv[1:], f)
 with open(out, "w") as f:
     # LC_CTYPE: python sets it in its own environment (PEP 538 locale coercion)
     json.dump({k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "LC_CTYPE")}, f)
@@ -394,3 +400,90 @@ def test_systemctl_refuses_what_it_does_not_know(sd_root: Path) -> None:
     write_unit(sd_root, "odd", "ok", kind="forking")
     odd = systemctl(sd_root, "start", "odd")
     assert odd.returncode == 1 and "Type=forking is not supported" in odd.stderr
+
+
+def test_systemctl_merges_drop_ins_in_name_order_and_expands_variables(sd_root: Path) -> None:
+    write_unit(sd_root, "demo", "fail")
+    script, dropins = sd_root / "svc.py", sd_root / "etc/systemd/system/demo.service.d"
+    dropins.mkdir()
+    # 10- then 30-: the later MODE wins; 30- replaces the unit's ExecStart (empty one first)
+    (dropins / "30-exec.conf").write_text(
+        '[Service]\nEnvironment="MODE=ok \\"two words\\""\nExecStartPre=-/nonexistent/modprobe overlay\n'
+        f"ExecStart=\nExecStart=/usr/bin/python3 {script} ${{DIR}}/env-demo.json $MODE $$HOME ${{NONE}} $NONE\n"
+    )
+    (dropins / "10-env.conf").write_text(f"[Service]\nEnvironment=MODE=fail DIR={sd_root}\n")
+    (dropins / "20-notes.txt").write_text("[Service]\nExecStart=/not/a/drop-in\n")  # not *.conf
+    assert systemctl(sd_root, "start", "demo").returncode == 0
+    argv = json.loads((sd_root / "env-demo.json.argv").read_text())
+    assert argv == [f"{sd_root}/env-demo.json", "ok", "two words", "$HOME", ""]
+    log = (sd_root / "run/standin-systemd/demo.service.log").read_text()
+    assert "Executable /nonexistent/modprobe missing, skipping: No such file or directory" in log
+    status = systemctl(sd_root, "status", "demo").stdout
+    assert "Drop-In: /etc/systemd/system/demo.service.d\n             └─10-env.conf, 30-exec.conf" in status
+    systemctl(sd_root, "stop", "demo")
+    # a new drop-in counts as a change on disk; the loaded unit stays in use until daemon-reload
+    (dropins / "40-more.conf").write_text(f"[Service]\nExecStart=/usr/bin/python3 {script} x fail\n")
+    started = systemctl(sd_root, "start", "demo")
+    assert started.returncode == 0 and "or drop-ins of demo.service changed on disk" in started.stderr
+    systemctl(sd_root, "stop", "demo")
+    assert systemctl(sd_root, "daemon-reload").returncode == 0
+    two = systemctl(sd_root, "start", "demo")  # 40- adds a second ExecStart=: systemd refuses
+    assert two.returncode == 1 and "more than one ExecStart= setting" in two.stderr
+    (dropins / "40-more.conf").unlink()
+    assert "changed on disk" in systemctl(sd_root, "start", "demo").stderr
+
+
+def test_systemctl_minus_prefix_ignores_failures_and_missing_executables(sd_root: Path) -> None:
+    units = sd_root / "etc/systemd/system"
+    units.mkdir(parents=True)
+    (units / "gone.service").write_text("[Service]\nExecStart=-/nonexistent/daemon --flag\n")
+    (units / "soft.service").write_text("[Service]\nExecStartPre=-/bin/false\nExecStart=-/bin/false\n")
+    (units / "hard.service").write_text("[Service]\nExecStartPre=/nonexistent/setup\nExecStart=/bin/true\n")
+    for name in ("gone", "soft"):  # started, ended, not failed
+        assert systemctl(sd_root, "start", name).returncode == 0
+        assert systemctl(sd_root, "is-active", name).stdout == "inactive\n"
+    hard = systemctl(sd_root, "start", "hard")
+    assert hard.returncode == 1 and "Job for hard.service failed" in hard.stderr
+    assert systemctl(sd_root, "is-active", "hard").stdout == "failed\n"
+    log = (sd_root / "run/standin-systemd/hard.service.log").read_text()
+    assert "Failed at step EXEC spawning /nonexistent/setup: No such file or directory" in log
+
+
+ENV = {"ONE": "one", "TWO": "two two", "QUOTED": "'two two' too", "EMPTY": ""}
+
+
+@pytest.mark.parametrize(
+    ("words", "expected"),
+    [
+        # the examples of systemd.service(5) "Command lines"
+        (["$ONE", "$TWO", "${TWO}"], ["one", "two", "two", "two two"]),
+        (["${QUOTED}", "${EMPTY}", "$QUOTED", "$EMPTY"], ["'two two' too", "", "two two", "too"]),
+        (["--a=${ONE}-${UNSET}x", "$UNSET", "${UNSET}"], ["--a=one-x", ""]),
+        (["$$", "$${ONE}", "a$$b", "--a=$ONE", "${ONE"], ["$", "${ONE}", "a$b", "--a=$ONE", "${ONE"]),
+    ],
+)
+def test_expand_argv_follows_systemd(words: list[str], expected: list[str]) -> None:
+    assert systemd.expand_argv(words, ENV) == expected
+
+
+@pytest.mark.parametrize(("word", "message"), [("$ONE-x", "named 'ONE-x'"), ("${ONE:-x}", "only ${NAME}")])
+def test_expand_argv_refuses_what_systemd_reads_otherwise(
+    word: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        systemd.expand_argv([word], ENV)
+    assert message in capsys.readouterr().err
+
+
+def test_a_drop_in_is_read_on_its_own_and_cited_by_path(capsys: pytest.CaptureFixture[str]) -> None:
+    main = ("/etc/systemd/system/x.service", "[Service]\nExecStart=/bin/a\nEnvironment=A=1\n")
+    reset = ("/etc/systemd/system/x.service.d/a.conf", "[Service]\nEnvironment=\nExecStart=\nExecStart=/b\n")
+    unit = systemd.Unit.parse("x.service", [main, reset])
+    assert unit.environment() == {"PATH": systemd.SERVICE_PATH}
+    (setting,) = unit.settings("Service", "ExecStart")
+    assert setting.origin == "/etc/systemd/system/x.service.d/a.conf:4"
+    with pytest.raises(SystemExit):  # no section header: not the last section of the unit file
+        systemd.Unit.parse(
+            "x.service", [main, ("/etc/systemd/system/x.service.d/b.conf", "Environment=B=2\n")]
+        )
+    assert "x.service.d/b.conf:1: not a key=value line in a section" in capsys.readouterr().err
