@@ -1,6 +1,7 @@
 """The kubeadm stand-ins: kubeadm, kubelet, kubectl and the container runtime they need
 (containerd, ctr, crictl, runc), one zipapp each (entry "standins.kubernetes:main", which
-dispatches on the program name), and `systemctl` with unit drop-ins (see `systemctl_main`).
+dispatches on the program name). Their units (kubelet.service with kubeadm's 10-kubeadm.conf
+drop-in, containerd.service) run under the generic systemctl stand-in (systemd.py).
 
     kubeadm version [-o short]
     kubeadm init --config F [--upload-certs]
@@ -693,6 +694,17 @@ def _start_pod(manifest: Path, pod: dict[str, Any], digest: str) -> None:
     _write(PODS_DIR / f"{pod['name']}.json", json.dumps(record), 0o644)
 
 
+def _sandbox_image(config: Path = Path("/etc/containerd/config.toml")) -> str:
+    """containerd's sandbox (pause) image: its config's, else containerd 1.7's default."""
+    import tomllib
+
+    default = "registry.k8s.io/pause:3.8"
+    if not config.is_file():
+        return default
+    cri = tomllib.loads(config.read_text()).get("plugins", {}).get("io.containerd.grpc.v1.cri", {})
+    return str(cri.get("sandbox_image") or default)
+
+
 def sync_pods(static_dir: Path) -> None:
     """One pass of the kubelet's static pod loop: start what a manifest asks for (when its
     image is in containerd), restart what changed, stop what lost its manifest."""
@@ -702,10 +714,16 @@ def sync_pods(static_dir: Path) -> None:
         pod = _manifest(path)
         wanted[pod["name"]] = (path, pod, hashlib.sha256(text.encode()).hexdigest())
     images = cri_images()
+    sandbox = _sandbox_image()
     for name, (path, pod, digest) in wanted.items():
         record_path = PODS_DIR / f"{name}.json"
         record = json.loads(record_path.read_text()) if record_path.is_file() else {}
         if record.get("digest") == digest and pod_alive(record):
+            continue
+        if sandbox not in images:  # containerd cannot make the pod's sandbox, and cannot pull
+            _log(
+                f'E "Failed to create sandbox for pod" err="failed to get sandbox image \\"{sandbox}\\"" pod="{name}"'
+            )
             continue
         if pod["image"] not in images:
             _log(
@@ -1497,6 +1515,19 @@ def _upgrade_node(argv: list[str]) -> int:
     return 0
 
 
+def kubeadm_config_images_list(argv: list[str]) -> int:
+    """`kubeadm config images list --kubernetes-version V [--image-repository R]`: offline only
+    with an exact version (a label such as "stable" would be looked up on the internet)."""
+    p = _Parser(prog="kubeadm config images list", allow_abbrev=False)
+    p.add_argument("--kubernetes-version", required=True)
+    p.add_argument("--image-repository", default="registry.k8s.io")
+    opts = p.parse_args(argv)
+    if not re.fullmatch(r"v\d+\.\d+\.\d+", opts.kubernetes_version):
+        core.die(f'unable to get URL "https://dl.k8s.io/release/{opts.kubernetes_version}.txt": air-gapped')
+    print("\n".join(images_for(opts.kubernetes_version, opts.image_repository)))
+    return 0
+
+
 def kubeadm_main(argv: list[str]) -> int:
     if not argv:
         core.die("missing command: init, join, token, reset, upgrade or version")
@@ -1514,6 +1545,8 @@ def kubeadm_main(argv: list[str]) -> int:
         return 0
     if command == "init" and rest[:2] == ["phase", "upload-certs"]:
         return kubeadm_upload_certs(rest[2:])
+    if command == "config" and rest[:2] == ["images", "list"]:
+        return kubeadm_config_images_list(rest[2:])
     commands: dict[str, Callable[[list[str]], int]] = {
         "init": kubeadm_init,
         "join": kubeadm_join,
@@ -1615,98 +1648,6 @@ def kubectl_main(argv: list[str]) -> int:
     return 0
 
 
-# --- systemctl with drop-ins ---------------------------------------------------------------------
-
-
-def _unit_text(name: str, disk: Path) -> str:
-    """A unit file with its drop-ins (<unit>.d/*.conf, in name order) appended, which is how
-    systemd applies them: later assignments win, an empty ExecStart= resets the list."""
-    text = disk.read_text()
-    for conf in sorted((disk.parent / f"{name}.d").glob("*.conf")):
-        text += "\n" + conf.read_text()
-    return text
-
-
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
-
-
-def _expand(argv: list[str], env: dict[str, str]) -> list[str]:
-    """systemd's ExecStart expansion: a word that is exactly $VAR becomes the value split on
-    whitespace (nothing when empty); ${VAR} and $VAR inside a word are replaced in place."""
-    out: list[str] = []
-    for word in argv:
-        whole = re.fullmatch(r"\$([A-Za-z_][A-Za-z0-9_]*)", word)
-        if whole:
-            out += env.get(whole.group(1), "").split()
-        else:
-            out.append(_VAR.sub(lambda m: env.get(m.group(1) or m.group(2), ""), word))
-    return out
-
-
-def systemctl_main(argv: list[str]) -> int:
-    """The systemctl stand-in (tests/standins/systemd.py) plus what kubelet.service and
-    containerd.service need and it lacks: drop-in files, $VAR expansion in ExecStart, and a
-    missing "-" ExecStartPre executable ignored (containerd's `-/sbin/modprobe overlay`).
-    FIXME(systemd.py): move these there and drop this wrapper; it swaps in three functions of
-    that module for this process only."""
-    import shlex
-
-    from . import systemd
-
-    def load(name: str, *, for_start: bool = False) -> Any:
-        disk, snap = systemd._disk_path(name), systemd._snapshot_path(name)
-        if snap.is_file():
-            text = snap.read_text()
-            if for_start and (not disk.is_file() or _unit_text(name, disk) != text):
-                print(f"Warning: The unit file, source configuration file or drop-ins of {name} changed on "
-                      "disk. Run 'systemctl daemon-reload' to reload units.", file=sys.stderr)  # fmt: skip
-            return systemd.Unit.parse(name, Path("/etc/systemd/system") / name, text)
-        if not disk.is_file():
-            return None
-        text = _unit_text(name, disk)
-        snap.parent.mkdir(parents=True, exist_ok=True)
-        snap.write_text(text)
-        return systemd.Unit.parse(name, Path("/etc/systemd/system") / name, text)
-
-    def daemon_reload() -> int:
-        loaded = systemd.run_dir() / "loaded"
-        loaded.mkdir(parents=True, exist_ok=True)
-        unit_dir = systemd.unit_dir()
-        on_disk = {p.name: p for p in unit_dir.glob("*.service") if p.is_file()} if unit_dir.is_dir() else {}
-        for snap in loaded.iterdir():
-            if snap.name not in on_disk:
-                snap.unlink()
-        for name, path in on_disk.items():
-            text = _unit_text(name, path)
-            systemd.Unit.parse(name, path, text)
-            (loaded / name).write_text(text)
-        return 0
-
-    def command(self: Any, key: str) -> list[tuple[bool, list[str]]]:
-        env = self.environment()
-        out = []
-        for value in self.values("Service", key):
-            ignore = value.startswith("-")
-            argv = _expand(shlex.split(value[1:] if ignore else value), env)
-            if not argv or not argv[0].startswith("/"):
-                core.die(f"{self.path}: {key}={value}: the executable path must be absolute")
-            if ignore and not os.path.exists(argv[0]):
-                continue  # "-": a failure, a missing executable too, is ignored (systemd.service(5))
-            out.append((ignore, argv))
-        return out
-
-    systemd.load = load
-    systemd.daemon_reload = daemon_reload
-    systemd.Unit.command = command  # type: ignore[method-assign]
-    return systemd.main(argv)
-
-
-def install_systemctl(host: Any) -> Path:
-    """Put this systemctl (with drop-ins) first on the host's PATH (/usr/local/bin/systemctl)."""
-    path: Path = core.write_zipapp("standins.kubernetes:main", host.path("/usr/local/bin/systemctl"))
-    return path
-
-
 # --- entry ---------------------------------------------------------------------------------------
 
 
@@ -1720,7 +1661,6 @@ def main(argv: list[str] | None = None) -> int:
         "containerd": containerd_main,
         "ctr": ctr_main,
         "crictl": crictl_main,
-        "systemctl": systemctl_main,
     }
     if prog in ("runc", "containerd-shim-runc-v2"):
         if args in (["--version"], ["-v"]):

@@ -96,7 +96,13 @@ else
 		mkdir -p /opt/cni/bin
 		tar -C /opt/cni/bin -xzf "$cni_tar"
 	fi
-	install -D -m 0644 etc/containerd/config.toml /etc/containerd/config.toml
+	# The sandbox (pause) image is the one this image's kubeadm lists, so that it is in
+	# images/*.tar whatever release the image carries (kubeadm 1.30 uses pause 3.9, 1.31 3.10).
+	pause=$(bin/kubeadm config images list --kubernetes-version "$(bin/kubeadm version -o short)" | grep '/pause:' || true)
+	if [ -z "$pause" ]; then echo "bin/kubeadm lists no pause image" >&2; exit 1; fi
+	mkdir -p /etc/containerd
+	sed "s#^\([[:space:]]*sandbox_image = \).*#\1\"$pause\"#" etc/containerd/config.toml > /etc/containerd/.config.toml.sealer
+	mv /etc/containerd/.config.toml.sealer /etc/containerd/config.toml
 	install -m 0644 etc/crictl.yaml /etc/crictl.yaml
 	install -D -m 0644 etc/systemd/containerd.service /etc/systemd/system/containerd.service
 	systemctl daemon-reload

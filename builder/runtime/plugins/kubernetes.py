@@ -20,7 +20,7 @@ master0 runs `kubeadm init --config /etc/kubernetes/kubeadm.yaml --upload-certs`
 the image's etc/kubeadm.yaml with the Clusterfile's kubeadm, kubelet and kube-proxy documents
 deep-merged over it, then the fields this runtime relies on: the host's advertise address,
 certSANs with apiserver.cluster.local, every master and 127.0.0.1, controlPlaneEndpoint
-apiserver.cluster.local:6443 unless set. Just before each join, master0 mints a 15-minute token,
+apiserver.cluster.local:6443 unless set. Just before each join, master0 mints a one-hour token,
 prints the CA public key hash and, for a master, re-uploads the control-plane certificates with
 a fresh certificate key; all three are named outputs that reach the joining host only inside its
 JoinConfiguration (a 0600 file, removed after the join).
@@ -86,7 +86,7 @@ CA_CERT_HASH = "ca-cert-hash"
 CERTIFICATE_KEY = "certificate-key"
 KUBE_VERSION = "kube-version"
 
-TOKEN_TTL = "15m"
+TOKEN_TTL = "1h"  # one token serves a whole batch of workers, each importing images first
 KUBEADM_GROUP = "kubeadm.k8s.io"
 DEFAULT_KUBEADM_VERSION = "kubeadm.k8s.io/v1beta3"  # understood by kubeadm 1.22 to 1.34
 KUBEADM_KINDS = ("InitConfiguration", "ClusterConfiguration", "JoinConfiguration")

@@ -84,7 +84,7 @@ ADMIN = (
     'mkdir -p "$HOME/.kube" && cp /etc/kubernetes/admin.conf "$HOME/.kube/config"'
     ' && chmod 0600 "$HOME/.kube/config"'
 )
-TOKEN = "/usr/local/bin/kubeadm token create --ttl 15m"
+TOKEN = "/usr/local/bin/kubeadm token create --ttl 1h"
 CA_HASH = (
     "pub=$(openssl x509 -pubkey -noout -in /etc/kubernetes/pki/ca.crt) && printf '%s\\n' \"$pub\""
     " | openssl pkey -pubin -outform der | openssl dgst -sha256 -hex | sed 's/^.* /sha256:/'"
