@@ -12,6 +12,10 @@ State where the real k3s keeps it (paths are the upstream ones):
     /var/lib/rancher/k3s/server/token        K10<sha256 of the CA>::server:<secret>
     /var/lib/rancher/k3s/server/agent-token  K10<sha256 of the CA>::node:<agent secret>
     /var/lib/rancher/k3s/server/node-token   -> token (a symlink, as upstream)
+    /var/lib/rancher/k3s/server/cred/passwd  "secret,user,uid,group" lines for the server and
+                                             node users, written before the datastore: a
+                                             --cluster-init server restarted before it wrote
+                                             `token` recovers its secret from here, as upstream
     /var/lib/rancher/k3s/server/tls/         server-ca.crt, client-ca.crt, and
                                              serving-kube-apiserver.crt whose text header
                                              lists the SANs (as `openssl x509 -text` would)
@@ -30,7 +34,26 @@ service fails to start and install.sh fails). A server restarted with a differen
 its datastore's fails ("bootstrap data already found and encrypted with different token").
 Deleting a server's node removes its etcd member (k3s's etcd controller does that upstream).
 
+Fault points, for tests of resumed runs: a test creates /run/standin-fault/<point> on a host
+(its /run is private); the stand-in reaching <point> removes the marker and dies like a crash
+(SIGKILL: no cleanup, ports freed by the kernel), having written what upstream has by then, so
+the next attempt on that host goes on:
+    install-unit-written      install.sh, after the symlinks, killall and uninstall scripts, the
+                              unit and its env file (K3S_TOKEN in it), before enable and start
+    server-datastore-created  `k3s server --cluster-init`, first start: the datastore holds the
+                              CA, tokens and bootstrap data, cred/passwd is written; no node, no
+                              server/token, no k3s.yaml yet
+    server-member-added       `k3s server --server`: the cluster has the node and its etcd
+                              member; no bootstrap data, files or ports on the host yet
+    agent-joined              `k3s agent`: the node joined (its password bound to its name), the
+                              CA files are written; no kubelet.kubeconfig, never ready
+A crashed service stays failed (the systemctl stand-in ignores Restart=), so only a new start -
+install.sh restarting it - brings it back.
+
 Deliberate differences from upstream, for the tests' sake:
+- etcd members are named after their node (upstream: node name plus a random suffix, kept in
+  the server's db/etcd/name; a server that rejoins after a crash finds its own member by name
+  and peer address and does not add another): here the same name's entry is replaced;
 - the agent token is a separate secret unless --agent-token is given (upstream the agent
   token defaults to the server token), so a test can tell which token an agent used; a
   server token still admits agents, as upstream;
@@ -55,6 +78,7 @@ import os
 import platform
 import re
 import secrets
+import signal
 import socket
 import sys
 import tarfile
@@ -83,6 +107,8 @@ CONFIG_FILE = CONFIG_DIR / "config.yaml"
 REGISTRIES_FILE = CONFIG_DIR / "registries.yaml"
 KUBECONFIG_FILE = CONFIG_DIR / "k3s.yaml"
 NODE_PASSWORD_FILE = Path("/etc/rancher/node/password")
+PASSWD_FILE = SERVER_DIR / "cred" / "passwd"
+FAULT_DIR = Path("/run/standin-fault")
 IMAGE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.zst", ".tar.lz4", ".tar.bz2")
 _TOKEN_RE = re.compile(r"^K10([0-9a-f]{64})::([a-z]+):(.+)$")
 
@@ -363,6 +389,37 @@ def _identity(opts: argparse.Namespace) -> tuple[str, str]:
     return name, ip
 
 
+def _read_passwd() -> dict[str, str]:
+    """server/cred/passwd as upstream keeps it ("secret,user,uid,group" lines): user -> secret.
+    A server restarted before it wrote server/token recovers its token from here."""
+    try:
+        lines = PASSWD_FILE.read_text().splitlines()
+    except FileNotFoundError:
+        return {}
+    out = {}
+    for line in lines:
+        parts = line.split(",")
+        if len(parts) < 3:
+            core.die(f"{PASSWD_FILE}: bad line (want secret,user,uid,group)")
+        out[parts[1]] = parts[0]
+    return out
+
+
+def _write_passwd(secret: str, agent_secret: str) -> None:
+    _write(PASSWD_FILE, f"{agent_secret},node,node,k3s:agent\n{secret},server,server,k3s:server\n")
+
+
+def _fault(point: str) -> None:
+    """Die here, like a crash (SIGKILL: no cleanup), when the test left /run/standin-fault/<point>;
+    the marker is removed first, so the next start goes on (module docstring: the points)."""
+    marker = FAULT_DIR / point
+    if not marker.exists():
+        return
+    marker.unlink()
+    _log(f"stand-in fault {point}: dying here")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _node_password() -> str:
     if NODE_PASSWORD_FILE.is_file():
         return NODE_PASSWORD_FILE.read_text().strip()
@@ -472,10 +529,16 @@ def server(argv: list[str]) -> int:
     threading.Thread(target=api.serve_forever, daemon=True).start()
     client = core.ApiClient(f"https://127.0.0.1:{API_PORT}")
     given = parse_token(opts.token)[1] if opts.token else None
+    passwd = _read_passwd()
     if fresh:
         ca = _pem("CERTIFICATE", {"cn": f"k3s-server-ca@{int(time.time())}", "key": secrets.token_hex(16)})
-        secret = given or secrets.token_hex(16)
-        agent_secret = parse_token(opts.agent_token)[1] if opts.agent_token else secrets.token_hex(16)
+        secret = given or passwd.get("server") or secrets.token_hex(16)
+        agent_secret = (
+            parse_token(opts.agent_token)[1]
+            if opts.agent_token
+            else passwd.get("node") or secrets.token_hex(16)
+        )
+        _write_passwd(secret, agent_secret)  # before the datastore, as upstream's genUsers
         token, agent_token = format_token(ca, "server", secret), format_token(ca, "node", agent_secret)
         client.put_secret("k3s/cacerts", ca)
         client.put_secret(f"k3s/bootstrap/{_sha256(secret)}", json.dumps({"agent_token": agent_token}))
@@ -483,10 +546,13 @@ def server(argv: list[str]) -> int:
         if agent_secret != secret:
             client.create_token("agent", value=agent_secret)
         _log(f"Cluster initialised (embedded etcd: {bool(opts.cluster_init)})")
+        _fault("server-datastore-created")
     else:
         ca = client.get_secret("k3s/cacerts")
         stored = TOKEN_FILE.read_text().strip() if TOKEN_FILE.is_file() else ""
-        secret = parse_token(stored)[1] if stored else (given or "")
+        secret = parse_token(stored)[1] if stored else (passwd.get("server") or given or "")
+        if not secret:
+            core.die(f"bootstrap data found in {DB_FILE.parent} but no token: pass --token")
         if given is not None and given != secret:
             core.die("bootstrap data already found and encrypted with different token")
         token = format_token(ca, "server", secret)
@@ -506,6 +572,7 @@ def _join_server(opts: argparse.Namespace, name: str, ip: str, sans: list[str], 
     ca = _verify_ca(client, ca_hash)
     _join_as(client, secret, "server", name, ip, member=True, roles=roles, tls_sans=sans,
              labels=opts.node_label, peer_url=f"https://{ip}:2380")  # fmt: skip
+    _fault("server-member-added")
     try:
         bootstrap = json.loads(client.get_secret(f"k3s/bootstrap/{_sha256(secret)}"))
     except core.ApiError as err:
@@ -534,6 +601,7 @@ def agent(argv: list[str]) -> int:
     _join_as(client, secret, "agent", name, ip, member=False, roles="<none>", labels=opts.node_label)
     _write(AGENT_DIR / "server-ca.crt", ca, 0o644)
     _write(AGENT_DIR / "client-ca.crt", ca, 0o644)
+    _fault("agent-joined")
     _write(
         AGENT_DIR / "kubelet.kubeconfig", _kubeconfig(ca, name).replace("127.0.0.1:6443", "127.0.0.1:6444")
     )
@@ -930,6 +998,15 @@ service_enable_and_start() {
     systemctl restart ${SYSTEM_NAME}
 }
 
+# stand-in only: die like a crash when a test left /run/standin-fault/<point> (see k3s.py)
+standin_fault() {
+    if [ -e "/run/standin-fault/$1" ]; then
+        rm -f "/run/standin-fault/$1"
+        echo "[FAULT] stand-in fault $1: install.sh dies here" >&2
+        kill -KILL $$
+    fi
+}
+
 eval set -- $(escape "${INSTALL_K3S_EXEC}") $(quote "$@")
 
 {
@@ -942,6 +1019,7 @@ eval set -- $(escape "${INSTALL_K3S_EXEC}") $(quote "$@")
     systemd_disable
     create_env_file
     create_service_file
+    standin_fault install-unit-written
     service_enable_and_start
 }
 """

@@ -11,6 +11,19 @@ master0 starts the embedded etcd (`server --cluster-init`); the other servers jo
 `server --server https://MASTER0:6443` and the server token; agents with K3S_URL and the agent
 token. Both tokens are read on master0 just before use (named outputs, never literal). Every
 server carries `--tls-san apiserver.cluster.local`, the stable endpoint the kubeconfig names.
+
+Resumable at any point of failure (the runner journals finished steps and re-runs the rest):
+the staging steps are plain copies, and the one step that takes a token is the one that acts
+on it (install.sh writes it into the unit's env file and starts the service), so a re-run reads
+the token on master0 again and rewrites the file. install.sh skips the start when the unit and
+env file it writes equal what is there ("No change detected"): after install.sh was killed
+having written them, or after k3s died before it was up, a plain re-run would journal the step
+as done without (re)starting k3s: a master0 that never wrote its token file then fails every
+re-run at the next join, and a joining host counts as joined without being. So every install
+runs with INSTALL_K3S_FORCE_RESTART=true, upstream's switch for always restarting. k3s itself
+takes such a host back: a server keeps its datastore and recovers its token from
+server/cred/passwd, a server already added as an etcd member finds itself in the member list,
+and a node keeps /etc/rancher/node/password, so the cluster accepts its name again.
 """
 
 from __future__ import annotations
@@ -191,7 +204,9 @@ class K3sRuntime(RuntimePlugin):
 
     def _install(self, ctx: HostContext, args: str, server: bool, env: str = "") -> PluginStep:
         flags = f" --tls-san {ENDPOINT}" if server else ""
-        prefix = f"INSTALL_K3S_SKIP_DOWNLOAD=true {env}".rstrip()
+        # FORCE_RESTART: a re-run after a failed attempt must start k3s even when install.sh
+        # writes the same unit and env file again (see the module docstring)
+        prefix = f"INSTALL_K3S_SKIP_DOWNLOAD=true INSTALL_K3S_FORCE_RESTART=true {env}".rstrip()
         command = f"{prefix} sh {_path(ctx, ROOTFS_INSTALL)} {args}{flags} --node-ip {ctx.host.ip}"
         what = "k3s server" if server else "k3s agent"
         return PluginStep("k3s-install", f"install.sh: {what} {args}", command, timeout_s=_INSTALL_TIMEOUT_S)

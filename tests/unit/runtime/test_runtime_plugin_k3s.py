@@ -7,6 +7,7 @@ from builder.image.descriptor import Platform
 from builder.runtime.cluster import Cluster
 from builder.runtime.clusterfile import cluster_from_flags
 from builder.runtime.facts import Facts
+from builder.runtime.infra.local import LocalDriver
 from builder.runtime.phases import ImageInfo, Phase, PlanState
 from builder.runtime.phases.runtime import (
     JoinMasters,
@@ -20,6 +21,8 @@ from builder.runtime.plugins import base as phases
 from builder.runtime.plugins import select_plugin
 from builder.runtime.plugins.base import UPGRADE_DONE, HostContext, output_refs, resolve_outputs
 from builder.runtime.plugins.k3s import K3sRuntime
+from builder.runtime.runner import Runner
+from builder.runtime.state import Journal
 
 IMAGE = ImageInfo(name="k3s:v1.28.5", digest="sha256:" + "cd" * 32, platform=Platform("linux", "amd64"))
 R = "/var/lib/sealer/data/c1/rootfs"
@@ -56,15 +59,18 @@ CONFIG = (
     f" && if [ -f {R}/etc/k3s/registries.yaml ]; then"
     f" cp {R}/etc/k3s/registries.yaml /etc/rancher/k3s/registries.yaml; fi"
 )
+# INSTALL_K3S_FORCE_RESTART: a re-run after a failed attempt starts k3s even when install.sh
+# writes the same unit and env file again ("No change detected" would skip the start)
+INSTALL = "INSTALL_K3S_SKIP_DOWNLOAD=true INSTALL_K3S_FORCE_RESTART=true"
 INIT = (
-    f"INSTALL_K3S_SKIP_DOWNLOAD=true sh {R}/scripts/k3s-install.sh"
+    f"{INSTALL} sh {R}/scripts/k3s-install.sh"
     " server --cluster-init --tls-san apiserver.cluster.local --node-ip 10.0.0.1"
 )
 
 
 def join_server(ip: str) -> str:
     return (
-        "INSTALL_K3S_SKIP_DOWNLOAD=true K3S_TOKEN={{output:server-token}}"
+        f"{INSTALL} K3S_TOKEN={{{{output:server-token}}}}"
         f" sh {R}/scripts/k3s-install.sh server --server https://10.0.0.1:6443"
         f" --tls-san apiserver.cluster.local --node-ip {ip}"
     )
@@ -72,7 +78,7 @@ def join_server(ip: str) -> str:
 
 def join_agent(ip: str) -> str:
     return (
-        "INSTALL_K3S_SKIP_DOWNLOAD=true K3S_URL=https://10.0.0.1:6443 K3S_TOKEN={{output:agent-token}}"
+        f"{INSTALL} K3S_URL=https://10.0.0.1:6443 K3S_TOKEN={{{{output:agent-token}}}}"
         f" sh {R}/scripts/k3s-install.sh agent --node-ip {ip}"
     )
 
@@ -289,6 +295,54 @@ def test_upgrade() -> None:
             on_node("10.0.0.3", "uncordon", '/usr/local/bin/k3s kubectl uncordon "$name"'),
         ),
     ]
+
+
+def rerun_after_failure(c: Cluster, phase: Phase, failed: tuple[str, str] | None) -> list[Row]:
+    """What the runner runs when `phase` is run again after an attempt that failed at step
+    `failed` (host, id; None: the attempt finished): that attempt journaled every journaled
+    step before it, in plan order."""
+    s = PlanState(image=IMAGE, plugin=K3sRuntime(), targets=c.ips)
+    steps = phase.plan(c, Facts(), s)
+    keys = [(st.host, st.id) for st in steps]
+    journal = Journal(None)
+    for st in steps[: keys.index(failed) if failed is not None else len(steps)]:
+        if st.journal:
+            journal.record(IMAGE.digest, phase.name, st.host, st.id, seconds=0)
+    runner = Runner(LocalDriver(), digest=IMAGE.digest, journal=journal)
+    return [(st.host, st.id, st.command) for st in runner._pending(phase, steps)]
+
+
+def test_a_join_that_failed_at_any_step_resumes_with_the_token_read_again() -> None:
+    """The resumable shape: whichever step of a join failed, the re-run starts at that step, and
+    the token is read on master0 again right before the one step that uses it (install.sh,
+    which also starts k3s); once that step is done nothing needs the token and nothing runs."""
+    c = cluster("10.0.0.1,10.0.0.2,10.0.0.3", "10.0.0.4")
+    agent = staged("10.0.0.4", join_agent("10.0.0.4"))
+    agent_token = ("10.0.0.1", "k3s-agent-token", "cat /var/lib/rancher/k3s/server/agent-token")
+    for i, (_, step, _) in enumerate(agent):
+        assert rerun_after_failure(c, JoinNodes(), ("10.0.0.4", step)) == [agent_token, *agent[i:]]
+    # the third master failed: its token is read again just before its install. (The second's
+    # read runs too: the runner skips a producer only when no pending step needs its output's
+    # name, and both are "server-token"; harmless, as the third's read replaces it before use.)
+    third = staged("10.0.0.3", join_server("10.0.0.3"))
+    read = "cat /var/lib/rancher/k3s/server/token"
+    tokens = [
+        ("10.0.0.1", "10.0.0.2/k3s-server-token", read),
+        ("10.0.0.1", "10.0.0.3/k3s-server-token", read),
+    ]
+    for i, (_, step, _) in enumerate(third):
+        assert rerun_after_failure(c, JoinMasters(), ("10.0.0.3", step)) == [*tokens, *third[i:]]
+    assert rerun_after_failure(c, JoinNodes(), None) == []
+    assert rerun_after_failure(c, JoinMasters(), None) == []
+    # init on master0: nothing to read; a failed install.sh runs again and restarts k3s
+    assert rerun_after_failure(c, RuntimeInit(), ("10.0.0.1", "k3s-install")) == [
+        ("10.0.0.1", "k3s-install", INIT)
+    ]
+    for _, step, command in (*agent, *third, *staged("10.0.0.1", INIT)):
+        if step == "k3s-install":
+            assert command.startswith(INSTALL + " "), command
+        else:  # the staging steps copy files: running them twice is harmless
+            assert "{{output:" not in command and ("install -D" in command or "cp " in command)
 
 
 def test_secrets_are_only_placeholders_and_each_is_minted_before_use() -> None:

@@ -2,13 +2,16 @@
 tests/standins/k3s.py) run by sealer on fixture hosts with the k3s plugin, over SSH.
 
 One cluster's life, test after test on one set of hosts and one state home: three masters and
-a worker; a wrong token refused; a worker joined, then deleted (drained, node deleted,
-uninstalled); an upgrade (master0, masters, the worker drained and uncordoned) and a refused
-downgrade; a master deleted (its etcd member goes); then `delete --all` leaves every host as
-it was. What is checked is what the hosts
-hold afterwards - the files k3s keeps, the datastore on master0 (nodes, etcd members, the
-ordered events), the service units and the env files install.sh wrote - read straight from
-the hosts, never what sealer says it did.
+a worker, whose `sealer run` is broken three times by crashes (master0's init, a master's join,
+the worker's join) and finished by running it again each time; a wrong token refused; a
+worker joined (its first attempt crashing half-way, the same apply again finishing it), then
+deleted (drained, node deleted, uninstalled); an upgrade (master0, masters, the worker drained
+and uncordoned) and a refused downgrade; a master deleted (its etcd member goes); then
+`delete --all` leaves every host as it was. The crashes are the k3s stand-in's fault points
+(tests/standins/k3s.py), armed by a marker file the stand-in removes as it dies. What is
+checked is what the hosts hold afterwards - the files k3s keeps, the datastore on master0
+(nodes, etcd members, the ordered events), the service units and the env files install.sh
+wrote - read straight from the hosts, never what sealer says it did.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any
 import pytest
 import yaml
 
-from builder.errors import SealerError
+from builder.errors import HostError, SealerError
 from builder.runtime import actions
 from builder.runtime.clusterfile import parse_clusterfile
 from builder.runtime.state import ClusterState
@@ -41,6 +44,7 @@ IMAGE_NEXT = "sealer.test/k3s:v1.30.0-k3s1"
 TAG = "# sealer-managed k3s"
 SERVER = "/var/lib/rancher/k3s/server"
 DB = f"{SERVER}/db/state.json"
+FAULTS = "/run/standin-fault"  # the stand-ins' fault markers (tests/standins/k3s.py)
 
 
 @dataclass
@@ -140,6 +144,24 @@ def k3s_pids(host: TestHost) -> list[int]:
     return pids
 
 
+def inject(host: TestHost, point: str) -> Path:
+    """Leave a fault marker: the stand-in reaching `point` on `host` removes it and dies there."""
+    marker = host.path(f"{FAULTS}/{point}")
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+    return marker
+
+
+def service_state(host: TestHost, service: str) -> str:
+    return host.run(f"systemctl is-active {service}", check=False).stdout.strip()
+
+
+def log_entries(lab: Lab, host: TestHost, phase_step: str) -> list[str]:
+    """The exit status of every run of `phase/step` in sealer's log of `host`, in order."""
+    log = (ClusterState(NAME, lab.home).logs_dir / f"{host.address}.log").read_text()
+    return re.findall(rf"^--- \S+ {re.escape(phase_step)} \([0-9.]+s\) exit (\S+)$", log, re.MULTILINE)
+
+
 def assert_uninstalled(lab: Lab, host: TestHost) -> None:
     for path in ("/usr/local/bin/k3s", "/usr/local/bin/k3s-killall.sh", "/usr/local/bin/k3s-uninstall.sh",
                  "/usr/local/bin/k3s-agent-uninstall.sh", "/usr/local/bin/crictl", "/usr/local/bin/ctr",
@@ -158,7 +180,57 @@ def assert_uninstalled(lab: Lab, host: TestHost) -> None:
 # --- the cluster's life ----------------------------------------------------------------------------
 
 
+def test_a_broken_run_goes_further_each_time_it_is_run_again(lab: Lab) -> None:
+    """Three crashes in the first `sealer run`, one per attempt, each at a point where the
+    host holds what upstream has written by then. Each re-run of the same command gets past it:
+    install.sh runs again and (re)starts k3s even though it writes the same unit and env file
+    (without INSTALL_K3S_FORCE_RESTART it would say "No change detected" and start nothing).
+    The fourth attempt, in the next test, finishes the cluster."""
+    h = lab.hosts
+    masters, worker = h[0:3], h[3]
+    wanted = parse_clusterfile(clusterfile(IMAGE, masters, [worker], h))
+    markers = [
+        inject(lab.master0, "server-datastore-created"),
+        inject(h[2], "server-member-added"),
+        inject(worker, "install-unit-written"),
+    ]
+
+    # 1: master0's first k3s start died with the datastore made, before server/token and k3s.yaml
+    with pytest.raises(HostError) as info:
+        actions.run(wanted, lab.settings())
+    assert (info.value.host, info.value.step) == (lab.master0.address, "k3s-install")
+    assert not markers[0].exists() and markers[1].exists()
+    assert lab.master0.path(DB).is_file() and lab.master0.path(f"{SERVER}/cred/passwd").is_file()
+    assert not lab.master0.path(f"{SERVER}/token").exists()
+    assert not lab.master0.path("/etc/rancher/k3s/k3s.yaml").exists()
+    assert service_state(lab.master0, "k3s") == "failed" and k3s_pids(lab.master0) == []
+
+    # 2: master0 restarted on its datastore; the second master joined; the third died right
+    # after the cluster added it as an etcd member
+    with pytest.raises(HostError) as info:
+        actions.run(wanted, lab.settings())
+    assert (info.value.host, info.value.step) == (h[2].address, "k3s-install")
+    assert not markers[1].exists()
+    assert member_names(lab) == [m.hostname for m in masters]
+    assert service_state(h[1], "k3s") == "active"
+    assert service_state(h[2], "k3s") == "failed" and k3s_pids(h[2]) == []
+    assert not h[2].path(f"{SERVER}/token").exists()
+
+    # 3: the third master is up; the worker's install.sh died after writing the unit and its env
+    # file (with the agent token), before starting anything
+    with pytest.raises(HostError) as info:
+        actions.run(wanted, lab.settings())
+    assert (info.value.host, info.value.step) == (worker.address, "k3s-install")
+    assert not markers[2].exists()
+    assert service_state(h[2], "k3s") == "active"
+    agent_token = lab.master0.path(f"{SERVER}/agent-token").read_text().strip()
+    assert env_file(worker, "k3s-agent")["K3S_TOKEN"] == agent_token
+    assert service_state(worker, "k3s-agent") != "active" and k3s_pids(worker) == []
+    assert worker.hostname not in datastore(lab)["nodes"]
+
+
 def test_run_three_masters_and_a_worker(lab: Lab) -> None:
+    """The same run a fourth time: it finishes, and the cluster is whole."""
     h = lab.hosts
     masters, worker = h[0:3], h[3]
     outcome = actions.run(parse_clusterfile(clusterfile(IMAGE, masters, [worker], h)), lab.settings())
@@ -200,11 +272,25 @@ def test_run_three_masters_and_a_worker(lab: Lab) -> None:
         _, status, roles, _, version, ip, *_ = nodes[x.hostname]
         assert (status, version, ip) == ("Ready", "v1.29.4+k3s1", x.address)
         assert roles == ("<none>" if x is worker else "control-plane,etcd,master")
+    # each host joined once, the third master twice: its crashed attempt, then the re-run
+    # (the same name, the same member); the tokens were made once, on master0's first start
     joins = [e for e in datastore(lab)["events"] if e["reason"] == "Joined"]
     assert [(e["name"], e["role"]) for e in joins] == [
-        *((m.hostname, "server") for m in masters),
+        *((m.hostname, "server") for m in (*masters, masters[2])),
         (worker.hostname, "agent"),
     ]
+    created = [e["name"] for e in datastore(lab)["events"] if e["reason"] == "TokenCreated"]
+    assert created == ["server", "agent"]
+    # the tokens were read on master0 again for each attempt of a join that needed them (the
+    # third master's in runs 2 and 3, the agent's in runs 3 and 4), and never logged
+    m2 = masters[2].address
+    assert log_entries(lab, lab.master0, f"join-masters/{m2}/k3s-server-token") == ["0", "0"]
+    assert log_entries(lab, lab.master0, "join-nodes/k3s-agent-token") == ["0", "0"]
+    assert log_entries(lab, worker, "join-nodes/k3s-install") == ["137", "0"]  # killed, then done
+    logs = ClusterState(NAME, lab.home).logs_dir
+    assert not any(token in p.read_text() or agent_token in p.read_text() for p in logs.iterdir())
+    # one k3s process per host: nothing left over from the crashed attempts
+    assert all(len(k3s_pids(x)) == 1 for x in h[0:4])
     # config.yaml from the image reached every node (its node-label)
     assert all(n["labels"] == ["sealer.io/runtime=k3s"] for n in datastore(lab)["nodes"].values())
 
@@ -252,21 +338,38 @@ def test_wrong_tokens_are_refused(lab: Lab) -> None:
 
 
 def test_join_then_delete_a_worker(lab: Lab) -> None:
+    """The join's first attempt dies in the k3s agent after the node joined (the cluster has its
+    name and password) and before it is up; the same apply again finishes it."""
     h = lab.hosts
     new = h[4]
     wanted = parse_clusterfile(clusterfile(IMAGE, h[0:3], [h[3], new], h))
+    marker = inject(new, "agent-joined")
+    with pytest.raises(HostError) as info:
+        actions.apply(wanted, lab.settings())
+    assert (info.value.host, info.value.step) == (new.address, "k3s-install")
+    assert not marker.exists()
+    assert new.hostname in datastore(lab)["nodes"]
+    assert new.path("/var/lib/rancher/k3s/agent/server-ca.crt").is_file()
+    assert not new.path("/var/lib/rancher/k3s/agent/kubelet.kubeconfig").exists()
+    assert service_state(new, "k3s-agent") == "failed" and k3s_pids(new) == []
+
     outcome = actions.apply(wanted, lab.settings())
     assert [s.host for s in outcome.hosts] == [new.address]  # only the new host did anything
     assert kubectl_nodes(lab.master0)[new.hostname][1] == "Ready"
+    assert service_state(new, "k3s-agent") == "active" and len(k3s_pids(new)) == 1
+    assert new.path("/var/lib/rancher/k3s/agent/kubelet.kubeconfig").is_file()
     assert (
         env_file(new, "k3s-agent")["K3S_TOKEN"]
         == lab.master0.path(f"{SERVER}/agent-token").read_text().strip()
     )
+    assert log_entries(lab, new, "join-nodes/k3s-install") == ["1", "0"]
 
     actions.delete(NAME, lab.settings(), nodes=[new.address])
     # on master0: drained (cordoned, evicted), then the node deleted - in that order
     assert [(e["reason"], {k: e[k] for k in ("unschedulable", "evicted") if k in e})
-            for e in events_of(lab, new.hostname)][1:] == [
+            for e in events_of(lab, new.hostname)] == [
+        ("Joined", {}),  # the crashed attempt
+        ("Joined", {}),  # the re-run: the same name, its password accepted again
         ("Patched", {"unschedulable": True}),
         ("Patched", {"evicted": True}),
         ("Deleted", {}),
