@@ -44,7 +44,26 @@ the cluster is reachable, stops the kubelet, kills the static pods and removes k
 
 Deliberate differences: no TLS (names are checked against SANs instead), no pods but static ones,
 containerd keeps its images under /run (/var/lib/containerd is not private on the test hosts),
-kubeconfigs carry a token instead of a client certificate, drain only cordons.
+kubeconfigs carry a token instead of a client certificate, drain only cordons, the kubelet adds a
+control plane's etcd member as it registers (kubeadm's control-plane-join phase does, right after).
+
+Fault points, so a test can break init or join half-way for real: when the file
+/run/standin-fault/<point> exists on the host as kubeadm reaches <point>, kubeadm removes it and
+kills itself with SIGKILL (as an OOM kill or a lost session would: no cleanup, the kubelet and the
+static pods it started keep running), having written what the real kubeadm has by then.
+    kubeadm-init-control-plane-up   init: PKI, kubeconfigs, kubelet config and static pod
+                                    manifests written, the kubelet started, the API answering;
+                                    nothing uploaded yet (no kubeadm-config, no kubelet token)
+    kubeadm-join-kubelet-config     join: (a control plane: certificates downloaded, admin.conf,
+                                    static pod manifests) pki/ca.crt, bootstrap-kubelet.conf with
+                                    the token, the kubelet's config.yaml and flags written; the
+                                    kubelet not yet started
+    kubeadm-join-registered         join: the kubelet did its TLS bootstrap (kubelet.conf) and
+                                    registered its Node (Ready: it heartbeats), a control plane
+                                    with its etcd member; bootstrap-kubelet.conf still there, a
+                                    control plane not yet marked
+And as upstream, `kubeadm join` refuses a node name whose Node is still Ready in the cluster (once
+its kubelet stops, a Node stays Ready for core.NODE_GRACE_S, 40 s, unless someone deletes it).
 
 Over the house ~400 lines: eight upstream programs that must agree on files and state.
 """
@@ -92,6 +111,7 @@ KUBELET_CONFIG = KUBELET_DIR / "config.yaml"
 FLAGS_ENV = KUBELET_DIR / "kubeadm-flags.env"
 PODS_DIR = Path("/run/standin-kubelet/pods")
 STATE_NAME = "member/standin-state.json"
+FAULT_DIR = Path("/run/standin-fault")
 CERTS_TTL_S = 7200.0  # kubeadm deletes the uploaded certificates after two hours
 TOKEN_RE = re.compile(r"^([a-z0-9]{6})\.([a-z0-9]{16})$")
 KEY_RE = re.compile(r"^[a-f0-9]{64}$")
@@ -220,6 +240,19 @@ def write_upstream_files(out: Path, version: str) -> None:
 
 
 # --- small pieces --------------------------------------------------------------------------------
+
+
+def fault(point: str) -> None:
+    """Die here like a crash when the test left FAULT_DIR/<point> (removed first, so the next
+    attempt passes): SIGKILL, with stdout flushed as Go's unbuffered writes would have it."""
+    marker = FAULT_DIR / point
+    try:
+        marker.unlink()
+    except FileNotFoundError:
+        return
+    sys.stdout.flush()
+    print(f"standin-fault: {point}: killed as {marker} asked", file=sys.stderr, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _log(message: str) -> None:
@@ -952,7 +985,10 @@ def _registration(doc: dict[str, Any]) -> tuple[str, dict[str, str]]:
     return cri, extra
 
 
-def _preflight(ports: tuple[int, ...], *, control_plane: bool, images: list[str], cri: str) -> None:
+def _preflight(
+    ports: tuple[int, ...], *, control_plane: bool, images: list[str], cri: str, ca_cert: bool = False
+) -> None:
+    """kubeadm's preflight; `ca_cert`: a worker join's FileAvailable check of pki/ca.crt."""
     errors = []
     if os.geteuid() != 0:
         errors.append("[ERROR IsPrivilegedUser]: user is not running as root")
@@ -964,6 +1000,8 @@ def _preflight(ports: tuple[int, ...], *, control_plane: bool, images: list[str]
             errors.append(
                 f"[ERROR FileAvailable--etc-kubernetes-{name.replace('.', '-')}]: {KUBE_DIR / name} already exists"
             )
+    if ca_cert and (PKI / "ca.crt").exists():
+        errors.append(f"[ERROR FileAvailable--etc-kubernetes-pki-ca.crt]: {PKI / 'ca.crt'} already exists")
     if MANIFESTS.is_dir() and any(MANIFESTS.iterdir()):
         errors.append(
             "[ERROR DirAvailable--etc-kubernetes-manifests]: /etc/kubernetes/manifests is not empty"
@@ -1212,6 +1250,7 @@ def kubeadm_init(argv: list[str]) -> int:
     _restart_kubelet()
     client = core.ApiClient(f"https://{ip}:{API_PORT}")
     _wait_api(client, "wait-control-plane")
+    fault("kubeadm-init-control-plane-up")
     # what the cluster-info ConfigMap, kubeadm-config and kubelet-config hold upstream
     call(client.put_secret, "cluster-info", ca_pem)
     call(client.put_secret, "kubeadm-config", json.dumps(cluster))
@@ -1273,7 +1312,7 @@ def kubeadm_join(argv: list[str]) -> int:
     name = _hostname()
     print("[preflight] Running pre-flight checks")
     if control is None:  # a control plane's checks need the cluster's version: after discovery
-        _preflight((10250,), control_plane=False, images=[], cri=cri)
+        _preflight((10250,), control_plane=False, images=[], cri=cri, ca_cert=True)
     client = api(f"https://{endpoint}")
     # token discovery: cluster-info, validated with the token's Secret, pinned by the CA hash
     try:
@@ -1337,8 +1376,10 @@ def kubeadm_join(argv: list[str]) -> int:
         )
     _write(PKI / "ca.crt", ca_pem, 0o644)
     _write(BOOTSTRAP_CONF, kubeconfig(f"https://{endpoint}", ca_pem, "tls-bootstrap-token-user", token))
+    _refuse_ready_node(client, name)
     kubelet_doc = json.loads(call(client.get_secret, "kubelet-config"))
     _kubelet_files(kubelet_doc, cri, {**extra, "node-ip": ip})
+    fault("kubeadm-join-kubelet-config")
     print(
         "[kubelet-start] Starting the kubelet\n[kubelet-start] Waiting for the kubelet to perform the TLS Bootstrap"
     )
@@ -1351,6 +1392,7 @@ def kubeadm_join(argv: list[str]) -> int:
         if time.monotonic() > deadline:
             core.die("[kubelet-start] timed out waiting for the kubelet to perform the TLS Bootstrap")
         time.sleep(0.2)
+    fault("kubeadm-join-registered")
     BOOTSTRAP_CONF.unlink()
     if control is not None:
         call(client.patch_node, name, roles="control-plane", certificate_key_id=json.loads(sealed)["key_id"],
@@ -1360,6 +1402,22 @@ def kubeadm_join(argv: list[str]) -> int:
     else:
         print("\nThis node has joined the cluster")
     return 0
+
+
+def _refuse_ready_node(client: core.ApiClient, name: str) -> None:
+    """kubelet-start's check before the TLS bootstrap (the bootstrap token may get nodes): a new
+    kubelet must not take over a Node of the same name that is still Ready."""
+    try:
+        node = client.get_node(name)
+    except core.ApiError as err:
+        if err.status == 404:
+            return
+        core.die(f'error execution phase kubelet-start: cannot get Node "{name}": {err.message}')
+    if node.get("ready"):
+        core.die(
+            f'error execution phase kubelet-start: a Node with name "{name}" and status "Ready" already exists '
+            "in the cluster. You must delete the existing Node or change the name of this new joining Node"
+        )
 
 
 def kubeadm_token(argv: list[str]) -> int:

@@ -25,6 +25,17 @@ prints the CA public key hash and, for a master, re-uploads the control-plane ce
 a fresh certificate key; all three are named outputs that reach the joining host only inside its
 JoinConfiguration (a 0600 file, removed after the join).
 
+Resumable at any point of failure (a re-run skips journaled steps; credentials are never
+journaled, so each attempt mints its own). `kubeadm init` and `kubeadm join` each run in one step
+that first looks at what an earlier attempt of it left: kubeadm's preflight refuses a second try
+over its own files (kubelet.conf, bootstrap-kubelet.conf, pki/ca.crt, manifests, the kubelet's
+port), so those are undone the upstream way, `kubeadm reset -f`. Before that, a master deletes
+the Node its attempt registered, through the admin.conf that attempt got: kubeadm join refuses a
+name whose Node is still Ready, and reset keeps the Node (it does remove the etcd member). A
+worker whose kubelet already registered is joined (kubeadm had only bootstrap-kubelet.conf left to
+remove); a master is not (its etcd member and control-plane mark come after), so it starts over.
+Preflight refuses those same files on the first attempt, so a reset only undoes sealer's own work.
+
 A host leaves as `kubeadm reset` says: drain on master0, `kubeadm reset -f` on the host while
 the cluster is up (a control-plane node removes its own etcd member), then `kubectl delete node`
 on master0 (phase `delete-done`). Upgrades follow "Upgrading kubeadm clusters".
@@ -53,7 +64,10 @@ KUBELET = f"{BIN_DIR}/kubelet"
 KUBECTL = f"{BIN_DIR}/kubectl"
 ADMIN_CONF = "/etc/kubernetes/admin.conf"
 KUBELET_CONF = "/etc/kubernetes/kubelet.conf"
+BOOTSTRAP_CONF = "/etc/kubernetes/bootstrap-kubelet.conf"
 CA_CERT = "/etc/kubernetes/pki/ca.crt"
+MANIFESTS_DIR = "/etc/kubernetes/manifests"
+KUBELET_CONFIG = "/var/lib/kubelet/config.yaml"
 CONFIG_FILE = "/etc/kubernetes/kubeadm.yaml"
 JOIN_CONFIG_FILE = "/etc/kubernetes/kubeadm-join.yaml"
 UNIT_FILE = "/etc/systemd/system/kubelet.service"
@@ -70,10 +84,13 @@ ROOTFS_CONFIG = "etc/kubeadm.yaml"
 # kubeadm's own preflight checks these too, but only once init or join has begun.
 MASTER_PORTS = (6443, 2379, 2380, 10250, 10257, 10259)
 WORKER_PORTS = (10250,)
+# What `kubeadm init` or `kubeadm join` writes that its next run's preflight refuses (besides a
+# non-empty manifests dir): files of an attempt that did not finish (FileAvailable checks; the
+# kubelet, holding port 10250, runs only once its config.yaml exists).
+KUBEADM_FILES = (ADMIN_CONF, KUBELET_CONF, BOOTSTRAP_CONF, CA_CERT, KUBELET_CONFIG)
 # What another install leaves behind (the data dirs themselves are mount points on test hosts).
 EXISTING = (
-    ADMIN_CONF,
-    KUBELET_CONF,
+    *KUBEADM_FILES,
     "/usr/local/bin/k3s-uninstall.sh",
     "/usr/local/bin/k3s-agent-uninstall.sh",
     "/etc/systemd/system/k0scontroller.service",
@@ -346,6 +363,32 @@ def _version_check(ctx: HostContext) -> str:
     )
 
 
+def _has_leftovers() -> str:
+    """Shell condition: an earlier `kubeadm init` or `join` here did not finish, and left files
+    that the next one's preflight refuses."""
+    files = " || ".join(f"[ -e {f} ]" for f in KUBEADM_FILES)
+    return f'{{ {files} || [ -n "$(ls -A {MANIFESTS_DIR} 2>/dev/null)" ]; }}'
+
+
+def _undo_attempt(what: str, *, first: str = "") -> str:
+    """Shell: when an earlier `what` left files, `first` (if any), then `kubeadm reset -f`, which
+    kubeadm's docs give to revert a failed init or join (the files, the static pods, the
+    kubelet's state; on a control plane its etcd member, while the cluster answers)."""
+    return (
+        f"if {_has_leftovers()}; then echo 'an earlier {what} did not finish: kubeadm reset -f'; "
+        f"{first}{KUBEADM} reset -f || exit 1; fi"
+    )
+
+
+def _is_registered(ip: str) -> str:
+    """Shell condition: the kubelet here has registered its Node, so the host has joined: its own
+    kubelet.conf (a node may list nodes) finds a node with INTERNAL-IP `ip`."""
+    return (
+        f"[ -f {KUBELET_CONF} ] && nodes=$({KUBECTL} --kubeconfig {KUBELET_CONF} get nodes -o wide --no-headers)"
+        f" && printf '%s\\n' \"$nodes\" | awk '$6 == \"{ip}\" {{found = 1}} END {{exit !found}}'"
+    )
+
+
 def _install_binaries(ctx: HostContext, names: Sequence[str]) -> str:
     sources = " ".join(_path(ctx, f"bin/{n}") for n in names)
     return f"install -m 0755 {sources} {BIN_DIR}/"
@@ -442,7 +485,9 @@ class KubernetesRuntime(RuntimePlugin):
         )
         existing = (
             f"for f in {' '.join(EXISTING)}; do "
-            'if [ -e "$f" ]; then echo "$f exists: another cluster runtime is installed here" >&2; exit 1; fi; done'
+            'if [ -e "$f" ]; then echo "$f exists: another cluster runtime is installed here" >&2; exit 1; fi; done; '
+            f'if [ -n "$(ls -A {MANIFESTS_DIR} 2>/dev/null)" ]; then '
+            f'echo "{MANIFESTS_DIR} is not empty: another cluster runtime is installed here" >&2; exit 1; fi'
         )
         ports = " ".join(str(p) for p in (MASTER_PORTS if ctx.host.is_master else WORKER_PORTS))
         free = (
@@ -506,6 +551,8 @@ class KubernetesRuntime(RuntimePlugin):
                 ),
             )
         init = f"{KUBEADM} init --config {CONFIG_FILE} --upload-certs"
+        # a retry after a failed init resets first: nothing has joined yet (joins come after it)
+        resumable = f"{_undo_attempt('kubeadm init')}; {init}"
         return (
             *self._stage(ctx),
             *version,
@@ -514,7 +561,7 @@ class KubernetesRuntime(RuntimePlugin):
                 f"{CONFIG_FILE}: the image's defaults with the Clusterfile's documents",
                 _heredoc(CONFIG_FILE, render_documents(docs), private=False),
             ),
-            PluginStep("kubeadm-init", init, init, timeout_s=_INIT_TIMEOUT_S),
+            PluginStep("kubeadm-init", init, resumable, timeout_s=_INIT_TIMEOUT_S),
             self._admin_kubeconfig(),
         )
 
@@ -554,15 +601,28 @@ class KubernetesRuntime(RuntimePlugin):
     def _join(self, ctx: HostContext) -> PluginStep:
         """One step: write the JoinConfiguration and join, so that a retry re-mints the
         credentials (a journaled file-writing step would keep stale ones); the file holds
-        secrets, so it is 0600 and goes once kubeadm has read it."""
-        doc = join_document(ctx.cluster, ctx.host, ctx.image_files.get(ROOTFS_CONFIG))
+        secrets, so it is 0600 and goes once kubeadm has read it. The same step first resumes
+        whatever an earlier attempt left (see the module docstring): a worker already registered
+        is done; otherwise `kubeadm reset -f`, a master deleting its Node before."""
+        host = ctx.host
+        doc = join_document(ctx.cluster, host, ctx.image_files.get(ROOTFS_CONFIG))
         write = _heredoc(JOIN_CONFIG_FILE, render_documents((doc,)), private=True)
         first, _, body = write.partition("\n")
-        command = (
-            f"{first} && {KUBEADM} join --config {JOIN_CONFIG_FILE}; "
-            f"status=$?; rm -f {JOIN_CONFIG_FILE}; exit $status\n{body}"
-        )
-        what = "as a control-plane node" if ctx.host.is_master else "as a worker"
+        join = f"{first} && {KUBEADM} join --config {JOIN_CONFIG_FILE}; status=$?; rm -f {JOIN_CONFIG_FILE}; exit $status"
+        if host.is_master:
+            # the admin.conf of the earlier attempt (kubeadm writes it before the kubelet starts,
+            # so it is there whenever a Node is) reaches the cluster through the stable endpoint
+            delete = _on_node(host.ip, "delete", _kubectl('delete node "$name"') + " || exit 1")
+            parts = [_undo_attempt("kubeadm join", first=f"if [ -f {ADMIN_CONF} ]; then {delete}; fi; ")]
+        else:
+            # kubeadm removes the bootstrap kubeconfig (the token) once the kubelet has registered
+            joined = (
+                f"if {_is_registered(host.ip)}; then echo 'joined by an earlier attempt: the kubelet is registered'; "
+                f"rm -f {BOOTSTRAP_CONF} {JOIN_CONFIG_FILE} && systemctl start kubelet; exit $?; fi"
+            )
+            parts = [joined, _undo_attempt("kubeadm join")]
+        command = "; ".join((*parts, join)) + "\n" + body
+        what = "as a control-plane node" if host.is_master else "as a worker"
         return PluginStep(
             "kubeadm-join", f"kubeadm join {ENDPOINT}:{API_PORT} {what}", command, timeout_s=_JOIN_TIMEOUT_S
         )

@@ -1,7 +1,8 @@
 """Golden dry-run plans of the kubernetes (kubeadm) runtime plugin (pure: no hosts), against the
 commands the kubeadm install ("without a package manager"), HA ("stacked etcd", upload-certs),
-join, reset and upgrade docs give; and the kubeadm configuration merge (image defaults from
-basefs/kubernetes/etc/kubeadm.yaml < the Clusterfile's documents < what the runtime needs)."""
+join, reset and upgrade docs give; what a re-run after a failure at any step runs; and the
+kubeadm configuration merge (image defaults from basefs/kubernetes/etc/kubeadm.yaml < the
+Clusterfile's documents < what the runtime needs)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from builder.image.descriptor import Platform
 from builder.runtime.cluster import Cluster
 from builder.runtime.clusterfile import cluster_from_flags
 from builder.runtime.facts import Facts
+from builder.runtime.infra.local import LocalDriver
 from builder.runtime.phases import ImageInfo, Phase, PlanState
 from builder.runtime.phases.runtime import (
     JoinMasters,
@@ -35,6 +37,8 @@ from builder.runtime.plugins.kubernetes import (
     init_documents,
     join_document,
 )
+from builder.runtime.runner import Runner
+from builder.runtime.state import Journal
 
 BASEFS = Path(__file__).resolve().parents[3] / "basefs" / "kubernetes"
 DEFAULTS = (BASEFS / "etc" / "kubeadm.yaml").read_text()
@@ -55,11 +59,19 @@ FILES_CHECK = (
     f" && test -f {R}/etc/systemd/kubelet.service && test -f {R}/etc/systemd/10-kubeadm.conf"
     f" && ls {R}/images/*.tar >/dev/null"
 )
+# What a kubeadm init or join leaves, which the next one's preflight refuses: refused before the
+# first attempt, so that a retry's `kubeadm reset -f` only ever undoes sealer's own attempt.
+KUBEADM_FILES = (
+    "/etc/kubernetes/admin.conf /etc/kubernetes/kubelet.conf /etc/kubernetes/bootstrap-kubelet.conf"
+    " /etc/kubernetes/pki/ca.crt /var/lib/kubelet/config.yaml"
+)
 EXISTING = (
-    "for f in /etc/kubernetes/admin.conf /etc/kubernetes/kubelet.conf /usr/local/bin/k3s-uninstall.sh"
+    f"for f in {KUBEADM_FILES} /usr/local/bin/k3s-uninstall.sh"
     " /usr/local/bin/k3s-agent-uninstall.sh /etc/systemd/system/k0scontroller.service"
     ' /etc/systemd/system/k0sworker.service; do if [ -e "$f" ]; then'
-    ' echo "$f exists: another cluster runtime is installed here" >&2; exit 1; fi; done'
+    ' echo "$f exists: another cluster runtime is installed here" >&2; exit 1; fi; done;'
+    ' if [ -n "$(ls -A /etc/kubernetes/manifests 2>/dev/null)" ]; then'
+    ' echo "/etc/kubernetes/manifests is not empty: another cluster runtime is installed here" >&2; exit 1; fi'
 )
 
 
@@ -79,6 +91,21 @@ UNIT = (
 )
 IMAGES = f'for f in {R}/images/*.tar; do ctr -n k8s.io images import "$f" || exit 1; done'
 VERSION = f"{R}/bin/kubeadm version -o short"
+LEFTOVERS = (
+    "{ [ -e /etc/kubernetes/admin.conf ] || [ -e /etc/kubernetes/kubelet.conf ]"
+    " || [ -e /etc/kubernetes/bootstrap-kubelet.conf ] || [ -e /etc/kubernetes/pki/ca.crt ]"
+    ' || [ -e /var/lib/kubelet/config.yaml ] || [ -n "$(ls -A /etc/kubernetes/manifests 2>/dev/null)" ]; }'
+)
+
+
+def undo(what: str, first: str = "") -> str:
+    """A retry after a failed attempt: `kubeadm reset -f`, as kubeadm's docs revert init or join."""
+    return (
+        f"if {LEFTOVERS}; then echo 'an earlier {what} did not finish: kubeadm reset -f';"
+        f" {first}/usr/local/bin/kubeadm reset -f || exit 1; fi"
+    )
+
+
 INIT = "/usr/local/bin/kubeadm init --config /etc/kubernetes/kubeadm.yaml --upload-certs"
 ADMIN = (
     'mkdir -p "$HOME/.kube" && cp /etc/kubernetes/admin.conf "$HOME/.kube/config"'
@@ -139,7 +166,23 @@ def init_config(masters: tuple[str, ...]) -> str:
 
 
 def join(ip: str, *, master: bool) -> str:
-    """The one-step write-the-JoinConfiguration-and-join of the kubeadm join docs."""
+    """The one-step write-the-JoinConfiguration-and-join of the kubeadm join docs, after what
+    resumes an earlier attempt: a registered worker is done; else `kubeadm reset -f`, a master
+    deleting the Node its attempt registered first (kubeadm join refuses a Ready one)."""
+    if master:
+        delete = on_node(ip, "delete", f'{KUBECTL} delete node "$name" || exit 1')
+        resume = undo("kubeadm join", f"if [ -f /etc/kubernetes/admin.conf ]; then {delete}; fi; ")
+    else:
+        registered = (
+            "[ -f /etc/kubernetes/kubelet.conf ] && nodes=$(/usr/local/bin/kubectl --kubeconfig"
+            " /etc/kubernetes/kubelet.conf get nodes -o wide --no-headers)"
+            f" && printf '%s\\n' \"$nodes\" | awk '$6 == \"{ip}\" {{found = 1}} END {{exit !found}}'"
+        )
+        resume = (
+            f"if {registered}; then echo 'joined by an earlier attempt: the kubelet is registered';"
+            " rm -f /etc/kubernetes/bootstrap-kubelet.conf /etc/kubernetes/kubeadm-join.yaml"
+            f" && systemctl start kubelet; exit $?; fi; {undo('kubeadm join')}"
+        )
     plane = (
         "controlPlane:\n"
         "  localAPIEndpoint:\n"
@@ -150,7 +193,7 @@ def join(ip: str, *, master: bool) -> str:
         else ""
     )
     return (
-        "mkdir -p /etc/kubernetes && ( umask 077 && cat > /etc/kubernetes/kubeadm-join.yaml )"
+        f"{resume}; mkdir -p /etc/kubernetes && ( umask 077 && cat > /etc/kubernetes/kubeadm-join.yaml )"
         " <<'SEALER_KUBEADM_EOF' && /usr/local/bin/kubeadm join --config /etc/kubernetes/kubeadm-join.yaml;"
         " status=$?; rm -f /etc/kubernetes/kubeadm-join.yaml; exit $status\n"
         "apiVersion: kubeadm.k8s.io/v1beta3\n"
@@ -235,7 +278,7 @@ def initialised(masters: tuple[str, ...]) -> list[Row]:
         *staged(m0),
         (m0, "kubeadm-version", VERSION),
         (m0, "kubeadm-config", init_config(masters)),
-        (m0, "kubeadm-init", INIT),
+        (m0, "kubeadm-init", f"{undo('kubeadm init')}; {INIT}"),
         (m0, "kubeadm-admin-kubeconfig", ADMIN),
     ]
 
@@ -416,6 +459,75 @@ def test_upgrade() -> None:
         *upgraded("10.0.0.3", "/usr/local/bin/kubeadm upgrade node"),
         uncordon("10.0.0.3"),
     ]
+
+
+def rerun_after_failure(c: Cluster, phase: Phase, failed: tuple[str, str] | None) -> list[Row]:
+    """What the runner runs when `phase` is run again after an attempt that failed at step
+    `failed` (host, id; None: the attempt finished): that attempt journaled every journaled
+    step before it, in plan order."""
+    s = PlanState(image=IMAGE, plugin=KubernetesRuntime(), targets=c.ips)
+    steps = phase.plan(c, Facts(), s)
+    keys = [(st.host, st.id) for st in steps]
+    journal = Journal(None)
+    for st in steps[: keys.index(failed) if failed is not None else len(steps)]:
+        if st.journal:
+            journal.record(IMAGE.digest, phase.name, st.host, st.id, seconds=0)
+    runner = Runner(LocalDriver(), digest=IMAGE.digest, journal=journal)
+    return [(st.host, st.id, st.command) for st in runner._pending(phase, steps)]
+
+
+def test_init_or_a_join_that_failed_at_any_step_resumes_with_fresh_credentials() -> None:
+    """The resumable shape: whichever step failed, the re-run starts at that step; the
+    credentials are minted on master0 again right before the one step that uses them, and that
+    step (like init's) first deals with what the failed attempt left (see `join`)."""
+    masters = ("10.0.0.1", "10.0.0.2", "10.0.0.3")
+    c = cluster(",".join(masters), "10.0.0.4,10.0.0.5")
+    # the second worker failed: one token and the CA hash again, then its steps from there on
+    worker = [*staged("10.0.0.5"), ("10.0.0.5", "kubeadm-join", join("10.0.0.5", master=False))]
+    for i, (_, step, _) in enumerate(worker):
+        assert rerun_after_failure(c, JoinNodes(), ("10.0.0.5", step)) == [*credentials(None), *worker[i:]]
+    # the third master failed. (The second's credentials are minted too: the runner skips a
+    # producer only when no pending step needs its output's name; harmless, the third's own
+    # replace them before its join, and its certificate key is the last one uploaded.)
+    third = [*staged("10.0.0.3"), ("10.0.0.3", "kubeadm-join", join("10.0.0.3", master=True))]
+    for i, (_, step, _) in enumerate(third):
+        assert rerun_after_failure(c, JoinMasters(), ("10.0.0.3", step)) == [
+            *credentials("10.0.0.2"),
+            *credentials("10.0.0.3"),
+            *third[i:],
+            ("10.0.0.3", "kubeadm-admin-kubeconfig", ADMIN),
+        ]
+    # once a join is done nothing needs credentials: none are minted
+    assert rerun_after_failure(c, JoinMasters(), ("10.0.0.3", "kubeadm-admin-kubeconfig")) == [
+        ("10.0.0.3", "kubeadm-admin-kubeconfig", ADMIN)
+    ]
+    assert rerun_after_failure(c, JoinNodes(), None) == []
+    assert rerun_after_failure(c, JoinMasters(), None) == []
+    # init (which resets first): the version is asked again only while the config is to write
+    assert rerun_after_failure(c, RuntimeInit(), ("10.0.0.1", "kubeadm-init")) == initialised(masters)[-2:]
+    assert rerun_after_failure(c, RuntimeInit(), ("10.0.0.1", "kubeadm-config")) == initialised(masters)[-4:]
+
+    # the one step that consumes credentials also acts on them, after dealing with the leftovers
+    s = PlanState(image=IMAGE, plugin=KubernetesRuntime(), targets=c.ips)
+    secrets = {"join-token", "ca-cert-hash", "certificate-key"}
+    consumers = {
+        st.id
+        for p in INSTALL_PHASES
+        for st in p.plan(c, Facts(), s)
+        if secrets & set(output_refs(st.command))
+    }
+    assert consumers == {"kubeadm-join"}
+    m, w = join("10.0.0.3", master=True), join("10.0.0.5", master=False)
+    write = "cat > /etc/kubernetes/kubeadm-join.yaml"
+    assert (
+        m.index("delete node")
+        < m.index("bin/kubeadm reset -f")
+        < m.index(write)
+        < m.index("bin/kubeadm join --config")
+    )
+    assert w.index("--kubeconfig /etc/kubernetes/kubelet.conf get nodes") < w.index("bin/kubeadm reset -f")
+    assert w.index("bin/kubeadm reset -f") < w.index(write) < w.index("bin/kubeadm join --config")
+    assert "reset" not in INIT and initialised(masters)[-2][2].endswith(f"fi; {INIT}")
 
 
 def test_secrets_are_only_placeholders_and_each_is_minted_before_use() -> None:

@@ -5,8 +5,10 @@ plugin, over SSH.
 One cluster's life, test after test on one set of hosts and one state home: two masters and a
 worker; the worker deleted (drained, reset, node deleted); an upgrade of what is left; the second
 master deleted (its etcd member removed by its own `kubeadm reset`); then `delete --all` leaves
-every host as it was. What is checked is what the hosts hold afterwards - kubeadm's files, the
-cluster state on master0 (nodes, etcd members, bootstrap tokens, uploaded certificates), the
+every host as it was. Then a new cluster whose `sealer run` is broken half-way again and again
+(kubeadm killed during init and during joins, by the stand-in's fault points) and finished each
+time by running it again. What is checked is what the hosts hold afterwards - kubeadm's files,
+the cluster state on master0 (nodes, etcd members, bootstrap tokens, uploaded certificates), the
 static pods and services, /etc/hosts - read straight from the hosts, never what sealer says.
 """
 
@@ -23,9 +25,11 @@ from typing import Any
 import pytest
 import yaml
 
-from builder.errors import SealerError
+from builder.errors import HostError, SealerError
 from builder.runtime import actions
+from builder.runtime.cluster import Cluster
 from builder.runtime.clusterfile import parse_clusterfile
+from builder.runtime.runner import RunOptions
 from builder.runtime.state import ClusterState
 from builder.store.layout import Store
 from scripts.basefs import build_basefs
@@ -47,11 +51,12 @@ class Lab:
     store: Store
     home: Path
     hosts: HostSet  # 0 master0, 1 the second master, 2 the worker
+    spare: TestHost  # a second worker, for the last test only
     etc_hosts: dict[str, str]  # each host's /etc/hosts before sealer touched it
     ip_forward: dict[str, str]  # and its net.ipv4.ip_forward
 
-    def settings(self) -> actions.Settings:
-        return actions.Settings(store=self.store, home=self.home)
+    def settings(self, options: RunOptions | None = None) -> actions.Settings:
+        return actions.Settings(store=self.store, home=self.home, options=options or RunOptions())
 
     @property
     def master0(self) -> TestHost:
@@ -89,15 +94,16 @@ def lab(host_lab: HostLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     bin_dir = make_bin_dir("kubernetes", base / "bin", "v1.30.14")
     build_basefs("kubernetes", bin_dir, store, IMAGE, version="v1.30.14")
     validate_image(store, IMAGE)
-    hosts = host_lab.make_hosts(3)
+    made = host_lab.make_hosts(4)
     try:
-        for host in hosts:
+        for host in made:
             install_systemctl(host)
-        etc_hosts = {h.address: h.path("/etc/hosts").read_text() for h in hosts}
-        forward = {h.address: h.run("cat /proc/sys/net/ipv4/ip_forward").stdout.strip() for h in hosts}
-        yield Lab(store, base / "state", hosts, etc_hosts, forward)
+        etc_hosts = {h.address: h.path("/etc/hosts").read_text() for h in made}
+        forward = {h.address: h.run("cat /proc/sys/net/ipv4/ip_forward").stdout.strip() for h in made}
+        hosts = HostSet(made.hosts[:3], made.client_key, made.known_hosts)
+        yield Lab(store, base / "state", hosts, made[3], etc_hosts, forward)
     finally:
-        host_lab.remove_hosts(hosts)
+        host_lab.remove_hosts(made)
         store.close()
 
 
@@ -358,3 +364,111 @@ def test_a_fresh_install_of_the_newer_release_uses_its_own_pause_image(lab: Lab)
     assert "registry.k8s.io/kube-apiserver:v1.31.6" in pods(m0).values()
     actions.delete(NAME, lab.settings(), all_=True)
     assert_clean(lab, m0)
+
+
+# --- a run broken half-way, and run again -----------------------------------------------------------
+
+
+def break_at(host: TestHost, point: str) -> None:
+    """Arm a fault point of the kubeadm stand-in on `host` (its docstring lists them)."""
+    marker = host.path(f"/run/standin-fault/{point}")
+    marker.parent.mkdir(exist_ok=True)
+    marker.touch()
+
+
+def run_dies(lab: Lab, cluster: Cluster, options: RunOptions, host: TestHost, point: str) -> None:
+    """`sealer run` fails on `host`, where kubeadm was killed at `point` (the marker is used up)."""
+    with pytest.raises(HostError) as info:
+        actions.run(cluster, lab.settings(options))
+    assert info.value.host == host.address, str(info.value)
+    assert "exited 137" in str(info.value)  # the shell's status for a SIGKILLed kubeadm
+    assert not host.path(f"/run/standin-fault/{point}").exists()
+
+
+def token_ids(lab: Lab) -> set[str]:
+    return {value.split(".")[0] for value in cluster_state(lab)["tokens"] if "." in value}
+
+
+def test_a_run_killed_in_init_and_in_joins_is_finished_by_running_it_again(lab: Lab) -> None:
+    """kubeadm killed (SIGKILL, no cleanup; the kubelet and static pods it started run on) during
+    init with the control plane up; during the second master's join once its kubelet registered,
+    the etcd member added; during a worker's join after it wrote its first files (the token in
+    bootstrap-kubelet.conf); during another's after its kubelet registered. After each, the same
+    `sealer run` again goes on: init and the master reset what their attempt left (the master
+    deleting its still Ready Node first, which kubeadm join would refuse), the first worker
+    resets too, the second is found joined. Each join uses credentials minted for its own last
+    attempt. One host at a time (max_parallel 1), so which host dies in which run is fixed."""
+    m0, m1, w1 = lab.hosts
+    w2 = lab.spare
+    cluster = parse_clusterfile(clusterfile(IMAGE, [m0, m1], [w1, w2], lab.hosts))
+    serial = RunOptions(max_parallel=1)
+    break_at(m0, "kubeadm-init-control-plane-up")
+    break_at(m1, "kubeadm-join-registered")
+    break_at(w1, "kubeadm-join-kubelet-config")
+
+    # 1: init killed with the control plane up (what kubeadm init's preflight refuses is there)
+    run_dies(lab, cluster, serial, m0, "kubeadm-init-control-plane-up")
+    assert m0.path("/etc/kubernetes/admin.conf").exists() and "kube-apiserver" in pods(m0)
+    first_ca = m0.path("/etc/kubernetes/pki/ca.crt").read_text()
+
+    # 2: init reset and done again; the second master killed after its etcd member was added
+    run_dies(lab, cluster, serial, m1, "kubeadm-join-registered")
+    assert m0.path("/etc/kubernetes/pki/ca.crt").read_text() != first_ca  # a new cluster
+    assert members(lab) == [m0.hostname, m1.hostname]
+    assert kubectl_nodes(m0)[m1.hostname][1] == "Ready"  # kubeadm join refuses this name now
+    before_master = token_ids(lab)
+    key_before = json.loads(cluster_state(lab)["secrets"]["kubeadm-certs"]["value"])["key_id"]
+
+    # 3: the master deletes its Node, resets (its member removed) and joins afresh; the first
+    # worker killed once its CA, bootstrap kubeconfig and kubelet config were written
+    run_dies(lab, cluster, serial, w1, "kubeadm-join-kubelet-config")
+    state = cluster_state(lab)
+    m1_events = [e["reason"] for e in state["events"] if e["name"] == m1.hostname]
+    assert [r for r in m1_events if r in ("Joined", "Deleted", "MemberRemoved")] == [
+        "Joined",
+        "Deleted",
+        "MemberRemoved",
+        "Joined",
+    ]
+    assert members(lab) == [m0.hostname, m1.hostname]
+    assert state["nodes"][m1.hostname]["bootstrap_token_id"] not in before_master
+    certs = json.loads(state["secrets"]["kubeadm-certs"]["value"])
+    assert state["nodes"][m1.hostname]["certificate_key_id"] == certs["key_id"] != key_before
+    assert w1.path("/etc/kubernetes/bootstrap-kubelet.conf").exists()
+    assert w1.hostname not in state["nodes"]
+    before_worker = token_ids(lab)
+    break_at(w2, "kubeadm-join-registered")  # armed now: with one host at a time, w2 did not start
+
+    # 4: the first worker resets and joins with a new token; the second killed once registered
+    run_dies(lab, cluster, serial, w2, "kubeadm-join-registered")
+    state = cluster_state(lab)
+    assert state["nodes"][w1.hostname]["bootstrap_token_id"] not in before_worker
+    assert w2.path("/etc/kubernetes/bootstrap-kubelet.conf").exists()  # kubeadm died before removing it
+    registered = state["nodes"][w2.hostname]
+
+    # 5: the second worker is joined already: nothing but kubeadm's own clean-up
+    actions.run(cluster, lab.settings(serial))
+    state = cluster_state(lab)
+    assert [e["reason"] for e in state["events"] if e["name"] == w2.hostname].count("Joined") == 1
+    assert state["nodes"][w2.hostname]["joined_at"] == registered["joined_at"]
+    assert members(lab) == [m0.hostname, m1.hostname]
+    nodes = kubectl_nodes(m0)
+    assert {n: (cols[1], cols[2]) for n, cols in nodes.items()} == {
+        m0.hostname: ("Ready", "control-plane"),
+        m1.hostname: ("Ready", "control-plane"),
+        w1.hostname: ("Ready", "<none>"),
+        w2.hostname: ("Ready", "<none>"),
+    }
+    assert set(pods(m1)) == {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"}
+    ca = m0.path("/etc/kubernetes/pki/ca.crt").read_text()
+    for host in (m0, m1, w1, w2):
+        assert host.path("/etc/kubernetes/pki/ca.crt").read_text() == ca, host.hostname
+        assert host.run("systemctl is-active kubelet").stdout.strip() == "active"
+        for leftover in ("/etc/kubernetes/kubeadm-join.yaml", "/etc/kubernetes/bootstrap-kubelet.conf"):
+            assert not host.path(leftover).exists(), f"{host.hostname}: {leftover}"
+    assert f"server: {ENDPOINT}\n" in ClusterState(NAME, lab.home).kubeconfig_path.read_text()
+
+    # a cluster finished that way leaves as cleanly as any
+    actions.delete(NAME, lab.settings(), all_=True)
+    for host in (m0, m1, w1, w2):
+        assert_clean(lab, host)
