@@ -4,6 +4,7 @@
     k0s install controller [-c FILE] [--token-file F] [--enable-worker] [--no-taints]
                            [--kubelet-extra-args=ARGS]  writes k0scontroller.service, enables it
     k0s install worker --token-file F [--kubelet-extra-args=ARGS]   writes k0sworker.service
+        (either refuses when a k0s unit exists, unless --force replaces it)
     k0s controller ... / k0s worker ...                the daemons the units run
     k0s start | stop                                   `systemctl start|stop` of the installed unit
     k0s status                                         Version, Process ID, Role, Workloads, ...
@@ -31,11 +32,35 @@ The first controller serves the API (core.serve_api) on 0.0.0.0:6443 and its joi
 kubeconfig naming the server (https://ADDRESS:9443 for controllers, :6443 for workers), the CA
 and a bootstrap token; the joining daemon checks it over the network against the first
 controller's API (403: unknown, expired, or minted for the other role; the start fails). A
-restarted daemon that already joined needs no token (its PKI or kubelet.conf is there).
+restarted daemon that already joined needs no token (its controller.json or worker.json is
+there), but the --token-file its unit names must exist at every start (k0s failed without it,
+k0sctl #256); what it holds is read only for a join. A join records the token's id and server on
+the node (`token_id`, `joined_via`: a kubelet's CSR names system:bootstrap:<id>), so a test can
+tell which minted token a join used.
+
+etcd, as far as joins see it: a joining controller's member is added by the join (core's
+/join); it counts as started once the controller has written its member.json (a secret
+"etcd-started/NAME" holding its peer URL), and until then `k0s etcd member-list` lists it
+under the name "" as etcd lists an unstarted member. A join whose peer URL is already a member
+fails as etcd's MemberAdd does ("Peer URLs already exists"); `k0s etcd leave` removes the member
+started or not.
+
+Fault injection, for resume tests: the daemon reaching a point below while the marker file
+/run/standin-fault/<point> exists on its host removes the marker and dies by SIGKILL, as a crash
+would (no cleanup; the systemctl stand-in then fails `k0s start`, and the unit stays failed):
+    controller-member-added   a joining controller, after the join API added its etcd member
+                              and it wrote pki/ca.crt; before its member starts (member.json,
+                              controller.json, admin.conf are not written)
+    worker-joined             a joining worker, after the join API accepted it (the node is
+                              listed) and it wrote pki/ca.crt; before kubelet.conf and
+                              worker.json, so its next start needs a token again
 
 Deliberate differences from upstream, for the tests' sake:
 - the units are Type=notify, so a daemon that fails at start fails `k0s start` at once (the
-  real k0s start returns and the failure shows later in `k0s status`);
+  real k0s start returns and the failure shows later in `k0s status`; a real joining controller
+  refused by etcd retries forever);
+- `k0s install` refuses when any k0s unit exists, not only its own role's (upstream's
+  kardianos/service checks the one unit it writes);
 - a node (a worker, or a controller with --enable-worker) refuses to start without an image
   bundle of its own version in /var/lib/k0s/images (upstream would start, then fail to pull
   with images.default_pull_policy Never);
@@ -62,6 +87,7 @@ import platform
 import re
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -91,6 +117,7 @@ KUBELET_CONF = DATA_DIR / "kubelet.conf"
 WORKER_FILE = DATA_DIR / "worker.json"
 RUN_DIR = Path("/run/k0s")
 STATUS_FILE = RUN_DIR / "status.json"
+FAULT_DIR = Path("/run/standin-fault")
 UNIT_DIR = Path("/etc/systemd/system")
 UNITS = {"controller": "k0scontroller.service", "worker": "k0sworker.service"}
 BIN = "/usr/local/bin/k0s"
@@ -493,11 +520,47 @@ def _kubeconfig(server: str, user: str, ca: str) -> str:
     )
 
 
-def _join(api: core.ApiClient, token: str, role: str, ip: str, **extra: Any) -> None:
+def _join(api: core.ApiClient, token: dict[str, str], role: str, ip: str, **extra: Any) -> None:
+    """Join with a decoded token. The node records the token's id (the public half, as a
+    kubelet's CSR names system:bootstrap:<id>) and the server it named, so a test can tell which
+    minted token a join used."""
+    token_id = token["token"].split(".", 1)[0]
     try:
-        api.join(token, role, _hostname(), ip, kubelet_version(version()), **extra)
+        api.join(
+            token["token"],
+            role,
+            _hostname(),
+            ip,
+            kubelet_version(version()),
+            token_id=token_id,
+            joined_via=token["server"],
+            **extra,
+        )
     except core.ApiError as err:
         core.die(f"failed to join the cluster at {api.url}: {err.message}")
+
+
+def _crash_at(point: str) -> None:
+    """A fault a test asked for: when /run/standin-fault/<point> exists, remove it and die as
+    a crash does (SIGKILL: no cleanup, no status, ports freed by the kernel)."""
+    marker = FAULT_DIR / point
+    try:
+        marker.unlink()
+    except FileNotFoundError:
+        return
+    _log(f"fault injected at {point}: crashing")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _require_token_file(path: str | None) -> None:
+    """The daemon opens its --token-file at every start, joined or not (k0sctl #256: k0s failed
+    to start without it); its content is read only for a join."""
+    if path and not Path(path).is_file():
+        core.die(f"open {path}: no such file or directory")
+
+
+def _started_key(name: str) -> str:
+    return f"etcd-started/{name}"
 
 
 def _serve(status: dict[str, Any], heartbeat: core.ApiClient | None, held: list[socket.socket]) -> int:
@@ -520,6 +583,7 @@ def _serve(status: dict[str, Any], heartbeat: core.ApiClient | None, held: list[
 
 def controller(argv: list[str]) -> int:
     opts = _daemon_parser("controller").parse_args(argv)
+    _require_token_file(opts.token_file)
     config = load_config(opts.config)
     api_cfg = config["spec"]["api"]
     address = str(api_cfg["address"])
@@ -583,9 +647,15 @@ def controller(argv: list[str]) -> int:
                 core.die(
                     f"{opts.config}: network, storage and externalAddress must match the cluster's {wide}"
                 )
+            try:
+                taken = any(m.get("peer_url") == peer_url for m in leader.members())
+            except core.ApiError as err:
+                core.die(f"cannot reach the cluster at {token['server']}: {err.message}")
+            if taken:  # etcd's MemberAdd, which k0s's join API calls (upstream retries forever)
+                core.die(f"failed to join etcd as {peer_url}: etcdserver: Peer URLs already exists")
             _join(
                 leader,
-                token["token"],
+                token,
                 "controller",
                 ip,
                 member=True,
@@ -594,6 +664,7 @@ def controller(argv: list[str]) -> int:
                 roles="control-plane",
             )
             _write(PKI_DIR / "ca.crt", token["ca"])
+            _crash_at("controller-member-added")
             host = token["server"].split("://", 1)[1].rsplit(":", 1)[0]
             api_target = f"{host.strip('[]')}:{API_PORT}"
         else:
@@ -624,6 +695,7 @@ def controller(argv: list[str]) -> int:
             _kubeconfig(f"https://{_host(address)}:{API_PORT}", name, (PKI_DIR / "ca.crt").read_text()),
         )
     with contextlib.suppress(core.ApiError):
+        api.put_secret(_started_key(name), peer_url)  # etcd: a started member publishes its name
         api.put_secret(f"controlnode/{name}", "present")
         if joined is not None:  # a restart (an upgrade): the new version
             api.patch_node(name, version=kubelet_version(version()))
@@ -637,6 +709,7 @@ def controller(argv: list[str]) -> int:
 
 def worker(argv: list[str]) -> int:
     opts = _daemon_parser("worker").parse_args(argv)
+    _require_token_file(opts.token_file)
     _check_images()
     conf = _read_json(WORKER_FILE)
     if conf is None:
@@ -648,7 +721,9 @@ def worker(argv: list[str]) -> int:
         api = core.ApiClient(token["server"])
         host = token["server"].split("://", 1)[1].rsplit(":", 1)[0].strip("[]")
         ip = _node_ip(opts.kubelet_extra_args, _route_ip(host))
-        _join(api, token["token"], "worker", ip, kubelet=True, roles="<none>")
+        _join(api, token, "worker", ip, kubelet=True, roles="<none>")
+        _write(PKI_DIR / "ca.crt", token["ca"])  # k0s writes the CA before the kubelet bootstraps
+        _crash_at("worker-joined")
         held = core.hold_ports([KUBELET_PORT])
         conf = {"server": token["server"], "ip": ip}
         _write(KUBELET_CONF, _kubeconfig(token["server"], f"system:node:{_hostname()}", token["ca"]))
@@ -726,20 +801,28 @@ def etcd(argv: list[str]) -> int:
     api, _ = _local_api(f"etcd {argv[0]}")
     members = _call("etcd", api.members)
     if argv[0] == "member-list":
-        print(
-            json.dumps(
-                {"members": {m["name"]: m.get("peer_url", "") for m in members}}, separators=(",", ":")
-            )
-        )
+        listed = {_listed_name(api, m): m.get("peer_url", "") for m in members}
+        print(json.dumps({"members": listed}, separators=(",", ":")))
         return 0
     peer = opts.peer_address or str((_read_json(CONTROLLER_FILE) or {}).get("address"))
     url = f"https://{_host(peer)}:{ETCD_PEER_PORT}"
     for member in members:
         if member.get("peer_url") == url:
             _call("etcd leave", api.remove_member, member["name"])
+            _call("etcd leave", api.put_secret, _started_key(member["name"]), "")
             _log(f"Successfully removed member {member['name']} ({url}) from the cluster")
             return 0
     core.die(f"etcd leave: no member with peer address {url}")
+
+
+def _listed_name(api: core.ApiClient, member: dict[str, Any]) -> str:
+    """A member's name as etcd lists it: "" until the member has started (k0s's member-list maps
+    name to peer URL, so an added but never started member shows as "")."""
+    try:
+        started = api.get_secret(_started_key(str(member["name"]))) == member.get("peer_url")
+    except core.ApiError:
+        started = False
+    return str(member["name"]) if started else ""
 
 
 def _age(seconds: float) -> str:

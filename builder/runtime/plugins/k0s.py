@@ -26,7 +26,25 @@ No `spec.api.externalAddress` by default: k0s's HA guide means it for a TCP load
 front of every controller (6443, 8132, 9443), and nothing here load-balances
 apiserver.cluster.local; a user with a load balancer or VIP sets it in the Clusterfile.
 
-A little over 400 lines: the ClusterConfig merge lives here, with its only caller.
+Resumable joins: the runner skips the steps a failed attempt finished and mints join tokens
+afresh only for a step that still needs one, so a join is one step (`k0s-join`) that writes the
+token, installs, starts and waits until the host has joined, then overwrites the token file
+whatever happened (a step killed outright leaves that to the next attempt's write). A re-run
+therefore always joins with a token minted for it, never with one an earlier attempt left
+(expired after 1h). The file stays, holding no token: k0s reads the `--token-file` its unit
+names at every start, and failed to start without it (k0sctl #256, whose fix #257 overwrites
+the file as here), though a host that has joined ignores what it says. What a failed attempt
+leaves is cleaned the upstream way: a unit that exists is stopped and replaced with
+`k0s install --force` (added in 2022 for k0s #1458; k0sctl passes it from v1.27.4), and on
+master0 a controller's etcd member that a dead join added but never started (the member list
+names it "") is removed with `k0s etcd leave` before the next token, as etcd refuses to add a
+peer URL twice (k0s's AddMember: "Peer URLs already exists"). A started member is never
+touched: that controller joined, and its re-run only restarts it. (With master0 alone plus that
+unstarted member, real etcd has no quorum left and the leave cannot commit: only the joining
+controller coming up, or etcd's own disaster recovery, gets past that.)
+
+About 500 lines: the ClusterConfig merge and the shell pieces of resumable joins live here, with
+their only caller.
 """
 
 from __future__ import annotations
@@ -51,6 +69,12 @@ CONFIG_DIR = "/etc/k0s"
 CONFIG_FILE = "/etc/k0s/k0s.yaml"
 CONTROLLER_TOKEN_FILE = "/etc/k0s/controller-token"
 WORKER_TOKEN_FILE = "/etc/k0s/worker-token"
+UNIT_DIR = "/etc/systemd/system"
+UNITS = {"controller": f"{UNIT_DIR}/k0scontroller.service", "worker": f"{UNIT_DIR}/k0sworker.service"}
+# What a token file holds once its join step is over: no token, but a file k0s can open (its
+# unit names it at every start), worded after k0sctl's (#257). It goes into a shell command as
+# it is: no quotes, dollar signs, backquotes or backslashes.
+TOKEN_SCRUBBED = "# already joined: sealer writes a fresh join token for each attempt"
 
 ROOTFS_BIN = "bin/k0s"
 ROOTFS_IMAGES = "images/k0s-airgap-bundle-*"
@@ -66,16 +90,16 @@ EXISTING = (
     "/var/lib/k0s/pki",
     "/var/lib/k0s/etcd",
     "/var/lib/k0s/kubelet.conf",
-    "/etc/systemd/system/k0scontroller.service",
-    "/etc/systemd/system/k0sworker.service",
+    UNITS["controller"],
+    UNITS["worker"],
     "/usr/local/bin/k3s-uninstall.sh",
     "/usr/local/bin/k3s-agent-uninstall.sh",
     "/etc/kubernetes/admin.conf",
     "/etc/kubernetes/kubelet.conf",
 )
 
-CONTROLLER_TOKEN = "controller-token"
-WORKER_TOKEN = "worker-token"
+CONTROLLER_TOKEN = "controller-token"  # + "-<the joining master's address>", see controller_token()
+WORKER_TOKEN = "worker-token"  # one per attempt for every worker joining in it
 
 _READY_TIMEOUT_S = 300
 _DRAIN_TIMEOUT_S = 360.0
@@ -205,6 +229,13 @@ def _on_node(ip: str, action: str, command: str) -> str:
     )
 
 
+def controller_token(ip: str) -> str:
+    """The output name of the token minted for master `ip`: one name per master, because the
+    runner mints an output again whenever a pending step needs that name, and a shared name
+    would make a re-run of the third master mint a token for the second one too."""
+    return f"{CONTROLLER_TOKEN}-{ip.lower().replace('.', '-').replace(':', '-')}"
+
+
 def _peer_url(ip: str) -> str:
     host = f"[{ip}]" if ":" in ip else ip
     return f"https://{host}:{ETCD_PEER_PORT}"
@@ -230,19 +261,47 @@ def _version_check(ctx: HostContext) -> str:
     )
 
 
-def _wait_ready(controller: bool) -> PluginStep:
-    """Wait until `k0s status` names a process (what sealer's k0s runtime waited for) and, on a
-    controller, the API server answers /readyz (token create and joins need it)."""
+def _wait_command(controller: bool) -> str:
+    """Shell: wait until `k0s status` names a process (what sealer's k0s runtime waited for; a
+    worker serves its status only once its kubelet is bootstrapped) and, on a controller, the
+    API server answers /readyz (token create and joins need it, and a joining controller's
+    answers only once its etcd member runs). Exits 1 after the timeout."""
     check = f"{BIN} status 2>/dev/null | grep -q '^Process ID:'"
     if controller:
         check += f" && {BIN} kubectl get --raw=/readyz >/dev/null 2>&1"
-    command = (
+    return (
         f"i=0; until {check}; do i=$((i + 1)); if [ $i -ge {_READY_TIMEOUT_S} ]; then "
         f"echo 'k0s is not ready after {_READY_TIMEOUT_S}s' >&2; {BIN} status >&2; exit 1; fi; sleep 1; done; "
         f"{BIN} status"
     )
+
+
+def _wait_ready(controller: bool) -> PluginStep:
     what = "k0s is running and the API server is ready" if controller else "k0s is running"
-    return PluginStep("k0s-ready", what, command, timeout_s=_READY_TIMEOUT_S + 30)
+    return PluginStep("k0s-ready", what, _wait_command(controller), timeout_s=_READY_TIMEOUT_S + 30)
+
+
+def _install_service(role: str, args: str) -> str:
+    """Shell: `k0s install ROLE ARGS`, or, where a failed attempt left the unit (which plain
+    `k0s install` refuses to overwrite), stop it and replace it with `--force`."""
+    unit = UNITS[role]
+    return (
+        f"if [ -e {unit} ]; then {BIN} stop && {BIN} install {role} --force {args}; "
+        f"else {BIN} install {role} {args}; fi"
+    )
+
+
+def _forget_unstarted_member(ip: str) -> str:
+    """Shell, on master0: remove the etcd member with `ip`'s peer URL if it never started (etcd
+    lists such a member with an empty name): what a controller join that died after the member
+    was added leaves, and what makes etcd refuse that peer URL on the next join. Output goes to
+    stderr: this runs before the token is printed."""
+    url = _peer_url(ip)
+    return (
+        f'if {BIN} etcd member-list 2>&1 | grep -qF \'"":"{url}"\'; then '
+        f"echo 'removing the etcd member {url}: an earlier join added it, it never started' >&2; "
+        f"{BIN} etcd leave --peer-address {ip} >&2 || exit 1; fi"
+    )
 
 
 def _stop_reset(*, best_effort: bool) -> str:
@@ -356,48 +415,70 @@ class K0sRuntime(RuntimePlugin):
 
     def _install(self, ctx: HostContext, *, token_file: str | None) -> Sequence[PluginStep]:
         host = ctx.host
+        role = "controller" if host.is_master else "worker"
         steps = [self._binary(ctx), self._images(ctx)]
         if host.is_master:
             steps.append(self._config(ctx))
-        if token_file is not None:
-            name = CONTROLLER_TOKEN if host.is_master else WORKER_TOKEN
-            write = (
-                f"mkdir -p {CONFIG_DIR} && (umask 077 && printf '%s\\n' {output_ref(name)} > {token_file})"
-            )
-            steps.append(PluginStep("k0s-token-file", f"the join token into {token_file} (0600)", write))
         kubelet = f"--kubelet-extra-args=--node-ip={host.ip}"
-        what = "install controller" if host.is_master else "install worker"
+        args = f"--token-file {token_file}" if token_file is not None else ""
         if host.is_master:
-            args = what
-            if token_file is not None:
-                args += f" --token-file {token_file}"
-            args += f" -c {CONFIG_FILE}"
+            args = f"{args} -c {CONFIG_FILE}".lstrip()
             if self.controllers_run_workloads(ctx.cluster):
                 args += f" --enable-worker --no-taints {kubelet}"
         else:
-            args = f"install worker --token-file {token_file} {kubelet}"
-        steps += [
-            PluginStep("k0s-install", f"k0s {what}", f"{BIN} {args}"),
-            PluginStep("k0s-start", "k0s start", f"{BIN} start"),
-            _wait_ready(host.is_master),
-        ]
-        return tuple(steps)
+            args += f" {kubelet}"
+        install = _install_service(role, args)
+        if token_file is None:
+            return (
+                *steps,
+                PluginStep("k0s-install", f"k0s install {role}", install),
+                PluginStep("k0s-start", "k0s start", f"{BIN} start"),
+                _wait_ready(host.is_master),
+            )
+        return (*steps, self._join(ctx, role, install, token_file))
+
+    def _join(self, ctx: HostContext, role: str, install: str, token_file: str) -> PluginStep:
+        """One step from token to joined host: the token is minted for this step only when it
+        still has to run, and the file never outlives it holding a token (the EXIT trap)."""
+        name = controller_token(ctx.host.ip) if ctx.host.is_master else WORKER_TOKEN
+        scrub = f"\"printf '%s\\n' '{TOKEN_SCRUBBED}' > {token_file}\""
+        write = (
+            f"mkdir -p {CONFIG_DIR} && (umask 077 && printf '%s\\n' {output_ref(name)} > {token_file}.tmp "
+            f"&& mv {token_file}.tmp {token_file})"
+        )
+        command = (
+            f"trap {scrub} EXIT; {write} && {install} && {BIN} start && "
+            f"{{ {_wait_command(ctx.host.is_master)}; }}"
+        )
+        return PluginStep(
+            "k0s-join",
+            f"join token into {token_file} (0600), k0s install {role}, start, wait until joined; "
+            "the file then holds no token",
+            command,
+            timeout_s=_READY_TIMEOUT_S + 60,
+        )
 
     def _credentials(self, ctx: HostContext) -> Sequence[PluginStep]:
         if not ctx.is_master0:
             return ()
         subject = ctx.subject
-        role, output = ("controller", CONTROLLER_TOKEN)
-        if subject is None or not subject.is_master:
-            role, output = ("worker", WORKER_TOKEN)
-        return (
-            PluginStep(
-                f"k0s-{role}-token",
-                f"mint a {role} join token (1h)",
-                f"{BIN} token create --role={role} --expiry=1h",
-                output,
-            ),
-        )
+        role, output = ("worker", WORKER_TOKEN)
+        if subject is not None and subject.is_master:
+            role, output = ("controller", controller_token(subject.ip))
+        mint = f"{BIN} token create --role={role} --expiry=1h"
+        what = f"mint a {role} join token (1h)"
+        if subject is not None and subject.is_master and self._has_etcd(ctx, subject):
+            # in the minting step, which runs on every attempt that still has to join: a
+            # journaled step of its own would be skipped on the attempt after the one that died
+            mint = f"{_forget_unstarted_member(subject.ip)}; {mint}"
+            what += f", after removing an etcd member of {subject.ip} that never started"
+        return (PluginStep(f"k0s-{role}-token", what, mint, output),)
+
+    @staticmethod
+    def _has_etcd(ctx: HostContext, subject: HostSpec) -> bool:
+        """Whether `subject` keeps the cluster state in etcd (k0s's default; not with kine)."""
+        config = controller_config(ctx.cluster, subject, ctx.image_files.get(ROOTFS_CONFIG))
+        return bool(config["spec"]["storage"].get("type", "etcd") == "etcd")
 
     def _delete(self, ctx: HostContext) -> Sequence[PluginStep]:
         subject = ctx.subject or ctx.host

@@ -1,6 +1,7 @@
 """Golden dry-run plans of the k0s runtime plugin (pure: no hosts), against the commands the k0s
 air-gap install, multi-node manual install, HA control plane, remove-a-controller, reset and
-manual upgrade docs give; plus the ClusterConfig merge."""
+manual upgrade docs give; plus the ClusterConfig merge, and the resumable shape of joins (what a
+re-run after a failure at any step runs, and the join and minting steps' shell run for real)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from builder.image.descriptor import Platform
 from builder.runtime.cluster import Cluster
 from builder.runtime.clusterfile import cluster_from_flags
 from builder.runtime.facts import Facts
+from builder.runtime.infra.local import LocalDriver
 from builder.runtime.phases import ImageInfo, Phase, PlanState
 from builder.runtime.phases.runtime import (
     JoinMasters,
@@ -27,7 +29,15 @@ from builder.runtime.phases.upgrade import Upgrade
 from builder.runtime.plugins import base as phases
 from builder.runtime.plugins import select_plugin
 from builder.runtime.plugins.base import HostContext, output_refs, resolve_outputs
-from builder.runtime.plugins.k0s import K0sConfigError, K0sRuntime, controller_config, deep_merge
+from builder.runtime.plugins.k0s import (
+    K0sConfigError,
+    K0sRuntime,
+    controller_config,
+    controller_token,
+    deep_merge,
+)
+from builder.runtime.runner import Runner
+from builder.runtime.state import Journal
 
 R = "/var/lib/sealer/data/c1/rootfs"
 IMAGE_CONFIG = """\
@@ -93,6 +103,27 @@ def ready(controller: bool) -> str:
     )
 
 
+def install(role: str, args: str) -> str:
+    """`k0s install`, or, over the unit a failed attempt left, stop and `install --force`."""
+    return (
+        f"if [ -e /etc/systemd/system/k0s{role}.service ]; then {K0S} stop && {K0S} install {role} --force {args};"
+        f" else {K0S} install {role} {args}; fi"
+    )
+
+
+SCRUBBED = "# already joined: sealer writes a fresh join token for each attempt"
+
+
+def join_step(role: str, output: str, args: str) -> str:
+    """The one join step: token file, install, start, wait; the file scrubbed on any exit."""
+    f = f"/etc/k0s/{role}-token"
+    return (
+        f"trap \"printf '%s\\n' '{SCRUBBED}' > {f}\" EXIT;"
+        f" mkdir -p /etc/k0s && (umask 077 && printf '%s\\n' {{{{output:{output}}}}} > {f}.tmp && mv {f}.tmp {f})"
+        f" && {install(role, args)} && {START} && {{ {ready(role == 'controller')}; }}"
+    )
+
+
 def config(ip: str, masters: tuple[str, ...], extra_sans: tuple[str, ...] = ()) -> str:
     sans = "".join(f"    - {s}\n" for s in ("apiserver.cluster.local", *extra_sans, *masters, "127.0.0.1"))
     text = (
@@ -121,10 +152,6 @@ def config(ip: str, masters: tuple[str, ...], extra_sans: tuple[str, ...] = ()) 
         "mkdir -p /etc/k0s && umask 077 && cat > /etc/k0s/k0s.yaml.tmp <<'K0S_CONFIG_EOF'"
         " && mv /etc/k0s/k0s.yaml.tmp /etc/k0s/k0s.yaml\n" + text + "K0S_CONFIG_EOF"
     )
-
-
-def token_file(role: str) -> str:
-    return f"mkdir -p /etc/k0s && (umask 077 && printf '%s\\n' {{{{output:{role}-token}}}} > /etc/k0s/{role}-token)"
 
 
 def on_node(ip: str, action: str, command: str) -> str:
@@ -180,30 +207,27 @@ def worker_preflight(ip: str) -> list[Row]:
 
 
 def controller(ip: str, masters: tuple[str, ...], *, join: bool, workloads: bool) -> list[Row]:
-    install = f"{K0S} install controller"
-    if join:
-        install += " --token-file /etc/k0s/controller-token"
-    install += " -c /etc/k0s/k0s.yaml"
+    args = "--token-file /etc/k0s/controller-token " if join else ""
+    args += "-c /etc/k0s/k0s.yaml"
     if workloads:
-        install += f" --enable-worker --no-taints --kubelet-extra-args=--node-ip={ip}"
+        args += f" --enable-worker --no-taints --kubelet-extra-args=--node-ip={ip}"
     rows = [(ip, "k0s-binary", BINARY), (ip, "k0s-images", IMAGES), (ip, "k0s-config", config(ip, masters))]
-    if join:
-        rows.append((ip, "k0s-token-file", token_file("controller")))
-    return [*rows, (ip, "k0s-install", install), (ip, "k0s-start", START), (ip, "k0s-ready", ready(True))]
+    if join:  # the token's output is per master: controller-token-10-0-0-2
+        return [*rows, (ip, "k0s-join", join_step("controller", controller_token(ip), args))]
+    return [
+        *rows,
+        (ip, "k0s-install", install("controller", args)),
+        (ip, "k0s-start", START),
+        (ip, "k0s-ready", ready(True)),
+    ]
 
 
 def worker(ip: str) -> list[Row]:
+    args = f"--token-file /etc/k0s/worker-token --kubelet-extra-args=--node-ip={ip}"
     return [
         (ip, "k0s-binary", BINARY),
         (ip, "k0s-images", IMAGES),
-        (ip, "k0s-token-file", token_file("worker")),
-        (
-            ip,
-            "k0s-install",
-            f"{K0S} install worker --token-file /etc/k0s/worker-token --kubelet-extra-args=--node-ip={ip}",
-        ),
-        (ip, "k0s-start", START),
-        (ip, "k0s-ready", ready(False)),
+        (ip, "k0s-join", join_step("worker", "worker-token", args)),
     ]
 
 
@@ -231,7 +255,18 @@ def rows(c: Cluster, phase: str, ip: str, subject: str | None = None) -> list[Ro
     return [(ip, st.id, st.command) for st in K0sRuntime().commands(phase, ctx(c, ip, subject))]
 
 
-CONTROLLER_TOKEN = (f"{K0S} token create --role=controller --expiry=1h",)
+def controller_mint(ip: str) -> tuple[str]:
+    """master0 mints a master's token after removing the etcd member a dead join of that master
+    may have left: one that never started, which etcd lists under the name ""."""
+    url = f"https://{ip}:2380"
+    return (
+        f'if {K0S} etcd member-list 2>&1 | grep -qF \'"":"{url}"\'; then'
+        f" echo 'removing the etcd member {url}: an earlier join added it, it never started' >&2;"
+        f" {K0S} etcd leave --peer-address {ip} >&2 || exit 1; fi;"
+        f" {K0S} token create --role=controller --expiry=1h",
+    )
+
+
 WORKER_TOKEN = f"{K0S} token create --role=worker --expiry=1h"
 
 
@@ -266,9 +301,9 @@ def test_three_masters_and_two_workers() -> None:
         # with workers, the controllers are control plane only
         *controller("10.0.0.1", masters, join=False, workloads=False),
         # a controller token minted on master0 just before each master joins, one at a time
-        ("10.0.0.1", "10.0.0.2/k0s-controller-token", *CONTROLLER_TOKEN),
+        ("10.0.0.1", "10.0.0.2/k0s-controller-token", *controller_mint("10.0.0.2")),
         *controller("10.0.0.2", masters, join=True, workloads=False),
-        ("10.0.0.1", "10.0.0.3/k0s-controller-token", *CONTROLLER_TOKEN),
+        ("10.0.0.1", "10.0.0.3/k0s-controller-token", *controller_mint("10.0.0.3")),
         *controller("10.0.0.3", masters, join=True, workloads=False),
         # one worker token, then every worker
         ("10.0.0.1", "k0s-worker-token", WORKER_TOKEN),
@@ -278,8 +313,8 @@ def test_three_masters_and_two_workers() -> None:
     s = PlanState(image=IMAGE, plugin=K0sRuntime(), targets=c.ips)
     creds = [st for p in INSTALL_PHASES for st in p.plan(c, Facts(), s) if st.output]
     assert [(st.output, st.journal) for st in creds] == [
-        ("controller-token", False),
-        ("controller-token", False),
+        ("controller-token-10-0-0-2", False),
+        ("controller-token-10-0-0-3", False),
         ("worker-token", False),
     ]
     assert K0sRuntime().warnings(c) == ()
@@ -292,7 +327,7 @@ def test_masters_only_all_run_workloads() -> None:
     masters = ("10.0.0.1", "10.0.0.2", "10.0.0.3")
     got = plan(c, (JoinMasters(),), ("10.0.0.2",))
     assert got == [
-        ("10.0.0.1", "10.0.0.2/k0s-controller-token", *CONTROLLER_TOKEN),
+        ("10.0.0.1", "10.0.0.2/k0s-controller-token", *controller_mint("10.0.0.2")),
         *controller("10.0.0.2", masters, join=True, workloads=True),
     ]
 
@@ -396,6 +431,165 @@ def test_upgrade() -> None:
     assert rows(c, phases.UPGRADE_DONE, "10.0.0.1", "10.0.0.1") == []
 
 
+def rerun_after_failure(c: Cluster, phase: Phase, failed: tuple[str, str] | None) -> list[Row]:
+    """What the runner runs when `phase` runs again after an attempt that failed at step
+    `failed` (host, id; None: the attempt finished): that attempt journaled every journaled step
+    before it, in plan order; the runner then skips those and every producer of an output that
+    no pending step needs."""
+    s = PlanState(image=IMAGE, plugin=K0sRuntime(), targets=c.ips)
+    steps = phase.plan(c, Facts(), s)
+    keys = [(st.host, st.id) for st in steps]
+    journal = Journal(None)
+    for st in steps[: keys.index(failed) if failed is not None else len(steps)]:
+        if st.journal:
+            journal.record(IMAGE.digest, phase.name, st.host, st.id, seconds=0)
+    runner = Runner(LocalDriver(), digest=IMAGE.digest, journal=journal)
+    return [(st.host, st.id, st.command) for st in runner._pending(phase, steps)]
+
+
+def test_a_join_that_failed_at_any_step_resumes_with_a_token_minted_for_it() -> None:
+    """The resumable shape: whichever step of a join failed, the re-run starts at that step and
+    master0 mints a token right before the one step that writes it, installs, starts and waits
+    (so no step ever reads a token file an earlier attempt wrote); once that step is done
+    nothing needs a token and nothing is minted. A master's token is its own output, so a
+    re-run of the third master mints nothing for the second."""
+    c = cluster("10.0.0.1,10.0.0.2,10.0.0.3", "10.0.0.4")
+    masters = ("10.0.0.1", "10.0.0.2", "10.0.0.3")
+    node = worker("10.0.0.4")
+    mint = ("10.0.0.1", "k0s-worker-token", WORKER_TOKEN)
+    for i, (_, step, _) in enumerate(node):
+        assert rerun_after_failure(c, JoinNodes(), ("10.0.0.4", step)) == [mint, *node[i:]]
+    third = controller("10.0.0.3", masters, join=True, workloads=False)
+    mint = ("10.0.0.1", "10.0.0.3/k0s-controller-token", *controller_mint("10.0.0.3"))
+    for i, (_, step, _) in enumerate(third):
+        assert rerun_after_failure(c, JoinMasters(), ("10.0.0.3", step)) == [mint, *third[i:]]
+    assert rerun_after_failure(c, JoinNodes(), None) == []
+    assert rerun_after_failure(c, JoinMasters(), None) == []
+    # init on master0 uses no token: a failed install runs again (over its unit: --force)
+    init = controller("10.0.0.1", masters, join=False, workloads=False)
+    assert rerun_after_failure(c, RuntimeInit(), ("10.0.0.1", "k0s-install")) == init[3:]
+    # the one place a token file is named is the step that writes it from a fresh output
+    for _, step, command in (*node, *third, *init):
+        assert ("--token-file" in command) == ("{{output:" in command) == (step == "k0s-join"), step
+
+
+def run_join(tmp_path: Path, *, unit: bool = False, ready: bool = True, start_fails: bool = False) -> Path:
+    """Run a worker's k0s-join step with its paths under `tmp_path` and a k0s that logs its
+    arguments (and, for `install`, the token file as the daemon would read it). Returns the
+    log; the exit status is the last line."""
+    c = cluster("10.0.0.1", "10.0.0.2")
+    (step,) = [
+        st for st in K0sRuntime().commands(phases.JOIN_WORKER, ctx(c, "10.0.0.2")) if st.id == "k0s-join"
+    ]
+    log, etc, units = tmp_path / "log", tmp_path / "etc-k0s", tmp_path / "units"
+    units.mkdir()
+    if unit:
+        (units / "k0sworker.service").write_text("[Service]\n")
+    fake = tmp_path / "k0s"
+    fake.write_text(
+        f'#!/bin/sh\necho "k0s $*" >> {log}\n'
+        f'case "$1" in\n'
+        f"  install) cat {etc}/worker-token >> {log} ;;\n"
+        f"  start) {'exit 1' if start_fails else 'exit 0'} ;;\n"
+        f"  status) {'echo Process ID: 42' if ready else 'exit 1'} ;;\n"
+        "esac\n"
+    )
+    fake.chmod(0o755)
+    script = (
+        resolve_outputs(step.command, {"worker-token": "H4sI-the-token"})
+        .replace("/etc/k0s", str(etc))
+        .replace("/etc/systemd/system", str(units))
+        .replace(K0S, str(fake))
+        .replace("-ge 300", "-ge 2")
+        .replace("sleep 1", "sleep 0")
+    )
+    status = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=False).returncode
+    with log.open("a") as f:
+        f.write(f"exit {status}\n")
+    return log
+
+
+def test_the_join_step_installs_starts_waits_and_leaves_no_token(tmp_path: Path) -> None:
+    args = "--token-file {etc}/worker-token --kubelet-extra-args=--node-ip=10.0.0.2"
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    log = run_join(fresh)
+    etc = fresh / "etc-k0s"
+    assert log.read_text().splitlines() == [
+        f"k0s install worker {args.format(etc=etc)}",
+        "H4sI-the-token",  # what install (and the daemon it starts) finds in the file
+        "k0s start",
+        "k0s status",
+        "k0s status",
+        "exit 0",
+    ]
+    token = etc / "worker-token"
+    assert token.read_text() == SCRUBBED + "\n" and token.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in etc.iterdir()) == ["worker-token"]
+
+    # a failed attempt left the unit: it is stopped and replaced, not refused
+    again = tmp_path / "again"
+    again.mkdir()
+    lines = run_join(again, unit=True).read_text().splitlines()
+    assert lines[:3] == [
+        "k0s stop",
+        f"k0s install worker --force {args.format(etc=again / 'etc-k0s')}",
+        "H4sI-the-token",
+    ]
+    assert lines[-1] == "exit 0"
+
+    # k0s never got ready, or did not start: the step fails, and the file holds no token
+    for name, kwargs in (("unready", {"ready": False}), ("nostart", {"start_fails": True})):
+        (tmp_path / name).mkdir()
+        lines = run_join(tmp_path / name, **kwargs).read_text().splitlines()
+        assert lines[-1] == "exit 1", lines
+        assert ("k0s status" in lines) == (name == "unready")
+        assert (tmp_path / name / "etc-k0s" / "worker-token").read_text() == SCRUBBED + "\n"
+
+
+def test_master0_forgets_only_a_member_that_never_started() -> None:
+    """Run a master's minting step on what `k0s etcd member-list` prints: the member a dead join
+    of that master added, which etcd lists under the name "", is removed before the token is
+    minted; a started member, or another host's, is left alone; stdout is the token only."""
+    c = cluster("10.0.0.1,10.0.0.2,10.0.0.3")
+    (mint,) = K0sRuntime().commands(phases.JOIN_CREDENTIALS, ctx(c, "10.0.0.1", "10.0.0.3"))
+    assert mint.output == "controller-token-10-0-0-3"
+
+    def run(members: str, leave_fails: bool = False) -> tuple[int, str, str]:
+        fake = (
+            'k0s() { case "$1 $2" in'
+            f' \'etcd member-list\') echo \'{{"level":"info","members":{members},"msg":"done"}}\' ;;'
+            f" 'etcd leave') echo \"k0s $*\"; {'return 1' if leave_fails else 'return 0'} ;;"
+            " 'token create') echo H4sI-token ;; esac; }; "
+        )
+        r = subprocess.run(
+            ["sh", "-c", fake + mint.command.replace(K0S, "k0s")], capture_output=True, text=True, check=False
+        )
+        return r.returncode, r.stdout, r.stderr
+
+    m1 = '"ctl-1":"https://10.0.0.1:2380"'
+    code, out, err = run(f'{{"":"https://10.0.0.3:2380",{m1}}}')
+    assert (code, out) == (0, "H4sI-token\n")
+    assert "k0s etcd leave --peer-address 10.0.0.3" in err and "never started" in err
+    for members in (f'{{"ctl-3":"https://10.0.0.3:2380",{m1}}}', f'{{"":"https://10.0.0.2:2380",{m1}}}'):
+        assert run(members) == (0, "H4sI-token\n", "")
+    code, out, _ = run(f'{{"":"https://10.0.0.3:2380",{m1}}}', leave_fails=True)
+    assert (code, out) == (1, "")  # no token for a join etcd would refuse
+
+
+def test_a_kine_cluster_has_no_member_to_forget() -> None:
+    kine: dict[str, object] = {
+        "apiVersion": "k0s.k0sproject.io/v1beta1",
+        "kind": "ClusterConfig",
+        "spec": {"storage": {"type": "kine"}},
+    }
+    c = with_documents(kine)
+    (mint,) = K0sRuntime().commands(phases.JOIN_CREDENTIALS, ctx(c, "10.0.0.1", "10.0.0.2"))
+    assert mint.command == f"{K0S} token create --role=controller --expiry=1h"
+    (worker_mint,) = K0sRuntime().commands(phases.JOIN_CREDENTIALS, ctx(c, "10.0.0.1", "10.0.0.4"))
+    assert (worker_mint.command, worker_mint.output) == (WORKER_TOKEN, "worker-token")
+
+
 def test_secrets_are_only_placeholders_and_each_is_minted_before_use() -> None:
     c = cluster("10.0.0.1,10.0.0.2,10.0.0.3", "10.0.0.4")
     s = PlanState(image=IMAGE, plugin=K0sRuntime(), targets=c.ips)
@@ -405,9 +599,10 @@ def test_secrets_are_only_placeholders_and_each_is_minted_before_use() -> None:
             assert set(output_refs(st.command)) <= minted, st.id
             if st.output:
                 minted.add(st.output)
-    assert minted == {"controller-token", "worker-token"}
-    resolved = resolve_outputs(token_file("worker"), {"worker-token": "H4sIAAAA'x y"})
-    assert resolved.endswith("printf '%s\\n' 'H4sIAAAA'\"'\"'x y' > /etc/k0s/worker-token)")
+    assert minted == {"controller-token-10-0-0-2", "controller-token-10-0-0-3", "worker-token"}
+    (join,) = [st for st in JoinNodes().plan(c, Facts(), s) if st.id == "k0s-join"]
+    resolved = resolve_outputs(join.command, {"worker-token": "H4sIAAAA'x y"})
+    assert "printf '%s\\n' 'H4sIAAAA'\"'\"'x y' > /etc/k0s/worker-token.tmp" in resolved
 
 
 def test_every_command_is_valid_sh() -> None:

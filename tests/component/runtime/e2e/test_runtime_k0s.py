@@ -5,9 +5,11 @@ One cluster's life, test after test on one set of hosts and one state home: thre
 and a worker, with a Clusterfile ClusterConfig merged over the image's etc/k0s.yaml; an
 upgrade (master0, the controllers one by one, the worker drained and uncordoned) and a refused
 downgrade; the worker deleted (drained, node deleted, stop, reset); wrong tokens refused; a
-controller deleted (etcd leave first); then `delete --all` leaves every host as it was. What is
-checked is what the hosts hold afterwards - /etc/k0s, /var/lib/k0s, the units, master0's
-"etcd" (members, nodes, ordered events) - read straight from the hosts.
+controller deleted (etcd leave first); then `delete --all` leaves every host as it was. Then a
+second cluster whose joins die half-way (the stand-in's fault points: a controller after its
+etcd member was added, a worker after the cluster accepted it), run again until it is whole.
+What is checked is what the hosts hold afterwards - /etc/k0s, /var/lib/k0s, the units, master0's
+"etcd" (members, nodes, tokens, ordered events) - read straight from the hosts.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import base64
 import gzip
 import json
 import os
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,14 +27,15 @@ from typing import Any
 import pytest
 import yaml
 
-from builder.errors import SealerError
+from builder.errors import HostError, SealerError
 from builder.runtime import actions
 from builder.runtime.clusterfile import parse_clusterfile
+from builder.runtime.plugins.k0s import TOKEN_SCRUBBED
 from builder.runtime.state import ClusterState
 from builder.store.layout import Store
 from scripts.basefs import build_basefs
 from tests.hosts import HostLab, HostSet, TestHost
-from tests.standins import install_systemctl, make_bin_dir
+from tests.standins import core, install_systemctl, make_bin_dir
 from tests.validate import validate_image
 
 NAME = "k0s-e2e"
@@ -129,6 +133,28 @@ def decode(token: str) -> dict[str, Any]:
     return doc
 
 
+def token_used(lab: Lab, host: TestHost) -> str:
+    """The minted token `host`'s last join used (the stand-in records its id on the node)."""
+    token_id = etcd(lab)["nodes"][host.hostname]["token_id"]
+    (secret,) = [str(t) for t in etcd(lab)["tokens"] if t.split(".")[0] == token_id]
+    return secret
+
+
+def minted_for(lab: Lab, host: TestHost, since: float) -> str:
+    """The token `host`'s last join used, checked to be minted (for 1h) at or after `since`."""
+    secret = token_used(lab, host)
+    expires = etcd(lab)["tokens"][secret]["expires"]
+    assert since + 3600 <= expires <= time.time() + 3600, (host.hostname, since, expires)
+    return secret
+
+
+def expire_tokens(lab: Lab) -> None:
+    """An hour passes, as far as join tokens go: every token minted so far has expired."""
+    with core.StateFile(lab.master0.path(STATE)).edit() as state:
+        for token in state["tokens"].values():
+            token["expires"] = time.time() - 1
+
+
 def k0s_pids(host: TestHost) -> list[int]:
     assert host.holder is not None
     netns = os.readlink(f"/proc/{host.holder[0]}/ns/net")
@@ -210,8 +236,11 @@ def test_run_three_controllers_and_a_worker(lab: Lab) -> None:
     unit = worker.path("/etc/systemd/system/k0sworker.service").read_text()
     assert f"ExecStart=/usr/local/bin/k0s worker --data-dir=/var/lib/k0s --token-file=/etc/k0s/worker-token --kubelet-extra-args=--node-ip={worker.address}\n" in unit  # fmt: skip
 
-    # the tokens used: minted on master0 just before each join, 0600 on the joining host,
-    # pointing at master0's join API (controllers) or API server (the worker)
+    # the tokens used: minted on master0 just before each join, one per controller, of the
+    # joining role, expiring (--expiry=1h), naming master0's join API (controllers) or API server
+    # (the worker); the stand-in's node table says which token each join used. On the joining
+    # host the unit's 0600 token file holds no token after the join.
+    used = []
     for x, role, port in [
         (masters[1], "controller", 9443),
         (masters[2], "controller", 9443),
@@ -219,18 +248,13 @@ def test_run_three_controllers_and_a_worker(lab: Lab) -> None:
     ]:
         path = x.path(f"/etc/k0s/{role}-token")
         assert path.stat().st_mode & 0o777 == 0o600
-        token = decode(path.read_text().strip())
-        assert token["clusters"][0]["cluster"]["server"] == f"https://{m0}:{port}"
-        assert token["users"][0]["name"] == (
-            "controller-bootstrap" if role == "controller" else "kubelet-bootstrap"
-        )
-        secret = token["users"][0]["user"]["token"]
+        assert path.read_text() == TOKEN_SCRUBBED + "\n"
+        secret = token_used(lab, x)
         assert etcd(lab)["tokens"][secret]["allows"] == [role]
-        assert etcd(lab)["tokens"][secret]["expires"] is not None  # --expiry=1h
-    assert (
-        masters[1].path("/etc/k0s/controller-token").read_text()
-        != masters[2].path("/etc/k0s/controller-token").read_text()
-    )
+        assert etcd(lab)["tokens"][secret]["expires"] is not None
+        assert etcd(lab)["nodes"][x.hostname]["joined_via"] == f"https://{m0}:{port}"
+        used.append(secret)
+    assert len(set(used)) == 3
     # in order: a token, then the join it was minted for
     order = [(e["reason"], e["name"]) for e in events(lab) if e["reason"] in ("TokenCreated", "Joined")]
     assert order == [
@@ -366,6 +390,91 @@ def test_delete_all_leaves_every_host_as_it_was(lab: Lab) -> None:
     for host in lab.hosts:
         assert_reset(lab, host)
     assert not ClusterState(NAME, lab.home).dir.exists()
+
+
+def test_joins_that_died_half_way_finish_on_the_next_runs(lab: Lab) -> None:
+    """A fresh cluster whose joins die for real (the stand-in's fault points): the third
+    controller's daemon dies after the join API added its etcd member, and, on the next run, the
+    worker's after the cluster accepted it. Between runs every token expires (an hour passes).
+    Each re-run of the same `sealer run` finishes what is left: master0 removes the member that
+    never started and mints a new token, the host replaces the unit the dead attempt left and
+    joins with that token; the last run leaves the cluster whole."""
+    h = lab.hosts
+    masters, worker = h[0:3], h[3]
+    m0 = lab.master0
+    cluster = parse_clusterfile(
+        clusterfile(IMAGE, masters, [worker], h).replace(f"name: {NAME}", "name: k0s-resume")
+    )
+    url = {m.hostname: f"https://{m.address}:2380" for m in masters}
+    faults = [(masters[2], "controller-member-added"), (worker, "worker-joined")]
+    try:
+        for host, point in faults:
+            host.path("/run/standin-fault").mkdir(exist_ok=True)
+            host.path(f"/run/standin-fault/{point}").touch()
+
+        # 1: the third controller dies half-way; its etcd member was added and never started
+        with pytest.raises(HostError) as failed:
+            actions.run(cluster, lab.settings())
+        assert (failed.value.host, failed.value.step) == (masters[2].address, "k0s-join")
+        assert (
+            "fault injected at controller-member-added"
+            in masters[2].path("/run/standin-systemd/k0scontroller.service.log").read_text()
+        )
+        assert member_list(m0) == {
+            **{m.hostname: url[m.hostname] for m in masters[:2]},
+            "": url[masters[2].hostname],
+        }
+        assert masters[2].path("/etc/systemd/system/k0scontroller.service").exists()  # what `install` refuses
+        assert masters[2].path("/etc/k0s/controller-token").read_text() == TOKEN_SCRUBBED + "\n"
+        dead = {masters[2].hostname: token_used(lab, masters[2])}
+        expire_tokens(lab)
+
+        # 2: the third controller finishes; the worker dies after the cluster accepted it
+        second = time.time()
+        with pytest.raises(HostError) as failed:
+            actions.run(cluster, lab.settings())
+        assert (failed.value.host, failed.value.step) == (worker.address, "k0s-join")
+        assert member_list(m0) == url
+        assert (
+            worker.path("/var/lib/k0s/pki/ca.crt").exists()
+            and not worker.path("/var/lib/k0s/kubelet.conf").exists()
+        )
+        assert worker.path("/etc/k0s/worker-token").read_text() == TOKEN_SCRUBBED + "\n"
+        dead[worker.hostname] = token_used(lab, worker)
+        joined = {masters[2].hostname: minted_for(lab, masters[2], since=second)}
+        expire_tokens(lab)
+
+        # 3: the worker finishes, and the cluster is whole
+        third = time.time()
+        actions.run(cluster, lab.settings())
+    finally:
+        for host, _ in faults:
+            for marker in host.path("/run/standin-fault").glob("*"):
+                marker.unlink()
+            host.path("/run/standin-fault").rmdir()
+    assert list(member_list(m0)) == [m.hostname for m in masters]
+    nodes = kubectl_nodes(m0)
+    assert list(nodes) == [worker.hostname] and nodes[worker.hostname][1] == "Ready"
+    for m in masters:
+        assert m.run("systemctl is-active k0scontroller").stdout.strip() == "active"
+    assert "Role: worker\n" in worker.run("k0s status").stdout
+    # each finished join used a token minted in its own run, not the one its dead join used
+    joined[worker.hostname] = minted_for(lab, worker, since=third)
+    assert all(joined[name] != dead[name] for name in dead)
+    # in order: the dead join, the removal of its member, the join that finished
+    order = [(e["reason"], e["name"]) for e in events(lab) if e["name"] == masters[2].hostname]
+    assert order[:3] == [
+        ("Joined", masters[2].hostname),
+        ("MemberRemoved", masters[2].hostname),
+        ("Joined", masters[2].hostname),
+    ]
+    assert [e["reason"] for e in events(lab) if e["name"] == worker.hostname][:2] == ["Joined", "Joined"]
+    for x, role in ((masters[1], "controller"), (masters[2], "controller"), (worker, "worker")):
+        assert x.path(f"/etc/k0s/{role}-token").read_text() == TOKEN_SCRUBBED + "\n"
+
+    actions.delete("k0s-resume", lab.settings(), all_=True)
+    for host in h:
+        assert_reset(lab, host)
 
 
 def test_a_lone_controller_runs_the_workloads(lab: Lab) -> None:
