@@ -6,7 +6,8 @@
   next starts; a journaled step is skipped on the next attempt unless it is marked
   `journal=False` (probes, delivery, credentials that expire).
 - Named outputs: a step's `output` keeps its stdout for later steps' placeholders; a producer
-  is skipped when every step that needs its output is already done.
+  is skipped when no pending step reads its output before the next producer of that name
+  (so a re-run mints credentials only for the joins still to do).
 - Failure: a failed step stops its host; the other hosts finish the step they are in and start
   nothing new; the run raises one HostError naming the first failed host and the phase.
 - Logs: every command, its exit status and output go to the host's log (env by name only,
@@ -199,14 +200,25 @@ class Runner:
                 self.emit(StepFinished(phase.name, s.host, s.id, s.description, 0.0, skipped=True))
             else:
                 todo.append(s)
-        needed = {name for s in todo for name in output_refs(s.command)} | self.keep_outputs
         out: list[Step] = []
-        for s in todo:
-            if s.output is not None and s.output not in needed:
+        for i, s in enumerate(todo):
+            if s.output is not None and not self._output_used(s.output, todo[i + 1 :]):
                 self.emit(StepFinished(phase.name, s.host, s.id, s.description, 0.0, skipped=True))
                 continue
             out.append(s)
         return out
+
+    def _output_used(self, name: str, later: Sequence[Step]) -> bool:
+        """Whether a step of `later` reads output `name` before another step produces it again
+        (credentials minted for a host that already joined would be wasted, and live)."""
+        if name in self.keep_outputs:
+            return True
+        for s in later:
+            if name in output_refs(s.command):
+                return True
+            if s.output == name:
+                return False
+        return False
 
     async def _commands(self, phase: Phase, steps: Sequence[Step], probes: dict[str, str]) -> None:
         if phase.serial:

@@ -86,3 +86,35 @@ def test_named_outputs_are_resolved_at_run_time_and_kept_out_of_logs(tmp_path: P
     )
     run_phase(runner, steps)
     assert {e.step for e in events if isinstance(e, StepFinished) and e.skipped} == {"token", "join"}
+
+
+def test_a_producer_runs_only_for_a_consumer_before_the_next_producer_of_its_name(tmp_path: Path) -> None:
+    """Two joins, each with its own mint of the same output name: after the first join is
+    journaled, a re-run mints once, for the second (a live credential for a host that already
+    joined would be wasted); a kept output (the kubeconfig) is produced even with no consumer."""
+    minted, joined = tmp_path / "minted", tmp_path / "joined"
+    mint = f"echo x >> {shlex.quote(str(minted))}; echo token-$(wc -l < {shlex.quote(str(minted))})"
+    steps = [
+        Step(HOST, "mint-a", "mint", mint, output="token", journal=False),
+        Step(HOST, "join-a", "use", f"echo a {output_ref('token')} >> {shlex.quote(str(joined))}"),
+        Step(HOST, "mint-b", "mint", mint, output="token", journal=False),
+        Step(
+            HOST,
+            "join-b",
+            "fails until a marker",
+            f"test -e {tmp_path}/go && echo b {output_ref('token')} >> {joined}",
+        ),
+        Step(HOST, "kubeconfig", "kept", "echo config", output="kubeconfig", journal=False),
+    ]
+    cs = ClusterState("c1", tmp_path / "state")
+    runner = Runner(LocalDriver(), digest="d1", journal=cs.journal(), logs=cs.host_log)
+    with pytest.raises(HostError):
+        run_phase(runner, steps)
+    assert minted.read_text() == "x\nx\n" and joined.read_text() == "a token-1\n"
+    (tmp_path / "go").touch()
+    runner = Runner(LocalDriver(), digest="d1", journal=cs.journal(), logs=cs.host_log)
+    runner.keep_outputs.add("kubeconfig")
+    run_phase(runner, steps)
+    assert minted.read_text() == "x\nx\nx\n"  # one mint, not two
+    assert joined.read_text() == "a token-1\nb token-3\n"
+    assert runner.outputs["kubeconfig"] == "config"
