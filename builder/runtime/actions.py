@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -165,6 +166,7 @@ def load_image(store: Store, name: str, platform: Platform) -> tuple[ImageInfo, 
         applications=ext.applications,
         runtime_label=label,
         metadata_runtime=None if label else _metadata_runtime(store, dimg),
+        kube_version=config.config.labels.get(mediatypes.LABEL_SUPPORTED_KUBE_VERSION) or None,
         compressed_bytes=sum(p.descriptor.size for p in dimg.layers),
         layer_count=len(dimg.layers),
     )
@@ -294,10 +296,35 @@ class _Install:
     upgrade: bool = False
     upgrade_batch: int = 1
     current_digest: str | None = None  # upgrade: what the cluster runs (the same: nothing to do)
+    current_kube_version: str = ""  # upgrade: its KUBEVERSION, checked against the new image's
 
     @property
     def phases(self) -> tuple[Phase, ...]:
         return upgrade_phases() if self.upgrade else install_phases()
+
+
+def _version(text: str) -> tuple[int, int, int] | None:
+    match = re.match(r"^v?(\d+)\.(\d+)\.(\d+)", text)
+    return (int(match.group(1)), int(match.group(2)), int(match.group(3))) if match else None
+
+
+def check_upgrade_versions(current: str, new: str) -> None:
+    """Refuse, before any host changes, what every runtime's own check would refuse on the
+    first host: a downgrade, a major change, more than one minor version at a time. Unknown
+    versions (an app image, a state saved before versions were kept) are left to the hosts."""
+    old_v, new_v = _version(current), _version(new)
+    if old_v is None or new_v is None:
+        return
+    if new_v[0] != old_v[0] or new_v < old_v:
+        raise ClusterError(
+            f"the cluster runs {current}, the image is {new}: a downgrade or a major change is not supported",
+            hint="upgrade to a newer image of the same major version",
+        )
+    if new_v[1] > old_v[1] + 1:
+        raise ClusterError(
+            f"the cluster runs {current}, the image is {new}: upgrade one minor version at a time",
+            hint=f"upgrade to a v{old_v[0]}.{old_v[1] + 1}.x image first",
+        )
 
 
 def _plugin_for(
@@ -331,6 +358,8 @@ def _dry_run_install(job: _Install, settings: Settings, title: str) -> Outcome:
     platform = next((p for p in available if p.architecture == host.architecture), available[0])
     info, dimg = load_image(store, job.image, platform)
     info, plugin = _plugin_for(job, store, info, dimg)
+    if job.upgrade:
+        check_upgrade_versions(job.current_kube_version, info.kube_version or "")
     facts = Facts.assume(job.targets, platform)
     state = _state(job, info, plugin, settings)
     lines_by_host = {
@@ -390,6 +419,8 @@ async def _install(job: _Install, settings: Settings, cs: ClusterState) -> Outco
             )
         if job.upgrade and info.digest == job.current_digest:
             return Outcome(cluster, f"cluster {cluster.name} already runs {job.image} ({info.digest})")
+        if job.upgrade:
+            check_upgrade_versions(job.current_kube_version, info.kube_version or "")
         info, plugin = await asyncio.to_thread(_plugin_for, job, store, info, dimg)
         for warning in plugin.warnings(cluster):
             settings.on_event(Notice(f"warning: {warning}"))
@@ -405,6 +436,8 @@ async def _install(job: _Install, settings: Settings, cs: ClusterState) -> Outco
             cli_env=dict(job.cli_env),
             image_env=dict(info.env),
             complete=False,
+            kube_version=info.kube_version or "",
+            previous_image=_previous_image(job, cs),
         )
         cs.save(cluster, meta)
         runner.deliver_fn = _deliver_fn(driver, store, dimg, cluster, state, settings)
@@ -423,6 +456,16 @@ async def _install(job: _Install, settings: Settings, cs: ClusterState) -> Outco
     finally:
         await driver.close()
     return Outcome(cluster, message, hosts=_summaries(cluster, runner, job.targets))
+
+
+def _previous_image(job: _Install, cs: ClusterState) -> str:
+    """What an upgrade may go back to if it fails: the image the cluster last ran whole."""
+    if not job.upgrade:
+        return ""
+    saved = cs.load_meta()
+    if saved is None:
+        return ""
+    return saved.image if saved.complete else saved.previous_image
 
 
 def _unjoined(cluster: Cluster, journal: Journal, digest: str) -> tuple[str, ...]:
@@ -719,16 +762,19 @@ def upgrade(
 ) -> Outcome:
     """`sealer upgrade IMAGE`: every host of the saved cluster moves to `image`, master0 first,
     then the other masters one by one, then the workers `batch` at a time (drained first).
-    The plugin refuses a downgrade and more than one minor version per step; the runtime stays.
-    A failed upgrade, run again with the same image, resumes."""
+    A downgrade, a major change or more than one minor version per step is refused: from the
+    images' KUBEVERSIONs before any host changes, and by each host's own check of the binaries.
+    The runtime stays. A failed upgrade resumes when run again with the same image, or goes
+    back to the image the cluster ran before (`previous_image`), as an upgrade to it."""
     cs = ClusterState(name, settings.home)
     saved, meta = cs.load_cluster(), cs.load_meta()
     if saved is None or meta is None:
         raise ClusterError(f"no saved cluster {name}", hint="sealer run IMAGE --masters ... first")
-    if not meta.complete and meta.image != image:
+    if not meta.complete and image not in (meta.image, meta.previous_image):
+        back = f", or go back with `sealer upgrade {meta.previous_image}`" if meta.previous_image else ""
         raise ClusterError(
             f"cluster {name}: the last command on it (with {meta.image}) did not finish",
-            hint=f"finish it first (run the same command again), or `sealer upgrade {meta.image}`",
+            hint=f"finish it first (`sealer upgrade {meta.image}` or the same command again){back}",
         )
     if batch is not None and batch < 1:
         raise ClusterError(f"--batch {batch}: at least one worker at a time")
@@ -742,6 +788,7 @@ def upgrade(
         upgrade=True,
         upgrade_batch=batch or default_upgrade_batch(wanted),
         current_digest=meta.digest if meta.complete else None,
+        current_kube_version=meta.kube_version if meta.complete else "",
     )
     if settings.options.dry_run:
         return _dry_run_install(job, settings, "upgrade")

@@ -56,6 +56,8 @@ class SavedMeta:
     image_env: Mapping[str, str] = field(default_factory=dict)  # for clean.sh once the image is gone
     complete: bool = False  # every phase of the last run/apply/join finished
     updated: str = ""
+    kube_version: str = ""  # the image's KUBEVERSION ("" for app images and older states)
+    previous_image: str = ""  # during an upgrade: the image the cluster ran before it
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -74,6 +76,8 @@ class SavedMeta:
             image_env={str(k): str(v) for k, v in dict(obj.get("image_env") or {}).items()},
             complete=bool(obj.get("complete", False)),
             updated=str(obj.get("updated", "")),
+            kube_version=str(obj.get("kube_version", "")),
+            previous_image=str(obj.get("previous_image", "")),
         )
 
 

@@ -77,6 +77,7 @@ class ImageInfo:
     applications: tuple[Application, ...] = ()
     runtime_label: str | None = None
     metadata_runtime: str | None = None
+    kube_version: str | None = None  # KUBEVERSION (the supported-kube-version label)
     compressed_bytes: int = 0
     layer_count: int = 0
     files: Mapping[str, str] = field(default_factory=dict)  # rootfs files the plans read, by path

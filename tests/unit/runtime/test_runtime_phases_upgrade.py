@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pytest
+
+from builder.errors import ClusterError
 from builder.image.descriptor import Platform
+from builder.runtime.actions import check_upgrade_versions
 from builder.runtime.cluster import Cluster
 from builder.runtime.clusterfile import cluster_from_flags
 from builder.runtime.facts import Facts
@@ -104,3 +108,26 @@ def test_quorum_warnings() -> None:
     assert quorum_warnings(2)[0].startswith("2 masters: etcd needs a majority")
     assert Naming().warnings(cluster("10.0.0.1,10.0.0.2,10.0.0.3,10.0.0.4"))[0].startswith("4 masters")
     assert NoneRuntime().warnings(cluster("10.0.0.1,10.0.0.2")) == ()
+
+
+@pytest.mark.parametrize(
+    ("current", "new", "refused"),
+    [
+        ("v1.29.4", "v1.29.5", None),
+        ("v1.29.4", "v1.30.0", None),
+        ("v1.29.4", "v1.29.4", None),  # the same release again (a rebuilt image)
+        ("v1.30.0", "v1.29.4", "a downgrade or a major change is not supported"),
+        ("v1.29.4", "v1.29.3", "a downgrade or a major change is not supported"),
+        ("v1.29.4", "v2.0.0", "a downgrade or a major change is not supported"),
+        ("v1.29.4", "v1.31.0", "upgrade one minor version at a time"),
+        ("", "v1.31.0", None),  # unknown: left to the hosts' own check
+        ("v1.29.4", "", None),
+    ],
+)
+def test_upgrade_versions_checked_before_any_host(current: str, new: str, refused: str | None) -> None:
+    if refused is None:
+        check_upgrade_versions(current, new)
+        return
+    with pytest.raises(ClusterError) as err:
+        check_upgrade_versions(current, new)
+    assert err.value.message == f"the cluster runs {current}, the image is {new}: {refused}"

@@ -290,7 +290,7 @@ def test_run_three_controllers_and_a_worker(lab: Lab) -> None:
     assert "server: https://apiserver.cluster.local:6443" in text and m0 not in text
 
 
-def test_upgrade_then_a_downgrade_is_refused(lab: Lab) -> None:
+def test_upgrade_then_a_downgrade_is_refused(lab: Lab, tmp_path: Path) -> None:
     h = lab.hosts
     worker = h[3]
     before = len(events(lab))
@@ -312,11 +312,28 @@ def test_upgrade_then_a_downgrade_is_refused(lab: Lab) -> None:
     ]
     assert list(member_list(lab.master0)) == [m.hostname for m in h[0:3]]
 
-    with pytest.raises(SealerError):
+    # a downgrade is refused on this machine, from the images' KUBEVERSIONs: nothing changes
+    meta = ClusterState(NAME, lab.home).load_meta()
+    with pytest.raises(SealerError) as info:
         actions.upgrade(NAME, IMAGE, lab.settings())
+    assert str(info.value) == (
+        "the cluster runs v1.30.0, the image is v1.29.4: a downgrade or a major change is not supported"
+    )
+    assert ClusterState(NAME, lab.home).load_meta() == meta
+    # an image that says v1.30.1 but carries the v1.29.4 binary: the hosts' own check refuses
+    mislabelled = "sealer.test/k0s:v1.30.1-mislabelled"
+    build_basefs(
+        "k0s", make_bin_dir("k0s", tmp_path / "bin", "v1.29.4"), lab.store, mislabelled, version="v1.30.1"
+    )
+    with pytest.raises(SealerError):
+        actions.upgrade(NAME, mislabelled, lab.settings())
     log = (ClusterState(NAME, lab.home).logs_dir / f"{lab.master0.address}.log").read_text()
     assert "k0s 1.30.0 -> 1.29.4: a downgrade or a major change is not supported" in log
     assert lab.master0.run("/usr/local/bin/k0s version").stdout.strip() == "v1.30.0+k0s.0"
+    # the failed upgrade goes back to the image the cluster ran whole; the state is whole again
+    actions.upgrade(NAME, IMAGE_NEXT, lab.settings())
+    meta = ClusterState(NAME, lab.home).load_meta()
+    assert meta is not None and meta.complete and meta.image == IMAGE_NEXT
 
 
 def test_delete_the_worker(lab: Lab) -> None:
