@@ -1,0 +1,54 @@
+"""The cluster actions behind `sealer run/apply/join/delete/cluster status`.
+
+Each action reads the saved state (`state.ClusterState`), decides which hosts it works on and
+which phases they go through, and hands the plans to the runner (or, with dry-run, prints
+them and stops: no connection, no state written).
+
+    run     all phases on all hosts; a re-run resumes (journaled steps are skipped, delivery
+            checks itself and moves only what is missing)
+    apply   the wanted Clusterfile against the saved one: removed hosts leave (runtime leave,
+            clean.sh, rootfs removed, forgotten), new hosts join (check, deliver, init.sh,
+            runtime join). A changed image is refused: that is `upgrade`
+    join    apply with hosts added to the saved cluster
+    delete  hosts (or --all) leave: runtime leave/reset, clean.sh in reverse order (nodes,
+            masters, master0 last), then the rootfs goes. Idempotent
+    upgrade every host moves to a new image of the same runtime: deliver, init.sh, the
+            plugin's upgrade (master0, masters one by one, workers in batches), kubeconfig
+    status  the saved state: hosts, roles, image digest, last phase per host
+
+The state is saved before the first host is changed (so an interrupted run can be finished or
+deleted) and again, marked complete, at the end: that is the run's last phase, "save-state".
+"""
+
+from __future__ import annotations
+
+from builder.runtime.actions.common import (
+    JOINED,
+    HostSummary,
+    Outcome,
+    Settings,
+    image_platforms,
+    load_image,
+)
+from builder.runtime.actions.install import apply, check_upgrade_versions, join, run
+from builder.runtime.actions.remove import delete
+from builder.runtime.actions.status import saved_clusters, status
+from builder.runtime.actions.upgrade import default_upgrade_batch, upgrade
+
+__all__ = [
+    "JOINED",
+    "HostSummary",
+    "Outcome",
+    "Settings",
+    "apply",
+    "check_upgrade_versions",
+    "default_upgrade_batch",
+    "delete",
+    "image_platforms",
+    "join",
+    "load_image",
+    "run",
+    "saved_clusters",
+    "status",
+    "upgrade",
+]

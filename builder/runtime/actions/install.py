@@ -1,0 +1,349 @@
+"""Hosts joining: `run`, and the joining half of `apply`/`join` (the install machinery is also
+`upgrade`'s: the same check, delivery and journal, with the upgrade phases)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from builder.errors import ClusterError, ImageNotFound
+from builder.image.descriptor import Platform
+from builder.runtime import delivery
+from builder.runtime.actions.common import (
+    JOINED,
+    HostSummary,
+    Outcome,
+    Settings,
+    deliver_fn,
+    host_summaries,
+    image_platforms,
+    load_image,
+    make_runner,
+    pick_platform,
+    placeholder_image,
+    plan_all,
+    require_store,
+    with_plugin,
+)
+from builder.runtime.actions.remove import removal_plan, remove_hosts
+from builder.runtime.cluster import Cluster, HostSpec, diff
+from builder.runtime.facts import Facts
+from builder.runtime.phases import (
+    Check,
+    ImageInfo,
+    Phase,
+    PlanState,
+    install_phases,
+    upgrade_phases,
+)
+from builder.runtime.phases.upgrade import kubeconfig_steps
+from builder.runtime.plugins import RuntimePlugin, get_plugin, runtime_name
+from builder.runtime.plugins.base import KUBECONFIG_OUTPUT
+from builder.runtime.runner import (
+    Notice,
+    format_plan,
+)
+from builder.runtime.state import ClusterState, Journal, SavedMeta
+from builder.store.layout import Store
+
+# --- install: run, and the joining half of apply/join ------------------------------------------
+
+
+@dataclass(frozen=True)
+class InstallJob:
+    """Hosts going through the install phases (run, join, apply) or, with `upgrade`, every
+    host through the upgrade phases."""
+
+    cluster: Cluster
+    image: str
+    targets: tuple[str, ...]
+    cli_env: Mapping[str, str]
+    runtime: str | None
+    expect_digest: str | None = None  # apply/join: the saved cluster's image digest
+    upgrade: bool = False
+    upgrade_batch: int = 1
+    current_digest: str | None = None  # upgrade: what the cluster runs (the same: nothing to do)
+    current_kube_version: str = ""  # upgrade: its KUBEVERSION, checked against the new image's
+
+    @property
+    def phases(self) -> tuple[Phase, ...]:
+        return upgrade_phases() if self.upgrade else install_phases()
+
+
+def _version(text: str) -> tuple[int, int, int] | None:
+    match = re.match(r"^v?(\d+)\.(\d+)\.(\d+)", text)
+    return (int(match.group(1)), int(match.group(2)), int(match.group(3))) if match else None
+
+
+def check_upgrade_versions(current: str, new: str) -> None:
+    """Refuse, before any host changes, what every runtime's own check would refuse on the
+    first host: a downgrade, a major change, more than one minor version at a time. Unknown
+    versions (an app image, a state saved before versions were kept) are left to the hosts."""
+    old_v, new_v = _version(current), _version(new)
+    if old_v is None or new_v is None:
+        return
+    if new_v[0] != old_v[0] or new_v < old_v:
+        raise ClusterError(
+            f"the cluster runs {current}, the image is {new}: a downgrade or a major change is not supported",
+            hint="upgrade to a newer image of the same major version",
+        )
+    if new_v[1] > old_v[1] + 1:
+        raise ClusterError(
+            f"the cluster runs {current}, the image is {new}: upgrade one minor version at a time",
+            hint=f"upgrade to a v{old_v[0]}.{old_v[1] + 1}.x image first",
+        )
+
+
+def _plugin_for(
+    job: InstallJob, store: Store, info: ImageInfo, dimg: delivery.DeliveryImage
+) -> tuple[ImageInfo, RuntimePlugin]:
+    """The job's plugin; an upgrade keeps the cluster's runtime and refuses an image of another."""
+    info, plugin = with_plugin(store, info, dimg, job.runtime)
+    if job.upgrade:
+        wanted, source = runtime_name(info.runtime_label, info.metadata_runtime)
+        if wanted not in ("none", plugin.name):
+            raise ClusterError(
+                f"{job.image} is a {wanted} image ({source}) but cluster {job.cluster.name} runs {plugin.name}",
+                hint="an upgrade keeps the runtime: use an image of the same runtime at a newer version",
+            )
+    return info, plugin
+
+
+def _state(job: InstallJob, info: ImageInfo, plugin: RuntimePlugin, settings: Settings) -> PlanState:
+    return PlanState(info, plugin, job.targets, job.cli_env, settings.root, upgrade_batch=job.upgrade_batch)
+
+
+def dry_run_install(job: InstallJob, settings: Settings, title: str) -> Outcome:
+    store = require_store(settings)
+    try:
+        available = image_platforms(store, job.image)
+    except ImageNotFound as err:
+        raise ImageNotFound(
+            f"{err.message} (a dry-run does not pull)", hint=f"sealer pull {job.image} first"
+        ) from None
+    host = Platform.host()
+    platform = next((p for p in available if p.architecture == host.architecture), available[0])
+    info, dimg = load_image(store, job.image, platform)
+    info, plugin = _plugin_for(job, store, info, dimg)
+    if job.upgrade:
+        check_upgrade_versions(job.current_kube_version, info.kube_version or "")
+    facts = Facts.assume(job.targets, platform)
+    state = _state(job, info, plugin, settings)
+    lines_by_host = {
+        h.ip: tuple(
+            delivery.plan_commands(
+                dimg, job.cluster.name, h.ip, root=settings.root, env=state.host_env(job.cluster, h)
+            )
+        )
+        for h in state.target_hosts(job.cluster)
+    }
+    state = replace(state, delivery_lines=lines_by_host)
+    plans = plan_all((Check(), *job.phases), job.cluster, facts, state)
+    cs = ClusterState(job.cluster.name, settings.home)
+    kubeconfig = any(kubeconfig_steps(steps) for _, steps in plans)
+    lines = [
+        f"# {title}: cluster {job.cluster.name}, image {job.image} ({info.digest}), runtime {plugin.name}",
+        f"# dry-run: nothing is changed and no host is contacted; every host is assumed to be {platform}",
+        *(f"# warning: {w}" for w in plugin.warnings(job.cluster)),
+        *format_plan(job.cluster, plans),
+        "== save-state: Save the cluster (this machine)",
+        f"    write {cs.clusterfile_path} (0600), {cs.meta_path.name}, {cs.journal_path.name}"
+        + (f", {cs.kubeconfig_path.name} (0600)" if kubeconfig else ""),
+    ]
+    return Outcome(job.cluster, "dry-run", tuple(lines), dry_run=True)
+
+
+async def install_hosts(job: InstallJob, settings: Settings, cs: ClusterState) -> Outcome:
+    store = require_store(settings)
+    cluster = job.cluster
+    try:
+        available: list[Platform] | None = image_platforms(store, job.image)
+    except ImageNotFound:
+        if settings.pull is None:
+            raise
+        available = None
+    journal = cs.journal()
+    driver = settings.driver_factory(cluster)
+    runner = make_runner(driver, cs, journal, settings, digest="")
+    try:
+        # check: facts first, then the image for the hosts' platform
+        probe_state = PlanState(
+            placeholder_image(job.image), get_plugin("none"), job.targets, job.cli_env, settings.root
+        )
+        check = Check()
+        probes = await runner.run_phase(check, check.plan(cluster, Facts(), probe_state))
+        facts = Check.facts(probes)
+        platform = pick_platform(facts, available)
+        if available is None:
+            assert settings.pull is not None
+            settings.on_event(Notice(f"pulling {job.image} for {platform}"))
+            await asyncio.to_thread(settings.pull, job.image, platform)
+        info, dimg = await asyncio.to_thread(load_image, store, job.image, platform)
+        if job.expect_digest and info.digest != job.expect_digest:
+            raise ClusterError(
+                f"image {job.image} is now {info.digest}, the cluster runs {job.expect_digest}",
+                hint=f"sealer upgrade {job.image} moves the cluster to it",
+            )
+        if job.upgrade and info.digest == job.current_digest:
+            return Outcome(cluster, f"cluster {cluster.name} already runs {job.image} ({info.digest})")
+        if job.upgrade:
+            check_upgrade_versions(job.current_kube_version, info.kube_version or "")
+        info, plugin = await asyncio.to_thread(_plugin_for, job, store, info, dimg)
+        for warning in plugin.warnings(cluster):
+            settings.on_event(Notice(f"warning: {warning}"))
+        state = _state(job, info, plugin, settings)
+        Check.verify(facts, state)
+        runner.digest = info.digest
+        # save-state, first half: the cluster as wanted, not complete, before any host changes
+        meta = SavedMeta(
+            image=job.image,
+            digest=info.digest,
+            platform=str(platform),
+            runtime=plugin.name,
+            cli_env=dict(job.cli_env),
+            image_env=dict(info.env),
+            complete=False,
+            kube_version=info.kube_version or "",
+            previous_image=_previous_image(job, cs),
+        )
+        cs.save(cluster, meta)
+        runner.deliver_fn = deliver_fn(driver, store, dimg, cluster, state, settings)
+        runner.keep_outputs.add(KUBECONFIG_OUTPUT)
+        for phase in job.phases:
+            steps = phase.plan(cluster, facts, state)
+            if steps:
+                await runner.run_phase(phase, steps)
+        for host in job.targets:
+            journal.record(info.digest, JOINED, host, "done", seconds=0)
+        message = f"cluster {cluster.name}: {len(job.targets)} host(s) done"
+        if KUBECONFIG_OUTPUT in runner.outputs:
+            cs.save_kubeconfig(runner.outputs[KUBECONFIG_OUTPUT])
+            message += f"; kubeconfig: {cs.kubeconfig_path}"
+        cs.save(cluster, replace(meta, complete=True))
+    finally:
+        await driver.close()
+    return Outcome(cluster, message, hosts=host_summaries(cluster, runner, job.targets))
+
+
+def _previous_image(job: InstallJob, cs: ClusterState) -> str:
+    """What an upgrade may go back to if it fails: the image the cluster last ran whole."""
+    if not job.upgrade:
+        return ""
+    saved = cs.load_meta()
+    if saved is None:
+        return ""
+    return saved.image if saved.complete else saved.previous_image
+
+
+def _unjoined(cluster: Cluster, journal: Journal, digest: str) -> tuple[str, ...]:
+    return tuple(h.ip for h in cluster.hosts if not journal.done(digest, JOINED, h.ip, "done"))
+
+
+def run(
+    cluster: Cluster,
+    settings: Settings,
+    *,
+    cli_env: Mapping[str, str] | None = None,
+    runtime: str | None = None,
+) -> Outcome:
+    """`sealer run`: every phase on every host; resumes a run that stopped half-way."""
+    if runtime:
+        get_plugin(runtime)  # an unknown or unwritten runtime fails before anything else
+    cs = ClusterState(cluster.name, settings.home)
+    saved, meta = cs.load_cluster(), cs.load_meta()
+    env = dict(cli_env or {})
+    if saved is not None and meta is not None:
+        _same_cluster_or_fail(cluster, saved, meta)
+        runtime = runtime or meta.runtime
+    job = InstallJob(
+        cluster, cluster.image, cluster.ips, env, runtime, meta.digest if meta and meta.complete else None
+    )
+    if settings.options.dry_run:
+        return dry_run_install(job, settings, "run")
+    with cs.lock():
+        return asyncio.run(install_hosts(job, settings, cs))
+
+
+def _same_cluster_or_fail(wanted: Cluster, saved: Cluster, meta: SavedMeta) -> None:
+    if wanted.image != saved.image:
+        raise ClusterError(
+            f"cluster {saved.name} already runs {saved.image}, not {wanted.image}",
+            hint=f"sealer upgrade {wanted.image} --cluster {saved.name} moves the cluster to it",
+        )
+    hosts = {(h.ip, h.role) for h in wanted.hosts}
+    saved_hosts = {(h.ip, h.role) for h in saved.hosts}
+    if hosts != saved_hosts:
+        raise ClusterError(
+            f"cluster {saved.name} already exists with other hosts ({', '.join(saved.ips)})",
+            hint="change its hosts with `sealer apply -f Clusterfile`, `sealer join` or `sealer delete`",
+        )
+
+
+# --- apply and join ------------------------------------------------------------------------------
+
+
+def apply(wanted: Cluster, settings: Settings, *, cli_env: Mapping[str, str] | None = None) -> Outcome:
+    """`sealer apply -f Clusterfile`: scale the saved cluster to `wanted` (or run it, if new)."""
+    cs = ClusterState(wanted.name, settings.home)
+    saved, meta = cs.load_cluster(), cs.load_meta()
+    if saved is None or meta is None:
+        return run(wanted, settings, cli_env=cli_env)
+    d = diff(wanted, saved)
+    if d.image_changed:
+        raise ClusterError(
+            f"the image changes from {saved.image} to {wanted.image}: apply only adds and removes hosts",
+            hint=f"sealer upgrade {wanted.image} --cluster {wanted.name}",
+        )
+    env = {**meta.cli_env, **(cli_env or {})}
+    removed = [h.ip for h in (*d.remove_nodes, *d.remove_masters)]
+    journal = Journal(cs.journal_path if cs.journal_path.exists() else None)
+    joining = tuple(ip for ip in _unjoined(wanted, journal, meta.digest))
+    if not removed and not joining:
+        return Outcome(saved, f"cluster {wanted.name} already matches: nothing to do")
+    job = InstallJob(wanted, wanted.image, joining, env, meta.runtime, meta.digest)
+    if settings.options.dry_run:
+        lines: list[str] = []
+        if removed:
+            lines += [
+                f"# apply: {', '.join(removed)} leave",
+                *removal_plan(saved, meta, removed, settings, all_=False),
+            ]
+        if joining:
+            lines += list(dry_run_install(job, settings, f"apply: {', '.join(joining)} join").plan)
+        return Outcome(wanted, "dry-run", tuple(lines), dry_run=True)
+    summaries: list[HostSummary] = []
+    with cs.lock():
+        if removed:
+            runner = asyncio.run(remove_hosts(saved, meta, removed, settings, cs, all_=False))
+            summaries += host_summaries(saved, runner, removed)
+            cs.journal().forget_hosts(removed)
+            cs.save(saved.without_hosts(removed), meta)
+        if joining:
+            outcome = asyncio.run(install_hosts(job, settings, cs))
+            summaries += outcome.hosts
+        else:
+            cs.save(wanted, meta)
+    parts = []
+    if joining:
+        parts.append(f"joined {', '.join(joining)}")
+    if removed:
+        parts.append(f"removed {', '.join(removed)}")
+    return Outcome(wanted, f"cluster {wanted.name}: {'; '.join(parts)}", hosts=tuple(summaries))
+
+
+def join(
+    name: str, new_hosts: Sequence[HostSpec], settings: Settings, *, cli_env: Mapping[str, str] | None = None
+) -> Outcome:
+    """`sealer join --masters/--nodes`: add hosts to the saved cluster."""
+    cs = ClusterState(name, settings.home)
+    saved = cs.load_cluster()
+    if saved is None:
+        raise ClusterError(f"no saved cluster {name}", hint="sealer run IMAGE --masters ... first")
+    fresh = [h for h in new_hosts if not saved.has_host(h.ip)]
+    for h in new_hosts:
+        if saved.has_host(h.ip) and saved.host(h.ip).role is not h.role:
+            raise ClusterError(f"{h.ip} is already a {saved.host(h.ip).role} of cluster {name}")
+    wanted = saved.with_hosts(fresh)
+    return apply(wanted, settings, cli_env=cli_env)
