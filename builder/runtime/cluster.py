@@ -162,7 +162,7 @@ class SSHSpec:
             raise InvalidCluster("ssh connect timeout must be positive", field="ssh.connectTimeout")
 
     # The driver's SSHCredentials has the same fields, in the same order (a test holds them
-    # together); `runner.ssh_credentials` converts, so that this model needs no driver code.
+    # together); `infra.routing.ssh_credentials` converts, so that this model needs no driver code.
 
 
 @dataclass(frozen=True, slots=True)

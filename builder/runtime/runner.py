@@ -18,84 +18,29 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import shlex
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
 
 from builder.errors import ClusterError, CommandFailed, HostError, SealerError
 from builder.runtime.cluster import Cluster
-from builder.runtime.infra.base import CommandResult, InfraDriver, SSHCredentials, StreamResult
-from builder.runtime.infra.local import LocalDriver
+from builder.runtime.events import (
+    EventSink,
+    HostBytes,
+    Notice,
+    PhaseFinished,
+    PhaseStarted,
+    RunEvent,
+    StepFailed,
+    StepFinished,
+    StepStarted,
+    ignore,
+)
+from builder.runtime.infra.base import InfraDriver
 from builder.runtime.phases.base import Phase, Step
 from builder.runtime.plugins.base import output_refs, resolve_outputs
 from builder.runtime.state import HostLog, Journal
-
-# --- events ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class PhaseStarted:
-    phase: str
-    title: str
-    hosts: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class PhaseFinished:
-    phase: str
-    seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class StepStarted:
-    phase: str
-    host: str
-    step: str
-    description: str
-
-
-@dataclass(frozen=True, slots=True)
-class StepFinished:
-    phase: str
-    host: str
-    step: str
-    description: str
-    seconds: float
-    skipped: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class StepFailed:
-    phase: str
-    host: str
-    step: str
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class HostBytes:
-    """Bytes delivered to a host so far in this run (delivery progress)."""
-
-    host: str
-    bytes_sent: int
-
-
-@dataclass(frozen=True, slots=True)
-class Notice:
-    """A line for the user that is not a step (a warning, what a dry-run assumed)."""
-
-    message: str
-
-
-RunEvent = PhaseStarted | PhaseFinished | StepStarted | StepFinished | StepFailed | HostBytes | Notice
-EventSink = Callable[[RunEvent], None]
-
-
-def ignore(_: RunEvent) -> None:
-    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -444,79 +389,6 @@ def format_plan(cluster: Cluster, plans: Sequence[tuple[Phase, Sequence[Step]]])
     return lines
 
 
-# --- drivers -------------------------------------------------------------------------------------
-
-
-class _Closable(Protocol):
-    async def close(self) -> None: ...
-
-
-class RoutingDriver:
-    """One driver per host: the local machine through LocalDriver, the rest over SSH."""
-
-    def __init__(self, routes: Mapping[str, InfraDriver]) -> None:
-        self._routes = dict(routes)
-
-    def _for(self, host: str) -> InfraDriver:
-        try:
-            return self._routes[host]
-        except KeyError:
-            raise HostError(f"{host}: not a host of this cluster", host=host) from None
-
-    async def run(self, host: str, command: str, **kwargs: Any) -> CommandResult:
-        return await self._for(host).run(host, command, **kwargs)
-
-    async def pipe_to(self, host: str, remote_command: str, chunks: Any, **kwargs: Any) -> StreamResult:
-        return await self._for(host).pipe_to(host, remote_command, chunks, **kwargs)
-
-    async def stream_to(self, host: str, remote_command: str, chunks: Any, **kwargs: Any) -> int:
-        return await self._for(host).stream_to(host, remote_command, chunks, **kwargs)
-
-    async def put_file(self, host: str, local: Any, remote: str, *, mode: int = 0o644) -> int:
-        return await self._for(host).put_file(host, local, remote, mode=mode)
-
-    async def exists(self, host: str, path: str) -> bool:
-        return await self._for(host).exists(host, path)
-
-    async def is_dir(self, host: str, path: str) -> bool:
-        return await self._for(host).is_dir(host, path)
-
-    async def platform(self, host: str) -> Any:
-        return await self._for(host).platform(host)
-
-    async def hostname(self, host: str) -> str:
-        return await self._for(host).hostname(host)
-
-    async def close(self) -> None:
-        seen: set[int] = set()
-        for driver in self._routes.values():
-            if id(driver) not in seen:
-                seen.add(id(driver))
-                await driver.close()
-
-
-def ssh_credentials(cluster: Cluster) -> dict[str, SSHCredentials]:
-    return {h.ip: SSHCredentials(**dataclasses.asdict(h.ssh)) for h in cluster.hosts if not h.local}
-
-
-def make_driver(cluster: Cluster, *, max_hosts: int = 32) -> InfraDriver:
-    """LocalDriver for the local host (sealer run IMAGE with no hosts), SSHDriver for the rest."""
-    local = [h for h in cluster.hosts if h.local]
-    remote = [h for h in cluster.hosts if not h.local]
-    local_driver = LocalDriver(extra_names=frozenset(h.ip for h in local)) if local else None
-    if not remote:
-        assert local_driver is not None
-        return local_driver
-    from builder.runtime.infra.ssh import SSHDriver
-
-    ssh = SSHDriver(ssh_credentials(cluster), max_hosts=max_hosts)
-    if local_driver is None:
-        return ssh
-    routes: dict[str, InfraDriver] = {h.ip: ssh for h in remote}
-    routes.update({h.ip: local_driver for h in local})
-    return RoutingDriver(routes)
-
-
 __all__ = [
     "CommandFailed",
     "DeliveryOutcome",
@@ -526,7 +398,6 @@ __all__ = [
     "Notice",
     "PhaseFinished",
     "PhaseStarted",
-    "RoutingDriver",
     "RunEvent",
     "RunOptions",
     "Runner",
@@ -534,5 +405,5 @@ __all__ = [
     "StepFinished",
     "StepStarted",
     "format_plan",
-    "make_driver",
+    "ignore",
 ]

@@ -17,6 +17,7 @@ from builder.runtime import delivery
 from builder.runtime.cluster import Cluster
 from builder.runtime.facts import Facts
 from builder.runtime.infra.base import InfraDriver
+from builder.runtime.infra.routing import make_driver
 from builder.runtime.phases import (
     DEFAULT_ROOT,
     ImageInfo,
@@ -33,7 +34,6 @@ from builder.runtime.runner import (
     Runner,
     RunOptions,
     ignore,
-    make_driver,
 )
 from builder.runtime.state import ClusterState, Journal
 from builder.store.layout import Store
