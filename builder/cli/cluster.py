@@ -289,7 +289,11 @@ def _cluster_from_args(
 @click.option("-n", "--nodes", help="Node addresses: a,b,c or a range first-last.")
 @_ssh_options
 @click.option("--cmds", multiple=True, help="Launch commands instead of the image's (repeatable).")
-@click.option("--cluster", "cluster_name", help="Cluster name (default my-cluster).")
+@click.option(
+    "--cluster",
+    "cluster_name",
+    help="Cluster name (default my-cluster; for an app: the only saved cluster, else my-cluster).",
+)
 @click.option(
     "--runtime",
     help="Cluster runtime instead of the image's: kubernetes, k3s, k0s or none (only the scripts).",
@@ -321,11 +325,38 @@ def run(
     Check the hosts, deliver the rootfs, run scripts/init.sh everywhere, start the cluster
     runtime, launch the image's commands or apps on master0, and save the cluster under
     ~/.sealer/<cluster>/. A run that failed resumes when run again.
+
+    With no --masters/--nodes/-f and a saved cluster (--cluster, else the only saved one), an
+    app image runs on that cluster: its rootfs goes to master0 only and its CMDS (or LAUNCH
+    apps, or --cmds) run there.
     """
     from builder.runtime import actions
     from builder.runtime.env import parse_env_args
 
     cli_env = parse_env_args(env)
+    if image and clusterfile is None and not masters and not nodes:
+        name = cluster_name or _default_cluster(actions.saved_clusters())
+        if actions.runs_as_app(name, image):
+            ssh = {
+                "-p": password,
+                "-i": key_file,
+                "--pk-passwd": passphrase,
+                "--port": port,
+                "-u": user,
+                "--known-hosts": known_hosts,
+                "--insecure-skip-host-key-check": insecure_skip_host_key_check or None,
+                "--runtime": runtime,
+            }
+            given = [flag for flag, value in ssh.items() if value is not None]
+            if given:
+                raise UsageError(
+                    f"{', '.join(given)}: not for an app on cluster {name}, which runs with the saved cluster's settings",
+                    hint="give --masters to make a new cluster instead",
+                )
+            settings = _settings(ctx, dry_run=dry_run, max_parallel=max_parallel)
+            outcome = actions.run_app(name, image, settings, cli_env=cli_env, cmds=cmds)
+            _report(outcome, settings.on_event)
+            return
     cluster = _cluster_from_args(
         image,
         clusterfile,
@@ -344,6 +375,11 @@ def run(
     settings = _settings(ctx, dry_run=dry_run, max_parallel=max_parallel)
     outcome = actions.run(cluster, settings, cli_env=cli_env, runtime=runtime)
     _report(outcome, settings.on_event)
+
+
+def _default_cluster(saved: Sequence[str]) -> str:
+    """The cluster a command without --cluster means: the only saved one, else my-cluster."""
+    return saved[0] if len(saved) == 1 else "my-cluster"
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -569,8 +605,7 @@ def upgrade(
     from builder.runtime.env import parse_env_args
 
     if cluster_name is None:
-        names = actions.saved_clusters()
-        cluster_name = names[0] if len(names) == 1 else "my-cluster"
+        cluster_name = _default_cluster(actions.saved_clusters())
     settings = _settings(ctx, dry_run=dry_run, max_parallel=max_parallel)
     outcome = actions.upgrade(cluster_name, image, settings, batch=batch, cli_env=parse_env_args(env))
     _report(outcome, settings.on_event)
@@ -591,8 +626,7 @@ def status(cluster_name: str | None, fmt: str) -> None:
     from builder.runtime import actions
 
     if cluster_name is None:
-        names = actions.saved_clusters()
-        cluster_name = names[0] if len(names) == 1 else "my-cluster"
+        cluster_name = _default_cluster(actions.saved_clusters())
     info = actions.status(cluster_name)
     if fmt == "json":
         print_json(info)
@@ -609,3 +643,10 @@ def status(cluster_name: str | None, fmt: str) -> None:
         [h["ip"], h["role"], "yes" if h["joined"] else "no", h["last_phase"] or "-"] for h in info["hosts"]
     ]
     print_table(["HOST", "ROLE", "JOINED", "LAST PHASE"], rows)
+    if info["apps"]:
+        click.echo("")
+        apps = [
+            [a["name"], a["image"], a["digest"][:19], "yes" if a["launched"] else "no", a["rootfs"]]
+            for a in info["apps"]
+        ]
+        print_table(["APP", "IMAGE", "DIGEST", "LAUNCHED", "ROOTFS (MASTER0)"], apps)

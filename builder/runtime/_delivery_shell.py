@@ -14,6 +14,8 @@ there is one, hashes faster than sha256sum. Layout under
     data/<cluster>/.staging-<id>/      the tree being built (renamed to rootfs-<id> when whole)
     data/<cluster>/.staging-<id>.layers  its progress: the digests unpacked and verified, in order
     data/<cluster>/applied             the wanted list the current rootfs was built from
+    data/<cluster>/<target>/...        the same layout for another tree of the cluster (an app's
+                                       rootfs on master0: target `apps/<name>`); `Paths.target`
 
 Every command that unpacks a layer into the staging tree appends the layer's digest to the
 progress file as its last step, after the layer's check on arrival passed; a layer whose check
@@ -44,6 +46,7 @@ def q(text: str) -> str:
 class Paths:
     root: str
     cluster: str
+    target: str = ""  # a directory under data/<cluster> to deliver into instead (apps/<name>)
 
     @property
     def blobs(self) -> str:
@@ -51,7 +54,8 @@ class Paths:
 
     @property
     def data(self) -> str:
-        return f"{self.root}/data/{self.cluster}"
+        base = f"{self.root}/data/{self.cluster}"
+        return f"{base}/{self.target}" if self.target else base
 
     @property
     def rootfs(self) -> str:
@@ -278,10 +282,11 @@ def switch(p: Paths, rootfs_id: str, wanted: Sequence[str], *, built: bool) -> s
 
 
 def remove(p: Paths) -> str:
-    """data/<cluster> goes; then blobs no remaining data/*/applied list names (and partials)."""
+    """data/<cluster> (or its target) goes; then blobs no remaining applied list names (the
+    clusters' data/*/applied and their apps' data/*/apps/*/applied), and partials."""
     return (
         f"set -e; rm -rf -- {q(p.data)}; keep=' '; "
-        f'for a in {q(p.root)}/data/*/applied; do if [ -f "$a" ]; then '
+        f'for a in {q(p.root)}/data/*/applied {q(p.root)}/data/*/apps/*/applied; do if [ -f "$a" ]; then '
         'while IFS= read -r l; do keep="$keep${l#sha256:} "; done < "$a"; fi; done; '
         f'for f in {q(p.blobs)}/* {q(p.blobs)}/.partial-*; do if [ -e "$f" ]; then n=${{f##*/}}; '
         'case "$keep" in *" $n "*) ;; *) rm -f -- "$f";; esac; fi; done'

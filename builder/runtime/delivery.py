@@ -15,9 +15,11 @@ reused by any later wanted list). A failure leaves the current rootfs untouched;
 attempt for the same wanted list continues after the last recorded layer, so only the layers
 not yet unpacked travel. `remove` undoes a cluster's delivery and prunes blobs no other cluster
 uses; `plan_commands` is the same list of commands for `--dry-run`. Host-side layout:
-`_delivery_shell`.
+`_delivery_shell`. Every entry point takes `target`: a directory under `data/<cluster>` that
+gets its own rootfs with the same guarantees (an app's, `apps/<name>`, on master0), leaving
+the cluster's own rootfs alone; the default "" is the cluster's rootfs.
 
-About 500 lines: the public API, the per-host orchestration and the events belong
+About 530 lines: the public API, the per-host orchestration and the events belong
 together; the host shell and the stack check already live in their own private modules.
 """
 
@@ -28,6 +30,7 @@ import base64
 import hashlib
 import io
 import json
+import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -36,7 +39,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from builder._fs import atomic_write
-from builder.errors import CommandFailed, HostError, ImageNotFound, SealerError
+from builder.errors import ClusterError, CommandFailed, HostError, ImageNotFound, SealerError
 from builder.image import mediatypes
 from builder.image.descriptor import Descriptor, Platform
 from builder.image.digest import Digest
@@ -61,6 +64,7 @@ __all__ = [
     "HostSkipped",
     "HostStarted",
     "LayerPlan",
+    "check_target",
     "deliver",
     "plan_commands",
     "prepare_image",
@@ -73,11 +77,34 @@ DEFAULT_ROOT = "/var/lib/sealer"
 CHECK_VERSION = 2  # bump when the stack check changes: cached results are redone
 _CHUNK = 4 << 20
 _PROBE_TIMEOUT_S = 60
+_TARGET_PART = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
+# Names the cluster's own delivery uses in data/<cluster> (its switch removes stale rootfs-*
+# and .staging-* there; `.` is refused by _TARGET_PART): a target must not start with them.
+_CLUSTER_NAMES = re.compile(r"^(rootfs|applied)")
 
 
-def rootfs_path(cluster: str, root: str = DEFAULT_ROOT) -> str:
-    """The path scripts see as the cluster's rootfs (a symlink to the current tree)."""
-    return sh.Paths(root, check_cluster_name(cluster)).rootfs
+def check_target(target: str) -> str:
+    """A relative path of lower-case name components under data/<cluster>, clear of the
+    cluster's own names ("" is the cluster's rootfs itself); ClusterError otherwise."""
+    if target == "":
+        return target
+    parts = target.split("/")
+    if not all(_TARGET_PART.match(x) and ".." not in x for x in parts) or _CLUSTER_NAMES.match(parts[0]):
+        raise ClusterError(
+            f"delivery target {target!r} is not a plain relative path under the cluster's data dir",
+            hint="lower-case letters, digits, '.', '_' and '-' per component, not rootfs*/applied",
+        )
+    return target
+
+
+def _paths(root: str, cluster: str, target: str) -> sh.Paths:
+    return sh.Paths(root, check_cluster_name(cluster), check_target(target))
+
+
+def rootfs_path(cluster: str, root: str = DEFAULT_ROOT, *, target: str = "") -> str:
+    """The path scripts see as the cluster's rootfs (a symlink to the current tree), or as the
+    rootfs of `target` (an app's) when one is given."""
+    return _paths(root, cluster, target).rootfs
 
 
 @dataclass(frozen=True, slots=True)
@@ -401,8 +428,10 @@ async def deliver(
     max_parallel: int = 8,
     on_event: Callable[[DeliveryEvent], None] | None = None,
     keep_blobs: bool = False,
+    target: str = "",
 ) -> dict[str, HostDelivery]:
-    """Deliver `image` to every host of `host_env` (host -> its merged env for rendering).
+    """Deliver `image` to every host of `host_env` (host -> its merged env for rendering), as
+    the cluster's rootfs or, with `target`, as `data/<cluster>/<target>/rootfs`.
 
     By default hosts keep no blobs: each missing layer is streamed once, unpacked as it arrives
     and verified when it ends. `keep_blobs=True` also keeps every streamed blob under
@@ -415,7 +444,7 @@ async def deliver(
     wanted list costs one command and moves 0 bytes. Raises HostError naming the (first) host
     that failed once every host has finished; the others' results come as HostDone events.
     """
-    p = sh.Paths(root, check_cluster_name(cluster))
+    p = _paths(root, cluster, target)
     plans = {host: _items(store, image, render_layer(image, env)) for host, env in host_env.items()}
     emit = on_event or (lambda event: None)
     slots = asyncio.Semaphore(max(1, max_parallel))
@@ -451,11 +480,12 @@ def _failed_item(err: SealerError, items: list[_Item]) -> _Item | None:
 
 
 async def remove(
-    driver: InfraDriver, cluster: str, hosts: Sequence[str], *, root: str = DEFAULT_ROOT
+    driver: InfraDriver, cluster: str, hosts: Sequence[str], *, root: str = DEFAULT_ROOT, target: str = ""
 ) -> None:
-    """Remove data/<cluster> (every rootfs tree, the symlink, the applied list) from `hosts`,
-    then the blobs no remaining cluster's applied list names. Idempotent."""
-    p = sh.Paths(root, check_cluster_name(cluster))
+    """Remove data/<cluster> (every rootfs tree, the symlink, the applied list; its targets'
+    too) from `hosts`, or only data/<cluster>/<target>, then the blobs no remaining applied
+    list names. Idempotent."""
+    p = _paths(root, cluster, target)
     slots = asyncio.Semaphore(8)
 
     async def one(host: str) -> None:
@@ -476,11 +506,12 @@ def plan_commands(
     root: str = DEFAULT_ROOT,
     env: Mapping[str, str] | None = None,
     keep_blobs: bool = False,
+    target: str = "",
 ) -> list[str]:
     """The commands delivery would run on `host` for a first delivery (uploads shown as
     `upload <digest> (<size>)`). With `env` the host's templates are rendered, so the rendered
     layer's digest and the rootfs id are real; without it they are shown as placeholders."""
-    p = sh.Paths(root, check_cluster_name(cluster))
+    p = _paths(root, cluster, target)
     rendered = render_layer(image, env) if env is not None else None
     items = _items(None, image, rendered)
     wanted = [str(i.digest) for i in items]

@@ -1,7 +1,8 @@
 """The controller's record of a cluster: `~/.sealer/<cluster>/` (or `$SEALER_STATE_HOME/<cluster>/`).
 
     Clusterfile     the cluster as last run (dump_clusterfile; secrets, so 0600)
-    state.json      image name and manifest digest, platform, runtime, the -e env, complete?
+    state.json      image name and manifest digest, platform, runtime, the -e env, complete?,
+                    and the apps run on the cluster (`sealer run APP_IMAGE`)
     journal.json    one entry per finished step, keyed by image digest + phase + host + step;
                     a re-run skips what is there, so a run that failed half-way resumes
     kubeconfig      the admin kubeconfig master0 gave at the end of the last run or upgrade,
@@ -21,7 +22,7 @@ import json
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,23 @@ def _now() -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class AppRecord:
+    """One app image run on the cluster: its rootfs is data/<cluster>/apps/<name> on master0."""
+
+    name: str
+    image: str
+    digest: str  # manifest digest of the app image delivered (and launched, once `launched`)
+    launched: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "image": self.image, "digest": self.digest, "launched": self.launched}
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> AppRecord:
+        return cls(str(obj["name"]), str(obj["image"]), str(obj["digest"]), bool(obj.get("launched", False)))
+
+
+@dataclass(frozen=True, slots=True)
 class SavedMeta:
     """state.json: what the saved Clusterfile does not say."""
 
@@ -58,11 +76,13 @@ class SavedMeta:
     updated: str = ""
     kube_version: str = ""  # the image's KUBEVERSION ("" for app images and older states)
     previous_image: str = ""  # during an upgrade: the image the cluster ran before it
+    apps: tuple[AppRecord, ...] = ()  # in the order first run; absent in older state.json
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["cli_env"] = dict(self.cli_env)
         out["image_env"] = dict(self.image_env)
+        out["apps"] = [a.to_json() for a in self.apps]
         return out
 
     @classmethod
@@ -78,6 +98,7 @@ class SavedMeta:
             updated=str(obj.get("updated", "")),
             kube_version=str(obj.get("kube_version", "")),
             previous_image=str(obj.get("previous_image", "")),
+            apps=tuple(AppRecord.from_json(a) for a in obj.get("apps") or ()),
         )
 
 
@@ -217,9 +238,16 @@ class ClusterState:
             raise ClusterError(f"{self.meta_path}: cannot read the saved state: {err}") from None
 
     def save(self, cluster: Cluster, meta: SavedMeta) -> None:
+        """Write the Clusterfile and state.json. A `meta` without apps keeps the saved ones:
+        run, apply and upgrade build their meta afresh and know nothing of the apps, which stay
+        on master0 until `delete --all` removes the whole cluster."""
         self._ensure_dir()
+        if not meta.apps and self.meta_path.exists():
+            saved = self.load_meta()
+            if saved is not None and saved.apps:
+                meta = replace(meta, apps=saved.apps)
         atomic_write(self.clusterfile_path, dump_clusterfile(cluster).encode(), mode=0o600)
-        stamped = SavedMeta(**{**asdict(meta), "updated": _now()})
+        stamped = replace(meta, updated=_now())
         atomic_write(self.meta_path, (json.dumps(stamped.to_json(), indent=2) + "\n").encode(), mode=0o600)
 
     def save_kubeconfig(self, text: str) -> None:

@@ -14,7 +14,9 @@ them and stops: no connection, no state written).
             masters, master0 last), then the rootfs goes. Idempotent
     upgrade every host moves to a new image of the same runtime: deliver, init.sh, the
             plugin's upgrade (master0, masters one by one, workers in batches), kubeconfig
-    status  the saved state: hosts, roles, image digest, last phase per host
+    status  the saved state: hosts, roles, image digest, last phase per host, apps
+    run_app an app image on a saved cluster: its rootfs into its own tree on master0, then its
+            launch commands there (actions/apps.py)
 
 The state is saved before the first host is changed (so an interrupted run can be finished or
 deleted) and again, marked complete, at the end: that is the run's last phase, "save-state".
@@ -22,6 +24,7 @@ deleted) and again, marked complete, at the end: that is the run's last phase, "
 
 from __future__ import annotations
 
+from builder.runtime.actions.apps import run_app, runs_as_app
 from builder.runtime.actions.common import (
     JOINED,
     HostSummary,
@@ -48,6 +51,8 @@ __all__ = [
     "join",
     "load_image",
     "run",
+    "run_app",
+    "runs_as_app",
     "saved_clusters",
     "status",
     "upgrade",

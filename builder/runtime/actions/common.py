@@ -211,7 +211,12 @@ def deliver_fn(
     cluster: Cluster,
     state: PlanState,
     settings: Settings,
+    *,
+    target: str = "",
 ) -> Callable[[Sequence[str], EventSink], Any]:
+    """The runner's delivery callback: `dimg` to the hosts it is given, each with its env for
+    the templates; `target` a tree of its own under data/<cluster> (an app's), else the rootfs."""
+
     async def deliver(hosts: Sequence[str], emit: EventSink) -> Mapping[str, DeliveryOutcome]:
         host_env = {h: state.host_env(cluster, cluster.host(h)) for h in hosts}
         sent: dict[str, int] = {}
@@ -230,6 +235,7 @@ def deliver_fn(
             root=settings.root,
             max_parallel=settings.options.max_parallel,
             on_event=on_event,
+            target=target,
         )
         return {h: DeliveryOutcome(h, r.bytes_sent, r.seconds) for h, r in results.items()}
 

@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from builder.errors import ClusterError
+from builder.runtime import delivery
+from builder.runtime.actions.apps import APPS_DIR
 from builder.runtime.actions.common import JOINED
 from builder.runtime.state import ClusterState, Journal
 
@@ -40,6 +42,14 @@ def status(name: str, home: Path | None = None) -> dict[str, Any]:
         "state_dir": str(cs.dir),
         "kubeconfig": str(cs.kubeconfig_path) if cs.kubeconfig_path.exists() else None,
         "hosts": hosts,
+        "apps": [
+            {
+                **app.to_json(),
+                "host": saved.master0.ip,
+                "rootfs": delivery.rootfs_path(saved.name, target=f"{APPS_DIR}/{app.name}"),
+            }
+            for app in meta.apps
+        ],
     }
 
 

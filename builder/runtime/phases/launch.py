@@ -5,6 +5,8 @@ Which commands, first match wins (sealer's order): the Clusterfile's `cmds` (or 
 directory (application/apps/<name>) with its APPENV over the host env; without APPCMDS the
 default for its type runs from the rootfs: kube -> `kubectl apply -f` each file, helm ->
 `helm install <name> <chart>`, shell -> `sh` each file. Runs once per image: journaled.
+`Launch(rootfs=...)` launches from another tree than the cluster's rootfs (an app image's,
+`sealer run APP_IMAGE` on a running cluster).
 """
 
 from __future__ import annotations
@@ -45,11 +47,14 @@ class Launch(Phase):
     name: ClassVar[str] = "launch"
     title: ClassVar[str] = "Launch on master0"
 
+    def __init__(self, rootfs: str | None = None) -> None:
+        self.rootfs = rootfs  # where the commands run; None: the cluster's rootfs
+
     def plan(self, cluster: Cluster, facts: Facts, state: PlanState) -> list[Step]:
         master0 = cluster.master0
         if master0.ip not in state.targets:
             return []
-        rootfs = state.rootfs(cluster)
+        rootfs = self.rootfs or state.rootfs(cluster)
         env = state.host_env(cluster, master0)
         image = state.image
         cmds = cluster.cmds or (() if cluster.app_names else image.launch_cmds)

@@ -1,0 +1,325 @@
+"""`run_app`: an app image run on a running cluster (`sealer run APP_IMAGE`), as sealer does.
+
+An app image has no cluster runtime (FROM scratch + manifests, charts, CMDS/LAUNCH: its
+runtime selection gives `none` and its extension says app-installer, or it has no runtime
+label, Metadata nor KUBEVERSION). Its rootfs goes to master0 only, into its own tree,
+`data/<cluster>/apps/<name>/rootfs` (delivery's `target`; the cluster's rootfs is not touched,
+and `delete --all` removes it with `data/<cluster>`), then its launch commands run there, on
+master0: `--cmds`, else the image's CMDS, else its LAUNCH apps (never the Clusterfile's). Env:
+the cluster image's ENV < the app image's ENV < the Clusterfile env < master0's env < the
+cluster's saved `-e` < this `-e`, then master0's SEALER_* (SEALER_ROOTFS stays the cluster's)
+and SEALER_APP_ROOTFS, the app's rootfs.
+
+Phases: check (master0) -> deliver-app -> launch-app, journaled under the app image's digest:
+a re-run of a finished app moves 0 bytes and launches nothing; a new image of the same app
+(same repository: `demo/app:v1` then `demo/app:v2` or a rebuilt `v1`) replaces its tree
+atomically and launches again. The apps a cluster runs are kept in state.json (`AppRecord`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from builder.errors import ClusterError, ImageNotFound, InvalidReference
+from builder.image import mediatypes
+from builder.image.descriptor import Platform
+from builder.image.digest import Digest
+from builder.image.extension import APP_INSTALLER, ImageExtension
+from builder.image.reference import Reference
+from builder.runtime import delivery
+from builder.runtime.actions.common import (
+    Outcome,
+    Settings,
+    deliver_fn,
+    host_summaries,
+    image_platforms,
+    load_image,
+    make_runner,
+    pick_platform,
+    placeholder_image,
+    plan_all,
+    require_store,
+)
+from builder.runtime.cluster import Cluster
+from builder.runtime.facts import Facts
+from builder.runtime.phases import Check, ImageInfo, Phase, PlanState
+from builder.runtime.phases.apps import AppPlanState, DeliverApp, LaunchApp
+from builder.runtime.plugins import get_plugin, runtime_name
+from builder.runtime.runner import Notice, format_plan
+from builder.runtime.state import AppRecord, ClusterState, SavedMeta
+from builder.store.layout import Store
+
+APPS_DIR = "apps"  # under data/<cluster> on master0: apps/<name>/rootfs
+_NAME_MAX = 63
+
+
+# --- which image is an app, and its name on master0 -------------------------------------------------
+
+
+def _repository(image: str) -> str | None:
+    try:
+        return Reference.parse(image).name
+    except InvalidReference:
+        return None
+
+
+def _same_image(a: str, b: str) -> bool:
+    try:
+        return a == b or Reference.parse(a) == Reference.parse(b)
+    except InvalidReference:
+        return False
+
+
+def runs_as_app(name: str, image: str, home: Path | None = None) -> bool:
+    """Whether `sealer run IMAGE` without hosts means an app on the saved cluster `name`: the
+    cluster is saved and IMAGE is not the very image it runs (that stays a re-run)."""
+    meta = ClusterState(name, home).load_meta()
+    return meta is not None and ClusterState(name, home).exists() and not _same_image(image, meta.image)
+
+
+def _refuse_cluster_images(name: str, image: str, meta: SavedMeta) -> None:
+    """The cluster's own image, or another version of it, is not an app."""
+    if _same_image(image, meta.image):
+        raise ClusterError(
+            f"cluster {name} already runs {image}: it is the cluster's image, not an app",
+            hint=f"re-run the cluster with its hosts (sealer run {image} --masters ...) or sealer apply",
+        )
+    repo = _repository(image)
+    if repo is not None and repo == _repository(meta.image):
+        raise ClusterError(
+            f"{image} is another version of cluster {name}'s image {meta.image}, not an app",
+            hint=f"sealer upgrade {image} --cluster {name} moves the cluster to it",
+        )
+
+
+def check_app_image(store: Store, info: ImageInfo, name: str) -> None:
+    """ClusterError (one line, pointing at `sealer upgrade`) unless `info` is an app image:
+    its runtime selection gives `none` and its extension says app-installer, or it has no
+    runtime label, Metadata nor KUBEVERSION."""
+    runtime, source = runtime_name(info.runtime_label, info.metadata_runtime)
+    manifest = store.read_manifest(Digest.parse(info.digest))
+    ext_text = manifest.annotations.get(mediatypes.ANNOTATION_SEALER_EXTENSION)
+    kind = ImageExtension.from_json(ext_text).type if ext_text else ""
+    bare = not info.runtime_label and not info.metadata_runtime and not info.kube_version
+    if (runtime == "none" and kind == APP_INSTALLER) or bare:
+        return
+    if runtime != "none":
+        what = f"runtime {runtime}, from its {source.removeprefix('image ')}"
+    else:
+        what = f"type {kind or 'unknown'}, KUBEVERSION {info.kube_version or '-'}"
+    raise ClusterError(
+        f"{info.name} is a cluster image, not an app ({what})",
+        hint=f"sealer upgrade {info.name} --cluster {name} moves the cluster to it",
+    )
+
+
+def app_name(image: str, digest: str, apps: Sequence[AppRecord]) -> tuple[str, AppRecord | None]:
+    """The app's directory name on master0 and its saved record, if it ran before. An app is
+    its repository (`demo/app:v1` and `demo/app:v2` are one app, the second replacing the
+    first); the name is the repository's last component, made unique with a short hash of the
+    repository when another app has it; an image without a repository gets a short digest."""
+    repo = _repository(image)
+    for record in apps:
+        if (repo is not None and _repository(record.image) == repo) or (
+            repo is None and record.digest == digest
+        ):
+            return record.name, record
+    if repo is None:
+        return digest.partition(":")[2][:12] or "app", None
+    base = repo.rsplit("/", 1)[-1][:_NAME_MAX]
+    if base in {a.name for a in apps}:
+        base = f"{base[: _NAME_MAX - 9]}-{hashlib.sha256(repo.encode()).hexdigest()[:8]}"
+    return base, None
+
+
+def _with_record(apps: Sequence[AppRecord], record: AppRecord) -> tuple[AppRecord, ...]:
+    out = [record if a.name == record.name else a for a in apps]
+    return tuple(out if any(a.name == record.name for a in apps) else [*out, record])
+
+
+# --- the plan ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _AppJob:
+    saved: Cluster  # as saved
+    cluster: Cluster  # as the phases see it: the app's --cmds, no Clusterfile appNames
+    meta: SavedMeta
+    image: str
+    cli_env: Mapping[str, str]
+
+    @property
+    def master0(self) -> str:
+        return self.saved.master0.ip
+
+
+def _app_state(
+    job: _AppJob,
+    info: ImageInfo,
+    settings: Settings,
+    target: str,
+    delivery_lines: Mapping[str, tuple[str, ...]],
+) -> AppPlanState:
+    merged = replace(info, env={**job.meta.image_env, **info.env})
+    return AppPlanState(
+        merged,
+        get_plugin("none"),
+        (job.master0,),
+        job.cli_env,
+        settings.root,
+        delivery_lines=delivery_lines,
+        app_rootfs=delivery.rootfs_path(job.saved.name, settings.root, target=target),
+    )
+
+
+def _phases(job: _AppJob, state: AppPlanState) -> tuple[Phase, ...]:
+    return (DeliverApp(state.app_rootfs), LaunchApp(rootfs=state.app_rootfs))
+
+
+def _dry_run(job: _AppJob, settings: Settings, store: Store) -> Outcome:
+    try:
+        available = image_platforms(store, job.image)
+    except ImageNotFound as err:
+        raise ImageNotFound(
+            f"{err.message} (a dry-run does not pull)", hint=f"sealer pull {job.image} first"
+        ) from None
+    wanted = Platform.parse(job.meta.platform) if job.meta.platform else Platform.host()
+    platform = next((p for p in available if p.architecture == wanted.architecture), available[0])
+    info, dimg = load_image(store, job.image, platform)
+    check_app_image(store, info, job.saved.name)
+    name, _ = app_name(job.image, info.digest, job.meta.apps)
+    target = f"{APPS_DIR}/{name}"
+    state = _app_state(job, info, settings, target, {})
+    master0 = job.saved.master0
+    lines = delivery.plan_commands(
+        dimg,
+        job.saved.name,
+        master0.ip,
+        root=settings.root,
+        env=state.host_env(job.cluster, master0),
+        target=target,
+    )
+    state = replace(state, delivery_lines={master0.ip: tuple(lines)})
+    facts = Facts.assume((master0.ip,), platform)
+    plans = plan_all((Check(), *_phases(job, state)), job.cluster, facts, state)
+    cs = ClusterState(job.saved.name, settings.home)
+    out = [
+        f"# run app: cluster {job.saved.name}, image {job.image} ({info.digest}), on master0 {master0.ip}"
+        f" into {state.app_rootfs}",
+        f"# dry-run: nothing is changed and no host is contacted; master0 is assumed to be {platform}",
+        *format_plan(job.cluster, plans),
+        "== save-state: Save the cluster's apps (this machine)",
+        f"    write {cs.meta_path} (apps: {name} = {job.image}), {cs.journal_path.name}",
+    ]
+    return Outcome(job.saved, "dry-run", tuple(out), dry_run=True)
+
+
+async def _run(job: _AppJob, settings: Settings, store: Store, cs: ClusterState) -> Outcome:
+    try:
+        available: list[Platform] | None = image_platforms(store, job.image)
+    except ImageNotFound:
+        if settings.pull is None:
+            raise
+        available = None
+    if available is not None:  # refuse a cluster image before any host is contacted
+        local = Platform.parse(job.meta.platform) if job.meta.platform else available[0]
+        first = next((p for p in available if p.architecture == local.architecture), available[0])
+        check_app_image(store, load_image(store, job.image, first)[0], job.saved.name)
+    journal = cs.journal()
+    driver = settings.driver_factory(job.cluster)
+    runner = make_runner(driver, cs, journal, settings, digest="")
+    master0 = job.saved.master0
+    try:
+        probe_state = PlanState(
+            placeholder_image(job.image), get_plugin("none"), (master0.ip,), job.cli_env, settings.root
+        )
+        check = Check()
+        facts = Check.facts(await runner.run_phase(check, check.plan(job.cluster, Facts(), probe_state)))
+        platform = pick_platform(facts, available)
+        if available is None:
+            assert settings.pull is not None
+            settings.on_event(Notice(f"pulling {job.image} for {platform}"))
+            await asyncio.to_thread(settings.pull, job.image, platform)
+        info, dimg = await asyncio.to_thread(load_image, store, job.image, platform)
+        check_app_image(store, info, job.saved.name)
+        name, before = app_name(job.image, info.digest, job.meta.apps)
+        target = f"{APPS_DIR}/{name}"
+        state = _app_state(job, info, settings, target, {})
+        Check.verify(facts, state)
+        runner.digest = info.digest
+        # the app as wanted, not launched yet, before master0 changes (so delete --all knows it)
+        record = AppRecord(
+            name,
+            job.image,
+            info.digest,
+            launched=bool(before and before.digest == info.digest and before.launched),
+        )
+        cs.save(job.saved, replace(job.meta, apps=_with_record(job.meta.apps, record)))
+        runner.deliver_fn = deliver_fn(driver, store, dimg, job.cluster, state, settings, target=target)
+        launched: int | None = None  # launch commands run now; None: the image has none
+        for phase in _phases(job, state):
+            steps = phase.plan(job.cluster, facts, state)
+            if isinstance(phase, LaunchApp) and steps:
+                launched = sum(1 for s in steps if not journal.done(info.digest, phase.name, s.host, s.id))
+            if steps:
+                await runner.run_phase(phase, steps)
+        meta = cs.load_meta() or job.meta
+        cs.save(job.saved, replace(meta, apps=_with_record(meta.apps, replace(record, launched=True))))
+    finally:
+        await driver.close()
+    summaries = host_summaries(job.cluster, runner, (master0.ip,))
+    if launched:
+        message = (
+            f"app {job.image} on cluster {job.saved.name}: launched on {master0.ip} from {state.app_rootfs}"
+        )
+    elif launched is None:
+        message = (
+            f"app {job.image} on cluster {job.saved.name}: delivered to {master0.ip} ({state.app_rootfs}); "
+            "it has no CMDS or LAUNCH apps to launch"
+        )
+    else:
+        message = (
+            f"app {job.image} already runs on cluster {job.saved.name} ({info.digest}): nothing to launch"
+        )
+    return Outcome(job.saved, message, hosts=summaries)
+
+
+def run_app(
+    name: str,
+    image: str,
+    settings: Settings,
+    *,
+    cli_env: Mapping[str, str] | None = None,
+    cmds: Sequence[str] = (),
+) -> Outcome:
+    """`sealer run APP_IMAGE` on the saved cluster `name`: the app's rootfs onto master0 (its
+    own tree), then its launch commands there (`cmds`, else the image's CMDS, else its LAUNCH
+    apps). Resumable and idempotent (journaled under the app image's digest); a cluster image
+    is refused, pointing at `sealer upgrade`. Nothing changes on the other hosts."""
+    cs = ClusterState(name, settings.home)
+    saved, meta = cs.load_cluster(), cs.load_meta()
+    if saved is None or meta is None:
+        raise ClusterError(f"no saved cluster {name}", hint="sealer run CLUSTER_IMAGE --masters ... first")
+    _refuse_cluster_images(name, image, meta)
+    if not meta.complete:
+        raise ClusterError(
+            f"cluster {name}: the last command on it (with {meta.image}) did not finish",
+            hint="finish it first (the same command again), then run the app",
+        )
+    store = require_store(settings)
+    job = _AppJob(
+        saved,
+        replace(saved, cmds=tuple(cmds), app_names=()),
+        meta,
+        image,
+        {**meta.cli_env, **(cli_env or {})},
+    )
+    if settings.options.dry_run:
+        return _dry_run(job, settings, store)
+    with cs.lock():
+        fresh = cs.load_meta()
+        return asyncio.run(_run(replace(job, meta=fresh or meta), settings, store, cs))
