@@ -27,6 +27,9 @@ MAX_RANGE_ADDRESSES = 4096
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _TAINT = re.compile(r"^[^\s=:]+(=[^\s:]*)?:(NoSchedule|PreferNoSchedule|NoExecute)-?$")
+_HOSTNAME = re.compile(
+    r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
 
 
 class InvalidCluster(ClusterError):
@@ -176,6 +179,13 @@ class HostAlias:
         object.__setattr__(self, "ip", parse_ip(self.ip))
         if not self.hostnames:
             raise InvalidCluster(f"host alias {self.ip} has no hostnames", field="hostAliases")
+        for name in self.hostnames:
+            if len(name) > 253 or not _HOSTNAME.match(name):
+                raise InvalidCluster(
+                    f"host alias {self.ip}: {name!r} is not a host name",
+                    field="hostAliases",
+                    hint="letters, digits and '-' in dot-separated labels, as /etc/hosts takes them",
+                )
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from builder.runtime._delivery_shell import Paths
 from builder.runtime._delivery_shell import remove as remove_command
 from builder.runtime.cluster import Cluster
 from builder.runtime.facts import Facts
+from builder.runtime.phases import host_aliases
 from builder.runtime.phases.base import Phase, PlanState, Step, ordered_for_removal
 from builder.runtime.phases.scripts import CLEAN_SCRIPT, SCRIPT_TIMEOUT_S
 
@@ -42,6 +43,17 @@ class CleanScripts(Phase):
                 timeout_s=SCRIPT_TIMEOUT_S,
             )
             for stage, h in ordered_for_removal(cluster, state.target_hosts(cluster))
+        ] + [
+            Step(
+                host=h.ip,
+                id="host-aliases",
+                description="this cluster's host aliases out of /etc/hosts",
+                command=host_aliases.remove_command(cluster),
+                stage=stage,
+                journal=False,
+            )
+            for stage, h in ordered_for_removal(cluster, state.target_hosts(cluster))
+            if cluster.host_aliases
         ]
 
 

@@ -1,5 +1,6 @@
-"""host-scripts: `sh scripts/init.sh`, then `sh scripts/init-registry.sh`, on every host in
-scope, in the delivered rootfs. init.sh is skipped by its command when the image has none;
+"""host-scripts: the Clusterfile's hostAliases into /etc/hosts (when it has some), then
+`sh scripts/init.sh`, then `sh scripts/init-registry.sh`, on every host in scope, in the
+delivered rootfs. init.sh is skipped by its command when the image has none;
 init-registry.sh is planned only when the image has it (`ImageInfo.files`).
 
 init-registry.sh is sealer's hook for the image's bundled container images (rootfs
@@ -18,6 +19,7 @@ from typing import ClassVar
 
 from builder.runtime.cluster import Cluster
 from builder.runtime.facts import Facts
+from builder.runtime.phases import host_aliases
 from builder.runtime.phases.base import Phase, PlanState, Step
 
 INIT_SCRIPT = "scripts/init.sh"
@@ -36,7 +38,17 @@ class HostScripts(Phase):
 
     def plan(self, cluster: Cluster, facts: Facts, state: PlanState) -> list[Step]:
         rootfs = state.rootfs(cluster)
-        return [
+        aliases = [
+            Step(
+                host=h.ip,
+                id="host-aliases",
+                description=f"{len(cluster.host_aliases)} host aliases into /etc/hosts",
+                command=host_aliases.write_command(cluster),
+            )
+            for h in state.target_hosts(cluster)
+            if cluster.host_aliases
+        ]
+        return aliases + [
             Step(
                 host=h.ip,
                 id=script.rsplit("/", 1)[1],

@@ -284,6 +284,11 @@ ERRORS = [
         r"Clusterfile:18: spec.hosts\[2\].local: only one host can be the local machine",
     ),
     (
+        "  hosts:",
+        "  hostAliases: [{ip: 10.0.0.9, hostnames: ['reg; rm -rf /']}]\n  hosts:",
+        r"Clusterfile:8: spec.hostAliases\[0\]: host alias 10.0.0.9: 'reg; rm -rf /' is not a host name",
+    ),
+    (
         '  ssh: {user: root, passwd: xxx, pk: /root/.ssh/id_rsa, pkPasswd: , port: "22"}',
         "  ssh: {connectTimeout: 0}",
         r"Clusterfile:7: spec.ssh.connectTimeout: must be more than 0 seconds",

@@ -10,6 +10,7 @@ import pytest
 from builder.errors import ClusterError
 from builder.image.descriptor import Platform
 from builder.image.extension import Application
+from builder.runtime.cluster import HostAlias
 from builder.runtime.clusterfile import cluster_from_flags
 from builder.runtime.facts import Facts, parse_probe, problems
 from builder.runtime.phases import (
@@ -19,6 +20,7 @@ from builder.runtime.phases import (
     install_phases,
     removal_phases,
 )
+from builder.runtime.phases.clean import CleanScripts
 from builder.runtime.phases.launch import Launch
 from builder.runtime.phases.scripts import HostScripts
 from builder.runtime.plugins import UnknownRuntime, select_plugin
@@ -190,3 +192,20 @@ def test_init_registry_runs_after_init_on_every_host_only_when_the_image_has_it(
         "then sh scripts/init-registry.sh; else echo 'no scripts/init-registry.sh in the image: skipped'; fi"
     )
     assert steps[1].env["SEALER_MASTER0"] == "10.0.0.1" and steps[1].cwd == steps[0].cwd
+
+
+def test_host_aliases_go_in_before_init_and_out_after_clean() -> None:
+    aliased = replace(CLUSTER, host_aliases=(HostAlias("10.9.9.9", ("registry.internal",)),))
+    steps = HostScripts().plan(aliased, Facts(), state())
+    assert [(s.host, s.id) for s in steps] == [
+        *((ip, "host-aliases") for ip in CLUSTER.ips),
+        *((ip, "init.sh") for ip in CLUSTER.ips),
+    ]
+    assert "10.9.9.9 registry.internal" in steps[0].command and 'cat "$tmp" > /etc/hosts' in steps[0].command
+    removal = [(s.stage, s.host, s.id) for s in CleanScripts().plan(aliased, Facts(), state())]
+    assert removal[-3:] == [
+        (0, "10.0.0.2", "host-aliases"),
+        (0, "10.0.0.3", "host-aliases"),
+        (2, "10.0.0.1", "host-aliases"),
+    ]
+    assert [s.id for s in HostScripts().plan(CLUSTER, Facts(), state())] == ["init.sh"] * 3
