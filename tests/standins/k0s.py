@@ -13,7 +13,9 @@
     k0s reset                                          refuses while k0s runs, as upstream
     k0s kubectl get nodes [-o wide] [--no-headers] | get --raw=/readyz | drain NAME
         --ignore-daemonsets --delete-emptydir-data [--timeout=D] | cordon|uncordon NAME |
-        delete node NAME | delete controlnode.autopilot.k0sproject.io NAME [--ignore-not-found]
+        delete node NAME | delete controlnode.autopilot.k0sproject.io NAME [--ignore-not-found] |
+        label node NAME k=v... [--overwrite] | taint node NAME key[=value]:Effect... [--overwrite]
+        (label and taint: the kubeadm stand-in's kubectl; "labels" and "taints" kept on the node)
     k0s kubeconfig admin                               the admin kubeconfig, server https://ADDRESS:6443
 
 State where k0s keeps it (/var/lib/k0s, /run/k0s, /etc/systemd/system):
@@ -834,8 +836,9 @@ def _age(seconds: float) -> str:
 
 def kubectl(argv: list[str]) -> int:
     p = _Parser(prog="kubectl", allow_abbrev=False, add_help=False)
-    p.add_argument("verb", choices=("get", "drain", "cordon", "uncordon", "delete"))
+    p.add_argument("verb", choices=("get", "drain", "cordon", "uncordon", "delete", "label", "taint"))
     p.add_argument("args", nargs="*")
+    p.add_argument("--overwrite", action="store_true")
     p.add_argument("-o", "--output", choices=("wide",))
     p.add_argument("--no-headers", action="store_true")
     p.add_argument("--raw")
@@ -846,6 +849,18 @@ def kubectl(argv: list[str]) -> int:
     p.add_argument("--timeout")
     opts = p.parse_args(argv)
     api, _ = _local_api("kubectl")
+    if opts.verb in ("label", "taint"):
+        # k0s kubectl is upstream kubectl: the label and taint rules are the kubeadm stand-in's
+        from .kubernetes import kubectl_label, kubectl_taint
+
+        def get(name: str) -> dict[str, Any]:
+            node: dict[str, Any] = _call(opts.verb, api.get_node, name)
+            if not node.get("kubelet", True):  # a controller without --enable-worker is no node
+                core.die(f'Error from server (NotFound): nodes "{name}" not found')
+            return node
+
+        verb = kubectl_label if opts.verb == "label" else kubectl_taint
+        return verb(opts.args, opts.overwrite, get, lambda n, **f: _call(opts.verb, api.patch_node, n, **f))
     if opts.verb == "get" and opts.raw is not None:
         if opts.raw not in ("/readyz", "/livez", "/healthz") or opts.args:
             core.die(f"error: the stand-in serves only /readyz, /livez and /healthz, not {opts.raw}")

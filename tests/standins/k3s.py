@@ -5,7 +5,8 @@
     k3s agent --server URL --token T [flags]                an agent (K3S_URL/K3S_TOKEN too)
     k3s kubectl get nodes [NAME] [-o wide] [--no-headers] | drain NAME --ignore-daemonsets
         --delete-emptydir-data [--timeout=D] [--force] | cordon NAME | uncordon NAME |
-        delete node NAME
+        delete node NAME | label node NAME k=v... [--overwrite] | taint node NAME
+        key[=value]:Effect... [--overwrite]   (label and taint: the kubeadm stand-in's kubectl)
     install.sh                        the upstream script reduced to the air-gap path
 
 State where the real k3s keeps it (paths are the upstream ones):
@@ -24,6 +25,8 @@ State where the real k3s keeps it (paths are the upstream ones):
                                              etcd members, tokens, events)
     /etc/rancher/k3s/k3s.yaml                admin kubeconfig, server https://127.0.0.1:6443
     /etc/rancher/node/password               the node password (bound to the node name)
+    (a node's "labels", its --node-label flags and kubectl's, and "taints" are kept on it in the
+    datastore, as Node metadata.labels and spec.taints)
     /var/lib/rancher/k3s/agent/              server-ca.crt, client-ca.crt, kubelet.kubeconfig
 
 The --cluster-init server serves the API (core.serve_api) on 0.0.0.0:6443 of its host; joined
@@ -470,9 +473,26 @@ def _write_server_files(
     _write(kubeconfig, _kubeconfig(ca, "default"), mode)
 
 
+def _node_labels(client: core.ApiClient, name: str, flags: list[str]) -> dict[str, str]:
+    """The node's labels after a (re)start: its --node-label flags over the labels it has (k3s
+    sets its flags' labels at every start and keeps those set through the API since)."""
+    try:
+        labels = dict(client.get_node(name).get("labels") or {})
+    except core.ApiError:
+        labels = {}
+    for flag in flags:
+        key, eq, value = flag.partition("=")
+        if not eq:
+            core.die(f"--node-label {flag!r}: want key=value")
+        labels[key] = value
+    return labels
+
+
 def _join_as(
     client: core.ApiClient, secret: str, role: str, name: str, ip: str, *, member: bool, **extra: Any
 ) -> dict[str, Any]:
+    if "labels" in extra:
+        extra["labels"] = _node_labels(client, name, extra["labels"])
     try:
         return client.join(
             secret, role, name, ip, full_version(), member=member, node_password=_node_password(), **extra
@@ -672,9 +692,10 @@ def _print_table(rows: list[list[str]], headers: list[str] | None) -> None:
 
 def kubectl(argv: list[str]) -> int:
     p = _Parser(prog="kubectl", allow_abbrev=False, add_help=False)
-    p.add_argument("verb", choices=("get", "drain", "cordon", "uncordon", "delete"))
+    p.add_argument("verb", choices=("get", "drain", "cordon", "uncordon", "delete", "label", "taint"))
     p.add_argument("args", nargs="*")
     p.add_argument("--kubeconfig")
+    p.add_argument("--overwrite", action="store_true")
     p.add_argument("-o", "--output", choices=("wide", "name", "json"))
     p.add_argument("--no-headers", action="store_true")
     p.add_argument("--ignore-daemonsets", action="store_true")
@@ -683,6 +704,17 @@ def kubectl(argv: list[str]) -> int:
     p.add_argument("--timeout")
     opts = p.parse_args(argv)
     client = _kube_client(opts.kubeconfig)
+    if opts.verb in ("label", "taint"):
+        # k3s kubectl is upstream kubectl: the label and taint rules are the kubeadm stand-in's
+        from .kubernetes import kubectl_label, kubectl_taint
+
+        verb = kubectl_label if opts.verb == "label" else kubectl_taint
+        return verb(
+            opts.args,
+            opts.overwrite,
+            lambda n: dict(_kube_call(client, client.get_node, n)),
+            lambda n, **f: _kube_call(client, client.patch_node, n, **f),
+        )
     args = (
         [a for part in opts.args for a in part.split("/", 1)] if opts.verb in ("get", "delete") else opts.args
     )

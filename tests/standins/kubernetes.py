@@ -13,7 +13,8 @@ drop-in, containerd.service) run under the generic systemctl stand-in (systemd.p
     kubelet [flags]                  run by kubelet.service + 10-kubeadm.conf (as upstream)
     kubectl [--kubeconfig F] get nodes [-o wide|name] [--no-headers] | drain NODE
             --ignore-daemonsets [--delete-emptydir-data] [--force] [--timeout D] | cordon NODE |
-            uncordon NODE | delete node NODE | version --client
+            uncordon NODE | delete node NODE | label node NODE k=v... k-... [--overwrite] |
+            taint node NODE key[=value]:Effect... key[:Effect]-... [--overwrite] | version --client
     containerd [--config F]          Type=notify daemon on /run/containerd/containerd.sock
     ctr [-n NS] images import FILE | images ls [-q] ; crictl images ; runc --version
 
@@ -26,6 +27,8 @@ State where the real tools keep it (all private on the test hosts):
         members, bootstrap tokens, the kube-system Secrets/ConfigMaps kubeadm uses), on the
         master that ran `kubeadm init`
     /run/standin-kubelet/pods/<pod>.json      the static pods the kubelet runs ("containers")
+    (a node's "labels" and "taints" are kept on it in the cluster state, as Node metadata.labels and
+    spec.taints; kubeadm's mark-control-plane puts node-role.kubernetes.io/control-plane:NoSchedule)
     /run/containerd/standin-images.json       containerd's images by namespace
 
 How it hangs together: `kubeadm init` checks like kubeadm's preflight (root, ports, files,
@@ -123,6 +126,7 @@ ADDONS = {
     31: ("3.5.15-0", "v1.11.3", "3.10"),
     32: ("3.5.16-0", "v1.11.3", "3.10"),
 }
+CONTROL_PLANE_TAINT = {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}
 CONTROL_PLANE_PORTS = (6443, 10259, 10257, 10250, 2379, 2380)
 POD_PORTS = {"etcd": (2379, 2380), "kube-controller-manager": (10257,), "kube-scheduler": (10259,)}
 # The top-level fields of each kind (v1beta3 and v1beta4 together): kubeadm decodes strictly.
@@ -1272,7 +1276,7 @@ def kubeadm_init(argv: list[str]) -> int:
         client.patch_node,
         name,
         roles="control-plane",
-        taints="node-role.kubernetes.io/control-plane:NoSchedule",
+        taints=[CONTROL_PLANE_TAINT],
     )
     print(f"[mark-control-plane] Marking the node {name} as control-plane")
     token = new_token(client, 24 * 3600)
@@ -1396,7 +1400,7 @@ def kubeadm_join(argv: list[str]) -> int:
     BOOTSTRAP_CONF.unlink()
     if control is not None:
         call(client.patch_node, name, roles="control-plane", certificate_key_id=json.loads(sealed)["key_id"],
-             taints="node-role.kubernetes.io/control-plane:NoSchedule")  # fmt: skip
+             taints=[CONTROL_PLANE_TAINT])  # fmt: skip
         _wait_api(core.ApiClient(f"https://{ip}:{API_PORT}"), "control-plane-join")
         print("\nThis node has joined the cluster and a new control plane instance was created")
     else:
@@ -1636,11 +1640,160 @@ def _node_row(node: dict[str, Any], wide: bool) -> list[str]:
     return row
 
 
+# `kubectl label node` and `kubectl taint node`, shared with the k3s and k0s stand-ins (whose
+# `k3s kubectl` and `k0s kubectl` embed upstream kubectl). A node keeps "labels" (a mapping) and
+# "taints" (a list of {key, value?, effect}, as Node spec.taints); each command reads the node,
+# applies kubectl's rules (staging/src/k8s.io/kubectl/pkg/cmd/label, .../cmd/taint) and patches
+# the whole field back (real kubectl sends a patch with a resourceVersion; nothing here races).
+
+TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+_NAME_PART = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_VALUE_RULE = (
+    "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', "
+    "and must start and end with an alphanumeric character"
+)
+
+
+def _check_key(key: str, spec: str) -> None:
+    """A qualified name ([DNS-subdomain prefix/]name, name at most 63), as label and taint keys."""
+    prefix, slash, name = key.rpartition("/")
+    if slash and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+        core.die(f"error: invalid {spec}: prefix part {prefix!r} must be a DNS subdomain")
+    if len(name) > 63 or not _NAME_PART.match(name):
+        core.die(
+            f"error: invalid {spec}: name part {name!r} must consist of alphanumeric characters, '-', '_' "
+            "or '.', and must start and end with an alphanumeric character, at most 63 characters"
+        )
+
+
+def _check_value(value: str, spec: str) -> None:
+    if len(value) > 63 or (value and not _NAME_PART.match(value)):
+        core.die(f"error: invalid {spec}: {value!r}: {_VALUE_RULE}")
+
+
+def _node_target(verb: str, args: list[str]) -> tuple[str, list[str]]:
+    """`node NAME SPEC...` or `node/NAME SPEC...` -> (NAME, specs)."""
+    if args and args[0].partition("/")[0] in ("node", "nodes", "no") and "/" in args[0]:
+        name, specs = args[0].partition("/")[2], args[1:]
+    elif len(args) >= 2 and args[0] in ("node", "nodes", "no"):
+        name, specs = args[1], args[2:]
+    else:
+        core.die(f"error: the stand-in kubectl {verb}s only nodes: {verb} node NAME ...")
+    if not specs:
+        core.die(f"error: at least one {'label' if verb == 'label' else 'taint'} update is required")
+    return name, specs
+
+
+def kubectl_label(
+    args: list[str], overwrite: bool, get: Callable[[str], dict[str, Any]], patch: Callable[..., Any]
+) -> int:
+    """`kubectl label node NAME k=v... k-... [--overwrite]`: a key that has another value needs
+    --overwrite (kubectl's validateNoOverwrites); removing a missing label is only a notice."""
+    name, specs = _node_target("label", args)
+    add: dict[str, str] = {}
+    remove: list[str] = []
+    for spec in specs:
+        if spec.endswith("-") and "=" not in spec:
+            _check_key(spec[:-1], f"label spec {spec!r}")
+            remove.append(spec[:-1])
+            continue
+        key, eq, value = spec.partition("=")
+        if not eq:
+            core.die(f"error: invalid label spec: {spec}")
+        _check_key(key, f"label spec {spec!r}")
+        _check_value(value, f"label value {spec!r}")
+        add[key] = value
+    node = get(name)
+    labels: dict[str, str] = dict(node.get("labels") or {})
+    if not overwrite:
+        taken = [f"'{k}' already has a value ({labels[k]}), and --overwrite is false"
+                 for k, v in add.items() if k in labels and labels[k] != v]  # fmt: skip
+        if taken:
+            core.die("error: " + "; ".join(taken))
+    new = {**labels, **add}
+    for key in remove:
+        if key not in new:
+            print(f'label "{key}" not found.')
+        new.pop(key, None)
+    if new == labels:
+        print(f"node/{name} not labeled")
+        return 0
+    patch(name, labels=new)
+    print(f"node/{name} labeled")
+    return 0
+
+
+def _parse_taint(spec: str) -> tuple[dict[str, str], bool]:
+    """`key[=value]:Effect` (add) or `key[:Effect]-` (remove) -> (taint, removing)."""
+    removing = spec.endswith("-")
+    body = spec[:-1] if removing else spec
+    key_value, colon, effect = body.partition(":")
+    if not colon and not removing:
+        core.die(f"error: invalid taint spec: {spec}, unknown taint spec")
+    if colon and effect not in TAINT_EFFECTS:
+        core.die(
+            f"error: invalid taint spec: {spec}, invalid taint effect: {effect}, unsupported taint effect"
+        )
+    key, eq, value = key_value.partition("=")
+    if removing and eq:
+        core.die(f"error: invalid taint spec: {spec}, a taint to remove has no value")
+    _check_key(key, f"taint spec {spec!r}")
+    _check_value(value, f"taint spec {spec!r}")
+    taint = {"key": key, **({"value": value} if value else {}), "effect": effect}
+    return taint, removing
+
+
+def _taint_text(taint: dict[str, str]) -> str:
+    value = f"={taint['value']}" if taint.get("value") else ""
+    return f"{taint['key']}{value}:{taint['effect']}" if taint.get("effect") else taint["key"]
+
+
+def kubectl_taint(
+    args: list[str], overwrite: bool, get: Callable[[str], dict[str, Any]], patch: Callable[..., Any]
+) -> int:
+    """`kubectl taint node NAME key[=value]:Effect... key[:Effect]-... [--overwrite]`: adding a
+    taint whose key and effect the node has already needs --overwrite, which replaces its value;
+    removing a taint the node lacks fails the whole command (kubectl's reorganizeTaints)."""
+    name, specs = _node_target("taint", args)
+    adds: list[dict[str, str]] = []
+    removes: list[dict[str, str]] = []
+    for spec in specs:
+        taint, removing = _parse_taint(spec)
+        (removes if removing else adds).append(taint)
+    node = get(name)
+    old: list[dict[str, str]] = list(node.get("taints") or [])
+    if not overwrite:
+        exists = [
+            t["key"] for t in adds if any((o["key"], o["effect"]) == (t["key"], t["effect"]) for o in old)
+        ]
+        if exists:
+            core.die(
+                f"error: node {name} already has {','.join(exists)} taint(s) with same effect(s) "
+                "and --overwrite is false"
+            )
+    same = {(t["key"], t["effect"]) for t in adds}
+    new = [*adds, *(o for o in old if (o["key"], o["effect"]) not in same)]
+    for taint in removes:
+        kept = [o for o in new if not (o["key"] == taint["key"] and taint["effect"] in ("", o["effect"]))]
+        if len(kept) == len(new):
+            core.die(f'error: taint "{_taint_text(taint)}" not found')
+        new = kept
+    patch(name, taints=new)
+    print(
+        f"node/{name} {'modified' if overwrite or (adds and removes) else 'tainted' if adds else 'untainted'}"
+    )
+    return 0
+
+
 def kubectl_main(argv: list[str]) -> int:
     p = _Parser(prog="kubectl", allow_abbrev=False)
-    p.add_argument("verb", choices=("get", "drain", "cordon", "uncordon", "delete", "version"))
+    p.add_argument(
+        "verb", choices=("get", "drain", "cordon", "uncordon", "delete", "label", "taint", "version")
+    )
     p.add_argument("args", nargs="*")
     p.add_argument("--kubeconfig")
+    p.add_argument("--overwrite", action="store_true")
     p.add_argument("-o", "--output", choices=("wide", "name", "json"))
     p.add_argument("--no-headers", action="store_true")
     p.add_argument("--ignore-daemonsets", action="store_true")
@@ -1658,6 +1811,14 @@ def kubectl_main(argv: list[str]) -> int:
         or str(Path(os.environ.get("HOME", "/root")) / ".kube/config")
     )
     client = api(read_kubeconfig(Path(path))[0])
+    if opts.verb in ("label", "taint"):
+        verb = kubectl_label if opts.verb == "label" else kubectl_taint
+        return verb(
+            opts.args,
+            opts.overwrite,
+            lambda n: dict(call(client.get_node, n)),
+            lambda n, **f: call(client.patch_node, n, **f),
+        )
     args = [a for part in opts.args for a in part.split("/", 1)]
     if opts.verb == "get":
         if not args or args[0] not in ("nodes", "node", "no"):

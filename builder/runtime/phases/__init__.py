@@ -2,8 +2,8 @@
 actions run:
 
     run / join / apply (new hosts):  check -> deliver -> host-scripts -> runtime-preflight ->
-                                     runtime-init -> join-masters -> join-nodes -> kubeconfig ->
-                                     launch
+                                     runtime-init -> join-masters -> join-nodes -> node-config ->
+                                     kubeconfig -> launch
     delete / apply (removed hosts):  runtime-leave | runtime-reset -> clean-scripts -> remove-rootfs
     upgrade (every host):            check -> deliver -> host-scripts -> upgrade -> kubeconfig
 
@@ -22,6 +22,7 @@ from builder.runtime.phases.launch import Launch
 from builder.runtime.phases.runtime import (
     JoinMasters,
     JoinNodes,
+    NodeConfig,
     RuntimeInit,
     RuntimeLeave,
     RuntimePreflight,
@@ -40,6 +41,7 @@ def install_phases() -> tuple[Phase, ...]:
         RuntimeInit(),
         JoinMasters(),
         JoinNodes(),
+        NodeConfig(),
         Kubeconfig(),
         Launch(),
     )
@@ -65,6 +67,7 @@ __all__ = [
     "JoinNodes",
     "Kubeconfig",
     "Launch",
+    "NodeConfig",
     "Phase",
     "PlanState",
     "RemoveRootfs",

@@ -6,6 +6,8 @@
                         `join-master` on the host
     join-nodes          `join-credentials` on master0 once, then `join-worker` on every node at
                         once (bounded by the runner)
+    node-config         `node-config` on master0 for each joined host with Clusterfile labels or
+                        taints (subject = the host): kubectl label/taint its node, --overwrite
     runtime-leave       hosts leaving a running cluster, one at a time, nodes first: the
                         `delete-worker`/`delete-master` commands on master0 (subject = the
                         host), then those on the host itself, then `delete-done` on master0
@@ -116,6 +118,23 @@ class JoinNodes(Phase):
         return plugin_steps(plugin_phases.JOIN_CREDENTIALS, cluster, state, cluster.master0) + joins
 
 
+class NodeConfig(Phase):
+    """The Clusterfile's `labels` and `taints` of each host in scope, put on its node from
+    master0 once every host has joined. Only hosts joining now: `apply` does not re-apply a
+    changed label of a host already in the cluster (it adds and removes hosts only). Journaled;
+    a re-run is harmless anyway, as the plugins label and taint with --overwrite."""
+
+    name: ClassVar[str] = "node-config"
+    title: ClassVar[str] = "Label and taint nodes"
+
+    def plan(self, cluster: Cluster, facts: Facts, state: PlanState) -> list[Step]:
+        out: list[Step] = []
+        for host in state.target_hosts(cluster):
+            if host.labels or host.taints:
+                out += plugin_steps(plugin_phases.NODE_CONFIG, cluster, state, cluster.master0, subject=host)
+        return out
+
+
 class RuntimeLeave(Phase):
     name: ClassVar[str] = "runtime-leave"
     title: ClassVar[str] = "Remove hosts from the cluster runtime"
@@ -147,4 +166,4 @@ class RuntimeReset(Phase):
 
 
 def runtime_phases() -> Sequence[Phase]:
-    return (RuntimePreflight(), RuntimeInit(), JoinMasters(), JoinNodes())
+    return (RuntimePreflight(), RuntimeInit(), JoinMasters(), JoinNodes(), NodeConfig())

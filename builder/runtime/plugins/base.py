@@ -12,11 +12,17 @@ with `output="join-token"` has its stdout (stripped) kept under that name, and a
 refers to it as `output_ref("join-token")`, replaced (shell-quoted) when the command runs and
 shown as the placeholder in a dry-run. Steps that produce outputs run on every attempt (join
 credentials expire), never skipped by the journal.
+
+What differs between the runtimes' kubectl is only how it is called on master0 (`kubectl
+--kubeconfig /etc/kubernetes/admin.conf`, `k3s kubectl`, `k0s kubectl`), so the shell that acts
+on a host's node, found by its address, is shared here: `on_node`, `on_joined_node`, and
+`node_config`, the whole `node-config` phase (the Clusterfile's labels and taints).
 """
 
 from __future__ import annotations
 
 import re
+import shlex
 from abc import ABC
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +42,7 @@ DELETE_DONE = "delete-done"  # master0, after a leaving host's own steps (kubead
 RESET = "reset"  # every host of a cluster being deleted: workers, masters, master0 last
 UPGRADE = "upgrade"  # master0, then masters one by one, then workers (on master0 first: drain)
 UPGRADE_DONE = "upgrade-done"  # master0, after a host's own `upgrade` (subject = it): uncordon
+NODE_CONFIG = "node-config"  # master0, after the joins, for each joined host with labels or taints
 KUBECONFIG = "kubeconfig"  # master0: print the admin kubeconfig (the named output below)
 
 KUBECONFIG_OUTPUT = "kubeconfig"  # the output a KUBECONFIG step gives; saved as ~/.sealer/NAME/kubeconfig
@@ -47,6 +54,7 @@ RUNTIME_PHASES = (
     JOIN_CREDENTIALS,
     JOIN_MASTER,
     JOIN_WORKER,
+    NODE_CONFIG,
     DELETE_MASTER,
     DELETE_WORKER,
     DELETE_DONE,
@@ -55,6 +63,9 @@ RUNTIME_PHASES = (
     UPGRADE_DONE,
     KUBECONFIG,
 )
+
+NODE_WAIT_S = 60  # how long node-config waits for a joined host's kubelet to register its node
+_NODE_STEP_S = NODE_WAIT_S + 60.0
 
 _OUTPUT_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
 _OUTPUT_REF = re.compile(r"\{\{output:([a-z][a-z0-9-]*)\}\}")
@@ -74,7 +85,6 @@ def output_refs(command: str) -> tuple[str, ...]:
 
 def resolve_outputs(command: str, outputs: Mapping[str, str], quote: bool = True) -> str:
     """`command` with every placeholder replaced by its value; KeyError names a missing one."""
-    import shlex
 
     def value(match: re.Match[str]) -> str:
         text = outputs[match.group(1)]
@@ -148,3 +158,88 @@ def quorum_warnings(masters: int) -> tuple[str, ...]:
             f"failures than {masters - 1}; use an odd number",
         )
     return ()
+
+
+# --- nodes, as kubectl on master0 sees them ------------------------------------------------------
+
+
+def _find_node(kubectl: str, ip: str) -> str:
+    """Shell: $name = the node whose INTERNAL-IP (column 6 of `get nodes -o wide`) is `ip`, or
+    empty; an unreachable API exits 1 (a node that seems gone may not be)."""
+    return (
+        f"nodes=$({kubectl} get nodes -o wide --no-headers) || exit 1; "
+        f"name=$(printf '%s\\n' \"$nodes\" | awk '$6 == \"{ip}\" {{print $1}}')"
+    )
+
+
+def on_node(kubectl: str, ip: str, action: str, command: str) -> str:
+    """Shell, on master0: run `command` with $name set to the node whose INTERNAL-IP is `ip`.
+    `kubectl` is the plugin's admin kubectl (`k3s kubectl`). An unreachable API fails; a missing
+    node is nothing to `action` (it left already, or was never one)."""
+    return (
+        f"{_find_node(kubectl, ip)}; "
+        f'if [ -z "$name" ]; then echo "no node with address {ip}: nothing to {action}"; else {command}; fi'
+    )
+
+
+def on_joined_node(kubectl: str, ip: str, command: str, *, wait_s: int = NODE_WAIT_S) -> str:
+    """Shell, on master0: run `command` with $name set to the node of a host that has just
+    joined, waiting up to `wait_s` seconds for it to appear. A joined host's kubelet registers
+    its node shortly after the join returns (kubeadm join and k3s's Type=notify start do not
+    wait for it), so a missing node is not "nothing to do" here: it is a failure once the wait
+    is over. An unreachable API fails at once."""
+    return (
+        f'i=0; while {_find_node(kubectl, ip)}; [ -z "$name" ]; do i=$((i + 1)); '
+        f"if [ $i -ge {wait_s} ]; then echo 'no node with address {ip} after {wait_s}s' >&2; exit 1; fi; "
+        f"sleep 1; done; {command}"
+    )
+
+
+def node_config(ctx: HostContext, kubectl: str, id_prefix: str) -> tuple[PluginStep, ...]:
+    """The `node-config` steps on master0 for `ctx.subject`: its Clusterfile labels and taints
+    put on its node with `kubectl label|taint node NAME ... --overwrite` (so a re-run, or a value
+    the runtime set first, is no failure). A taint ending in `-` is removed (kubectl's syntax),
+    each on its own, a taint the node lacks being nothing to remove (kubectl refuses a whole
+    command for one missing taint). `kubectl`: the plugin's admin kubectl on master0;
+    `id_prefix`: its step id prefix (`k3s`). Nothing for a host without labels or taints."""
+    subject = ctx.subject
+    if not ctx.is_master0 or subject is None:
+        return ()
+    ip = subject.ip
+    steps: list[PluginStep] = []
+    if subject.labels:
+        pairs = [f"{k}={v}" for k, v in subject.labels.items()]
+        args = " ".join(shlex.quote(p) for p in pairs)
+        command = on_joined_node(kubectl, ip, f'{kubectl} label node "$name" {args} --overwrite')
+        steps.append(
+            PluginStep(
+                f"{id_prefix}-node-labels",
+                f"label node {ip}: {' '.join(pairs)}",
+                command,
+                timeout_s=_NODE_STEP_S,
+            )
+        )
+    if subject.taints:
+        added = [t for t in subject.taints if not t.endswith("-")]
+        removed = [t for t in subject.taints if t.endswith("-")]
+        parts: list[str] = []
+        if added:
+            args = " ".join(shlex.quote(t) for t in added)
+            parts.append(f'{kubectl} taint node "$name" {args} --overwrite || exit 1')
+        for taint in removed:
+            quoted = shlex.quote(taint)
+            gone = shlex.quote(f"no taint {taint[:-1]}: nothing to remove")
+            parts.append(
+                f'if out=$({kubectl} taint node "$name" {quoted} 2>&1); then echo "$out"; '
+                f'else case "$out" in *"not found"*) echo {gone} ;; *) echo "$out" >&2; exit 1 ;; esac; fi'
+            )
+        command = on_joined_node(kubectl, ip, "; ".join(parts))
+        steps.append(
+            PluginStep(
+                f"{id_prefix}-node-taints",
+                f"taint node {ip}: {' '.join(subject.taints)}",
+                command,
+                timeout_s=_NODE_STEP_S,
+            )
+        )
+    return tuple(steps)

@@ -67,6 +67,7 @@ BIN = "/usr/local/bin/k0s"
 IMAGES_DIR = "/var/lib/k0s/images"
 CONFIG_DIR = "/etc/k0s"
 CONFIG_FILE = "/etc/k0s/k0s.yaml"
+KUBECTL = f"{BIN} kubectl"  # k0s's embedded kubectl, admin on a controller
 CONTROLLER_TOKEN_FILE = "/etc/k0s/controller-token"
 WORKER_TOKEN_FILE = "/etc/k0s/worker-token"
 UNIT_DIR = "/etc/systemd/system"
@@ -219,14 +220,10 @@ def _path(ctx: HostContext, relative: str) -> str:
 
 
 def _on_node(ip: str, action: str, command: str) -> str:
-    """Shell: run `command` with $name set to the node whose INTERNAL-IP (column 6 of `-o wide`)
-    is `ip`. An unreachable API fails the step; a missing node is nothing to do (a controller
-    without --enable-worker is no Kubernetes node)."""
-    return (
-        f"nodes=$({BIN} kubectl get nodes -o wide --no-headers) || exit 1; "
-        f"name=$(printf '%s\\n' \"$nodes\" | awk '$6 == \"{ip}\" {{print $1}}'); "
-        f'if [ -z "$name" ]; then echo "no node with address {ip}: nothing to {action}"; else {command}; fi'
-    )
+    """Shell: `command` with $name set to the node with address `ip` (`base.on_node`). An
+    unreachable API fails the step; a missing node is nothing to do (a controller without
+    --enable-worker is no Kubernetes node)."""
+    return base.on_node(KUBECTL, ip, action, command)
 
 
 def controller_token(ip: str) -> str:
@@ -343,6 +340,11 @@ class K0sRuntime(RuntimePlugin):
             return self._install(ctx, token_file=WORKER_TOKEN_FILE)
         if phase in (base.DELETE_MASTER, base.DELETE_WORKER):
             return self._delete(ctx)
+        if phase == base.NODE_CONFIG:
+            subject = ctx.subject
+            if subject is not None and not self.is_node(ctx.cluster, subject):
+                return ()  # labels and taints of a controller that is no node: see warnings()
+            return base.node_config(ctx, KUBECTL, "k0s")
         if phase == base.RESET:
             return (PluginStep("k0s-reset", "k0s stop; k0s reset", _stop_reset(best_effort=True)),)
         if phase == base.UPGRADE:
@@ -371,6 +373,23 @@ class K0sRuntime(RuntimePlugin):
     def controllers_run_workloads(cluster: Cluster) -> bool:
         """Whether controllers get `--enable-worker --no-taints`: only with no worker at all."""
         return not cluster.nodes
+
+    @classmethod
+    def is_node(cls, cluster: Cluster, host: HostSpec) -> bool:
+        """Whether `host` is a Kubernetes node: a worker, or a controller running workloads."""
+        return not host.is_master or cls.controllers_run_workloads(cluster)
+
+    def warnings(self, cluster: Cluster) -> Sequence[str]:
+        """The quorum warning, and labels or taints given to controllers that are no nodes (a
+        cluster with workers: k0s controllers are then control plane only, no kubelet)."""
+        out = list(super().warnings(cluster))
+        ignored = [h.ip for h in cluster.masters if (h.labels or h.taints) and not self.is_node(cluster, h)]
+        if ignored:
+            out.append(
+                f"masters {', '.join(ignored)} have labels or taints, but k0s controllers are no "
+                "Kubernetes nodes in a cluster with workers: they are not applied"
+            )
+        return tuple(out)
 
     def _preflight(self, ctx: HostContext) -> Sequence[PluginStep]:
         files = f"test -x {_path(ctx, ROOTFS_BIN)} && ls {shlex.quote(ctx.rootfs)}/{ROOTFS_IMAGES} >/dev/null"

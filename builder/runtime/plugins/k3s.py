@@ -44,6 +44,7 @@ CONFIG_DIR = "/etc/rancher/k3s"
 SERVER_TOKEN_FILE = "/var/lib/rancher/k3s/server/token"
 AGENT_TOKEN_FILE = "/var/lib/rancher/k3s/server/agent-token"
 KUBECONFIG_FILE = "/etc/rancher/k3s/k3s.yaml"
+KUBECTL = f"{BIN} kubectl"  # k3s's embedded kubectl, admin through k3s.yaml on a server
 SERVER_UNINSTALL = "/usr/local/bin/k3s-uninstall.sh"
 AGENT_UNINSTALL = "/usr/local/bin/k3s-agent-uninstall.sh"
 
@@ -79,14 +80,10 @@ def _path(ctx: HostContext, relative: str) -> str:
 
 
 def _on_node(ip: str, action: str, command: str) -> str:
-    """Shell: run `command` with $name set to the node whose INTERNAL-IP (column 6 of `-o wide`)
-    is `ip`. An unreachable API fails the step (a k3s server whose node seems gone must not be
-    uninstalled while still an etcd member); a missing node is nothing to do."""
-    return (
-        f"nodes=$({BIN} kubectl get nodes -o wide --no-headers) || exit 1; "
-        f"name=$(printf '%s\\n' \"$nodes\" | awk '$6 == \"{ip}\" {{print $1}}'); "
-        f'if [ -z "$name" ]; then echo "no node with address {ip}: nothing to {action}"; else {command}; fi'
-    )
+    """Shell: `command` with $name set to the node with address `ip` (`base.on_node`). An
+    unreachable API fails the step (a k3s server whose node seems gone must not be uninstalled
+    while still an etcd member); a missing node is nothing to do."""
+    return base.on_node(KUBECTL, ip, action, command)
 
 
 def _version_check(ctx: HostContext) -> str:
@@ -134,6 +131,8 @@ class K3sRuntime(RuntimePlugin):
             return self._delete(ctx)
         if phase == base.RESET:
             return (self._uninstall(ctx, host, best_effort=True),)
+        if phase == base.NODE_CONFIG:
+            return base.node_config(ctx, KUBECTL, "k3s")
         if phase == base.UPGRADE:
             return self._upgrade(ctx)
         if phase == base.UPGRADE_DONE:

@@ -63,6 +63,7 @@ KUBEADM = f"{BIN_DIR}/kubeadm"
 KUBELET = f"{BIN_DIR}/kubelet"
 KUBECTL = f"{BIN_DIR}/kubectl"
 ADMIN_CONF = "/etc/kubernetes/admin.conf"
+ADMIN_KUBECTL = f"{KUBECTL} --kubeconfig {ADMIN_CONF}"  # kubectl as the cluster admin, on master0
 KUBELET_CONF = "/etc/kubernetes/kubelet.conf"
 BOOTSTRAP_CONF = "/etc/kubernetes/bootstrap-kubelet.conf"
 CA_CERT = "/etc/kubernetes/pki/ca.crt"
@@ -327,17 +328,13 @@ def _path(ctx: HostContext, relative: str) -> str:
 
 
 def _kubectl(args: str) -> str:
-    return f"{KUBECTL} --kubeconfig {ADMIN_CONF} {args}"
+    return f"{ADMIN_KUBECTL} {args}"
 
 
 def _on_node(ip: str, action: str, command: str) -> str:
-    """Shell, on master0: run `command` with $name set to the node whose INTERNAL-IP (column 6
-    of `get nodes -o wide`) is `ip`; an unreachable API fails, a missing node is nothing to do."""
-    return (
-        f"nodes=$({_kubectl('get nodes -o wide --no-headers')}) || exit 1; "
-        f"name=$(printf '%s\\n' \"$nodes\" | awk '$6 == \"{ip}\" {{print $1}}'); "
-        f'if [ -z "$name" ]; then echo "no node with address {ip}: nothing to {action}"; else {command}; fi'
-    )
+    """Shell, on master0: `command` with $name set to the node with address `ip`
+    (`base.on_node`); an unreachable API fails, a missing node is nothing to do."""
+    return base.on_node(ADMIN_KUBECTL, ip, action, command)
 
 
 def _drain(ip: str, *, force: bool) -> PluginStep:
@@ -450,6 +447,8 @@ class KubernetesRuntime(RuntimePlugin):
                 return ()
             delete = _on_node(subject.ip, "delete", _kubectl('delete node "$name"'))
             return (PluginStep("kubeadm-delete-node", f"delete node {subject.ip}", delete),)
+        if phase == base.NODE_CONFIG:
+            return base.node_config(ctx, ADMIN_KUBECTL, "kubeadm")
         if phase == base.RESET:
             return (_reset(best_effort=True), _uninstall())
         if phase == base.UPGRADE:

@@ -6,6 +6,7 @@ re-run after a failure at any step runs, and the join and minting steps' shell r
 from __future__ import annotations
 
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from builder.runtime.phases import ImageInfo, Phase, PlanState
 from builder.runtime.phases.runtime import (
     JoinMasters,
     JoinNodes,
+    NodeConfig,
     RuntimeInit,
     RuntimeLeave,
     RuntimePreflight,
@@ -614,6 +616,11 @@ def test_every_command_is_valid_sh() -> None:
     commands += [st.full_command for st in RuntimeLeave().plan(c, Facts(), leave)]
     commands += [st.full_command for st in Upgrade().plan(c, Facts(), s)]
     commands += [st.command for st in K0sRuntime().commands(phases.KUBECONFIG, ctx(c, "10.0.0.1"))]
+    node_config = NodeConfig().plan(
+        labelled(c, "10.0.0.4", {"a": "b c"}, ("k=v:NoSchedule", "x:NoExecute-")), Facts(), s
+    )
+    assert len(node_config) == 2
+    commands += [st.full_command for st in node_config]
     for command in commands:
         result = subprocess.run(["sh", "-n", "-c", command], capture_output=True, text=True, check=False)
         assert result.returncode == 0, (command, result.stderr)
@@ -848,3 +855,56 @@ def test_etcd_peer_address_is_the_hosts_and_kine_gets_none() -> None:
     }
     got = controller_config(with_documents(kine), c.host("10.0.0.1"), IMAGE_CONFIG)
     assert got["spec"]["storage"] == {"type": "kine"}
+
+
+# --- node-config: the Clusterfile's labels and taints ------------------------------------------------
+
+
+def on_joined(ip: str, command: str) -> str:
+    return (
+        f"i=0; while nodes=$({K0S} kubectl get nodes -o wide --no-headers) || exit 1;"
+        f' name=$(printf \'%s\\n\' "$nodes" | awk \'$6 == "{ip}" {{print $1}}\'); [ -z "$name" ];'
+        f" do i=$((i + 1)); if [ $i -ge 60 ]; then echo 'no node with address {ip} after 60s' >&2; exit 1; fi;"
+        f" sleep 1; done; {command}"
+    )
+
+
+def labelled(c: Cluster, ip: str, labels: dict[str, str], taints: tuple[str, ...] = ()) -> Cluster:
+    hosts = tuple(replace(h, labels=labels, taints=taints) if h.ip == ip else h for h in c.hosts)
+    return replace(c, hosts=hosts)
+
+
+def test_node_config_labels_nodes_but_not_controllers_that_are_none() -> None:
+    """With workers, k0s controllers have no kubelet: a master's labels cannot apply (warned
+    about, no step); a worker's are put on its node with k0s's kubectl on master0."""
+    c = cluster("10.0.0.1,10.0.0.2,10.0.0.3", "10.0.0.4")
+    c = labelled(c, "10.0.0.2", {"zone": "a"}, ("dedicated=etcd:NoSchedule",))
+    c = labelled(c, "10.0.0.4", {"disk": "ssd", "zone": "b"}, ("dedicated=db:NoExecute",))
+    assert plan(c, (NodeConfig(),), c.ips) == [
+        (
+            "10.0.0.1",
+            "10.0.0.4/k0s-node-labels",
+            on_joined("10.0.0.4", f'{K0S} kubectl label node "$name" disk=ssd zone=b --overwrite'),
+        ),
+        (
+            "10.0.0.1",
+            "10.0.0.4/k0s-node-taints",
+            on_joined(
+                "10.0.0.4", f'{K0S} kubectl taint node "$name" dedicated=db:NoExecute --overwrite || exit 1'
+            ),
+        ),
+    ]
+    assert list(K0sRuntime().warnings(c)) == [
+        "masters 10.0.0.2 have labels or taints, but k0s controllers are no Kubernetes nodes in a "
+        "cluster with workers: they are not applied"
+    ]
+    # without workers every controller runs workloads (--enable-worker): a node, labelled
+    solo = labelled(cluster("10.0.0.1,10.0.0.2,10.0.0.3"), "10.0.0.2", {"zone": "a"})
+    assert plan(solo, (NodeConfig(),), solo.ips) == [
+        (
+            "10.0.0.1",
+            "10.0.0.2/k0s-node-labels",
+            on_joined("10.0.0.2", f'{K0S} kubectl label node "$name" zone=a --overwrite'),
+        )
+    ]
+    assert K0sRuntime().warnings(solo) == ()

@@ -3,15 +3,19 @@ air-gap install, HA embedded etcd, manual upgrade and uninstall docs give."""
 
 from __future__ import annotations
 
+import subprocess
+from dataclasses import replace
+
 from builder.image.descriptor import Platform
 from builder.runtime.cluster import Cluster
 from builder.runtime.clusterfile import cluster_from_flags
 from builder.runtime.facts import Facts
 from builder.runtime.infra.local import LocalDriver
-from builder.runtime.phases import ImageInfo, Phase, PlanState
+from builder.runtime.phases import ImageInfo, Phase, PlanState, install_phases
 from builder.runtime.phases.runtime import (
     JoinMasters,
     JoinNodes,
+    NodeConfig,
     RuntimeInit,
     RuntimeLeave,
     RuntimePreflight,
@@ -19,7 +23,13 @@ from builder.runtime.phases.runtime import (
 )
 from builder.runtime.plugins import base as phases
 from builder.runtime.plugins import select_plugin
-from builder.runtime.plugins.base import UPGRADE_DONE, HostContext, output_refs, resolve_outputs
+from builder.runtime.plugins.base import (
+    UPGRADE_DONE,
+    HostContext,
+    on_joined_node,
+    output_refs,
+    resolve_outputs,
+)
 from builder.runtime.plugins.k3s import K3sRuntime
 from builder.runtime.runner import Runner
 from builder.runtime.state import Journal
@@ -372,3 +382,170 @@ def test_selected_by_label_and_metadata() -> None:
     assert K3sRuntime.label == "k3s" and K3sRuntime.metadata_runtime == "k3s"
     assert isinstance(select_plugin("k3s", None), K3sRuntime)
     assert isinstance(select_plugin(None, "k3s"), K3sRuntime)
+
+
+# --- node-config: the Clusterfile's labels and taints ------------------------------------------------
+
+
+KUBECTL = "/usr/local/bin/k3s kubectl"
+
+
+def on_joined(ip: str, command: str) -> str:
+    """The node of a host that has just joined, waited for up to 60 s (its kubelet registers it
+    after the join returns), then `command` with $name."""
+    return (
+        f"i=0; while nodes=$({KUBECTL} get nodes -o wide --no-headers) || exit 1;"
+        f' name=$(printf \'%s\\n\' "$nodes" | awk \'$6 == "{ip}" {{print $1}}\'); [ -z "$name" ];'
+        f" do i=$((i + 1)); if [ $i -ge 60 ]; then echo 'no node with address {ip} after 60s' >&2; exit 1; fi;"
+        f" sleep 1; done; {command}"
+    )
+
+
+def untaint(taint: str) -> str:
+    """Removing one taint: one that is not there is nothing to remove (kubectl refuses it)."""
+    return (
+        f'if out=$({KUBECTL} taint node "$name" {taint} 2>&1); then echo "$out";'
+        f' else case "$out" in *"not found"*) echo \'no taint {taint[:-1]}: nothing to remove\' ;;'
+        ' *) echo "$out" >&2; exit 1 ;; esac; fi'
+    )
+
+
+def configured(c: Cluster, ip: str, labels: dict[str, str], taints: tuple[str, ...] = ()) -> Cluster:
+    """`c` with the Clusterfile `labels` and `taints` on host `ip`."""
+    hosts = tuple(replace(h, labels=labels, taints=taints) if h.ip == ip else h for h in c.hosts)
+    return replace(c, hosts=hosts)
+
+
+def test_node_config_labels_and_taints_each_host_from_master0_after_the_joins() -> None:
+    c = cluster("10.0.0.1,10.0.0.2,10.0.0.3", "10.0.0.4,10.0.0.5")
+    c = configured(
+        c, "10.0.0.2", {"topology.kubernetes.io/zone": "a"}, ("CriticalAddonsOnly=true:NoExecute",)
+    )
+    c = configured(
+        c, "10.0.0.4", {"disk": "ssd", "gpu": ""}, ("dedicated=gpu:NoSchedule", "spot:PreferNoSchedule")
+    )
+    assert plan(c, (NodeConfig(),), c.ips) == [
+        (
+            "10.0.0.1",
+            "10.0.0.2/k3s-node-labels",
+            on_joined("10.0.0.2", f'{KUBECTL} label node "$name" topology.kubernetes.io/zone=a --overwrite'),
+        ),
+        (
+            "10.0.0.1",
+            "10.0.0.2/k3s-node-taints",
+            on_joined(
+                "10.0.0.2",
+                f'{KUBECTL} taint node "$name" CriticalAddonsOnly=true:NoExecute --overwrite || exit 1',
+            ),
+        ),
+        (
+            "10.0.0.1",
+            "10.0.0.4/k3s-node-labels",
+            on_joined("10.0.0.4", f'{KUBECTL} label node "$name" disk=ssd gpu= --overwrite'),
+        ),
+        (
+            "10.0.0.1",
+            "10.0.0.4/k3s-node-taints",
+            on_joined(
+                "10.0.0.4",
+                f'{KUBECTL} taint node "$name" dedicated=gpu:NoSchedule spot:PreferNoSchedule --overwrite || exit 1',
+            ),
+        ),
+    ]
+    s = PlanState(image=IMAGE, plugin=K3sRuntime(), targets=c.ips)
+    steps = NodeConfig().plan(c, Facts(), s)
+    assert all(st.journal and st.output is None for st in steps)  # done once; --overwrite anyway
+    assert [st.description for st in steps] == [
+        "label node 10.0.0.2: topology.kubernetes.io/zone=a",
+        "taint node 10.0.0.2: CriticalAddonsOnly=true:NoExecute",
+        "label node 10.0.0.4: disk=ssd gpu=",
+        "taint node 10.0.0.4: dedicated=gpu:NoSchedule spot:PreferNoSchedule",
+    ]
+    # adding a worker: only its own labels, still from master0; a host without any: nothing
+    assert [(h, i) for h, i, _ in plan(c, (NodeConfig(),), ("10.0.0.4",))] == [
+        ("10.0.0.1", "10.0.0.4/k3s-node-labels"),
+        ("10.0.0.1", "10.0.0.4/k3s-node-taints"),
+    ]
+    assert plan(c, (NodeConfig(),), ("10.0.0.3", "10.0.0.5")) == []
+    # master0's own node: no subject prefix, the same commands
+    c0 = configured(c, "10.0.0.1", {"role": "first"})
+    assert plan(c0, (NodeConfig(),), ("10.0.0.1",)) == [
+        (
+            "10.0.0.1",
+            "k3s-node-labels",
+            on_joined("10.0.0.1", f'{KUBECTL} label node "$name" role=first --overwrite'),
+        )
+    ]
+    assert K3sRuntime().commands(phases.NODE_CONFIG, ctx(c, "10.0.0.4", "10.0.0.4")) == ()  # master0 only
+
+
+def test_node_config_runs_after_the_joins_and_before_the_kubeconfig() -> None:
+    names = [p.name for p in install_phases()]
+    assert names[names.index("join-nodes") : names.index("kubeconfig") + 1] == [
+        "join-nodes",
+        "node-config",
+        "kubeconfig",
+    ]
+
+
+def test_node_config_removes_taints_ending_in_a_dash_and_quotes_every_value() -> None:
+    c = configured(
+        cluster("10.0.0.1", "10.0.0.2"),
+        "10.0.0.2",
+        {"team": "it's"},
+        ("a=b:NoSchedule", "node-role.kubernetes.io/master:NoSchedule-", "x:NoExecute-"),
+    )
+    assert plan(c, (NodeConfig(),), c.ips) == [
+        (
+            "10.0.0.1",
+            "10.0.0.2/k3s-node-labels",
+            on_joined("10.0.0.2", f"{KUBECTL} label node \"$name\" 'team=it'\"'\"'s' --overwrite"),
+        ),
+        (
+            "10.0.0.1",
+            "10.0.0.2/k3s-node-taints",
+            on_joined(
+                "10.0.0.2",
+                f'{KUBECTL} taint node "$name" a=b:NoSchedule --overwrite || exit 1; '
+                + untaint("node-role.kubernetes.io/master:NoSchedule-")
+                + "; "
+                + untaint("x:NoExecute-"),
+            ),
+        ),
+    ]
+
+
+def run_with_kubectl(command: str, kubectl: str) -> subprocess.CompletedProcess[str]:
+    """`command` under sh with `k3s kubectl` as the shell function body `kubectl` ($1 the verb)."""
+    script = f"k3s() {{ shift; {kubectl}; }}; " + command.replace("/usr/local/bin/k3s", "k3s")
+    return subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=False)
+
+
+def test_the_node_config_shell_does_what_it_says() -> None:
+    """Run the commands with a kubectl that answers like the real one: the node found by its
+    address, a taint that is not there nothing to remove, anything else failing the step."""
+    c = configured(cluster("10.0.0.1", "10.0.0.2"), "10.0.0.2", {}, ("a=b:NoSchedule", "x:NoExecute-"))
+    (taints,) = K3sRuntime().commands(phases.NODE_CONFIG, ctx(c, "10.0.0.1", "10.0.0.2"))
+    nodes = (
+        "echo 'm0   Ready   control-plane   1m   v1.28.5   10.0.0.1   <none>'; "
+        "echo 'w1   Ready   <none>   1m   v1.28.5   10.0.0.2   <none>'"
+    )
+    kubectl = (
+        f'case "$1" in get) {nodes} ;; taint) case "$*" in *-) '
+        'echo "error: taint \\"x:NoExecute\\" not found" >&2; return 1 ;; '
+        '*) echo "node/$3 tainted: $4" ;; esac ;; esac'
+    )
+    done = run_with_kubectl(taints.command, kubectl)
+    assert (done.returncode, done.stdout) == (
+        0,
+        "node/w1 tainted: a=b:NoSchedule\nno taint x:NoExecute: nothing to remove\n",
+    )
+    refused = run_with_kubectl(taints.command, kubectl.replace("not found", "is forbidden"))
+    assert refused.returncode == 1 and 'error: taint "x:NoExecute" is forbidden' in refused.stderr
+    unreachable = run_with_kubectl(taints.command, "echo 'The connection was refused' >&2; return 1")
+    assert unreachable.returncode == 1 and "tainted" not in unreachable.stdout
+    # a node that never registers fails once the wait is over (1 s here: no sleep)
+    gone = run_with_kubectl(
+        on_joined_node("/usr/local/bin/k3s kubectl", "10.0.0.9", "echo found", wait_s=1), kubectl
+    )
+    assert (gone.returncode, gone.stdout, gone.stderr) == (1, "", "no node with address 10.0.0.9 after 1s\n")

@@ -22,6 +22,7 @@ from builder.runtime.phases import ImageInfo, Phase, PlanState
 from builder.runtime.phases.runtime import (
     JoinMasters,
     JoinNodes,
+    NodeConfig,
     RuntimeInit,
     RuntimeLeave,
     RuntimePreflight,
@@ -760,3 +761,57 @@ def test_unusable_configurations_are_refused(
     with pytest.raises(KubeadmConfigError) as info:
         KubernetesRuntime().commands(phases.INIT, ctx(c, "10.0.0.1", files={"etc/kubeadm.yaml": image}))
     assert str(info.value).startswith(message)
+
+
+# --- node-config: the Clusterfile's labels and taints ------------------------------------------------
+
+
+def on_joined(ip: str, command: str) -> str:
+    return (
+        f"i=0; while nodes=$({KUBECTL} get nodes -o wide --no-headers) || exit 1;"
+        f' name=$(printf \'%s\\n\' "$nodes" | awk \'$6 == "{ip}" {{print $1}}\'); [ -z "$name" ];'
+        f" do i=$((i + 1)); if [ $i -ge 60 ]; then echo 'no node with address {ip} after 60s' >&2; exit 1; fi;"
+        f" sleep 1; done; {command}"
+    )
+
+
+def test_node_config_labels_and_taints_through_the_admin_kubeconfig() -> None:
+    """kubectl with admin.conf on master0, after every join. master0 gives up kubeadm's
+    control-plane taint (mark-control-plane put it there) to run workloads; a worker gets labels
+    and a taint. Hosts without either have no step."""
+    c = cluster("10.0.0.1,10.0.0.2", "10.0.0.3,10.0.0.4")
+    hosts = list(c.hosts)
+    hosts[0] = replace(
+        hosts[0], labels={"ingress": "yes"}, taints=("node-role.kubernetes.io/control-plane:NoSchedule-",)
+    )
+    hosts[2] = replace(hosts[2], labels={"disk": "ssd"}, taints=("dedicated=db:NoSchedule",))
+    c = replace(c, hosts=tuple(hosts))
+    untaint = (
+        f'if out=$({KUBECTL} taint node "$name" node-role.kubernetes.io/control-plane:NoSchedule- 2>&1);'
+        ' then echo "$out"; else case "$out" in *"not found"*)'
+        " echo 'no taint node-role.kubernetes.io/control-plane:NoSchedule: nothing to remove' ;;"
+        ' *) echo "$out" >&2; exit 1 ;; esac; fi'
+    )
+    assert plan(c, (NodeConfig(),), c.ips) == [
+        (
+            "10.0.0.1",
+            "kubeadm-node-labels",
+            on_joined("10.0.0.1", f'{KUBECTL} label node "$name" ingress=yes --overwrite'),
+        ),
+        ("10.0.0.1", "kubeadm-node-taints", on_joined("10.0.0.1", untaint)),
+        (
+            "10.0.0.1",
+            "10.0.0.3/kubeadm-node-labels",
+            on_joined("10.0.0.3", f'{KUBECTL} label node "$name" disk=ssd --overwrite'),
+        ),
+        (
+            "10.0.0.1",
+            "10.0.0.3/kubeadm-node-taints",
+            on_joined(
+                "10.0.0.3", f'{KUBECTL} taint node "$name" dedicated=db:NoSchedule --overwrite || exit 1'
+            ),
+        ),
+    ]
+    assert plan(c, (NodeConfig(),), ("10.0.0.2", "10.0.0.4")) == []
+    assert KubernetesRuntime().commands(phases.NODE_CONFIG, ctx(c, "10.0.0.2", "10.0.0.3")) == ()
+    assert KubernetesRuntime().commands(phases.NODE_CONFIG, ctx(c, "10.0.0.1", "10.0.0.2")) == ()

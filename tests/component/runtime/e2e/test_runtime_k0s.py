@@ -19,8 +19,8 @@ import gzip
 import json
 import os
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ import yaml
 from builder.errors import HostError, SealerError
 from builder.runtime import actions
 from builder.runtime.clusterfile import parse_clusterfile
+from builder.runtime.events import Notice, RunEvent
 from builder.runtime.plugins.k0s import TOKEN_SCRUBBED
 from builder.runtime.state import ClusterState
 from builder.store.layout import Store
@@ -65,7 +66,28 @@ class Lab:
         return self.hosts[0]
 
 
-def clusterfile(image: str, masters: Sequence[TestHost], nodes: Sequence[TestHost], hosts: HostSet) -> str:
+def host_groups(
+    hosts: Sequence[TestHost], role: str, ssh: dict[str, Any], node_config: Mapping[str, Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """Clusterfile host groups in host order: a host with labels or taints alone, the others together."""
+    groups: list[dict[str, Any]] = []
+    for h in hosts:
+        config = dict(node_config.get(h.address, {}))
+        if not config and groups and set(groups[-1]) == {"ips", "roles", "ssh"}:
+            groups[-1]["ips"].append(h.address)
+        else:
+            groups.append({"ips": [h.address], "roles": [role], "ssh": ssh, **config})
+    return groups
+
+
+def clusterfile(
+    image: str,
+    masters: Sequence[TestHost],
+    nodes: Sequence[TestHost],
+    hosts: HostSet,
+    node_config: Mapping[str, Mapping[str, Any]] | None = None,
+) -> str:
+    """`node_config`: address -> the host's `labels` and `taints` (it gets a host group of its own)."""
     ssh = {
         "user": "root",
         "useAgent": False,
@@ -75,12 +97,21 @@ def clusterfile(image: str, masters: Sequence[TestHost], nodes: Sequence[TestHos
     spec = {
         "image": image,
         "hosts": [
-            {"ips": [h.address for h in masters], "roles": ["master"], "ssh": ssh},
-            *([{"ips": [h.address for h in nodes], "roles": ["node"], "ssh": ssh}] if nodes else []),
+            *host_groups(masters, "master", ssh, node_config or {}),
+            *host_groups(nodes, "node", ssh, node_config or {}),
         ],
     }
     doc = {"apiVersion": "sealer.io/v2", "kind": "Cluster", "metadata": {"name": NAME}, "spec": spec}
     return yaml.safe_dump_all([doc, USER_CONFIG], sort_keys=False)
+
+
+def node_config(master: TestHost, worker: TestHost) -> dict[str, dict[str, Any]]:
+    """The worker's labels and taint, put on its node by the node-config phase; a controller's
+    label, which cannot be (with workers, k0s controllers are no nodes): a warning says so."""
+    return {
+        master.address: {"labels": {"zone": "a"}},
+        worker.address: {"labels": {"disk": "ssd"}, "taints": ["dedicated=db:NoExecute"]},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +220,9 @@ def test_run_three_controllers_and_a_worker(lab: Lab) -> None:
     h = lab.hosts
     masters, worker = h[0:3], h[3]
     m0 = lab.master0.address
-    outcome = actions.run(parse_clusterfile(clusterfile(IMAGE, masters, [worker], h)), lab.settings())
+    said: list[RunEvent] = []
+    wanted = parse_clusterfile(clusterfile(IMAGE, masters, [worker], h, node_config(masters[1], worker)))
+    outcome = actions.run(wanted, replace(lab.settings(), on_event=said.append))
     assert {s.host for s in outcome.hosts} == {x.address for x in h}
 
     # /etc/k0s/k0s.yaml on each controller: the image's defaults with the Clusterfile's
@@ -277,6 +310,25 @@ def test_run_three_controllers_and_a_worker(lab: Lab) -> None:
         assert "Role: controller\nWorkloads: false\n" in m.run("k0s status").stdout
         assert m.run("systemctl is-active k0scontroller").stdout.strip() == "active"
     assert "Role: worker\n" in worker.run("k0s status").stdout
+
+    # the worker's Clusterfile labels and taint are on its node; the controller's label is not
+    # (it has no node: no step), and the run warned about it
+    state = etcd(lab)["nodes"]
+    assert state[worker.hostname]["labels"] == {"disk": "ssd"}
+    assert state[worker.hostname]["taints"] == [{"key": "dedicated", "value": "db", "effect": "NoExecute"}]
+    assert all("labels" not in state[m.hostname] and "taints" not in state[m.hostname] for m in masters)
+    assert (
+        Notice(
+            f"warning: masters {masters[1].address} have labels or taints, but k0s controllers are no "
+            "Kubernetes nodes in a cluster with workers: they are not applied"
+        )
+        in said
+    )
+    # the stand-in's kubectl: a controller is no node to label; a taint needs a known effect
+    proc = lab.master0.run(f"k0s kubectl label node {masters[1].hostname} zone=a", check=False)
+    assert proc.returncode == 1 and f'nodes "{masters[1].hostname}" not found' in proc.stderr
+    proc = lab.master0.run(f"k0s kubectl taint node {worker.hostname} dedicated=db", check=False)
+    assert proc.returncode == 1 and "invalid taint spec: dedicated=db" in proc.stderr
 
     # init.sh's tagged /etc/hosts block: a controller resolves the endpoint to itself, a node to master0
     for x in h:

@@ -20,7 +20,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,7 +62,28 @@ class Lab:
         return self.hosts[0]
 
 
-def clusterfile(image: str, masters: Sequence[TestHost], nodes: Sequence[TestHost], hosts: HostSet) -> str:
+def host_groups(
+    hosts: Sequence[TestHost], role: str, ssh: dict[str, Any], node_config: Mapping[str, Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """Clusterfile host groups in host order: a host with labels or taints alone, the others together."""
+    groups: list[dict[str, Any]] = []
+    for h in hosts:
+        config = dict(node_config.get(h.address, {}))
+        if not config and groups and set(groups[-1]) == {"ips", "roles", "ssh"}:
+            groups[-1]["ips"].append(h.address)
+        else:
+            groups.append({"ips": [h.address], "roles": [role], "ssh": ssh, **config})
+    return groups
+
+
+def clusterfile(
+    image: str,
+    masters: Sequence[TestHost],
+    nodes: Sequence[TestHost],
+    hosts: HostSet,
+    node_config: Mapping[str, Mapping[str, Any]] | None = None,
+) -> str:
+    """`node_config`: address -> the host's `labels` and `taints` (it gets a host group of its own)."""
     ssh = {
         "user": "root",
         "useAgent": False,
@@ -72,12 +93,21 @@ def clusterfile(image: str, masters: Sequence[TestHost], nodes: Sequence[TestHos
     spec = {
         "image": image,
         "hosts": [
-            {"ips": [h.address for h in masters], "roles": ["master"], "ssh": ssh},
-            *([{"ips": [h.address for h in nodes], "roles": ["node"], "ssh": ssh}] if nodes else []),
+            *host_groups(masters, "master", ssh, node_config or {}),
+            *host_groups(nodes, "node", ssh, node_config or {}),
         ],
     }
     doc = {"apiVersion": "sealer.io/v2", "kind": "Cluster", "metadata": {"name": NAME}, "spec": spec}
     return yaml.safe_dump(doc, sort_keys=False)
+
+
+def worker_config(worker: TestHost) -> dict[str, dict[str, Any]]:
+    """The worker's Clusterfile labels and taint, put on its node by the node-config phase."""
+    return {worker.address: {"labels": {"disk": "ssd"}, "taints": ["dedicated=gpu:NoSchedule"]}}
+
+
+WORKER_LABELS = {"sealer.io/runtime": "k3s", "disk": "ssd"}  # config.yaml's node-label, then ours
+WORKER_TAINTS = [{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]
 
 
 @pytest.fixture(scope="module")
@@ -188,7 +218,7 @@ def test_a_broken_run_goes_further_each_time_it_is_run_again(lab: Lab) -> None:
     The fourth attempt, in the next test, finishes the cluster."""
     h = lab.hosts
     masters, worker = h[0:3], h[3]
-    wanted = parse_clusterfile(clusterfile(IMAGE, masters, [worker], h))
+    wanted = parse_clusterfile(clusterfile(IMAGE, masters, [worker], h, worker_config(worker)))
     markers = [
         inject(lab.master0, "server-datastore-created"),
         inject(h[2], "server-member-added"),
@@ -233,7 +263,8 @@ def test_run_three_masters_and_a_worker(lab: Lab) -> None:
     """The same run a fourth time: it finishes, and the cluster is whole."""
     h = lab.hosts
     masters, worker = h[0:3], h[3]
-    outcome = actions.run(parse_clusterfile(clusterfile(IMAGE, masters, [worker], h)), lab.settings())
+    wanted = parse_clusterfile(clusterfile(IMAGE, masters, [worker], h, worker_config(worker)))
+    outcome = actions.run(wanted, lab.settings())
     assert {s.host for s in outcome.hosts} == {x.address for x in h[0:4]}
     kubeconfig = ClusterState(NAME, lab.home).kubeconfig_path
     assert outcome.message == f"cluster {NAME}: 4 host(s) done; kubeconfig: {kubeconfig}"
@@ -291,8 +322,29 @@ def test_run_three_masters_and_a_worker(lab: Lab) -> None:
     assert not any(token in p.read_text() or agent_token in p.read_text() for p in logs.iterdir())
     # one k3s process per host: nothing left over from the crashed attempts
     assert all(len(k3s_pids(x)) == 1 for x in h[0:4])
-    # config.yaml from the image reached every node (its node-label)
-    assert all(n["labels"] == ["sealer.io/runtime=k3s"] for n in datastore(lab)["nodes"].values())
+    # config.yaml from the image reached every node (its node-label); the Clusterfile's labels
+    # and taint reached the worker's node, put there from master0 once (the earlier runs failed
+    # before node-config), after every join
+    nodes_state = datastore(lab)["nodes"]
+    for x in h[0:3]:
+        assert nodes_state[x.hostname]["labels"] == {"sealer.io/runtime": "k3s"}
+        assert "taints" not in nodes_state[x.hostname]
+    assert nodes_state[worker.hostname]["labels"] == WORKER_LABELS
+    assert nodes_state[worker.hostname]["taints"] == WORKER_TAINTS
+    assert log_entries(lab, lab.master0, f"node-config/{worker.address}/k3s-node-labels") == ["0"]
+    assert log_entries(lab, lab.master0, f"node-config/{worker.address}/k3s-node-taints") == ["0"]
+    patched = [e for e in datastore(lab)["events"] if e["reason"] == "Patched" and "labels" in e]
+    assert [e["name"] for e in patched] == [worker.hostname]
+    # the stand-in's kubectl is as strict as kubectl: another value needs --overwrite, an effect
+    # must be one of the three
+    kubectl = f"k3s kubectl label node {worker.hostname} disk=hdd"
+    proc = lab.master0.run(kubectl, check=False)
+    assert (
+        proc.returncode == 1 and "'disk' already has a value (ssd), and --overwrite is false" in proc.stderr
+    )
+    proc = lab.master0.run(f"k3s kubectl taint node {worker.hostname} dedicated=gpu:Sometimes", check=False)
+    assert proc.returncode == 1 and "invalid taint effect: Sometimes" in proc.stderr
+    assert datastore(lab)["nodes"][worker.hostname]["labels"] == WORKER_LABELS
 
     # services up under the systemctl stand-in; API and kubelet ports held
     for m in masters:
@@ -342,7 +394,7 @@ def test_join_then_delete_a_worker(lab: Lab) -> None:
     name and password) and before it is up; the same apply again finishes it."""
     h = lab.hosts
     new = h[4]
-    wanted = parse_clusterfile(clusterfile(IMAGE, h[0:3], [h[3], new], h))
+    wanted = parse_clusterfile(clusterfile(IMAGE, h[0:3], [h[3], new], h, worker_config(h[3])))
     marker = inject(new, "agent-joined")
     with pytest.raises(HostError) as info:
         actions.apply(wanted, lab.settings())
@@ -398,6 +450,9 @@ def test_upgrade_then_a_downgrade_is_refused(lab: Lab, tmp_path: Path) -> None:
     assert rejoins == [x.hostname for x in h[0:4]]
     mine = [(e["reason"], e.get("unschedulable")) for e in new_events if e["name"] == worker.hostname]
     assert mine == [("Patched", True), ("Patched", None), ("Joined", None), ("Patched", False)]
+    # the worker's restart kept the labels and taint put on its node through the API
+    node = datastore(lab)["nodes"][worker.hostname]
+    assert (node["labels"], node["taints"]) == (WORKER_LABELS, WORKER_TAINTS)
     assert member_names(lab) == [m.hostname for m in h[0:3]]
 
     # a downgrade is refused on this machine, from the images' KUBEVERSIONs: nothing changes

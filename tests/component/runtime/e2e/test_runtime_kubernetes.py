@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,7 +63,28 @@ class Lab:
         return self.hosts[0]
 
 
-def clusterfile(image: str, masters: Sequence[TestHost], nodes: Sequence[TestHost], hosts: HostSet) -> str:
+def host_groups(
+    hosts: Sequence[TestHost], role: str, ssh: dict[str, Any], node_config: Mapping[str, Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """Clusterfile host groups in host order: a host with labels or taints alone, the others together."""
+    groups: list[dict[str, Any]] = []
+    for h in hosts:
+        config = dict(node_config.get(h.address, {}))
+        if not config and groups and set(groups[-1]) == {"ips", "roles", "ssh"}:
+            groups[-1]["ips"].append(h.address)
+        else:
+            groups.append({"ips": [h.address], "roles": [role], "ssh": ssh, **config})
+    return groups
+
+
+def clusterfile(
+    image: str,
+    masters: Sequence[TestHost],
+    nodes: Sequence[TestHost],
+    hosts: HostSet,
+    node_config: Mapping[str, Mapping[str, Any]] | None = None,
+) -> str:
+    """`node_config`: address -> the host's `labels` and `taints` (it gets a host group of its own)."""
     ssh = {
         "user": "root",
         "useAgent": False,
@@ -73,8 +94,8 @@ def clusterfile(image: str, masters: Sequence[TestHost], nodes: Sequence[TestHos
     spec = {
         "image": image,
         "hosts": [
-            {"ips": [h.address for h in masters], "roles": ["master"], "ssh": ssh},
-            *([{"ips": [h.address for h in nodes], "roles": ["node"], "ssh": ssh}] if nodes else []),
+            *host_groups(masters, "master", ssh, node_config or {}),
+            *host_groups(nodes, "node", ssh, node_config or {}),
         ],
     }
     cluster = {"apiVersion": "sealer.io/v2", "kind": "Cluster", "metadata": {"name": NAME}, "spec": spec}
@@ -85,6 +106,18 @@ def clusterfile(image: str, masters: Sequence[TestHost], nodes: Sequence[TestHos
         "networking": {"podSubnet": "10.244.0.0/16"},
     }
     return yaml.safe_dump_all([cluster, kubeadm], sort_keys=False)
+
+
+def node_config(m1: TestHost, w1: TestHost) -> dict[str, dict[str, Any]]:
+    """The second master gives up kubeadm's control-plane taint; the worker gets labels and a
+    taint: put on their nodes by the node-config phase, from master0, after the joins."""
+    return {
+        m1.address: {"taints": ["node-role.kubernetes.io/control-plane:NoSchedule-"]},
+        w1.address: {
+            "labels": {"disk": "ssd", "sealer.io/tier": "db"},
+            "taints": ["dedicated=db:NoSchedule"],
+        },
+    }
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +203,7 @@ def assert_clean(lab: Lab, host: TestHost) -> None:
 
 def test_run_two_masters_and_a_worker(lab: Lab) -> None:
     m0, m1, w1 = lab.hosts
-    cluster = parse_clusterfile(clusterfile(IMAGE, [m0, m1], [w1], lab.hosts))
+    cluster = parse_clusterfile(clusterfile(IMAGE, [m0, m1], [w1], lab.hosts, node_config(m1, w1)))
     started = time.monotonic()
     actions.run(cluster, lab.settings())
     elapsed = time.monotonic() - started
@@ -215,6 +248,25 @@ def test_run_two_masters_and_a_worker(lab: Lab) -> None:
         w1.hostname: ("<none>", "v1.30.14", w1.address),
     }
     assert kubectl_nodes(m1).keys() == nodes.keys()  # kubectl works on the second master too
+    # the Clusterfile's labels and taints, on the nodes in the cluster state: master0 keeps
+    # kubeadm's control-plane taint, the second master gave it up, the worker has its own
+    state = cluster_state(lab)["nodes"]
+    control_plane = {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}
+    assert (state[m0.hostname].get("labels"), state[m0.hostname]["taints"]) == (None, [control_plane])
+    assert (state[m1.hostname].get("labels"), state[m1.hostname]["taints"]) == (None, [])
+    assert state[w1.hostname]["labels"] == {"disk": "ssd", "sealer.io/tier": "db"}
+    assert state[w1.hostname]["taints"] == [{"key": "dedicated", "value": "db", "effect": "NoSchedule"}]
+    # the stand-in's kubectl refuses what kubectl refuses: another value without --overwrite,
+    # removing a taint the node does not have
+    proc = m0.run(f"{KUBECTL} label node {w1.hostname} sealer.io/tier=web", check=False)
+    assert proc.returncode == 1 and "'sealer.io/tier' already has a value (db)" in proc.stderr
+    proc = m0.run(
+        f"{KUBECTL} taint node {m1.hostname} node-role.kubernetes.io/control-plane:NoSchedule-", check=False
+    )
+    assert (
+        proc.returncode == 1
+        and 'taint "node-role.kubernetes.io/control-plane:NoSchedule" not found' in proc.stderr
+    )
     assert (
         set(pods(m0))
         == set(pods(m1))
