@@ -125,6 +125,29 @@ def check_cluster_name(name: str) -> str:
     return name
 
 
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def check_label(key: str, value: str) -> tuple[str, str]:
+    """A Kubernetes label: key `[prefix/]name` (prefix a DNS subdomain of at most 253, name at
+    most 63 alphanumerics, '-', '_', '.'), value empty or like a name: kubectl's own rules,
+    checked here so a bad one fails on loading, not on master0 after every join."""
+    prefix, _, name = key.rpartition("/")
+    if not _LABEL_NAME.match(name) or (prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix))):
+        raise InvalidCluster(
+            f"label key {key!r} is not [prefix/]name",
+            hint="name: at most 63 letters, digits, '-', '_' or '.', alphanumeric at both ends; "
+            "prefix: a DNS subdomain",
+        )
+    if value and not _LABEL_NAME.match(value):
+        raise InvalidCluster(
+            f"label {key}={value!r}: the value must be empty or at most 63 letters, digits, '-', '_' "
+            "or '.', alphanumeric at both ends"
+        )
+    return key, value
+
+
 def check_taint(taint: str) -> str:
     """`key[=value]:Effect[-]` as kubectl taint spells it."""
     if not _TAINT.match(taint):
@@ -216,6 +239,8 @@ class HostSpec:
         object.__setattr__(self, "roles", roles)
         for taint in self.taints:
             check_taint(taint)
+        for key, value in self.labels.items():
+            check_label(key, value)
 
     @property
     def role(self) -> Role:

@@ -38,6 +38,7 @@ from builder.runtime.cluster import (
     Role,
     SSHSpec,
     check_cluster_name,
+    check_label,
     check_taint,
     parse_ip,
     parse_ip_list,
@@ -373,7 +374,8 @@ class _Reader:
             key = self.required_string(key_node, where)
             if key in out:
                 self.fail(key_node, f"{where}.{key}", "is given twice")
-            out[key] = "" if self._is_null(value_node) else self.required_string(value_node, f"{where}.{key}")
+            value = "" if self._is_null(value_node) else self.required_string(value_node, f"{where}.{key}")
+            out[key] = self.check(key_node, f"{where}.{key}", partial(check_label, key, value))[1]
         return out
 
     def taints(self, node: yaml.Node, where: str) -> tuple[str, ...]:

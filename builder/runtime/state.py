@@ -149,8 +149,15 @@ class Journal:
         return list(out)
 
     def forget_hosts(self, hosts: Iterable[str]) -> None:
+        """Drop every entry of `hosts`: their own steps and master0's steps for them (step ids
+        `<ip>/...`), so a host re-added at the same address goes through everything again."""
         gone = set(hosts)
-        self.entries = {k: v for k, v in self.entries.items() if k.split("|", 3)[2] not in gone}
+
+        def kept(key: str) -> bool:
+            _, _, host, step = key.split("|", 3)
+            return host not in gone and step.split("/", 1)[0] not in gone
+
+        self.entries = {k: v for k, v in self.entries.items() if kept(k)}
         self.hosts = {h: v for h, v in self.hosts.items() if h not in gone}
         self.save()
 

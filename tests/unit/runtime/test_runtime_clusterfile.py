@@ -284,6 +284,16 @@ ERRORS = [
         r"Clusterfile:18: spec.hosts\[2\].local: only one host can be the local machine",
     ),
     (
+        "    - ips: [192.168.0.4]",
+        "    - ips: [192.168.0.4]\n      labels: {'bad key!': x}",
+        r"Clusterfile:14: spec.hosts\[1\].labels.bad key!: label key 'bad key!' is not \[prefix/\]name",
+    ),
+    (
+        "    - ips: [192.168.0.4]",
+        "    - ips: [192.168.0.4]\n      labels: {example.com/tier: 'front end'}",
+        r"Clusterfile:14: spec.hosts\[1\].labels.example.com/tier: label example.com/tier='front end': the value",
+    ),
+    (
         "  hosts:",
         "  hostAliases: [{ip: 10.0.0.9, hostnames: ['reg; rm -rf /']}]\n  hosts:",
         r"Clusterfile:8: spec.hostAliases\[0\]: host alias 10.0.0.9: 'reg; rm -rf /' is not a host name",

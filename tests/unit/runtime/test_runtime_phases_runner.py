@@ -118,3 +118,18 @@ def test_a_producer_runs_only_for_a_consumer_before_the_next_producer_of_its_nam
     assert minted.read_text() == "x\nx\nx\n"  # one mint, not two
     assert joined.read_text() == "a token-1\nb token-3\n"
     assert runner.outputs["kubeconfig"] == "config"
+
+
+def test_forgetting_a_host_forgets_master0s_steps_for_it_too(tmp_path: Path) -> None:
+    """A host deleted and later re-added at the same address must go through everything again,
+    master0's steps for it (drain, labels: ids `<ip>/...`) included."""
+    journal = ClusterState("c1", tmp_path / "state").journal()
+    for host, step in (("10.0.0.4", "install"), ("10.0.0.1", "10.0.0.4/labels"), ("10.0.0.1", "10.0.0.5/labels"),
+                       ("10.0.0.1", "init"), ("10.0.0.5", "install")):  # fmt: skip
+        journal.record("d1", "p", host, step, seconds=0)
+    journal.forget_hosts(["10.0.0.4"])
+    again = Journal(journal.path)
+    assert not again.done("d1", "p", "10.0.0.4", "install")
+    assert not again.done("d1", "p", "10.0.0.1", "10.0.0.4/labels")
+    assert again.done("d1", "p", "10.0.0.1", "10.0.0.5/labels") and again.done("d1", "p", "10.0.0.1", "init")
+    assert again.done("d1", "p", "10.0.0.5", "install")

@@ -617,7 +617,7 @@ def test_every_command_is_valid_sh() -> None:
     commands += [st.full_command for st in Upgrade().plan(c, Facts(), s)]
     commands += [st.command for st in K0sRuntime().commands(phases.KUBECONFIG, ctx(c, "10.0.0.1"))]
     node_config = NodeConfig().plan(
-        labelled(c, "10.0.0.4", {"a": "b c"}, ("k=v:NoSchedule", "x:NoExecute-")), Facts(), s
+        labelled(c, "10.0.0.4", {"a": "b-c"}, ("k=v:NoSchedule", "x:NoExecute-")), Facts(), s
     )
     assert len(node_config) == 2
     commands += [st.full_command for st in node_config]
