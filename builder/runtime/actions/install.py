@@ -48,8 +48,6 @@ from builder.runtime.runner import (
 from builder.runtime.state import ClusterState, Journal, SavedMeta
 from builder.store.layout import Store
 
-# --- install: run, and the joining half of apply/join ------------------------------------------
-
 
 @dataclass(frozen=True)
 class InstallJob:
@@ -99,9 +97,11 @@ def check_upgrade_versions(current: str, new: str) -> None:
 def _plugin_for(
     job: InstallJob, store: Store, info: ImageInfo, dimg: delivery.DeliveryImage
 ) -> tuple[ImageInfo, RuntimePlugin]:
-    """The job's plugin; an upgrade keeps the cluster's runtime and refuses an image of another."""
+    """The job's plugin; an upgrade keeps the cluster's runtime (an image of another is
+    refused) and its versions are checked (`check_upgrade_versions`)."""
     info, plugin = with_plugin(store, info, dimg, job.runtime)
     if job.upgrade:
+        check_upgrade_versions(job.current_kube_version, info.kube_version or "")
         wanted, source = runtime_name(info.runtime_label, info.metadata_runtime)
         if wanted not in ("none", plugin.name):
             raise ClusterError(
@@ -127,8 +127,6 @@ def dry_run_install(job: InstallJob, settings: Settings, title: str) -> Outcome:
     platform = next((p for p in available if p.architecture == host.architecture), available[0])
     info, dimg = load_image(store, job.image, platform)
     info, plugin = _plugin_for(job, store, info, dimg)
-    if job.upgrade:
-        check_upgrade_versions(job.current_kube_version, info.kube_version or "")
     facts = Facts.assume(job.targets, platform)
     state = _state(job, info, plugin, settings)
     lines_by_host = {
@@ -188,8 +186,6 @@ async def install_hosts(job: InstallJob, settings: Settings, cs: ClusterState) -
             )
         if job.upgrade and info.digest == job.current_digest:
             return Outcome(cluster, f"cluster {cluster.name} already runs {job.image} ({info.digest})")
-        if job.upgrade:
-            check_upgrade_versions(job.current_kube_version, info.kube_version or "")
         info, plugin = await asyncio.to_thread(_plugin_for, job, store, info, dimg)
         for warning in plugin.warnings(cluster):
             settings.on_event(Notice(f"warning: {warning}"))
