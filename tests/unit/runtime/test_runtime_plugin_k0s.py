@@ -6,7 +6,6 @@ re-run after a failure at any step runs, and the join and minting steps' shell r
 from __future__ import annotations
 
 import subprocess
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,23 +13,20 @@ import yaml
 
 from builder.image.descriptor import Platform
 from builder.runtime.cluster import Cluster
-from builder.runtime.clusterfile import cluster_from_flags
 from builder.runtime.facts import Facts
-from builder.runtime.infra.local import LocalDriver
-from builder.runtime.phases import ImageInfo, Phase, PlanState
+from builder.runtime.phases import ImageInfo, PlanState
 from builder.runtime.phases.runtime import (
     JoinMasters,
     JoinNodes,
     NodeConfig,
     RuntimeInit,
     RuntimeLeave,
-    RuntimePreflight,
     RuntimeReset,
 )
 from builder.runtime.phases.upgrade import Upgrade
 from builder.runtime.plugins import base as phases
 from builder.runtime.plugins import select_plugin
-from builder.runtime.plugins.base import HostContext, output_refs, resolve_outputs
+from builder.runtime.plugins.base import output_refs, resolve_outputs
 from builder.runtime.plugins.k0s import (
     K0sConfigError,
     K0sRuntime,
@@ -38,10 +34,9 @@ from builder.runtime.plugins.k0s import (
     controller_token,
     deep_merge,
 )
-from builder.runtime.runner import Runner
-from builder.runtime.state import Journal
+from tests.unit.runtime._plugin_golden import INSTALL_PHASES, PluginGolden, R, Row
+from tests.unit.runtime._plugin_golden import configured as labelled
 
-R = "/var/lib/sealer/data/c1/rootfs"
 IMAGE_CONFIG = """\
 apiVersion: k0s.k0sproject.io/v1beta1
 kind: ClusterConfig
@@ -66,7 +61,9 @@ IMAGE = ImageInfo(
     platform=Platform("linux", "amd64"),
     files={"etc/k0s.yaml": IMAGE_CONFIG},
 )
-INSTALL_PHASES: tuple[Phase, ...] = (RuntimePreflight(), RuntimeInit(), JoinMasters(), JoinNodes())
+GOLDEN = PluginGolden(K0sRuntime, IMAGE)
+cluster, plan, ctx, rows = GOLDEN.cluster, GOLDEN.plan, GOLDEN.ctx, GOLDEN.rows
+rerun_after_failure = GOLDEN.rerun_after_failure
 K0S = "/usr/local/bin/k0s"
 
 # The commands, written out as the upstream docs give them.
@@ -189,8 +186,6 @@ VERSION_CHECK = (
     ' exit 1; fi; echo "k0s $old -> $new"'
 )
 
-Row = tuple[str, str, str]  # (host, step id, command)
-
 
 def controller_preflight(ip: str) -> list[Row]:
     return [
@@ -231,30 +226,6 @@ def worker(ip: str) -> list[Row]:
         (ip, "k0s-images", IMAGES),
         (ip, "k0s-join", join_step("worker", "worker-token", args)),
     ]
-
-
-def cluster(masters: str, nodes: str | None = None) -> Cluster:
-    return cluster_from_flags("k0s:v1.29.4", masters, nodes, name="c1")
-
-
-def plan(
-    c: Cluster,
-    phase_list: tuple[Phase, ...],
-    targets: tuple[str, ...],
-    delete_all: bool = False,
-    image: ImageInfo = IMAGE,
-) -> list[Row]:
-    s = PlanState(image=image, plugin=K0sRuntime(), targets=targets, delete_all=delete_all)
-    return [(st.host, st.id, st.command) for p in phase_list for st in p.plan(c, Facts(), s)]
-
-
-def ctx(c: Cluster, ip: str, subject: str | None = None) -> HostContext:
-    sub = c.host(subject) if subject else None
-    return HostContext(c, c.host(ip), R, {}, sub, IMAGE.files)
-
-
-def rows(c: Cluster, phase: str, ip: str, subject: str | None = None) -> list[Row]:
-    return [(ip, st.id, st.command) for st in K0sRuntime().commands(phase, ctx(c, ip, subject))]
 
 
 def controller_mint(ip: str) -> tuple[str]:
@@ -431,22 +402,6 @@ def test_upgrade() -> None:
     # the convention of the k3s plugin: subject None is the host's own upgrade
     assert rows(c, phases.UPGRADE, "10.0.0.3") == [(h, i, cmd) for h, i, cmd in upgraded("10.0.0.3", False)]
     assert rows(c, phases.UPGRADE_DONE, "10.0.0.1", "10.0.0.1") == []
-
-
-def rerun_after_failure(c: Cluster, phase: Phase, failed: tuple[str, str] | None) -> list[Row]:
-    """What the runner runs when `phase` runs again after an attempt that failed at step
-    `failed` (host, id; None: the attempt finished): that attempt journaled every journaled step
-    before it, in plan order; the runner then skips those and every producer of an output that
-    no pending step needs."""
-    s = PlanState(image=IMAGE, plugin=K0sRuntime(), targets=c.ips)
-    steps = phase.plan(c, Facts(), s)
-    keys = [(st.host, st.id) for st in steps]
-    journal = Journal(None)
-    for st in steps[: keys.index(failed) if failed is not None else len(steps)]:
-        if st.journal:
-            journal.record(IMAGE.digest, phase.name, st.host, st.id, seconds=0)
-    runner = Runner(LocalDriver(), digest=IMAGE.digest, journal=journal)
-    return [(st.host, st.id, st.command) for st in runner._pending(phase, steps)]
 
 
 def test_a_join_that_failed_at_any_step_resumes_with_a_token_minted_for_it() -> None:
@@ -867,11 +822,6 @@ def on_joined(ip: str, command: str) -> str:
         f" do i=$((i + 1)); if [ $i -ge 60 ]; then echo 'no node with address {ip} after 60s' >&2; exit 1; fi;"
         f" sleep 1; done; {command}"
     )
-
-
-def labelled(c: Cluster, ip: str, labels: dict[str, str], taints: tuple[str, ...] = ()) -> Cluster:
-    hosts = tuple(replace(h, labels=labels, taints=taints) if h.ip == ip else h for h in c.hosts)
-    return replace(c, hosts=hosts)
 
 
 def test_node_config_labels_nodes_but_not_controllers_that_are_none() -> None:

@@ -4,39 +4,33 @@ air-gap install, HA embedded etcd, manual upgrade and uninstall docs give."""
 from __future__ import annotations
 
 import subprocess
-from dataclasses import replace
 
 from builder.image.descriptor import Platform
-from builder.runtime.cluster import Cluster
-from builder.runtime.clusterfile import cluster_from_flags
 from builder.runtime.facts import Facts
-from builder.runtime.infra.local import LocalDriver
-from builder.runtime.phases import ImageInfo, Phase, PlanState, install_phases
+from builder.runtime.phases import ImageInfo, PlanState, install_phases
 from builder.runtime.phases.runtime import (
     JoinMasters,
     JoinNodes,
     NodeConfig,
     RuntimeInit,
     RuntimeLeave,
-    RuntimePreflight,
     RuntimeReset,
 )
 from builder.runtime.plugins import base as phases
 from builder.runtime.plugins import select_plugin
 from builder.runtime.plugins.base import (
     UPGRADE_DONE,
-    HostContext,
     on_joined_node,
     output_refs,
     resolve_outputs,
 )
 from builder.runtime.plugins.k3s import K3sRuntime
-from builder.runtime.runner import Runner
-from builder.runtime.state import Journal
+from tests.unit.runtime._plugin_golden import INSTALL_PHASES, PluginGolden, R, Row, configured
 
 IMAGE = ImageInfo(name="k3s:v1.28.5", digest="sha256:" + "cd" * 32, platform=Platform("linux", "amd64"))
-R = "/var/lib/sealer/data/c1/rootfs"
-INSTALL_PHASES: tuple[Phase, ...] = (RuntimePreflight(), RuntimeInit(), JoinMasters(), JoinNodes())
+GOLDEN = PluginGolden(K3sRuntime, IMAGE)
+cluster, plan, ctx, rows = GOLDEN.cluster, GOLDEN.plan, GOLDEN.ctx, GOLDEN.rows
+rerun_after_failure = GOLDEN.rerun_after_failure
 
 # The commands, written out as the upstream docs give them.
 FILES = (
@@ -134,8 +128,6 @@ VERSION_CHECK = (
     ' exit 1; fi; echo "k3s $old -> $new"'
 )
 
-Row = tuple[str, str, str]  # (host, step id, command)
-
 
 def server_preflight(ip: str) -> list[Row]:
     return [
@@ -160,26 +152,6 @@ def staged(ip: str, install: str) -> list[Row]:
         (ip, "k3s-config", CONFIG),
         (ip, "k3s-install", install),
     ]
-
-
-def cluster(masters: str, nodes: str | None = None) -> Cluster:
-    return cluster_from_flags("k3s:v1.28.5", masters, nodes, name="c1")
-
-
-def plan(
-    c: Cluster, phase_list: tuple[Phase, ...], targets: tuple[str, ...], delete_all: bool = False
-) -> list[Row]:
-    s = PlanState(image=IMAGE, plugin=K3sRuntime(), targets=targets, delete_all=delete_all)
-    return [(st.host, st.id, st.command) for p in phase_list for st in p.plan(c, Facts(), s)]
-
-
-def ctx(c: Cluster, ip: str, subject: str | None = None) -> HostContext:
-    sub = c.host(subject) if subject else None
-    return HostContext(c, c.host(ip), R, {}, sub)
-
-
-def rows(c: Cluster, phase: str, ip: str, subject: str | None = None) -> list[Row]:
-    return [(ip, st.id, st.command) for st in K3sRuntime().commands(phase, ctx(c, ip, subject))]
 
 
 def test_one_master() -> None:
@@ -307,21 +279,6 @@ def test_upgrade() -> None:
     ]
 
 
-def rerun_after_failure(c: Cluster, phase: Phase, failed: tuple[str, str] | None) -> list[Row]:
-    """What the runner runs when `phase` is run again after an attempt that failed at step
-    `failed` (host, id; None: the attempt finished): that attempt journaled every journaled
-    step before it, in plan order."""
-    s = PlanState(image=IMAGE, plugin=K3sRuntime(), targets=c.ips)
-    steps = phase.plan(c, Facts(), s)
-    keys = [(st.host, st.id) for st in steps]
-    journal = Journal(None)
-    for st in steps[: keys.index(failed) if failed is not None else len(steps)]:
-        if st.journal:
-            journal.record(IMAGE.digest, phase.name, st.host, st.id, seconds=0)
-    runner = Runner(LocalDriver(), digest=IMAGE.digest, journal=journal)
-    return [(st.host, st.id, st.command) for st in runner._pending(phase, steps)]
-
-
 def test_a_join_that_failed_at_any_step_resumes_with_the_token_read_again() -> None:
     """The resumable shape: whichever step of a join failed, the re-run starts at that step, and
     the token is read on master0 again right before the one step that uses it (install.sh,
@@ -408,12 +365,6 @@ def untaint(taint: str) -> str:
         f' else case "$out" in *"not found"*) echo \'no taint {taint[:-1]}: nothing to remove\' ;;'
         ' *) echo "$out" >&2; exit 1 ;; esac; fi'
     )
-
-
-def configured(c: Cluster, ip: str, labels: dict[str, str], taints: tuple[str, ...] = ()) -> Cluster:
-    """`c` with the Clusterfile `labels` and `taints` on host `ip`."""
-    hosts = tuple(replace(h, labels=labels, taints=taints) if h.ip == ip else h for h in c.hosts)
-    return replace(c, hosts=hosts)
 
 
 def test_node_config_labels_and_taints_each_host_from_master0_after_the_joins() -> None:

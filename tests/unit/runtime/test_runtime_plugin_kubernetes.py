@@ -15,31 +15,27 @@ import yaml
 
 from builder.image.descriptor import Platform
 from builder.runtime.cluster import Cluster
-from builder.runtime.clusterfile import cluster_from_flags
 from builder.runtime.facts import Facts
-from builder.runtime.infra.local import LocalDriver
-from builder.runtime.phases import ImageInfo, Phase, PlanState
+from builder.runtime.phases import ImageInfo, PlanState
 from builder.runtime.phases.runtime import (
     JoinMasters,
     JoinNodes,
     NodeConfig,
     RuntimeInit,
     RuntimeLeave,
-    RuntimePreflight,
     RuntimeReset,
 )
 from builder.runtime.phases.upgrade import Kubeconfig, Upgrade
 from builder.runtime.plugins import base as phases
 from builder.runtime.plugins import select_plugin
-from builder.runtime.plugins.base import HostContext, output_refs, resolve_outputs
+from builder.runtime.plugins.base import output_refs, resolve_outputs
 from builder.runtime.plugins.kubernetes import (
     KubeadmConfigError,
     KubernetesRuntime,
     init_documents,
     join_document,
 )
-from builder.runtime.runner import Runner
-from builder.runtime.state import Journal
+from tests.unit.runtime._plugin_golden import INSTALL_PHASES, PluginGolden, R, Row
 
 BASEFS = Path(__file__).resolve().parents[3] / "basefs" / "kubernetes"
 DEFAULTS = (BASEFS / "etc" / "kubeadm.yaml").read_text()
@@ -50,8 +46,9 @@ IMAGE = ImageInfo(
     platform=Platform("linux", "amd64"),
     files=FILES,
 )
-R = "/var/lib/sealer/data/c1/rootfs"
-INSTALL_PHASES: tuple[Phase, ...] = (RuntimePreflight(), RuntimeInit(), JoinMasters(), JoinNodes())
+GOLDEN = PluginGolden(KubernetesRuntime, IMAGE)
+cluster, plan, ctx = GOLDEN.cluster, GOLDEN.plan, GOLDEN.ctx  # rows: below, with the subject's prefix
+rerun_after_failure = GOLDEN.rerun_after_failure
 KUBECTL = "/usr/local/bin/kubectl --kubeconfig /etc/kubernetes/admin.conf"
 
 # The commands, written out as the upstream docs give them.
@@ -258,8 +255,6 @@ VERSION_CHECK = (
     ' exit 1; fi; echo "kubernetes $old -> $new"'
 )
 
-Row = tuple[str, str, str]  # (host, step id, command)
-
 
 def preflight(ip: str, *, master: bool) -> list[Row]:
     return [
@@ -290,23 +285,6 @@ def credentials(subject: str | None) -> list[Row]:
     if subject:
         rows.append(("10.0.0.1", f"{prefix}kubeadm-certificate-key", CERT_KEY))
     return rows
-
-
-def cluster(masters: str, nodes: str | None = None, documents: tuple[dict[str, Any], ...] = ()) -> Cluster:
-    c = cluster_from_flags("kubernetes:v1.30.14", masters, nodes, name="c1")
-    return replace(c, documents=documents) if documents else c
-
-
-def plan(
-    c: Cluster, phase_list: tuple[Phase, ...], targets: tuple[str, ...], delete_all: bool = False
-) -> list[Row]:
-    s = PlanState(image=IMAGE, plugin=KubernetesRuntime(), targets=targets, delete_all=delete_all)
-    return [(st.host, st.id, st.command) for p in phase_list for st in p.plan(c, Facts(), s)]
-
-
-def ctx(c: Cluster, ip: str, subject: str | None = None, files: dict[str, str] | None = None) -> HostContext:
-    sub = c.host(subject) if subject else None
-    return HostContext(c, c.host(ip), R, {}, sub, FILES if files is None else files)
 
 
 def rows(c: Cluster, phase: str, ip: str, subject: str | None = None) -> list[Row]:
@@ -460,21 +438,6 @@ def test_upgrade() -> None:
         *upgraded("10.0.0.3", "/usr/local/bin/kubeadm upgrade node"),
         uncordon("10.0.0.3"),
     ]
-
-
-def rerun_after_failure(c: Cluster, phase: Phase, failed: tuple[str, str] | None) -> list[Row]:
-    """What the runner runs when `phase` is run again after an attempt that failed at step
-    `failed` (host, id; None: the attempt finished): that attempt journaled every journaled
-    step before it, in plan order."""
-    s = PlanState(image=IMAGE, plugin=KubernetesRuntime(), targets=c.ips)
-    steps = phase.plan(c, Facts(), s)
-    keys = [(st.host, st.id) for st in steps]
-    journal = Journal(None)
-    for st in steps[: keys.index(failed) if failed is not None else len(steps)]:
-        if st.journal:
-            journal.record(IMAGE.digest, phase.name, st.host, st.id, seconds=0)
-    runner = Runner(LocalDriver(), digest=IMAGE.digest, journal=journal)
-    return [(st.host, st.id, st.command) for st in runner._pending(phase, steps)]
 
 
 def test_init_or_a_join_that_failed_at_any_step_resumes_with_fresh_credentials() -> None:

@@ -19,8 +19,9 @@ import gzip
 import json
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterator
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +36,10 @@ from builder.runtime.plugins.k0s import TOKEN_SCRUBBED
 from builder.runtime.state import ClusterState
 from builder.store.layout import Store
 from scripts.basefs import build_basefs
-from tests.hosts import HostLab, HostSet, TestHost
-from tests.standins import core, install_systemctl, make_bin_dir
-from tests.validate import validate_image
+from tests.component.runtime.e2e import _runtime_lab
+from tests.component.runtime.e2e._runtime_lab import Lab
+from tests.hosts import HostLab, TestHost
+from tests.standins import core, make_bin_dir
 
 NAME = "k0s-e2e"
 IMAGE = "sealer.test/k0s:v1.29.4-k0s.0"
@@ -50,59 +52,7 @@ USER_CONFIG = {
     "spec": {"network": {"podCIDR": "10.250.0.0/16"}, "api": {"sans": ["k0s.example.test"]}},
 }
 
-
-@dataclass
-class Lab:
-    store: Store
-    home: Path
-    hosts: HostSet  # 0-2 controllers, 3 the worker
-    etc_hosts: dict[str, str]  # each host's /etc/hosts before sealer touched it
-
-    def settings(self) -> actions.Settings:
-        return actions.Settings(store=self.store, home=self.home)
-
-    @property
-    def master0(self) -> TestHost:
-        return self.hosts[0]
-
-
-def host_groups(
-    hosts: Sequence[TestHost], role: str, ssh: dict[str, Any], node_config: Mapping[str, Mapping[str, Any]]
-) -> list[dict[str, Any]]:
-    """Clusterfile host groups in host order: a host with labels or taints alone, the others together."""
-    groups: list[dict[str, Any]] = []
-    for h in hosts:
-        config = dict(node_config.get(h.address, {}))
-        if not config and groups and set(groups[-1]) == {"ips", "roles", "ssh"}:
-            groups[-1]["ips"].append(h.address)
-        else:
-            groups.append({"ips": [h.address], "roles": [role], "ssh": ssh, **config})
-    return groups
-
-
-def clusterfile(
-    image: str,
-    masters: Sequence[TestHost],
-    nodes: Sequence[TestHost],
-    hosts: HostSet,
-    node_config: Mapping[str, Mapping[str, Any]] | None = None,
-) -> str:
-    """`node_config`: address -> the host's `labels` and `taints` (it gets a host group of its own)."""
-    ssh = {
-        "user": "root",
-        "useAgent": False,
-        "knownHosts": str(hosts.known_hosts),
-        "pk": str(hosts.client_key),
-    }
-    spec = {
-        "image": image,
-        "hosts": [
-            *host_groups(masters, "master", ssh, node_config or {}),
-            *host_groups(nodes, "node", ssh, node_config or {}),
-        ],
-    }
-    doc = {"apiVersion": "sealer.io/v2", "kind": "Cluster", "metadata": {"name": NAME}, "spec": spec}
-    return yaml.safe_dump_all([doc, USER_CONFIG], sort_keys=False)
+clusterfile = partial(_runtime_lab.make_clusterfile, NAME, documents=[USER_CONFIG])
 
 
 def node_config(master: TestHost, worker: TestHost) -> dict[str, dict[str, Any]]:
@@ -116,22 +66,12 @@ def node_config(master: TestHost, worker: TestHost) -> dict[str, dict[str, Any]]
 
 @pytest.fixture(scope="module")
 def lab(host_lab: HostLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """Hosts 0-2 the controllers, 3 the worker."""
     base = tmp_path_factory.mktemp("k0s-e2e")
     store = Store.open(base / "store")
-    build_basefs("k0s", make_bin_dir("k0s", base / "bin-v1.29.4"), store, IMAGE)
-    build_basefs(
-        "k0s", make_bin_dir("k0s", base / "bin-v1.30.0", "v1.30.0"), store, IMAGE_NEXT, version="v1.30.0"
-    )
-    validate_image(store, IMAGE)
-    hosts = host_lab.make_hosts(4)
-    try:
-        for host in hosts:
-            install_systemctl(host)
-        etc_hosts = {h.address: h.path("/etc/hosts").read_text() for h in hosts}
-        yield Lab(store, base / "state", hosts, etc_hosts)
-    finally:
-        host_lab.remove_hosts(hosts)
-        store.close()
+    _runtime_lab.build_releases("k0s", store, base, IMAGE, IMAGE_NEXT)
+    with _runtime_lab.open_lab(host_lab, store, base / "state", 4) as made:
+        yield made
 
 
 # --- reading the hosts -----------------------------------------------------------------------------
@@ -139,8 +79,7 @@ def lab(host_lab: HostLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 def etcd(lab: Lab) -> dict[str, Any]:
     """master0's cluster state (the stand-in's etcd): members, nodes, tokens, events."""
-    data: dict[str, Any] = json.loads(lab.master0.path(STATE).read_text())
-    return data
+    return _runtime_lab.read_state(lab, STATE)
 
 
 def member_list(host: TestHost) -> dict[str, str]:
@@ -187,20 +126,7 @@ def expire_tokens(lab: Lab) -> None:
 
 
 def k0s_pids(host: TestHost) -> list[int]:
-    assert host.holder is not None
-    netns = os.readlink(f"/proc/{host.holder[0]}/ns/net")
-    pids = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if (
-                entry.name.isdigit()
-                and os.readlink(entry / "ns/net") == netns
-                and "/usr/local/bin/k0s\0" in (entry / "cmdline").read_text()
-            ):
-                pids.append(int(entry.name))
-        except OSError:
-            continue
-    return pids
+    return _runtime_lab.find_pids(host, "/usr/local/bin/k0s")
 
 
 def assert_reset(lab: Lab, host: TestHost) -> None:

@@ -17,16 +17,13 @@ wrote - read straight from the hosts, never what sealer says it did.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from builder.errors import HostError, SealerError
 from builder.runtime import actions
@@ -34,9 +31,10 @@ from builder.runtime.clusterfile import parse_clusterfile
 from builder.runtime.state import ClusterState
 from builder.store.layout import Store
 from scripts.basefs import build_basefs
-from tests.hosts import HostLab, HostSet, TestHost
-from tests.standins import install_systemctl, make_bin_dir
-from tests.validate import validate_image
+from tests.component.runtime.e2e import _runtime_lab
+from tests.component.runtime.e2e._runtime_lab import Lab
+from tests.hosts import HostLab, TestHost
+from tests.standins import make_bin_dir
 
 NAME = "k3s-e2e"
 IMAGE = "sealer.test/k3s:v1.29.4-k3s1"
@@ -46,59 +44,7 @@ SERVER = "/var/lib/rancher/k3s/server"
 DB = f"{SERVER}/db/state.json"
 FAULTS = "/run/standin-fault"  # the stand-ins' fault markers (tests/standins/k3s.py)
 
-
-@dataclass
-class Lab:
-    store: Store
-    home: Path
-    hosts: HostSet  # 0-2 masters, 3 the worker, 4 the worker that joins and leaves
-    etc_hosts: dict[str, str]  # each host's /etc/hosts before sealer touched it
-
-    def settings(self) -> actions.Settings:
-        return actions.Settings(store=self.store, home=self.home)
-
-    @property
-    def master0(self) -> TestHost:
-        return self.hosts[0]
-
-
-def host_groups(
-    hosts: Sequence[TestHost], role: str, ssh: dict[str, Any], node_config: Mapping[str, Mapping[str, Any]]
-) -> list[dict[str, Any]]:
-    """Clusterfile host groups in host order: a host with labels or taints alone, the others together."""
-    groups: list[dict[str, Any]] = []
-    for h in hosts:
-        config = dict(node_config.get(h.address, {}))
-        if not config and groups and set(groups[-1]) == {"ips", "roles", "ssh"}:
-            groups[-1]["ips"].append(h.address)
-        else:
-            groups.append({"ips": [h.address], "roles": [role], "ssh": ssh, **config})
-    return groups
-
-
-def clusterfile(
-    image: str,
-    masters: Sequence[TestHost],
-    nodes: Sequence[TestHost],
-    hosts: HostSet,
-    node_config: Mapping[str, Mapping[str, Any]] | None = None,
-) -> str:
-    """`node_config`: address -> the host's `labels` and `taints` (it gets a host group of its own)."""
-    ssh = {
-        "user": "root",
-        "useAgent": False,
-        "knownHosts": str(hosts.known_hosts),
-        "pk": str(hosts.client_key),
-    }
-    spec = {
-        "image": image,
-        "hosts": [
-            *host_groups(masters, "master", ssh, node_config or {}),
-            *host_groups(nodes, "node", ssh, node_config or {}),
-        ],
-    }
-    doc = {"apiVersion": "sealer.io/v2", "kind": "Cluster", "metadata": {"name": NAME}, "spec": spec}
-    return yaml.safe_dump(doc, sort_keys=False)
+clusterfile = partial(_runtime_lab.make_clusterfile, NAME)
 
 
 def worker_config(worker: TestHost) -> dict[str, dict[str, Any]]:
@@ -112,22 +58,12 @@ WORKER_TAINTS = [{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]
 
 @pytest.fixture(scope="module")
 def lab(host_lab: HostLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """Hosts 0-2 the masters, 3 the worker, 4 the worker that joins and leaves."""
     base = tmp_path_factory.mktemp("k3s-e2e")
     store = Store.open(base / "store")
-    build_basefs("k3s", make_bin_dir("k3s", base / "bin-v1.29.4"), store, IMAGE)
-    build_basefs(
-        "k3s", make_bin_dir("k3s", base / "bin-v1.30.0", "v1.30.0"), store, IMAGE_NEXT, version="v1.30.0"
-    )
-    validate_image(store, IMAGE)
-    hosts = host_lab.make_hosts(5)
-    try:
-        for host in hosts:
-            install_systemctl(host)
-        etc_hosts = {h.address: h.path("/etc/hosts").read_text() for h in hosts}
-        yield Lab(store, base / "state", hosts, etc_hosts)
-    finally:
-        host_lab.remove_hosts(hosts)
-        store.close()
+    _runtime_lab.build_releases("k3s", store, base, IMAGE, IMAGE_NEXT)
+    with _runtime_lab.open_lab(host_lab, store, base / "state", 5) as made:
+        yield made
 
 
 # --- reading the hosts -----------------------------------------------------------------------------
@@ -135,8 +71,7 @@ def lab(host_lab: HostLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 def datastore(lab: Lab) -> dict[str, Any]:
     """master0's k3s datastore (the stand-in's etcd): nodes, members, events."""
-    data: dict[str, Any] = json.loads(lab.master0.path(DB).read_text())
-    return data
+    return _runtime_lab.read_state(lab, DB)
 
 
 def member_names(lab: Lab) -> list[str]:
@@ -161,17 +96,7 @@ def env_file(host: TestHost, service: str) -> dict[str, str]:
 
 def k3s_pids(host: TestHost) -> list[int]:
     """Processes of /usr/local/bin/k3s running inside `host` (its network namespace)."""
-    assert host.holder is not None
-    netns = os.readlink(f"/proc/{host.holder[0]}/ns/net")
-    pids = []
-    for entry in Path("/proc").iterdir():
-        try:
-            ours = entry.name.isdigit() and os.readlink(entry / "ns/net") == netns
-            if ours and "/usr/local/bin/k3s\0" in (entry / "cmdline").read_text():
-                pids.append(int(entry.name))
-        except OSError:
-            continue
-    return pids
+    return _runtime_lab.find_pids(host, "/usr/local/bin/k3s")
 
 
 def inject(host: TestHost, point: str) -> Path:

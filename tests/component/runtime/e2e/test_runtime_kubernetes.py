@@ -17,8 +17,9 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +34,10 @@ from builder.runtime.runner import RunOptions
 from builder.runtime.state import ClusterState
 from builder.store.layout import Store
 from scripts.basefs import build_basefs
+from tests.component.runtime.e2e import _runtime_lab
 from tests.hosts import HostLab, HostSet, TestHost
-from tests.standins import install_systemctl, make_bin_dir
 from tests.standins import kubernetes as standin
+from tests.standins import make_bin_dir
 from tests.validate import validate_image
 
 NAME = "kubeadm-e2e"
@@ -44,68 +46,22 @@ IMAGE_NEXT = "sealer.test/kubernetes:v1.31.6"
 STATE = "/var/lib/etcd/member/standin-state.json"
 ENDPOINT = "https://apiserver.cluster.local:6443"
 KUBECTL = "kubectl --kubeconfig /etc/kubernetes/admin.conf"
+# a Clusterfile kubeadm document, merged over the image's etc/kubeadm.yaml
+KUBEADM_CONFIG = {
+    "apiVersion": "kubeadm.k8s.io/v1beta3",
+    "kind": "ClusterConfiguration",
+    "networking": {"podSubnet": "10.244.0.0/16"},
+}
+
+clusterfile = partial(_runtime_lab.make_clusterfile, NAME, documents=[KUBEADM_CONFIG])
 
 
 @dataclass
-class Lab:
-    store: Store
-    home: Path
-    hosts: HostSet  # 0 master0, 1 the second master, 2 the worker
+class Lab(_runtime_lab.Lab):
+    """hosts: 0 master0, 1 the second master, 2 the worker."""
+
     spare: TestHost  # a second worker, for the last test only
-    etc_hosts: dict[str, str]  # each host's /etc/hosts before sealer touched it
-    ip_forward: dict[str, str]  # and its net.ipv4.ip_forward
-
-    def settings(self, options: RunOptions | None = None) -> actions.Settings:
-        return actions.Settings(store=self.store, home=self.home, options=options or RunOptions())
-
-    @property
-    def master0(self) -> TestHost:
-        return self.hosts[0]
-
-
-def host_groups(
-    hosts: Sequence[TestHost], role: str, ssh: dict[str, Any], node_config: Mapping[str, Mapping[str, Any]]
-) -> list[dict[str, Any]]:
-    """Clusterfile host groups in host order: a host with labels or taints alone, the others together."""
-    groups: list[dict[str, Any]] = []
-    for h in hosts:
-        config = dict(node_config.get(h.address, {}))
-        if not config and groups and set(groups[-1]) == {"ips", "roles", "ssh"}:
-            groups[-1]["ips"].append(h.address)
-        else:
-            groups.append({"ips": [h.address], "roles": [role], "ssh": ssh, **config})
-    return groups
-
-
-def clusterfile(
-    image: str,
-    masters: Sequence[TestHost],
-    nodes: Sequence[TestHost],
-    hosts: HostSet,
-    node_config: Mapping[str, Mapping[str, Any]] | None = None,
-) -> str:
-    """`node_config`: address -> the host's `labels` and `taints` (it gets a host group of its own)."""
-    ssh = {
-        "user": "root",
-        "useAgent": False,
-        "knownHosts": str(hosts.known_hosts),
-        "pk": str(hosts.client_key),
-    }
-    spec = {
-        "image": image,
-        "hosts": [
-            *host_groups(masters, "master", ssh, node_config or {}),
-            *host_groups(nodes, "node", ssh, node_config or {}),
-        ],
-    }
-    cluster = {"apiVersion": "sealer.io/v2", "kind": "Cluster", "metadata": {"name": NAME}, "spec": spec}
-    # a Clusterfile kubeadm document, merged over the image's etc/kubeadm.yaml
-    kubeadm = {
-        "apiVersion": "kubeadm.k8s.io/v1beta3",
-        "kind": "ClusterConfiguration",
-        "networking": {"podSubnet": "10.244.0.0/16"},
-    }
-    return yaml.safe_dump_all([cluster, kubeadm], sort_keys=False)
+    ip_forward: dict[str, str]  # each host's net.ipv4.ip_forward before sealer touched it
 
 
 def node_config(m1: TestHost, w1: TestHost) -> dict[str, dict[str, Any]]:
@@ -127,17 +83,10 @@ def lab(host_lab: HostLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     bin_dir = make_bin_dir("kubernetes", base / "bin", "v1.30.14")
     build_basefs("kubernetes", bin_dir, store, IMAGE, version="v1.30.14")
     validate_image(store, IMAGE)
-    made = host_lab.make_hosts(4)
-    try:
-        for host in made:
-            install_systemctl(host)
-        etc_hosts = {h.address: h.path("/etc/hosts").read_text() for h in made}
-        forward = {h.address: h.run("cat /proc/sys/net/ipv4/ip_forward").stdout.strip() for h in made}
-        hosts = HostSet(made.hosts[:3], made.client_key, made.known_hosts)
-        yield Lab(store, base / "state", hosts, made[3], etc_hosts, forward)
-    finally:
-        host_lab.remove_hosts(made)
-        store.close()
+    with _runtime_lab.open_lab(host_lab, store, base / "state", 4) as made:
+        forward = {h.address: h.run("cat /proc/sys/net/ipv4/ip_forward").stdout.strip() for h in made.hosts}
+        hosts = HostSet(made.hosts.hosts[:3], made.hosts.client_key, made.hosts.known_hosts)
+        yield Lab(made.store, made.home, hosts, made.etc_hosts, made.hosts[3], forward)
 
 
 # --- reading the hosts -----------------------------------------------------------------------------
@@ -145,8 +94,7 @@ def lab(host_lab: HostLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 def cluster_state(lab: Lab) -> dict[str, Any]:
     """The stand-in etcd on master0: nodes, members, tokens, secrets, events."""
-    data: dict[str, Any] = json.loads(lab.master0.path(STATE).read_text())
-    return data
+    return _runtime_lab.read_state(lab, STATE)
 
 
 def members(lab: Lab) -> list[str]:
