@@ -275,6 +275,7 @@ def _same_cluster_or_fail(wanted: Cluster, saved: Cluster, meta: SavedMeta) -> N
             f"cluster {saved.name} already exists with other hosts ({', '.join(saved.ips)})",
             hint="change its hosts with `sealer apply -f Clusterfile`, `sealer join` or `sealer delete`",
         )
+    _refuse_changes_to_joined_hosts(wanted, saved)
 
 
 # --- apply and join ------------------------------------------------------------------------------
@@ -292,6 +293,7 @@ def apply(wanted: Cluster, settings: Settings, *, cli_env: Mapping[str, str] | N
             f"the image changes from {saved.image} to {wanted.image}: apply only adds and removes hosts",
             hint=f"sealer upgrade {wanted.image} --cluster {wanted.name}",
         )
+    _refuse_changes_to_joined_hosts(wanted, saved)
     env = {**meta.cli_env, **(cli_env or {})}
     removed = [h.ip for h in (*d.remove_nodes, *d.remove_masters)]
     journal = Journal(cs.journal_path if cs.journal_path.exists() else None)
@@ -327,6 +329,33 @@ def apply(wanted: Cluster, settings: Settings, *, cli_env: Mapping[str, str] | N
     if removed:
         parts.append(f"removed {', '.join(removed)}")
     return Outcome(wanted, f"cluster {wanted.name}: {'; '.join(parts)}", hosts=tuple(summaries))
+
+
+def _refuse_changes_to_joined_hosts(wanted: Cluster, saved: Cluster) -> None:
+    """run and apply add and remove hosts; what a host got when it joined (its node's labels
+    and taints, the hostAliases in /etc/hosts) they do not change. Saying so beats saving a
+    Clusterfile the hosts do not match."""
+    changes = []
+    for host in wanted.hosts:
+        if not saved.has_host(host.ip):
+            continue
+        old = saved.host(host.ip)
+        what = [
+            n
+            for n, a, b in (("labels", host.labels, old.labels), ("taints", host.taints, old.taints))
+            if a != b
+        ]
+        if what:
+            changes.append(f"{host.ip} {' and '.join(what)}")
+    if wanted.host_aliases != saved.host_aliases:
+        changes.append("spec.hostAliases")
+    if changes:
+        raise ClusterError(
+            f"hosts already in cluster {saved.name} keep what they got when they joined; "
+            f"changed: {', '.join(changes)}",
+            hint="kubectl label/taint the nodes yourself, or delete and join the hosts again; "
+            "put the Clusterfile back to apply the rest",
+        )
 
 
 def join(

@@ -4,6 +4,7 @@ env precedence, launch choices, removal order and runtime selection."""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -209,3 +210,38 @@ def test_host_aliases_go_in_before_init_and_out_after_clean() -> None:
         (2, "10.0.0.1", "host-aliases"),
     ]
     assert [s.id for s in HostScripts().plan(CLUSTER, Facts(), state())] == ["init.sh"] * 3
+
+
+@pytest.mark.parametrize("action", ["run", "apply"])
+def test_changed_labels_taints_or_aliases_of_joined_hosts_are_refused(action: str, tmp_path: Path) -> None:
+    """Nothing re-applies them to hosts that already joined, so run/apply say so rather than
+    saving a Clusterfile the hosts do not match (no host is contacted: the check comes first)."""
+    from builder.runtime import actions
+    from builder.runtime.state import ClusterState, SavedMeta
+
+    cs = ClusterState("c1", tmp_path)
+    cs.save(
+        CLUSTER,
+        SavedMeta(
+            image="demo:v1",
+            digest="sha256:" + "ab" * 32,
+            platform="linux/amd64",
+            runtime="none",
+            complete=True,
+        ),
+    )
+    node = CLUSTER.host("10.0.0.2")
+    relabelled = replace(node, labels={"tier": "front"}, taints=("k=v:NoSchedule",))
+    wanted = replace(
+        CLUSTER,
+        hosts=tuple(relabelled if h.ip == node.ip else h for h in CLUSTER.hosts),
+        host_aliases=(HostAlias("10.9.9.9", ("registry.internal",)),),
+    )
+    settings = actions.Settings(home=tmp_path)
+    with pytest.raises(ClusterError) as err:
+        (actions.run if action == "run" else actions.apply)(wanted, settings)
+    assert err.value.message == (
+        "hosts already in cluster c1 keep what they got when they joined; "
+        "changed: 10.0.0.2 labels and taints, spec.hostAliases"
+    )
+    assert cs.load_cluster() == CLUSTER  # nothing saved
