@@ -58,6 +58,7 @@ import yaml
 from builder.errors import ClusterError
 from builder.runtime.cluster import Cluster, HostSpec
 from builder.runtime.plugins import base
+from builder.runtime.plugins._config import child_mapping, deep_merge
 from builder.runtime.plugins.base import HostContext, PluginStep, RuntimePlugin, output_ref
 
 ENDPOINT = "apiserver.cluster.local"
@@ -158,29 +159,6 @@ def clusterfile_config(cluster: Cluster) -> Mapping[str, object] | None:
     return found[0]
 
 
-def deep_merge(lower: Mapping[str, Any], upper: Mapping[str, Any]) -> dict[str, Any]:
-    """`upper` over `lower`: mappings merge key by key; lists and scalars of `upper` replace."""
-    out = dict(lower)
-    for key, value in upper.items():
-        old = out.get(key)
-        if isinstance(old, Mapping) and isinstance(value, Mapping):
-            out[key] = deep_merge(old, value)
-        else:
-            out[key] = value
-    return out
-
-
-def _mapping(parent: dict[str, Any], key: str, where: str) -> dict[str, Any]:
-    value = parent.get(key)
-    if value is None:
-        value = {}
-    if not isinstance(value, Mapping):
-        raise K0sConfigError(f"{where}.{key} must be a mapping, not {type(value).__name__}")
-    result: dict[str, Any] = dict(value)
-    parent[key] = result
-    return result
-
-
 def controller_config(cluster: Cluster, host: HostSpec, image_text: str | None) -> dict[str, Any]:
     """The /etc/k0s/k0s.yaml of controller `host`: image defaults < Clusterfile, then the
     addresses and SANs this runtime relies on (api.address, api.sans, the etcd peerAddress)."""
@@ -188,19 +166,19 @@ def controller_config(cluster: Cluster, host: HostSpec, image_text: str | None) 
     overlay = clusterfile_config(cluster)
     if overlay is not None:
         config = deep_merge(config, overlay)
-    spec = _mapping(config, "spec", "ClusterConfig")
-    api = _mapping(spec, "api", "spec")
+    spec = child_mapping(config, "spec", "ClusterConfig", K0sConfigError)
+    api = child_mapping(spec, "api", "spec", K0sConfigError)
     api["address"] = host.ip
     sans = api.get("sans") or []
     if not isinstance(sans, list):
         raise K0sConfigError("spec.api.sans must be a list")
     required = [ENDPOINT, *(m.ip for m in cluster.masters), "127.0.0.1"]
     api["sans"] = [*sans, *(s for s in required if s not in sans)]
-    storage = _mapping(spec, "storage", "spec")
+    storage = child_mapping(spec, "storage", "spec", K0sConfigError)
     if storage.get("type", "etcd") == "etcd":
         # k0s defaults the etcd peer address to the first non-loopback address, not
         # api.address: on a host with several interfaces etcd would advertise the wrong one
-        _mapping(storage, "etcd", "spec.storage")["peerAddress"] = host.ip
+        child_mapping(storage, "etcd", "spec.storage", K0sConfigError)["peerAddress"] = host.ip
     return config
 
 

@@ -54,6 +54,7 @@ import yaml
 from builder.errors import ClusterError
 from builder.runtime.cluster import Cluster, HostSpec
 from builder.runtime.plugins import base
+from builder.runtime.plugins._config import child_mapping, deep_merge
 from builder.runtime.plugins.base import HostContext, PluginStep, RuntimePlugin, output_ref
 
 ENDPOINT = "apiserver.cluster.local"
@@ -141,17 +142,6 @@ def _is_ours(doc: Mapping[str, object]) -> bool:
     return isinstance(kind, str) and COMPONENT_KINDS.get(kind) == group
 
 
-def deep_merge(lower: Mapping[str, Any], upper: Mapping[str, Any]) -> dict[str, Any]:
-    """`upper` over `lower`: mappings merge key by key; lists and scalars of `upper` replace."""
-    out = dict(lower)
-    for key, value in upper.items():
-        old = out.get(key)
-        out[key] = (
-            deep_merge(old, value) if isinstance(old, Mapping) and isinstance(value, Mapping) else value
-        )
-    return out
-
-
 def _image_documents(text: str | None) -> list[dict[str, Any]]:
     if text is None:
         return []
@@ -214,23 +204,11 @@ def _kubeadm_version(docs: Mapping[str, Mapping[str, Any]]) -> str:
     return DEFAULT_KUBEADM_VERSION
 
 
-def _mapping(parent: dict[str, Any], key: str, where: str) -> dict[str, Any]:
-    """parent[key] as a fresh dict (created when absent), so the caller can set fields in it."""
-    value = parent.get(key)
-    if value is None:
-        value = {}
-    if not isinstance(value, Mapping):
-        raise KubeadmConfigError(f"{where}.{key} must be a mapping, not {type(value).__name__}")
-    result: dict[str, Any] = dict(value)
-    parent[key] = result
-    return result
-
-
 def _node_registration(doc: dict[str, Any], host: HostSpec, v1beta3: bool) -> None:
     """The kubelet's --node-ip is the host's address unless the user set it: the default-route
     interface is not always the cluster's, and nodes are found by INTERNAL-IP below."""
     kind = doc["kind"]
-    reg = _mapping(doc, "nodeRegistration", kind)
+    reg = child_mapping(doc, "nodeRegistration", kind, KubeadmConfigError)
     args = reg.get("kubeletExtraArgs")
     if v1beta3:  # a map of flag -> value
         extra = dict(args or {})
@@ -257,7 +235,7 @@ def init_documents(cluster: Cluster, host: HostSpec, image_text: str | None) -> 
     version = _kubeadm_version(docs)
     v1beta3 = version.endswith("/v1beta3")
     init = docs.get("InitConfiguration") or {"apiVersion": version, "kind": "InitConfiguration"}
-    endpoint = _mapping(init, "localAPIEndpoint", "InitConfiguration")
+    endpoint = child_mapping(init, "localAPIEndpoint", "InitConfiguration", KubeadmConfigError)
     endpoint["advertiseAddress"] = host.ip
     endpoint.setdefault("bindPort", API_PORT)
     _node_registration(init, host, v1beta3)
@@ -268,7 +246,7 @@ def init_documents(cluster: Cluster, host: HostSpec, image_text: str | None) -> 
         head: dict[str, Any] = {k: conf[k] for k in ("apiVersion", "kind") if k in conf}
         conf = {**head, "kubernetesVersion": output_ref(KUBE_VERSION), **conf}
     conf.setdefault("controlPlaneEndpoint", f"{ENDPOINT}:{API_PORT}")
-    api_server = _mapping(conf, "apiServer", "ClusterConfiguration")
+    api_server = child_mapping(conf, "apiServer", "ClusterConfiguration", KubeadmConfigError)
     sans = api_server.get("certSANs") or []
     if not isinstance(sans, list):
         raise KubeadmConfigError("ClusterConfiguration.apiServer.certSANs must be a list")
@@ -295,8 +273,10 @@ def join_document(cluster: Cluster, host: HostSpec, image_text: str | None) -> d
     }
     _node_registration(join, host, version.endswith("/v1beta3"))
     if host.is_master:
-        plane = _mapping(join, "controlPlane", "JoinConfiguration")
-        endpoint = _mapping(plane, "localAPIEndpoint", "JoinConfiguration.controlPlane")
+        plane = child_mapping(join, "controlPlane", "JoinConfiguration", KubeadmConfigError)
+        endpoint = child_mapping(
+            plane, "localAPIEndpoint", "JoinConfiguration.controlPlane", KubeadmConfigError
+        )
         endpoint["advertiseAddress"] = host.ip
         endpoint.setdefault("bindPort", API_PORT)
         plane["certificateKey"] = output_ref(CERTIFICATE_KEY)

@@ -1,0 +1,33 @@
+"""What the kubeadm and k0s plugins share to merge configs: the Clusterfile's documents over
+the image's defaults, then the fields the runtime relies on set in place."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from builder.errors import ClusterError
+
+
+def deep_merge(lower: Mapping[str, Any], upper: Mapping[str, Any]) -> dict[str, Any]:
+    """`upper` over `lower`: mappings merge key by key; lists and scalars of `upper` replace."""
+    out = dict(lower)
+    for key, value in upper.items():
+        old = out.get(key)
+        out[key] = (
+            deep_merge(old, value) if isinstance(old, Mapping) and isinstance(value, Mapping) else value
+        )
+    return out
+
+
+def child_mapping(parent: dict[str, Any], key: str, where: str, error: type[ClusterError]) -> dict[str, Any]:
+    """parent[key] as a fresh dict (created when absent), so the caller can set fields in it;
+    `error` names `where` when it is not a mapping."""
+    value = parent.get(key)
+    if value is None:
+        value = {}
+    if not isinstance(value, Mapping):
+        raise error(f"{where}.{key} must be a mapping, not {type(value).__name__}")
+    result: dict[str, Any] = dict(value)
+    parent[key] = result
+    return result
