@@ -110,6 +110,32 @@ def die(message: str) -> NoReturn:
     raise SystemExit(1)
 
 
+FAULT_DIR = Path("/run/standin-fault")
+
+
+def crash_at(point: str, say: str = "") -> None:
+    """A fault a test asked for: when FAULT_DIR/<point> exists on this host, remove it (so the
+    next attempt passes), print `say` on stderr, and die as a crash does: SIGKILL, no cleanup,
+    stdout flushed as an unbuffered Go program's would be."""
+    marker = FAULT_DIR / point
+    try:
+        marker.unlink()
+    except FileNotFoundError:
+        return
+    sys.stdout.flush()
+    print(say or f"standin-fault: {point}: killed as {marker} asked", file=sys.stderr, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def write_file(path: Path, text: str, mode: int = 0o600) -> None:
+    """`text` into `path` whole (temp file, mode set, rename), its directory made if missing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.chmod(mode)
+    os.replace(tmp, path)
+
+
 # --- state -----------------------------------------------------------------------------------------
 
 

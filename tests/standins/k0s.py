@@ -89,7 +89,6 @@ import platform
 import re
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -119,7 +118,7 @@ KUBELET_CONF = DATA_DIR / "kubelet.conf"
 WORKER_FILE = DATA_DIR / "worker.json"
 RUN_DIR = Path("/run/k0s")
 STATUS_FILE = RUN_DIR / "status.json"
-FAULT_DIR = Path("/run/standin-fault")
+FAULT_DIR = core.FAULT_DIR
 UNIT_DIR = Path("/etc/systemd/system")
 UNITS = {"controller": "k0scontroller.service", "worker": "k0sworker.service"}
 BIN = "/usr/local/bin/k0s"
@@ -183,14 +182,6 @@ def _bundle_version(path: Path) -> str | None:
 def _log(message: str) -> None:
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     print(f'time="{stamp}" level=info msg="{message}"', file=sys.stderr, flush=True)
-
-
-def _write(path: Path, text: str, mode: int = 0o600) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.chmod(mode)
-    os.replace(tmp, path)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -410,7 +401,7 @@ def install(argv: list[str]) -> int:
         "RestartSec=10\nDelegate=yes\nKillMode=process\nLimitCORE=infinity\nTasksMax=infinity\n"
         "TimeoutStartSec=0\nLimitNOFILE=999999\nRestart=always\n\n[Install]\nWantedBy=multi-user.target\n"
     )
-    _write(UNIT_DIR / UNITS[role], unit, 0o644)
+    core.write_file(UNIT_DIR / UNITS[role], unit, 0o644)
     if _systemctl("daemon-reload") or _systemctl("enable", UNITS[role]):
         core.die(f"failed to enable {UNITS[role]}")
     return 0
@@ -543,15 +534,9 @@ def _join(api: core.ApiClient, token: dict[str, str], role: str, ip: str, **extr
 
 
 def _crash_at(point: str) -> None:
-    """A fault a test asked for: when /run/standin-fault/<point> exists, remove it and die as
-    a crash does (SIGKILL: no cleanup, no status, ports freed by the kernel)."""
-    marker = FAULT_DIR / point
-    try:
-        marker.unlink()
-    except FileNotFoundError:
-        return
-    _log(f"fault injected at {point}: crashing")
-    os.kill(os.getpid(), signal.SIGKILL)
+    """A fault a test asked for (core.crash_at; the points: module docstring)."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    core.crash_at(point, f'time="{stamp}" level=info msg="fault injected at {point}: crashing"')
 
 
 def _require_token_file(path: str | None) -> None:
@@ -568,7 +553,7 @@ def _started_key(name: str) -> str:
 def _serve(status: dict[str, Any], heartbeat: core.ApiClient | None, held: list[socket.socket]) -> int:
     """Report ready, then heartbeat (a node) until SIGTERM."""
     core.exit_on_sigterm()
-    _write(STATUS_FILE, json.dumps({**status, "pid": os.getpid(), "version": version()}), 0o644)
+    core.write_file(STATUS_FILE, json.dumps({**status, "pid": os.getpid(), "version": version()}), 0o644)
     core.notify_ready()
     _log(f"k0s {status['role']} {version()} started")
     try:
@@ -609,7 +594,7 @@ def controller(argv: list[str]) -> int:
     if first:
         if joined is None:
             ca = secrets.token_hex(16)
-            _write(PKI_DIR / "ca.crt", ca)
+            core.write_file(PKI_DIR / "ca.crt", ca)
             now = time.time()
             with core.StateFile(CLUSTER_STATE).edit() as state:
                 state["seq"] = 1
@@ -665,7 +650,7 @@ def controller(argv: list[str]) -> int:
                 kubelet=workloads,
                 roles="control-plane",
             )
-            _write(PKI_DIR / "ca.crt", token["ca"])
+            core.write_file(PKI_DIR / "ca.crt", token["ca"])
             _crash_at("controller-member-added")
             host = token["server"].split("://", 1)[1].rsplit(":", 1)[0]
             api_target = f"{host.strip('[]')}:{API_PORT}"
@@ -676,23 +661,23 @@ def controller(argv: list[str]) -> int:
         api_url = f"https://127.0.0.1:{API_PORT}"
         api = core.ApiClient(api_url)
         api.wait_ready(10)
-    _write(
+    core.write_file(
         PKI_DIR / "server.crt",
         "Certificate:\n    X509v3 Subject Alternative Name:\n        "
         + ", ".join(f"DNS:{s}" for s in sans)
         + "\n",
     )
-    _write(
+    core.write_file(
         PKI_DIR / "admin.conf",
         _kubeconfig(f"https://localhost:{API_PORT}", "admin", (PKI_DIR / "ca.crt").read_text()),
     )
-    _write(ETCD_DIR / "member.json", json.dumps({"name": name, "peer_url": peer_url}))
+    core.write_file(ETCD_DIR / "member.json", json.dumps({"name": name, "peer_url": peer_url}))
     record = {"first": first, "address": address, "external": api_cfg.get("externalAddress")}
     if not first:
         record["api_target"] = (joined or {}).get("api_target") or api_target
-    _write(CONTROLLER_FILE, json.dumps(record))
+    core.write_file(CONTROLLER_FILE, json.dumps(record))
     if workloads:
-        _write(
+        core.write_file(
             KUBELET_CONF,
             _kubeconfig(f"https://{_host(address)}:{API_PORT}", name, (PKI_DIR / "ca.crt").read_text()),
         )
@@ -724,12 +709,12 @@ def worker(argv: list[str]) -> int:
         host = token["server"].split("://", 1)[1].rsplit(":", 1)[0].strip("[]")
         ip = _node_ip(opts.kubelet_extra_args, _route_ip(host))
         _join(api, token, "worker", ip, kubelet=True, roles="<none>")
-        _write(PKI_DIR / "ca.crt", token["ca"])  # k0s writes the CA before the kubelet bootstraps
+        core.write_file(PKI_DIR / "ca.crt", token["ca"])  # k0s writes the CA before the kubelet bootstraps
         _crash_at("worker-joined")
         held = core.hold_ports([KUBELET_PORT])
         conf = {"server": token["server"], "ip": ip}
-        _write(KUBELET_CONF, _kubeconfig(token["server"], f"system:node:{_hostname()}", token["ca"]))
-        _write(WORKER_FILE, json.dumps(conf))
+        core.write_file(KUBELET_CONF, _kubeconfig(token["server"], f"system:node:{_hostname()}", token["ca"]))
+        core.write_file(WORKER_FILE, json.dumps(conf))
     else:
         held = core.hold_ports([KUBELET_PORT])
         api = core.ApiClient(str(conf["server"]))

@@ -81,7 +81,6 @@ import os
 import platform
 import re
 import secrets
-import signal
 import socket
 import sys
 import tarfile
@@ -111,7 +110,7 @@ REGISTRIES_FILE = CONFIG_DIR / "registries.yaml"
 KUBECONFIG_FILE = CONFIG_DIR / "k3s.yaml"
 NODE_PASSWORD_FILE = Path("/etc/rancher/node/password")
 PASSWD_FILE = SERVER_DIR / "cred" / "passwd"
-FAULT_DIR = Path("/run/standin-fault")
+FAULT_DIR = core.FAULT_DIR
 IMAGE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.zst", ".tar.lz4", ".tar.bz2")
 _TOKEN_RE = re.compile(r"^K10([0-9a-f]{64})::([a-z]+):(.+)$")
 
@@ -168,14 +167,6 @@ def _airgap_tarball(version: str) -> bytes:
 def _log(message: str) -> None:
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     print(f'time="{stamp}" level=info msg="{message}"', file=sys.stderr, flush=True)
-
-
-def _write(path: Path, text: str, mode: int = 0o600) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.chmod(mode)
-    os.replace(tmp, path)
 
 
 def _sha256(text: str) -> str:
@@ -409,25 +400,20 @@ def _read_passwd() -> dict[str, str]:
 
 
 def _write_passwd(secret: str, agent_secret: str) -> None:
-    _write(PASSWD_FILE, f"{agent_secret},node,node,k3s:agent\n{secret},server,server,k3s:server\n")
+    core.write_file(PASSWD_FILE, f"{agent_secret},node,node,k3s:agent\n{secret},server,server,k3s:server\n")
 
 
 def _fault(point: str) -> None:
-    """Die here, like a crash (SIGKILL: no cleanup), when the test left /run/standin-fault/<point>;
-    the marker is removed first, so the next start goes on (module docstring: the points)."""
-    marker = FAULT_DIR / point
-    if not marker.exists():
-        return
-    marker.unlink()
-    _log(f"stand-in fault {point}: dying here")
-    os.kill(os.getpid(), signal.SIGKILL)
+    """Die here like a crash when the test asked for it (core.crash_at; the points: module docstring)."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    core.crash_at(point, f'time="{stamp}" level=info msg="stand-in fault {point}: dying here"')
 
 
 def _node_password() -> str:
     if NODE_PASSWORD_FILE.is_file():
         return NODE_PASSWORD_FILE.read_text().strip()
     password = secrets.token_hex(16)
-    _write(NODE_PASSWORD_FILE, password + "\n")
+    core.write_file(NODE_PASSWORD_FILE, password + "\n")
     return password
 
 
@@ -456,21 +442,23 @@ def _server_sans(opts: argparse.Namespace, name: str, ip: str) -> list[str]:
 def _write_server_files(
     opts: argparse.Namespace, ca: str, token: str, agent_token: str, sans: list[str]
 ) -> None:
-    _write(TLS_DIR / "server-ca.crt", ca, 0o644)
-    _write(TLS_DIR / "client-ca.crt", ca, 0o644)
+    core.write_file(TLS_DIR / "server-ca.crt", ca, 0o644)
+    core.write_file(TLS_DIR / "client-ca.crt", ca, 0o644)
     header = "X509v3 Subject Alternative Name: " + ", ".join(
         f"IP Address:{s}" if re.fullmatch(r"[0-9.]+|[0-9a-f:]+:[0-9a-f:]*", s) else f"DNS:{s}" for s in sans
     )
-    _write(TLS_DIR / "serving-kube-apiserver.crt", header + "\n" + _pem("CERTIFICATE", {"sans": sans}), 0o644)
-    _write(TOKEN_FILE, token + "\n")
-    _write(AGENT_TOKEN_FILE, agent_token + "\n")
+    core.write_file(
+        TLS_DIR / "serving-kube-apiserver.crt", header + "\n" + _pem("CERTIFICATE", {"sans": sans}), 0o644
+    )
+    core.write_file(TOKEN_FILE, token + "\n")
+    core.write_file(AGENT_TOKEN_FILE, agent_token + "\n")
     node_token = SERVER_DIR / "node-token"
     if not node_token.is_symlink():
         node_token.unlink(missing_ok=True)
         node_token.symlink_to(TOKEN_FILE)
     mode = int(opts.write_kubeconfig_mode, 8) if opts.write_kubeconfig_mode else 0o600
     kubeconfig = Path(opts.write_kubeconfig) if opts.write_kubeconfig else KUBECONFIG_FILE
-    _write(kubeconfig, _kubeconfig(ca, "default"), mode)
+    core.write_file(kubeconfig, _kubeconfig(ca, "default"), mode)
 
 
 def _node_labels(client: core.ApiClient, name: str, flags: list[str]) -> dict[str, str]:
@@ -619,10 +607,10 @@ def agent(argv: list[str]) -> int:
     client = core.ApiClient(opts.server)
     ca = _verify_ca(client, ca_hash)
     _join_as(client, secret, "agent", name, ip, member=False, roles="<none>", labels=opts.node_label)
-    _write(AGENT_DIR / "server-ca.crt", ca, 0o644)
-    _write(AGENT_DIR / "client-ca.crt", ca, 0o644)
+    core.write_file(AGENT_DIR / "server-ca.crt", ca, 0o644)
+    core.write_file(AGENT_DIR / "client-ca.crt", ca, 0o644)
     _fault("agent-joined")
-    _write(
+    core.write_file(
         AGENT_DIR / "kubelet.kubeconfig", _kubeconfig(ca, name).replace("127.0.0.1:6443", "127.0.0.1:6444")
     )
     held = core.hold_ports([KUBELET_PORT])

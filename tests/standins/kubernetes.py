@@ -114,7 +114,7 @@ KUBELET_CONFIG = KUBELET_DIR / "config.yaml"
 FLAGS_ENV = KUBELET_DIR / "kubeadm-flags.env"
 PODS_DIR = Path("/run/standin-kubelet/pods")
 STATE_NAME = "member/standin-state.json"
-FAULT_DIR = Path("/run/standin-fault")
+FAULT_DIR = core.FAULT_DIR
 CERTS_TTL_S = 7200.0  # kubeadm deletes the uploaded certificates after two hours
 TOKEN_RE = re.compile(r"^([a-z0-9]{6})\.([a-z0-9]{16})$")
 KEY_RE = re.compile(r"^[a-f0-9]{64}$")
@@ -247,28 +247,12 @@ def write_upstream_files(out: Path, version: str) -> None:
 
 
 def fault(point: str) -> None:
-    """Die here like a crash when the test left FAULT_DIR/<point> (removed first, so the next
-    attempt passes): SIGKILL, with stdout flushed as Go's unbuffered writes would have it."""
-    marker = FAULT_DIR / point
-    try:
-        marker.unlink()
-    except FileNotFoundError:
-        return
-    sys.stdout.flush()
-    print(f"standin-fault: {point}: killed as {marker} asked", file=sys.stderr, flush=True)
-    os.kill(os.getpid(), signal.SIGKILL)
+    """Die here like a crash when the test asked for it (core.crash_at; the points: docstring)."""
+    core.crash_at(point)
 
 
 def _log(message: str) -> None:
     print(message, flush=True)
-
-
-def _write(path: Path, text: str, mode: int = 0o600) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.chmod(mode)
-    os.replace(tmp, path)
 
 
 def _scalar(value: Any) -> str:
@@ -728,7 +712,7 @@ def _start_pod(manifest: Path, pod: dict[str, Any], digest: str) -> None:
         "image": pod["image"],
         "digest": digest,
     }
-    _write(PODS_DIR / f"{pod['name']}.json", json.dumps(record), 0o644)
+    core.write_file(PODS_DIR / f"{pod['name']}.json", json.dumps(record), 0o644)
 
 
 def _sandbox_image(config: Path = Path("/etc/containerd/config.toml")) -> str:
@@ -923,7 +907,7 @@ def _register(flags: dict[str, str], name: str, ip: str, static_dir: Path) -> No
             f'"failed to run Kubelet: cannot create certificate signing request: Unauthorized" ({err.message})'
         )
     credential = client.create_token(role, None, f"node-{secrets.token_hex(16)}")
-    _write(kubeconfig_path, kubeconfig(server, ca_pem, f"system:node:{name}", credential))
+    core.write_file(kubeconfig_path, kubeconfig(server, ca_pem, f"system:node:{name}", credential))
     _log(f'I "Successfully registered node" node="{name}" (TLS bootstrap)')
 
 
@@ -1040,9 +1024,9 @@ def _preflight(
 def _kubelet_files(kubelet_config: dict[str, Any], cri: str, extra: dict[str, str]) -> None:
     config = {"apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
               "staticPodPath": str(MANIFESTS), "cgroupDriver": "systemd", **kubelet_config}  # fmt: skip
-    _write(KUBELET_CONFIG, dump_yaml(config), 0o644)
+    core.write_file(KUBELET_CONFIG, dump_yaml(config), 0o644)
     args = [f"--container-runtime-endpoint={cri}", *(f"--{k}={v}" for k, v in extra.items())]
-    _write(FLAGS_ENV, f'KUBELET_KUBEADM_ARGS="{" ".join(args)}"\n', 0o644)
+    core.write_file(FLAGS_ENV, f'KUBELET_KUBEADM_ARGS="{" ".join(args)}"\n', 0o644)
 
 
 def _restart_kubelet() -> None:
@@ -1089,7 +1073,7 @@ def write_manifests(cluster: dict[str, Any], ip: str, name: str, initial_cluster
         "kube-scheduler": (f"{repo}/kube-scheduler:{v}", ["kube-scheduler"]),
     }  # fmt: skip
     for pod, (image, command) in pods.items():
-        _write(MANIFESTS / f"{pod}.yaml", _pod_manifest(pod, image, command), 0o600)
+        core.write_file(MANIFESTS / f"{pod}.yaml", _pod_manifest(pod, image, command), 0o600)
 
 
 def _apiserver_cert(cluster: dict[str, Any], ip: str, name: str) -> list[str]:
@@ -1169,7 +1153,7 @@ def _new_ca() -> str:
         "etcd/ca.crt",
         "etcd/ca.key",
     ):
-        _write(
+        core.write_file(
             PKI / name, f"-----BEGIN STAND-IN {name}-----\n{secrets.token_hex(32)}\n-----END STAND-IN-----\n"
         )
     return (PKI / "ca.crt").read_text()
@@ -1241,7 +1225,7 @@ def kubeadm_init(argv: list[str]) -> int:
             f"https://{ip}:{API_PORT}" if conf in ("controller-manager.conf", "scheduler.conf") else server
         )
         token = f"node-{secrets.token_hex(16)}" if conf == "kubelet.conf" else credential
-        _write(KUBE_DIR / conf, kubeconfig(local, ca_pem, user, token))
+        core.write_file(KUBE_DIR / conf, kubeconfig(local, ca_pem, user, token))
         print(f'[kubeconfig] Writing "{conf}" kubeconfig file')
     kubelet_doc = {
         k: v for k, v in (docs.get("KubeletConfiguration") or {}).items() if k not in ("apiVersion", "kind")
@@ -1359,7 +1343,7 @@ def kubeadm_join(argv: list[str]) -> int:
             core.die(f'error downloading certs: error downloading the secret: Secret "kubeadm-certs" was not found '
                      f'in the "kube-system" Namespace. This Secret might have expired ({err.message})')  # fmt: skip
         for path, text in unseal(key, sealed).items():
-            _write(PKI / path, text)
+            core.write_file(PKI / path, text)
         print(
             '[download-certs] Downloading the certificates in Secret "kubeadm-certs" in the "kube-system" Namespace'
         )
@@ -1367,7 +1351,7 @@ def kubeadm_join(argv: list[str]) -> int:
         credential = f"admin-{secrets.token_hex(16)}"
         call(client.create_token, "admin", None, credential)
         for conf in ("admin.conf", "super-admin.conf", "controller-manager.conf", "scheduler.conf"):
-            _write(
+            core.write_file(
                 KUBE_DIR / conf,
                 kubeconfig(f"https://{endpoint}", ca_pem, conf.removesuffix(".conf"), credential),
             )
@@ -1378,8 +1362,10 @@ def kubeadm_join(argv: list[str]) -> int:
         print(
             "[control-plane] Creating static Pod manifests; [etcd] Announced new etcd member joining the cluster"
         )
-    _write(PKI / "ca.crt", ca_pem, 0o644)
-    _write(BOOTSTRAP_CONF, kubeconfig(f"https://{endpoint}", ca_pem, "tls-bootstrap-token-user", token))
+    core.write_file(PKI / "ca.crt", ca_pem, 0o644)
+    core.write_file(
+        BOOTSTRAP_CONF, kubeconfig(f"https://{endpoint}", ca_pem, "tls-bootstrap-token-user", token)
+    )
     _refuse_ready_node(client, name)
     kubelet_doc = json.loads(call(client.get_secret, "kubelet-config"))
     _kubelet_files(kubelet_doc, cri, {**extra, "node-ip": ip})
