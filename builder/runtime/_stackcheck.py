@@ -57,6 +57,17 @@ class LayerPlan:
 class StackCheck:
     layers: tuple[LayerPlan, ...]
     templates: dict[str, bytes] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)  # the KEPT_FILES the image has
+
+
+# Small rootfs files the controller reads when it plans a run (the runtime plugins' config
+# defaults, Metadata, init-registry.sh): kept by the one pass that checks the stack, so
+# planning never unpacks a layer to find them.
+KEPT_FILES = frozenset({"Metadata", "etc/kubeadm.yaml", "etc/k0s.yaml", "scripts/init-registry.sh"})
+
+
+def _kept(path: str) -> bool:
+    return path in KEPT_FILES or is_template_path(path)
 
 
 def is_template_path(path: str) -> bool:
@@ -114,7 +125,7 @@ class _Entry:
 class _Checker:
     def __init__(self) -> None:
         self.root = _Node(_DIR, -1)
-        self.templates: dict[str, bytes] = {}
+        self.kept: dict[str, bytes] = {}
         self.digests: list[str] = []
         self.buf = memoryview(bytearray(_CHUNK))
 
@@ -148,9 +159,9 @@ class _Checker:
             node = child
         return node
 
-    def _forget_templates(self, prefix: str) -> None:
-        for path in [p for p in self.templates if p == prefix or p.startswith(prefix + "/")]:
-            del self.templates[path]
+    def _forget_kept(self, prefix: str) -> None:
+        for path in [p for p in self.kept if p == prefix or p.startswith(prefix + "/")]:
+            del self.kept[path]
 
     # --- one layer ------------------------------------------------------------------------------
 
@@ -185,9 +196,10 @@ class _Checker:
                     raise UnsafePath(f"{label} makes the rootfs root a non-directory")
                 reader.skip(m.size + (-m.size % BLOCK), label)
                 continue
-            if kind == _FILE and is_template_path("/".join(parts)):
+            if kind == _FILE and _kept("/".join(parts)):
                 if m.size > MAX_TEMPLATE_BYTES:
-                    raise LayerError(f"{label} is a template of {m.size} bytes (limit {MAX_TEMPLATE_BYTES})")
+                    what = "a template" if is_template_path("/".join(parts)) else "a config file sealer reads"
+                    raise LayerError(f"{label} is {what} of {m.size} bytes (limit {MAX_TEMPLATE_BYTES})")
                 contents[len(entries)] = reader.read_exact(m.size, label)
                 reader.skip(-m.size % BLOCK, label)
             else:
@@ -229,7 +241,7 @@ class _Checker:
             if parent is None or parent.children is None or parts[-1] not in parent.children:
                 continue  # nothing below to delete
             del parent.children[parts[-1]]
-            self._forget_templates(rel)
+            self._forget_kept(rel)
             out.append(rel)
         return out
 
@@ -249,9 +261,9 @@ class _Checker:
                 continue
             node.children.clear()
             if rel:
-                self._forget_templates(rel)
+                self._forget_kept(rel)
             else:
-                self.templates.clear()
+                self.kept.clear()
             out.append(rel)
         return out
 
@@ -281,24 +293,31 @@ class _Checker:
             if old is None or old.kind != _DIR:
                 # a directory entry over a directory merges (overlay semantics): the templates
                 # below it stay; anything else replaces what was at this path
-                self._forget_templates(rel)
+                self._forget_kept(rel)
             if i in contents:
-                self.templates[rel] = contents[i]
-            elif e.link is not None and is_template_path(rel):
+                self.kept[rel] = contents[i]
+            elif e.link is not None and _kept(rel):
                 linked = "/".join(e.link)
-                if linked not in self.templates:
-                    raise LayerError(f"{e.label} is a template hardlinked to {linked!r}, not a template")
-                self.templates[rel] = self.templates[linked]
+                if linked not in self.kept:
+                    if is_template_path(rel):
+                        raise LayerError(f"{e.label} is a template hardlinked to {linked!r}, not a template")
+                    raise LayerError(
+                        f"{e.label} is hardlinked to {linked!r}: sealer reads {rel} before delivery "
+                        "and needs it as a regular file"
+                    )
+                self.kept[rel] = self.kept[linked]
         return changed
 
-    def finish(self) -> dict[str, bytes]:
-        for path in self.templates:
+    def finish(self) -> tuple[dict[str, bytes], dict[str, bytes]]:
+        """(templates, the other kept files), each sorted by path."""
+        templates = {p: v for p, v in sorted(self.kept.items()) if is_template_path(p)}
+        for path in templates:
             parts = path[: -len(TEMPLATE_SUFFIX)].split("/")
             parent = self._parent(parts, path, UnsafePath, create=None)
             node = None if parent is None or parent.children is None else parent.children.get(parts[-1])
             if node is not None and node.kind == _DIR:
                 raise LayerError(f"template {path!r} would render onto {'/'.join(parts)!r}, a directory")
-        return dict(sorted(self.templates.items()))
+        return templates, {p: v for p, v in sorted(self.kept.items()) if not is_template_path(p)}
 
 
 def check_stack(layers: Iterable[tuple[Descriptor, Digest, Callable[[], BinaryIO]]]) -> StackCheck:
@@ -309,4 +328,4 @@ def check_stack(layers: Iterable[tuple[Descriptor, Digest, Callable[[], BinaryIO
     for index, (desc, diff_id, opener) in enumerate(layers):
         with opener() as stream:
             plans.append(checker.layer(index, desc, diff_id, stream))
-    return StackCheck(tuple(plans), checker.finish())
+    return StackCheck(tuple(plans), *checker.finish())

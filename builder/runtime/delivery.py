@@ -34,7 +34,7 @@ import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -74,7 +74,7 @@ __all__ = [
 ]
 
 DEFAULT_ROOT = "/var/lib/sealer"
-CHECK_VERSION = 2  # bump when the stack check changes: cached results are redone
+CHECK_VERSION = 3  # bump when the stack check changes: cached results are redone
 _CHUNK = 4 << 20
 _PROBE_TIMEOUT_S = 60
 _TARGET_PART = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
@@ -117,6 +117,7 @@ class DeliveryImage:
     layers: tuple[LayerPlan, ...]
     templates: Mapping[str, bytes]  # rootfs path of the .tmpl file -> its bytes
     env: Mapping[str, str]  # the image's ENV (config Env + sealer extension env), lowest precedence
+    files: Mapping[str, bytes] = field(default_factory=dict)  # the stack check's KEPT_FILES present
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,13 +201,13 @@ def prepare_image(store: Store, name: str, platform: Platform) -> DeliveryImage:
     ext = manifest.annotations.get(mediatypes.ANNOTATION_SEALER_EXTENSION)
     if ext:
         env.update(ImageExtension.from_json(ext).env)
-    layers, templates = _checked_stack(store, desc.digest, manifest.layers, config.diff_ids)
-    return DeliveryImage(name, desc.digest, config.platform, layers, templates, env)
+    layers, templates, files = _checked_stack(store, desc.digest, manifest.layers, config.diff_ids)
+    return DeliveryImage(name, desc.digest, config.platform, layers, templates, env, files)
 
 
 def _checked_stack(
     store: Store, manifest_digest: Digest, descs: Sequence[Descriptor], diff_ids: Sequence[Digest]
-) -> tuple[tuple[LayerPlan, ...], dict[str, bytes]]:
+) -> tuple[tuple[LayerPlan, ...], dict[str, bytes], dict[str, bytes]]:
     cache = store.cache_dir / "delivery" / f"{manifest_digest.hex}.json"
     cached = _load_cache(cache, descs, diff_ids)
     if cached is not None:
@@ -224,14 +225,15 @@ def _checked_stack(
             for p in result.layers
         ],
         "templates": {k: base64.b64encode(v).decode() for k, v in result.templates.items()},
+        "files": {k: base64.b64encode(v).decode() for k, v in result.files.items()},
     }
     atomic_write(cache, json.dumps(doc).encode())
-    return result.layers, result.templates
+    return result.layers, result.templates, result.files
 
 
 def _load_cache(
     path: Path, descs: Sequence[Descriptor], diff_ids: Sequence[Digest]
-) -> tuple[tuple[LayerPlan, ...], dict[str, bytes]] | None:
+) -> tuple[tuple[LayerPlan, ...], dict[str, bytes], dict[str, bytes]] | None:
     try:
         doc = json.loads(path.read_bytes())
         if doc["version"] != CHECK_VERSION or [x["digest"] for x in doc["layers"]] != [
@@ -242,7 +244,10 @@ def _load_cache(
             LayerPlan(d, i, tuple(x["whiteouts"]), tuple(x["opaques"]))
             for d, i, x in zip(descs, diff_ids, doc["layers"], strict=True)
         )
-        return layers, {k: base64.b64decode(v) for k, v in doc["templates"].items()}
+        templates, files = (
+            {k: base64.b64decode(v) for k, v in doc[key].items()} for key in ("templates", "files")
+        )
+        return layers, templates, files
     except (OSError, ValueError, KeyError, TypeError):
         return None  # absent or unreadable: check again
 

@@ -14,6 +14,7 @@ from builder.image.descriptor import Platform
 from builder.image.extension import ImageExtension
 from builder.image.metadata import METADATA_FILE, RootfsMetadata
 from builder.runtime import delivery
+from builder.runtime._stackcheck import KEPT_FILES
 from builder.runtime.cluster import Cluster
 from builder.runtime.facts import Facts
 from builder.runtime.infra.base import InfraDriver
@@ -86,21 +87,17 @@ def image_platforms(store: Store, name: str) -> list[Platform]:
     return [store.read_config(store.read_manifest(desc).config).platform]
 
 
-def _image_file(store: Store, image: delivery.DeliveryImage, path: str) -> bytes | None:
-    """The rootfs file `path` from the top-most layer that has it, None if none does (the
-    layers are unpacked into the store's cache once; only small config files are read)."""
-    from builder.rootfs import ensure_diff_dir
-
-    for plan in reversed(image.layers):
-        candidate = ensure_diff_dir(store, plan.descriptor) / path
-        if candidate.is_file():
-            return candidate.read_bytes()
-    return None
+def _image_file(image: delivery.DeliveryImage, path: str) -> bytes | None:
+    """The rootfs file `path` as the image has it (after every layer), None if absent: one of
+    the small files the delivery's stack check keeps (`KEPT_FILES`), so nothing is unpacked."""
+    if path not in KEPT_FILES:
+        raise ValueError(f"{path} is not a file the stack check keeps (KEPT_FILES)")
+    return image.files.get(path)
 
 
-def _metadata_runtime(store: Store, image: delivery.DeliveryImage) -> str | None:
+def _metadata_runtime(image: delivery.DeliveryImage) -> str | None:
     """Metadata's ClusterRuntime (rare: only images without the runtime label need it)."""
-    data = _image_file(store, image, METADATA_FILE)
+    data = _image_file(image, METADATA_FILE)
     return RootfsMetadata.from_bytes(data).cluster_runtime if data is not None else None
 
 
@@ -112,7 +109,7 @@ def with_plugin(
     plugin = select_plugin(info.runtime_label, info.metadata_runtime, override)
     files: dict[str, str] = {}
     for path in (*plugin.config_files, INIT_REGISTRY_SCRIPT):
-        data = _image_file(store, image, path)
+        data = _image_file(image, path)
         if data is not None:
             files[path] = data.decode("utf-8", errors="replace")
     return replace(info, files=files), plugin
@@ -135,7 +132,7 @@ def load_image(store: Store, name: str, platform: Platform) -> tuple[ImageInfo, 
         app_names=ext.launch.app_names,
         applications=ext.applications,
         runtime_label=label,
-        metadata_runtime=None if label else _metadata_runtime(store, dimg),
+        metadata_runtime=None if label else _metadata_runtime(dimg),
         kube_version=config.config.labels.get(mediatypes.LABEL_SUPPORTED_KUBE_VERSION) or None,
         compressed_bytes=sum(p.descriptor.size for p in dimg.layers),
         layer_count=len(dimg.layers),

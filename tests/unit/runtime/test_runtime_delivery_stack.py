@@ -21,6 +21,7 @@ from builder.image.config import ContainerConfig, ImageConfig
 from builder.image.descriptor import Descriptor, Platform
 from builder.image.digest import Digest
 from builder.image.manifest import Manifest
+from builder.runtime._stackcheck import KEPT_FILES
 from builder.runtime.delivery import plan_commands, prepare_image, render_layer
 from builder.runtime.env import TemplateError
 from builder.store.layout import Store
@@ -260,6 +261,31 @@ def test_a_directory_entry_in_an_upper_layer_keeps_the_templates_below_it(st: St
     assert sorted(prepare_image(st, "t/merge:1", AMD64).templates) == ["etc/d/a.tmpl", "etc/e.tmpl"]
     put_image(st, "t/merge:2", [lower, [E("etc", "d"), E("etc/d", data=b"now a file")]])
     assert sorted(prepare_image(st, "t/merge:2", AMD64).templates) == ["etc/e.tmpl"]
+
+
+def test_the_files_planning_reads_are_kept_by_the_same_pass(st: Store) -> None:
+    """etc/kubeadm.yaml, Metadata, scripts/init-registry.sh... come from the stack check as the
+    top layer leaves them (a whiteout removes one), so planning never unpacks a layer."""
+    put_image(
+        st,
+        "t/kept:1",
+        [
+            [E("Metadata", data=b"{}"), E("etc", "d"), E("etc/kubeadm.yaml", data=b"old"), E("scripts", "d"),
+             E("scripts/init-registry.sh", data=b"echo"), E("etc/other.yaml", data=b"not kept")],
+            [E("etc", "d"), E("etc/kubeadm.yaml", data=b"new"), E("scripts", "d"), E("scripts/.wh.init-registry.sh")],
+        ],
+    )  # fmt: skip
+    image = prepare_image(st, "t/kept:1", AMD64)
+    assert image.files == {"Metadata": b"{}", "etc/kubeadm.yaml": b"new"}
+    assert image.templates == {}
+    assert prepare_image(st, "t/kept:1", AMD64).files == image.files  # and from the cache
+
+
+def test_every_plugins_config_files_are_kept() -> None:
+    from builder.runtime.plugins import PLUGINS, get_plugin
+
+    for name in PLUGINS:
+        assert set(get_plugin(name).config_files) <= KEPT_FILES, name
 
 
 def test_missing_variable_names_file_and_variable(st: Store) -> None:
