@@ -8,12 +8,12 @@ exists so that `store` and `layers` stay ignorant of each other; build, runtime 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
-from builder.image import mediatypes
+from builder.errors import ImageError
 from builder.image.descriptor import Descriptor
 from builder.image.digest import Digest
-from builder.layers.compression import Compression, open_decompressed
 from builder.layers.overlay import DiffDirs
 from builder.store.layout import Store
 
@@ -26,15 +26,38 @@ def layer_id(desc: Descriptor) -> str:
     return desc.digest.hex
 
 
-def ensure_diff_dir(store: Store, desc: Descriptor) -> Path:
-    """The diff dir of a stored layer, unpacked (verified, atomically) if it is not yet there."""
+def diff_id_of(layers: Sequence[Descriptor], diff_ids: Sequence[Digest], index: int) -> Digest:
+    """The diff_id of `layers[index]`: the config's `rootfs.diff_ids` entry at the same index.
+
+    ImageError when the config lists another number of diff_ids than the manifest has layers
+    (OCI image-spec config.md: one diff_id per layer, in order).
+    """
+    if len(layers) != len(diff_ids):
+        raise ImageError(
+            f"the image config lists {len(diff_ids)} diff_ids for {len(layers)} layers",
+            hint="the image is corrupt: pull or build it again",
+        )
+    return diff_ids[index]
+
+
+def ensure_diff_dir(store: Store, desc: Descriptor, diff_id: Digest | None) -> Path:
+    """The diff dir of a stored layer, unpacked (verified, atomically) if it is not yet there.
+
+    The blob is checked against `desc` (digest, size) and the uncompressed tar against
+    `diff_id` (None only for layers this machine just wrote); the unpack is bounded
+    (`builder.layers.unpack`). Compression is detected from the blob's first bytes, as
+    containerd does, whatever the media type says.
+    """
     dirs = diff_dirs(store)
     lid = layer_id(desc)
     if dirs.has(lid):
         return dirs.path(lid)
-    kind = Compression(mediatypes.LAYER_COMPRESSION.get(desc.media_type, ""))
     return dirs.materialize(
-        lid, lambda: open_decompressed(store.blobs.open(desc.digest, expected_size=desc.size), kind)
+        lid,
+        lambda: store.blobs.open(desc.digest, expected_size=desc.size),
+        compressed_size=desc.size,
+        diff_id=diff_id,
+        what=f"layer {desc.digest}",
     )
 
 

@@ -63,7 +63,7 @@ from builder.image.reference import Reference
 from builder.layers.onepass import LayerWriter
 from builder.layers.overlay import mounted_rootfs
 from builder.layers.tarwriter import TarEntry, walk_tree
-from builder.rootfs import ensure_diff_dir
+from builder.rootfs import diff_id_of, ensure_diff_dir
 from builder.store.gc import gc_lock
 from builder.store.layout import Store
 
@@ -448,17 +448,18 @@ class _PlatformBuild:
         """Diff dirs of every layer so far, top-most first, unpacked where missing."""
         dirs = []
         for desc in reversed(draft.layers):
-            dirs.append(self._diff_dir(desc))
+            dirs.append(self._diff_dir(draft, desc))
         return dirs
 
-    def _diff_dir(self, desc: Descriptor) -> Path:
-        return ensure_diff_dir(self.store, desc)
+    def _diff_dir(self, draft: _Draft, desc: Descriptor) -> Path:
+        diff_id = diff_id_of(draft.layers, draft.config.diff_ids, draft.layers.index(desc))
+        return ensure_diff_dir(self.store, desc, diff_id)
 
     def _is_dir_in_image(self, draft: _Draft, path: str) -> bool:
         if path in draft.built_dirs:
             return True
         for desc in reversed(draft.layers):
-            diff = self._diff_dir(desc)
+            diff = self._diff_dir(draft, desc)
             candidate = diff / path
             if os.path.lexists(candidate):
                 return candidate.is_dir() and not candidate.is_symlink()
@@ -572,7 +573,7 @@ class _PlatformBuild:
         """Image path -> real file for discovery: context files, then unpacked RUN layers."""
         files = {name: Path(src) for name, src in sources.items()}
         for desc in run_layers:
-            diff = ensure_diff_dir(self.store, desc)
+            diff = ensure_diff_dir(self.store, desc, None)  # a RUN layer this machine wrote
             for dirpath, _, filenames in os.walk(diff):
                 for filename in filenames:
                     full = os.path.join(dirpath, filename)

@@ -13,7 +13,7 @@ from typing import Any
 from builder.image import mediatypes
 from builder.image.descriptor import Platform
 from builder.image.extension import ImageExtension, parse_container_images
-from builder.rootfs import ensure_diff_dir
+from builder.rootfs import diff_id_of, ensure_diff_dir
 from builder.store.layout import Store
 
 
@@ -31,7 +31,7 @@ def inspect_document(store: Store, name: str, platform: Platform | None, *, unpa
     raw_images = manifest.annotations.get(mediatypes.ANNOTATION_SEALER_CONTAINER_IMAGES)
     images = [i.to_json() for i in parse_container_images(raw_images)] if raw_images else []
     layers = []
-    for layer, diff_id in zip(manifest.layers, config.diff_ids, strict=False):
+    for i, (layer, diff_id) in enumerate(zip(manifest.layers, config.diff_ids, strict=False)):
         entry: dict[str, Any] = {
             "digest": str(layer.digest),
             "diffID": str(diff_id),
@@ -39,7 +39,7 @@ def inspect_document(store: Store, name: str, platform: Platform | None, *, unpa
             "size": layer.size,
         }
         if unpack:
-            entry["dir"] = str(ensure_diff_dir(store, layer))
+            entry["dir"] = str(ensure_diff_dir(store, layer, diff_id_of(manifest.layers, config.diff_ids, i)))
         layers.append(entry)
     doc: dict[str, Any] = {
         "id": manifest.config.digest.hex,

@@ -27,9 +27,10 @@ from typing import BinaryIO, Literal
 
 from builder._fs import atomic_dir, remove_tree
 from builder.errors import LayerError
+from builder.image.digest import Digest
 from builder.layers.compression import open_decompressed
-from builder.layers.tarreader import extract_layer
 from builder.layers.tarwriter import TarEntry, _Walker, walk_upperdir
+from builder.layers.unpack import UnpackOptions, unpack_layer
 from builder.layers.whiteout import WHITEOUT_PREFIX, upperdir_entries
 
 log = logging.getLogger(__name__)
@@ -61,18 +62,38 @@ class DiffDirs:
     def has(self, layer_id: str) -> bool:
         return self.path(layer_id).is_dir()
 
-    def materialize(self, layer_id: str, open_tar: Callable[[], BinaryIO]) -> Path:
+    def materialize(
+        self,
+        layer_id: str,
+        open_tar: Callable[[], BinaryIO],
+        *,
+        compressed_size: int | None = None,
+        diff_id: Digest | None = None,
+        what: str | None = None,
+        options: UnpackOptions | None = None,
+    ) -> Path:
         """The diff dir of `layer_id`, unpacked from `open_tar()` (tar, tar+gzip or tar+zstd) if absent.
 
         Idempotent; atomic: a failed or concurrent unpack never leaves a partial `<id>` visible.
+        The unpack is bounded (`builder.layers.unpack`): expansion past the cap over
+        `compressed_size`, a full disk or a tar whose sha256 is not `diff_id` raise LayerError
+        naming `what` (default "layer <id>") and leave nothing behind.
         """
         diff = self.path(layer_id)
         if diff.is_dir():
             return diff
         with atomic_dir(self._dir(layer_id)) as staging:
             (staging / "diff").mkdir()
-            with open_tar() as raw:
-                extract_layer(open_decompressed(raw), staging / "diff", whiteouts="overlay")
+            with open_tar() as raw, open_decompressed(raw) as tar:
+                unpack_layer(
+                    tar,
+                    staging / "diff",
+                    whiteouts="overlay",
+                    what=what or f"layer {layer_id}",
+                    compressed_size=compressed_size,
+                    diff_id=diff_id,
+                    options=options,
+                )
         return diff
 
     def remove(self, layer_id: str) -> None:

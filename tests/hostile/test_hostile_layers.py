@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +19,12 @@ from pathlib import Path
 import pytest
 
 from builder.errors import BadWhiteout, LayerError, UnsafePath
+from builder.image.digest import Digest
+from builder.layers.compression import open_decompressed
+from builder.layers.overlay import DiffDirs
 from builder.layers.tarreader import MAX_META_SIZE, extract_layer
+from builder.layers.unpack import UnpackOptions, unpack_layer
+from tests.hostile._bombs import zstd_bomb
 
 OUTSIDE = "@OUTSIDE@"  # replaced by the absolute path of the outside dir
 
@@ -350,3 +356,89 @@ def test_duplicate_entries_later_wins_without_escaping(tmp_path: Path) -> None:
     assert (dest / "x/f").read_bytes() == b"inside"
     assert (dest / "y").read_bytes() == b"two"
     assert not (tmp_path / "f").exists()
+
+
+# --- bounds on the amount unpacked (builder.layers.unpack) -----------------------------------
+
+_WRONG_ID = Digest("sha256", "0" * 64)
+_SMALL = _tar((_info("f"), b"data"))
+
+
+def _bomb() -> tuple[bytes, Digest]:
+    return zstd_bomb(4 << 20)  # 4 MiB of zeros in ~200 bytes
+
+
+def _corrupt(blob: bytes) -> bytes:
+    middle = len(blob) // 2
+    return blob[:middle] + bytes(b ^ 0xFF for b in blob[middle : middle + 16]) + blob[middle + 16 :]
+
+
+# id -> (blob, diff_id, options, message regex; {what} is the layer, {dest} the staging dir)
+BOUNDED: dict[str, tuple[Callable[[], tuple[bytes, Digest | None]], UnpackOptions, str]] = {
+    "ratio": (
+        _bomb,
+        UnpackOptions(max_ratio=10, ratio_floor_bytes=1 << 20),
+        r"{what} expands past 10x its compressed size \((\d+) bytes -> more than 1\.0 MiB\): "
+        r"refused as a decompression bomb",
+    ),
+    "diff-id": (
+        lambda: (_SMALL, _WRONG_ID),
+        UnpackOptions(),
+        rf"{{what}} does not match its diff_id: the uncompressed tar is {Digest.from_bytes(_SMALL)}, "
+        rf"the image config says {_WRONG_ID}",
+    ),
+    "disk": (
+        lambda: (_SMALL, None),
+        UnpackOptions(min_free_bytes=1 << 62),
+        r"{what}: stopped unpacking after 0 bytes, {dest} has [0-9.]+ MiB free \(keeping [0-9.]+ MiB\)",
+    ),
+    "inodes": (
+        lambda: (_SMALL, None),
+        UnpackOptions(min_free_inodes=1 << 62),
+        r"{what}: stopped unpacking after 0 bytes, {dest} has \d+ free inodes \(keeping \d+\)",
+    ),
+    "corrupt-zstd": (
+        lambda: (_corrupt(_bomb()[0]), None),
+        UnpackOptions(),
+        r"{what} cannot be decompressed: .+",
+    ),
+}
+
+
+@pytest.mark.parametrize("case_id", list(BOUNDED))
+def test_bounded_unpack_is_refused_and_leaves_nothing(tmp_path: Path, case_id: str) -> None:
+    """A layer that expands too far, fills the disk or is not its diff_id: one line, nothing left."""
+    make, options, expected = BOUNDED[case_id]
+    blob, diff_id = make()
+    what = f"layer {Digest.from_bytes(blob)}"
+    dirs = DiffDirs(tmp_path / "overlay2")
+    with pytest.raises(LayerError) as info:
+        dirs.materialize(
+            "l1",
+            lambda: io.BytesIO(blob),
+            compressed_size=len(blob),
+            diff_id=diff_id,
+            what=what,
+            options=options,
+        )
+    message = str(info.value)
+    assert type(info.value) is LayerError
+    assert re.fullmatch(expected.format(what=re.escape(what), dest=r"\S+"), message), message
+    assert "\n" not in message
+    assert os.listdir(tmp_path / "overlay2") == []  # the staging dir went too
+
+
+def test_bounded_unpack_passes_a_layer_within_bounds(tmp_path: Path) -> None:
+    """The same checks let an honest layer through: right diff_id, below the cap."""
+    blob, diff_id = zstd_bomb(1 << 20)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    stats = unpack_layer(
+        open_decompressed(io.BytesIO(blob)),
+        dest,
+        whiteouts="apply",
+        what="layer x",
+        compressed_size=len(blob),
+        diff_id=diff_id,
+    )
+    assert stats.bytes == 1 << 20 and (dest / "zeros").stat().st_size == 1 << 20

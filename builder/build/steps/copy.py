@@ -133,10 +133,14 @@ def _unpack_archive(path: Path, scratch: Path) -> Path | None:
     stream = _open_archive(path)
     if stream is None:
         return None
-    from builder.layers.tarreader import extract_layer
+    from builder.layers.unpack import unpack_layer
 
     dest = scratch / "unpacked" / path.name
     dest.mkdir(parents=True, exist_ok=True)
     with stream:
-        extract_layer(stream, dest, whiteouts="apply")
+        # Bounded as a pulled layer is (expansion over the archive's size, free disk): a
+        # context is as untrusted as a registry. The caller's scratch dir goes on error.
+        unpack_layer(
+            stream, dest, whiteouts="apply", what=f"archive {path}", compressed_size=path.stat().st_size
+        )
     return dest
