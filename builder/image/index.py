@@ -16,6 +16,10 @@ from builder.image.descriptor import Descriptor, Platform
 from builder.image.digest import Digest
 from builder.image.mediatypes import INDEXES, MANIFESTS, OCI_INDEX
 
+# Indexes may list indexes (OCI image-spec image-index.md); real images nest one or two deep.
+# Walkers stop past this many nested indexes, so a chain of 3000 costs nothing.
+MAX_NESTED_INDEXES = 8
+
 
 @dataclass(frozen=True, slots=True)
 class Index(CanonicalDocument):

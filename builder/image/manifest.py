@@ -23,10 +23,24 @@ from builder.image.mediatypes import (
     OCI_MANIFEST,
 )
 
+# Layers one manifest may list. OCI sets no limit; docker stops at 127 (overlay2's depth) and an
+# overlay mount's options hold ~200 lowers (builder/layers/overlay.py _MOUNT_DATA_MAX). 500 keeps
+# room for images from other tools while the work per image (a diff dir and an fd per lower)
+# stays far below the usual 1024 open files; 100000 layers failed with EMFILE before this cap.
+MAX_LAYERS = 500
+
 _SCHEMA1 = (
     "application/vnd.docker.distribution.manifest.v1+json",
     "application/vnd.docker.distribution.manifest.v1+prettyjws",
 )
+
+
+def _check_layer_count(count: int) -> None:
+    if count > MAX_LAYERS:
+        raise InvalidManifest(
+            f"manifest lists {count} layers, more than the {MAX_LAYERS} allowed",
+            hint="squash the image's layers",
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +56,7 @@ class Manifest(CanonicalDocument):
     def __post_init__(self) -> None:
         if self.media_type not in MANIFESTS:
             raise UnsupportedMediaType(f"unsupported manifest media type {self.media_type!r}")
+        _check_layer_count(len(self.layers))
 
     def to_json(self) -> dict[str, Any]:
         """The manifest as a dict in canonical key order."""
@@ -88,6 +103,7 @@ class Manifest(CanonicalDocument):
             layers = []
         if not isinstance(layers, list) or not all(isinstance(x, dict) for x in layers):
             raise InvalidManifest("manifest layers must be an array of descriptors")
+        _check_layer_count(len(layers))  # before parsing 100000 descriptors
         return cls(
             Descriptor.from_json(obj["config"]),
             tuple(Descriptor.from_json(x) for x in layers),

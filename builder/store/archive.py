@@ -4,9 +4,11 @@ An OCI archive is a tar of an OCI image layout (`oci-layout`, `index.json`, `blo
 what skopeo calls `oci-archive:`. `save` names each image in index.json by its full reference
 (`docker.io/library/app:v1`), so `skopeo inspect oci-archive:FILE:docker.io/library/app:v1`
 finds it. `load` treats its input as hostile: it never extracts the tar; only the three kinds
-of entries above are read, links and duplicates are refused, every blob streams through a
-`BlobWriter` that checks the descriptor's digest and size, and names are set only after every
-blob of every image arrived intact, so a corrupt input registers nothing.
+of entries above are read, links and duplicates are refused (in a directory, any symlink below
+the input; `_layout_source`), every blob streams through a `BlobWriter` that checks the
+descriptor's digest and size, every manifest, index and config is size-capped and parsed, the
+walk of nested indexes is bounded (`_Copier`), and names are set only after every blob of
+every image arrived intact and valid, so a corrupt or hostile input registers nothing.
 
 Names on load: a `ref.name` that is a full or familiar reference is normalised
 (`app:v1` -> `docker.io/library/app:v1`); a bare tag (what `skopeo copy ... oci:DIR:v1` writes)
@@ -16,41 +18,46 @@ extension, lower-cased; an explicit `name` overrides both when the input holds o
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import logging
 import os
 import re
-import stat
 import tarfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import TypeVar
 
 from builder._fs import atomic_file
 from builder.errors import (
     ImageError,
     ImageNotFound,
+    InvalidManifest,
     InvalidReference,
     LayoutInvalid,
     SizeMismatch,
     UsageError,
 )
+from builder.image.config import ImageConfig
 from builder.image.descriptor import Descriptor
 from builder.image.digest import Digest
-from builder.image.index import Index
-from builder.image.mediatypes import ANNOTATION_REF_NAME, INDEXES, MANIFESTS, OCI_LAYOUT_VERSION
+from builder.image.index import MAX_NESTED_INDEXES, Index
+from builder.image.manifest import Manifest
+from builder.image.mediatypes import ANNOTATION_REF_NAME, CONFIGS, INDEXES, MANIFESTS, OCI_LAYOUT_VERSION
 from builder.image.reference import Reference
+from builder.store._layout_source import DirSource, LayoutSource, TarSource
 from builder.store.gc import gc_lock
 from builder.store.layout import LAYOUT_FILE, MAX_DOCUMENT_BYTES, Store
 from builder.store.refs import INDEX_FILE
 
 log = logging.getLogger(__name__)
 
-_BLOB_NAME = re.compile(r"^blobs/([a-z0-9]+)/([a-f0-9]+)$")
 _TAG_ONLY = re.compile(r"^[\w][\w.-]{0,127}$")
 _COPY_CHUNK = 1 << 20
+# Descriptors one load may meet (index entries, configs, layers, duplicates included): a
+# bound on the work a hostile graph can ask for; 200 images of 500 layers each fit.
+MAX_LOAD_DESCRIPTORS = 100_000
+_Doc = TypeVar("_Doc", Index, Manifest, ImageConfig)
 
 
 # -- save -----------------------------------------------------------------------------------
@@ -96,21 +103,25 @@ def _saved_name(store: Store, name: str, desc: Descriptor) -> str:
     return next((n for n, d in store.refs.list() if d.digest == desc.digest), full or name)
 
 
-def _walk(store: Store, desc: Descriptor, out: dict[Digest, int]) -> None:
-    if desc.digest in out:
-        return
-    if desc.media_type in INDEXES:
+def _walk(store: Store, root: Descriptor, out: dict[Digest, int]) -> None:
+    """Every blob of the image `root` present in the store (iterative, each digest once)."""
+    stack: list[tuple[Descriptor, int]] = [(root, 1)]
+    while stack:
+        desc, depth = stack.pop()
+        if desc.digest in out:
+            continue
         out[desc.digest] = desc.size
-        for child in store.read_index(desc).manifests:
-            if store.blobs.has(child.digest):
-                _walk(store, child, out)
-    elif desc.media_type in MANIFESTS:
-        out[desc.digest] = desc.size
-        manifest = store.read_manifest(desc)
-        for blob in (manifest.config, *manifest.layers):
-            out[blob.digest] = blob.size
-    else:
-        out[desc.digest] = desc.size
+        if desc.media_type in INDEXES:
+            if depth > MAX_NESTED_INDEXES:
+                raise InvalidManifest(
+                    f"image index {desc.digest} is nested more than {MAX_NESTED_INDEXES} deep"
+                )
+            children = store.read_index(desc).manifests
+            stack.extend((c, depth + 1) for c in reversed(children) if store.blobs.has(c.digest))
+        elif desc.media_type in MANIFESTS:
+            manifest = store.read_manifest(desc)
+            for blob in (manifest.config, *manifest.layers):
+                out[blob.digest] = blob.size
 
 
 def _info(name: str, size: int, kind: bytes = tarfile.REGTYPE) -> tarfile.TarInfo:
@@ -132,127 +143,6 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 # -- load -----------------------------------------------------------------------------------
 
 
-class _Source:
-    """Read access to an OCI layout, wherever it lives."""
-
-    stem: str
-
-    def read_small(self, name: str, limit: int) -> bytes | None:
-        raise NotImplementedError
-
-    def has_blob(self, digest: Digest) -> bool:
-        raise NotImplementedError
-
-    @contextlib.contextmanager
-    def open_blob(self, digest: Digest) -> Iterator[tuple[IO[bytes], int]]:
-        raise NotImplementedError
-        yield  # pragma: no cover
-
-    def close(self) -> None:
-        pass
-
-
-class _DirSource(_Source):
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.stem = root.resolve().name
-
-    def _open(self, rel: str) -> BinaryIO | None:
-        # Names are fixed or built from parsed digests; O_NOFOLLOW refuses a planted symlink.
-        try:
-            fd = os.open(self.root / rel, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return None
-        except OSError as err:
-            raise LayoutInvalid(
-                f"{self.root / rel}: cannot open ({err.strerror}); symlinks are refused"
-            ) from None
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            raise LayoutInvalid(f"{self.root / rel} is not a regular file")
-        return os.fdopen(fd, "rb")
-
-    def has_blob(self, digest: Digest) -> bool:
-        return os.path.lexists(self.root / "blobs" / digest.algorithm / digest.hex)
-
-    def read_small(self, name: str, limit: int) -> bytes | None:
-        f = self._open(name)
-        if f is None:
-            return None
-        with f:
-            data = f.read(limit + 1)
-        if len(data) > limit:
-            raise LayoutInvalid(f"{self.root / name} is larger than {limit} bytes")
-        return data
-
-    @contextlib.contextmanager
-    def open_blob(self, digest: Digest) -> Iterator[tuple[IO[bytes], int]]:
-        f = self._open(f"blobs/{digest.algorithm}/{digest.hex}")
-        if f is None:
-            raise LayoutInvalid(f"{self.root} lacks blob {digest}", hint="the layout is incomplete")
-        with f:
-            yield f, os.fstat(f.fileno()).st_size
-
-
-class _TarSource(_Source):
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        name = path.name
-        for ext in (".tar.gz", ".tgz", ".tar", ".oci"):
-            if name.endswith(ext):
-                name = name[: -len(ext)]
-                break
-        self.stem = name
-        try:
-            self.tar = tarfile.open(path, mode="r:*")  # noqa: SIM115 - closed by close()
-        except (tarfile.TarError, OSError) as err:
-            raise LayoutInvalid(f"{path} is not a tar archive: {err}") from None
-        self.members: dict[str, tarfile.TarInfo] = {}
-        try:
-            for member in self.tar:
-                name = member.name.removeprefix("./")
-                if name not in (LAYOUT_FILE, INDEX_FILE) and not _BLOB_NAME.match(name):
-                    continue  # anything else in the archive is ignored, never extracted
-                if name in self.members:
-                    raise LayoutInvalid(f"{path}: entry {name!r} appears twice")
-                if not member.isreg():
-                    raise LayoutInvalid(f"{path}: entry {name!r} is not a regular file (links are refused)")
-                self.members[name] = member
-        except tarfile.TarError as err:
-            self.tar.close()
-            raise LayoutInvalid(f"{path} is a corrupt tar archive: {err}") from None
-        except BaseException:
-            self.tar.close()
-            raise
-
-    def has_blob(self, digest: Digest) -> bool:
-        return f"blobs/{digest.algorithm}/{digest.hex}" in self.members
-
-    def read_small(self, name: str, limit: int) -> bytes | None:
-        member = self.members.get(name)
-        if member is None:
-            return None
-        if member.size > limit:
-            raise LayoutInvalid(f"{self.path}: {name} is larger than {limit} bytes")
-        f = self.tar.extractfile(member)
-        assert f is not None  # regular files always have content
-        with f:
-            return f.read()
-
-    @contextlib.contextmanager
-    def open_blob(self, digest: Digest) -> Iterator[tuple[IO[bytes], int]]:
-        member = self.members.get(f"blobs/{digest.algorithm}/{digest.hex}")
-        if member is None:
-            raise LayoutInvalid(f"{self.path} lacks blob {digest}", hint="the archive is incomplete")
-        f = self.tar.extractfile(member)
-        assert f is not None
-        with f:
-            yield f, member.size
-
-    def close(self) -> None:
-        self.tar.close()
-
-
 def load(store: Store, source: str | os.PathLike[str], *, name: str | None = None) -> list[str]:
     """Load every named image of an OCI archive or layout dir; returns the names set.
 
@@ -261,16 +151,17 @@ def load(store: Store, source: str | os.PathLike[str], *, name: str | None = Non
     """
     path = Path(source)
     if path.is_dir():
-        src: _Source = _DirSource(path)
+        src: LayoutSource = DirSource(path)
     elif path.is_file():
-        src = _TarSource(path)
+        src = TarSource(path)
     else:
         raise UsageError(f"{path} does not exist")
     try:
         plan = _plan(src, path, name)
         with gc_lock(store, exclusive=False):
+            copier = _Copier(store, src, path)
             for _, desc in plan:
-                _copy(store, src, desc)
+                copier.copy_image(desc)
             for ref_name, desc in plan:
                 store.refs.set(ref_name, desc)
     finally:
@@ -278,7 +169,7 @@ def load(store: Store, source: str | os.PathLike[str], *, name: str | None = Non
     return [n for n, _ in plan]
 
 
-def _plan(src: _Source, path: Path, override: str | None) -> list[tuple[str, Descriptor]]:
+def _plan(src: LayoutSource, path: Path, override: str | None) -> list[tuple[str, Descriptor]]:
     layout = src.read_small(LAYOUT_FILE, 4096)
     if layout is None:
         raise LayoutInvalid(f"{path} is not an OCI image layout: no {LAYOUT_FILE}")
@@ -326,24 +217,117 @@ def _strip(desc: Descriptor) -> Descriptor:
     return desc.with_annotations({k: v for k, v in desc.annotations.items() if k != ANNOTATION_REF_NAME})
 
 
-def _copy(store: Store, src: _Source, desc: Descriptor) -> None:
-    """Copy `desc` and everything it references into the store, verifying each blob."""
-    if not store.blobs.has(desc.digest):
-        with src.open_blob(desc.digest) as (f, size):
+class _Copier:
+    """Copies images from a layout into the store, each blob verified, each document validated.
+
+    The walk is iterative and visits each digest once (a graph of indexes that list each other
+    many times is walked in linear time); indexes nest at most MAX_NESTED_INDEXES deep and one
+    load meets at most MAX_LOAD_DESCRIPTORS descriptors. Manifests, indexes and configs are
+    size-capped before they are copied and parsed after (a config must be an image config whose
+    diff_ids match the manifest's layers), so nothing that `images`, `inspect` or a build
+    cannot read gets a name.
+    """
+
+    def __init__(self, store: Store, src: LayoutSource, path: Path) -> None:
+        self.store = store
+        self.src = src
+        self.path = path
+        self.seen: set[Digest] = set()
+        self.met = 0
+        self.configs: dict[Digest, int] = {}  # config digest -> number of diff_ids
+
+    def copy_image(self, root: Descriptor) -> None:
+        stack: list[tuple[Descriptor, int]] = [(root, 1)]  # (descriptor, indexes down to it)
+        while stack:
+            desc, depth = stack.pop()
+            if desc.digest in self.seen:
+                continue
+            self.seen.add(desc.digest)
+            if desc.media_type in INDEXES:
+                children = self._index(desc, depth)
+                stack.extend((child, depth + 1) for child in reversed(children))
+            else:
+                for blob in self._manifest(desc):
+                    if blob.digest not in self.seen:
+                        self.seen.add(blob.digest)
+                        self._blob(blob)
+
+    def _meet(self, count: int) -> None:
+        self.met += count
+        if self.met > MAX_LOAD_DESCRIPTORS:
+            raise LayoutInvalid(
+                f"{self.path} lists more than {MAX_LOAD_DESCRIPTORS} descriptors",
+                hint="load the images in several archives",
+            )
+
+    def _index(self, desc: Descriptor, depth: int) -> list[Descriptor]:
+        if depth > MAX_NESTED_INDEXES:
+            raise LayoutInvalid(
+                f"{self.path}: image index {desc.digest} is nested more than {MAX_NESTED_INDEXES} deep"
+            )
+        self._document(desc, "image index")
+        index = self._parse(desc, "image index", self.store.read_index)
+        self._meet(len(index.manifests))
+        images = [c for c in index.manifests if c.media_type in MANIFESTS | INDEXES]
+        present = [c for c in images if self.store.blobs.has(c.digest) or self.src.has_blob(c.digest)]
+        if not present:
+            # An index may list platforms the archive lacks (skopeo copies one platform unless
+            # --all), but one with none of its images is no image at all.
+            raise LayoutInvalid(
+                f"{self.path}: image index {desc.digest} lists {len(images)} images, none of them in the archive",
+                hint="save the image again with all its platforms (skopeo copy --all)",
+            )
+        for child in images:
+            if child not in present:
+                log.info("%s: skipping %s, absent from the archive", self.path, child.digest)
+        return present
+
+    def _manifest(self, desc: Descriptor) -> tuple[Descriptor, ...]:
+        """Copy and validate manifest `desc` and its config; the layers it lists."""
+        self._document(desc, "manifest")
+        manifest = self._parse(desc, "manifest", self.store.read_manifest)
+        self._meet(1 + len(manifest.layers))
+        config = manifest.config
+        if config.media_type not in CONFIGS:
+            raise LayoutInvalid(
+                f"{self.path}: manifest {desc.digest} has a config of type {config.media_type!r}, "
+                "not an image config",
+                hint="sealer loads container images only",
+            )
+        if config.digest not in self.configs:
+            self.seen.add(config.digest)
+            self._document(config, "image config")
+            parsed = self._parse(config, "image config", self.store.read_config)
+            self.configs[config.digest] = len(parsed.diff_ids)
+        if self.configs[config.digest] != len(manifest.layers):
+            raise LayoutInvalid(
+                f"{self.path}: manifest {desc.digest} has {len(manifest.layers)} layers, its config "
+                f"{config.digest} lists {self.configs[config.digest]} diff_ids"
+            )
+        return manifest.layers
+
+    def _document(self, desc: Descriptor, what: str) -> None:
+        if desc.size > MAX_DOCUMENT_BYTES:
+            raise LayoutInvalid(
+                f"{self.path}: {what} {desc.digest} is {desc.size} bytes (limit {MAX_DOCUMENT_BYTES})"
+            )
+        self._blob(desc)
+
+    def _parse(self, desc: Descriptor, what: str, read: Callable[[Descriptor], _Doc]) -> _Doc:
+        try:
+            return read(desc)
+        except ImageError as err:
+            raise LayoutInvalid(f"{self.path}: {what} {desc.digest} is invalid: {err}") from None
+
+    def _blob(self, desc: Descriptor) -> None:
+        if self.store.blobs.has(desc.digest):
+            return
+        with self.src.open_blob(desc.digest) as (f, size):
             if size != desc.size:
-                raise SizeMismatch(f"blob {desc.digest} is {size} bytes, its descriptor says {desc.size}")
-            with store.blobs.writer(expected=desc.digest, expected_size=desc.size) as w:
+                raise SizeMismatch(
+                    f"{self.path}: blob {desc.digest} is {size} bytes, its descriptor says {desc.size}"
+                )
+            with self.store.blobs.writer(expected=desc.digest, expected_size=desc.size) as w:
                 while chunk := f.read(_COPY_CHUNK):
                     w.write(chunk)
                 w.commit()
-    if desc.media_type in INDEXES:
-        for child in store.read_index(desc).manifests:
-            if not store.blobs.has(child.digest) and not src.has_blob(child.digest):
-                # skopeo copies one platform of a multi-platform index unless --all.
-                log.info("skipping %s: absent from the source", child.digest)
-                continue
-            _copy(store, src, child)
-    elif desc.media_type in MANIFESTS:
-        manifest = store.read_manifest(desc)
-        for blob in (manifest.config, *manifest.layers):
-            _copy(store, src, blob)

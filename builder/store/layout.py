@@ -18,7 +18,7 @@ from builder.errors import ImageNotFound, InvalidReference, LayoutInvalid, SizeM
 from builder.image.config import ImageConfig
 from builder.image.descriptor import Descriptor, Platform
 from builder.image.digest import Digest
-from builder.image.index import Index
+from builder.image.index import MAX_NESTED_INDEXES, Index
 from builder.image.manifest import Manifest
 from builder.image.mediatypes import INDEXES, MANIFESTS, OCI_CONFIG, OCI_LAYOUT_VERSION
 from builder.image.reference import Reference
@@ -250,21 +250,37 @@ class Store:
         self, desc: Descriptor, platform: Platform | None = None
     ) -> list[tuple[Descriptor, Manifest]]:
         """The image manifests under `desc`: itself for a manifest; for an index, each
-        per-platform manifest present locally (only the one for `platform` when given)."""
+        per-platform manifest present locally (only the one for `platform` when given).
+
+        Iterative, in index order, each digest once; LayoutInvalid past MAX_NESTED_INDEXES
+        nested indexes (a pulled graph of indexes listing each other cannot hang or recurse).
+        """
         if desc.media_type in MANIFESTS:
             return [(desc, self.read_manifest(desc))]
         index = self.read_index(desc)
         if platform is not None:
             chosen = index.select(platform)
-            return self.manifests_for(chosen)
+            return self.manifests_for(chosen)  # one level: `chosen` is walked without a platform
         out: list[tuple[Descriptor, Manifest]] = []
-        for child in index.manifests:
-            if not self.blobs.has(child.digest):
+        seen = {desc.digest}
+        stack = [(iter(index.manifests), 1)]  # (children left, indexes down to them)
+        while stack:
+            children, depth = stack[-1]
+            child = next(children, None)
+            if child is None:
+                stack.pop()
+                continue
+            if child.digest in seen or not self.blobs.has(child.digest):
                 continue  # an index may list platforms we never pulled
+            seen.add(child.digest)
             if child.media_type in MANIFESTS:
                 out.append((child, self.read_manifest(child)))
             elif child.media_type in INDEXES:
-                out.extend(self.manifests_for(child))
+                if depth >= MAX_NESTED_INDEXES:
+                    raise LayoutInvalid(
+                        f"image index {child.digest} is nested more than {MAX_NESTED_INDEXES} deep"
+                    )
+                stack.append((iter(self.read_index(child).manifests), depth + 1))
         return out
 
     def images(self) -> list[ImageRecord]:
