@@ -6,6 +6,7 @@ process exit code. `cli/main.py` is the only place that catches it and turns it 
 
     SealerError
     ├── UsageError                     exit 2: bad flags or arguments
+    ├── PathBusy                       a tree that cannot be removed: a mount point, EBUSY
     ├── BuildError                     ContextPathError, RunStepError, CacheError
     ├── ImageError                     InvalidReference, InvalidManifest, UnsupportedMediaType,
     │                                  MetadataMismatch, ImageNotFound
@@ -40,6 +41,12 @@ class SealerError(Exception):
 class UsageError(SealerError):
     reference = "usage-error"
     exit_code = 2
+
+
+class PathBusy(SealerError):
+    """A directory that cannot be removed because something still uses it (a mount, EBUSY)."""
+
+    reference = "path-busy"
 
 
 # --- build -------------------------------------------------------------------------------------

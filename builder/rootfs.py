@@ -15,6 +15,7 @@ from builder.errors import ImageError
 from builder.image.descriptor import Descriptor
 from builder.image.digest import Digest
 from builder.layers.overlay import DiffDirs
+from builder.store import gc
 from builder.store.layout import Store
 
 
@@ -74,3 +75,12 @@ def prune_diff_dirs(store: Store) -> int:
             dirs.remove(lid)
             removed += 1
     return removed
+
+
+def prune(store: Store, *, timeout_s: float | None = None) -> tuple[gc.GCResult, int]:
+    """Free unreachable blobs, the diff dirs of the layers they were, and dead processes' temp
+    dirs, in one exclusive hold of the GC lock (so no build starts on a diff dir being removed).
+    Returns the gc result and how many diff dirs went."""
+    with store.gc_lock(exclusive=True, timeout_s=timeout_s):
+        result = gc.collect_holding_lock(store)
+        return result, prune_diff_dirs(store)

@@ -17,6 +17,7 @@ from builder.image.config import ImageConfig
 from builder.image.descriptor import Descriptor
 from builder.image.manifest import Manifest
 from builder.image.mediatypes import CONFIGS, DOCKER_MANIFEST, INDEXES, LAYER_COMPRESSION, MANIFESTS
+from builder.store import fsck
 from builder.store.layout import Store
 
 _CHUNK = 1 << 20
@@ -100,3 +101,9 @@ def validate_image(store: Store, name: str) -> None:
     else:
         assert desc.media_type in MANIFESTS, f"{name}: unexpected media type {desc.media_type}"
         _validate_manifest(store, desc)
+
+
+def assert_store_ok(store: Store) -> None:
+    """The store checker (`sealer fsck`) finds nothing wrong: every name whole, no leftovers."""
+    report = fsck.check(store)
+    assert report.ok, [p.message for p in report.problems] + [f"{report.leftovers} leftovers"]

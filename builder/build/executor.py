@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import kubefile_grammar as kg
 from builder._fs import remove_tree
+from builder._reclaim import SESSION_SUFFIX
 from builder.build import cache as cache_mod
 from builder.build.context import BuildContext
 from builder.build.events import (
@@ -64,7 +65,6 @@ from builder.layers.onepass import LayerWriter
 from builder.layers.overlay import mounted_rootfs
 from builder.layers.tarwriter import TarEntry, walk_tree
 from builder.rootfs import diff_id_of, ensure_diff_dir
-from builder.store.gc import gc_lock
 from builder.store.layout import Store
 
 if TYPE_CHECKING:
@@ -123,7 +123,7 @@ def build_image(store: Store, options: BuildOptions, on_event: EventSink = ignor
     registry = _Registry(options, on_event)
     # One platform: pull just its manifest; several: the whole index, once.
     pull_platform = platforms[0] if len(platforms) == 1 else None
-    with gc_lock(store, exclusive=False):
+    with store.gc_lock(exclusive=False):
         manifests = []
         for platform in platforms:
             plan = make_plan(
@@ -229,7 +229,7 @@ class _PlatformBuild:
 
     def execute(self) -> Descriptor:
         draft = self._start()
-        scratch = Path(tempfile.mkdtemp(prefix="build-", dir=self.store.tmp_dir))
+        scratch = self.store.scratch_dir("build-")
         try:
             total = len(self.plan.steps)
             for index, step in enumerate(self.plan.steps, start=1):
@@ -468,7 +468,9 @@ class _PlatformBuild:
     def _run(
         self, draft: _Draft, step: RunStep, index: int, scratch: Path, label: str
     ) -> tuple[cache_mod.CachedLayer, bool]:
-        key = cache_mod.step_key(draft.key, step.text, json.dumps(step.env), self.settings)
+        isolation = self.options.isolation
+        settings = self.settings if isolation == "none" else f"{self.settings}|isolation={isolation}"
+        key = cache_mod.step_key(draft.key, step.text, json.dumps(step.env), settings)
         hit = self._cached(key)
         if hit is not None:
             return hit, True
@@ -481,6 +483,9 @@ class _PlatformBuild:
                 env=step.env,
                 on_line=lambda line: self.on_event(StepOutput(self.platform, index, line)),
                 step_label=label,
+                isolation=isolation,
+                # At the top of this process's temp dir, where a later sweep looks for it.
+                session_file=self.store.blobs.process_dir() / f"run-{index}{SESSION_SUFFIX}",
             )
             layer = self._write_layer(rootfs.changes(), index, None, step.text)
         remove_tree(work)

@@ -12,6 +12,7 @@ here too, so that a plan knows the apps it inherits.
 from __future__ import annotations
 
 import json
+from collections import ChainMap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,8 @@ from builder.image.extension import ContainerImage, ImageExtension, parse_contai
 from builder.image.manifest import Manifest
 from builder.layers.compression import Compression
 from builder.store.layout import Store
-from kubefile_grammar.errors import InvalidArgument
+from kubefile_grammar.errors import InvalidArgument, LimitExceeded
+from kubefile_grammar.limits import MAX_EXPANSION_CHARS, MAX_TOTAL_EXPANSION_CHARS
 
 if TYPE_CHECKING:
     from builder.registry.client import RegistryOptions
@@ -50,6 +52,7 @@ class BuildOptions:
     source_date_epoch: int = 0
     image_type: str | None = None  # kube-installer | app-installer; None: decided from the Kubefile
     run_mode: Literal["auto", "overlay", "snapshot"] = "auto"  # how RUN gets its merged rootfs
+    isolation: Literal["none", "chroot"] = "none"  # how RUN is kept from the host (steps/run.py)
     pull: Literal["always", "missing", "never"] = "missing"  # FROM: when to pull from the registry
     bundle_images: bool = True  # pull the container images the context references into registry/
     registry: RegistryOptions | None = None  # None: RegistryOptions() defaults
@@ -154,20 +157,37 @@ class _Scope:
         self.args: dict[str, str] = {}
         self.env: dict[str, str] = {}
         self.consumed: set[str] = set()
+        self.expanded_chars = 0  # all expansions so far, held to MAX_TOTAL_EXPANSION_CHARS
+        # Views, not copies: merging the dicts for every expansion made 10,000 ENV lines quadratic.
+        self._in_stage = ChainMap(self.env, self.args, self.builtins)  # ENV wins over ARG
+        self._before_from = ChainMap(self.meta, self.builtins)
 
-    def lookup(self, *, in_stage: bool) -> dict[str, str]:
-        if not in_stage:
-            return {**self.builtins, **self.meta}
-        return {**self.builtins, **self.args, **self.env}
+    def lookup(self, *, in_stage: bool) -> Mapping[str, str]:
+        return self._in_stage if in_stage else self._before_from
 
     def expand(self, text: str, span: kg.Span, *, in_stage: bool = True) -> str:
-        return kg.expand(
-            text,
-            self.lookup(in_stage=in_stage),
-            escape=self.kubefile.escape,
-            path=self.kubefile.path,
-            span=span,
-        )
+        if "$" not in text and self.kubefile.escape not in text:
+            return text  # nothing to expand, and the Kubefile's own size is capped
+        try:
+            value = kg.expand(
+                text,
+                self.lookup(in_stage=in_stage),
+                escape=self.kubefile.escape,
+                path=self.kubefile.path,
+                span=span,
+                max_chars=MAX_EXPANSION_CHARS,
+            )
+            self.expanded_chars += len(value)
+            if self.expanded_chars > MAX_TOTAL_EXPANSION_CHARS:
+                raise LimitExceeded(
+                    f"variable expansions of this Kubefile pass {MAX_TOTAL_EXPANSION_CHARS} characters in all",
+                    hint="large values used in many instructions add up; shorten them or COPY a file instead",
+                    line=span.line,
+                    column=span.column,
+                )
+        except kg.KubefileError as err:
+            raise err.with_source(self.kubefile.path, self.kubefile.source) from None
+        return value
 
     def declare(self, name: str, default: str | None, span: kg.Span, *, in_stage: bool) -> None:
         self.consumed.add(name)

@@ -8,6 +8,7 @@ from typing import Literal, cast
 
 import click
 
+from builder.build.context import check_regular_file
 from builder.build.executor import build_image
 from builder.build.plan import BuildOptions
 from builder.cli._common import make_registry_options, open_store, parse_key_values, registry_options
@@ -15,6 +16,7 @@ from builder.cli.output import build_progress
 from builder.errors import UsageError
 from builder.image.descriptor import Platform
 from builder.layers.compression import Compression
+from kubefile_grammar.limits import MAX_KUBEFILE_BYTES
 
 
 def _platforms(value: str | None) -> tuple[Platform, ...]:
@@ -27,6 +29,21 @@ def _platforms(value: str | None) -> tuple[Platform, ...]:
             raise UsageError(f"--platform {value!r} names {platform} twice")
         out.append(platform)
     return tuple(out)
+
+
+def _key_values(values: tuple[str, ...], flag: str) -> dict[str, str]:
+    """KEY=VALUE options; refuses bytes that are not UTF-8, which no image config can hold."""
+    pairs = parse_key_values(values, flag)
+    for key, value in pairs.items():
+        for text in (key, value):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                shown = key.encode("ascii", "backslashreplace").decode("ascii")
+                raise UsageError(
+                    f"{flag} {shown}: not valid UTF-8", hint="pass keys and values as UTF-8 text"
+                ) from None
+    return pairs
 
 
 def _source_date_epoch() -> int:
@@ -77,6 +94,14 @@ def _source_date_epoch() -> int:
     help="How RUN gets the merged rootfs (auto: overlay mount, else a snapshot).",
 )
 @click.option(
+    "--isolation",
+    type=click.Choice(["none", "chroot"]),
+    default="none",
+    show_default=True,
+    help="RUN on the host in the rootfs dir (none), or chrooted into it in new mount and PID "
+    "namespaces (chroot: needs root and a shell in the image).",
+)
+@click.option(
     "--pull",
     type=click.Choice(["always", "missing", "never"]),
     default="missing",
@@ -101,6 +126,7 @@ def build(
     labels: tuple[str, ...],
     image_type: str | None,
     run_mode: str,
+    isolation: str,
     pull: str,
     no_image_bundle: bool,
     quiet: bool,
@@ -120,14 +146,15 @@ def build(
         context=context,
         kubefile=kubefile,
         tags=tags,
-        build_args=parse_key_values(build_args, "--build-arg"),
+        build_args=_key_values(build_args, "--build-arg"),
         platforms=_platforms(platform),
         no_cache=no_cache,
         compression=Compression(compression),
-        labels=parse_key_values(labels, "--label"),
+        labels=_key_values(labels, "--label"),
         source_date_epoch=_source_date_epoch(),
         image_type=image_type,
         run_mode=cast(Literal["auto", "overlay", "snapshot"], run_mode),
+        isolation=cast(Literal["none", "chroot"], isolation),
         pull=cast(Literal["always", "missing", "never"], pull),
         bundle_images=not no_image_bundle,
         # Only non-default flags build options now: the client's module pulls in requests/oras.
@@ -135,6 +162,9 @@ def build(
         if (not tls_verify or plain_http or ca_cert or authfile)
         else None,
     )
+    # Refused before anything opens it: a FIFO with no writer would block the build forever,
+    # a device such as /dev/zero never ends. Reading stays with the build.
+    check_regular_file(options.kubefile_path, limit_bytes=MAX_KUBEFILE_BYTES, what="Kubefile")
     store = open_store(ctx)
     progress = build_progress(quiet=quiet)
     try:

@@ -1,4 +1,4 @@
-"""Local store commands: images, inspect, tag, rmi, prune, save, load."""
+"""Local store commands: images, inspect, tag, rmi, prune, fsck, save, load."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ import click
 from builder.build.cache import StepCache
 from builder.cli._common import open_store
 from builder.cli._inspect import inspect_document
-from builder.cli.output import human_size, print_json, print_table, render_template
-from builder.errors import ImageNotFound
+from builder.cli.output import human_size, print_json, print_table, print_warning, render_template
+from builder.errors import ImageNotFound, StoreError
 from builder.image.descriptor import Platform
 from builder.image.reference import Reference
-from builder.rootfs import prune_diff_dirs
-from builder.store import archive, gc
+from builder.rootfs import prune as prune_store
+from builder.store import archive
+from builder.store import fsck as fsck_mod
+from builder.store.layout import Store
 
 
 def _created(value: str | None) -> str:
@@ -49,22 +51,27 @@ def images(ctx: click.Context, fmt: str, quiet: bool) -> None:
                     "platforms": [str(p) for p in r.platforms],
                     "created": r.created,
                     "size": r.size,
+                    **({"problem": r.problem} if r.problem else {}),
                 }
                 for r in records
             ]
         )
-        return
-    rows = [
-        [
-            Reference.parse(r.name).familiar,
-            r.image_id.short,
-            ",".join(str(p) for p in r.platforms),
-            _created(r.created),
-            human_size(r.size),
+    else:
+        rows = [
+            [
+                Reference.parse(r.name).familiar,
+                r.image_id.short if r.problem is None else "BROKEN",
+                ",".join(str(p) for p in r.platforms),
+                _created(r.created),
+                human_size(r.size) if r.problem is None else "-",
+            ]
+            for r in records
         ]
-        for r in records
-    ]
-    print_table(["IMAGE NAME", "IMAGE ID", "PLATFORMS", "CREATED", "SIZE"], rows)
+        print_table(["IMAGE NAME", "IMAGE ID", "PLATFORMS", "CREATED", "SIZE"], rows)
+    for r in records:
+        if r.problem is not None:
+            familiar = Reference.parse(r.name).familiar
+            print_warning(f"{familiar} is broken: {r.problem} (remove it: sealer rmi {familiar})")
 
 
 @click.command()
@@ -76,7 +83,12 @@ def images(ctx: click.Context, fmt: str, quiet: bool) -> None:
 def inspect(ctx: click.Context, name: str, fmt: str | None, platform: str | None, no_unpack: bool) -> None:
     """Show an image's manifest, config, sealer extension and layer directories as JSON."""
     store = open_store(ctx)
-    doc = inspect_document(store, name, Platform.parse(platform) if platform else None, unpack=not no_unpack)
+    wanted = Platform.parse(platform) if platform else None
+    if no_unpack:
+        doc = inspect_document(store, name, wanted, unpack=False)
+    else:
+        with store.gc_lock(exclusive=False):  # a prune must not free the blobs being unpacked
+            doc = inspect_document(store, name, wanted, unpack=True)
     if fmt:
         click.echo(render_template(fmt, doc))
     else:
@@ -112,8 +124,7 @@ def rmi(ctx: click.Context, names: tuple[str, ...], prune: bool) -> None:
             continue
         click.echo(f"untagged: {Reference.parse(removed).familiar}")
     if prune:
-        result = gc.collect(store)
-        prune_diff_dirs(store)
+        result, _ = prune_store(store)
         if result.removed_blobs:
             click.echo(f"freed {human_size(result.freed_bytes)} in {len(result.removed_blobs)} blobs")
     if missing:
@@ -126,13 +137,56 @@ def rmi(ctx: click.Context, names: tuple[str, ...], prune: bool) -> None:
 def prune(ctx: click.Context, everything: bool) -> None:
     """Remove blobs, unpacked layers and temp files that no image uses."""
     store = open_store(ctx)
-    result = gc.collect(store)
-    dirs = prune_diff_dirs(store)
+    result, dirs = prune_store(store)
     cleared = StepCache(store.cache_dir).clear() if everything else 0
     click.echo(
         f"removed {len(result.removed_blobs)} blobs ({human_size(result.freed_bytes)}), {dirs} unpacked layers"
         + (f", {cleared} build cache entries" if everything else "")
+        + (
+            f", {result.removed_tmp_dirs} leftovers of dead sealer processes"
+            if result.removed_tmp_dirs
+            else ""
+        )
     )
+
+
+@click.command()
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Delete corrupt blobs, remove the names of incomplete images, sweep dead processes' leftovers.",
+)
+@click.pass_context
+def fsck(ctx: click.Context, repair: bool) -> None:
+    """Check the store: every name resolves, every blob is there and matches its digest.
+
+    Read-only unless --repair; exits 1 while problems remain.
+    """
+    root = ctx.find_root().obj.get("root") if ctx.find_root().obj else None
+    store = Store.open(root, create=False, sweep=False)
+    if repair:
+        result = fsck_mod.repair(store)
+        for name in result.removed_names:
+            click.echo(f"removed name: {Reference.parse(name).familiar}")
+        for digest in result.removed_blobs:
+            click.echo(f"removed corrupt blob: {digest}")
+        if result.swept:
+            click.echo(f"removed {result.swept} leftovers of dead sealer processes")
+    report = fsck_mod.check(store)
+    for problem in report.problems:
+        click.echo(f"problem: {problem.message}")
+    if report.leftovers:
+        click.echo(f"leftovers: {report.leftovers} temp entries of dead sealer processes")
+    click.echo(
+        f"{report.names} names, {report.blobs} blobs ({report.unreachable_blobs} unreachable: "
+        f"`sealer prune` frees them), {len(report.problems)} problems"
+    )
+    if not report.ok:
+        raise StoreError(
+            f"the store at {store.root} has {len(report.problems)} problems"
+            + (f" and {report.leftovers} leftovers" if report.leftovers else ""),
+            hint="`sealer fsck --repair` removes broken names and leftovers",
+        )
 
 
 @click.command()
@@ -167,4 +221,4 @@ def load(ctx: click.Context, source: Path, name: str | None) -> None:
         click.echo(f"loaded: {Reference.parse(loaded).familiar}")
 
 
-COMMANDS = [images, inspect, tag, rmi, prune, save, load]
+COMMANDS = [images, inspect, tag, rmi, prune, fsck, save, load]

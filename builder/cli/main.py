@@ -1,7 +1,9 @@
 """The `sealer` command: the group, global options and the one error-to-exit mapping.
 
 Exit codes: 0 success; 1 a failure of the work asked for (build, store, registry, cluster);
-2 bad usage (flags, arguments, references); 130 interrupted. Every failure prints one line
+2 bad usage (flags, arguments, references); 128+N stopped by signal N (130 ^C, 143 SIGTERM,
+129 SIGHUP): SIGTERM and SIGHUP unwind like ^C, so a cancelled CI job or a closed terminal
+still stops a RUN's processes, undoes its mount and removes its temp files. Every failure prints one line
 `error: ...` on stderr, then a hint and, for Kubefile errors, the source excerpt; never a
 traceback unless --debug.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -26,7 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "build": ("builder.cli.build", "build"),
     **{
         name: ("builder.cli.images", name)
-        for name in ("images", "inspect", "tag", "rmi", "prune", "save", "load")
+        for name in ("images", "inspect", "tag", "rmi", "prune", "fsck", "save", "load")
     },
     **{name: ("builder.cli.registry", name) for name in ("login", "logout", "push", "pull")},
     **{
@@ -59,9 +62,12 @@ class _Group(click.Group):
             _show_traceback(ctx)
             print_error(err.message, hint=err.hint)
             ctx.exit(err.exit_code)
-        except KeyboardInterrupt:
-            print_error("interrupted")
-            ctx.exit(130)
+        except KeyboardInterrupt as err:
+            signum = err.signum if isinstance(err, Terminated) else signal.SIGINT
+            print_error(
+                "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+            )
+            ctx.exit(128 + signum)
         except Exception as err:
             # KubefileError, looked up only if the grammar was loaded: importing it here would
             # load lark for every command, and an error of an unloaded module cannot occur.
@@ -71,6 +77,21 @@ class _Group(click.Group):
             _show_traceback(ctx)
             print_error(str(err), hint=err.hint, excerpt=err.context)
             ctx.exit(err.exit_code)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised in the main thread so that every `finally` runs as for ^C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum: int, frame: object) -> None:
+    # Once: a second signal must not cut the clean-up of the first short (SIGKILL still works).
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    raise Terminated(signum)
 
 
 def _show_traceback(ctx: click.Context) -> None:
@@ -99,6 +120,8 @@ def cli(ctx: click.Context, root: Path | None, debug: bool) -> None:
 
 
 def main() -> None:
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _terminate)
     try:
         cli.main(prog_name="sealer", standalone_mode=True)
     except SealerError as err:  # raised outside a subcommand's invoke (rare)

@@ -45,6 +45,10 @@ def print_error(message: str, *, hint: str | None = None, excerpt: str | None = 
         click.echo(f"hint: {hint}", err=True)
 
 
+def print_warning(message: str) -> None:
+    click.secho(f"warning: {message}", fg="yellow", err=True)
+
+
 def print_json(obj: Any) -> None:
     click.echo(json.dumps(obj, indent=2, sort_keys=False))
 

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Literal
 
-from builder._fs import atomic_dir, remove_tree
+from builder._fs import TEMP_SUFFIX, atomic_dir, remove_tree, try_lock
 from builder.errors import LayerError
 from builder.image.digest import Digest
 from builder.layers.compression import open_decompressed
@@ -99,11 +99,23 @@ class DiffDirs:
     def remove(self, layer_id: str) -> None:
         """Delete a diff dir: renamed aside first, so a half-deleted dir is never seen as present."""
         target = self._dir(layer_id)
-        if not target.exists():
+        try:
+            fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except FileNotFoundError:
             return
-        aside = self.root / f".{layer_id}.removing.{uuid.uuid4().hex[:8]}"
-        os.rename(target, aside)
-        remove_tree(aside)
+        try:
+            # Locked and named as a temp entry, so a remover killed half-way leaves something
+            # `builder._fs.sweep_temps` reclaims, and a live one is left to finish.
+            if not try_lock(fd, exclusive=True):
+                return  # another process is removing it
+            aside = self.root / f".{layer_id}.removing.{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}"
+            try:
+                os.rename(target, aside)
+            except FileNotFoundError:
+                return
+            remove_tree(aside)
+        finally:
+            os.close(fd)
 
     def ids(self) -> list[str]:
         if not self.root.is_dir():

@@ -328,8 +328,14 @@ class RegistryClient:
     def push(self, store: Store, name: str, dest: str | None = None) -> Descriptor:
         """Push local image `name` (manifest or index and all it holds) to `dest` (default: `name`).
 
-        Returns the descriptor of what was pushed on top (the digest the CLI prints).
+        Returns the descriptor of what was pushed on top (the digest the CLI prints). Holds the
+        store's GC lock shared while it reads: an `rmi` of the image meanwhile cannot free the
+        blobs under the upload.
         """
+        with store.gc_lock(exclusive=False):
+            return self._push(store, name, dest)
+
+    def _push(self, store: Store, name: str, dest: str | None) -> Descriptor:
         top = store.resolve(name)
         target = self._target(dest or _local_name(store, name))
         children: list[Descriptor] = []
@@ -441,8 +447,22 @@ class RegistryClient:
         """Pull `ref` into `store` and name it `tag_as` (default: `ref` itself, normalised).
 
         Returns the descriptor the local name points at: the index with `all_platforms`, else
-        the manifest for `platform` (default: this host) when `ref` is an index.
+        the manifest for `platform` (default: this host) when `ref` is an index. Holds the
+        store's GC lock shared from the first blob written until the name is set, so a
+        concurrent prune cannot free what no name reaches yet.
         """
+        with store.gc_lock(exclusive=False):
+            return self._pull(store, ref, platform=platform, all_platforms=all_platforms, tag_as=tag_as)
+
+    def _pull(
+        self,
+        store: Store,
+        ref: str,
+        *,
+        platform: Platform | None,
+        all_platforms: bool,
+        tag_as: str | None,
+    ) -> Descriptor:
         target = self._target(ref)
         local_name = str(Reference.parse(tag_as)) if tag_as else str(target.ref)
         what = f"manifest {target.ref}"

@@ -9,22 +9,13 @@ in the same process does not inherit a lock: GC can tell its own in-flight dir f
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from builder._fs import try_lock
 from builder.errors import StoreLocked
-
-
-def try_lock(fd: int, *, exclusive: bool) -> bool:
-    """Take the lock without waiting; False when someone else holds a conflicting one."""
-    try:
-        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
 
 
 @contextlib.contextmanager

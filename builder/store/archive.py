@@ -46,7 +46,6 @@ from builder.image.manifest import Manifest
 from builder.image.mediatypes import ANNOTATION_REF_NAME, CONFIGS, INDEXES, MANIFESTS, OCI_LAYOUT_VERSION
 from builder.image.reference import Reference
 from builder.store._layout_source import DirSource, LayoutSource, TarSource
-from builder.store.gc import gc_lock
 from builder.store.layout import LAYOUT_FILE, MAX_DOCUMENT_BYTES, Store
 from builder.store.refs import INDEX_FILE
 
@@ -158,7 +157,7 @@ def load(store: Store, source: str | os.PathLike[str], *, name: str | None = Non
         raise UsageError(f"{path} does not exist")
     try:
         plan = _plan(src, path, name)
-        with gc_lock(store, exclusive=False):
+        with store.gc_lock(exclusive=False):
             copier = _Copier(store, src, path)
             for _, desc in plan:
                 copier.copy_image(desc)

@@ -23,10 +23,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
-from builder._fs import fsync_dir
-from builder.errors import BlobNotFound, DigestMismatch, SizeMismatch, StoreError
+from builder._fs import fsync_dir, make_locked_dir, remove_tree
+from builder.errors import BlobNotFound, DigestMismatch, SealerError, SizeMismatch, StoreError
 from builder.image.digest import Digest
-from builder.store._lock import try_lock
 
 TMP_PREFIX = "proc-"
 DEFAULT_MAX_READ = 64 << 20
@@ -35,23 +34,16 @@ Buffer = bytes | bytearray | memoryview
 
 
 class _ProcessDir:
-    """This process's directory under tmp/, held with an exclusive flock until it goes away."""
+    """This process's directory under tmp/, held with an exclusive flock until it goes away.
+
+    Blob temp files and every scratch dir of the process (a build's, a RUN's overlay) live in
+    it, so one lock tells the sweep (`Store.sweep`) whether all of it is in use or abandoned.
+    """
 
     def __init__(self, tmp_dir: Path) -> None:
         tmp_dir.mkdir(parents=True, exist_ok=True)
         self.pid = os.getpid()
-        for _ in range(100):
-            self.path = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{self.pid}-", dir=tmp_dir))
-            try:
-                self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            except FileNotFoundError:
-                continue  # gc saw it before we locked it, and removed it
-            # gc may lock an unlocked fresh dir between mkdtemp and here; it then removes it.
-            if try_lock(self.fd, exclusive=True) and self.path.is_dir():
-                break
-            os.close(self.fd)
-        else:  # pragma: no cover - would need gc to win a race 100 times in a row
-            raise StoreError(f"cannot create a locked temp dir under {tmp_dir}")
+        self.path, self.fd = make_locked_dir(tmp_dir, prefix=f"{TMP_PREFIX}{self.pid}-")
         self._finalizer = weakref.finalize(self, _release_process_dir, self.path, self.fd, self.pid)
 
     def close(self) -> None:
@@ -62,10 +54,8 @@ def _release_process_dir(path: Path, fd: int, pid: int) -> None:
     # Only the creating process removes the dir: a forked child shares the lock, not ownership.
     if os.getpid() != pid:
         return
-    with contextlib.suppress(OSError):
-        for entry in os.scandir(path):
-            os.unlink(entry.path)
-        os.rmdir(path)
+    with contextlib.suppress(SealerError, OSError):
+        remove_tree(path)
     with contextlib.suppress(OSError):
         os.close(fd)
 
@@ -80,7 +70,7 @@ class BlobWriter:
 
     def __init__(self, store: BlobStore, *, expected: Digest | None, expected_size: int | None) -> None:
         self._store = store
-        fd, tmp = tempfile.mkstemp(prefix="blob-", dir=store._process_dir())
+        fd, tmp = tempfile.mkstemp(prefix="blob-", dir=store.process_dir())
         self._tmp = Path(tmp)
         self._file: BinaryIO | None = os.fdopen(fd, "wb")
         self._hasher = hashlib.new(expected.algorithm if expected else "sha256")
@@ -238,7 +228,9 @@ class BlobStore:
         # other's temp files.
         self._proc_lock = threading.Lock()
 
-    def _process_dir(self) -> Path:
+    def process_dir(self) -> Path:
+        """This process's locked temp dir (created on first use): for blob temp files and any
+        scratch the process needs; the sweep reclaims it once the process is gone."""
         # After a fork the child gets its own dir (and lock), so gc never mistakes it for dead.
         with self._proc_lock:
             if self._proc is None or self._proc.pid != os.getpid() or not self._proc.path.is_dir():

@@ -1,26 +1,23 @@
 """Garbage collection of the store: unreachable blobs and abandoned temp dirs.
 
 Mark from every name in index.json (manifests, indexes followed recursively, configs,
-layers), sweep the rest. Safe against concurrent builds: a build holds `gc_lock(shared)` from
-its first blob write until its name is set, and `collect` takes it exclusively, so it never
-runs while a build has blobs that no name reaches yet. Temp dirs under tmp/ are removed only
-when their owner's flock is free, i.e. the process that made them is gone.
+layers), sweep the rest. Safe against concurrent writers: build, pull, load and tag hold
+`Store.gc_lock(exclusive=False)` from their first blob write until their name is set (push
+and inspect while they read), and `collect` takes it exclusively, so it never runs while
+blobs are in flight that no name reaches yet. Temp dirs are removed only when their owner's
+flock is free, i.e. the process that made them is gone (`Store.sweep`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 
-from builder._fs import remove_tree
 from builder.errors import ImageError, StoreError
 from builder.image.descriptor import Descriptor
 from builder.image.digest import Digest
 from builder.image.mediatypes import INDEXES, MANIFESTS
-from builder.store._lock import locked_dir, try_lock
 from builder.store.layout import Store
 
 log = logging.getLogger(__name__)
@@ -31,15 +28,6 @@ class GCResult:
     removed_blobs: tuple[Digest, ...]
     freed_bytes: int
     removed_tmp_dirs: int = 0
-
-
-@contextlib.contextmanager
-def gc_lock(store: Store, *, exclusive: bool, timeout_s: float | None = None) -> Iterator[None]:
-    """The store-wide GC lock: builds and loads hold it shared, `collect` exclusive."""
-    store.tmp_dir.mkdir(parents=True, exist_ok=True)
-    timeout = store.refs.lock_timeout_s if timeout_s is None else timeout_s
-    with locked_dir(store.tmp_dir, exclusive=exclusive, timeout_s=timeout, what="the store (gc lock)"):
-        yield
 
 
 def reachable(store: Store) -> set[Digest]:
@@ -68,35 +56,22 @@ def reachable(store: Store) -> set[Digest]:
 
 
 def collect(store: Store, *, timeout_s: float | None = None) -> GCResult:
-    """Remove unreachable blobs and unlocked temp dirs; returns what was freed."""
-    with gc_lock(store, exclusive=True, timeout_s=timeout_s):
-        keep = reachable(store)
-        removed: list[Digest] = []
-        freed = 0
-        for digest in list(store.blobs.list()):
-            if digest in keep:
-                continue
-            with contextlib.suppress(FileNotFoundError):
-                freed += store.blobs.path(digest).stat().st_size
-            store.blobs.delete(digest)
-            removed.append(digest)
-        return GCResult(tuple(sorted(removed)), freed, _sweep_tmp(store))
+    """Remove unreachable blobs and dead processes' temp dirs, under the exclusive GC lock."""
+    with store.gc_lock(exclusive=True, timeout_s=timeout_s):
+        return collect_holding_lock(store)
 
 
-def _sweep_tmp(store: Store) -> int:
-    count = 0
-    for entry in os.scandir(store.tmp_dir):
-        if not entry.is_dir(follow_symlinks=False):
+def collect_holding_lock(store: Store) -> GCResult:
+    """`collect` for a caller that already holds `store.gc_lock(exclusive=True)` (to free more
+    than blobs in the same critical section, as `builder.rootfs.prune` does)."""
+    keep = reachable(store)
+    removed: list[Digest] = []
+    freed = 0
+    for digest in list(store.blobs.list()):
+        if digest in keep:
             continue
-        try:
-            fd = os.open(entry.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW)
-        except OSError:
-            continue
-        try:
-            if not try_lock(fd, exclusive=True):
-                continue  # in flight: its owner holds the lock
-            remove_tree(entry.path)
-            count += 1
-        finally:
-            os.close(fd)
-    return count
+        with contextlib.suppress(FileNotFoundError):
+            freed += store.blobs.path(digest).stat().st_size
+        store.blobs.delete(digest)
+        removed.append(digest)
+    return GCResult(tuple(sorted(removed)), freed, store.sweep())

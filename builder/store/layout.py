@@ -7,14 +7,27 @@ configs and indexes, name resolution as docker does it, and the `images` listing
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder._fs import atomic_write
-from builder.errors import ImageNotFound, InvalidReference, LayoutInvalid, SizeMismatch, StoreError
+from builder._fs import atomic_write, sweep_temps
+from builder._reclaim import undo_leftovers
+from builder.errors import (
+    BlobNotFound,
+    ImageError,
+    ImageNotFound,
+    InvalidReference,
+    LayoutInvalid,
+    SealerError,
+    SizeMismatch,
+    StoreError,
+)
 from builder.image.config import ImageConfig
 from builder.image.descriptor import Descriptor, Platform
 from builder.image.digest import Digest
@@ -22,8 +35,11 @@ from builder.image.index import MAX_NESTED_INDEXES, Index
 from builder.image.manifest import Manifest
 from builder.image.mediatypes import INDEXES, MANIFESTS, OCI_CONFIG, OCI_LAYOUT_VERSION
 from builder.image.reference import Reference
-from builder.store.blobs import BlobStore
+from builder.store._lock import locked_dir
+from builder.store.blobs import TMP_PREFIX, BlobStore
 from builder.store.refs import DEFAULT_LOCK_TIMEOUT_S, RefStore
+
+log = logging.getLogger(__name__)
 
 LAYOUT_FILE = "oci-layout"
 MAX_DOCUMENT_BYTES = 16 << 20
@@ -41,6 +57,24 @@ def default_root() -> Path:
     return Path.home() / ".local" / "share" / "sealer"
 
 
+def _document(data: bytes, what: str, *, hint: str | None = None) -> bytes:
+    """`data` if the store will read it back (`MAX_DOCUMENT_BYTES`); refused before it is named."""
+    if len(data) > MAX_DOCUMENT_BYTES:
+        raise SizeMismatch(
+            f"the {what} would be {len(data) / (1 << 20):.1f} MiB, more than the "
+            f"{MAX_DOCUMENT_BYTES >> 20} MiB a store (and most registries) accept",
+            hint=hint or "make the image smaller (fewer layers, platforms or annotations)",
+        )
+    return data
+
+
+def _subdirs(path: Path) -> list[Path]:
+    try:
+        return [Path(e.path) for e in os.scandir(path) if e.is_dir(follow_symlinks=False)]
+    except FileNotFoundError:
+        return []
+
+
 @dataclass(frozen=True, slots=True)
 class ImageRecord:
     """One line of `sealer images`."""
@@ -51,6 +85,7 @@ class ImageRecord:
     size: int  # bytes of every blob the image holds locally
     created: str | None
     platforms: tuple[Platform, ...]
+    problem: str | None = None  # why the image cannot be used (missing or unreadable blobs)
 
 
 class Store:
@@ -72,8 +107,10 @@ class Store:
         *,
         create: bool = True,
         lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+        sweep: bool = True,
     ) -> Store:
-        """Open the store at `root` (default: `default_root()`), creating it unless create=False."""
+        """Open the store at `root` (default: `default_root()`), creating it unless create=False,
+        and reclaim what dead sealer processes left in it (`sweep`) unless sweep=False."""
         store = cls(Path(root) if root is not None else default_root(), lock_timeout_s=lock_timeout_s)
         layout = store.oci_dir / LAYOUT_FILE
         if not layout.exists():
@@ -90,6 +127,13 @@ class Store:
                 d.mkdir(parents=True, exist_ok=True)
         store._check_layout()
         store.refs.ensure()
+        try:
+            if sweep:
+                store.sweep()
+        except (SealerError, OSError) as err:
+            # Reading the store must not fail on another process's leftovers; prune and
+            # `fsck --repair` sweep strictly and report.
+            log.warning("could not reclaim leftovers of dead sealer processes: %s", err)
         return store
 
     def _check_layout(self) -> None:
@@ -110,19 +154,56 @@ class Store:
     def close(self) -> None:
         self.blobs.close()
 
+    # -- concurrency and leftovers ---------------------------------------------------------
+
+    @contextlib.contextmanager
+    def gc_lock(self, *, exclusive: bool, timeout_s: float | None = None) -> Iterator[None]:
+        """The store-wide GC lock. Every command that writes blobs and then names them (build,
+        pull, load, tag) or reads blobs a name may stop reaching (push, inspect) holds it shared
+        across both; `gc.collect` holds it exclusive, so it never frees what is in flight."""
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        timeout = self.refs.lock_timeout_s if timeout_s is None else timeout_s
+        with locked_dir(self.tmp_dir, exclusive=exclusive, timeout_s=timeout, what="the store (gc lock)"):
+            yield
+
+    def scratch_dir(self, prefix: str) -> Path:
+        """A new dir in this process's locked temp dir, reclaimed by `sweep` if we die."""
+        path = self.blobs.process_dir() / f"{prefix}{os.urandom(6).hex()}"
+        path.mkdir()
+        return path
+
+    def sweep(self, *, dry_run: bool = False) -> int:
+        """Remove what dead sealer processes left, returning how many temp entries went.
+
+        Their process dirs under tmp/ go after the processes still running in them are killed
+        and their mounts undone (a build killed during RUN); abandoned `.NAME.RAND.tmp` entries
+        (an unpack's staging dir, a half-written index.json or cache file) go from overlay2/,
+        oci/ and cache/. Entries whose owner is alive hold a flock and are left alone. Run by
+        every `Store.open`, so no command has to remember it.
+        """
+        removed = sweep_temps(
+            self.tmp_dir,
+            is_temp=lambda name: name.startswith(TMP_PREFIX),
+            before_remove=undo_leftovers,
+            dry_run=dry_run,
+        )
+        for directory in (self.overlay_dir, self.oci_dir, self.cache_dir, *_subdirs(self.cache_dir)):
+            removed += sweep_temps(directory, dry_run=dry_run)
+        return removed
+
     # -- typed blobs -----------------------------------------------------------------------
 
     def put_manifest(self, manifest: Manifest) -> Descriptor:
-        data = manifest.to_bytes()
-        digest, size = self.blobs.put(data)
+        digest, size = self.blobs.put(_document(manifest.to_bytes(), "image manifest"))
         return Descriptor(manifest.media_type, digest, size)
 
     def put_index(self, index: Index) -> Descriptor:
-        digest, size = self.blobs.put(index.to_bytes())
+        digest, size = self.blobs.put(_document(index.to_bytes(), "image index"))
         return Descriptor(index.media_type, digest, size)
 
     def put_config(self, config: ImageConfig, media_type: str = OCI_CONFIG) -> Descriptor:
-        digest, size = self.blobs.put(config.to_bytes())
+        data = _document(config.to_bytes(), "image config", hint="a LABEL, ENV or ARG value is too large")
+        digest, size = self.blobs.put(data)
         return Descriptor(media_type, digest, size)
 
     def _read_document(self, target: Descriptor | Digest) -> bytes:
@@ -226,10 +307,15 @@ class Store:
             return desc.digest
 
     def tag(self, src: str | Reference, dst: str | Reference) -> str:
-        """Name `dst` the image `src` resolves to; returns the full name stored."""
-        desc = self.resolve(src)
+        """Name `dst` the image `src` resolves to; returns the full name stored.
+
+        Holds the GC lock across resolve and set: a prune between the two would free the
+        blobs of an image whose only other name was just removed, leaving `dst` dangling.
+        """
         name = str(dst if isinstance(dst, Reference) else Reference.parse(dst))
-        self.refs.set(name, desc)
+        with self.gc_lock(exclusive=False):
+            desc = self.resolve(src)
+            self.refs.set(name, desc)
         return name
 
     def untag(self, name: str | Reference) -> str:
@@ -284,26 +370,32 @@ class Store:
         return out
 
     def images(self) -> list[ImageRecord]:
-        """Every named image, in index order."""
+        """Every named image, in index order; one that is broken (a blob missing, a manifest or
+        config unreadable) is listed with its `problem`, so it never hides the others."""
         records = []
         for name, desc in self.refs.list():
             try:
-                pairs = self.manifests_for(desc)
-            except StoreError:
-                continue  # a dangling name: listed by gc's caller, not here
-            blobs: dict[Digest, int] = {desc.digest: desc.size}
-            platforms: list[Platform] = []
-            created = None
-            for child, manifest in pairs:
-                blobs[child.digest] = child.size
-                blobs[manifest.config.digest] = manifest.config.size
-                for layer in manifest.layers:
-                    blobs[layer.digest] = layer.size
-                config = self.read_config(manifest.config)
-                platforms.append(child.platform or config.platform)
-                created = created or config.created
-            image_id = pairs[0][1].config.digest if desc.media_type in MANIFESTS and pairs else desc.digest
-            records.append(
-                ImageRecord(name, desc.digest, image_id, sum(blobs.values()), created, tuple(platforms))
-            )
+                records.append(self._record(name, desc))
+            except (StoreError, ImageError) as err:
+                records.append(ImageRecord(name, desc.digest, desc.digest, desc.size, None, (), str(err)))
         return records
+
+    def _record(self, name: str, desc: Descriptor) -> ImageRecord:
+        pairs = self.manifests_for(desc)
+        if not pairs:
+            raise BlobNotFound(f"none of the platform manifests of index {desc.digest} is in the store")
+        blobs: dict[Digest, int] = {desc.digest: desc.size}
+        platforms: list[Platform] = []
+        created = None
+        for child, manifest in pairs:
+            blobs[child.digest] = child.size
+            blobs[manifest.config.digest] = manifest.config.size
+            for layer in manifest.layers:
+                blobs[layer.digest] = layer.size
+                if not self.blobs.has(layer.digest):
+                    raise BlobNotFound(f"layer {layer.digest} is missing")
+            config = self.read_config(manifest.config)
+            platforms.append(child.platform or config.platform)
+            created = created or config.created
+        image_id = pairs[0][1].config.digest if desc.media_type in MANIFESTS else desc.digest
+        return ImageRecord(name, desc.digest, image_id, sum(blobs.values()), created, tuple(platforms))

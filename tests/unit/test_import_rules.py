@@ -2,7 +2,7 @@
 
 grammar -> nothing of builder; image -> nothing; layers, store -> image; build -> grammar,
 layers, store, image, and registry (FROM and bundled images pull through it, issue 3); registry -> store, image; runtime -> registry, store, layers, image (never
-build); cli -> all. `builder.errors` and `builder._fs` are shared by everyone; `builder.rootfs`
+build); cli -> all. `builder.errors`, `builder._fs` and `builder._reclaim` are shared by everyone; `builder.rootfs`
 is the store/layers glue that build, runtime and cli use.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = {"builder.errors", "builder._fs", "builder"}
+SHARED = {"builder.errors", "builder._fs", "builder._reclaim", "builder"}
 
 ALLOWED: dict[str, set[str]] = {
     "kubefile_grammar": {"kubefile_grammar"},

@@ -4,17 +4,37 @@ The command runs with `/bin/sh -c` (shell form) or directly (exec form), its wor
 at the merged rootfs and an environment of the built-ins, ARGs and ENVs only (nothing leaks in
 from the caller's environment but PATH, HOME and proxy settings, so builds repeat). Output is
 streamed line by line to the caller and its tail kept for the error.
+
+The command runs in a session of its own (so a terminal's ^C reaches sealer, which stops it);
+every process left in that session is killed when the command ends, when the build is
+interrupted (SIGINT, SIGTERM, SIGHUP) and, through the session marker `builder._reclaim` reads,
+by the next sealer command if the build was killed outright. The session leader also dies
+with sealer (PR_SET_PDEATHSIG).
+
+Isolation. `none` (the default, as sealer and buildah's chroot-less RUN): the command runs as
+the build's user on the build host, with the host's tools, in the rootfs dir. `chroot`: in new
+mount and PID namespaces (`unshare`), chrooted into the rootfs, so it sees only the image's
+files, cannot signal host processes, and everything it started dies with it; the image must
+ship /bin/sh (or the exec form's program), and it needs root.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
+import ctypes
 import os
+import signal
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
+from builder._reclaim import record_session, stop_processes_in
 from builder.errors import RunStepError
+
+Isolation = Literal["none", "chroot"]
+ISOLATIONS: tuple[Isolation, ...] = ("none", "chroot")
 
 _TAIL_LINES = 20
 _PASSTHROUGH = (
@@ -28,6 +48,8 @@ _PASSTHROUGH = (
     "NO_PROXY",
 )
 _DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_PR_SET_PDEATHSIG = 1
+_STOP_GRACE_S = 2.0
 
 
 def run_command(
@@ -37,12 +59,19 @@ def run_command(
     env: tuple[tuple[str, str], ...],
     on_line: Callable[[str], None],
     step_label: str,
+    isolation: Isolation = "none",
+    session_file: Path | None = None,
 ) -> None:
-    """Run one RUN command; raise RunStepError with its status and output tail on failure."""
+    """Run one RUN command; raise RunStepError with its status and output tail on failure.
+
+    `session_file`, when given, records the command's session for `builder._reclaim`.
+    """
     environ = {k: os.environ[k] for k in _PASSTHROUGH if k in os.environ}
     environ.setdefault("PATH", _DEFAULT_PATH)
     environ.update(env)
     argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
+    if isolation == "chroot":
+        argv = _chroot_argv(argv, cwd, step_label)
     tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
     try:
         proc = subprocess.Popen(
@@ -53,6 +82,7 @@ def run_command(
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
     except OSError as err:
         raise RunStepError(
@@ -60,17 +90,77 @@ def run_command(
         ) from None
     assert proc.stdout is not None
     try:
+        if session_file is not None:
+            record_session(session_file, proc.pid)
         for raw in proc.stdout:
             line = raw.decode("utf-8", "replace").rstrip("\n")
             tail.append(line)
             on_line(line)
-    finally:
+        # Kill what the command left in its session before reaping it: while the leader is
+        # an unreaped zombie its pid, the group's id, cannot be reused by anyone else.
+        os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+        _kill_session(proc.pid)  # background processes do not outlive the step
         status = proc.wait()
+    except BaseException:
+        # Interrupted (^C, SIGTERM, SIGHUP raised in this thread) or the sink failed: stop the
+        # command's whole session before the caller unmounts the rootfs under it.
+        _stop_session(proc)
+        raise
+    finally:
+        stop_processes_in(cwd)  # also those that left the session (setsid) but not the rootfs
+        proc.stdout.close()
+    if session_file is not None:
+        with contextlib.suppress(FileNotFoundError):
+            session_file.unlink()
     if status != 0:
         output = "\n".join(tail)
+        if isolation == "chroot" and status in (1, 127) and tail and tail[-1].startswith("unshare:"):
+            raise RunStepError(
+                f"{step_label}: --isolation chroot failed: {tail[-1]}",
+                status=status,
+                output_tail=output,
+                hint="chroot isolation needs root and a kernel that allows new namespaces; "
+                "use --isolation none",
+            )
         raise RunStepError(
             f"{step_label} failed with exit code {status}" + (f": {tail[-1]}" if tail else ""),
             status=status,
             output_tail=output,
             hint="the last lines of its output are shown above" if tail else None,
         )
+
+
+def _chroot_argv(argv: list[str], rootfs: Path, step_label: str) -> list[str]:
+    program = argv[0]
+    if not os.path.lexists(rootfs / program.lstrip("/")) and "/" in program:
+        raise RunStepError(
+            f"{step_label}: --isolation chroot runs {program} inside the image, which has none",
+            status=127,
+            output_tail="",
+            hint="add a shell to the image (a base with /bin/sh) or build with --isolation none",
+        )
+    options = ["--mount", "--pid", "--fork", "--kill-child"]
+    if (rootfs / "proc").is_dir():  # never create /proc in the layer just to mount it
+        options.append("--mount-proc")
+    return ["unshare", *options, f"--root={rootfs}", "--wd=/", *argv]
+
+
+def _die_with_parent() -> None:
+    # In the child before exec: the session leader gets SIGKILL if sealer dies (kill -9 too).
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _kill_session(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def _stop_session(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the command's process group, SIGKILL it after a short grace, and reap it."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=_STOP_GRACE_S)
+    _kill_session(proc.pid)
+    proc.wait()

@@ -179,13 +179,13 @@ def test_writer_is_a_sink_for_other_code(blobs: BlobStore) -> None:
 
 def test_child_process_gets_its_own_temp_dir(blobs: BlobStore) -> None:
     blobs.put(b"parent")
-    parent_dir = blobs._process_dir()
+    parent_dir = blobs.process_dir()
     ctx = multiprocessing.get_context("fork")
     q = ctx.SimpleQueue()
 
     def child() -> None:
         blobs.put(b"child")
-        q.put(str(blobs._process_dir()))
+        q.put(str(blobs.process_dir()))
 
     p = ctx.Process(target=child)
     p.start()

@@ -11,7 +11,7 @@ from builder.errors import StoreLocked
 from builder.image.descriptor import Platform
 from builder.image.index import Index
 from builder.store._lock import locked_dir
-from builder.store.gc import collect, gc_lock
+from builder.store.gc import collect
 from builder.store.layout import Store
 from tests.unit.store._tiny import add_image
 from tests.validate import validate_image
@@ -51,7 +51,7 @@ def test_gc_keeps_reachable_removes_unreachable(tmp_path: Path) -> None:
 def test_gc_spares_locked_tmp_dirs(tmp_path: Path) -> None:
     store = Store.open(tmp_path)
     store.blobs.put(b"x")  # creates and locks this process's dir
-    ours = store.blobs._process_dir()
+    ours = store.blobs.process_dir()
     dead = tmp_path / "tmp" / "proc-99999-dead"
     (dead / "ro").mkdir(parents=True)
     (dead / "ro" / "f").write_bytes(b"left over")
@@ -68,15 +68,15 @@ def test_gc_spares_locked_tmp_dirs(tmp_path: Path) -> None:
 def test_gc_lock_excludes_builds(tmp_path: Path) -> None:
     store = Store.open(tmp_path)
     with (
-        gc_lock(store, exclusive=False),
-        gc_lock(store, exclusive=False, timeout_s=0.1),
+        store.gc_lock(exclusive=False),
+        store.gc_lock(exclusive=False, timeout_s=0.1),
         pytest.raises(StoreLocked, match="gc lock"),
     ):
         collect(store, timeout_s=0.2)
     with (
-        gc_lock(store, exclusive=True),
+        store.gc_lock(exclusive=True),
         pytest.raises(StoreLocked),
-        gc_lock(store, exclusive=False, timeout_s=0.1),
+        store.gc_lock(exclusive=False, timeout_s=0.1),
     ):
         pass
     assert collect(store).removed_blobs == ()
