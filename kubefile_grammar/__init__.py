@@ -3,7 +3,8 @@
 Public names: `parse` (text -> `Kubefile`), `Kubefile`, `Span`, one dataclass per
 instruction (`From`, `Copy`, `Add`, `Run`, `Cmd`, `Cmds`, `Launch`, `Arg`, `Env`, `Label`,
 `Maintainer`, `App`, `AppCmds`, `AppEnv`, `KubeVersion`), `KubefileError` and its subclasses,
-`expand` (Dockerfile-style `$VAR` expansion) and `check_app_references`.
+`expand` (Dockerfile-style `$VAR` expansion), `check_app_references`, and the size and
+nesting caps in `kubefile_grammar.limits`.
 Pure: no I/O, and nothing of `builder` is imported here.
 """
 
@@ -15,9 +16,11 @@ from .errors import (
     DuplicateApp,
     DuplicateInstruction,
     InvalidArgument,
+    InvalidCharacter,
     InvalidDirective,
     InvalidJSON,
     KubefileError,
+    LimitExceeded,
     MisplacedInstruction,
     MissingArgument,
     MissingInstruction,
@@ -71,6 +74,7 @@ __all__ = [
     "From",
     "Instruction",
     "InvalidArgument",
+    "InvalidCharacter",
     "InvalidDirective",
     "InvalidJSON",
     "KubeVersion",
@@ -78,6 +82,7 @@ __all__ = [
     "KubefileError",
     "Label",
     "Launch",
+    "LimitExceeded",
     "Maintainer",
     "MisplacedInstruction",
     "MissingArgument",

@@ -22,6 +22,8 @@ excerpt are separate so that a CLI can show them on their own lines.
     ├── UnsupportedSource       an app source whose scheme is not local://, http://, https://
     ├── UnknownApp              APPCMDS/APPENV/LAUNCH naming an app nobody declared
     ├── BadSubstitution         a malformed ${...} in variable expansion
+    ├── InvalidCharacter        a byte that is not UTF-8, or a NUL, in the text
+    ├── LimitExceeded           a size or nesting cap of `limits.py` crossed
     └── UnexpectedToken         any other syntax error (fallback)
 """
 
@@ -35,9 +37,11 @@ __all__ = [
     "DuplicateApp",
     "DuplicateInstruction",
     "InvalidArgument",
+    "InvalidCharacter",
     "InvalidDirective",
     "InvalidJSON",
     "KubefileError",
+    "LimitExceeded",
     "MisplacedInstruction",
     "MissingArgument",
     "MissingInstruction",
@@ -202,6 +206,24 @@ class BadSubstitution(KubefileError):
 
     label = "bad substitution"
     reference = "bad-substitution"
+
+
+class InvalidCharacter(KubefileError):
+    """A byte that is not UTF-8 (read as a lone surrogate), or a NUL, in the Kubefile text.
+
+    Either would pass the parser and fail much later: a config label cannot be written as
+    UTF-8 JSON, and no process can be given a NUL in its environment.
+    """
+
+    label = "invalid character"
+    reference = "invalid-character"
+
+
+class LimitExceeded(KubefileError):
+    """A size or nesting limit of `kubefile_grammar.limits` is crossed."""
+
+    label = "limit exceeded"
+    reference = "limit-exceeded"
 
 
 class UnexpectedToken(KubefileError):

@@ -28,8 +28,10 @@ from ._arguments import ArgText, Word
 from ._examples import KEYWORDS, examples
 from .errors import (
     InvalidArgument,
+    InvalidCharacter,
     InvalidDirective,
     KubefileError,
+    LimitExceeded,
     MissingArgument,
     UnexpectedToken,
     UnknownFlag,
@@ -57,6 +59,7 @@ from .instructions import (
     Run,
     Span,
 )
+from .limits import MAX_KUBEFILE_BYTES
 from .rules import check_rules
 
 __all__ = ["parse"]
@@ -66,6 +69,9 @@ _BOM = "\ufeff"
 # `check` are BuildKit's and are accepted and ignored).
 _DIRECTIVE = re.compile(r"[ \t]*#[ \t]*([A-Za-z][A-Za-z0-9]*)[ \t]*=[ \t]*(.*?)[ \t]*")
 _ESCAPE_TERMINALS = frozenset({"TEXT", "FLAG", "_CONT"})
+# A lone surrogate is what a byte that is not UTF-8 becomes when read with surrogateescape
+# (U+DC80..U+DCFF); a NUL cannot reach a process's environment or argv.
+_BAD_CHARACTER = re.compile("[\x00\ud800-\udfff]")
 _ARG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # App names become directory names (application/apps/<name>/), so no "/" and no "..".
 _APP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -83,13 +89,18 @@ def parse(text: str, path: str = "Kubefile") -> Kubefile:
 
     Accepts a UTF-8 BOM and CRLF line ends.  Checks the syntax of every instruction and
     the whole-file rules of `rules.check_rules`, but not app names against the base
-    image (see `check_app_references`).  Whatever the input, the only exceptions are
-    KubefileError subclasses, with path, line, column, label, hint and a caret excerpt.
+    image (see `check_app_references`).  Refuses text over `MAX_KUBEFILE_BYTES` in UTF-8,
+    a NUL, and lone surrogates (bytes that were not UTF-8, decoded with surrogateescape).
+    Whatever the input, the only exceptions are KubefileError subclasses, with path, line,
+    column, label, hint and a caret excerpt.
     """
-    source = text.removeprefix(_BOM).replace("\r\n", "\n")
-    if not source.endswith("\n"):
-        source += "\n"  # the grammar ends every line with a newline; columns are unchanged
+    source = text.removeprefix(_BOM)
     try:
+        _check_size(source)
+        source = source.replace("\r\n", "\n")
+        if not source.endswith("\n"):
+            source += "\n"  # the grammar ends every line with a newline; columns are unchanged
+        _check_characters(source)
         escape = _read_escape(source)
         try:
             tree = _parser(escape).parse(source)
@@ -107,6 +118,45 @@ def parse(text: str, path: str = "Kubefile") -> Kubefile:
         err.with_source(path, source)
         raise
     return kubefile
+
+
+def _check_size(source: str) -> None:
+    """LimitExceeded at the line where the text crosses MAX_KUBEFILE_BYTES of UTF-8."""
+    head = source[: MAX_KUBEFILE_BYTES + 1].encode("utf-8", "surrogatepass")
+    if len(head) <= MAX_KUBEFILE_BYTES:
+        return
+    # Lone surrogates (3 bytes each here) and a character cut at the limit are dropped: the
+    # position is where the limit falls, to the character.
+    inside = head[:MAX_KUBEFILE_BYTES].decode("utf-8", "ignore")
+    line, column = _position(inside, len(inside))
+    raise LimitExceeded(
+        f"the Kubefile is larger than {MAX_KUBEFILE_BYTES} bytes (1 MiB)",
+        hint="a Kubefile describes the build; move long scripts and data into the context and COPY them",
+        line=line,
+        column=column,
+    )
+
+
+def _check_characters(source: str) -> None:
+    """InvalidCharacter at the first NUL or lone surrogate (a byte that was not UTF-8)."""
+    match = _BAD_CHARACTER.search(source)
+    if match is None:
+        return
+    code = ord(match.group())
+    if code == 0:
+        message, hint = "NUL character", "remove the NUL byte; a Kubefile is text"
+    elif 0xDC80 <= code <= 0xDCFF:
+        message, hint = f"invalid UTF-8 byte 0x{code - 0xDC00:02x}", "save the Kubefile as UTF-8"
+    else:
+        message, hint = f"invalid character U+{code:04X} (a lone surrogate)", "save the Kubefile as UTF-8"
+    line, column = _position(source, match.start())
+    raise InvalidCharacter(message, hint=hint, line=line, column=column)
+
+
+def _position(source: str, index: int) -> tuple[int, int]:
+    """The 1-based (line, column) of `source[index]`."""
+    line_start = source.rfind("\n", 0, index) + 1
+    return source.count("\n", 0, index) + 1, index - line_start + 1
 
 
 def _read_escape(source: str) -> str:

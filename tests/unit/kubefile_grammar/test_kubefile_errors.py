@@ -9,9 +9,11 @@ from kubefile_grammar import (
     DuplicateApp,
     DuplicateInstruction,
     InvalidArgument,
+    InvalidCharacter,
     InvalidDirective,
     InvalidJSON,
     KubefileError,
+    LimitExceeded,
     MisplacedInstruction,
     MissingArgument,
     MissingInstruction,
@@ -24,6 +26,7 @@ from kubefile_grammar import (
     parse,
 )
 from kubefile_grammar._examples import EXAMPLES, examples
+from kubefile_grammar.limits import MAX_KUBEFILE_BYTES
 
 
 def error(text: str) -> KubefileError:
@@ -208,3 +211,28 @@ def test_app_must_be_declared_before_use() -> None:
     with pytest.raises(UnknownApp, match='unknown app "web" in APPENV'):
         check_app_references(kubefile, ())
     check_app_references(kubefile, ("web",))
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "message"),
+    [
+        ("\ufeffFROM a\r\nLABEL a=\udcff\r\n", (2, 9), "invalid UTF-8 byte 0xff"),  # BOM and CR not counted
+        ("FROM a\nENV a=1 \\\n  b=\udc80\n", (3, 5), "invalid UTF-8 byte 0x80"),
+        ("FROM a\nRUN echo \ud800\n", (2, 10), "invalid character U+D800 (a lone surrogate)"),
+        ("FROM a\n# \x00 in a comment\n", (2, 3), "NUL character"),
+    ],
+)
+def test_invalid_characters(text: str, where: tuple[int, int], message: str) -> None:
+    err = error(text)
+    assert type(err) is InvalidCharacter and err.reference == "invalid-character"
+    assert str(err) == f"Kubefile:{where[0]}:{where[1]}: {message}"
+    assert err.hint is not None and err.context.endswith("^")
+
+
+def test_size_limit_counts_utf8_bytes() -> None:
+    head = "FROM a\nRUN "
+    fits = head + "x" * (MAX_KUBEFILE_BYTES - len(head) - 1) + "\n"
+    assert len(parse(fits).instructions) == 2
+    err = error(head + "é" * (MAX_KUBEFILE_BYTES // 2))  # 2 bytes each: over by len(head)
+    assert type(err) is LimitExceeded
+    assert (err.line, err.column) == (2, 5 + (MAX_KUBEFILE_BYTES - len(head)) // 2)

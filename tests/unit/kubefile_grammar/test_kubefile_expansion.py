@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from kubefile_grammar import BadSubstitution, Span, expand
+from kubefile_grammar import BadSubstitution, LimitExceeded, Span, expand
+from kubefile_grammar.limits import MAX_NESTING
 
 LOOKUP = {"ARCH": "amd64", "EMPTY": "", "NAME": "web", "B": "bee"}
 
@@ -57,3 +58,22 @@ def test_bad_substitution(text: str) -> None:
     assert str(err).startswith("sub/Kubefile:3:5: ")
     assert err.label == "bad substitution" and err.reference == "bad-substitution"
     assert err.hint is not None
+
+
+def test_expansion_is_capped_where_characters_are_produced() -> None:
+    assert expand("$A$A", {"A": "x" * 5}, max_chars=10) == "x" * 10
+    for text in ("$A$A$A", "${U:-$A$A}$A", "${A:+$A$A$A}"):
+        with pytest.raises(LimitExceeded, match="longer than 10 characters") as info:
+            expand(text, {"A": "x" * 5}, max_chars=10, span=Span(4, 2, 4, 9))
+        assert str(info.value).startswith("Kubefile:4:2: ")
+        assert info.value.reference == "limit-exceeded"
+
+
+def test_nesting_is_capped_without_recursion_error() -> None:
+    def nested(depth: int) -> str:
+        return "${A:-" * depth + "v" + "}" * depth
+
+    assert expand(nested(MAX_NESTING), {}) == "v"
+    for depth in (MAX_NESTING + 1, 20_000):
+        with pytest.raises(LimitExceeded, match=f"nested more than {MAX_NESTING} deep"):
+            expand(nested(depth), {})
