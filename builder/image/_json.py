@@ -8,11 +8,14 @@ bounded and refuses duplicate keys, so two readers can never disagree about a do
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from builder.errors import ImageError
 from builder.image.digest import Digest
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 def dump_canonical(obj: Mapping[str, Any]) -> bytes:
@@ -37,6 +40,12 @@ def load_object(data: bytes | str, what: str, error: type[ImageError]) -> dict[s
         raise error(f"{what} is not valid JSON: {err}") from None
     if not isinstance(obj, dict):
         raise error(f"{what} is not a JSON object")
+    if _SURROGATE_ESCAPE.search(data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass")):
+        # "\udcff" alone is valid JSON but no Unicode text: it could never be written back.
+        try:
+            dump_canonical(obj)
+        except UnicodeEncodeError:
+            raise error(f"{what} holds a lone UTF-16 surrogate (\\ud800-\\udfff): not Unicode text") from None
     return obj
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 import kubefile_grammar as kg
+from builder.build.executor import build_image
 from builder.build.plan import BuildOptions, make_plan
 from builder.image.descriptor import Platform
 from builder.store.layout import Store
@@ -117,6 +118,20 @@ def test_many_env_lines_plan_in_linear_time(tmp_path: Path) -> None:
     plan = make_plan(kubefile, BuildOptions(context=tmp_path), AMD64, Store.open(tmp_path / "root"))
     assert time.monotonic() - started < 3
     assert len(plan.steps) == 30_000
+
+
+def test_many_env_lines_build_in_linear_time(tmp_path: Path) -> None:
+    """10,000 ENV lines, built: the config's env list was rebuilt per ENV line (14 s; now ~1 s)."""
+    (tmp_path / "ctx").mkdir()
+    lines = ["FROM scratch"] + [f"ENV K{i}=v{i}" for i in range(10_000)] + ["ENV K0=last"]
+    (tmp_path / "ctx" / "Kubefile").write_text("\n".join(lines) + "\n")
+    store = Store.open(tmp_path / "root")
+    options = BuildOptions(context=tmp_path / "ctx", tags=("env:v1",), bundle_images=False)
+    started = time.monotonic()
+    result = build_image(store, options)
+    assert time.monotonic() - started < 6
+    config = store.read_config(store.read_manifest(result.descriptor).config)
+    assert config.config.env[:2] == ("K0=last", "K1=v1") and len(config.config.env) == 10_000
 
 
 # --- through the CLI, in a child: a regression must not hang or exhaust the test process ------

@@ -241,3 +241,18 @@ def test_index_reads_docker_manifest_list_and_rejects_manifest() -> None:
 def test_index_with_manifest_replaces_same_platform() -> None:
     idx = _index().with_manifest(Descriptor(OCI_MANIFEST, D1, 9, platform=Platform("linux", "arm64", "v8")))
     assert [m.size for m in idx.manifests] == [1, 9]
+
+
+def test_a_lone_surrogate_is_refused_at_parse() -> None:
+    """'\\udcff' is valid JSON but no text: a base config holding one crashed the build at write."""
+    import json
+
+    from builder.errors import InvalidManifest
+    from builder.image.config import ImageConfig
+
+    doc = {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}
+    bad = json.dumps({**doc, "config": {"Labels": {"a": "\udcff"}}}).encode()
+    with pytest.raises(InvalidManifest, match="lone UTF-16 surrogate"):
+        ImageConfig.from_bytes(bad)
+    good = json.dumps({**doc, "config": {"Labels": {"a": "\U0001f600"}}}).encode()
+    assert ImageConfig.from_bytes(good).config.labels == {"a": "\U0001f600"}
