@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,11 +68,37 @@ def registry_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+TIMEOUT_ENV = "SEALER_REGISTRY_TIMEOUT"
+MAX_TIMEOUT_S = 86400
+
+
+def parse_timeout(text: str, where: str) -> float:
+    """Seconds > 0 for --timeout / SEALER_REGISTRY_TIMEOUT."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= MAX_TIMEOUT_S:
+        raise UsageError(f"{where}={text!r}: expected a number of seconds in (0, {MAX_TIMEOUT_S}]")
+    return value
+
+
 def make_registry_options(
-    tls_verify: bool, plain_http: bool, ca_cert: Path | None, authfile: Path | None
+    tls_verify: bool,
+    plain_http: bool,
+    ca_cert: Path | None,
+    authfile: Path | None,
+    timeout_s: float | None = None,
 ) -> RegistryOptions:
+    """The client's options from the shared flags; `timeout_s` None: SEALER_REGISTRY_TIMEOUT,
+    else the client's default (so that builds pulling FROM images honour the variable too)."""
+    import os
+
     from builder.registry.client import RegistryOptions  # requests/oras: slow to import
 
-    return RegistryOptions(
+    if timeout_s is None and os.environ.get(TIMEOUT_ENV):
+        timeout_s = parse_timeout(os.environ[TIMEOUT_ENV], TIMEOUT_ENV)
+    options = RegistryOptions(
         tls_verify=tls_verify, plain_http=True if plain_http else None, ca_cert=ca_cert, auth_file=authfile
     )
+    return options if timeout_s is None else replace(options, timeout_s=timeout_s)

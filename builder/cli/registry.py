@@ -3,15 +3,36 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
 from builder._fs import atomic_write
-from builder.cli._common import make_registry_options, open_store, registry_options
+from builder.cli._common import (
+    MAX_TIMEOUT_S,
+    TIMEOUT_ENV,
+    make_registry_options,
+    open_store,
+    registry_options,
+)
 from builder.cli.output import print_json, transfer_progress
 from builder.errors import UsageError
 from builder.image.descriptor import Platform
+
+
+def timeout_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--timeout SECONDS (or SEALER_REGISTRY_TIMEOUT): the operation's no-progress budget."""
+    return click.option(
+        "--timeout",
+        "timeout_s",
+        type=click.FloatRange(min=0, min_open=True, max=MAX_TIMEOUT_S),
+        envvar=TIMEOUT_ENV,
+        metavar="SECONDS",
+        help="Give up after this long without progress from the registry, retries included; "
+        f"each request waits a third of it (default 30; env {TIMEOUT_ENV}).",
+    )(func)
 
 
 @click.command()
@@ -20,6 +41,7 @@ from builder.image.descriptor import Platform
 @click.option("-p", "--password", help="Password (visible in the process list: prefer --password-stdin).")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 @registry_options
+@timeout_option
 def login(
     registry: str,
     username: str,
@@ -29,6 +51,7 @@ def login(
     plain_http: bool,
     ca_cert: Path | None,
     authfile: Path | None,
+    timeout_s: float | None,
 ) -> None:
     """Check credentials against REGISTRY and keep them in Docker's config.json.
 
@@ -42,7 +65,7 @@ def login(
         password = sys.stdin.readline().rstrip("\r\n")
     if not password:
         raise UsageError("no password given", hint="use --password-stdin (or -p PASSWORD)")
-    client = RegistryClient(make_registry_options(tls_verify, plain_http, ca_cert, authfile))
+    client = RegistryClient(make_registry_options(tls_verify, plain_http, ca_cert, authfile, timeout_s))
     client.login(registry, username, password)
     click.echo(f"Login succeeded: {registry}")
 
@@ -73,6 +96,7 @@ def logout(registry: str, authfile: Path | None) -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("-q", "--quiet", is_flag=True, help="Print only the digest.")
 @registry_options
+@timeout_option
 @click.pass_context
 def push(
     ctx: click.Context,
@@ -85,6 +109,7 @@ def push(
     plain_http: bool,
     ca_cert: Path | None,
     authfile: Path | None,
+    timeout_s: float | None,
 ) -> None:
     """Push local image NAME to its registry, or to DEST.
 
@@ -98,7 +123,8 @@ def push(
     store = open_store(ctx)
     progress = transfer_progress(quiet=quiet or fmt == "json")
     try:
-        client = RegistryClient(make_registry_options(tls_verify, plain_http, ca_cert, authfile), progress)
+        options = make_registry_options(tls_verify, plain_http, ca_cert, authfile, timeout_s)
+        client = RegistryClient(options, progress)
         desc = client.push(store, name, dest)
     finally:
         progress.close()
@@ -125,6 +151,7 @@ def push(
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("-q", "--quiet", is_flag=True, help="Print only the digest.")
 @registry_options
+@timeout_option
 @click.pass_context
 def pull(
     ctx: click.Context,
@@ -137,6 +164,7 @@ def pull(
     plain_http: bool,
     ca_cert: Path | None,
     authfile: Path | None,
+    timeout_s: float | None,
 ) -> None:
     """Pull NAME from its registry into the local store."""
     from builder.registry.client import RegistryClient
@@ -146,7 +174,8 @@ def pull(
     store = open_store(ctx)
     progress = transfer_progress(quiet=quiet or fmt == "json")
     try:
-        client = RegistryClient(make_registry_options(tls_verify, plain_http, ca_cert, authfile), progress)
+        options = make_registry_options(tls_verify, plain_http, ca_cert, authfile, timeout_s)
+        client = RegistryClient(options, progress)
         desc = client.pull(
             store, name, platform=Platform.parse(platform) if platform else None, all_platforms=all_platforms
         )

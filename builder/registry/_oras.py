@@ -5,11 +5,17 @@ Kept from oras-py: the `requests` session (cookies ignored, TLS settings), the `
 token request of its TokenAuth backend (`request_token`: realm/service/scope, with Basic
 credentials when we have them). Overridden:
 
-- `do_request`: bounded retries with exponential backoff and full jitter on dropped/refused
-  connections, timeouts, 5xx and 429 (Retry-After honoured), where oras-py retries everything,
-  SSL errors excepted, with fixed sleeps of 3**n seconds; Basic challenges (htpasswd
-  registries) as well as Bearer ones, where oras-py's token backend only knows Bearer; every
-  failure mapped into `builder.errors`, never a ValueError/requests exception.
+- `do_request`: retries on dropped/refused connections, timeouts, 5xx and 429 (Retry-After
+  honoured) drawn from the operation's `RetryBudget` (budget.py: one count and one
+  no-progress deadline per push/pull, every connect and read bounded), where oras-py retries
+  everything, SSL errors excepted, with fixed sleeps of 3**n seconds and no timeout; Basic
+  challenges (htpasswd registries) as well as Bearer ones, where oras-py's token backend only
+  knows Bearer; every failure mapped into `builder.errors`, never a ValueError/requests
+  exception. oras-py's own token requests get a default timeout through the session adapter.
+- Answers are held to the distribution spec where a lie would turn into a false success: a
+  blob HEAD counts as "already there" only with the blob's Content-Length (and digest, when
+  sent), an upload must end in 201/204, a manifest PUT in 201 (202 from registries that
+  followed the 2015 spec, distribution#142/#744), not a bare 200.
 - Blob upload streams from the file (oras-py's `put_upload` reads the whole blob into memory:
   400 MB RSS for a 380 MB layer): a monolithic PUT whose body is read 1 MB at a time, or
   chunked PATCHes of `chunk_size` bytes each streamed the same way.
@@ -24,8 +30,6 @@ because each override keeps oras-py's method shape next to the reason it differs
 from __future__ import annotations
 
 import logging
-import random
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,13 +39,16 @@ from urllib.parse import urlencode
 import oras.auth.utils
 import oras.provider
 import requests
+import requests.adapters
 
 from builder.errors import AuthError, NotFound, RegistryError, RegistryUnavailable
 from builder.registry.auth import Credentials
+from builder.registry.budget import RetryBudget
 from builder.registry.errors import (
     TEMPORARY_STATUS,
     error_from_exception,
     error_from_response,
+    error_from_status,
     is_plain_http_answer,
     is_retryable_exception,
 )
@@ -58,11 +65,8 @@ MANIFEST_ACCEPT = ", ".join(
 )
 MAX_MANIFEST_BYTES = 16 << 20
 READ_BLOCK = 1 << 20
-BACKOFF_BASE_S = 0.25
-BACKOFF_CAP_S = 8.0
 PROBE_TIMEOUT_S = 5.0
 
-RetryHook = Callable[[str, int, float, str], None]
 ProgressHook = Callable[[int], None]
 
 
@@ -83,9 +87,31 @@ class Manifest:
     digest: str | None  # the Docker-Content-Digest header, when the registry sent one
 
 
-def backoff_s(attempt: int) -> float:
-    """Full-jitter exponential backoff (AWS architecture blog): uniform in [0, base * 2**n]."""
-    return random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * (2**attempt))) + 0.05
+class _DefaultTimeout(requests.adapters.HTTPAdapter):
+    """Gives requests sent without a timeout one: oras-py's bearer-token request has none, so
+    a token server that accepts the connection and never answers hung the command forever."""
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__()
+        self.timeout_s = timeout_s
+
+    def send(
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: float | tuple[float | None, float | None] | None = None,
+        verify: bool | str = True,
+        cert: str | tuple[str, str] | None = None,
+        proxies: dict[str, str] | None = None,
+    ) -> requests.Response:
+        return super().send(
+            request,
+            stream=stream,
+            timeout=timeout if timeout is not None else self.timeout_s,
+            verify=verify,
+            cert=cert,
+            proxies=proxies,
+        )
 
 
 class _FileBody:
@@ -143,9 +169,7 @@ class OrasRegistry(oras.provider.Registry):  # type: ignore[misc]
         plain_http: bool,
         verify: bool | str,
         credentials: Credentials | None,
-        retries: int,
-        timeout_s: float,
-        on_retry: RetryHook | None = None,
+        request_timeout_s: float,
     ) -> None:
         super().__init__(hostname=host, insecure=plain_http, tls_verify=verify, auth_backend="token")
         self.host = host
@@ -153,9 +177,9 @@ class OrasRegistry(oras.provider.Registry):  # type: ignore[misc]
         self.credentials = credentials
         if credentials is not None:
             self.auth.set_basic_auth(credentials.username, credentials.password)
-        self.retries = max(0, retries)
-        self.timeout = (min(10.0, timeout_s), timeout_s)
-        self.on_retry = on_retry
+        self.request_timeout_s = request_timeout_s
+        for prefix in ("http://", "https://"):
+            self.session.mount(prefix, _DefaultTimeout(request_timeout_s))
         self._authorization: str | None = None  # the header that last worked
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -165,7 +189,13 @@ class OrasRegistry(oras.provider.Registry):  # type: ignore[misc]
         return f"{base}?{urlencode(query)}" if query else base
 
     def _request_once(
-        self, method: str, url: str, headers: dict[str, str], data: Any, stream: bool
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        data: Any,
+        stream: bool,
+        timeout: tuple[float, float],
     ) -> requests.Response:
         sent = dict(headers)
         if self._authorization:
@@ -176,7 +206,7 @@ class OrasRegistry(oras.provider.Registry):  # type: ignore[misc]
             headers=sent,
             data=data,
             stream=stream,
-            timeout=self.timeout,
+            timeout=timeout,
             verify=self._tls_verify,
         )
         if response.status_code != 401 or not self._authenticate(response, sent.get("Authorization")):
@@ -191,7 +221,7 @@ class OrasRegistry(oras.provider.Registry):  # type: ignore[misc]
             headers=sent,
             data=data,
             stream=stream,
-            timeout=self.timeout,
+            timeout=timeout,
             verify=self._tls_verify,
         )
         return retried
@@ -233,47 +263,49 @@ class OrasRegistry(oras.provider.Registry):  # type: ignore[misc]
         json: Any = None,
         stream: bool = False,
         *,
+        budget: RetryBudget,
         what: str = "the registry",
         retry: bool = True,
+        read_timeout_s: float | None = None,
     ) -> requests.Response:
-        """One request with auth and bounded retries; RegistryUnavailable when nothing answers.
+        """One request with auth, retried within `budget`; RegistryUnavailable when nothing answers.
 
         HTTP error statuses are returned, not raised (callers know what a 404 means to them),
         except that 5xx/429 are retried first. `retry=False` for bodies that cannot be resent.
         """
         if json is not None:
             raise TypeError("send JSON as bytes with its media type")
-        attempt = 0
         while True:
+            timeout = budget.timeouts(self.host, what, read_s=read_timeout_s)
+            delay: float | None = None
+            error: RegistryError
             try:
-                response = self._request_once(method, url, headers or {}, data, stream)
+                response = self._request_once(method, url, headers or {}, data, stream, timeout)
             except requests.RequestException as exc:
-                if not retry or attempt >= self.retries or not is_retryable_exception(exc):
-                    raise error_from_exception(exc, host=self.host, what=what) from None
-                reason = error_from_exception(exc, host=self.host, what=what).message
-                delay = backoff_s(attempt)
+                error = error_from_exception(exc, host=self.host, what=what)
+                if not retry or not is_retryable_exception(exc):
+                    raise error from None
             else:
-                if not retry or attempt >= self.retries or response.status_code not in TEMPORARY_STATUS:
+                if response.status_code not in TEMPORARY_STATUS:
+                    budget.progress()
+                if not retry or response.status_code not in TEMPORARY_STATUS:
                     return response
-                reason = f"HTTP {response.status_code}"
-                delay = backoff_s(attempt)
+                error = error_from_response(response, host=self.host, what=what)
                 retry_after = response.headers.get("Retry-After", "")
                 if retry_after.isdigit():
-                    delay = min(float(retry_after), BACKOFF_CAP_S * 4)
+                    delay = float(retry_after)
                 response.close()
-            attempt += 1
-            self._retrying(what, attempt, delay, reason)
+            budget.retry(self.host, what, error, delay)
             if data is not None and hasattr(data, "seek"):
                 data.seek(0)
 
-    def _retrying(self, what: str, attempt: int, delay: float, reason: str) -> None:
-        log.info("retrying %s in %.2fs (attempt %d): %s", what, delay, attempt, reason)
-        if self.on_retry is not None:
-            self.on_retry(what, attempt, delay, reason)
-        time.sleep(delay)
-
     def _fail(self, response: requests.Response, what: str) -> RegistryError:
         err = error_from_response(response, host=self.host, what=what)
+        response.close()
+        return err
+
+    def _unexpected(self, response: requests.Response, what: str, expected: str) -> RegistryError:
+        err = error_from_status(response, host=self.host, what=what, expected=expected)
         response.close()
         return err
 
@@ -281,11 +313,10 @@ class OrasRegistry(oras.provider.Registry):  # type: ignore[misc]
 
     def speaks_tls(self) -> bool:
         """Probe `https://HOST/v2/` once: False only when the server answered in plain HTTP."""
+        wait = min(PROBE_TIMEOUT_S, self.request_timeout_s)
         try:
             self.session.get(
-                f"https://{self.api_host}/v2/",
-                timeout=(PROBE_TIMEOUT_S, PROBE_TIMEOUT_S),
-                verify=self._tls_verify,
+                f"https://{self.api_host}/v2/", timeout=(wait, wait), verify=self._tls_verify
             ).close()
         except requests.exceptions.SSLError as exc:
             return not is_plain_http_answer(exc)
@@ -293,9 +324,10 @@ class OrasRegistry(oras.provider.Registry):  # type: ignore[misc]
             return True  # no answer at all: let the real request report it
         return True
 
-    def check_login(self) -> None:
+    def check_login(self, *, budget: RetryBudget) -> None:
         """GET /v2/ with the credentials (Basic or through the token flow); AuthError if refused."""
-        response = self.do_request(self.url("/v2/"), "GET", what="the registry API (/v2/)")
+        what = "the registry API (/v2/)"
+        response = self.do_request(self.url("/v2/"), "GET", budget=budget, what=what)
         if response.status_code == 200:
             response.close()
             return
@@ -307,17 +339,20 @@ class OrasRegistry(oras.provider.Registry):  # type: ignore[misc]
                 code="UNAUTHORIZED",
                 hint="check the user name and password",
             )
-        raise self._fail(response, "the registry API (/v2/)")
+        raise self._fail(response, what)
 
     # -- manifests --------------------------------------------------------------------------
 
-    def head_manifest(self, repository: str, reference: str) -> tuple[str | None, str, int] | None:
-        """(digest header, media type, size) of a manifest, or None when there is none."""
+    def head_manifest(
+        self, repository: str, reference: str, *, budget: RetryBudget
+    ) -> tuple[str | None, str, int] | None:
+        """(digest header, media type, size or -1) of a manifest, or None when there is none."""
         what = f"manifest {self.host}/{repository}:{reference}"
         response = self.do_request(
             self.url(f"/v2/{repository}/manifests/{reference}"),
             "HEAD",
             headers={"Accept": MANIFEST_ACCEPT},
+            budget=budget,
             what=what,
         )
         response.close()
@@ -326,16 +361,18 @@ class OrasRegistry(oras.provider.Registry):  # type: ignore[misc]
         if response.status_code != 200:
             raise self._fail(response, what)
         media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
-        size = int(response.headers.get("Content-Length") or -1)
-        return response.headers.get("Docker-Content-Digest"), media_type, size
+        length = response.headers.get("Content-Length", "")
+        size = int(length) if length.isdigit() else -1
+        return response.headers.get("Docker-Content-Digest") or None, media_type, size
 
-    def fetch_manifest(self, repository: str, reference: str, *, what: str) -> Manifest:
+    def fetch_manifest(self, repository: str, reference: str, *, what: str, budget: RetryBudget) -> Manifest:
         """GET a manifest or index (any OCI/Docker v2 type); NotFound naming `what`."""
         response = self.do_request(
             self.url(f"/v2/{repository}/manifests/{reference}"),
             "GET",
             headers={"Accept": MANIFEST_ACCEPT},
             stream=True,
+            budget=budget,
             what=what,
         )
         if response.status_code != 200:
@@ -353,35 +390,65 @@ class OrasRegistry(oras.provider.Registry):  # type: ignore[misc]
         media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
         return Manifest(data, media_type, response.headers.get("Docker-Content-Digest"))
 
-    def put_manifest(self, repository: str, reference: str, data: bytes, media_type: str) -> str | None:
-        """PUT exact bytes under a tag or digest; returns the registry's digest header."""
+    def put_manifest(
+        self, repository: str, reference: str, data: bytes, media_type: str, *, budget: RetryBudget
+    ) -> str | None:
+        """PUT exact bytes under a tag or digest; returns the registry's digest header.
+
+        The spec answer is 201 Created; 202 is what distribution answered before 2015
+        (distribution#142, #744) and is still accepted. A 200 is not a registry's answer."""
         what = f"manifest {self.host}/{repository}:{reference}"
         response = self.do_request(
             self.url(f"/v2/{repository}/manifests/{reference}"),
             "PUT",
             data=data,
             headers={"Content-Type": media_type},
+            budget=budget,
             what=what,
         )
-        if response.status_code not in (200, 201, 202):
-            raise self._fail(response, what)
+        if response.status_code not in (201, 202):
+            raise self._unexpected(response, f"PUT of {what}", "201 Created")
         response.close()
-        return response.headers.get("Docker-Content-Digest")
+        return response.headers.get("Docker-Content-Digest") or None
 
     # -- blobs ------------------------------------------------------------------------------
 
-    def has_blob(self, repository: str, digest: str) -> bool:
+    def has_blob(self, repository: str, digest: str, size: int, *, budget: RetryBudget) -> bool:
+        """True when HEAD answers 200 with the blob's size as Content-Length and, when the
+        registry sends one, its digest as Docker-Content-Digest (the spec requires both on a
+        200; some registries leave the digest out). Anything less is "not there": the blob is
+        uploaded, and the upload's own answer is checked."""
         what = f"blob {digest} in {self.host}/{repository}"
-        response = self.do_request(self.url(f"/v2/{repository}/blobs/{digest}"), "HEAD", what=what)
+        response = self.do_request(
+            self.url(f"/v2/{repository}/blobs/{digest}"), "HEAD", budget=budget, what=what
+        )
         response.close()
-        if response.status_code == 200:
-            return True
         if response.status_code == 404:
             return False
-        raise self._fail(response, what)
+        if response.status_code != 200:
+            raise self._fail(response, what)
+        length = response.headers.get("Content-Length", "")
+        header = response.headers.get("Docker-Content-Digest")
+        if length.isdigit() and int(length) == size and (not header or header == digest):
+            return True
+        log.info(
+            "%s: HEAD answered 200 with Content-Length %r and Docker-Content-Digest %r, not %d "
+            "and %s: uploading the blob",
+            what,
+            length,
+            header,
+            size,
+            digest,
+        )
+        return False
 
     def start_upload(
-        self, repository: str, *, mount: str | None = None, source: str | None = None
+        self,
+        repository: str,
+        *,
+        budget: RetryBudget,
+        mount: str | None = None,
+        source: str | None = None,
     ) -> str | None:
         """POST an upload session; with `mount`/`source` try a cross-repository mount first.
 
@@ -393,21 +460,25 @@ class OrasRegistry(oras.provider.Registry):  # type: ignore[misc]
             self.url(f"/v2/{repository}/blobs/uploads/", **query),
             "POST",
             headers={"Content-Length": "0"},
+            budget=budget,
             what=what,
         )
         response.close()
         if response.status_code == 201 and query:
             return None
         if response.status_code != 202:
-            raise self._fail(response, what)
+            raise self._unexpected(response, f"start of the {what}", "202 Accepted with a Location")
         location = self._get_location(response, self._container(repository))
         if not location:
-            raise RegistryError(f"{self.host}: the registry started an upload without a Location header")
+            raise RegistryError(
+                f"{self.host}: the registry started an upload without a Location header",
+                hint="the server does not follow the OCI distribution spec; check the registry address",
+            )
         return str(location)
 
-    def open_upload(self, repository: str) -> str:
+    def open_upload(self, repository: str, *, budget: RetryBudget) -> str:
         """POST a plain upload session; returns its URL."""
-        location = self.start_upload(repository)
+        location = self.start_upload(repository, budget=budget)
         assert location is not None  # no mount asked, so no 201
         return location
 
@@ -424,15 +495,26 @@ class OrasRegistry(oras.provider.Registry):  # type: ignore[misc]
         *,
         chunk_size: int,
         progress: ProgressHook | None,
+        budget: RetryBudget,
     ) -> None:
-        """Send `path` to an upload session, streamed; monolithic when chunk_size <= 0."""
+        """Send `path` to an upload session, streamed; monolithic when chunk_size <= 0.
+
+        Bytes leaving count as progress for the budget; the closing PUT may wait the whole
+        budget for its answer (a registry may copy a big blob in its storage before it answers).
+        """
         what = f"blob {digest} to {self.host}/{repository}"
+
+        def moved(n: int) -> None:
+            budget.progress()
+            if progress is not None:
+                progress(n)
+
         body: _FileBody | None
         if chunk_size > 0 and size > chunk_size:
             offset = 0
             while offset < size:
                 length = min(chunk_size, size - offset)
-                body = _FileBody(path, offset, length, progress)
+                body = _FileBody(path, offset, length, moved)
                 try:
                     response = self.do_request(
                         location,
@@ -443,19 +525,20 @@ class OrasRegistry(oras.provider.Registry):  # type: ignore[misc]
                             "Content-Range": f"{offset}-{offset + length - 1}",
                             "Content-Length": str(length),
                         },
+                        budget=budget,
                         what=what,
                         retry=False,
                     )
                 finally:
                     body.close()
                 if response.status_code != 202:
-                    raise self._fail(response, what)
+                    raise self._unexpected(response, f"chunk of {what}", "202 Accepted")
                 response.close()
                 location = str(self._get_location(response, self._container(repository)) or location)
                 offset += length
             body = None
         else:
-            body = _FileBody(path, 0, size, progress)
+            body = _FileBody(path, 0, size, moved)
         sep = "&" if "?" in location else "?"
         try:
             response = self.do_request(
@@ -466,27 +549,41 @@ class OrasRegistry(oras.provider.Registry):  # type: ignore[misc]
                     "Content-Type": "application/octet-stream",
                     "Content-Length": str(len(body) if body else 0),
                 },
+                budget=budget,
                 what=what,
                 retry=False,
+                read_timeout_s=budget.timeout_s,
             )
         finally:
             if body is not None:
                 body.close()
         if response.status_code not in (201, 204):
-            raise self._fail(response, what)
+            raise self._unexpected(response, f"upload of {what}", "201 Created")
         response.close()
+        header = response.headers.get("Docker-Content-Digest")
+        if header and header != digest:
+            raise RegistryError(
+                f"{self.host}: the registry stored blob {digest} of {repository} as {header}",
+                hint="the registry or something between us changed the content",
+            )
 
     def download_blob_to(
-        self, repository: str, digest: str, size: int, sink: Sink, *, progress: ProgressHook | None
+        self,
+        repository: str,
+        digest: str,
+        size: int,
+        sink: Sink,
+        *,
+        progress: ProgressHook | None,
+        budget: RetryBudget,
     ) -> None:
-        """Stream a blob into `sink`; resume with Range after a dropped connection (bounded)."""
+        """Stream a blob into `sink`; resume with Range after a dropped connection (within budget)."""
         what = f"blob {digest} from {self.host}/{repository}"
         url = self.url(f"/v2/{repository}/blobs/{digest}")
         offset = 0
-        failures = 0
         while True:
             headers = {"Range": f"bytes={offset}-"} if offset else {}
-            response = self.do_request(url, "GET", headers=headers, stream=True, what=what)
+            response = self.do_request(url, "GET", headers=headers, stream=True, budget=budget, what=what)
             if response.status_code == 200 and offset:
                 sink.reset()  # the registry ignored Range: start again from byte 0
                 if progress is not None:
@@ -498,26 +595,31 @@ class OrasRegistry(oras.provider.Registry):  # type: ignore[misc]
                 for chunk in _iter_body(response):
                     sink.write(chunk)
                     offset += len(chunk)
+                    budget.progress()
                     if progress is not None:
                         progress(len(chunk))
             except requests.RequestException as exc:
-                failures += 1
-                if failures > self.retries or not is_retryable_exception(exc):
+                if not is_retryable_exception(exc):
                     raise error_from_exception(exc, host=self.host, what=what) from None
-                self._retrying(
-                    what, failures, backoff_s(failures - 1), f"transfer interrupted at {offset} bytes"
+                budget.retry(
+                    self.host,
+                    what,
+                    RegistryUnavailable(
+                        f"{self.host}: transfer of {what} interrupted at {offset} bytes", temporary=True
+                    ),
                 )
                 continue
             finally:
                 response.close()
             if offset >= size:
                 return
-            failures += 1
-            if failures > self.retries:
-                raise RegistryUnavailable(
+            budget.retry(
+                self.host,
+                what,
+                RegistryUnavailable(
                     f"{self.host}: {what} ended after {offset} of {size} bytes", temporary=True
-                )
-            self._retrying(what, failures, backoff_s(failures - 1), f"short read at {offset} bytes")
+                ),
+            )
 
 
 def _iter_body(response: requests.Response) -> Iterator[bytes]:
@@ -526,4 +628,4 @@ def _iter_body(response: requests.Response) -> Iterator[bytes]:
             yield chunk
 
 
-__all__ = ["MANIFEST_ACCEPT", "Manifest", "NotFound", "OrasRegistry", "Sink", "backoff_s"]
+__all__ = ["MANIFEST_ACCEPT", "Manifest", "NotFound", "OrasRegistry", "Sink"]

@@ -4,7 +4,10 @@ Push (manifest or index): every config and layer first, each HEADed and skipped 
 registry has it, else mounted from another repository of the same registry that is known to
 hold it (the store's `cache/registry-blobs.json` remembers digest -> repositories per registry
 from earlier pushes and pulls), else uploaded streamed from its blob file; then child manifests
-by digest; then the top manifest or index under the tag, with its exact stored bytes.
+by digest; then the top manifest or index under the tag, with its exact stored bytes; then
+each manifest is read back (HEAD by digest, GET when HEAD leaves out digest or size) and must
+match, so a server that answers "yes" and stores nothing fails the push instead of printing a
+digest.
 
 Pull: the manifest (digest checked against the reference's digest or the registry's
 Docker-Content-Digest), then each missing config/layer streamed into a `BlobWriter` that checks
@@ -18,6 +21,9 @@ Scheme: `plain_http=True` always uses http, `False` always https. `None` (the de
 https, except for loopback registries (`localhost`, 127.0.0.0/8, `::1`): there one TLS probe of
 `/v2/` decides, and plain HTTP is used only when the port answers in plain HTTP (as docker
 treats 127.0.0.0/8 as an insecure registry). A loopback registry that speaks TLS is verified.
+
+Time: each operation (push, pull, resolve, exists, login) draws its retries and its waiting
+from one `RetryBudget` (budget.py), shared by its blobs and threads.
 
 Past ~400 lines: push and pull share the target, cache, event and thread-pool plumbing here;
 splitting them would make that plumbing public.
@@ -46,6 +52,7 @@ from builder.image.mediatypes import INDEXES, MANIFESTS
 from builder.image.reference import Reference
 from builder.registry import auth
 from builder.registry._oras import OrasRegistry
+from builder.registry.budget import RetryBudget
 from builder.registry.events import (
     BlobDone,
     BlobMounted,
@@ -73,8 +80,15 @@ class RegistryOptions:
     plain_http: bool | None = None  # None: https, plain http only for a loopback host without TLS
     ca_cert: Path | None = None
     auth_file: Path | None = None  # default: $DOCKER_CONFIG/config.json or ~/.docker/config.json
-    retries: int = 5  # per request, exponential backoff with jitter on 5xx/429/dropped connections
-    timeout_s: float = 60.0
+    # Retries per operation (not per request or blob), shared by its threads; exponential
+    # backoff with full jitter (~4 s in all for 5) on 5xx/429/dropped or refused connections
+    # and timeouts. A push cut off later is resumed by running it again (done blobs are skipped).
+    retries: int = 5
+    # The longest an operation may go without progress (an answer, or bytes moving), retries
+    # included; each connect or read waits a third of it. 30 s: a healthy registry answers in
+    # milliseconds, 10 s of silence on one request is already far outside normal, and 30 s
+    # leaves room for 2-3 such requests or a registry restart (docker-registry: < 1 s).
+    timeout_s: float = 30.0
     chunk_size: int = 0  # 0: one streamed PUT per blob (fastest measured); >0: PATCH chunks
     max_workers: int = 3  # blobs moved at once
 
@@ -147,6 +161,14 @@ class RegistryClient:
         self._registries: dict[str, OrasRegistry] = {}
         self._lock = threading.Lock()
         self._local = threading.local()
+
+    def _budget(self) -> RetryBudget:
+        """A fresh budget for one operation; its retries reach `on_event` as Retrying."""
+
+        def on_retry(what: str, attempt: int, delay: float, reason: str) -> None:
+            self._emit(Retrying(what, attempt, delay, reason))
+
+        return RetryBudget(retries=self.options.retries, timeout_s=self.options.timeout_s, on_retry=on_retry)
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -223,18 +245,13 @@ class RegistryClient:
         opts = self.options
         verify: bool | str = (str(opts.ca_cert) if opts.ca_cert else True) if opts.tls_verify else False
 
-        def on_retry(what: str, attempt: int, delay: float, reason: str) -> None:
-            self._emit(Retrying(what, attempt, delay, reason))
-
         def make(plain: bool) -> OrasRegistry:
             return OrasRegistry(
                 host,
                 plain_http=plain,
                 verify=verify,
                 credentials=credentials,
-                retries=opts.retries,
-                timeout_s=opts.timeout_s,
-                on_retry=on_retry,
+                request_timeout_s=opts.timeout_s / 3,
             )
 
         if opts.plain_http is not None:
@@ -279,17 +296,22 @@ class RegistryClient:
 
     def resolve(self, ref: str) -> Descriptor:
         """The descriptor of `ref`'s manifest or index on the registry; NotFound if none."""
+        budget = self._budget()
         target = self._target(ref)
         what = f"manifest {target.ref}"
-        got = target.registry.fetch_manifest(target.repository, target.tag_or_digest, what=what)
+        got = target.registry.fetch_manifest(
+            target.repository, target.tag_or_digest, what=what, budget=budget
+        )
         digest = self._check_manifest_digest(target, got.data, got.digest)
         media_type = _media_type(got.data, got.media_type, what)
         return Descriptor(media_type, digest, len(got.data))
 
     def exists(self, ref: str) -> bool:
         """True when `ref` names a manifest or index on the registry."""
+        budget = self._budget()
         target = self._target(ref)
-        return target.registry.head_manifest(target.repository, target.tag_or_digest) is not None
+        found = target.registry.head_manifest(target.repository, target.tag_or_digest, budget=budget)
+        return found is not None
 
     def _check_manifest_digest(self, target: _Target, data: bytes, header: str | None) -> Digest:
         digest = Digest.from_bytes(data)
@@ -307,9 +329,10 @@ class RegistryClient:
         """Check the credentials against `registry` (GET /v2/), then store them in the auth file."""
         host = _registry_host(registry)
         credentials = auth.Credentials(username, password)
+        budget = self._budget()  # before the TLS probe, which counts against it
         client = self._new_registry(host, credentials)
         try:
-            client.check_login()
+            client.check_login(budget=budget)
         finally:
             client.session.close()
         auth.store_credentials(self.auth_file, host, credentials)
@@ -336,6 +359,7 @@ class RegistryClient:
             return self._push(store, name, dest)
 
     def _push(self, store: Store, name: str, dest: str | None) -> Descriptor:
+        budget = self._budget()
         top = store.resolve(name)
         target = self._target(dest or _local_name(store, name))
         children: list[Descriptor] = []
@@ -365,25 +389,29 @@ class RegistryClient:
                 )
         cache = self._read_cache(store).get(target.ref.registry, {})
         self._parallel(
-            lambda desc: self._push_blob(store, target, desc, cache.get(str(desc.digest), [])),
+            lambda desc: self._push_blob(store, target, desc, cache.get(str(desc.digest), []), budget),
             list(blobs.values()),
         )
         self._remember(store, target.ref.registry, target.repository, [str(d) for d in blobs])
         for child in children:
-            self._put_manifest(store, target, child, str(child.digest))
-        self._put_manifest(store, target, top, target.tag_or_digest)
+            self._put_manifest(store, target, child, str(child.digest), budget)
+        self._put_manifest(store, target, top, target.tag_or_digest, budget)
+        for desc in (*children, top):
+            self._verify_pushed(target, desc, budget)
         return Descriptor(top.media_type, top.digest, top.size)
 
-    def _push_blob(self, store: Store, target: _Target, desc: Descriptor, known_in: list[str]) -> None:
+    def _push_blob(
+        self, store: Store, target: _Target, desc: Descriptor, known_in: list[str], budget: RetryBudget
+    ) -> None:
         reg, repo, digest = target.registry, target.repository, str(desc.digest)
-        if reg.has_blob(repo, digest):
+        if reg.has_blob(repo, digest, desc.size, budget=budget):
             self._emit(BlobSkipped(digest, desc.size))
             return
         location: str | None = None
         for source in known_in:
             if source == repo:
                 continue
-            location = reg.start_upload(repo, mount=digest, source=source)
+            location = reg.start_upload(repo, mount=digest, source=source, budget=budget)
             if location is None:
                 self._emit(BlobMounted(digest, desc.size, source))
                 return
@@ -396,11 +424,10 @@ class RegistryClient:
             done += n
             self._emit(BlobProgress(digest, done, desc.size))
 
-        attempt = 0
         while True:
             try:
                 if location is None:
-                    location = reg.open_upload(repo)
+                    location = reg.open_upload(repo, budget=budget)
                 reg.upload_blob_file(
                     repo,
                     location,
@@ -409,29 +436,63 @@ class RegistryClient:
                     desc.size,
                     chunk_size=self.options.chunk_size,
                     progress=progress,
+                    budget=budget,
                 )
                 break
             except RegistryError as err:
                 # A dropped upload cannot be replayed by the request layer (its body is a
-                # stream); start a fresh session, a bounded number of times.
-                if not err.temporary or attempt >= self.options.retries:
+                # stream); start a fresh session, within the operation's budget.
+                if not err.temporary:
                     raise
-                attempt += 1
+                budget.retry(reg.host, f"blob {digest}", err)
                 location = None
-                delay = _sleep_backoff(attempt)
-                self._emit(Retrying(f"blob {digest}", attempt, delay, err.message))
                 progress(-done)
         self._emit(BlobDone(digest, desc.size, done))
 
-    def _put_manifest(self, store: Store, target: _Target, desc: Descriptor, reference: str) -> None:
+    def _put_manifest(
+        self, store: Store, target: _Target, desc: Descriptor, reference: str, budget: RetryBudget
+    ) -> None:
         data = store.blobs.read_bytes(desc.digest)
-        header = target.registry.put_manifest(target.repository, reference, data, desc.media_type)
+        header = target.registry.put_manifest(
+            target.repository, reference, data, desc.media_type, budget=budget
+        )
         if header and header != str(desc.digest):
             raise DigestMismatch(
                 f"{target.ref}: the registry stored the manifest as {header}, not {desc.digest}"
             )
         shown = f"{target.ref.name}@{desc.digest}" if reference.startswith("sha256:") else str(target.ref)
         self._emit(ManifestDone(shown, str(desc.digest), desc.media_type))
+
+    def _verify_pushed(self, target: _Target, desc: Descriptor, budget: RetryBudget) -> None:
+        """Read a pushed manifest back by digest: the registry must serve those exact bytes.
+
+        HEAD first (digest and size from Docker-Content-Digest and Content-Length, which the
+        spec requires on a 200); a registry or proxy that leaves either out gets a GET whose
+        bytes are hashed."""
+        reg, digest = target.registry, str(desc.digest)
+        found = reg.head_manifest(target.repository, digest, budget=budget)
+        seen = "nothing (404)"
+        if found is not None:
+            header, _, size = found
+            if header == digest and size == desc.size:
+                return
+            seen = f"digest {header or '(none)'} and size {size if size >= 0 else '(none)'}"
+            if header in (None, digest) and size in (-1, desc.size):
+                try:
+                    got = reg.fetch_manifest(
+                        target.repository, digest, what=f"manifest {digest}", budget=budget
+                    )
+                except NotFound:
+                    got = None
+                if got is not None and Digest.from_bytes(got.data) == desc.digest:
+                    return
+                seen = "other bytes" if got is not None else "nothing (404)"
+        raise RegistryError(
+            f"{target.ref}: the registry accepted manifest {digest} ({desc.size} bytes) but serves "
+            f"{seen} for it; the push did not take",
+            hint=f"the server at {target.ref.registry} does not behave as an OCI registry; check the "
+            "address (a web server or proxy may answer there)",
+        )
 
     # -- pull -------------------------------------------------------------------------------
 
@@ -463,10 +524,13 @@ class RegistryClient:
         all_platforms: bool,
         tag_as: str | None,
     ) -> Descriptor:
+        budget = self._budget()
         target = self._target(ref)
         local_name = str(Reference.parse(tag_as)) if tag_as else str(target.ref)
         what = f"manifest {target.ref}"
-        got = target.registry.fetch_manifest(target.repository, target.tag_or_digest, what=what)
+        got = target.registry.fetch_manifest(
+            target.repository, target.tag_or_digest, what=what, budget=budget
+        )
         digest = self._check_manifest_digest(target, got.data, got.digest)
         media_type = _media_type(got.data, got.media_type, what)
         top = Descriptor(media_type, digest, len(got.data))
@@ -476,26 +540,34 @@ class RegistryClient:
             if all_platforms:
                 for child in index.manifests:
                     if child.media_type in MANIFESTS:
-                        pulled += self._pull_manifest(store, target, child)
+                        pulled += self._pull_manifest(store, target, child, budget)
                 store.blobs.put(got.data, expected=digest)
             else:
                 chosen = index.select(platform or Platform.host())
-                pulled += self._pull_manifest(store, target, chosen)
+                pulled += self._pull_manifest(store, target, chosen, budget)
                 top = Descriptor(chosen.media_type, chosen.digest, chosen.size, platform=chosen.platform)
         else:
-            pulled += self._pull_manifest(store, target, top, data=got.data)
+            pulled += self._pull_manifest(store, target, top, budget, data=got.data)
         self._emit(ManifestDone(str(target.ref), str(top.digest), top.media_type))
         store.refs.set(local_name, top)
         self._remember(store, target.ref.registry, target.repository, pulled)
         return top
 
     def _pull_manifest(
-        self, store: Store, target: _Target, desc: Descriptor, *, data: bytes | None = None
+        self,
+        store: Store,
+        target: _Target,
+        desc: Descriptor,
+        budget: RetryBudget,
+        *,
+        data: bytes | None = None,
     ) -> list[str]:
         """Pull one image manifest and its blobs (manifest bytes stored last); returns blob digests."""
         if data is None:
             what = f"manifest {target.ref.name}@{desc.digest}"
-            got = target.registry.fetch_manifest(target.repository, str(desc.digest), what=what)
+            got = target.registry.fetch_manifest(
+                target.repository, str(desc.digest), what=what, budget=budget
+            )
             data = got.data
             if Digest.from_bytes(data) != desc.digest:
                 raise DigestMismatch(f"{what} hashes to {Digest.from_bytes(data)}", hint="nothing was stored")
@@ -506,7 +578,7 @@ class RegistryClient:
         sinks = {d: _WriterSink(store, b) for d, b in unique.items() if not store.blobs.has(d)}
         try:
             self._parallel(
-                lambda blob: self._pull_blob(store, target, blob, sinks.get(blob.digest)),
+                lambda blob: self._pull_blob(store, target, blob, sinks.get(blob.digest), budget),
                 list(unique.values()),
             )
         finally:
@@ -515,7 +587,14 @@ class RegistryClient:
         store.blobs.put(data, expected=desc.digest)
         return [str(b.digest) for b in (manifest.config, *manifest.layers)]
 
-    def _pull_blob(self, store: Store, target: _Target, desc: Descriptor, sink: _WriterSink | None) -> None:
+    def _pull_blob(
+        self,
+        store: Store,
+        target: _Target,
+        desc: Descriptor,
+        sink: _WriterSink | None,
+        budget: RetryBudget,
+    ) -> None:
         digest = str(desc.digest)
         if sink is None:
             self._emit(BlobSkipped(digest, desc.size))
@@ -531,7 +610,7 @@ class RegistryClient:
         try:
             try:
                 target.registry.download_blob_to(
-                    target.repository, digest, desc.size, sink, progress=progress
+                    target.repository, digest, desc.size, sink, progress=progress, budget=budget
                 )
             except NotFound as err:
                 raise NotFound(
@@ -549,16 +628,6 @@ class RegistryClient:
         finally:
             sink.writer.abort()
         self._emit(BlobDone(digest, desc.size, done))
-
-
-def _sleep_backoff(attempt: int) -> float:
-    import time
-
-    from builder.registry._oras import backoff_s
-
-    delay = backoff_s(attempt)
-    time.sleep(delay)
-    return delay
 
 
 def _media_type(data: bytes, header: str, what: str) -> str:

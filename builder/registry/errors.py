@@ -4,6 +4,10 @@
   such as MANIFEST_UNKNOWN/BLOB_UNKNOWN/NAME_UNKNOWN), or RegistryError with `status`, `code`
   and `temporary` (5xx, 429). The distribution error codes come from the JSON body
   (`{"errors": [{"code": ..., "message": ...}]}`, distribution's `errcode` package).
+- A success status other than the one the distribution spec requires (a 200 where an upload
+  must answer 202 or 201) becomes RegistryError saying so: a server that answers 200 to
+  everything is not a registry, and taking its 200 as success reported pushes that never
+  happened.
 - A requests/urllib3 exception becomes RegistryUnavailable naming the host: connection refused,
   name resolution, timeouts, dropped connections, and TLS verification (with the flags to use).
 """
@@ -78,6 +82,19 @@ def error_from_response(response: requests.Response, *, host: str, what: str) ->
     )
 
 
+def error_from_status(response: requests.Response, *, host: str, what: str, expected: str) -> RegistryError:
+    """The error for an answer that is not `expected` (e.g. "201 Created") about `what`."""
+    status = response.status_code
+    if status >= 400:
+        return error_from_response(response, host=host, what=what)
+    return RegistryError(
+        f"{host}: {what} answered HTTP {status} where the OCI distribution spec requires {expected}",
+        status=status,
+        hint=f"the server at {host} does not behave as an OCI registry; check the address "
+        "(a web server or proxy may answer there); nothing pushed there can be trusted",
+    )
+
+
 def _is_tls_verification(exc: BaseException) -> bool:
     seen: set[int] = set()
     cur: BaseException | None = exc
@@ -128,15 +145,18 @@ def error_from_exception(exc: requests.RequestException, *, host: str, what: str
             f"{host}: cannot resolve the registry host name",
             hint="check the registry name in the reference and your DNS",
         )
-    if isinstance(exc, requests.exceptions.Timeout):
+    if isinstance(exc, requests.exceptions.Timeout) or "timed out" in repr(exc):
         return RegistryUnavailable(
-            f"{host}: timed out while fetching {what}", temporary=True, hint="try again, or raise the timeout"
+            f"{host}: timed out waiting for {what}",
+            temporary=True,
+            hint=f"check that the registry {host} is running and reachable; if it is only slow, "
+            "raise --timeout (or SEALER_REGISTRY_TIMEOUT)",
         )
     if isinstance(exc, requests.exceptions.ConnectionError):
         refused = "Connection refused" in repr(exc) or "ConnectionRefusedError" in repr(exc)
         why = "connection refused" if refused else "connection lost"
         return RegistryUnavailable(
-            f"{host}: {why} while fetching {what}",
+            f"{host}: {why} during {what}",
             temporary=True,
             hint="check that the registry is running and reachable, then run the command again",
         )
