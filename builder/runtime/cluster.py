@@ -24,6 +24,11 @@ from builder.errors import ClusterError, HostError
 
 DEFAULT_CLUSTER_NAME = "my-cluster"  # sealer's `--cluster-name` default
 MAX_RANGE_ADDRESSES = 4096
+# SEALER_MASTERS + SEALER_NODES reach every host's scripts in the one `sh -c` argument that
+# exports them, and Linux refuses an argument over 128 KiB (MAX_ARG_STRLEN): past this the run
+# would fail on every host at once, late. ~8,900 IPv4 hosts; the rest of the 128 KiB is for
+# the other variables and the command.
+MAX_HOST_LISTS_BYTES = 96 << 10
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _TAINT = re.compile(r"^[^\s=:]+(=[^\s:]*)?:(NoSchedule|PreferNoSchedule|NoExecute)-?$")
@@ -66,6 +71,40 @@ def parse_ip(text: str) -> str:
         raise InvalidCluster(f"{text!r} is not an IP address", hint=hint) from None
 
 
+_THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
+_BROADCAST = ipaddress.ip_address("255.255.255.255")
+
+
+def _not_a_host(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """Why `address` cannot be a host (None: it can). Unspecified, broadcast and multicast
+    addresses name no machine: SSH to them fails late (or reaches this machine, for 0.0.0.0)."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv4Address):
+        if address.is_unspecified:
+            return "the unspecified address"
+        if address in _THIS_NETWORK:
+            return "in 0.0.0.0/8 ('this network', RFC 1122)"
+        if address == _BROADCAST:
+            return "the broadcast address"
+        if address.is_multicast:
+            return "a multicast address (224.0.0.0/4)"
+    elif address.is_unspecified:
+        return "the unspecified address"
+    elif address.is_multicast:
+        return "a multicast address (ff00::/8)"
+    return None
+
+
+def parse_host_ip(text: str) -> str:
+    """`parse_ip` for a host's address: unspecified, broadcast and multicast are refused."""
+    ip = parse_ip(text)
+    problem = _not_a_host(ipaddress.ip_address(ip))
+    if problem is not None:
+        raise InvalidCluster(f"{ip} is {problem}, not a host", hint="give the host's own address")
+    return ip
+
+
 def expand_ip_range(text: str, *, limit: int = MAX_RANGE_ADDRESSES) -> tuple[str, ...]:
     """`a-b` with two full addresses, inclusive, as sealer's `TransferToIPList`; at most `limit`."""
     start_text, sep, end_text = text.partition("-")
@@ -94,8 +133,9 @@ def expand_ip_range(text: str, *, limit: int = MAX_RANGE_ADDRESSES) -> tuple[str
 def parse_ip_list(text: str, *, limit: int = MAX_RANGE_ADDRESSES) -> tuple[str, ...]:
     """A `--masters`/`--nodes` value: comma-separated addresses and `a-b` ranges, in order.
 
-    sealer accepts either a list or one range; this accepts any mix of both. Duplicates are
-    refused; the whole expansion is bounded by `limit` addresses.
+    sealer accepts either a list or one range; this accepts any mix of both. Duplicates,
+    unspecified, broadcast and multicast addresses are refused; the whole expansion is
+    bounded by `limit` addresses.
     """
     out: list[str] = []
     seen: set[str] = set()
@@ -105,6 +145,7 @@ def parse_ip_list(text: str, *, limit: int = MAX_RANGE_ADDRESSES) -> tuple[str, 
             raise InvalidCluster(f"{text!r} has an empty item")
         ips = expand_ip_range(item, limit=limit) if "-" in item else (parse_ip(item),)
         for ip in ips:
+            parse_host_ip(ip)
             if ip in seen:
                 raise InvalidCluster(f"{ip} is listed twice")
             seen.add(ip)
@@ -229,7 +270,7 @@ class HostSpec:
     local: bool = False
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "ip", parse_ip(self.ip))
+        object.__setattr__(self, "ip", parse_host_ip(self.ip))
         roles = tuple(Role.parse(r) for r in self.roles)
         if len(roles) != 1:
             raise InvalidCluster(
@@ -270,6 +311,13 @@ class Cluster:
     ssh: SSHSpec = field(default_factory=SSHSpec)
     host_aliases: tuple[HostAlias, ...] = ()
     documents: tuple[Mapping[str, object], ...] = ()
+    # Derived once, in __post_init__: a plan asks for master0, the masters and a host by address
+    # once per host and step, and recomputing them made a 5000-host dry-run quadratic.
+    _masters: tuple[HostSpec, ...] = field(init=False, repr=False, compare=False)
+    _nodes: tuple[HostSpec, ...] = field(init=False, repr=False, compare=False)
+    _ips: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _by_ip: Mapping[str, HostSpec] = field(init=False, repr=False, compare=False)
+    _ip_lists: Mapping[Role, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_cluster_name(self.name)
@@ -279,34 +327,55 @@ class Cluster:
         if problem is not None:
             message, index = problem
             raise InvalidCluster(message, field=f"hosts[{index}]" if index is not None else "hosts")
+        masters = tuple(h for h in self.hosts if h.role is Role.MASTER)
+        nodes = tuple(h for h in self.hosts if h.role is Role.NODE)
+        object.__setattr__(self, "_masters", masters)
+        object.__setattr__(self, "_nodes", nodes)
+        object.__setattr__(self, "_ips", tuple(h.ip for h in self.hosts))
+        object.__setattr__(self, "_by_ip", {h.ip: h for h in self.hosts})
+        lists = {Role.MASTER: ",".join(h.ip for h in masters), Role.NODE: ",".join(h.ip for h in nodes)}
+        size = len(lists[Role.MASTER]) + len(lists[Role.NODE])
+        if size > MAX_HOST_LISTS_BYTES:
+            raise InvalidCluster(
+                f"{len(self.hosts)} hosts: their addresses take {size >> 10} KiB in SEALER_MASTERS and "
+                f"SEALER_NODES, over the {MAX_HOST_LISTS_BYTES >> 10} KiB a host's commands can carry",
+                field="hosts",
+                hint="Linux refuses a command argument over 128 KiB; split the cluster",
+            )
+        object.__setattr__(self, "_ip_lists", lists)
 
     @property
     def masters(self) -> tuple[HostSpec, ...]:
-        return tuple(h for h in self.hosts if h.role is Role.MASTER)
+        return self._masters
 
     @property
     def nodes(self) -> tuple[HostSpec, ...]:
-        return tuple(h for h in self.hosts if h.role is Role.NODE)
+        return self._nodes
 
     @property
     def master0(self) -> HostSpec:
         """The first master: kubeadm init, CMDS and apps run there."""
-        return self.masters[0]
+        return self._masters[0]
 
     @property
     def ips(self) -> tuple[str, ...]:
-        return tuple(h.ip for h in self.hosts)
+        return self._ips
+
+    def ip_list(self, role: Role) -> str:
+        """The addresses of the hosts with `role`, comma-separated in host order; one string
+        shared by every caller (SEALER_MASTERS/SEALER_NODES of each host's env)."""
+        return self._ip_lists[role]
 
     def has_host(self, ip: str) -> bool:
-        return parse_ip(ip) in self.ips
+        return parse_ip(ip) in self._by_ip
 
     def host(self, ip: str) -> HostSpec:
         """The host with address `ip`; HostError if the cluster has none."""
         wanted = parse_ip(ip)
-        for h in self.hosts:
-            if h.ip == wanted:
-                return h
-        raise HostError(f"{wanted} is not a host of cluster {self.name}", host=wanted)
+        found = self._by_ip.get(wanted)
+        if found is None:
+            raise HostError(f"{wanted} is not a host of cluster {self.name}", host=wanted)
+        return found
 
     def with_hosts(self, hosts: Iterable[HostSpec]) -> Cluster:
         """A new cluster with `hosts` appended (join); a repeated address is an error."""

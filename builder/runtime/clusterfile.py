@@ -20,6 +20,7 @@ field names and must change together for load(dump(c)) == c to hold.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields, replace
 from functools import partial
@@ -29,6 +30,7 @@ import yaml
 
 from builder.errors import ClusterError, ClusterfileError, ImageError, UsageError
 from builder.image.reference import Reference
+from builder.runtime._bounded_yaml import BoundedLoader, deep_error
 from builder.runtime.cluster import (
     DEFAULT_CLUSTER_NAME,
     Cluster,
@@ -40,10 +42,11 @@ from builder.runtime.cluster import (
     check_cluster_name,
     check_label,
     check_taint,
+    parse_host_ip,
     parse_ip,
     parse_ip_list,
 )
-from builder.runtime.env import InvalidEnv, add_env_value, check_env_name, parse_env_entry
+from builder.runtime.env import InvalidEnv, check_env_name, join_env_entries, parse_env_entry
 
 _T = TypeVar("_T")
 
@@ -73,6 +76,9 @@ _SSH_KEYS = {
 }
 _SSH_FIELDS = (*_SSH_KEYS, "encrypted")
 
+# Read whole and parsed by pure-Python YAML (~2 s a MiB): the cap bounds both.
+MAX_CLUSTERFILE_BYTES = 4 << 20
+
 _NULL = "tag:yaml.org,2002:null"
 _BOOL = "tag:yaml.org,2002:bool"
 _INT = "tag:yaml.org,2002:int"
@@ -83,20 +89,39 @@ _FLOAT = "tag:yaml.org,2002:float"
 
 
 def load_clusterfile(path: str | os.PathLike[str]) -> Cluster:
-    """Read and check the Clusterfile at `path`; ClusterfileError names file, line and field."""
+    """Read and check the Clusterfile at `path`; ClusterfileError names file, line and field.
+    At most MAX_CLUSTERFILE_BYTES are read."""
+    where = os.fspath(path)
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        # O_NONBLOCK: a FIFO without a writer must not hang the open; only files are read.
+        with open(path, "rb", opener=lambda p, flags: os.open(p, flags | os.O_NONBLOCK)) as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise ClusterfileError(f"{where}: not a regular file, so not a Clusterfile", path=where)
+            data = f.read(MAX_CLUSTERFILE_BYTES + 1)
+        if len(data) > MAX_CLUSTERFILE_BYTES:
+            raise _too_large(where)
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as err:
-        raise ClusterfileError(
-            f"{os.fspath(path)}: cannot read the Clusterfile: {err}", path=os.fspath(path)
-        ) from None
-    return parse_clusterfile(text, path=os.fspath(path))
+        raise ClusterfileError(f"{where}: cannot read the Clusterfile: {err}", path=where) from None
+    return parse_clusterfile(text, path=where)
 
 
 def parse_clusterfile(text: str, *, path: str = "Clusterfile") -> Cluster:
     """`load_clusterfile` on text already read; `path` is only used in messages."""
+    if (
+        len(text) > MAX_CLUSTERFILE_BYTES
+        or len(text.encode("utf-8", "surrogatepass")) > MAX_CLUSTERFILE_BYTES
+    ):
+        raise _too_large(path)
     return _Reader(path).read(text)
+
+
+def _too_large(path: str) -> ClusterfileError:
+    return ClusterfileError(
+        f"{path}: larger than {MAX_CLUSTERFILE_BYTES >> 20} MiB, the most a Clusterfile may be",
+        path=path,
+        hint="a Clusterfile of 5000 hosts is ~100 kB: drop generated bulk, or split the cluster",
+    )
 
 
 class _Reader:
@@ -112,7 +137,7 @@ class _Reader:
     # -- documents --
 
     def read(self, text: str) -> Cluster:
-        loader = yaml.SafeLoader(text)
+        loader = BoundedLoader(text, path=self.path)
         cluster_node: yaml.MappingNode | None = None
         documents: list[Mapping[str, object]] = []
         try:
@@ -135,6 +160,8 @@ class _Reader:
         except yaml.MarkedYAMLError as err:
             mark = err.problem_mark or err.context_mark
             line = mark.line + 1 if mark is not None else 1
+            if err.problem == "exceeded maximum nesting depth":  # libyaml's own cap (1000), past ours
+                raise deep_error(self.path, line) from None
             raise ClusterfileError(
                 f"{self.path}:{line}: invalid YAML: {err.problem or err.context}", path=self.path, line=line
             ) from None
@@ -235,7 +262,8 @@ class _Reader:
                 documents=documents,
             )
         except InvalidCluster as err:  # the checks above should have caught it, with a better line
-            self.fail(spec_node, f"spec.{err.field}" if err.field else "spec", err.message, err.hint)
+            at = self.keys.get(id(spec["hosts"])) if err.field == "hosts" else None
+            self.fail(at or spec_node, f"spec.{err.field}" if err.field else "spec", err.message, err.hint)
 
     def hosts(self, node: yaml.Node, ssh: SSHSpec) -> tuple[HostSpec, ...]:
         items = self.sequence(node, "spec.hosts")
@@ -270,7 +298,7 @@ class _Reader:
                 ip = self.check(
                     ip_node,
                     ip_where,
-                    partial(parse_ip, raw),
+                    partial(parse_host_ip, raw),
                     hint="one address per item; ranges are for --masters/--nodes",
                 )
                 if ip in first_seen:
@@ -329,14 +357,19 @@ class _Reader:
             elif target == "connect_timeout_s":
                 changes[target] = self.seconds(value_node, field_where)
             elif target == "key_files":
-                if isinstance(value_node, yaml.SequenceNode):
-                    changes[target] = self.strings(value_node, field_where)
-                else:
-                    changes[target] = (self.required_string(value_node, field_where),)
+                many = isinstance(value_node, yaml.SequenceNode)
+                keys = []
+                for j, item in enumerate(value_node.value if many else [value_node]):
+                    item_where = f"{field_where}[{j}]" if many else field_where
+                    key = self.required_string(item, item_where)
+                    keys.append(self.check(item, item_where, partial(check_ssh_file, key, "private key")))
+                changes[target] = tuple(keys)
             else:
                 value = self.required_string(value_node, field_where)
                 if value == "":
                     continue  # empty inherits, as in sealer
+                if target == "known_hosts":
+                    self.check(value_node, field_where, partial(check_ssh_file, value, "known_hosts file"))
                 changes[target] = value
         return self.check(node, where, lambda: replace(base, **changes))
 
@@ -357,14 +390,13 @@ class _Reader:
         return int(value) if value.is_integer() else value
 
     def env(self, node: yaml.Node, where: str) -> dict[str, str]:
-        env: dict[str, str] = {}
+        pairs = []
         for i, item in enumerate(
             self.sequence(node, where, hint="env is a list of KEY=VALUE strings, as in sealer")
         ):
             entry = self.required_string(item, f"{where}[{i}]")
-            key, value = self.check(item, f"{where}[{i}]", partial(parse_env_entry, entry))
-            add_env_value(env, key, value)
-        return env
+            pairs.append(self.check(item, f"{where}[{i}]", partial(parse_env_entry, entry)))
+        return join_env_entries(pairs)
 
     def labels(self, node: yaml.Node, where: str) -> dict[str, str]:
         if not isinstance(node, yaml.MappingNode):
@@ -462,6 +494,23 @@ class _Reader:
         return self._is_null(node) or (
             isinstance(node, yaml.MappingNode | yaml.SequenceNode) and not node.value
         )
+
+
+def check_ssh_file(path: str, what: str) -> str:
+    """`path` unless it names something that is not a regular file (a directory, a device, a
+    FIFO): the SSH driver would fail on it at connect time, after the plan, or read forever.
+    A file that does not exist yet is left to the driver, which names it."""
+    try:
+        mode = os.stat(os.path.expanduser(path)).st_mode
+    except OSError:
+        return path
+    if stat.S_ISDIR(mode):
+        raise InvalidCluster(f"{path} is a directory, not a {what}", hint=f"name the {what} file itself")
+    if not stat.S_ISREG(mode):
+        raise InvalidCluster(
+            f"{path} is not a regular file, so not a {what}", hint=f"name the {what} file itself"
+        )
+    return path
 
 
 # --- writing -----------------------------------------------------------------------------------
@@ -581,6 +630,8 @@ def cluster_from_flags(
             raise UsageError(f"{name_}: {err.message}", hint=err.hint) from None
 
     flag("IMAGE", lambda: Reference.parse(image))
+    if key_file:
+        flag("--pk", partial(check_ssh_file, key_file, "private key"))
     flag("--cluster", lambda: check_cluster_name(name))
     cluster_env = dict(env or {})
     for key in cluster_env:

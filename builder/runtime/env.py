@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterable, Mapping
 
 from builder.errors import ClusterError, UsageError
-from builder.runtime.cluster import Cluster, HostSpec
+from builder.runtime.cluster import Cluster, HostSpec, Role
 
 RESERVED_PREFIX = "SEALER_"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -80,18 +80,19 @@ def parse_env_entry(entry: str, *, source: str | None = None) -> tuple[str, str]
     return check_env_name(key, source=source), value
 
 
-def add_env_value(env: dict[str, str], key: str, value: str) -> None:
-    """Add one entry the way sealer does: a repeated key grows a `;` list."""
-    env[key] = f"{env[key]};{value}" if key in env else value
+def join_env_entries(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """(key, value) pairs into an env the way sealer does: a repeated key is a `;` list, in
+    order. The values are joined once at the end: growing the string per entry made a long
+    list of one key quadratic."""
+    values: dict[str, list[str]] = {}
+    for key, value in pairs:
+        values.setdefault(key, []).append(value)
+    return {key: ";".join(parts) for key, parts in values.items()}
 
 
 def parse_env_list(entries: Iterable[str], *, source: str | None = None) -> dict[str, str]:
     """A Clusterfile env list (`[K=V, ...]`) into a dict, repeated keys joined by `;`."""
-    env: dict[str, str] = {}
-    for entry in entries:
-        key, value = parse_env_entry(entry, source=source)
-        add_env_value(env, key, value)
-    return env
+    return join_env_entries(parse_env_entry(entry, source=source) for entry in entries)
 
 
 def parse_env_args(values: Iterable[str]) -> dict[str, str]:
@@ -135,8 +136,8 @@ def reserved_env(cluster: Cluster, host: HostSpec, rootfs_path: str) -> dict[str
         "SEALER_ROLE": str(host.role),
         "SEALER_HOST_IP": host.ip,
         "SEALER_MASTER0": cluster.master0.ip,
-        "SEALER_MASTERS": ",".join(h.ip for h in cluster.masters),
-        "SEALER_NODES": ",".join(h.ip for h in cluster.nodes),
+        "SEALER_MASTERS": cluster.ip_list(Role.MASTER),
+        "SEALER_NODES": cluster.ip_list(Role.NODE),
         "SEALER_CLUSTER": cluster.name,
         "SEALER_ROOTFS": rootfs_path,
     }

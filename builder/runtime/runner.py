@@ -349,38 +349,55 @@ def _short(command: str, limit: int = 80) -> str:
 def format_plan(cluster: Cluster, plans: Sequence[tuple[Phase, Sequence[Step]]]) -> list[str]:
     """Every step of every phase, grouped by phase and host, as a dry-run prints it.
 
-    Env is shown once per host and phase (only the variables that differ from the previous
-    host block would be noise: all are shown, sorted). Placeholders of named outputs stay as
-    they are: their values exist only at run time.
+    Env is shown once per host and phase. The variables every host block shares (the
+    Clusterfile env, SEALER_MASTERS, SEALER_NODES, ...) are printed once, first, and each
+    block's `env:` line starts with `(shared)` and adds only its own (SEALER_HOST_IP,
+    SEALER_ROLE, host env): printing the host lists in every block made the plan of N hosts
+    O(N^2) bytes (5000 hosts: 880 MB). Placeholders of named outputs stay as they are: their
+    values exist only at run time.
     """
-    lines: list[str] = []
-    master0 = cluster.master0.ip
+    phase_blocks: list[tuple[Phase, list[list[Step]]]] = []
     for phase, steps in plans:
         if not steps:
             continue
+        blocks: list[list[Step]] = []
+        if phase.serial:
+            for s in steps:
+                if blocks and (blocks[-1][0].host, blocks[-1][0].stage) == (s.host, s.stage):
+                    blocks[-1].append(s)
+                else:
+                    blocks.append([s])
+        else:
+            by_key: dict[tuple[str, int], list[Step]] = {}
+            for s in steps:
+                by_key.setdefault((s.host, s.stage), []).append(s)
+            blocks = sorted(by_key.values(), key=lambda b: b[0].stage)  # stable: plan order within a stage
+        phase_blocks.append((phase, blocks))
+
+    envs = [b[0].env for _, blocks in phase_blocks for b in blocks if b[0].env]
+    shared: dict[str, str] = {}
+    if len(envs) > 1:
+        shared = dict(envs[0])
+        for env in envs[1:]:
+            shared = {k: v for k, v in shared.items() if env.get(k) is v or env.get(k) == v}
+
+    def show(env: Mapping[str, str]) -> str:
+        return " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items()))
+
+    lines: list[str] = []
+    if shared:
+        lines.append(f"# (shared) env: {show(shared)}")
+    master0 = cluster.master0.ip
+    for phase, blocks in phase_blocks:
         lines.append(f"== {phase.name}: {phase.title}" + ("  (hosts one at a time)" if phase.serial else ""))
-        blocks: list[tuple[str, int, list[Step]]] = []
-        for s in steps:
-            if phase.serial:
-                if blocks and blocks[-1][0] == s.host and blocks[-1][1] == s.stage:
-                    blocks[-1][2].append(s)
-                else:
-                    blocks.append((s.host, s.stage, [s]))
-            else:
-                found = next((b for b in blocks if b[0] == s.host and b[1] == s.stage), None)
-                if found is None:
-                    blocks.append((s.host, s.stage, [s]))
-                else:
-                    found[2].append(s)
-        if not phase.serial:
-            blocks.sort(key=lambda b: b[1])
-        for host, _, host_steps in blocks:
-            spec = cluster.host(host)
-            role = "master0" if host == master0 else str(spec.role)
+        for host_steps in blocks:
+            host = host_steps[0].host
+            role = "master0" if host == master0 else str(cluster.host(host).role)
             lines.append(f"  {host} ({role})")
             env = host_steps[0].env
             if env:
-                lines.append("    env: " + " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items())))
+                own = show({k: v for k, v in env.items() if k not in shared})
+                lines.append("    env: " + ("(shared) " + own if shared else own).rstrip())
             for s in host_steps:
                 note = f" -> output {s.output}" if s.output else ""
                 lines.append(f"    # {s.description}{note}")

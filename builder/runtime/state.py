@@ -29,7 +29,7 @@ from typing import Any
 from builder._fs import atomic_write, remove_tree
 from builder.errors import ClusterError
 from builder.runtime.cluster import Cluster, check_cluster_name
-from builder.runtime.clusterfile import dump_clusterfile, parse_clusterfile
+from builder.runtime.clusterfile import dump_clusterfile, load_clusterfile
 
 STATE_HOME_ENV = "SEALER_STATE_HOME"
 JOURNAL_VERSION = 1
@@ -234,7 +234,7 @@ class ClusterState:
     def load_cluster(self) -> Cluster | None:
         if not self.clusterfile_path.exists():
             return None
-        return parse_clusterfile(self.clusterfile_path.read_text(), path=str(self.clusterfile_path))
+        return load_clusterfile(self.clusterfile_path)
 
     def load_meta(self) -> SavedMeta | None:
         if not self.meta_path.exists():

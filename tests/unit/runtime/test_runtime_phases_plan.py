@@ -3,6 +3,7 @@ env precedence, launch choices, removal order and runtime selection."""
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from builder.runtime.phases import (
     install_phases,
     removal_phases,
 )
+from builder.runtime.phases.base import Step
 from builder.runtime.phases.clean import CleanScripts
 from builder.runtime.phases.launch import Launch
 from builder.runtime.phases.scripts import HostScripts
@@ -48,6 +50,7 @@ def state(**kwargs: object) -> PlanState:
 
 
 GOLDEN = """\
+# (shared) env: COLOR=cli GREETING=hi SEALER_CLUSTER=c1 SEALER_MASTER0=10.0.0.1 SEALER_MASTERS=10.0.0.1 SEALER_NODES=10.0.0.2,10.0.0.3 SEALER_ROOTFS=/var/lib/sealer/data/c1/rootfs
 == deliver: Deliver the rootfs
   10.0.0.1 (master0)
     # 2 layers of demo:v1 into /var/lib/sealer/data/c1/rootfs
@@ -60,20 +63,20 @@ GOLDEN = """\
     $ deliver sha256:abababababababababababababababababababababababababababababababab -> /var/lib/sealer/data/c1/rootfs
 == host-scripts: Run init.sh
   10.0.0.1 (master0)
-    env: COLOR=cli GREETING=hi SEALER_CLUSTER=c1 SEALER_HOST_IP=10.0.0.1 SEALER_MASTER0=10.0.0.1 SEALER_MASTERS=10.0.0.1 SEALER_NODES=10.0.0.2,10.0.0.3 SEALER_ROLE=master SEALER_ROOTFS=/var/lib/sealer/data/c1/rootfs
+    env: (shared) SEALER_HOST_IP=10.0.0.1 SEALER_ROLE=master
     # sh scripts/init.sh as master
     $ cd /var/lib/sealer/data/c1/rootfs && if [ -f scripts/init.sh ]; then sh scripts/init.sh; else echo 'no scripts/init.sh in the image: skipped'; fi
   10.0.0.2 (node)
-    env: COLOR=cli GREETING=hi SEALER_CLUSTER=c1 SEALER_HOST_IP=10.0.0.2 SEALER_MASTER0=10.0.0.1 SEALER_MASTERS=10.0.0.1 SEALER_NODES=10.0.0.2,10.0.0.3 SEALER_ROLE=node SEALER_ROOTFS=/var/lib/sealer/data/c1/rootfs
+    env: (shared) SEALER_HOST_IP=10.0.0.2 SEALER_ROLE=node
     # sh scripts/init.sh as node
     $ cd /var/lib/sealer/data/c1/rootfs && if [ -f scripts/init.sh ]; then sh scripts/init.sh; else echo 'no scripts/init.sh in the image: skipped'; fi
   10.0.0.3 (node)
-    env: COLOR=cli GREETING=hi SEALER_CLUSTER=c1 SEALER_HOST_IP=10.0.0.3 SEALER_MASTER0=10.0.0.1 SEALER_MASTERS=10.0.0.1 SEALER_NODES=10.0.0.2,10.0.0.3 SEALER_ROLE=node SEALER_ROOTFS=/var/lib/sealer/data/c1/rootfs
+    env: (shared) SEALER_HOST_IP=10.0.0.3 SEALER_ROLE=node
     # sh scripts/init.sh as node
     $ cd /var/lib/sealer/data/c1/rootfs && if [ -f scripts/init.sh ]; then sh scripts/init.sh; else echo 'no scripts/init.sh in the image: skipped'; fi
 == launch: Launch on master0
   10.0.0.1 (master0)
-    env: COLOR=cli GREETING=hi SEALER_CLUSTER=c1 SEALER_HOST_IP=10.0.0.1 SEALER_MASTER0=10.0.0.1 SEALER_MASTERS=10.0.0.1 SEALER_NODES=10.0.0.2,10.0.0.3 SEALER_ROLE=master SEALER_ROOTFS=/var/lib/sealer/data/c1/rootfs WHO=all
+    env: (shared) SEALER_HOST_IP=10.0.0.1 SEALER_ROLE=master WHO=all
     # launch app greet (shell) 1/1
     $ cd /var/lib/sealer/data/c1/rootfs && sh application/apps/greet/greet.sh"""
 
@@ -89,6 +92,51 @@ def test_golden_dry_run_of_the_none_runtime_on_one_master_and_two_nodes() -> Non
         "host-scripts",
         "launch",
     ]
+
+
+def _plan_envs(lines: list[str]) -> list[dict[str, str]]:
+    """Each host block's env as a reader of the dry-run rebuilds it: `(shared)` + its own."""
+    shared: dict[str, str] = {}
+    out = []
+    for line in lines:
+        if line.startswith("# (shared) env: "):
+            shared = dict(w.split("=", 1) for w in shlex.split(line.removeprefix("# (shared) env: ")))
+        elif line.startswith("    env: "):
+            words = shlex.split(line.removeprefix("    env: "))
+            base = shared if words[:1] == ["(shared)"] else {}
+            out.append(base | dict(w.split("=", 1) for w in words if w != "(shared)"))
+    return out
+
+
+def test_dry_run_env_lines_rebuild_every_hosts_env() -> None:
+    host = replace(CLUSTER.hosts[1], env={"COLOR": "host's own", "ONLY_HOST": "1"})
+    cluster = replace(CLUSTER, hosts=(CLUSTER.hosts[0], host, CLUSTER.hosts[2]))
+    facts = Facts.assume(cluster.ips, PLATFORM)
+    plans = [(p, p.plan(cluster, facts, state())) for p in install_phases()]
+    lines = format_plan(cluster, plans)
+    wanted = [dict(steps[0].env) for _, steps in plans for steps in _host_blocks(steps) if steps[0].env]
+    assert _plan_envs(lines) == wanted
+    shared_line = next(line for line in lines if line.startswith("# (shared) env: "))
+    assert "COLOR" not in shared_line and "SEALER_NODES=10.0.0.2,10.0.0.3" in shared_line
+
+
+def _host_blocks(steps: list[Step]) -> list[list[Step]]:
+    blocks: dict[tuple[str, int], list[Step]] = {}
+    for s in steps:
+        blocks.setdefault((s.host, s.stage), []).append(s)
+    return sorted(blocks.values(), key=lambda b: b[0].stage)
+
+
+def test_dry_run_of_3000_hosts_prints_the_host_lists_once() -> None:
+    # Every host block used to print SEALER_NODES whole: 5000 hosts gave an 880 MB plan.
+    cluster = cluster_from_flags("demo:v1", "10.0.0.1", "10.0.1.0-10.0.12.183", name="c1")
+    assert len(cluster.nodes) == 3000
+    facts = Facts.assume(cluster.ips, PLATFORM)
+    plans = [(p, p.plan(cluster, facts, state(targets=cluster.ips))) for p in install_phases()]
+    text = "\n".join(format_plan(cluster, plans))
+    nodes = ",".join(h.ip for h in cluster.nodes)
+    assert text.count(nodes) == 1
+    assert len(text) < 3001 * 800 + len(nodes)
 
 
 def test_env_precedence_image_then_clusterfile_then_host_then_cli() -> None:
