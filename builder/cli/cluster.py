@@ -292,7 +292,7 @@ def _cluster_from_args(
 @click.option(
     "--cluster",
     "cluster_name",
-    help="Cluster name (default my-cluster; for an app: the only saved cluster, else my-cluster).",
+    help="Cluster name (default my-cluster; for an app: the only saved cluster).",
 )
 @click.option(
     "--runtime",
@@ -331,11 +331,12 @@ def run(
     apps, or --cmds) run there.
     """
     from builder.runtime import actions
+    from builder.runtime.cluster import DEFAULT_CLUSTER_NAME
     from builder.runtime.env import parse_env_args
 
     cli_env = parse_env_args(env)
     if image and clusterfile is None and not masters and not nodes:
-        name = cluster_name or _default_cluster(actions.saved_clusters())
+        name = _saved_cluster(cluster_name, none_saved=DEFAULT_CLUSTER_NAME)
         if actions.runs_as_app(name, image):
             ssh = {
                 "-p": password,
@@ -377,9 +378,28 @@ def run(
     _report(outcome, settings.on_event)
 
 
-def _default_cluster(saved: Sequence[str]) -> str:
-    """The cluster a command without --cluster means: the only saved one, else my-cluster."""
-    return saved[0] if len(saved) == 1 else "my-cluster"
+def _saved_cluster(given: str | None, *, none_saved: str | None = None) -> str:
+    """The saved cluster a command means: `--cluster`, else the only saved one. Several saved
+    clusters need `--cluster` (UsageError listing them); none saved is a ClusterError, or
+    `none_saved` for `run`, where no saved cluster means a new one."""
+    from builder.errors import ClusterError
+    from builder.runtime.actions import saved_clusters
+    from builder.runtime.state import state_home
+
+    if given:
+        return given
+    saved = saved_clusters()
+    if len(saved) == 1:
+        return saved[0]
+    if not saved:
+        if none_saved is not None:
+            return none_saved
+        raise ClusterError(
+            f"no saved cluster in {state_home()}",
+            hint="sealer run IMAGE --masters ... creates one; SEALER_STATE_HOME moves the state",
+        )
+    names = ", ".join(saved[:10]) + (f", ... ({len(saved)} in all)" if len(saved) > 10 else "")
+    raise UsageError(f"{len(saved)} saved clusters ({names}): say which with --cluster NAME")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -474,7 +494,7 @@ def _hosts_from_flags(
 @click.option("-m", "--masters", help="Masters to add: a,b,c or first-last.")
 @click.option("-n", "--nodes", help="Nodes to add: a,b,c or first-last.")
 @_ssh_options
-@click.option("--cluster", "cluster_name", default="my-cluster", show_default=True, help="Cluster name.")
+@click.option("--cluster", "cluster_name", help="Cluster name (default: the only saved one).")
 @_run_options
 @click.pass_context
 def join(
@@ -488,7 +508,7 @@ def join(
     user: str | None,
     insecure_skip_host_key_check: bool,
     known_hosts: str | None,
-    cluster_name: str,
+    cluster_name: str | None,
     env: tuple[str, ...],
     dry_run: bool,
     max_parallel: int,
@@ -500,6 +520,7 @@ def join(
 
     if not masters and not nodes:
         raise UsageError("nothing to join: give --masters or --nodes")
+    cluster_name = _saved_cluster(cluster_name)
     saved = ClusterState(cluster_name).load_cluster()
     if saved is None:
         raise UsageError(f"no saved cluster {cluster_name}", hint="sealer run IMAGE --masters ... creates it")
@@ -520,7 +541,7 @@ def join(
 @click.option("-m", "--masters", help="Masters to remove: a,b,c or first-last.")
 @click.option("-n", "--nodes", help="Nodes to remove: a,b,c or first-last.")
 @click.option("-a", "--all", "all_", is_flag=True, help="Delete the whole cluster.")
-@click.option("--cluster", "cluster_name", default="my-cluster", show_default=True, help="Cluster name.")
+@click.option("--cluster", "cluster_name", help="Cluster name (default: the only saved one).")
 @click.option("-y", "--force", is_flag=True, help="Do not ask for confirmation.")
 @click.option(
     "--skip-unreachable",
@@ -534,7 +555,7 @@ def delete(
     masters: str | None,
     nodes: str | None,
     all_: bool,
-    cluster_name: str,
+    cluster_name: str | None,
     force: bool,
     skip_unreachable: bool,
     dry_run: bool,
@@ -542,10 +563,12 @@ def delete(
     """Remove hosts from the cluster, or the whole cluster with --all.
 
     Each leaving host runs scripts/clean.sh (nodes first, master0 last), then its rootfs goes
-    and the saved state forgets it. Deleting again is harmless.
+    and the saved state forgets it. Deleting a host again is harmless; a cluster that is not
+    saved (any more) is an error.
     """
     from builder.runtime import actions
     from builder.runtime.cluster import InvalidCluster, parse_ip_list
+    from builder.runtime.state import ClusterState
 
     if all_ and (masters or nodes):
         raise UsageError("give --all or --masters/--nodes, not both")
@@ -556,7 +579,8 @@ def delete(
         node_ips = parse_ip_list(nodes) if nodes else ()
     except InvalidCluster as err:
         raise UsageError(err.message, hint=err.hint) from None
-    if not dry_run and not force:
+    cluster_name = _saved_cluster(cluster_name)
+    if not dry_run and not force and ClusterState(cluster_name).exists():  # else delete says so
         what = f"the whole cluster {cluster_name}" if all_ else ", ".join((*master_ips, *node_ips))
         if not sys.stdin.isatty():
             raise UsageError(f"refusing to delete {what} without confirmation", hint="pass --force (or -y)")
@@ -575,9 +599,7 @@ def delete(
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("image")
-@click.option(
-    "--cluster", "cluster_name", help="Cluster name (default: the only saved one, else my-cluster)."
-)
+@click.option("--cluster", "cluster_name", help="Cluster name (default: the only saved one).")
 @click.option(
     "--batch",
     type=click.IntRange(1, 1000),
@@ -604,8 +626,7 @@ def upgrade(
     from builder.runtime import actions
     from builder.runtime.env import parse_env_args
 
-    if cluster_name is None:
-        cluster_name = _default_cluster(actions.saved_clusters())
+    cluster_name = _saved_cluster(cluster_name)
     settings = _settings(ctx, dry_run=dry_run, max_parallel=max_parallel)
     outcome = actions.upgrade(cluster_name, image, settings, batch=batch, cli_env=parse_env_args(env))
     _report(outcome, settings.on_event)
@@ -617,16 +638,13 @@ def cluster() -> None:
 
 
 @cluster.command()
-@click.option(
-    "--cluster", "cluster_name", help="Cluster name (default: the only saved one, else my-cluster)."
-)
+@click.option("--cluster", "cluster_name", help="Cluster name (default: the only saved one).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def status(cluster_name: str | None, fmt: str) -> None:
     """Hosts, roles, image digest and the last phase each host finished."""
     from builder.runtime import actions
 
-    if cluster_name is None:
-        cluster_name = _default_cluster(actions.saved_clusters())
+    cluster_name = _saved_cluster(cluster_name)
     info = actions.status(cluster_name)
     if fmt == "json":
         print_json(info)

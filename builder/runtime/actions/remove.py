@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from builder.errors import ClusterError, HostError
 from builder.image.descriptor import Platform
 from builder.runtime.actions.common import Outcome, Settings, host_summaries, make_runner, plan_all, remove_fn
+from builder.runtime.actions.status import saved_clusters
 from builder.runtime.cluster import Cluster
 from builder.runtime.facts import Facts
 from builder.runtime.infra.base import InfraDriver
@@ -119,14 +120,26 @@ def delete(
     all_: bool = False,
     skip_unreachable: bool = False,
 ) -> Outcome:
-    """`sealer delete`: hosts (or the whole cluster) leave; the state forgets them. Idempotent.
+    """`sealer delete`: hosts (or the whole cluster) leave; the state forgets them. Idempotent
+    while the cluster is saved; a cluster not saved (any more) is a ClusterError.
     `skip_unreachable`: a host sealer cannot log in to (a dead worker) runs nothing, and is
     forgotten all the same; master0's steps for it (drain, delete node) still run when master0
     answers."""
     cs = ClusterState(name, settings.home)
     saved, meta = cs.load_cluster(), cs.load_meta()
-    if saved is None or meta is None:
-        return Outcome(None, f"cluster {name}: nothing saved, nothing to delete")
+    if saved is None:
+        # Never a success for a cluster that is not there: a mistyped or defaulted name
+        # reported "nothing to delete" and exit 0 while the real cluster kept running.
+        others = saved_clusters(cs.home)
+        raise ClusterError(
+            f"no saved cluster {name} in {cs.home}: nothing deleted",
+            hint=f"saved clusters: {', '.join(others)}" if others else "SEALER_STATE_HOME moves the state",
+        )
+    if meta is None:
+        raise ClusterError(
+            f"cluster {name}: {cs.meta_path} is missing, so the runtime to remove is unknown",
+            hint=f"it is written before any host is changed: remove {cs.dir} if the run never started",
+        )
     if all_:
         targets = list(saved.ips)
     else:

@@ -270,8 +270,8 @@ def test_delete_all_leaves_every_host_clean(lab: Lab) -> None:
     for host, pid in zip(lab.hosts, pids, strict=True):
         assert_clean(host, pid)
     assert not ClusterState(NAME, lab.home).dir.exists()
-    again = actions.delete(NAME, lab.settings(), all_=True)  # idempotent
-    assert "nothing to delete" in again.message
+    with pytest.raises(ClusterError, match=f"no saved cluster {NAME} in .*: nothing deleted"):
+        actions.delete(NAME, lab.settings(), all_=True)  # never a success for a cluster not saved
 
 
 def test_sshd_killed_during_delivery_fails_naming_the_host_and_a_rerun_resumes(lab: Lab) -> None:
