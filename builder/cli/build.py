@@ -11,7 +11,13 @@ import click
 from builder.build.context import check_regular_file
 from builder.build.executor import build_image
 from builder.build.plan import BuildOptions
-from builder.cli._common import make_registry_options, open_store, parse_key_values, registry_options
+from builder.cli._common import (
+    TIMEOUT_ENV,
+    make_registry_options,
+    open_store,
+    parse_key_values,
+    registry_options,
+)
 from builder.cli.output import build_progress
 from builder.errors import UsageError
 from builder.image.descriptor import Platform
@@ -159,7 +165,7 @@ def build(
         bundle_images=not no_image_bundle,
         # Only non-default flags build options now: the client's module pulls in requests/oras.
         registry=make_registry_options(tls_verify, plain_http, ca_cert, authfile)
-        if (not tls_verify or plain_http or ca_cert or authfile)
+        if (not tls_verify or plain_http or ca_cert or authfile or os.environ.get(TIMEOUT_ENV))
         else None,
     )
     # Refused before anything opens it: a FIFO with no writer would block the build forever,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from builder.cli._common import open_store
+from builder.cli._common import make_registry_options, open_store
 from builder.cli.output import human_size, print_json, print_table
 from builder.errors import UsageError
 
@@ -119,9 +119,10 @@ def _settings(ctx: click.Context, *, dry_run: bool, max_parallel: int, need_stor
 
 def _puller(store: Store) -> Callable[[str, Platform], None]:
     def pull(name: str, platform: Platform) -> None:
-        from builder.registry.client import RegistryClient, RegistryOptions  # requests: slow to import
+        from builder.registry.client import RegistryClient  # requests: slow to import
 
-        RegistryClient(RegistryOptions()).pull(store, name, platform=platform)
+        options = make_registry_options(True, False, None, None)  # honours SEALER_REGISTRY_TIMEOUT
+        RegistryClient(options).pull(store, name, platform=platform)
 
     return pull
 

@@ -15,7 +15,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -104,6 +104,22 @@ def test_cli_timeout_flag_and_variable_bound_a_silent_registry(
     assert silent in line, line
     assert "--timeout" in result.stderr and "SEALER_REGISTRY_TIMEOUT" in result.stderr, result.stderr
     assert result.stdout == ""
+
+
+def test_build_from_a_silent_registry_honours_the_variable(
+    silent: str,
+    sealer: SealerRunner,
+    make_context: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+    docker_config: Path,
+) -> None:
+    """No registry flag given: the build's FROM pull still takes SEALER_REGISTRY_TIMEOUT."""
+    ctx = make_context({"f": "x"}, kubefile=f"FROM {silent}/base:v1\nCOPY f f\n")
+    monkeypatch.setenv("SEALER_REGISTRY_TIMEOUT", "1")
+    started = time.monotonic()
+    result = sealer("build", "-q", "-t", "app:v1", str(ctx), expect=1)
+    assert time.monotonic() - started < 6
+    assert silent in one_error_line(result.stderr)
 
 
 def test_silent_token_server_is_bounded_too(tmp_path: Path) -> None:
