@@ -144,7 +144,7 @@ def test_sigkill_during_run_is_undone_by_the_next_command(lingering: Lingering) 
     assert mounts_below(str(lingering.root.resolve()))
     # Any command that opens the store finds the dead build's leftovers and undoes them.
     images = sealer(lingering.root, "images")
-    out, err = images.communicate(timeout=WAIT_S)
+    _, err = images.communicate(timeout=WAIT_S)
     assert images.returncode == 0, err.decode()
     assert err == b""
     assert_nothing_left(lingering)

@@ -63,7 +63,7 @@ def waits_for_the_lock(root: Path, *args: str) -> None:
             time.sleep(0.02)
         finished_early = proc.poll() is not None
     if finished_early:
-        out, err = proc.communicate()
+        _, err = proc.communicate()
         pytest.fail(f"`sealer {' '.join(args)}` did not wait for the GC lock: {err.decode()}")
     finish(proc)
 
