@@ -5,8 +5,8 @@ session of their own) with their working directory in an overlay mount under the
 dir. Removing that dir would fail (EBUSY) or, worse, delete through the live mount. So before a
 dead owner's dir is removed (`builder._fs.sweep_temps(before_remove=...)`), `undo_leftovers`
 kills the processes of every session recorded in it (`record_session`, written when the RUN
-starts) and every process whose cwd or root is inside it, then detaches the mounts below it,
-deepest first. Linux only (reads /proc).
+starts) and every process whose cwd or root is inside a mount below it, then detaches those
+mounts, deepest first. Linux only (reads /proc).
 """
 
 from __future__ import annotations
@@ -32,21 +32,29 @@ def record_session(path: Path, pid: int) -> None:
 
 
 def undo_leftovers(directory: str | os.PathLike[str]) -> None:
-    """Kill what still runs in `directory` (a dead owner's temp dir) and unmount what is below it."""
+    """Kill what a dead owner's RUN left running and unmount what is below `directory`.
+
+    Killed: the sessions recorded in `directory`, and processes whose cwd or root is inside a
+    mount below it (a RUN's rootfs; a process that left the session with setsid stays there).
+    A shell merely cd'ed into the temp dir elsewhere is left alone: removal does not need it gone.
+    """
     root = os.path.realpath(directory)
-    _kill_all(root, _recorded_sessions(root))
-    for mountpoint in sorted(mounts_below(root), key=len, reverse=True):
+    mountpoints = sorted(mounts_below(root), key=len, reverse=True)
+    _kill_all(mountpoints, _recorded_sessions(root))
+    for mountpoint in mountpoints:
         _detach(mountpoint)
 
 
 def stop_processes_in(directory: str | os.PathLike[str]) -> None:
     """Kill every process whose cwd or root is in `directory` (what a RUN left in its rootfs,
     also after leaving its session with setsid), and wait (bounded) until they are gone."""
-    _kill_all(os.path.realpath(directory), {})
+    _kill_all([os.path.realpath(directory)], {})
 
 
-def _kill_all(root: str, sessions: dict[int, int]) -> None:
-    victims = [pid for pid in _pids() if pid != os.getpid() and _belongs(pid, root, sessions)]
+def _kill_all(roots: list[str], sessions: dict[int, int]) -> None:
+    if not roots and not sessions:
+        return
+    victims = [pid for pid in _pids() if pid != os.getpid() and _belongs(pid, roots, sessions)]
     for pid in victims:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
@@ -88,7 +96,7 @@ def _recorded_sessions(root: str) -> dict[int, int]:
     return out
 
 
-def _belongs(pid: int, root: str, sessions: dict[int, int]) -> bool:
+def _belongs(pid: int, roots: list[str], sessions: dict[int, int]) -> bool:
     fields = _stat_fields(pid)
     if fields is None:
         return False
@@ -101,7 +109,7 @@ def _belongs(pid: int, root: str, sessions: dict[int, int]) -> bool:
             target = os.readlink(f"/proc/{pid}/{link}")
         except OSError:
             continue
-        if target == root or target.startswith(root + "/"):
+        if any(target == root or target.startswith(root + "/") for root in roots):
             return True
     return False
 

@@ -265,3 +265,18 @@ def test_chroot_isolation_without_a_shell_is_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 1
     first = err.decode().splitlines()[0]
     assert first.startswith("error: ") and "Kubefile:3:1" in first and "/bin/sh" in first
+
+
+def test_sweep_leaves_a_process_that_only_sits_in_a_dead_dir(tmp_path: Path) -> None:
+    """Only a RUN's sessions and processes inside its mounts are killed, not a shell cd'ed there."""
+    store = Store.open(tmp_path / "root")
+    dead = store.tmp_dir / "proc-999999-dead"
+    (dead / "build-x").mkdir(parents=True)
+    bystander = subprocess.Popen(["sleep", "60"], cwd=dead / "build-x")
+    try:
+        Store.open(tmp_path / "root")
+        assert not dead.exists()
+        assert bystander.poll() is None
+    finally:
+        bystander.kill()
+        bystander.wait()
