@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import stat
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -40,6 +41,8 @@ _LAYER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 # mount(2) copies its data argument as one page (fs/namespace.c copy_mount_options).
 _MOUNT_DATA_MAX = 4095
 _MNT_DETACH = 2
+_UNMOUNT_TRIES = 20
+_UNMOUNT_WAIT_S = 0.025
 # Marks snapshot dirs: a dir without it was created by the step (rm -rf d; mkdir d), which
 # overlay would have made opaque, even if the filesystem reused the inode number.
 _SNAP_XATTR = "user.sealer.snapshot"
@@ -222,14 +225,25 @@ def _mount_overlay(lowerdirs: list[Path], scratch: Path) -> MountedRootfs:
 
 
 def _unmount(target: Path) -> None:
+    """Unmount `target`; EBUSY is retried briefly, then the mount is detached lazily.
+
+    A RUN's processes are dead by now (steps/run.py), but the kernel may drop their last
+    references to the mount a moment after they show as exited (seen under load); a lazy
+    detach is then as good as an unmount: nothing can reach the tree any more.
+    """
     libc = _libc()
-    if libc.umount2(os.fsencode(target), 0) == 0:
-        return
-    e = ctypes.get_errno()
-    if e == errno.EBUSY and libc.umount2(os.fsencode(target), _MNT_DETACH) == 0:
-        log.warning("%s was busy; unmounted lazily", target)
-        return
-    raise LayerError(f"cannot unmount {target}: {os.strerror(e)}")
+    path = os.fsencode(target)
+    for _ in range(_UNMOUNT_TRIES):
+        if libc.umount2(path, 0) == 0:
+            return
+        e = ctypes.get_errno()
+        if e != errno.EBUSY:
+            raise LayerError(f"cannot unmount {target}: {os.strerror(e)}")
+        time.sleep(_UNMOUNT_WAIT_S)
+    if libc.umount2(path, _MNT_DETACH) != 0:
+        e = ctypes.get_errno()
+        raise LayerError(f"cannot unmount {target}: {os.strerror(e)}")
+    log.info("%s stayed busy; detached lazily", target)
 
 
 # --- snapshot fallback --------------------------------------------------------------------------

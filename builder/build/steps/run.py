@@ -26,6 +26,7 @@ import ctypes
 import os
 import signal
 import subprocess
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
@@ -73,42 +74,28 @@ def run_command(
     if isolation == "chroot":
         argv = _chroot_argv(argv, cwd, step_label)
     tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
+    session: _Session | None = None
     try:
-        proc = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=environ,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
-    except OSError as err:
-        raise RunStepError(
-            f"{step_label}: cannot start {argv[0]!r}: {err.strerror}", status=127, output_tail=""
-        ) from None
-    assert proc.stdout is not None
-    try:
+        proc = _start(argv, cwd, environ, step_label)
+        session = _Session(proc, cwd)
         if session_file is not None:
             record_session(session_file, proc.pid)
-        for raw in proc.stdout:
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            tail.append(line)
-            on_line(line)
-        # Kill what the command left in its session before reaping it: while the leader is
-        # an unreaped zombie its pid, the group's id, cannot be reused by anyone else.
-        os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
-        _kill_session(proc.pid)  # background processes do not outlive the step
-        status = proc.wait()
+        assert proc.stdout is not None
+        with proc.stdout:
+            for raw in proc.stdout:
+                line = raw.decode("utf-8", "replace").rstrip("\n")
+                tail.append(line)
+                on_line(line)
+        status = session.reap()
     except BaseException:
         # Interrupted (^C, SIGTERM, SIGHUP raised in this thread) or the sink failed: stop the
-        # command's whole session before the caller unmounts the rootfs under it.
-        _stop_session(proc)
+        # command's whole session before the caller unmounts the rootfs under it. A signal
+        # that lands inside Popen, once the child runs, leaves no `session`: the child and its
+        # children are then found by their working directory, the rootfs.
+        if session is not None:
+            session.stop()
+        stop_processes_in(cwd)
         raise
-    finally:
-        stop_processes_in(cwd)  # also those that left the session (setsid) but not the rootfs
-        proc.stdout.close()
     if session_file is not None:
         with contextlib.suppress(FileNotFoundError):
             session_file.unlink()
@@ -128,6 +115,24 @@ def run_command(
             output_tail=output,
             hint="the last lines of its output are shown above" if tail else None,
         )
+
+
+def _start(argv: list[str], cwd: Path, environ: dict[str, str], step_label: str) -> subprocess.Popen[bytes]:
+    try:
+        return subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=environ,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+    except OSError as err:
+        raise RunStepError(
+            f"{step_label}: cannot start {argv[0]!r}: {err.strerror}", status=127, output_tail=""
+        ) from None
 
 
 def _chroot_argv(argv: list[str], rootfs: Path, step_label: str) -> list[str]:
@@ -156,11 +161,39 @@ def _kill_session(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
-def _stop_session(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the command's process group, SIGKILL it after a short grace, and reap it."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=_STOP_GRACE_S)
-    _kill_session(proc.pid)
-    proc.wait()
+class _Session:
+    """The command's session, ended (SIGKILL to all of it) as soon as its leader exits.
+
+    As docker ends a RUN's container with its main process: `RUN server &` does not keep the
+    build waiting for the output pipe its background child still holds. A thread waits for the
+    leader with WNOWAIT, so the leader stays an unreaped zombie, and its pid (the group's id)
+    cannot be reused, until the kill is done; only `reap` reaps it, after that thread.
+    """
+
+    def __init__(self, proc: subprocess.Popen[bytes], rootfs: Path) -> None:
+        self.proc = proc
+        self.rootfs = rootfs
+        self._watcher = threading.Thread(target=self._end_with_leader, name="run-session", daemon=True)
+        self._watcher.start()
+
+    def _end_with_leader(self) -> None:
+        try:
+            os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOWAIT)
+        except ChildProcessError:  # pragma: no cover - only `reap` reaps, after this thread
+            return
+        _kill_session(self.proc.pid)
+        stop_processes_in(self.rootfs)  # those that left the session (setsid) but not the rootfs
+
+    def reap(self) -> int:
+        """The leader's exit status, once its session has been ended."""
+        self._watcher.join()
+        return self.proc.wait()
+
+    def stop(self) -> None:
+        """SIGTERM the session, SIGKILL it after a short grace, and reap the leader."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        self._watcher.join(_STOP_GRACE_S)
+        if self._watcher.is_alive():
+            _kill_session(self.proc.pid)
+        self.reap()

@@ -134,6 +134,35 @@ def test_signal_during_run_stops_it_and_unmounts(lingering: Lingering, signum: i
     assert Store.open(lingering.root).images() == []
 
 
+def test_background_processes_end_with_their_run(tmp_path: Path) -> None:
+    """`RUN server &` ends when its shell does (as a container's RUN): the build does not wait
+    on the output pipe the background processes hold, and they do not outlive the step."""
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Kubefile").write_text(
+        f"FROM scratch\nRUN sleep 300 & echo $! > {pids}/a; setsid sleep 301 & echo $! > {pids}/b; echo ok > f\n"
+    )
+    root = tmp_path / "root"
+    proc = sealer(root, "build", "-q", "-t", "bg/ends:v1", str(ctx))
+    try:
+        _, err = proc.communicate(timeout=WAIT_S)
+    finally:
+        for path in pids.iterdir():
+            with contextlib.suppress(ValueError, ProcessLookupError):
+                os.kill(int(path.read_text()), signal.SIGKILL)
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    wait_for(
+        lambda: not any(is_alive(int(p.read_text())) for p in pids.iterdir()), "the background processes", 5
+    )
+    assert mounts_below(str(root.resolve())) == []
+    validate_image(Store.open(root), "bg/ends:v1")
+
+
 def test_sigkill_during_run_is_undone_by_the_next_command(lingering: Lingering) -> None:
     proc = lingering.start()
     proc.kill()
