@@ -20,6 +20,10 @@ from builder.store import fsck as fsck_mod
 from builder.store.layout import Store
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _created(value: str | None) -> str:
     if not value:
         return "-"
@@ -177,14 +181,15 @@ def fsck(ctx: click.Context, repair: bool) -> None:
         click.echo(f"problem: {problem.message}")
     if report.leftovers:
         click.echo(f"leftovers: {report.leftovers} temp entries of dead sealer processes")
+    problems = _count(len(report.problems), "problem")
     click.echo(
-        f"{report.names} names, {report.blobs} blobs ({report.unreachable_blobs} unreachable: "
-        f"`sealer prune` frees them), {len(report.problems)} problems"
+        f"{_count(report.names, 'name')}, {_count(report.blobs, 'blob')} ({report.unreachable_blobs} "
+        f"unreachable: `sealer prune` frees them), {problems}"
     )
     if not report.ok:
         raise StoreError(
-            f"the store at {store.root} has {len(report.problems)} problems"
-            + (f" and {report.leftovers} leftovers" if report.leftovers else ""),
+            f"the store at {store.root} has {problems}"
+            + (f" and {_count(report.leftovers, 'leftover')}" if report.leftovers else ""),
             hint="`sealer fsck --repair` removes broken names and leftovers",
         )
 
