@@ -66,10 +66,16 @@ def save(store: Store, names: Sequence[str], out: str | os.PathLike[str]) -> Non
     """Write the named images as an OCI archive at `out` (temp file, then rename).
 
     Blobs are streamed from the store through verifying readers, so a corrupt store blob
-    fails the save instead of ending up in the archive.
+    fails the save instead of ending up in the archive. The GC lock is held shared while they
+    are read, so an `rmi` meanwhile cannot free them half-way.
     """
     if not names:
         raise UsageError("save needs at least one image name")
+    with store.gc_lock(exclusive=False):
+        _save(store, names, out)
+
+
+def _save(store: Store, names: Sequence[str], out: str | os.PathLike[str]) -> None:
     entries: list[Descriptor] = []
     blobs: dict[Digest, int] = {}
     for name in names:

@@ -145,7 +145,7 @@ def test_push_waits_for_a_running_prune(tmp_path: Path, registry: RegistryServer
     waits_for_the_lock(root, "push", "race/app:v1", f"{registry.host}/race/app:v1")
 
 
-def test_load_and_tag_wait_for_a_running_prune(tmp_path: Path) -> None:
+def test_load_tag_and_save_wait_for_a_running_prune(tmp_path: Path) -> None:
     src = Store.open(tmp_path / "src")
     add_big_image(src, "race/app:v1", big_mb=1)
     tarball = tmp_path / "app.tar"
@@ -154,6 +154,7 @@ def test_load_and_tag_wait_for_a_running_prune(tmp_path: Path) -> None:
     Store.open(root)
     waits_for_the_lock(root, "load", "-i", str(tarball))
     waits_for_the_lock(root, "tag", "race/app:v1", "race/app:v2")
+    waits_for_the_lock(root, "save", "-o", str(tmp_path / "again.tar"), "race/app:v2")
     store = Store(root, lock_timeout_s=0.2)
     with held_like_prune(root), pytest.raises(StoreLocked):
         store.tag("race/app:v1", "race/app:v3")
