@@ -106,6 +106,10 @@ def _settings(ctx: click.Context, *, dry_run: bool, max_parallel: int, need_stor
     from builder.runtime.runner import RunOptions
 
     store = open_store(ctx) if need_store else None
+    if store is not None:
+        # Held until the command ends: delivery streams the image's blobs from the store, and
+        # a prune meanwhile must wait rather than free them.
+        ctx.with_resource(store.gc_lock(exclusive=False))
     interactive = sys.stderr.isatty()
     progress = RichProgress() if interactive and not dry_run else PlainProgress()
     ctx.call_on_close(progress.close)

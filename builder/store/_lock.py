@@ -29,7 +29,7 @@ def locked_dir(path: Path, *, exclusive: bool, timeout_s: float, what: str) -> I
             if time.monotonic() >= deadline:
                 raise StoreLocked(
                     f"{what} is locked by another sealer process ({path}); gave up after {timeout_s:g} s",
-                    hint="wait for the other build, load or gc to finish, then retry",
+                    hint="wait for the other sealer command (build, pull, load, push, run, prune) to finish, then retry",
                 )
             time.sleep(delay)
             delay = min(delay * 2, 0.1)

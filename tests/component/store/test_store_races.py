@@ -192,3 +192,22 @@ def test_build_raced_by_prunes_names_a_whole_image(tmp_path: Path) -> None:
         finish(proc)
         validate_image(Store.open(root), f"race/built:v{round_ + 1}")
     assert_store_ok(Store.open(root))
+
+
+def test_run_holds_the_store_while_it_delivers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cluster commands stream the image's blobs to hosts: a prune must wait for them too."""
+    from scripts.basefs import build_basefs
+    from tests.standins import make_bin_dir
+
+    root = tmp_path / "root"
+    store = Store.open(root)
+    image = build_basefs("k3s", make_bin_dir("k3s", tmp_path / "bin"), store, "race/k3s:v1")
+    monkeypatch.setenv("SEALER_STATE_HOME", str(tmp_path / "state"))
+    with held_like_prune(root):
+        proc = sealer(root, "run", image, "--masters", "10.0.0.1", "--dry-run")
+        deadline = time.monotonic() + HELD_S
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        assert proc.poll() is None, "`sealer run` did not wait for the GC lock"
+    out = finish(proc)
+    assert out.startswith("# run: cluster my-cluster")
