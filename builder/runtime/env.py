@@ -7,19 +7,22 @@ are reserved in every layer, so a script can trust them.
 Env lists follow sealer's `ConvertEnv`: entries are `KEY=VALUE`; a key given twice, or a value
 with `;`, is a list, kept here as one string joined by `;` (`IP=a`, `IP=b` -> `IP=a;b`).
 
-`render_template` is the subset of Go text/template that sealer's rootfs templates use
-(sealer pkg/env `RenderTemplate`, sealerio/basefs `*.tmpl`): `{{ .Key }}`, `{{ or .Key "x" }}`,
-the `b64enc`/`b64dec` functions, pipelines `|`, `{{-`/`-}}` trimming and `{{/* comments */}}`.
-Unlike Go (which prints `<no value>`), a missing variable outside `or` is an error.
+`render_template` renders sealer's rootfs templates (sealer pkg/env `RenderTemplate`,
+sealerio/basefs `*.tmpl`) with Go text/template (`builder._gotemplate`, the engine `--format`
+and chart discovery share): `{{ .Key }}`, `{{ or .Key "x" }}`, `if`/`range`/`with`, the
+builtins plus `b64enc`/`b64dec`. Unlike Go (which prints `<no value>`), a missing variable
+outside `or`/`and`/`not` is an error.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
+import functools
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
+from builder._gotemplate import Dialect, parse
+from builder._gotemplate import TemplateError as GoTemplateError
+from builder._gotemplate_funcs import builtin_functions, go_text
 from builder.errors import ClusterError, UsageError
 from builder.runtime.cluster import Cluster, HostSpec, Role
 
@@ -145,169 +148,65 @@ def reserved_env(cluster: Cluster, host: HostSpec, rootfs_path: str) -> dict[str
 
 # --- templates -----------------------------------------------------------------------------------
 
-_ACTION = re.compile(r"\{\{(-\s)?(.*?)(\s-)?\}\}", re.DOTALL)
-_TOKEN = re.compile(
-    r'\s*(?:(\|)|"((?:[^"\\]|\\.)*)"|`([^`]*)`|\.([A-Za-z_][A-Za-z0-9_]*)|([A-Za-z_][A-Za-z0-9_]*)|(\S))'
-)
-_KEYWORDS = frozenset(
-    {"if", "else", "end", "range", "with", "define", "template", "block", "break", "continue"}
-)
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\"}
-
 
 class _Missing:
-    """A variable absent from the env: falsy for `or`, an error anywhere else."""
+    """A variable absent from the env: falsy for `or`/`and`/`not`, an error anywhere else."""
 
     __slots__ = ("name",)
 
     def __init__(self, name: str) -> None:
         self.name = name
 
-
-_Value = str | _Missing
-
-
-def _unquote(body: str) -> str:
-    return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(0)), body)
+    def __bool__(self) -> bool:
+        return False
 
 
-def _b64dec(value: str) -> str:
-    try:
-        return base64.b64decode(value, validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError) as err:
-        # sealer's b64dec renders the error text; a broken config file is worse than an error.
-        raise ValueError(f"b64dec: {err}") from None
+def _missing(name: str) -> GoTemplateError:
+    return GoTemplateError(
+        f"variable {name} is not set",
+        variable=name,
+        hint=f"set it in the Clusterfile env, the host env or with -e {name}=..., "
+        f'or give a default: {{{{ or .{name} "default" }}}}',
+    )
 
 
-_FUNCS = {
-    "b64enc": lambda v: base64.b64encode(v.encode()).decode(),
-    "b64dec": _b64dec,
-}
+def _lookup(value: object, name: str) -> object:
+    if isinstance(value, _Missing):
+        raise _missing(value.name)
+    if isinstance(value, Mapping):
+        return value[name] if name in value else _Missing(name)
+    raise GoTemplateError(f"can't evaluate field {name} in type {type(value).__name__}")
+
+
+def _show(value: object) -> str:
+    if isinstance(value, _Missing):
+        raise _missing(value.name)
+    return go_text(value, nil="<no value>")
+
+
+def _strict(fn: Callable[..., object]) -> Callable[..., object]:
+    @functools.wraps(fn)  # the engine checks the arity on the wrapped signature
+    def call(*args: object) -> object:
+        for arg in args:
+            if isinstance(arg, _Missing):
+                raise _missing(arg.name)
+        return fn(*args)
+
+    return call
+
+
+_LENIENT = frozenset({"or", "and", "not"})  # Go's `or .A "x"` is how sealer's templates default
+_DIALECT = Dialect(
+    {k: f if k in _LENIENT else _strict(f) for k, f in builtin_functions(_show).items()}, _lookup, _show
+)
 
 
 def render_template(text: str, env: Mapping[str, str], *, path: str) -> str:
-    """Render one `.tmpl` file's text with `env`; TemplateError names file, line and variable."""
-    out: list[str] = []
-    pos = 0
-    trim_next = False
-    for match in _ACTION.finditer(text):
-        chunk = text[pos : match.start()]
-        if trim_next:
-            chunk = chunk.lstrip()
-        if match.group(1):
-            chunk = chunk.rstrip()
-        out.append(chunk)
-        line = text.count("\n", 0, match.start()) + 1
-        out.append(_run_action(match.group(2).strip(), env, path=path, line=line))
-        trim_next = bool(match.group(3))
-        pos = match.end()
-    tail = text[pos:]
-    if "{{" in tail:
-        line = text.count("\n", 0, pos + tail.index("{{")) + 1
-        raise TemplateError("unclosed action: '{{' without '}}'", path=path, line=line)
-    out.append(tail.lstrip() if trim_next else tail)
-    return "".join(out)
-
-
-def _run_action(body: str, env: Mapping[str, str], *, path: str, line: int) -> str:
-    if body.startswith("/*"):
-        if not body.endswith("*/"):
-            raise TemplateError("unclosed comment", path=path, line=line)
-        return ""
-    commands: list[list[tuple[str, str]]] = [[]]
-    for m in _TOKEN.finditer(body):
-        pipe, dq, bq, var, ident, other = m.groups()
-        if pipe:
-            commands.append([])
-        elif dq is not None:
-            commands[-1].append(("str", _unquote(dq)))
-        elif bq is not None:
-            commands[-1].append(("str", bq))
-        elif var:
-            commands[-1].append(("var", var))
-        elif ident:
-            if ident in _KEYWORDS:
-                raise TemplateError(
-                    f"'{{{{ {ident} }}}}' is not supported: only {{{{ .Key }}}}, or, b64enc, b64dec",
-                    path=path,
-                    line=line,
-                    hint="compute the value in the Clusterfile env instead",
-                )
-            commands[-1].append(("func", ident))
-        elif other:
-            raise TemplateError(f"unexpected {other!r} in '{{{{ {body} }}}}'", path=path, line=line)
-    if any(not c for c in commands):
-        raise TemplateError(f"empty command in '{{{{ {body} }}}}'", path=path, line=line)
-
-    value: _Value | None = None
-    for command in commands:
-        value = _run_command(command, value, env, body=body, path=path, line=line)
-    assert value is not None
-    if isinstance(value, _Missing):
-        raise _missing(value, path=path, line=line)
-    return value
-
-
-def _run_command(
-    command: list[tuple[str, str]],
-    piped: _Value | None,
-    env: Mapping[str, str],
-    *,
-    body: str,
-    path: str,
-    line: int,
-) -> _Value:
-    kind, name = command[0]
-    if any(k == "func" for k, _ in command[1:]):
-        raise TemplateError(
-            f"a function as an argument is not supported in '{{{{ {body} }}}}'",
-            path=path,
-            line=line,
-            hint="use a pipeline: {{ .Key | b64enc }}",
-        )
-    args: list[_Value] = [_operand(k, v, env) for k, v in command[1:]]
-    if piped is not None:
-        args.append(piped)
-    if kind != "func":
-        if args:
-            raise TemplateError(f"{name!r} is not a function in '{{{{ {body} }}}}'", path=path, line=line)
-        return _operand(kind, name, env)
-    if name == "or":
-        if not args:
-            raise TemplateError("or needs at least one argument", path=path, line=line)
-        # Go's `or` returns the first non-empty argument, else the last one.
-        for arg in args:
-            if isinstance(arg, str) and arg:
-                return arg
-        return args[-1]
-    func = _FUNCS.get(name)
-    if func is None:
-        raise TemplateError(
-            f"unknown function {name!r}", path=path, line=line, hint="functions: or, b64enc, b64dec"
-        )
-    if len(args) != 1:
-        raise TemplateError(f"{name} takes one argument, got {len(args)}", path=path, line=line)
-    arg = args[0]
-    if isinstance(arg, _Missing):
-        raise _missing(arg, path=path, line=line)
+    """Render one `.tmpl` file's text with `env` (Go text/template, `builder._gotemplate`);
+    TemplateError names file, line and variable."""
     try:
-        return func(arg)
-    except ValueError as err:
-        raise TemplateError(str(err), path=path, line=line) from None
-
-
-def _operand(kind: str, value: str, env: Mapping[str, str]) -> _Value:
-    if kind == "var":
-        return env[value] if value in env else _Missing(value)
-    return value
-
-
-def _missing(value: _Missing, *, path: str, line: int) -> TemplateError:
-    return TemplateError(
-        f"variable {value.name} is not set",
-        path=path,
-        line=line,
-        variable=value.name,
-        hint=f"set it in the Clusterfile env, the host env or with -e {value.name}=..., "
-        f'or give a default: {{{{ or .{value.name} "default" }}}}',
-    )
+        return parse(text, _DIALECT.functions, source=path).execute(env, _DIALECT)
+    except GoTemplateError as err:
+        raise TemplateError(
+            err.detail, path=path, line=err.line or 1, variable=err.variable, hint=err.hint
+        ) from None

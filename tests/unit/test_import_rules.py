@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = {"builder.errors", "builder._fs", "builder._reclaim", "builder"}
+SHARED = {
+    "builder.errors",
+    "builder._fs",
+    "builder._reclaim",
+    "builder._gotemplate",
+    "builder._gotemplate_funcs",
+    "builder",
+}
 
 ALLOWED: dict[str, set[str]] = {
     "kubefile_grammar": {"kubefile_grammar"},

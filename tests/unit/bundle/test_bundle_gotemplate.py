@@ -59,17 +59,23 @@ def test_render(text: str, expected: str) -> None:
         ("{{ .Capabilities.KubeVersion.Version }}", "install time"),
         ('{{ annotation .ObjectMeta `sidecar.istio.io/proxyImage` "x" }}', "annotation"),
         ("{{ .ProxyImage }}", "not a field of a chart template"),
-        ("{{ $undefined }}", "not known"),
+        ("{{ $undefined }}", "undefined variable"),
         ('{{ required "set image.tag" .Values.image.tag }}', "required"),
         ("{{ .Values.list }}", "map or list"),
         ("{{ .Values.hub.sub }}", "non-map"),
-        ("{{ if .Values.hub }}x", "without end"),
+        ("{{ if .Values.hub }}x", "without"),
         ("{{ .Values.hub", "spans"),
     ],
 )
 def test_unresolvable(text: str, why: str) -> None:
     with pytest.raises(Unresolvable, match=why):
         render(text, Scope(ROOT, ROOT))
+
+
+def test_range_closed_on_the_line_is_evaluated() -> None:
+    # The shared engine (builder._gotemplate) evaluates what the old evaluator refused.
+    assert render("{{ range .Values.list }}x{{ . }}{{ end }}", Scope(ROOT, ROOT)) == "x1"
+    assert render('{{ index .Values.image "repository" }}', Scope(ROOT, ROOT)) == "nginx"
 
 
 def test_unknown_dot_is_refused() -> None:

@@ -153,6 +153,14 @@ def test_functions_and_pipelines() -> None:
     assert render('{{ or .Missing "abc" | b64enc }}') == base64.b64encode(b"abc").decode()
 
 
+def test_go_template_language_in_tmpl_files() -> None:
+    # One engine with `--format` and chart discovery: if/range/with and the builtins work here.
+    assert render("{{ if .A }}yes{{ else }}no{{ end }}", A="1") == "yes"
+    assert render("{{ if .Missing }}yes{{ else }}no{{ end }}") == "no"
+    assert render('{{ range split .IPS ";" }}[{{ . }}]{{ end }}', IPS="a;b") == "[a][b]"
+    assert render('{{ .A | upper }} {{ printf "%s-%s" .A .B }}', A="x", B="y") == "X x-y"
+
+
 def test_trim_markers_and_comments() -> None:
     assert render("a  \n  {{- .X -}}  \n  b", X="x") == "axb"
     assert render("a {{/* note */}}b") == "a b"
@@ -179,15 +187,16 @@ def test_missing_variable_in_a_function_is_an_error() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("x\n{{ if .A }}y{{ end }}", ":2: '{{ if }}' is not supported"),
-        ("{{ range .A }}{{ end }}", "'{{ range }}' is not supported"),
-        ("{{ upper .A }}", "unknown function 'upper'"),
-        ("{{ .A .B }}", "'A' is not a function"),
-        ("{{ b64enc }}", "b64enc takes one argument, got 0"),
-        ("{{ or b64enc }}", "a function as an argument is not supported"),
-        ("{{ .A | }}", "empty command"),
-        ("{{ (.A) }}", "unexpected '('"),
+        ("x\n{{ if .A }}y", ":2: unexpected EOF: {{if}} without {{end}}"),
+        ('{{ define "x" }}{{ end }}', "{{define}} is not supported"),
+        ("{{ nope .A }}", 'function "nope" not defined'),
+        ("{{ .A .B }}", "can't give argument to non-function .A"),
+        ("{{ b64enc }}", "wrong number of args for b64enc: got 0"),
+        ("{{ or b64enc }}", "function 'b64enc' used as an argument"),
+        ("{{ .A | }}", "missing value for command"),
+        ("{{ (.A }}", "unclosed left paren"),
         ("ok\n\n{{ .A ", ":3: unclosed action"),
+        ("{{ .Missing | upper }}", "variable Missing is not set"),
         ("{{ .E | b64dec }}", "b64dec"),
     ],
 )
