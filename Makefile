@@ -5,7 +5,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := skopeo umoci docker-registry openssh-server zstd iproute2 tar apache2-utils openssl
+APT_PACKAGES := skopeo umoci docker-registry docker.io openssh-server zstd iproute2 tar apache2-utils openssl
 STAMP_APT := $(VENV)/.apt-stamp
 STAMP_PY := $(VENV)/.py-stamp
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from builder.build.cache import StepCache
 from builder.cli._common import open_store
 from builder.cli._inspect import inspect_document
 from builder.cli.output import human_size, print_json, print_table, print_warning, render_template
-from builder.errors import ImageNotFound, StoreError
+from builder.errors import ImageNotFound, StoreError, UsageError
 from builder.image.descriptor import Platform
 from builder.image.reference import Reference
 from builder.rootfs import prune as prune_store
@@ -199,14 +200,33 @@ def fsck(ctx: click.Context, repair: bool) -> None:
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="Archive file to write (an OCI layout in a tar).",
+    type=click.Path(allow_dash=True, path_type=str),
+    help="File (a directory for oci-dir) to write; - or none: stdout, when it is not a terminal.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(archive.FORMATS),
+    default="oci-archive",
+    show_default=True,
+    help="oci-archive (skopeo oci-archive:), docker-archive (docker load), oci-dir (skopeo oci:).",
 )
 @click.pass_context
-def save(ctx: click.Context, names: tuple[str, ...], output: Path) -> None:
-    """Write images to an OCI archive file."""
-    archive.save(open_store(ctx), list(names), output)
+def save(ctx: click.Context, names: tuple[str, ...], output: str | None, fmt: str) -> None:
+    """Write images to an archive file, a layout directory or stdout (as docker save)."""
+    store = open_store(ctx)
+    if output is not None and output != "-":
+        archive.save(store, list(names), Path(output), fmt=fmt)
+        return
+    if fmt == "oci-dir":
+        raise UsageError("--format oci-dir writes a directory, not a stream", hint="give one with -o DIR")
+    stdout = sys.stdout.buffer
+    if stdout.isatty():
+        raise UsageError(
+            "refusing to write an archive to a terminal", hint="give a file with -o, or redirect stdout"
+        )
+    archive.save(store, list(names), stdout, fmt=fmt)
+    stdout.flush()
 
 
 @click.command()
@@ -214,16 +234,27 @@ def save(ctx: click.Context, names: tuple[str, ...], output: Path) -> None:
     "-i",
     "--input",
     "source",
-    type=click.Path(exists=True, path_type=Path),
-    required=True,
-    help="OCI archive file or OCI layout directory.",
+    type=click.Path(exists=True, allow_dash=True, path_type=str),
+    help="OCI or docker archive, or OCI layout directory; - or none: stdin, when it is not a terminal.",
 )
 @click.option("--name", help="Name for an image whose archive entry carries only a tag or no name.")
 @click.pass_context
-def load(ctx: click.Context, source: Path, name: str | None) -> None:
-    """Load images from an OCI archive (sealer save, skopeo oci-archive:) or an OCI layout directory."""
-    for loaded in archive.load(open_store(ctx), source, name=name):
-        click.echo(f"loaded: {Reference.parse(loaded).familiar}")
+def load(ctx: click.Context, source: str | None, name: str | None) -> None:
+    """Load images from an OCI archive (sealer save, skopeo oci-archive:), a docker archive
+    (docker save, skopeo docker-archive:), an OCI layout directory, or stdin."""
+    store = open_store(ctx)
+    if source is not None and source != "-":
+        loaded = archive.load(store, Path(source), name=name)
+    else:
+        stdin = sys.stdin.buffer
+        if source is None and stdin.isatty():
+            raise UsageError(
+                "load needs an archive: -i FILE, or one on stdin",
+                hint="sealer load -i images.tar, or sealer load < images.tar",
+            )
+        loaded = archive.load(store, stdin, name=name)
+    for n in loaded:
+        click.echo(f"loaded: {Reference.parse(n).familiar}")
 
 
 COMMANDS = [images, inspect, tag, rmi, prune, fsck, save, load]

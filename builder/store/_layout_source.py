@@ -5,6 +5,12 @@ component below the input root is opened relative to its parent's fd with O_NOFO
 symlink anywhere (`blobs`, `blobs/sha256`, a blob, `index.json`) is refused, not followed, so
 a layout cannot make `load` read a file outside it. The input root itself may be a symlink: the
 user named it. In an archive the tar is never extracted; links and duplicates are refused.
+
+A docker archive (`docker save`, skopeo's `docker-archive:`) is read through the same
+`TarSource` by entry name (`read_member`, `open_member`): those writers put symlinks in it
+(skopeo's `ID/layer.tar -> ../DIFFID.tar`, docker's shared layers), so a link is followed one
+hop, by name inside the archive only (never to the file system), to a regular entry; a link
+to a link, a link out of the archive and a duplicated name are refused.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import posixpath
 import re
 import stat
 import tarfile
@@ -29,9 +36,10 @@ _BLOB_NAME = re.compile(r"^blobs/([a-z0-9]+)/([a-f0-9]+)$")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _LOAD_HINT = (
-    "sealer load reads an OCI archive (sealer save, skopeo copy ... oci-archive:FILE) "
-    "or an OCI layout directory (skopeo copy ... oci:DIR)"
+    "sealer load reads an OCI archive (sealer save, skopeo copy ... oci-archive:FILE), a docker "
+    "archive (docker save, skopeo copy ... docker-archive:FILE) or an OCI layout directory"
 )
+DOCKER_MANIFEST_FILE = "manifest.json"
 # tarfile's modes by the compression the first bytes show: one mode, so one error to report.
 _TAR_MODES = ((b"\x1f\x8b", "r:gz", "gzip"), (b"BZh", "r:bz2", "bzip2"), (b"\xfd7zXZ\x00", "r:xz", "xz"))
 
@@ -155,19 +163,27 @@ class DirSource(LayoutSource):
 
 
 class TarSource(LayoutSource):
-    def __init__(self, path: Path) -> None:
+    """An OCI layout or a docker archive in a tar file (`file`; `path` is what messages show)."""
+
+    def __init__(self, path: Path, *, file: Path | None = None) -> None:
         self.path = path
         name = path.name
         for ext in (".tar.gz", ".tgz", ".tar", ".oci"):
             if name.endswith(ext):
                 name = name[: -len(ext)]
                 break
-        self.stem = name
-        self.tar = self._open_tar(path)
-        self.members: dict[str, tarfile.TarInfo] = {}
+        self.stem = name if file is None else ""  # `path` only labels a spooled stream
+        self.tar = self._open_tar(file or path, path)
+        self.members: dict[str, tarfile.TarInfo] = {}  # the OCI layout's entries, all regular
+        self.entries: dict[str, tarfile.TarInfo] = {}  # every entry by name (docker archives)
+        self.duplicates: set[str] = set()
         try:
             for member in self.tar:
                 name = member.name.removeprefix("./")
+                key = posixpath.normpath(name)
+                if key in self.entries:
+                    self.duplicates.add(key)
+                self.entries[key] = member
                 if name not in (LAYOUT_FILE, INDEX_FILE) and not _BLOB_NAME.match(name):
                     continue  # anything else in the archive is ignored, never extracted
                 if name in self.members:
@@ -182,13 +198,64 @@ class TarSource(LayoutSource):
             self.tar.close()
             raise
 
+    @property
+    def is_docker_archive(self) -> bool:
+        """A docker archive has a manifest.json (docker 25+ writes an OCI layout next to it,
+        whose ref names are bare tags: the manifest.json's RepoTags name images better)."""
+        return DOCKER_MANIFEST_FILE in self.entries
+
+    def _member(self, name: str) -> tarfile.TarInfo | None:
+        """The regular entry `name` names, following one link by name inside the archive."""
+        wanted = posixpath.normpath(name)
+        member = self.entries.get(wanted)
+        if member is None:
+            return None
+        if wanted in self.duplicates:
+            raise LayoutInvalid(f"{self.path}: entry {wanted!r} appears twice")
+        if member.issym() or member.islnk():
+            base = posixpath.dirname(wanted) if member.issym() else ""
+            target = posixpath.normpath(posixpath.join(base, member.linkname))
+            if member.linkname.startswith("/") or target == ".." or target.startswith("../"):
+                raise LayoutInvalid(f"{self.path}: entry {wanted!r} links outside the archive")
+            linked = self.entries.get(target)
+            if linked is None or target in self.duplicates or not linked.isreg():
+                raise LayoutInvalid(
+                    f"{self.path}: entry {wanted!r} links to {target!r}, which is not a regular file in the archive"
+                )
+            return linked
+        if not member.isreg():
+            raise LayoutInvalid(f"{self.path}: entry {wanted!r} is not a regular file")
+        return member
+
+    def read_member(self, name: str, limit: int) -> bytes | None:
+        """Entry `name` (a link followed as `_member` does), at most `limit` bytes."""
+        member = self._member(name)
+        if member is None:
+            return None
+        if member.size > limit:
+            raise LayoutInvalid(f"{self.path}: {name} is larger than {limit} bytes")
+        f = self.tar.extractfile(member)
+        assert f is not None
+        with f:
+            return f.read()
+
+    @contextlib.contextmanager
+    def open_member(self, name: str) -> Iterator[tuple[IO[bytes], int]]:
+        member = self._member(name)
+        if member is None:
+            raise LayoutInvalid(f"{self.path} lacks entry {name!r}", hint="the archive is incomplete")
+        f = self.tar.extractfile(member)
+        assert f is not None
+        with f:
+            yield f, member.size
+
     @staticmethod
-    def _open_tar(path: Path) -> tarfile.TarFile:
-        with open(path, "rb") as f:
+    def _open_tar(file: Path, path: Path) -> tarfile.TarFile:
+        with open(file, "rb") as f:
             head = f.read(8)
         mode, kind = next(((m, k) for magic, m, k in _TAR_MODES if head.startswith(magic)), ("r:", "tar"))
         try:
-            return tarfile.open(path, mode=mode)  # type: ignore[call-overload,no-any-return]
+            return tarfile.open(file, mode=mode)  # type: ignore[call-overload,no-any-return]
         except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
             what = "" if kind == "tar" else f"{kind} data, "
             raise LayoutInvalid(f"{path} is not a tar archive ({what}{err})", hint=_LOAD_HINT) from None

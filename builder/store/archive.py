@@ -1,4 +1,10 @@
-"""Save images to an OCI archive, load them from an OCI archive or an OCI layout directory.
+"""Save images to an archive or a layout directory; load them from either.
+
+Formats (`FORMATS`): `oci-archive` (the default), `oci-dir` (an OCI layout directory, what
+skopeo calls `oci:DIR`) and `docker-archive` (`docker save`'s format, `docker_archive`). An
+archive may go to a stream (stdout) and be loaded from one (stdin, spooled to a scratch file
+in the store's temp dir first, since a tar's index is needed before its blobs; docker load
+does the same). `load` tells a docker archive from an OCI one by its `manifest.json`.
 
 An OCI archive is a tar of an OCI image layout (`oci-layout`, `index.json`, `blobs/sha256/*`),
 what skopeo calls `oci-archive:`. `save` names each image in index.json by its full reference
@@ -7,7 +13,7 @@ finds it. `load` treats its input as hostile: it never extracts the tar; only th
 of entries above are read, links and duplicates are refused (in a directory, any symlink below
 the input; `_layout_source`), every blob streams through a `BlobWriter` that checks the
 descriptor's digest and size, every manifest, index and config is size-capped and parsed, the
-walk of nested indexes is bounded (`_Copier`), and names are set only after every blob of
+walk of nested indexes is bounded (`_copier.Copier`), and names are set only after every blob of
 every image arrived intact and valid, so a corrupt or hostile input registers nothing.
 
 Names on load: a `ref.name` that is a full or familiar reference is normalised
@@ -23,12 +29,14 @@ import json
 import logging
 import os
 import re
+import shutil
 import tarfile
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import IO
 
-from builder._fs import atomic_file
+from builder._fs import atomic_dir, atomic_file, remove_tree
 from builder.errors import (
     ImageError,
     ImageNotFound,
@@ -38,13 +46,14 @@ from builder.errors import (
     SizeMismatch,
     UsageError,
 )
-from builder.image.config import ImageConfig
 from builder.image.descriptor import Descriptor
 from builder.image.digest import Digest
 from builder.image.index import MAX_NESTED_INDEXES, Index
-from builder.image.manifest import Manifest
-from builder.image.mediatypes import ANNOTATION_REF_NAME, CONFIGS, INDEXES, MANIFESTS, OCI_LAYOUT_VERSION
+from builder.image.mediatypes import ANNOTATION_REF_NAME, INDEXES, MANIFESTS, OCI_LAYOUT_VERSION
 from builder.image.reference import Reference
+from builder.store import docker_archive
+from builder.store._copier import MAX_LOAD_DESCRIPTORS as MAX_LOAD_DESCRIPTORS  # re-exported
+from builder.store._copier import Copier
 from builder.store._layout_source import DirSource, LayoutSource, TarSource
 from builder.store.layout import LAYOUT_FILE, MAX_DOCUMENT_BYTES, Store
 from builder.store.refs import INDEX_FILE
@@ -53,17 +62,22 @@ log = logging.getLogger(__name__)
 
 _TAG_ONLY = re.compile(r"^[\w][\w.-]{0,127}$")
 _COPY_CHUNK = 1 << 20
-# Descriptors one load may meet (index entries, configs, layers, duplicates included): a
-# bound on the work a hostile graph can ask for; 200 images of 500 layers each fit.
-MAX_LOAD_DESCRIPTORS = 100_000
-_Doc = TypeVar("_Doc", Index, Manifest, ImageConfig)
+FORMATS = ("oci-archive", "docker-archive", "oci-dir")
+STDIN = Path("<stdin>")  # how messages name an archive read from stdin
 
 
 # -- save -----------------------------------------------------------------------------------
 
 
-def save(store: Store, names: Sequence[str], out: str | os.PathLike[str]) -> None:
-    """Write the named images as an OCI archive at `out` (temp file, then rename).
+def save(
+    store: Store,
+    names: Sequence[str],
+    out: str | os.PathLike[str] | IO[bytes],
+    *,
+    fmt: str = "oci-archive",
+) -> None:
+    """Write the named images in format `fmt` to `out`: a path (temp file or dir, then rename) or
+    a binary stream (stdout; an archive format only).
 
     Blobs are streamed from the store through verifying readers, so a corrupt store blob
     fails the save instead of ending up in the archive. The GC lock is held shared while they
@@ -71,11 +85,37 @@ def save(store: Store, names: Sequence[str], out: str | os.PathLike[str]) -> Non
     """
     if not names:
         raise UsageError("save needs at least one image name")
-    with store.gc_lock(exclusive=False):
-        _save(store, names, out)
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown archive format {fmt!r}", hint=f"use one of {', '.join(FORMATS)}")
+    if fmt == "oci-dir":
+        if not isinstance(out, (str, os.PathLike)):
+            raise UsageError("--format oci-dir writes a directory, not a stream", hint="give one with -o DIR")
+        if os.path.lexists(out):
+            raise UsageError(f"{os.fspath(out)} already exists", hint="give a new directory with -o")
+    with store.gc_lock(exclusive=False), _output(out, directory=fmt == "oci-dir") as target:
+        if fmt == "docker-archive":
+            assert not isinstance(target, Path)
+            docker_archive.save(store, names, target)
+        elif isinstance(target, Path):
+            _save_dir(store, names, target)
+        else:
+            _save(store, names, target)
 
 
-def _save(store: Store, names: Sequence[str], out: str | os.PathLike[str]) -> None:
+@contextmanager
+def _output(out: str | os.PathLike[str] | IO[bytes], *, directory: bool) -> Iterator[IO[bytes] | Path]:
+    if not isinstance(out, (str, os.PathLike)):
+        yield out
+    elif directory:
+        with atomic_dir(out) as staging:
+            yield staging
+    else:
+        with atomic_file(out) as f:
+            yield f
+
+
+def _collect(store: Store, names: Sequence[str]) -> tuple[Index, dict[Digest, int]]:
+    """index.json naming each image, and every blob the images reach (digest -> size)."""
     entries: list[Descriptor] = []
     blobs: dict[Digest, int] = {}
     for name in names:
@@ -83,8 +123,13 @@ def _save(store: Store, names: Sequence[str], out: str | os.PathLike[str]) -> No
         ref_name = _saved_name(store, name, desc)
         entries.append(desc.with_annotations({**desc.annotations, ANNOTATION_REF_NAME: ref_name}))
         _walk(store, desc, blobs)
-    index = Index(tuple(entries))
-    with atomic_file(out) as f, tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
+    return Index(tuple(entries)), blobs
+
+
+def _save(store: Store, names: Sequence[str], out: IO[bytes]) -> None:
+    index, blobs = _collect(store, names)
+    # Stream mode ("w|"): it never seeks or asks tell(), so stdout and pipes work; same bytes.
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         _add_bytes(tar, LAYOUT_FILE, json.dumps({"imageLayoutVersion": OCI_LAYOUT_VERSION}).encode())
         _add_bytes(tar, INDEX_FILE, index.to_bytes())
         for d in ("blobs", "blobs/sha256"):
@@ -95,6 +140,18 @@ def _save(store: Store, names: Sequence[str], out: str | os.PathLike[str]) -> No
                 tar.addfile(_info(f"blobs/{digest.algorithm}/{digest.hex}", size), blob)
                 if blob.read(1):  # also runs the EOF digest check addfile stops short of
                     raise SizeMismatch(f"blob {digest} is longer than {size} bytes")
+
+
+def _save_dir(store: Store, names: Sequence[str], root: Path) -> None:
+    """An OCI layout directory, as skopeo's `oci:DIR` (copies, not links into the store)."""
+    index, blobs = _collect(store, names)
+    (root / LAYOUT_FILE).write_text(json.dumps({"imageLayoutVersion": OCI_LAYOUT_VERSION}))
+    (root / INDEX_FILE).write_bytes(index.to_bytes())
+    for digest in sorted(blobs):
+        path = root / "blobs" / digest.algorithm / digest.hex
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with store.blobs.open(digest, expected_size=blobs[digest]) as blob, open(path, "wb") as f:
+            shutil.copyfileobj(blob, f, _COPY_CHUNK)
 
 
 def _saved_name(store: Store, name: str, desc: Descriptor) -> str:
@@ -148,30 +205,53 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 # -- load -----------------------------------------------------------------------------------
 
 
-def load(store: Store, source: str | os.PathLike[str], *, name: str | None = None) -> list[str]:
-    """Load every named image of an OCI archive or layout dir; returns the names set.
+def load(store: Store, source: str | os.PathLike[str] | IO[bytes], *, name: str | None = None) -> list[str]:
+    """Load every named image of an OCI archive, a docker archive, an OCI layout dir or a stream
+    holding an archive; returns the names set.
 
     Nothing is named unless every blob of every image verified; blobs written before a failure
     are unreachable and go at the next gc.
     """
-    path = Path(source)
-    if path.is_dir():
-        src: LayoutSource = DirSource(path)
-    elif path.is_file():
-        src = TarSource(path)
-    else:
-        raise UsageError(f"{path} does not exist")
-    try:
-        plan = _plan(src, path, name)
-        with store.gc_lock(exclusive=False):
-            copier = _Copier(store, src, path)
+    with _opened(store, source) as (src, path), store.gc_lock(exclusive=False):
+        if isinstance(src, TarSource) and src.is_docker_archive:
+            plan = docker_archive.load_images(store, src, name)
+        else:
+            plan = _plan(src, path, name)
+            copier = Copier(store, src, path)
             for _, desc in plan:
                 copier.copy_image(desc)
-            for ref_name, desc in plan:
-                store.refs.set(ref_name, desc)
+        for ref_name, desc in plan:
+            store.refs.set(ref_name, desc)
+    return [n for n, _ in plan]
+
+
+@contextmanager
+def _opened(store: Store, source: str | os.PathLike[str] | IO[bytes]) -> Iterator[tuple[LayoutSource, Path]]:
+    spool: Path | None = None
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if path.is_dir():
+            src: LayoutSource = DirSource(path)
+        elif path.is_file():
+            src = TarSource(path)
+        else:
+            raise UsageError(f"{path} does not exist")
+    else:
+        path = STDIN
+        spool = store.scratch_dir("load-")
+        try:
+            with open(spool / "archive", "wb") as f:
+                shutil.copyfileobj(source, f, _COPY_CHUNK)
+            src = TarSource(path, file=spool / "archive")
+        except BaseException:
+            remove_tree(spool)
+            raise
+    try:
+        yield src, path
     finally:
         src.close()
-    return [n for n, _ in plan]
+        if spool is not None:
+            remove_tree(spool)
 
 
 def _plan(src: LayoutSource, path: Path, override: str | None) -> list[tuple[str, Descriptor]]:
@@ -213,6 +293,10 @@ def _plan(src: LayoutSource, path: Path, override: str | None) -> list[tuple[str
 
 def _normalise_name(ref_name: str, stem: str) -> str:
     if "/" not in ref_name and ":" not in ref_name and "@" not in ref_name and _TAG_ONLY.match(ref_name):
+        if not stem:  # from stdin: no file name to take the repository from
+            raise UsageError(
+                f"the archive names an image only by its tag {ref_name!r}", hint="give it a name with --name"
+            )
         repo = re.sub(r"[^a-z0-9._-]+", "-", stem.lower()).strip("._-") or "image"
         return str(Reference.parse(f"{repo}:{ref_name}"))
     return str(Reference.parse(ref_name))
@@ -220,119 +304,3 @@ def _normalise_name(ref_name: str, stem: str) -> str:
 
 def _strip(desc: Descriptor) -> Descriptor:
     return desc.with_annotations({k: v for k, v in desc.annotations.items() if k != ANNOTATION_REF_NAME})
-
-
-class _Copier:
-    """Copies images from a layout into the store, each blob verified, each document validated.
-
-    The walk is iterative and visits each digest once (a graph of indexes that list each other
-    many times is walked in linear time); indexes nest at most MAX_NESTED_INDEXES deep and one
-    load meets at most MAX_LOAD_DESCRIPTORS descriptors. Manifests, indexes and configs are
-    size-capped before they are copied and parsed after (a config must be an image config whose
-    diff_ids match the manifest's layers), so nothing that `images`, `inspect` or a build
-    cannot read gets a name.
-    """
-
-    def __init__(self, store: Store, src: LayoutSource, path: Path) -> None:
-        self.store = store
-        self.src = src
-        self.path = path
-        self.seen: set[Digest] = set()
-        self.met = 0
-        self.configs: dict[Digest, int] = {}  # config digest -> number of diff_ids
-
-    def copy_image(self, root: Descriptor) -> None:
-        stack: list[tuple[Descriptor, int]] = [(root, 1)]  # (descriptor, indexes down to it)
-        while stack:
-            desc, depth = stack.pop()
-            if desc.digest in self.seen:
-                continue
-            self.seen.add(desc.digest)
-            if desc.media_type in INDEXES:
-                children = self._index(desc, depth)
-                stack.extend((child, depth + 1) for child in reversed(children))
-            else:
-                for blob in self._manifest(desc):
-                    if blob.digest not in self.seen:
-                        self.seen.add(blob.digest)
-                        self._blob(blob)
-
-    def _meet(self, count: int) -> None:
-        self.met += count
-        if self.met > MAX_LOAD_DESCRIPTORS:
-            raise LayoutInvalid(
-                f"{self.path} lists more than {MAX_LOAD_DESCRIPTORS} descriptors",
-                hint="load the images in several archives",
-            )
-
-    def _index(self, desc: Descriptor, depth: int) -> list[Descriptor]:
-        if depth > MAX_NESTED_INDEXES:
-            raise LayoutInvalid(
-                f"{self.path}: image index {desc.digest} is nested more than {MAX_NESTED_INDEXES} deep"
-            )
-        self._document(desc, "image index")
-        index = self._parse(desc, "image index", self.store.read_index)
-        self._meet(len(index.manifests))
-        images = [c for c in index.manifests if c.media_type in MANIFESTS | INDEXES]
-        present = [c for c in images if self.store.blobs.has(c.digest) or self.src.has_blob(c.digest)]
-        if not present:
-            # An index may list platforms the archive lacks (skopeo copies one platform unless
-            # --all), but one with none of its images is no image at all.
-            raise LayoutInvalid(
-                f"{self.path}: image index {desc.digest} lists {len(images)} images, none of them in the archive",
-                hint="save the image again with all its platforms (skopeo copy --all)",
-            )
-        for child in images:
-            if child not in present:
-                log.info("%s: skipping %s, absent from the archive", self.path, child.digest)
-        return present
-
-    def _manifest(self, desc: Descriptor) -> tuple[Descriptor, ...]:
-        """Copy and validate manifest `desc` and its config; the layers it lists."""
-        self._document(desc, "manifest")
-        manifest = self._parse(desc, "manifest", self.store.read_manifest)
-        self._meet(1 + len(manifest.layers))
-        config = manifest.config
-        if config.media_type not in CONFIGS:
-            raise LayoutInvalid(
-                f"{self.path}: manifest {desc.digest} has a config of type {config.media_type!r}, "
-                "not an image config",
-                hint="sealer loads container images only",
-            )
-        if config.digest not in self.configs:
-            self.seen.add(config.digest)
-            self._document(config, "image config")
-            parsed = self._parse(config, "image config", self.store.read_config)
-            self.configs[config.digest] = len(parsed.diff_ids)
-        if self.configs[config.digest] != len(manifest.layers):
-            raise LayoutInvalid(
-                f"{self.path}: manifest {desc.digest} has {len(manifest.layers)} layers, its config "
-                f"{config.digest} lists {self.configs[config.digest]} diff_ids"
-            )
-        return manifest.layers
-
-    def _document(self, desc: Descriptor, what: str) -> None:
-        if desc.size > MAX_DOCUMENT_BYTES:
-            raise LayoutInvalid(
-                f"{self.path}: {what} {desc.digest} is {desc.size} bytes (limit {MAX_DOCUMENT_BYTES})"
-            )
-        self._blob(desc)
-
-    def _parse(self, desc: Descriptor, what: str, read: Callable[[Descriptor], _Doc]) -> _Doc:
-        try:
-            return read(desc)
-        except ImageError as err:
-            raise LayoutInvalid(f"{self.path}: {what} {desc.digest} is invalid: {err}") from None
-
-    def _blob(self, desc: Descriptor) -> None:
-        if self.store.blobs.has(desc.digest):
-            return
-        with self.src.open_blob(desc.digest) as (f, size):
-            if size != desc.size:
-                raise SizeMismatch(
-                    f"{self.path}: blob {desc.digest} is {size} bytes, its descriptor says {desc.size}"
-                )
-            with self.store.blobs.writer(expected=desc.digest, expected_size=desc.size) as w:
-                while chunk := f.read(_COPY_CHUNK):
-                    w.write(chunk)
-                w.commit()
