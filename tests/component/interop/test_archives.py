@@ -207,3 +207,19 @@ def test_docker_save_loads(
         image = dockerd.images.get(name)
         assert _config_digest(loaded, name) == image.id
         assert _diff_ids(loaded, name) == image.attrs["RootFS"]["Layers"]
+
+
+def test_bare_tag_from_stdin_needs_a_name(
+    store: Store, images: dict[str, Descriptor], tmp_path: Path
+) -> None:
+    """A file's name gives a bare tag its repository (`kube.tar` + `v1`); stdin has none."""
+    out = tmp_path / "kube.tar"
+    _run("skopeo", "copy", f"oci:{store.oci_dir}:{APP}", f"oci-archive:{out}:v1")
+    dst = tmp_path / "dst"
+    with open(out, "rb") as f:
+        proc = _sealer(dst, "load", stdin=f)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.decode().splitlines()[0] == "error: the archive names an image only by its tag 'v1'"
+    with open(out, "rb") as f:
+        assert _sealer(dst, "load", "--name", "kube:v1", stdin=f, check=True).stdout == b"loaded: kube:v1\n"
+    validate_image(Store.open(dst), "kube:v1")
