@@ -9,7 +9,7 @@ process exit code. `cli/main.py` is the only place that catches it and turns it 
     ├── PathBusy                       a tree that cannot be removed: a mount point, EBUSY
     ├── BuildError                     ContextPathError, RunStepError, CacheError
     ├── ImageError                     InvalidReference, InvalidManifest, UnsupportedMediaType,
-    │                                  MetadataMismatch, ImageNotFound
+    │                                  MetadataMismatch, ImageNotFound, ImageInUse
     ├── LayerError                     UnsafePath, BadWhiteout
     ├── StoreError                     BlobNotFound, DigestMismatch, SizeMismatch, LayoutInvalid,
     │                                  StoreLocked
@@ -107,6 +107,12 @@ class MetadataMismatch(ImageError):
 
 class ImageNotFound(ImageError):
     reference = "image-not-found"
+
+
+class ImageInUse(ImageError):
+    """`rmi ID` of an image that several names share, without -f (docker's conflict)."""
+
+    reference = "image-in-use"
 
 
 # --- layers ------------------------------------------------------------------------------------

@@ -5,19 +5,23 @@ from __future__ import annotations
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
 from builder.build.cache import StepCache
 from builder.cli._common import open_store
+from builder.cli._filter import matches, parse_filters
+from builder.cli._format import parse_format, render_parsed, to_json
 from builder.cli._inspect import inspect_document
-from builder.cli.output import human_size, print_json, print_table, print_warning, render_template
-from builder.errors import ImageNotFound, StoreError, UsageError
+from builder.cli.output import human_size, print_json, print_table, print_warning
+from builder.errors import ImageInUse, ImageNotFound, StoreError, UsageError
 from builder.image.descriptor import Platform
 from builder.image.reference import Reference
 from builder.rootfs import prune as prune_store
 from builder.store import archive
 from builder.store import fsck as fsck_mod
+from builder.store.identity import ImageRecord, remove_image
 from builder.store.layout import Store
 
 
@@ -35,39 +39,66 @@ def _created(value: str | None) -> str:
     return when.strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _record_doc(r: ImageRecord) -> dict[str, Any]:
+    """One image as `images --format json` prints it and `--format TEMPLATE` sees it."""
+    ref = Reference.parse(r.name)
+    return {
+        "name": r.name,
+        "repository": ref.familiar_name,
+        "tag": ref.tag or "<none>",
+        "id": r.image_id.hex,
+        "digest": str(r.digest),
+        "platforms": [str(p) for p in r.platforms],
+        "created": r.created,
+        "stored": r.stored,
+        "size": r.size,
+        "labels": dict(r.labels),
+        **({"problem": r.problem} if r.problem else {}),
+    }
+
+
 @click.command()
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-@click.option("-q", "--quiet", is_flag=True, help="Print only names.")
+@click.option(
+    "--format",
+    "fmt",
+    default="table",
+    show_default=True,
+    help="table, json, or a Go template per image, e.g. '{{.Repository}}:{{.Tag}} {{.ID}}'.",
+)
+@click.option(
+    "--filter",
+    "filters",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="reference=PATTERN (glob on the name) or label=KEY[=VALUE]; repeat: same key OR, keys AND.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="Print only image IDs (short, each once).")
 @click.pass_context
-def images(ctx: click.Context, fmt: str, quiet: bool) -> None:
-    """List the images in the local store."""
-    records = open_store(ctx).images()
+def images(ctx: click.Context, fmt: str, filters: tuple[str, ...], quiet: bool) -> None:
+    """List the images in the local store.
+
+    CREATED is when an image entered this store: the config's `created` is reproducible
+    (SOURCE_DATE_EPOCH, default 1970-01-01); `sealer inspect` shows both.
+    """
+    wanted = parse_filters(filters)
+    template = None if quiet or fmt in ("table", "json") else parse_format(fmt)
+    records = [r for r in open_store(ctx).images() if matches(r, wanted)]
     if quiet:
-        for r in records:
-            click.echo(r.name)
+        for short in dict.fromkeys(r.image_id.short for r in records if r.problem is None):
+            click.echo(short)
         return
-    if fmt == "json":
-        print_json(
-            [
-                {
-                    "name": r.name,
-                    "id": r.image_id.hex,
-                    "digest": str(r.digest),
-                    "platforms": [str(p) for p in r.platforms],
-                    "created": r.created,
-                    "size": r.size,
-                    **({"problem": r.problem} if r.problem else {}),
-                }
-                for r in records
-            ]
-        )
+    if template is not None:
+        for r in records:
+            click.echo(render_parsed(template, _record_doc(r)))
+    elif fmt == "json":
+        print_json([_record_doc(r) for r in records])
     else:
         rows = [
             [
                 Reference.parse(r.name).familiar,
                 r.image_id.short if r.problem is None else "BROKEN",
                 ",".join(str(p) for p in r.platforms),
-                _created(r.created),
+                _created(r.stored or r.created),
                 human_size(r.size) if r.problem is None else "-",
             ]
             for r in records
@@ -81,21 +112,31 @@ def images(ctx: click.Context, fmt: str, quiet: bool) -> None:
 
 @click.command()
 @click.argument("name")
-@click.option("-f", "--format", "fmt", help="Go-template field path, e.g. '{{.ImageExtension.Launch.Cmds}}'.")
+@click.option(
+    "-f",
+    "--format",
+    "fmt",
+    help="json, or a Go template, e.g. '{{index .OCIv1.Config.Labels \"k\"}}' or '{{json .Layers}}'.",
+)
 @click.option("--platform", help="Platform to show for a multi-platform image (default: this host's).")
-@click.option("--no-unpack", is_flag=True, help="Do not unpack layers to show their overlay2 directories.")
+@click.option(
+    "--unpack", is_flag=True, help="Unpack the layers into overlay2/ and show their directories (`dir`)."
+)
 @click.pass_context
-def inspect(ctx: click.Context, name: str, fmt: str | None, platform: str | None, no_unpack: bool) -> None:
-    """Show an image's manifest, config, sealer extension and layer directories as JSON."""
+def inspect(ctx: click.Context, name: str, fmt: str | None, platform: str | None, unpack: bool) -> None:
+    """Show an image's manifest, config, sealer extension and layers as JSON (read-only)."""
+    template = parse_format(fmt) if fmt and fmt.strip() != "json" else None  # before any work
     store = open_store(ctx)
     wanted = Platform.parse(platform) if platform else None
-    if no_unpack:
-        doc = inspect_document(store, name, wanted, unpack=False)
-    else:
+    if unpack:
         with store.gc_lock(exclusive=False):  # a prune must not free the blobs being unpacked
             doc = inspect_document(store, name, wanted, unpack=True)
-    if fmt:
-        click.echo(render_template(fmt, doc))
+    else:
+        doc = inspect_document(store, name, wanted, unpack=False)
+    if template is not None:
+        click.echo(render_parsed(template, doc))
+    elif fmt:
+        click.echo(to_json(doc))
     else:
         print_json(doc)
 
@@ -105,7 +146,7 @@ def inspect(ctx: click.Context, name: str, fmt: str | None, platform: str | None
 @click.argument("targets", nargs=-1, required=True)
 @click.pass_context
 def tag(ctx: click.Context, source: str, targets: tuple[str, ...]) -> None:
-    """Give an image more names: sealer tag SOURCE TARGET..."""
+    """Give an image more names: sealer tag SOURCE|IMAGE_ID TARGET..."""
     store = open_store(ctx)
     for target in targets:
         store.tag(source, target)
@@ -113,27 +154,36 @@ def tag(ctx: click.Context, source: str, targets: tuple[str, ...]) -> None:
 
 @click.command()
 @click.argument("names", nargs=-1, required=True)
+@click.option("-f", "--force", is_flag=True, help="Remove an image ID's names even when it has several.")
 @click.option(
     "--prune/--no-prune", default=True, show_default=True, help="Free the blobs no name reaches any more."
 )
 @click.pass_context
-def rmi(ctx: click.Context, names: tuple[str, ...], prune: bool) -> None:
-    """Remove image names from the local store (and the data only they used)."""
+def rmi(ctx: click.Context, names: tuple[str, ...], force: bool, prune: bool) -> None:
+    """Remove images: a NAME loses that name; an IMAGE ID (12+ hex digits) or digest loses
+    every name of that image (with -f when there are several, as docker)."""
     store = open_store(ctx)
     missing = []
+    refused: ImageInUse | None = None
     for name in names:
         try:
-            removed = store.untag(name)
+            removed = remove_image(store, name, force=force)
         except ImageNotFound:
             missing.append(name)
             continue
-        click.echo(f"untagged: {Reference.parse(removed).familiar}")
+        except ImageInUse as err:
+            refused = refused or err
+            continue
+        for full in removed:
+            click.echo(f"untagged: {Reference.parse(full).familiar}")
     if prune:
         result, _ = prune_store(store)
         if result.removed_blobs:
             click.echo(f"freed {human_size(result.freed_bytes)} in {len(result.removed_blobs)} blobs")
     if missing:
         raise ImageNotFound(f"no such image: {', '.join(missing)}", hint="see `sealer images`")
+    if refused is not None:
+        raise refused
 
 
 @click.command()

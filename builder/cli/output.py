@@ -8,7 +8,6 @@ read it.
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -24,7 +23,6 @@ from builder.build.events import (
     StepProgress,
     StepStarted,
 )
-from builder.errors import UsageError
 from builder.registry.events import (
     BlobDone,
     BlobMounted,
@@ -165,66 +163,6 @@ def build_progress(*, quiet: bool) -> PlainProgress | RichProgress:
     if not quiet and sys.stderr.isatty():
         return RichProgress()
     return PlainProgress(quiet=quiet)
-
-
-_TEMPLATE_ACTION = re.compile(r"{{-?\s*(.*?)\s*-?}}")
-
-
-def _norm(key: str) -> str:
-    return key.replace("_", "").replace("-", "").lower()
-
-
-def _go_text(value: Any) -> str:
-    """How Go's text/template prints a value."""
-    if value is None:
-        return "<no value>"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return "[" + " ".join(_go_text(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "map[" + " ".join(f"{k}:{_go_text(value[k])}" for k in sorted(value)) + "]"
-    return str(value)
-
-
-def _lookup(doc: Any, path: str) -> Any:
-    value = doc
-    if path in ("", "."):
-        return value
-    for part in path.lstrip(".").split("."):
-        if isinstance(value, dict):
-            matches = [k for k in value if _norm(k) == _norm(part)]
-            if not matches:
-                raise UsageError(
-                    f"--format: no field {part!r} at {path!r}",
-                    hint=f"fields here: {', '.join(sorted(value)) or '(none)'}",
-                )
-            value = value[matches[0]]
-        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
-            value = value[int(part)]
-        else:
-            raise UsageError(f"--format: cannot take field {part!r} of a {type(value).__name__} at {path!r}")
-    return value
-
-
-def render_template(template: str, doc: Any) -> str:
-    """A Go-template subset: `{{.Field.Path}}` and `{{json .Field.Path}}`, field names matched
-    case-insensitively and without underscores (`.ImageExtension.Launch.AppNames`)."""
-
-    def action(match: re.Match[str]) -> str:
-        expr = match.group(1)
-        as_json = False
-        if expr.startswith("json "):
-            as_json, expr = True, expr[5:].strip()
-        if not expr.startswith("."):
-            raise UsageError(
-                f"--format: unsupported template action {{{{{match.group(1)}}}}}",
-                hint="use {{.Field.Path}} or {{json .Field.Path}}",
-            )
-        value = _lookup(doc, expr)
-        return json.dumps(value) if as_json else _go_text(value)
-
-    return _TEMPLATE_ACTION.sub(action, template)
 
 
 class PlainTransfer:

@@ -2,7 +2,8 @@
 
 `Store` opens or creates the layout and adds image semantics on top of `BlobStore` (bytes by
 digest) and `RefStore` (names), as umoci's casext does on top of cas: typed reads of manifests,
-configs and indexes, name resolution as docker does it, and the `images` listing.
+configs and indexes, name resolution as docker does it, and the `images` listing (identity.py:
+IMAGE IDs and records).
 """
 
 from __future__ import annotations
@@ -13,14 +14,11 @@ import logging
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from builder._fs import atomic_write, sweep_temps
 from builder._reclaim import undo_leftovers
 from builder.errors import (
-    BlobNotFound,
-    ImageError,
     ImageNotFound,
     InvalidReference,
     LayoutInvalid,
@@ -37,6 +35,7 @@ from builder.image.mediatypes import INDEXES, MANIFESTS, OCI_CONFIG, OCI_LAYOUT_
 from builder.image.reference import Reference
 from builder.store._lock import locked_dir
 from builder.store.blobs import TMP_PREFIX, BlobStore
+from builder.store.identity import ImageRecord, image_id, image_records
 from builder.store.refs import DEFAULT_LOCK_TIMEOUT_S, RefStore
 
 log = logging.getLogger(__name__)
@@ -73,19 +72,6 @@ def _subdirs(path: Path) -> list[Path]:
         return [Path(e.path) for e in os.scandir(path) if e.is_dir(follow_symlinks=False)]
     except FileNotFoundError:
         return []
-
-
-@dataclass(frozen=True, slots=True)
-class ImageRecord:
-    """One line of `sealer images`."""
-
-    name: str
-    digest: Digest  # manifest (or index) digest
-    image_id: Digest  # config digest for a manifest, the index digest for an index
-    size: int  # bytes of every blob the image holds locally
-    created: str | None
-    platforms: tuple[Platform, ...]
-    problem: str | None = None  # why the image cannot be used (missing or unreadable blobs)
 
 
 class Store:
@@ -275,11 +261,15 @@ class Store:
         if match is None:
             return None
         prefix = match.group(1)
+        # Names of one image (an index and its host manifest, two tags) share its ID: one hit.
         hits: dict[Digest, Descriptor] = {}
         for _, desc in entries:
-            image_id = self._image_id(desc)
-            if image_id.hex.startswith(prefix) or desc.digest.hex.startswith(prefix):
-                hits[desc.digest] = desc
+            if desc.digest.hex.startswith(prefix):
+                hits.setdefault(desc.digest, desc)
+            else:
+                found = image_id(self, desc)
+                if found.hex.startswith(prefix):
+                    hits.setdefault(found, desc)
         if len(hits) > 1:
             raise ImageNotFound(
                 f"image ID prefix {prefix!r} is ambiguous ({len(hits)} images)", hint="give more digits"
@@ -297,14 +287,6 @@ class Store:
                 else Manifest.from_bytes(data).media_type
             )
         return Descriptor(media_type, digest, len(data))
-
-    def _image_id(self, desc: Descriptor) -> Digest:
-        if desc.media_type in INDEXES:
-            return desc.digest
-        try:
-            return self.read_manifest(desc).config.digest
-        except StoreError:
-            return desc.digest
 
     def tag(self, src: str | Reference, dst: str | Reference) -> str:
         """Name `dst` the image `src` resolves to; returns the full name stored.
@@ -370,32 +352,5 @@ class Store:
         return out
 
     def images(self) -> list[ImageRecord]:
-        """Every named image, in index order; one that is broken (a blob missing, a manifest or
-        config unreadable) is listed with its `problem`, so it never hides the others."""
-        records = []
-        for name, desc in self.refs.list():
-            try:
-                records.append(self._record(name, desc))
-            except (StoreError, ImageError) as err:
-                records.append(ImageRecord(name, desc.digest, desc.digest, desc.size, None, (), str(err)))
-        return records
-
-    def _record(self, name: str, desc: Descriptor) -> ImageRecord:
-        pairs = self.manifests_for(desc)
-        if not pairs:
-            raise BlobNotFound(f"none of the platform manifests of index {desc.digest} is in the store")
-        blobs: dict[Digest, int] = {desc.digest: desc.size}
-        platforms: list[Platform] = []
-        created = None
-        for child, manifest in pairs:
-            blobs[child.digest] = child.size
-            blobs[manifest.config.digest] = manifest.config.size
-            for layer in manifest.layers:
-                blobs[layer.digest] = layer.size
-                if not self.blobs.has(layer.digest):
-                    raise BlobNotFound(f"layer {layer.digest} is missing")
-            config = self.read_config(manifest.config)
-            platforms.append(child.platform or config.platform)
-            created = created or config.created
-        image_id = pairs[0][1].config.digest if desc.media_type in MANIFESTS else desc.digest
-        return ImageRecord(name, desc.digest, image_id, sum(blobs.values()), created, tuple(platforms))
+        """Every named image, in index order, broken ones with their `problem` (identity.py)."""
+        return image_records(self)

@@ -5,6 +5,11 @@ repositories, so we store the full reference (`docker.io/library/app:v1`), not o
 the OCI spec's examples show; skopeo and umoci accept any such string
 (`skopeo inspect oci:$ROOT/oci:docker.io/library/app:v1`).
 
+Each entry also records when its image entered this store (`io.sealer.store.created`, RFC 3339
+UTC): image digests stay reproducible (the config's `created` is SOURCE_DATE_EPOCH, default 0),
+so `sealer images` shows this time instead, as podman shows when an image was stored. A new
+name of an image already here inherits the image's first time; `list` hides the annotation.
+
 Every change is a read-modify-write of index.json under an exclusive flock on the layout
 directory, held across read, modify, temp write and rename. Readers need no lock: the file is
 only ever replaced whole by rename.
@@ -15,6 +20,7 @@ from __future__ import annotations
 import builtins
 import os
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from builder._fs import atomic_write
@@ -27,6 +33,8 @@ from builder.store._lock import locked_dir
 INDEX_FILE = "index.json"
 MAX_INDEX_BYTES = 64 << 20
 DEFAULT_LOCK_TIMEOUT_S = 60.0
+ANNOTATION_STORED = "io.sealer.store.created"
+_LOCAL_ANNOTATIONS = (ANNOTATION_REF_NAME, ANNOTATION_STORED)
 
 # A module-level alias: inside RefStore, `list` is the method.
 _Entries = list[Descriptor]
@@ -62,12 +70,17 @@ class RefStore:
             ) from None
 
     def list(self) -> builtins.list[tuple[str, Descriptor]]:
-        """(name, descriptor) for every named entry, in index order; descriptors lose ref.name."""
+        """(name, descriptor) for every named entry, in index order; descriptors lose ref.name
+        and the stored time."""
+        return [(name, desc) for name, desc, _ in self.entries()]
+
+    def entries(self) -> builtins.list[tuple[str, Descriptor, str | None]]:
+        """(name, descriptor, when the image entered the store or None) for every named entry."""
         out = []
         for desc in self.read_index().manifests:
             name = desc.annotations.get(ANNOTATION_REF_NAME)
             if name:
-                out.append((name, _strip_name(desc)))
+                out.append((name, _strip_name(desc), desc.annotations.get(ANNOTATION_STORED)))
         return out
 
     def get(self, name: str) -> Descriptor | None:
@@ -76,13 +89,26 @@ class RefStore:
     # -- writing ---------------------------------------------------------------------------
 
     def set(self, name: str, desc: Descriptor) -> None:
-        """Point `name` at `desc`, replacing what it pointed at before (atomic)."""
-        named = desc.with_annotations({**_strip_name(desc).annotations, ANNOTATION_REF_NAME: name})
+        """Point `name` at `desc`, replacing what it pointed at before (atomic). The entry's
+        stored time is kept when nothing changes, else taken from another name of the same
+        digest, else now."""
+        clean = _strip_name(desc)
 
         def change(entries: _Entries) -> _Entries | None:
+            stamp = next(
+                (
+                    e.annotations[ANNOTATION_STORED]
+                    for e in entries
+                    if e.digest == clean.digest and ANNOTATION_STORED in e.annotations
+                ),
+                None,
+            ) or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            named = clean.with_annotations(
+                {**clean.annotations, ANNOTATION_REF_NAME: name, ANNOTATION_STORED: stamp}
+            )
             for i, entry in enumerate(entries):
                 if entry.annotations.get(ANNOTATION_REF_NAME) == name:
-                    if entry == named:
+                    if _strip_name(entry) == clean:
                         return None
                     entries[i] = named
                     return entries
@@ -120,6 +146,6 @@ class RefStore:
 
 
 def _strip_name(desc: Descriptor) -> Descriptor:
-    if ANNOTATION_REF_NAME not in desc.annotations:
+    if not any(k in desc.annotations for k in _LOCAL_ANNOTATIONS):
         return desc
-    return desc.with_annotations({k: v for k, v in desc.annotations.items() if k != ANNOTATION_REF_NAME})
+    return desc.with_annotations({k: v for k, v in desc.annotations.items() if k not in _LOCAL_ANNOTATIONS})

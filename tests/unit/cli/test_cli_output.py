@@ -1,44 +1,8 @@
-"""The Go-template subset of `sealer inspect --format` and the size formatter."""
+"""The size formatter (`--format` templates: tests/unit/test_gotemplate.py)."""
 
 from __future__ import annotations
 
-import pytest
-
-from builder.cli.output import human_size, render_template
-from builder.errors import UsageError
-
-DOC = {
-    "imageExtension": {"launch": {"cmds": ["a b", "c"], "app_names": ["x"]}, "type": "kube-installer"},
-    "ociv1": {"config": {"Labels": {"k": "v", "a": "b"}}},
-    "layers": [{"digest": "sha256:1"}, {"digest": "sha256:2"}],
-    "flag": True,
-    "none": None,
-}
-
-
-@pytest.mark.parametrize(
-    ("template", "out"),
-    [
-        ("{{.ImageExtension.Launch.Cmds}}", "[a b c]"),
-        ("{{.ImageExtension.Launch.AppNames}}", "[x]"),
-        ("{{ .ImageExtension.Type }}", "kube-installer"),
-        ("{{.OCIv1.Config.Labels}}", "map[a:b k:v]"),
-        ("{{json .ImageExtension.Launch.Cmds}}", '["a b", "c"]'),
-        ("{{.Layers.1.Digest}}", "sha256:2"),
-        (
-            "type={{.ImageExtension.Type}} flag={{.Flag}} none={{.None}}",
-            "type=kube-installer flag=true none=<no value>",
-        ),
-    ],
-)
-def test_render_template(template: str, out: str) -> None:
-    assert render_template(template, DOC) == out
-
-
-@pytest.mark.parametrize("template", ["{{.Nope}}", "{{.Layers.9}}", "{{range .Layers}}"])
-def test_render_template_errors(template: str) -> None:
-    with pytest.raises(UsageError):
-        render_template(template, DOC)
+from builder.cli.output import human_size
 
 
 def test_human_size() -> None:

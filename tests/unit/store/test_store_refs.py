@@ -15,7 +15,7 @@ from builder.image.index import Index
 from builder.image.mediatypes import ANNOTATION_REF_NAME, OCI_MANIFEST
 from builder.store._lock import locked_dir
 from builder.store.layout import Store, default_root
-from builder.store.refs import RefStore
+from builder.store.refs import ANNOTATION_STORED, RefStore
 from tests.unit.store._tiny import add_image
 from tests.validate import validate_image
 
@@ -33,7 +33,10 @@ def test_set_get_list_remove(tmp_path: Path) -> None:
     assert refs.get("docker.io/library/app:v2") == DESC
     raw = json.loads((tmp_path / "index.json").read_bytes())
     assert raw["schemaVersion"] == 2 and raw["mediaType"] == "application/vnd.oci.image.index.v1+json"
-    assert raw["manifests"][0]["annotations"] == {ANNOTATION_REF_NAME: "docker.io/library/app:v1"}
+    assert raw["manifests"][0]["annotations"] == {
+        ANNOTATION_REF_NAME: "docker.io/library/app:v1",
+        ANNOTATION_STORED: raw["manifests"][0]["annotations"][ANNOTATION_STORED],
+    }
     assert refs.remove("docker.io/library/app:v1") is True
     assert refs.remove("docker.io/library/app:v1") is False
     assert [n for n, _ in refs.list()] == ["docker.io/library/app:v2"]
@@ -158,5 +161,8 @@ def test_manifests_for_index(tmp_path: Path) -> None:
     with pytest.raises(ImageNotFound, match="available"):
         store.manifests_for(idx, Platform("linux", "ppc64le"))
     (record,) = [r for r in store.images() if r.name == "docker.io/library/multi:v1"]
-    assert record.image_id == idx.digest
+    # IMAGE ID: the config digest of this host's platform manifest (podman), not the index's.
+    host = amd if Platform.host() == Platform("linux", "amd64") else arm
+    assert record.image_id == store.read_manifest(host).config.digest
+    assert store.resolve(record.image_id.hex[:12]).digest in (idx.digest, host.digest)
     assert record.platforms == (Platform("linux", "amd64"), Platform("linux", "arm64", "v8"))
