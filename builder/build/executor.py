@@ -61,7 +61,7 @@ from builder.image.index import Index
 from builder.image.manifest import Manifest
 from builder.image.metadata import RootfsMetadata, cluster_runtime_from_label
 from builder.image.reference import Reference
-from builder.layers.onepass import LayerWriter
+from builder.layers.onepass import LayerWriter, estimate_tar_size
 from builder.layers.overlay import mounted_rootfs
 from builder.layers.tarwriter import TarEntry, walk_tree
 from builder.rootfs import diff_id_of, ensure_diff_dir
@@ -327,11 +327,7 @@ class _PlatformBuild:
         on_file: Callable[[TarEntry, str], None] | None = None,
         hash_max_bytes: int | None = None,
     ) -> cache_mod.CachedLayer:
-        done = 0
-
-        def progress(n: int) -> None:
-            nonlocal done
-            done += n
+        def progress(done: int) -> None:  # the writer's running total: passed on, not summed
             self.on_event(StepProgress(self.platform, index, done, total_bytes))
 
         with self.store.blobs.writer() as sink:
@@ -411,7 +407,7 @@ class _PlatformBuild:
                     missing.append((e, st))
                 else:
                     hashes[e.source] = known
-        total = sum(e.size for e in entries if e.kind == "file")
+        total = estimate_tar_size(entries)  # what the progress counts: tar bytes
         if sum(st.st_size for _, st in missing) <= PREHASH_LIMIT_BYTES:
             for e, _ in missing:
                 assert e.source is not None

@@ -18,7 +18,7 @@ from builder.cli._common import (
     parse_key_values,
     registry_options,
 )
-from builder.cli.output import build_progress
+from builder.cli.progress import build_progress
 from builder.errors import UsageError
 from builder.image.descriptor import Platform
 from builder.layers.compression import Compression

@@ -7,7 +7,6 @@ summary table, the dry-run plan, `gen`'s Clusterfile and `status` go to stdout.
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -17,13 +16,13 @@ import click
 
 from builder.cli._common import make_registry_options, open_store
 from builder.cli.output import human_size, print_json, print_table
+from builder.cli.progress import run_progress
 from builder.errors import UsageError
 
 if TYPE_CHECKING:  # the runtime modules load when a command runs
     from builder.image.descriptor import Platform
     from builder.runtime.actions import Outcome, Settings
     from builder.runtime.cluster import Cluster, HostSpec
-    from builder.runtime.runner import RunEvent
     from builder.store.layout import Store
 
 
@@ -62,6 +61,14 @@ def _ssh_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+_DRY_RUN = click.option(
+    "--dry-run", is_flag=True, help="Print the plan, one line per step and host; change nothing."
+)
+_VERBOSE = click.option(
+    "--verbose", is_flag=True, help="With --dry-run: every step's commands and env, not one line per step."
+)
+
+
 def _run_options(func: Callable[..., Any]) -> Callable[..., Any]:
     for decorator in reversed(
         [
@@ -73,9 +80,8 @@ def _run_options(func: Callable[..., Any]) -> Callable[..., Any]:
                 metavar="K=V",
                 help="Env for the scripts (wins over all).",
             ),
-            click.option(
-                "--dry-run", is_flag=True, help="Print every command for every host; change nothing."
-            ),
+            _DRY_RUN,
+            _VERBOSE,
             click.option(
                 "--max-parallel",
                 type=click.IntRange(1, 256),
@@ -101,21 +107,25 @@ def _host_key_flags(cluster: Cluster, *, insecure: bool, known_hosts: str | None
     return _with_ssh(cluster, verify_host_keys=False) if insecure else cluster
 
 
-def _settings(ctx: click.Context, *, dry_run: bool, max_parallel: int, need_store: bool = True) -> Settings:
+def _settings(
+    ctx: click.Context, *, dry_run: bool, max_parallel: int, verbose: bool = False, need_store: bool = True
+) -> Settings:
     from builder.runtime.actions import Settings
     from builder.runtime.runner import RunOptions
+
+    if verbose and not dry_run:
+        raise UsageError("--verbose shows a dry-run's commands: it goes with --dry-run")
 
     store = open_store(ctx) if need_store else None
     if store is not None:
         # Held until the command ends: delivery streams the image's blobs from the store, and
         # a prune meanwhile must wait rather than free them.
         ctx.with_resource(store.gc_lock(exclusive=False))
-    interactive = sys.stderr.isatty()
-    progress = RichProgress() if interactive and not dry_run else PlainProgress()
+    progress = run_progress(dry_run=dry_run)
     ctx.call_on_close(progress.close)
     return Settings(
         store=store,
-        options=RunOptions(max_parallel=max_parallel, dry_run=dry_run),
+        options=RunOptions(max_parallel=max_parallel, dry_run=dry_run, verbose=verbose),
         on_event=progress,
         pull=_puller(store) if store is not None else None,
     )
@@ -150,89 +160,6 @@ def _report(outcome: Outcome, progress: Any = None) -> None:
         ]
         print_table(["HOST", "ROLE", "PHASES", "DELIVERED", "SECONDS"], rows)
     click.echo(outcome.message, err=True)
-
-
-# --- progress ------------------------------------------------------------------------------------
-
-
-class PlainProgress:
-    """One line per phase and per finished step; for logs and pipes."""
-
-    def __init__(self) -> None:
-        self.bytes: dict[str, int] = {}
-        self.skipped: dict[tuple[str, str], int] = {}
-
-    def __call__(self, event: RunEvent) -> None:
-        from builder.runtime import runner as r
-
-        if isinstance(event, r.PhaseStarted):
-            click.echo(f"== {event.phase}: {event.title} ({len(event.hosts)} host(s))", err=True)
-        elif isinstance(event, r.HostBytes):
-            self.bytes[event.host] = event.bytes_sent
-        elif isinstance(event, r.StepFinished):
-            if event.skipped:
-                click.echo(f"  {event.host}  {event.step}: done before (journal)", err=True)
-                return
-            extra = f", {human_size(self.bytes.get(event.host, 0))} sent" if event.phase == "deliver" else ""
-            click.echo(f"  {event.host}  {event.step}: done in {event.seconds:.2f}s{extra}", err=True)
-        elif isinstance(event, r.StepFailed):
-            click.secho(f"  {event.host}  {event.step}: FAILED: {event.message}", fg="red", err=True)
-        elif isinstance(event, r.Notice):
-            click.echo(event.message, err=True)
-
-    def close(self) -> None:
-        return None
-
-
-class RichProgress:
-    """A live line per host (phase, step, bytes) over the lines of finished phases."""
-
-    def __init__(self) -> None:
-        from rich.console import Console
-        from rich.live import Live
-
-        self.console = Console(stderr=True)
-        self.rows: dict[str, list[str]] = {}
-        self.bytes: dict[str, int] = {}
-        self.started = time.monotonic()
-        self.live = Live(self._render(), console=self.console, refresh_per_second=8, transient=True)
-        self.live.start()
-        self.closed = False
-
-    def _render(self) -> Any:
-        from rich.table import Table
-
-        table = Table.grid(padding=(0, 2))
-        for host, (phase, step) in self.rows.items():
-            table.add_row(host, phase, step, human_size(self.bytes.get(host, 0)))
-        return table
-
-    def __call__(self, event: RunEvent) -> None:
-        from builder.runtime import runner as r
-
-        if isinstance(event, r.PhaseStarted):
-            self.console.print(f"[bold]== {event.phase}[/bold]: {event.title}", highlight=False)
-            for host in event.hosts:
-                self.rows[host] = [event.phase, "..."]
-        elif isinstance(event, r.StepStarted):
-            self.rows[event.host] = [event.phase, event.description]
-        elif isinstance(event, r.HostBytes):
-            self.bytes[event.host] = event.bytes_sent
-        elif isinstance(event, r.StepFinished):
-            self.rows[event.host] = [event.phase, "done" if not event.skipped else "done before"]
-        elif isinstance(event, r.StepFailed):
-            self.console.print(
-                f"[red]  {event.host} {event.step}: FAILED: {event.message}[/red]", highlight=False
-            )
-            self.rows[event.host] = [event.phase, "FAILED"]
-        elif isinstance(event, r.Notice):
-            self.console.print(event.message, highlight=False, markup=False)
-        self.live.update(self._render())
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self.live.stop()
 
 
 # --- commands ------------------------------------------------------------------------------------
@@ -323,6 +250,7 @@ def run(
     runtime: str | None,
     env: tuple[str, ...],
     dry_run: bool,
+    verbose: bool,
     max_parallel: int,
 ) -> None:
     """Run IMAGE as a cluster on the hosts (this machine when no --masters are given).
@@ -359,7 +287,7 @@ def run(
                     f"{', '.join(given)}: not for an app on cluster {name}, which runs with the saved cluster's settings",
                     hint="give --masters to make a new cluster instead",
                 )
-            settings = _settings(ctx, dry_run=dry_run, max_parallel=max_parallel)
+            settings = _settings(ctx, dry_run=dry_run, max_parallel=max_parallel, verbose=verbose)
             outcome = actions.run_app(name, image, settings, cli_env=cli_env, cmds=cmds)
             _report(outcome, settings.on_event)
             return
@@ -378,7 +306,7 @@ def run(
         insecure=insecure_skip_host_key_check,
         known_hosts=known_hosts,
     )
-    settings = _settings(ctx, dry_run=dry_run, max_parallel=max_parallel)
+    settings = _settings(ctx, dry_run=dry_run, max_parallel=max_parallel, verbose=verbose)
     outcome = actions.run(cluster, settings, cli_env=cli_env, runtime=runtime)
     _report(outcome, settings.on_event)
 
@@ -449,6 +377,25 @@ def gen(
     )
     cluster = _host_key_flags(cluster, insecure=insecure_skip_host_key_check, known_hosts=known_hosts)
     click.echo(dump_clusterfile(cluster), nl=False)
+    missing = _missing_known_hosts(cluster)
+    if missing:
+        # On stderr: stdout is the Clusterfile. `run -f` would stop on every host otherwise.
+        click.echo(
+            f"note: {missing} does not exist, so `sealer run` cannot check the hosts' keys: give gen or run "
+            "--known-hosts FILE (ssh.knownHosts) or --insecure-skip-host-key-check",
+            err=True,
+        )
+
+
+def _missing_known_hosts(cluster: Cluster) -> str | None:
+    """The known_hosts file SSH hosts of `cluster` would be checked against, if it is missing."""
+    for host in cluster.hosts:
+        if host.local or not host.ssh.verify_host_keys:
+            continue
+        path = Path(host.ssh.known_hosts or "~/.ssh/known_hosts").expanduser()
+        if not path.is_file():
+            return host.ssh.known_hosts or "~/.ssh/known_hosts"
+    return None
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -459,14 +406,22 @@ def gen(
     required=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
 )
+@click.option("-y", "--force", is_flag=True, help="Remove hosts without asking for confirmation.")
 @_run_options
 @click.pass_context
 def apply(
-    ctx: click.Context, clusterfile: Path, env: tuple[str, ...], dry_run: bool, max_parallel: int
+    ctx: click.Context,
+    clusterfile: Path,
+    force: bool,
+    env: tuple[str, ...],
+    dry_run: bool,
+    verbose: bool,
+    max_parallel: int,
 ) -> None:
     """Make the cluster what the Clusterfile says: new hosts join, missing hosts leave.
 
     A cluster not saved yet is run. Changing the image is refused: that is `sealer upgrade`.
+    Hosts leave only after a yes on the terminal, or with --force (as `sealer delete`).
     """
     from builder.runtime import actions
     from builder.runtime.clusterfile import load_clusterfile
@@ -474,8 +429,25 @@ def apply(
 
     cli_env = parse_env_args(env)
     wanted = load_clusterfile(clusterfile)
-    settings = _settings(ctx, dry_run=dry_run, max_parallel=max_parallel)
+    if not dry_run and not force:
+        leaving = actions.leaving_hosts(wanted)
+        if leaving:  # asked before the progress display takes the terminal
+            _confirm_removal(wanted.name, leaving)
+    settings = _settings(ctx, dry_run=dry_run, max_parallel=max_parallel, verbose=verbose)
     _report(actions.apply(wanted, settings, cli_env=cli_env), settings.on_event)
+
+
+def _confirm_removal(cluster_name: str, hosts: Sequence[str]) -> None:
+    """Ask before `apply` removes hosts, as `delete` does: y/N on a terminal, else refuse."""
+    from builder.runtime.runner import name_hosts
+
+    what = f"{name_hosts(hosts)} from cluster {cluster_name}"
+    if not sys.stdin.isatty():
+        raise UsageError(
+            f"refusing to remove {what} without confirmation: pass --force (or -y)",
+            hint="the Clusterfile no longer lists them; --dry-run shows what they would run",
+        )
+    click.confirm(f"Remove {what}? They run clean.sh and lose the rootfs", abort=True, err=True)
 
 
 def _hosts_from_flags(
@@ -516,6 +488,7 @@ def join(
     cluster_name: str | None,
     env: tuple[str, ...],
     dry_run: bool,
+    verbose: bool,
     max_parallel: int,
 ) -> None:
     """Add hosts to the saved cluster (SSH settings default to the cluster's)."""
@@ -538,7 +511,7 @@ def join(
         "known_hosts": known_hosts,
     }
     hosts = _hosts_from_flags(masters, nodes, ssh_kwargs, insecure_skip_host_key_check, saved.ssh)
-    settings = _settings(ctx, dry_run=dry_run, max_parallel=max_parallel)
+    settings = _settings(ctx, dry_run=dry_run, max_parallel=max_parallel, verbose=verbose)
     _report(actions.join(cluster_name, hosts, settings, cli_env=parse_env_args(env)), settings.on_event)
 
 
@@ -553,7 +526,8 @@ def join(
     is_flag=True,
     help="A host sealer cannot log in to runs nothing and is forgotten anyway (clean it by hand).",
 )
-@click.option("--dry-run", is_flag=True, help="Print every command for every host; change nothing.")
+@_DRY_RUN
+@_VERBOSE
 @click.pass_context
 def delete(
     ctx: click.Context,
@@ -564,6 +538,7 @@ def delete(
     force: bool,
     skip_unreachable: bool,
     dry_run: bool,
+    verbose: bool,
 ) -> None:
     """Remove hosts from the cluster, or the whole cluster with --all.
 
@@ -577,6 +552,8 @@ def delete(
 
     if all_ and (masters or nodes):
         raise UsageError("give --all or --masters/--nodes, not both")
+    if verbose and not dry_run:
+        raise UsageError("--verbose shows a dry-run's commands: it goes with --dry-run")
     if not all_ and not masters and not nodes:
         raise UsageError("nothing to delete: give --masters, --nodes or --all")
     try:
@@ -590,7 +567,7 @@ def delete(
         if not sys.stdin.isatty():
             raise UsageError(f"refusing to delete {what} without confirmation", hint="pass --force (or -y)")
         click.confirm(f"Delete {what}? Its hosts run clean.sh and lose the rootfs", abort=True, err=True)
-    settings = _settings(ctx, dry_run=dry_run, max_parallel=8, need_store=False)
+    settings = _settings(ctx, dry_run=dry_run, max_parallel=8, verbose=verbose, need_store=False)
     outcome = actions.delete(
         cluster_name,
         settings,
@@ -619,6 +596,7 @@ def upgrade(
     batch: int | None,
     env: tuple[str, ...],
     dry_run: bool,
+    verbose: bool,
     max_parallel: int,
 ) -> None:
     """Upgrade the saved cluster to IMAGE, a newer image of the same runtime.
@@ -632,7 +610,7 @@ def upgrade(
     from builder.runtime.env import parse_env_args
 
     cluster_name = _saved_cluster(cluster_name)
-    settings = _settings(ctx, dry_run=dry_run, max_parallel=max_parallel)
+    settings = _settings(ctx, dry_run=dry_run, max_parallel=max_parallel, verbose=verbose)
     outcome = actions.upgrade(cluster_name, image, settings, batch=batch, cli_env=parse_env_args(env))
     _report(outcome, settings.on_event)
 

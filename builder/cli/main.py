@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         name: ("builder.cli.cluster", name)
         for name in ("run", "gen", "apply", "join", "delete", "upgrade", "cluster")
     },
+    "completion": ("builder.cli.completion", "completion"),
 }
 
 
@@ -112,8 +113,10 @@ def filter_known_warnings(*, show: bool) -> None:
     callback once --debug is known: commands import asyncssh only after it runs. The later
     call's filter goes first, so it wins."""
     for category, module, message in KNOWN_WARNINGS:
-        action = "default" if show else "ignore"
-        warnings.filterwarnings(action, message=message, category=category, module=module)
+        if show:
+            warnings.filterwarnings("default", message=message, category=category, module=module)
+        else:
+            warnings.filterwarnings("ignore", message=message, category=category, module=module)
 
 
 def _show_traceback(ctx: click.Context) -> None:

@@ -17,7 +17,8 @@ from builder.cli._common import (
     open_store,
     registry_options,
 )
-from builder.cli.output import print_json, transfer_progress
+from builder.cli.output import print_json
+from builder.cli.progress import transfer_progress
 from builder.errors import UsageError
 from builder.image.descriptor import Platform
 

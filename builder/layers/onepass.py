@@ -21,7 +21,16 @@ from builder.errors import LayerError
 from builder.image.digest import Digest
 from builder.image.mediatypes import COMPRESSION_LAYER
 from builder.layers.compression import Compression, Compressor, Sink, open_compressor
-from builder.layers.tarwriter import TarEntry, TarWriter
+from builder.layers.tarwriter import BLOCK, TarEntry, TarWriter
+
+
+def estimate_tar_size(entries: Iterable[TarEntry]) -> int:
+    """The tar size `entries` make (a header block each, file bytes padded to blocks, the two
+    end blocks): exact unless a long name or link needs a PAX header. For progress bars."""
+    size = 2 * BLOCK
+    for e in entries:
+        size += BLOCK + (-(-e.size // BLOCK) * BLOCK if e.kind == "file" else 0)
+    return size
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +106,9 @@ class LayerWriter:
     """Writes one layer to `sink`; `finish()` returns its facts. A context manager.
 
     Leaving the block without `finish()` (an error) abandons the layer: the sink holds a partial
-    blob that its owner must discard. `progress` is called with the uncompressed bytes so far,
-    about every 4 MB. The sink is never closed here.
+    blob that its owner must discard. `progress` is called with the running total of tar
+    (uncompressed) bytes written so far, not a delta, about every 4 MB and once more at the
+    end, when it equals `uncompressed_size`. The sink is never closed here.
     """
 
     def __init__(

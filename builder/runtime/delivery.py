@@ -33,7 +33,7 @@ import json
 import re
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -61,6 +61,7 @@ __all__ = [
     "HostDelivery",
     "HostDone",
     "HostFailed",
+    "HostProgress",
     "HostSkipped",
     "HostStarted",
     "LayerPlan",
@@ -76,6 +77,7 @@ __all__ = [
 DEFAULT_ROOT = "/var/lib/sealer"
 CHECK_VERSION = 3  # bump when the stack check changes: cached results are redone
 _CHUNK = 4 << 20
+_PROGRESS_EVERY_S = 0.1  # HostProgress while a blob streams: at most this often per host
 _PROBE_TIMEOUT_S = 60
 _TARGET_PART = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 # Names the cluster's own delivery uses in data/<cluster> (its switch removes stale rootfs-*
@@ -154,6 +156,16 @@ class BlobSent:
 
 
 @dataclass(frozen=True, slots=True)
+class HostProgress:
+    """Bytes sent to `host` so far, as they stream (counted once each write has drained), of
+    about `bytes_total` (the blobs it lacks; a layer streamed decompressed sends more)."""
+
+    host: str
+    bytes_sent: int
+    bytes_total: int
+
+
+@dataclass(frozen=True, slots=True)
 class HostSkipped:
     """The host already has the wanted rootfs: nothing was sent or changed."""
 
@@ -171,7 +183,7 @@ class HostFailed:
     message: str
 
 
-DeliveryEvent = HostStarted | BlobSent | HostSkipped | HostDone | HostFailed
+DeliveryEvent = HostStarted | BlobSent | HostProgress | HostSkipped | HostDone | HostFailed
 
 
 # --- preparing the image ------------------------------------------------------------------------
@@ -383,6 +395,17 @@ async def _deliver_host(
         done = _resume_from(probe, wanted)
         await driver.run(host, sh.prepare(p, rid, resume=done is not None, keep_blobs=keep_blobs))
         start = present = done or 0
+        total = sum(i.size for i in items[start:] if i.digest.hex not in probe.blobs)
+        emit(HostProgress(host, 0, total))
+        last_report = time.monotonic()
+
+        def streamed(n: int) -> None:
+            nonlocal sent, last_report
+            sent += n
+            if time.monotonic() - last_report >= _PROGRESS_EVERY_S:
+                last_report = time.monotonic()
+                emit(HostProgress(host, sent, total))
+
         for item in items[start:]:
             for command in sh.removals(p.staging(rid), item.whiteouts, item.opaques):
                 await driver.run(host, command)
@@ -392,16 +415,40 @@ async def _deliver_host(
             elif not item.compression or item.compression in probe.tools:
                 chunks = [item.data] if item.data is not None else _file_chunks(_path(item))
                 cmd = sh.upload_extract(p, rid, item.digest.hex, item.compression, keep_blobs=keep_blobs)
-                n = (await driver.pipe_to(host, cmd, chunks)).bytes_sent
-                sent += n
+                before = sent
+                n = (await driver.pipe_to(host, cmd, _counted(chunks, streamed))).bytes_sent
+                sent = before + n
                 blobs_sent += 1
                 emit(BlobSent(host, item.digest, n))
+                emit(HostProgress(host, sent, total))
             else:
                 cmd = sh.stream_extract(p, rid, item.diff_id.hex, str(item.digest))
-                sent += (await driver.pipe_to(host, cmd, _plain_chunks(item))).bytes_sent
+                before = sent
+                sent = (
+                    before
+                    + (await driver.pipe_to(host, cmd, _counted(_plain_chunks(item), streamed))).bytes_sent
+                )
                 plain += 1
+                emit(HostProgress(host, sent, max(total, sent)))
     await driver.run(host, sh.switch(p, rid, wanted, built=build))
     return HostDelivery(host, sent, blobs_sent, present, True, time.monotonic() - started, plain)
+
+
+async def _counted(
+    chunks: Iterator[bytes] | list[bytes], on_bytes: Callable[[int], None]
+) -> AsyncIterator[bytes]:
+    """`chunks` for a driver's `pipe_to`, each counted when the driver asks for the next one
+    (its write has drained by then), so that progress follows the bytes as they stream rather
+    than jumping at a blob's end. Reads run in a thread, as the drivers do for plain iterators."""
+    it = iter(chunks)
+    try:
+        while (chunk := await asyncio.to_thread(next, it, None)) is not None:
+            yield chunk
+            on_bytes(len(chunk))
+    finally:
+        close = getattr(it, "close", None)
+        if close is not None:
+            close()
 
 
 def _path(item: _Item) -> Path:

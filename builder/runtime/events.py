@@ -48,10 +48,13 @@ class StepFailed:
 
 @dataclass(frozen=True, slots=True)
 class HostBytes:
-    """Bytes delivered to a host so far in this run (delivery progress)."""
+    """Bytes delivered to a host so far in this run, reported as they stream (a running total,
+    after each write into the host has drained); `bytes_total` what the host's delivery will
+    send in all, once known."""
 
     host: str
     bytes_sent: int
+    bytes_total: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,22 +9,25 @@
   is skipped when no pending step reads its output before the next producer of that name
   (so a re-run mints credentials only for the joins still to do).
 - Failure: a failed step stops its host; the other hosts finish the step they are in and start
-  nothing new; the run raises one HostError naming the first failed host and the phase.
+  nothing new, except in a phase of probes (check), which change nothing: there every host
+  runs, so that one run names every host that cannot be reached or is unfit, not only the
+  first. The run raises one HostError naming the phase, the first failed host with its reason
+  and hint, and every other failed host (`combine_host_errors`).
 - Logs: every command, its exit status and output go to the host's log (env by name only,
   placeholders unresolved, so secrets stay out).
-- Dry-run: `format_plan` prints the same steps, grouped by phase and host.
+- Dry-run: `format_plan` (dryrun.py) prints the same steps, one line per step and host (phase, host,
+  what it does, bytes to send), or with `verbose` the whole shell of each step.
 """
 
 from __future__ import annotations
 
 import asyncio
-import shlex
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from builder.errors import ClusterError, CommandFailed, HostError, SealerError
-from builder.runtime.cluster import Cluster
+from builder.runtime.dryrun import format_plan
 from builder.runtime.events import (
     EventSink,
     HostBytes,
@@ -47,6 +50,7 @@ from builder.runtime.state import HostLog, Journal
 class RunOptions:
     max_parallel: int = 8
     dry_run: bool = False
+    verbose: bool = False  # dry-run: the whole shell of every step, not one line per step
 
 
 @dataclass
@@ -182,8 +186,11 @@ class Runner:
                         return
                     try:
                         await self._step(phase, s, probes)
-                    except BaseException:
-                        stop.set()
+                    except BaseException as err:
+                        # A probe changes nothing: the other hosts still run theirs, so that
+                        # every unreachable or unfit host is named at once.
+                        if s.kind != "probe" or not isinstance(err, HostError):
+                            stop.set()
                         raise
 
         results = await asyncio.gather(*(host_worker(v) for v in by_host.values()), return_exceptions=True)
@@ -194,17 +201,10 @@ class Runner:
         errors = [r for r in results if isinstance(r, BaseException)]
         if not errors:
             return
-        first = errors[0]
-        if len(errors) > 1 and isinstance(first, HostError):
-            others = [e.host for e in errors[1:] if isinstance(e, HostError)]
-            if others:
-                raise HostError(
-                    f"{first.message} (also failed: {', '.join(others)})",
-                    host=first.host,
-                    step=first.step,
-                    hint=first.hint,
-                ) from first
-        raise first
+        host_errors = [e for e in errors if isinstance(e, HostError)]
+        if len(errors) == len(host_errors):
+            raise combine_host_errors(host_errors) from host_errors[0]
+        raise next(e for e in errors if not isinstance(e, HostError))
 
     async def _step(self, phase: Phase, s: Step, probes: dict[str, str]) -> None:
         self.emit(StepStarted(phase.name, s.host, s.id, s.description))
@@ -232,7 +232,7 @@ class Runner:
                 stderr=err.message,
                 seconds=seconds,
             )
-            raise self._failed(phase, s, err.message) from None
+            raise self._failed(phase, s, err.message, cause_hint=err.hint) from None
         seconds = time.monotonic() - started
         log.command(
             phase=phase.name,
@@ -257,13 +257,15 @@ class Runner:
         self.host_stats(s.host).seconds += seconds
         self.emit(StepFinished(phase.name, s.host, s.id, s.description, seconds))
 
-    def _failed(self, phase: Phase, s: Step, message: str) -> HostError:
+    def _failed(self, phase: Phase, s: Step, message: str, *, cause_hint: str | None = None) -> HostError:
+        """The HostError of a failed step. The cause's own hint (a connect failure's: which
+        flag to add) comes first: the generic "run again" told a user nothing it could act on."""
         host_prefix = f"{s.host}: "
         if message.startswith(host_prefix):
             message = message[len(host_prefix) :]
         self.host_stats(s.host).failed = phase.name
         self.emit(StepFailed(phase.name, s.host, s.id, message))
-        hint = "fix the cause and run the same command again: finished steps are skipped"
+        hint = cause_hint or "fix the cause and run the same command again: finished steps are skipped"
         if self.log_hint:
             hint = f"{hint}; log: {self.log_hint.format(host=s.host)}"
         return HostError(f"{s.host}: {phase.name} failed: {message}", host=s.host, step=s.id, hint=hint)
@@ -287,7 +289,7 @@ class Runner:
                 stderr=err.message,
                 seconds=0,
             )
-            raise self._failed(phase, step, err.message) from None
+            raise self._failed(phase, step, err.message, cause_hint=err.hint) from None
         for s in steps:
             outcome = outcomes.get(s.host)
             stats = self.host_stats(s.host)
@@ -323,7 +325,7 @@ class Runner:
             await self.remove_fn([s.host for s in steps])
         except HostError as err:
             step = next((s for s in steps if s.host == err.host), steps[0])
-            raise self._failed(phase, step, err.message) from None
+            raise self._failed(phase, step, err.message, cause_hint=err.hint) from None
         seconds = time.monotonic() - started
         for s in steps:
             self.logs(s.host).command(
@@ -343,67 +345,30 @@ def _short(command: str, limit: int = 80) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
-# --- dry-run -------------------------------------------------------------------------------------
+MAX_NAMED_HOSTS = 10  # hosts named in one error line; the rest are counted
 
 
-def format_plan(cluster: Cluster, plans: Sequence[tuple[Phase, Sequence[Step]]]) -> list[str]:
-    """Every step of every phase, grouped by phase and host, as a dry-run prints it.
+def name_hosts(hosts: Sequence[str], limit: int = MAX_NAMED_HOSTS) -> str:
+    """`a, b, c`, or the first `limit` and how many more: one line, even for 5000 hosts."""
+    if len(hosts) <= limit:
+        return ", ".join(hosts)
+    return f"{', '.join(hosts[:limit])} and {len(hosts) - limit} more"
 
-    Env is shown once per host and phase. The variables every host block shares (the
-    Clusterfile env, SEALER_MASTERS, SEALER_NODES, ...) are printed once, first, and each
-    block's `env:` line starts with `(shared)` and adds only its own (SEALER_HOST_IP,
-    SEALER_ROLE, host env): printing the host lists in every block made the plan of N hosts
-    O(N^2) bytes (5000 hosts: 880 MB). Placeholders of named outputs stay as they are: their
-    values exist only at run time.
-    """
-    phase_blocks: list[tuple[Phase, list[list[Step]]]] = []
-    for phase, steps in plans:
-        if not steps:
-            continue
-        blocks: list[list[Step]] = []
-        if phase.serial:
-            for s in steps:
-                if blocks and (blocks[-1][0].host, blocks[-1][0].stage) == (s.host, s.stage):
-                    blocks[-1].append(s)
-                else:
-                    blocks.append([s])
-        else:
-            by_key: dict[tuple[str, int], list[Step]] = {}
-            for s in steps:
-                by_key.setdefault((s.host, s.stage), []).append(s)
-            blocks = sorted(by_key.values(), key=lambda b: b[0].stage)  # stable: plan order within a stage
-        phase_blocks.append((phase, blocks))
 
-    envs = [b[0].env for _, blocks in phase_blocks for b in blocks if b[0].env]
-    shared: dict[str, str] = {}
-    if len(envs) > 1:
-        shared = dict(envs[0])
-        for env in envs[1:]:
-            shared = {k: v for k, v in shared.items() if env.get(k) is v or env.get(k) == v}
-
-    def show(env: Mapping[str, str]) -> str:
-        return " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items()))
-
-    lines: list[str] = []
-    if shared:
-        lines.append(f"# (shared) env: {show(shared)}")
-    master0 = cluster.master0.ip
-    for phase, blocks in phase_blocks:
-        lines.append(f"== {phase.name}: {phase.title}" + ("  (hosts one at a time)" if phase.serial else ""))
-        for host_steps in blocks:
-            host = host_steps[0].host
-            role = "master0" if host == master0 else str(cluster.host(host).role)
-            lines.append(f"  {host} ({role})")
-            env = host_steps[0].env
-            if env:
-                own = show({k: v for k, v in env.items() if k not in shared})
-                lines.append("    env: " + ("(shared) " + own if shared else own).rstrip())
-            for s in host_steps:
-                note = f" -> output {s.output}" if s.output else ""
-                lines.append(f"    # {s.description}{note}")
-                for line in s.dry_run_lines:
-                    lines.append(f"    $ {line}")
-    return lines
+def combine_host_errors(errors: Sequence[HostError]) -> HostError:
+    """One HostError for the failures of several hosts in one phase: the first one's message
+    and hint, and every other failed host named (`also failed: ...`), so a user fixes them all
+    before the next run rather than one per run."""
+    first = errors[0]
+    others = list(dict.fromkeys(e.host for e in errors[1:] if e.host != first.host))
+    if not others:
+        return first
+    return HostError(
+        f"{first.message} (also failed: {name_hosts(others)})",
+        host=first.host,
+        step=first.step,
+        hint=first.hint,
+    )
 
 
 __all__ = [
@@ -421,6 +386,8 @@ __all__ = [
     "StepFailed",
     "StepFinished",
     "StepStarted",
+    "combine_host_errors",
     "format_plan",
     "ignore",
+    "name_hosts",
 ]

@@ -33,7 +33,7 @@ from builder.runtime.actions.common import (
     image_platforms,
     load_image,
 )
-from builder.runtime.actions.install import apply, check_upgrade_versions, join, run
+from builder.runtime.actions.install import apply, check_upgrade_versions, join, leaving_hosts, run
 from builder.runtime.actions.remove import delete
 from builder.runtime.actions.status import saved_clusters, status
 from builder.runtime.actions.upgrade import default_upgrade_batch, upgrade
@@ -49,6 +49,7 @@ __all__ = [
     "delete",
     "image_platforms",
     "join",
+    "leaving_hosts",
     "load_image",
     "run",
     "run_app",

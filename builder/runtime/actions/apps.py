@@ -211,7 +211,7 @@ def _dry_run(job: _AppJob, settings: Settings, store: Store) -> Outcome:
         f"# run app: cluster {job.saved.name}, image {job.image} ({info.digest}), on master0 {master0.ip}"
         f" into {state.app_rootfs}",
         f"# dry-run: nothing is changed and no host is contacted; master0 is assumed to be {platform}",
-        *format_plan(job.cluster, plans),
+        *format_plan(job.cluster, plans, verbose=settings.options.verbose),
         "== save-state: Save the cluster's apps (this machine)",
         f"    write {cs.meta_path} (apps: {name} = {job.image}), {cs.journal_path.name}",
     ]

@@ -216,12 +216,10 @@ def deliver_fn(
 
     async def deliver(hosts: Sequence[str], emit: EventSink) -> Mapping[str, DeliveryOutcome]:
         host_env = {h: state.host_env(cluster, cluster.host(h)) for h in hosts}
-        sent: dict[str, int] = {}
 
         def on_event(event: delivery.DeliveryEvent) -> None:
-            if isinstance(event, delivery.BlobSent):
-                sent[event.host] = sent.get(event.host, 0) + event.bytes
-                emit(HostBytes(event.host, sent[event.host]))
+            if isinstance(event, delivery.HostProgress):  # as the bytes stream, not per blob
+                emit(HostBytes(event.host, event.bytes_sent, event.bytes_total))
 
         results = await delivery.deliver(
             driver,

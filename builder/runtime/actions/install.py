@@ -7,6 +7,7 @@ import asyncio
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from builder.errors import ClusterError, ImageNotFound
 from builder.image.descriptor import Platform
@@ -145,7 +146,7 @@ def dry_run_install(job: InstallJob, settings: Settings, title: str) -> Outcome:
         f"# {title}: cluster {job.cluster.name}, image {job.image} ({info.digest}), runtime {plugin.name}",
         f"# dry-run: nothing is changed and no host is contacted; every host is assumed to be {platform}",
         *(f"# warning: {w}" for w in plugin.warnings(job.cluster)),
-        *format_plan(job.cluster, plans),
+        *format_plan(job.cluster, plans, verbose=settings.options.verbose),
         "== save-state: Save the cluster (this machine)",
         f"    write {cs.clusterfile_path} (0600), {cs.meta_path.name}, {cs.journal_path.name}"
         + (f", {cs.kubeconfig_path.name} (0600)" if kubeconfig else ""),
@@ -281,8 +282,20 @@ def _same_cluster_or_fail(wanted: Cluster, saved: Cluster, meta: SavedMeta) -> N
 # --- apply and join ------------------------------------------------------------------------------
 
 
+def leaving_hosts(wanted: Cluster, home: Path | None = None) -> tuple[str, ...]:
+    """The hosts `apply(wanted)` would remove from the saved cluster (none when it is not saved
+    or its image changes, which apply refuses): what the CLI asks about before anything starts."""
+    cs = ClusterState(wanted.name, home)
+    saved = cs.load_cluster()
+    if saved is None or cs.load_meta() is None:
+        return ()
+    d = diff(wanted, saved)
+    return () if d.image_changed else tuple(h.ip for h in (*d.remove_nodes, *d.remove_masters))
+
+
 def apply(wanted: Cluster, settings: Settings, *, cli_env: Mapping[str, str] | None = None) -> Outcome:
-    """`sealer apply -f Clusterfile`: scale the saved cluster to `wanted` (or run it, if new)."""
+    """`sealer apply -f Clusterfile`: scale the saved cluster to `wanted` (or run it, if new).
+    Hosts leave without a question: the CLI asks first (`leaving_hosts`), as for `delete`."""
     cs = ClusterState(wanted.name, settings.home)
     saved, meta = cs.load_cluster(), cs.load_meta()
     if saved is None or meta is None:

@@ -108,7 +108,9 @@ def removal_plan(
     saved: Cluster, meta: SavedMeta, targets: Sequence[str], settings: Settings, *, all_: bool
 ) -> list[str]:
     state = _removal_state(saved, meta, targets, settings, all_=all_)
-    return format_plan(saved, plan_all(removal_phases(), saved, Facts(), state))
+    return format_plan(
+        saved, plan_all(removal_phases(), saved, Facts(), state), verbose=settings.options.verbose
+    )
 
 
 def delete(

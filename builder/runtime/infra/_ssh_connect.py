@@ -64,8 +64,8 @@ def build_options(host: str, creds: SSHCredentials) -> tuple[asyncssh.SSHClientC
             f"{host}: host key cannot be verified: {known_hosts} does not exist",
             host=host,
             step="connect",
-            hint=f"add the host's key (ssh-keyscan {host} >> {known_hosts}, after checking it) "
-            "or set verify_host_keys=False (Clusterfile ssh.verifyHostKeys: false)",
+            hint=f"pass --known-hosts FILE listing the hosts' keys (ssh-keyscan {host} >> FILE, after "
+            "checking them) or --insecure-skip-host-key-check (Clusterfile ssh.knownHosts, ssh.verifyHostKeys: false)",
         )
     kwargs: dict[str, Any] = {
         "known_hosts": str(known_hosts) if known_hosts else None,
@@ -121,12 +121,17 @@ def connect_error(target: Target, err: BaseException, timeout_s: float) -> HostE
     if isinstance(err, asyncssh.PermissionDenied):
         return error(f"{host}: authentication failed for {target.user} ({target.auth})")
     if isinstance(err, asyncssh.HostKeyNotVerifiable):
-        hint = (
-            f"check the host's key, then update {target.known_hosts} (ssh-keygen -R {host}; ssh-keyscan {host}), "
-            "or set verify_host_keys=False (Clusterfile ssh.verifyHostKeys: false)"
-        )
         if _is_known(target):
+            hint = (
+                f"check the host's key, then update {target.known_hosts} (ssh-keygen -R {host}; "
+                f"ssh-keyscan {host}), or set verify_host_keys=False (Clusterfile ssh.verifyHostKeys: false)"
+            )
             return error(f"{host}: host key changed: it does not match {target.known_hosts}", hint)
+        hint = (
+            f"check the host's key, then add it (ssh-keyscan {host} >> {target.known_hosts}) or pass "
+            "--known-hosts FILE; --insecure-skip-host-key-check skips the check "
+            "(verify_host_keys=False, Clusterfile ssh.verifyHostKeys: false)"
+        )
         return error(f"{host}: host key not in {target.known_hosts}", hint)
     if isinstance(err, TimeoutError | asyncio.TimeoutError):
         return error(f"{where}: connection timed out after {timeout_s:g} s")

@@ -42,7 +42,8 @@ class Check(Phase):
 
     @staticmethod
     def verify(facts: Facts, state: PlanState) -> None:
-        """PhaseError naming the first unfit host (and how many more there are)."""
+        """PhaseError naming the first unfit host with its problems, and every other unfit
+        host (the first ten, then how many more), so one run tells what to fix everywhere."""
         bad = [
             (host, found)
             for host in facts
@@ -51,5 +52,7 @@ class Check(Phase):
         if not bad:
             return
         host, found = bad[0]
-        more = f" (and {len(bad) - 1} more host{'s' if len(bad) > 2 else ''})" if len(bad) > 1 else ""
+        others = [h for h, _ in bad[1:]]
+        named = ", ".join(others[:10]) + (f" and {len(others) - 10} more" if len(others) > 10 else "")
+        more = f" (also unfit: {named})" if others else ""
         raise PhaseError(f"{host}: {'; '.join(found)}{more}", phase="check", step=host)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.cli.output import PlainTransfer
+from builder.cli.progress import PlainTransfer
 from builder.errors import RegistryUnavailable
 from builder.registry.client import RegistryClient, RegistryOptions
 from builder.registry.events import BlobProgress, RegistryEvent, Retrying

@@ -61,7 +61,7 @@ def save_cluster(home: Path, *, complete: bool = True, cmds: tuple[str, ...] = (
 
 
 def dry(store: Store, home: Path) -> actions.Settings:
-    return actions.Settings(store=store, home=home, options=RunOptions(dry_run=True))
+    return actions.Settings(store=store, home=home, options=RunOptions(dry_run=True, verbose=True))
 
 
 def test_an_app_is_its_repository_and_its_name_is_unique() -> None:

@@ -85,7 +85,7 @@ def test_golden_dry_run_of_the_none_runtime_on_one_master_and_two_nodes() -> Non
     s = state(cli_env={"COLOR": "cli"})
     facts = Facts.assume(CLUSTER.ips, PLATFORM)
     plans = [(p, p.plan(CLUSTER, facts, s)) for p in install_phases()]
-    assert "\n".join(format_plan(CLUSTER, plans)) == GOLDEN
+    assert "\n".join(format_plan(CLUSTER, plans, verbose=True)) == GOLDEN
     # the runtime phases of `none` plan nothing: should_run is false for each
     assert [p.name for p in install_phases() if p.should_run(CLUSTER, facts, s)] == [
         "deliver",
@@ -113,7 +113,7 @@ def test_dry_run_env_lines_rebuild_every_hosts_env() -> None:
     cluster = replace(CLUSTER, hosts=(CLUSTER.hosts[0], host, CLUSTER.hosts[2]))
     facts = Facts.assume(cluster.ips, PLATFORM)
     plans = [(p, p.plan(cluster, facts, state())) for p in install_phases()]
-    lines = format_plan(cluster, plans)
+    lines = format_plan(cluster, plans, verbose=True)
     wanted = [dict(steps[0].env) for _, steps in plans for steps in _host_blocks(steps) if steps[0].env]
     assert _plan_envs(lines) == wanted
     shared_line = next(line for line in lines if line.startswith("# (shared) env: "))
@@ -133,7 +133,7 @@ def test_dry_run_of_3000_hosts_prints_the_host_lists_once() -> None:
     assert len(cluster.nodes) == 3000
     facts = Facts.assume(cluster.ips, PLATFORM)
     plans = [(p, p.plan(cluster, facts, state(targets=cluster.ips))) for p in install_phases()]
-    text = "\n".join(format_plan(cluster, plans))
+    text = "\n".join(format_plan(cluster, plans, verbose=True))
     nodes = ",".join(h.ip for h in cluster.nodes)
     assert text.count(nodes) == 1
     assert len(text) < 3001 * 800 + len(nodes)
@@ -293,3 +293,46 @@ def test_changed_labels_taints_or_aliases_of_joined_hosts_are_refused(action: st
         "changed: 10.0.0.2 labels and taints, spec.hostAliases"
     )
     assert cs.load_cluster() == CLUSTER  # nothing saved
+
+
+# The short plan (`--dry-run` without --verbose): one line per step and host, as k0sctl prints
+# one; a delivery says what it sends to a host that has none of the layers.
+SHORT_GOLDEN = """\
+== deliver: Deliver the rootfs
+  10.0.0.1 (master0): 2 layers of demo:v1 into /var/lib/sealer/data/c1/rootfs (up to 1.5 kB to send)
+  10.0.0.2 (node): 2 layers of demo:v1 into /var/lib/sealer/data/c1/rootfs (up to 1.5 kB to send)
+  10.0.0.3 (node): 2 layers of demo:v1 into /var/lib/sealer/data/c1/rootfs (up to 1.5 kB to send)
+== host-scripts: Run init.sh
+  10.0.0.1 (master0): sh scripts/init.sh as master
+  10.0.0.2 (node): sh scripts/init.sh as node
+  10.0.0.3 (node): sh scripts/init.sh as node
+== launch: Launch on master0
+  10.0.0.1 (master0): launch app greet (shell) 1/1
+# 7 steps on 3 hosts, up to 4.5 kB to send; --verbose shows each step's commands"""
+
+
+def _uploads(*sizes: int) -> tuple[str, ...]:
+    """Delivery lines as `delivery.plan_commands` shows them: a command, then per layer its upload."""
+    lines = ["probe ..."]
+    for i, size in enumerate(sizes):
+        lines += [f"upload sha256:{str(i) * 64} ({size})", "zstd -d | tar -x ..."]
+    return tuple(lines)
+
+
+def test_golden_short_dry_run_of_the_none_runtime_on_one_master_and_two_nodes() -> None:
+    s = state(cli_env={"COLOR": "cli"}, delivery_lines=dict.fromkeys(CLUSTER.ips, _uploads(1000, 500)))
+    facts = Facts.assume(CLUSTER.ips, PLATFORM)
+    plans = [(p, p.plan(CLUSTER, facts, s)) for p in install_phases()]
+    assert "\n".join(format_plan(CLUSTER, plans)) == SHORT_GOLDEN
+    verbose = "\n".join(format_plan(CLUSTER, plans, verbose=True))
+    assert "    $ upload sha256:" + "0" * 64 + " (1000)" in verbose and "to send" not in verbose
+
+
+def test_short_dry_run_of_3000_hosts_is_one_line_per_step_and_host() -> None:
+    cluster = cluster_from_flags("demo:v1", "10.0.0.1", "10.0.1.0-10.0.12.183", name="c1")
+    facts = Facts.assume(cluster.ips, PLATFORM)
+    plans = [(p, p.plan(cluster, facts, state(targets=cluster.ips))) for p in install_phases()]
+    lines = format_plan(cluster, plans)
+    steps = sum(len(steps) for _, steps in plans)
+    assert len(lines) == steps + 3 + 1  # a line per step, per phase, and the total
+    assert max(len(line) for line in lines) < 120

@@ -18,7 +18,7 @@ from builder.runtime.facts import Facts
 from builder.runtime.infra.local import LocalDriver
 from builder.runtime.phases.base import Phase, PlanState, Step
 from builder.runtime.plugins.base import output_ref
-from builder.runtime.runner import RunEvent, Runner, StepFinished
+from builder.runtime.runner import RunEvent, Runner, RunOptions, StepFinished, combine_host_errors
 from builder.runtime.state import ClusterState, Journal
 
 HOST = "127.0.0.1"
@@ -133,3 +133,50 @@ def test_forgetting_a_host_forgets_master0s_steps_for_it_too(tmp_path: Path) -> 
     assert not again.done("d1", "p", "10.0.0.1", "10.0.0.4/labels")
     assert again.done("d1", "p", "10.0.0.1", "10.0.0.5/labels") and again.done("d1", "p", "10.0.0.1", "init")
     assert again.done("d1", "p", "10.0.0.5", "install")
+
+
+# --- a phase failing on several hosts -------------------------------------------------------------
+
+
+def test_a_probe_phase_names_every_host_that_fails_with_the_causes_hint(tmp_path: Path) -> None:
+    """A connect failure is raised before the first await (a missing known_hosts, here a host
+    the local driver does not serve): the first host used to stop the probes of the others,
+    so one run named one host and the user fixed them one run at a time. The cause's hint
+    (which flag to add) used to be replaced by a generic "run again"."""
+    hosts = [f"10.0.0.{i}" for i in range(1, 4)]
+    steps = [Step(h, "probe", "probe", "true", kind="probe", journal=False) for h in hosts]
+    cs = ClusterState("c1", tmp_path / "state")
+    runner = Runner(LocalDriver(), digest="d1", journal=cs.journal(), logs=cs.host_log, log_hint="LOG/{host}")
+    with pytest.raises(HostError) as info:
+        run_phase(runner, steps)
+    err = info.value
+    assert err.message.startswith("10.0.0.1: scripted failed: the local driver runs only on this machine")
+    assert err.message.endswith("(also failed: 10.0.0.2, 10.0.0.3)")
+    assert err.hint == "give SSH credentials to reach other hosts; log: LOG/10.0.0.1"
+    assert {h: runner.host_stats(h).failed for h in hosts} == dict.fromkeys(hosts, "scripted")
+
+
+def test_a_failure_on_many_hosts_stays_one_line() -> None:
+    errors = [HostError(f"10.0.1.{i}: boom", host=f"10.0.1.{i}") for i in range(25)]
+    err = combine_host_errors(errors)
+    assert err.message == (
+        "10.0.1.0: boom (also failed: " + ", ".join(f"10.0.1.{i}" for i in range(1, 11)) + " and 14 more)"
+    )
+    assert combine_host_errors(errors[:1]) is errors[0]
+
+
+def test_a_command_phase_still_starts_nothing_new_after_a_failure(tmp_path: Path) -> None:
+    """Commands change hosts: after a failure the hosts that have not started stay untouched
+    (here max_parallel=1, so the second host waits for the first and then starts nothing)."""
+    ran = tmp_path / "ran"
+    steps = [
+        Step("127.0.0.1", "one", "fails", "exit 3"),
+        Step("localhost", "one", "would run", f"touch {shlex.quote(str(ran))}"),
+    ]
+    cs = ClusterState("c1", tmp_path / "state")
+    runner = Runner(
+        LocalDriver(), digest="d1", journal=cs.journal(), logs=cs.host_log, options=RunOptions(max_parallel=1)
+    )
+    with pytest.raises(HostError, match=r'^127\.0\.0\.1: scripted failed: "exit 3" exited 3$'):
+        run_phase(runner, steps)
+    assert not ran.exists()

@@ -3,6 +3,7 @@ from the basefs images built with the stand-in upstream files (no host is contac
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,7 +52,9 @@ def test_run_dry_run_prints_every_phase_with_placeholders(
     runtime: str, cli: SealerRunner, images: tuple[Path, dict[str, str]], tmp_path: Path
 ) -> None:
     image = images[1][runtime]
-    result = cli("run", image, "--masters", "10.0.0.1,10.0.0.2", "--nodes", "10.0.0.3", "--dry-run")
+    result = cli(
+        "run", image, "--masters", "10.0.0.1,10.0.0.2", "--nodes", "10.0.0.3", "--dry-run", "--verbose"
+    )
     out = result.stdout
     assert out.startswith(f"# run: cluster my-cluster, image {image} (sha256:")
     assert f"runtime {runtime}\n" in out.splitlines()[0] + "\n"
@@ -80,3 +83,30 @@ def test_unknown_runtime_is_one_line_listing_the_known(
     assert result.stderr.splitlines()[0] == (
         "error: unknown runtime 'k8s' (--runtime): known runtimes are kubernetes, k3s, k0s, none"
     )
+
+
+def test_short_dry_run_is_one_line_per_step_and_host(
+    cli: SealerRunner, images: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """Without --verbose a dry-run is the k0sctl-style plan: phase lines, `HOST (ROLE): step`
+    lines, the bytes each delivery sends and a total; the shell stays behind --verbose."""
+    image = images[1]["k3s"]
+    out = cli("run", image, "--masters", "10.0.0.1", "--nodes", "10.0.0.2,10.0.0.3", "--dry-run").stdout
+    lines = out.splitlines()
+    assert lines[0].startswith(f"# run: cluster my-cluster, image {image} (sha256:")
+    body = lines[2 : lines.index("== save-state: Save the cluster (this machine)")]
+    step = re.compile(r"^  10\.0\.0\.[123] \((master0|node)\): \S.*$")
+    assert all(line.startswith("== ") or step.match(line) for line in body[:-1]), body
+    assert re.fullmatch(
+        r"# \d+ steps on 3 hosts, up to \S+ \S+ to send; --verbose shows each step's commands", body[-1]
+    )
+    delivered = [line for line in body if "to send)" in line]
+    assert len(delivered) == 3 and all(
+        re.search(r"\(up to [\d.]+ [kMG]?B to send\)$", line) for line in delivered
+    )
+    assert INIT["k3s"] not in out and "$ " not in out  # the commands are --verbose's
+    verbose = cli(
+        "run", image, "--masters", "10.0.0.1", "--nodes", "10.0.0.2,10.0.0.3", "--dry-run", "--verbose"
+    )
+    assert INIT["k3s"] in verbose.stdout and len(verbose.stdout) > 3 * len(out)
+    assert not (tmp_path / "state").exists()

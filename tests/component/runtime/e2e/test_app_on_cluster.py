@@ -281,7 +281,7 @@ def test_cli_dry_run_of_an_app(
 ) -> None:
     build_app(store, tmp_path / "app", APP_V1)
     before = (saved_cluster / "cli-apps" / "state.json").read_text()
-    out = sealer("run", APP_V1, "--dry-run").stdout
+    out = sealer("run", APP_V1, "--dry-run", "--verbose").stdout
     assert out.startswith(f"# run app: cluster cli-apps, image {APP_V1} (sha256:")
     for phase in ("== check", "== deliver-app", "== launch-app", "== save-state"):
         assert phase in out

@@ -46,7 +46,9 @@ def test_run_dry_run_prints_every_phase_and_touches_nothing(
     sealer: SealerRunner, store: Store, state_home: Path
 ) -> None:
     build_example(store)
-    result = sealer("run", IMAGE, "--masters", "10.250.0.251", "--nodes", "10.250.0.252", "--dry-run")
+    result = sealer(
+        "run", IMAGE, "--masters", "10.250.0.251", "--nodes", "10.250.0.252", "--dry-run", "--verbose"
+    )
     out = result.stdout
     for phase in ("== check", "== deliver", "== host-scripts", "== launch", "== save-state"):
         assert phase in out
