@@ -3,12 +3,13 @@ the delivery callbacks."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from builder.errors import ClusterError, PhaseError
+from builder.errors import ClusterError, HostError, PhaseError
 from builder.image import mediatypes
 from builder.image.descriptor import Platform
 from builder.image.extension import ImageExtension
@@ -34,6 +35,7 @@ from builder.runtime.runner import (
     HostBytes,
     Runner,
     RunOptions,
+    combine_host_errors,
     ignore,
 )
 from builder.runtime.state import ClusterState, Journal
@@ -238,8 +240,23 @@ def deliver_fn(
 
 
 def remove_fn(driver: InfraDriver, cluster: Cluster, settings: Settings) -> Callable[[Sequence[str]], Any]:
+    """The runner's removal callback: each host's rootfs goes; every host that fails is named
+    (one HostError for all of them), not only the first."""
+
     async def remove(hosts: Sequence[str]) -> None:
-        await delivery.remove(driver, cluster.name, hosts, root=settings.root)
+        slots = asyncio.Semaphore(max(1, settings.options.max_parallel))
+
+        async def one(host: str) -> None:
+            async with slots:
+                await delivery.remove(driver, cluster.name, [host], root=settings.root)
+
+        results = await asyncio.gather(*(one(h) for h in hosts), return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        host_errors = [e for e in errors if isinstance(e, HostError)]
+        if host_errors and len(host_errors) == len(errors):
+            raise combine_host_errors(host_errors)
+        if errors:
+            raise errors[0]
 
     return remove
 
