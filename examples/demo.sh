@@ -13,6 +13,6 @@ echo "== sealer images"
 $SEALER images
 echo "== sealer inspect demo/k3s-rootfs:v1 (extension and layer directories)"
 $SEALER inspect demo/k3s-rootfs:v1 --format '{{json .ImageExtension}}'
-$SEALER inspect demo/k3s-rootfs:v1 --format '{{json .Layers}}'
+$SEALER inspect --unpack demo/k3s-rootfs:v1 --format '{{json .Layers}}'
 echo "== sealer inspect demo/nginx-app:v1 --format '{{.ImageExtension.Launch.Cmds}}'"
 $SEALER inspect demo/nginx-app:v1 --format '{{.ImageExtension.Launch.Cmds}}'
