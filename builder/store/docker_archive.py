@@ -33,7 +33,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, BinaryIO, cast
+from typing import IO, Any, cast
 
 import zstandard
 
@@ -53,7 +53,6 @@ from builder.image.digest import Digest
 from builder.image.manifest import Manifest
 from builder.image.mediatypes import INDEXES, LAYER_COMPRESSION, OCI_CONFIG, OCI_LAYER_TAR
 from builder.image.reference import Reference
-from builder.layers.compression import Compression, open_decompressed
 from builder.store._copier import MAX_LOAD_DESCRIPTORS
 from builder.store._layout_source import DOCKER_MANIFEST_FILE, TarSource
 from builder.store.layout import MAX_DOCUMENT_BYTES, Store
@@ -61,6 +60,23 @@ from builder.store.layout import MAX_DOCUMENT_BYTES, Store
 log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
+_GZIP_MAGIC, _ZSTD_MAGIC = b"\x1f\x8b", b"\x28\xb5\x2f\xfd"
+# The expansion bound builder/layers/unpack.py puts on an untrusted layer (its docstring has the
+# measurements): a compressed layer may grow to 200x its size + 32 MiB. The store may not import
+# builder.layers (DESIGN.md section 1), hence these two numbers and the small decoder below.
+MAX_RATIO = 200
+RATIO_FLOOR_BYTES = 32 << 20
+
+
+def _decompressed(f: IO[bytes], kind: str) -> IO[bytes]:
+    """The uncompressed bytes of `f`: `kind` is "gzip", "zstd" or "" (plain); all frames or members."""
+    if kind == "zstd":
+        return zstandard.ZstdDecompressor().stream_reader(
+            f, read_size=_CHUNK, read_across_frames=True, closefd=False
+        )
+    if kind == "gzip":
+        return cast(IO[bytes], gzip.GzipFile(fileobj=f, mode="rb"))
+    return f
 
 
 # -- save -----------------------------------------------------------------------------------
@@ -154,9 +170,9 @@ def _repo_tag(store: Store, name: str, desc: Descriptor) -> str | None:
 
 
 def _add_layer(store: Store, tar: tarfile.TarFile, layer: Descriptor, diff_id: Digest, scratch: Path) -> None:
-    kind = Compression(LAYER_COMPRESSION[layer.media_type])
+    kind = LAYER_COMPRESSION[layer.media_type]
     name = f"{diff_id.hex}.tar"
-    if kind is Compression.NONE:
+    if not kind:
         if layer.digest != diff_id:
             raise DigestMismatch(f"uncompressed layer {layer.digest} differs from its diff_id {diff_id}")
         with store.blobs.open(layer.digest, expected_size=layer.size) as f:
@@ -167,7 +183,7 @@ def _add_layer(store: Store, tar: tarfile.TarFile, layer: Descriptor, diff_id: D
     plain = scratch / name
     hasher = hashlib.sha256()
     with store.blobs.open(layer.digest, expected_size=layer.size) as blob, open(plain, "wb") as out:
-        stream = open_decompressed(blob, kind)
+        stream = _decompressed(blob, kind)
         while chunk := stream.read(_CHUNK):
             hasher.update(chunk)
             out.write(chunk)
@@ -316,12 +332,21 @@ def _copy_layer(store: Store, src: TarSource, path: Path, entry: str, diff_id: D
     if store.blobs.has(diff_id):
         with src.open_member(entry):  # it must be there (and no hostile link) all the same
             return store.blobs.size(diff_id)
-    with src.open_member(entry) as (f, _):
+    with src.open_member(entry) as (f, size):
+        head = f.read(4)  # plain, gzip or zstd, as docker load accepts
+        f.seek(0)  # a tar member reads from the archive file: it can seek
+        kind = "gzip" if head.startswith(_GZIP_MAGIC) else "zstd" if head.startswith(_ZSTD_MAGIC) else ""
+        limit = MAX_RATIO * size + RATIO_FLOOR_BYTES if kind else size
         try:
-            stream = open_decompressed(cast(BinaryIO, f))  # plain, gzip or zstd, as docker load accepts
+            stream = _decompressed(f, kind)
             with store.blobs.writer(expected=diff_id) as w:
                 while chunk := stream.read(_CHUNK):
                     w.write(chunk)
+                    if w.size > limit:
+                        raise LayoutInvalid(
+                            f"{path}: layer {entry!r} expands past {MAX_RATIO}x its compressed size "
+                            f"({size} bytes): refused as a decompression bomb"
+                        )
                 w.commit()
         except DigestMismatch as err:
             raise DigestMismatch(f"{path}: layer {entry!r} does not match its diff_id ({err})") from None

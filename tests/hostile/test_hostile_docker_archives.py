@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import zstandard
 
 from builder.errors import DigestMismatch, LayoutInvalid, SealerError
 from builder.store.archive import load
@@ -23,6 +24,11 @@ from tests.unit.store._tiny import make_tar
 LAYER = make_tar({"etc/a.conf": b"a" * 100})
 DIFF_ID = "sha256:" + hashlib.sha256(LAYER).hexdigest()
 GOOD_LAYER = make_tar({"etc/good.conf": b"fine"})
+# 40 MiB of zeros in a tar: ~1 kB of zstd, past 200x + 32 MiB (builder/layers/unpack.py's bound).
+_ZEROS = make_tar({"zeros": bytes(40 << 20)})
+BOMB = zstandard.ZstdCompressor(level=3).compress(_ZEROS)
+BOMB_DIFF_ID = "sha256:" + hashlib.sha256(_ZEROS).hexdigest()
+del _ZEROS
 
 
 def _config(diff_ids: list[str]) -> bytes:
@@ -103,6 +109,8 @@ CASES = [
          r": manifest\.json must be a non-empty list of images"),
     Case("bad-repo-tag", lambda: [_manifest(_image(["l.tar"], ["../../evil"])), _reg("c.json", _config([DIFF_ID])),
          _reg("l.tar", LAYER)], LayoutInvalid, r": RepoTag '\.\./\.\./evil' is not a valid image name"),
+    Case("zstd-bomb", lambda: [_manifest(_image(["l.tar"])), _reg("c.json", _config([BOMB_DIFF_ID])), _reg("l.tar", BOMB)],
+         LayoutInvalid, r": layer 'l\.tar' expands past 200x its compressed size \(\d+ bytes\): refused as a decompression bomb"),
     Case("fifo-layer", lambda: [_manifest(_image(["l.tar"])), _reg("c.json", _config([DIFF_ID])), ("l.tar", "fifo")],
          LayoutInvalid, r": entry 'l\.tar' is not a regular file"),
 ]  # fmt: skip
