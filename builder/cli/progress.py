@@ -8,7 +8,8 @@ console, so it lands above the bars instead of between two frames. Speed and ETA
 `_Meter`: bytes over the last RATE_WINDOW_S seconds, shown only once a bar has been measured for
 MIN_RATE_S (rich's own estimate divides by the time between the last two updates, which for two
 4 MB chunks 10 us apart read 404 GB/s). Kept apart from `output.py` (tables, errors) to keep
-both modules small; the event types come from the libraries' `events` modules only.
+both modules small; the event types come from the libraries' `events` modules only. About 420
+lines: three pairs of renderers (build, transfer, run) on one shared bar class.
 """
 
 from __future__ import annotations
@@ -147,7 +148,11 @@ class _Bars:
         self.progress.refresh()
 
     def print(self, text: str, *, style: str | None = None) -> None:
-        self.console.print(text, style=style, highlight=False, markup=False, soft_wrap=True)
+        from rich.text import Text
+
+        # The style on the Text, not on print(): print's style would also colour the live frame
+        # that rich redraws in the same call.
+        self.console.print(Text(text, style=style or ""), highlight=False, soft_wrap=True)
 
     def frame(self, width: int = 100) -> str:
         """The live display as text (for tests)."""
