@@ -5,10 +5,12 @@ Kept from oras-py: the `requests` session (cookies ignored, TLS settings), the `
 token request of its TokenAuth backend (`request_token`: realm/service/scope, with Basic
 credentials when we have them). Overridden:
 
-- `do_request`: retries on dropped/refused connections, timeouts, 5xx and 429 (Retry-After
-  honoured) drawn from the operation's `RetryBudget` (budget.py: one count and one
-  no-progress deadline per push/pull, every connect and read bounded), where oras-py retries
-  everything, SSL errors excepted, with fixed sleeps of 3**n seconds and no timeout; Basic
+- `do_request`: retries on timeouts, dropped connections, 5xx and 429 (Retry-After honoured)
+  drawn from the operation's `RetryBudget` (budget.py: one count and one no-progress deadline
+  per push/pull, every connect and read bounded), where oras-py retries everything, SSL errors
+  excepted, with fixed sleeps of 3**n seconds and no timeout. A refused connection fails at
+  once, not retried: nothing listens on that port, and waiting 5 s of backoff for it to start
+  only delayed the one-line error (docker and skopeo fail at once too). Basic
   challenges (htpasswd registries) as well as Bearer ones, where oras-py's token backend only
   knows Bearer; every failure mapped into `builder.errors`, never a ValueError/requests
   exception. oras-py's own token requests get a default timeout through the session adapter.
@@ -29,6 +31,7 @@ because each override keeps oras-py's method shape next to the reason it differs
 
 from __future__ import annotations
 
+import errno
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -283,6 +286,8 @@ class OrasRegistry(oras.provider.Registry):  # type: ignore[misc]
                 response = self._request_once(method, url, headers or {}, data, stream, timeout)
             except requests.RequestException as exc:
                 error = error_from_exception(exc, host=self.host, what=what)
+                if is_refused(exc):  # final; `from exc` tells the client's blob retry so too
+                    raise error from exc
                 if not retry or not is_retryable_exception(exc):
                     raise error from None
             else:
@@ -622,10 +627,31 @@ class OrasRegistry(oras.provider.Registry):  # type: ignore[misc]
             )
 
 
+def is_refused(exc: BaseException) -> bool:
+    """True when the connection was refused (ECONNREFUSED): `exc` or what it was raised from,
+    through requests' and urllib3's wrapping (ConnectionError -> MaxRetryError.reason ->
+    NewConnectionError -> ConnectionRefusedError). Implicit contexts are not followed: an error
+    raised while handling a refusal is not itself one."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        cur = todo.pop()
+        if id(cur) in seen:
+            continue
+        seen.add(id(cur))
+        if isinstance(cur, ConnectionRefusedError) or (
+            isinstance(cur, OSError) and cur.errno == errno.ECONNREFUSED
+        ):
+            return True
+        linked = [cur.__cause__, getattr(cur, "reason", None), *cur.args]
+        todo.extend(item for item in linked if isinstance(item, BaseException))
+    return False
+
+
 def _iter_body(response: requests.Response) -> Iterator[bytes]:
     for chunk in response.iter_content(chunk_size=READ_BLOCK):
         if chunk:
             yield chunk
 
 
-__all__ = ["MANIFEST_ACCEPT", "Manifest", "NotFound", "OrasRegistry", "Sink"]
+__all__ = ["MANIFEST_ACCEPT", "Manifest", "NotFound", "OrasRegistry", "Sink", "is_refused"]

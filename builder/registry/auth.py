@@ -1,11 +1,21 @@
-"""Credentials in Docker's config.json, the file docker, skopeo and oras read too.
+"""Credentials as docker keeps them: Docker's config.json, and the credential helpers it names.
 
 Location: the explicit `auth_file`, else `$DOCKER_CONFIG/config.json`, else
 `~/.docker/config.json`. Entries are `"auths": {HOST: {"auth": base64(user:pass)}}`; reading also
 accepts keys written as URLs (`https://HOST`, `https://HOST/v1/`) and docker.io's legacy
 `https://index.docker.io/v1/` key, as docker's own lookup does. Writes keep every other key and
 field, go through a temp file + rename and leave the file 0600 (it holds passwords).
-Credential helpers (`credsStore`/`credHelpers`) are not consulted yet: only `auths` entries count.
+
+Credential helpers: `credHelpers: {HOST: NAME}` names the helper for one registry, else
+`credsStore: NAME` the helper for all, as docker's `GetCredentialsStore` chooses. A helper is the
+program `docker-credential-NAME` on PATH; the protocol (get/store/erase with JSON on stdin and
+stdout) is spoken by the `docker` package's `docker.credentials.Store` (the former
+`dockerpycreds`), not by code of ours. With a helper: reading asks it first and falls back to an
+inline `auths` entry (as docker-py does); login stores the secret in the helper and leaves only
+an empty `auths` entry naming the registry (as docker's native store does); logout erases it
+from the helper and the file. The server name given to a helper is the host (`HOST:PORT`), or
+`https://index.docker.io/v1/` for Docker Hub, as docker passes them. A helper missing, failing or
+answering garbage is an AuthError naming it; identity tokens (user `<token>`) are not used.
 """
 
 from __future__ import annotations
@@ -13,7 +23,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import os
+import subprocess
+import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +35,12 @@ from typing import Any
 from builder._fs import atomic_write
 from builder.errors import AuthError
 
+log = logging.getLogger(__name__)
+
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
+HELPER_PREFIX = "docker-credential-"
+TOKEN_USERNAME = "<token>"  # docker's marker for an identity token in a helper's Username
+MAX_DETAIL_CHARS = 200
 _HUB_ALIASES = ("docker.io", "index.docker.io", "registry-1.docker.io", DOCKER_HUB_KEY)
 
 
@@ -95,8 +114,124 @@ def lookup(config: dict[str, Any], registry: str) -> Credentials | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class Helper:
+    """The credential helper config.json names for a registry: `docker-credential-NAME`."""
+
+    name: str
+    setting: str  # where it is named: `credsStore` or `credHelpers["HOST"]`
+    auth_file: Path
+
+    @property
+    def program(self) -> str:
+        return HELPER_PREFIX + self.name
+
+    def _error(self, what: str) -> AuthError:
+        return AuthError(
+            f"credential helper {self.program} ({self.setting} in {self.auth_file}) {what}",
+            hint=f"install or fix {self.program}, or remove {self.setting} from {self.auth_file}",
+        )
+
+    def _store(self) -> Any:
+        """docker's `Store` for this helper; AuthError when the program is not on PATH."""
+        with warnings.catch_warnings():
+            # Store() warns when the program is missing; we raise instead, in one line.
+            warnings.simplefilter("ignore")
+            from docker.credentials import Store
+
+            store = Store(self.name)
+        if store.exe is None:
+            raise self._error("is not installed or not on PATH")
+        return store
+
+    def _failure(self, err: Exception, what: str) -> AuthError:
+        cause = err.__cause__
+        if isinstance(cause, subprocess.CalledProcessError):
+            output = (cause.output or b"").decode(errors="replace").strip().splitlines()
+            detail = f"exited with status {cause.returncode}" + (f": {output[0]}" if output else "")
+        else:
+            detail = (str(err).strip().splitlines() or [err.__class__.__name__])[0]
+        return self._error(f"failed to {what}: {detail[:MAX_DETAIL_CHARS]}")
+
+    def get(self, server: str) -> Credentials | None:
+        """The helper's credentials for `server`, None when it holds none (or only a token)."""
+        from docker.credentials import CredentialsNotFound, StoreError
+
+        store = self._store()
+        try:
+            found = store.get(server)
+        except CredentialsNotFound:
+            return None
+        except StoreError as err:
+            raise self._failure(err, f"get credentials for {server}") from None
+        except (ValueError, KeyError, TypeError):  # not JSON, or not the protocol's object
+            raise self._error(f"answered something other than credentials JSON for {server}") from None
+        username, secret = found.get("Username"), found.get("Secret")
+        if not isinstance(username, str) or not isinstance(secret, str):
+            raise self._error(f"answered something other than credentials JSON for {server}")
+        if username == TOKEN_USERNAME:
+            # An OAuth identity token (Docker Desktop's SSO login): exchanging it needs the
+            # token server's refresh flow, which we do not speak. Anonymous access may still do.
+            log.warning("%s holds an identity token for %s, which sealer cannot use", self.program, server)
+            return None
+        return Credentials(username, secret)
+
+    def store(self, server: str, credentials: Credentials) -> None:
+        from docker.credentials import StoreError
+
+        try:
+            self._store().store(server, credentials.username, credentials.password)
+        except StoreError as err:
+            raise self._failure(err, f"store credentials for {server}") from None
+
+    def erase(self, servers: Iterable[str]) -> bool:
+        """Erase what the helper holds under any of `servers`; True when something was there.
+
+        Helpers disagree on erasing what they do not hold (some fail, some succeed), so each
+        name is looked up first and only the ones found are erased."""
+        from docker.credentials import StoreError
+
+        erased = False
+        for server in servers:
+            if self.get(server) is None:
+                continue
+            try:
+                self._store().erase(server)
+            except StoreError as err:
+                raise self._failure(err, f"erase credentials for {server}") from None
+            erased = True
+        return erased
+
+
+def find_helper(config: dict[str, Any], auth_file: Path, registry: str) -> Helper | None:
+    """`credHelpers[registry]`, else `credsStore`, else None (docker's GetCredentialsStore)."""
+    helpers = config.get("credHelpers")
+    if isinstance(helpers, dict):
+        for key in _keys_for(registry):
+            name = helpers.get(key)
+            if isinstance(name, str) and name:
+                return Helper(name, f'credHelpers["{key}"]', auth_file)
+    name = config.get("credsStore")
+    if isinstance(name, str) and name:
+        return Helper(name, "credsStore", auth_file)
+    return None
+
+
+def find_credentials(path: Path, registry: str) -> Credentials | None:
+    """The credentials for `registry`: its helper's first, else the inline `auths` entry."""
+    config = read_config(path)
+    helper = find_helper(config, path, registry)
+    if helper is not None:
+        found = helper.get(_store_key(registry))
+        if found is not None:
+            return found
+    return lookup(config, registry)
+
+
 def store_credentials(path: Path, registry: str, credentials: Credentials) -> None:
-    """Add or replace the entry for `registry`, keeping everything else (atomic, 0600)."""
+    """Keep the credentials for `registry`: in its helper if config.json names one (the file
+    then gets an `auths` entry without secrets, as docker writes), else inline. Everything
+    else in the file is kept (atomic, 0600)."""
     config = read_config(path)
     auths = config.get("auths")
     if not isinstance(auths, dict):
@@ -104,27 +239,32 @@ def store_credentials(path: Path, registry: str, credentials: Credentials) -> No
     key = _store_key(registry)
     entry = auths.get(key)
     entry = dict(entry) if isinstance(entry, dict) else {}
-    entry.pop("username", None)
-    entry.pop("password", None)
-    entry["auth"] = credentials.basic
+    for secret in ("auth", "username", "password", "identitytoken"):
+        entry.pop(secret, None)
+    helper = find_helper(config, path, registry)
+    if helper is not None:
+        helper.store(key, credentials)
+    else:
+        entry["auth"] = credentials.basic
     auths[key] = entry
     config["auths"] = auths
     _write(path, config)
 
 
 def remove_credentials(path: Path, registry: str) -> bool:
-    """Drop every entry naming `registry`; True when one was there."""
+    """Erase `registry` from its helper and drop every entry naming it from the file; True
+    when either held something."""
     config = read_config(path)
+    helper = find_helper(config, path, registry)
+    erased = helper.erase(_keys_for(registry)) if helper is not None else False
     auths = config.get("auths")
-    if not isinstance(auths, dict):
-        return False
-    removed = [key for key in _keys_for(registry) if key in auths]
-    if not removed:
-        return False
-    for key in removed:
-        del auths[key]
-    _write(path, config)
-    return True
+    removed = [key for key in _keys_for(registry) if key in auths] if isinstance(auths, dict) else []
+    if removed:
+        assert isinstance(auths, dict)
+        for key in removed:
+            del auths[key]
+        _write(path, config)
+    return erased or bool(removed)
 
 
 def _write(path: Path, config: dict[str, Any]) -> None:

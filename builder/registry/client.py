@@ -51,7 +51,7 @@ from builder.image.manifest import Manifest
 from builder.image.mediatypes import INDEXES, MANIFESTS
 from builder.image.reference import Reference
 from builder.registry import auth
-from builder.registry._oras import OrasRegistry
+from builder.registry._oras import OrasRegistry, is_refused
 from builder.registry.budget import RetryBudget
 from builder.registry.events import (
     BlobDone,
@@ -80,9 +80,12 @@ class RegistryOptions:
     plain_http: bool | None = None  # None: https, plain http only for a loopback host without TLS
     ca_cert: Path | None = None
     auth_file: Path | None = None  # default: $DOCKER_CONFIG/config.json or ~/.docker/config.json
+    # --creds: used for every registry instead of the auth file and its credential helpers
+    credentials: auth.Credentials | None = None
     # Retries per operation (not per request or blob), shared by its threads; exponential
-    # backoff with full jitter (~4 s in all for 5) on 5xx/429/dropped or refused connections
-    # and timeouts. A push cut off later is resumed by running it again (done blobs are skipped).
+    # backoff with full jitter (~4 s in all for 5) on 5xx/429, dropped connections and timeouts;
+    # never on a refused connection (nothing listens: one line at once). A push cut off later
+    # is resumed by running it again (done blobs are skipped).
     retries: int = 5
     # The longest an operation may go without progress (an answer, or bytes moving), retries
     # included; each connect or read waits a third of it. 30 s: a healthy registry answers in
@@ -235,7 +238,7 @@ class RegistryClient:
             found = self._registries.get(host)
         if found is not None:
             return found
-        credentials = auth.lookup(auth.read_config(self.auth_file), host)
+        credentials = self.options.credentials or auth.find_credentials(self.auth_file, host)
         registry = self._new_registry(host, credentials)
         with self._lock:
             self._registries[host] = registry
@@ -326,7 +329,8 @@ class RegistryClient:
     # -- login / logout ---------------------------------------------------------------------
 
     def login(self, registry: str, username: str, password: str) -> None:
-        """Check the credentials against `registry` (GET /v2/), then store them in the auth file."""
+        """Check the credentials against `registry` (GET /v2/), then keep them: in the credential
+        helper the auth file names for it, else in the file."""
         host = _registry_host(registry)
         credentials = auth.Credentials(username, password)
         budget = self._budget()  # before the TLS probe, which counts against it
@@ -340,7 +344,7 @@ class RegistryClient:
             self._registries.pop(host, None)
 
     def logout(self, registry: str) -> bool:
-        """Forget the credentials for `registry`; False when there were none."""
+        """Forget the credentials for `registry` (helper and file); False when there were none."""
         host = _registry_host(registry)
         with self._lock:
             self._registries.pop(host, None)
@@ -441,8 +445,9 @@ class RegistryClient:
                 break
             except RegistryError as err:
                 # A dropped upload cannot be replayed by the request layer (its body is a
-                # stream); start a fresh session, within the operation's budget.
-                if not err.temporary:
+                # stream); start a fresh session, within the operation's budget. A refused
+                # connection is final: nothing listens there.
+                if not err.temporary or is_refused(err):
                     raise
                 budget.retry(reg.host, f"blob {digest}", err)
                 location = None
