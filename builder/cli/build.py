@@ -13,6 +13,7 @@ from builder.build.executor import build_image
 from builder.build.plan import BuildOptions
 from builder.cli._common import (
     TIMEOUT_ENV,
+    RegistryCommand,
     make_registry_options,
     open_store,
     parse_key_values,
@@ -63,7 +64,7 @@ def _source_date_epoch() -> int:
     return value
 
 
-@click.command()
+@click.command(cls=RegistryCommand)
 @click.argument("context", type=click.Path(path_type=Path), default=".")
 @click.option(
     "-t", "--tag", "tags", multiple=True, required=True, help="Name of the image, NAME[:TAG]; repeatable."
@@ -140,6 +141,7 @@ def build(
     plain_http: bool,
     ca_cert: Path | None,
     authfile: Path | None,
+    creds: str | None,
 ) -> None:
     """Build a ClusterImage from a Kubefile and a context directory.
 
@@ -164,8 +166,8 @@ def build(
         pull=cast(Literal["always", "missing", "never"], pull),
         bundle_images=not no_image_bundle,
         # Only non-default flags build options now: the client's module pulls in requests/oras.
-        registry=make_registry_options(tls_verify, plain_http, ca_cert, authfile)
-        if (not tls_verify or plain_http or ca_cert or authfile or os.environ.get(TIMEOUT_ENV))
+        registry=make_registry_options(tls_verify, plain_http, ca_cert, authfile, creds=creds)
+        if (not tls_verify or plain_http or ca_cert or authfile or creds or os.environ.get(TIMEOUT_ENV))
         else None,
     )
     # Refused before anything opens it: a FIFO with no writer would block the build forever,

@@ -13,6 +13,10 @@ from builder._fs import atomic_write
 from builder.cli._common import (
     MAX_TIMEOUT_S,
     TIMEOUT_ENV,
+    RegistryCommand,
+    ask,
+    is_terminal,
+    login_options,
     make_registry_options,
     open_store,
     registry_options,
@@ -36,16 +40,16 @@ def timeout_option(func: Callable[..., Any]) -> Callable[..., Any]:
     )(func)
 
 
-@click.command()
+@click.command(cls=RegistryCommand)
 @click.argument("registry")
-@click.option("-u", "--username", required=True, help="User name.")
+@click.option("-u", "--username", help="User name (asked on a terminal when left out).")
 @click.option("-p", "--password", help="Password (visible in the process list: prefer --password-stdin).")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
-@registry_options
+@login_options
 @timeout_option
 def login(
     registry: str,
-    username: str,
+    username: str | None,
     password: str | None,
     password_stdin: bool,
     tls_verify: bool,
@@ -54,20 +58,41 @@ def login(
     authfile: Path | None,
     timeout_s: float | None,
 ) -> None:
-    """Check credentials against REGISTRY and keep them in Docker's config.json.
+    """Check credentials against REGISTRY and keep them as docker does.
 
-    docker, skopeo, oras and podman read the same file, so one login serves them all.
+    On a terminal the user name and password are asked for (the password without echo) when
+    not given. They are kept in the credential helper that config.json names (credsStore,
+    credHelpers), else in config.json itself; docker, skopeo, oras and podman read the same
+    file, so one login serves them all.
+
+    \b
+    Examples:
+      sealer login registry.example.com
+      echo "$PASSWORD" | sealer login registry.example.com -u ci-bot --password-stdin
     """
-    from builder.registry.client import RegistryClient
-
     if password_stdin:
         if password is not None:
             raise UsageError("give the password with -p or --password-stdin, not both")
+        if not username:
+            raise UsageError(
+                "--password-stdin needs the user name", hint="add -u USER (standard input holds the password)"
+            )
         password = sys.stdin.readline().rstrip("\r\n")
+    elif is_terminal():
+        if not username:
+            username = ask("Username", secret=False).strip()
+        if password is None:
+            password = ask("Password", secret=True)
+    if not username:
+        raise UsageError("no user name given", hint="add -u USER")
     if not password:
-        raise UsageError("no password given", hint="use --password-stdin (or -p PASSWORD)")
-    client = RegistryClient(make_registry_options(tls_verify, plain_http, ca_cert, authfile, timeout_s))
-    client.login(registry, username, password)
+        raise UsageError("no password given", hint="use --password-stdin (or -p PASSWORD, or a terminal)")
+    options = make_registry_options(
+        tls_verify, plain_http, ca_cert, authfile, timeout_s, creating_authfile=True
+    )
+    from builder.registry.client import RegistryClient  # requests/oras: slow to import
+
+    RegistryClient(options).login(registry, username, password)
     click.echo(f"Login succeeded: {registry}")
 
 
@@ -77,18 +102,22 @@ def login(
     "--authfile",
     type=click.Path(dir_okay=False, path_type=Path),
     envvar="REGISTRY_AUTH_FILE",
-    help="Credentials file (default $DOCKER_CONFIG/config.json or ~/.docker/config.json).",
+    help="Credentials file (default $DOCKER_CONFIG/config.json or ~/.docker/config.json; "
+    "env REGISTRY_AUTH_FILE).",
 )
 def logout(registry: str, authfile: Path | None) -> None:
-    """Forget the credentials kept for REGISTRY."""
+    """Forget the credentials kept for REGISTRY (in config.json and its credential helper).
+
+    Not being logged in is a note, not an error, as with docker logout."""
     from builder.registry.client import RegistryClient, RegistryOptions
 
     if not RegistryClient(RegistryOptions(auth_file=authfile)).logout(registry):
-        raise UsageError(f"not logged in to {registry}")
+        click.echo(f"Not logged in to {registry}")
+        return
     click.echo(f"Removed login credentials for {registry}")
 
 
-@click.command()
+@click.command(cls=RegistryCommand)
 @click.argument("name")
 @click.argument("dest", required=False)
 @click.option(
@@ -110,6 +139,7 @@ def push(
     plain_http: bool,
     ca_cert: Path | None,
     authfile: Path | None,
+    creds: str | None,
     timeout_s: float | None,
 ) -> None:
     """Push local image NAME to its registry, or to DEST.
@@ -121,10 +151,11 @@ def push(
     """
     from builder.registry.client import RegistryClient
 
+    # Before the progress display: --creds USER may ask for the password on the terminal.
+    options = make_registry_options(tls_verify, plain_http, ca_cert, authfile, timeout_s, creds=creds)
     store = open_store(ctx)
     progress = transfer_progress(quiet=quiet or fmt == "json")
     try:
-        options = make_registry_options(tls_verify, plain_http, ca_cert, authfile, timeout_s)
         client = RegistryClient(options, progress)
         desc = client.push(store, name, dest)
     finally:
@@ -145,7 +176,7 @@ def push(
         click.echo(str(desc.digest))
 
 
-@click.command()
+@click.command(cls=RegistryCommand)
 @click.argument("name")
 @click.option("--platform", help="Platform to pull from a multi-platform image (default: this host's).")
 @click.option("--all-platforms", is_flag=True, help="Pull every platform of a multi-platform image.")
@@ -165,6 +196,7 @@ def pull(
     plain_http: bool,
     ca_cert: Path | None,
     authfile: Path | None,
+    creds: str | None,
     timeout_s: float | None,
 ) -> None:
     """Pull NAME from its registry into the local store."""
@@ -172,10 +204,10 @@ def pull(
 
     if platform and all_platforms:
         raise UsageError("--platform and --all-platforms exclude each other")
+    options = make_registry_options(tls_verify, plain_http, ca_cert, authfile, timeout_s, creds=creds)
     store = open_store(ctx)
     progress = transfer_progress(quiet=quiet or fmt == "json")
     try:
-        options = make_registry_options(tls_verify, plain_http, ca_cert, authfile, timeout_s)
         client = RegistryClient(options, progress)
         desc = client.pull(
             store, name, platform=Platform.parse(platform) if platform else None, all_platforms=all_platforms

@@ -129,5 +129,5 @@ def test_login_push_logout_with_auth(
     assert out.returncode == 0, out.stderr
     sealer("logout", auth_registry.host)
     assert auth_registry.host not in json.loads((docker_config / "config.json").read_text()).get("auths", {})
-    again = sealer("logout", auth_registry.host, expect=2)
-    assert "not logged in" in one_error_line(again.stderr)
+    again = sealer("logout", auth_registry.host)  # a note and exit 0, as docker logout
+    assert again.stdout.strip() == f"Not logged in to {auth_registry.host}"
