@@ -395,8 +395,8 @@ async def _deliver_host(
         done = _resume_from(probe, wanted)
         await driver.run(host, sh.prepare(p, rid, resume=done is not None, keep_blobs=keep_blobs))
         start = present = done or 0
+        # No report before the first bytes: a host that receives nothing reports nothing.
         total = sum(i.size for i in items[start:] if i.digest.hex not in probe.blobs)
-        emit(HostProgress(host, 0, total))
         last_report = time.monotonic()
 
         def streamed(n: int) -> None:

@@ -71,7 +71,7 @@ def test_delivery_reports_bytes_as_they_stream(
     progress = [e for e in events if isinstance(e, delivery.HostProgress)]
     sizes = sum(layer.descriptor.size for layer in image.layers)
     sent = [e.bytes_sent for e in progress]
-    assert sent == sorted(sent) and sent[0] == 0 and sent[-1] == sizes
+    assert sent == sorted(sent) and sent[0] > 0 and sent[-1] == sizes
     assert {e.bytes_total for e in progress} == {sizes}
     assert any(0 < n < image.layers[0].descriptor.size for n in sent), sent  # during the big blob
     assert (tmp_path / "host/data/c1/rootfs/big").stat().st_size == BIG
