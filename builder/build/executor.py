@@ -59,7 +59,7 @@ from builder.image.extension import (
 )
 from builder.image.index import Index
 from builder.image.manifest import Manifest
-from builder.image.metadata import RootfsMetadata, cluster_runtime_from_label
+from builder.image.metadata import RUNTIME_LABELS, RootfsMetadata, cluster_runtime_from_label
 from builder.image.reference import Reference
 from builder.layers.onepass import LayerWriter, estimate_tar_size
 from builder.layers.overlay import mounted_rootfs
@@ -72,7 +72,7 @@ if TYPE_CHECKING:
     from builder.registry.client import RegistryClient
 
 SEALER_VERSION = "0.1.0"
-KNOWN_RUNTIMES = ("kubernetes", "k3s", "k0s")
+KNOWN_RUNTIMES = RUNTIME_LABELS  # the plan refuses others at their LABEL line
 METADATA_FILE = "Metadata"
 # Below this many unhashed bytes a COPY hashes its files first, so that a cache hit skips
 # compression; above it the hashes are taken while archiving, in the same read.
@@ -241,7 +241,7 @@ class _PlatformBuild:
                 self._run_step(draft, step, index, total, scratch)
             self.stat_cache.save()
             if self.options.bundle_images:
-                self._bundle(draft, scratch)
+                self._bundle(draft, scratch, total + 1)
             return self._finish(draft, scratch)
         finally:
             remove_tree(scratch)
@@ -495,8 +495,10 @@ class _PlatformBuild:
 
     # --- bundled container images ---------------------------------------------------------------
 
-    def _bundle(self, draft: _Draft, scratch: Path) -> None:
-        """Pull the container images this build's files reference into a `registry/` layer."""
+    def _bundle(self, draft: _Draft, scratch: Path, index: int) -> None:
+        """Pull the container images this build's files reference into a `registry/` layer: step
+        `index` of `index`, after the Kubefile's (known only now: it exists only when the files
+        name images), so progress shows `STEP 8/8: BUNDLE ...` rather than `STEP 0/0`."""
         found = self._discover(draft, scratch)
         inherited = {c.image for c in draft.container_images}
         wanted: dict[str, str] = {}
@@ -509,7 +511,7 @@ class _PlatformBuild:
 
         platform = self.plan.platform
         text = "BUNDLE " + " ".join(sorted(wanted))
-        self.on_event(StepStarted(self.platform, 0, 0, text))
+        self.on_event(StepStarted(self.platform, index, index, text))
         started = time.monotonic()
         key = cache_mod.step_key(draft.key, text, str(platform), self.settings)
         layer = self._cached(key)
@@ -523,7 +525,7 @@ class _PlatformBuild:
                 write_distribution(pulled, [(image, image) for image in sorted(wanted)], registry_dir)
             finally:
                 pulled.close()
-            layer = self._write_layer(walk_tree(registry_dir, dest="registry"), 0, None, text)
+            layer = self._write_layer(walk_tree(registry_dir, dest="registry"), index, None, text)
             self.step_cache.put(key, layer)
         draft.layers.append(layer.descriptor)
         draft.config = draft.config.with_layer(layer.diff_id, History(created=self.created, created_by=text))
@@ -535,7 +537,7 @@ class _PlatformBuild:
         self.on_event(
             StepFinished(
                 self.platform,
-                0,
+                index,
                 cached,
                 str(layer.descriptor.digest),
                 layer.descriptor.size,
@@ -670,15 +672,17 @@ class _PlatformBuild:
         return "app-installer"
 
     def _metadata(self, draft: _Draft, runtime_label: str, scratch: Path) -> cache_mod.CachedLayer | None:
-        """Check a shipped Metadata file, or write one as the image's last layer."""
-        runtime = cluster_runtime_from_label(runtime_label)
+        """Check a shipped Metadata file, or write one as the image's last layer. The `none`
+        runtime has no Metadata value: nothing is written, and a shipped file's ClusterRuntime
+        is not compared (`sealer run` reads the label first)."""
+        runtime = cluster_runtime_from_label(runtime_label) if runtime_label != "none" else None
         platform = self.plan.platform
         if draft.shipped_metadata is not None:
             shipped = RootfsMetadata.from_bytes(draft.shipped_metadata.read_bytes())
             problems = []
             if shipped.arch and shipped.arch != platform.architecture:
                 problems.append(f"arch {shipped.arch!r} but the build is for {platform.architecture}")
-            if shipped.cluster_runtime and shipped.cluster_runtime != runtime:
+            if runtime is not None and shipped.cluster_runtime != runtime:
                 problems.append(
                     f"ClusterRuntime {shipped.cluster_runtime!r} but the runtime label says {runtime_label}"
                 )
@@ -691,6 +695,8 @@ class _PlatformBuild:
                     f"the context's Metadata file disagrees with the Kubefile: {'; '.join(problems)}",
                     hint="fix the Metadata file, or delete it and let the build write it",
                 )
+            return None
+        if runtime is None:
             return None
         if (
             draft.is_kube_installer_base

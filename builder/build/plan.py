@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import kubefile_grammar as kg
-from builder.errors import ImageNotFound
+from builder.errors import ImageNotFound, RegistryError, SealerError, UsageError
 from builder.image import mediatypes
 from builder.image.config import ImageConfig
 from builder.image.descriptor import Descriptor, Platform
 from builder.image.extension import ContainerImage, ImageExtension, parse_container_images
 from builder.image.manifest import Manifest
+from builder.image.metadata import RUNTIME_LABELS
 from builder.layers.compression import Compression
 from builder.store.layout import Store
 from kubefile_grammar.errors import InvalidArgument, LimitExceeded
@@ -268,6 +269,12 @@ def make_plan(
 ) -> Plan:
     """Expand, resolve FROM (pulling it through `pull` per the policy) and check app references
     for one platform. `pull_platform` is what to pull: the platform, or None for all of them."""
+    for key, value in options.labels.items():
+        if key == mediatypes.LABEL_CLUSTER_RUNTIME and value not in RUNTIME_LABELS:
+            raise UsageError(
+                f"--label {key}={value}: unknown cluster runtime",
+                hint=f"use one of {', '.join(RUNTIME_LABELS)}",
+            )
     scope = _Scope(kubefile, builtin_args(platform), options.build_args)
     steps: list[Step] = []
     base: BaseImage | None = None
@@ -287,7 +294,10 @@ def make_plan(
                     else platform
                 )
                 wanted = base_platform if ins.platform else pull_platform
-                base = resolve_base(store, image, base_platform, options.pull, pull, wanted)
+                try:
+                    base = resolve_base(store, image, base_platform, options.pull, pull, wanted)
+                except SealerError as err:
+                    raise _from_failed(err, kubefile, ins.span, image, options.pull) from None
                 for item in base.config.config.env:
                     key, _, value = item.partition("=")
                     scope.env[key] = value
@@ -327,6 +337,17 @@ def _plan_step(ins: kg.Instruction, scope: _Scope) -> Step:
         return ConfigStep(span, "ENV " + " ".join(f"{k}={_q(v)}" for k, v in items), ins, items=items)
     if isinstance(ins, kg.Label):
         items = tuple((scope.expand(k, span), scope.expand(v, span)) for k, v in ins.items)
+        for key, value in items:
+            if key == mediatypes.LABEL_CLUSTER_RUNTIME and value not in RUNTIME_LABELS:
+                # Here, before any layer is built: the check at the end of the build came after
+                # every COPY and RUN, and named no line.
+                raise InvalidArgument(
+                    f"LABEL {key}={value}: unknown cluster runtime",
+                    hint=f"use one of {', '.join(RUNTIME_LABELS)} (none: only the image's scripts)",
+                    path=scope.kubefile.path,
+                    line=span.line,
+                    column=span.column,
+                ).with_source(scope.kubefile.path, scope.kubefile.source)
         return ConfigStep(span, "LABEL " + " ".join(f"{_q(k)}={_q(v)}" for k, v in items), ins, items=items)
     if isinstance(ins, kg.AppEnv):
         items = tuple((k, scope.expand(v, span)) for k, v in ins.items)
@@ -347,6 +368,27 @@ def _plan_step(ins: kg.Instruction, scope: _Scope) -> Step:
     if isinstance(ins, kg.Maintainer):
         return ConfigStep(span, f"MAINTAINER {ins.name}", ins, value=ins.name)
     return ConfigStep(span, ins.canonical(), ins)
+
+
+def _from_failed(
+    err: SealerError, kubefile: kg.Kubefile, span: kg.Span, image: str, policy: str
+) -> SealerError:
+    """`err` (of its own class and exit code) located at the FROM line, with what to do: a
+    base that is neither in the store nor pullable printed the registry's DNS error alone."""
+    where = f"{kubefile.path}:{span.line}:{span.column}: FROM {image}"
+    if isinstance(err, ImageNotFound) and policy == "never":
+        err.message = f"{where}: not in the local store (--pull never)"
+        err.hint = f"sealer pull {image}, or build it first; `sealer images` lists the local images"
+    elif isinstance(err, RegistryError):
+        err.message = f"{where}: not in the local store, and pulling it failed: {err.message}"
+        err.hint = (
+            f"check the name (`sealer images` lists the local ones); sealer pull {image} once the registry "
+            "answers (sealer login for a private one); --pull never builds from the local store only"
+        )
+    else:
+        err.message = f"{where}: {err.message}"
+    err.args = (err.message,)
+    return err
 
 
 def _parse_chmod(value: str, kubefile: kg.Kubefile, span: kg.Span) -> int:

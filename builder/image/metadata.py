@@ -18,6 +18,10 @@ from builder.image._json import load_object
 ClusterRuntime = Literal["k8s", "k3s", "k0s"]
 CLUSTER_RUNTIMES: tuple[ClusterRuntime, ...] = ("k8s", "k3s", "k0s")
 METADATA_FILE = "Metadata"
+# What the runtime label may say: a Kubernetes runtime, or `none` (no Kubernetes: `sealer run`
+# delivers the rootfs and runs the image's scripts, nothing else). Metadata's ClusterRuntime
+# has no `none`: an image labelled `none` gets no Metadata file from the build.
+RUNTIME_LABELS: tuple[str, ...] = ("kubernetes", "k3s", "k0s", "none")
 
 _LABEL_TO_RUNTIME: dict[str, ClusterRuntime] = {"kubernetes": "k8s", "k3s": "k3s", "k0s": "k0s"}
 _RUNTIME_TO_LABEL = {v: k for k, v in _LABEL_TO_RUNTIME.items()}
