@@ -15,6 +15,7 @@ lines: three pairs of renderers (build, transfer, run) on one shared bar class.
 from __future__ import annotations
 
 import io
+import logging
 import sys
 import time
 from collections import deque
@@ -127,6 +128,7 @@ class _Bars:
             auto_refresh=console is None,
         )
         self.progress.start()
+        self._logs = _route_logs(self.console) if console is None else []
 
     def add(self, description: str, total: int | None, *, with_bytes: bool = True) -> Any:
         task = self.progress.add_task(description, total=total, bytes=with_bytes)
@@ -164,6 +166,21 @@ class _Bars:
 
     def close(self) -> None:
         self.progress.stop()  # idempotent: the cluster commands close before their report too
+        for handler, stream in self._logs:
+            handler.setStream(stream)
+        self._logs = []
+
+
+def _route_logs(console: Console) -> list[tuple[logging.StreamHandler[Any], Any]]:
+    """Log records (`-d`) go through the live console while it draws, above the bars; a
+    handler writing straight to stderr would tear the frames. Returns what to restore."""
+    from rich.file_proxy import FileProxy
+
+    swapped = []
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream is console.file:
+            swapped.append((handler, handler.setStream(FileProxy(console, handler.stream))))
+    return swapped
 
 
 # --- build ---------------------------------------------------------------------------------------

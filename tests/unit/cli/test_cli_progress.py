@@ -177,3 +177,25 @@ def test_meter_window_and_stall() -> None:
     assert meter.rate(20.0) == pytest.approx(10 * MB, rel=0.01)
     assert meter.samples[0][0] >= 20.0 - p.RATE_WINDOW_S - 1  # old samples dropped
     assert meter.rate(40.0) == 0  # a stall: the rate falls
+
+
+def test_log_records_go_through_the_live_console() -> None:
+    """`-d` log lines written straight to stderr tore the live frames; while bars draw, the
+    root logger's stderr handler writes through the console, and gets its stream back after."""
+    import logging
+
+    c = console()
+    handler = logging.StreamHandler(c.file)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        swapped = p._route_logs(c)
+        assert [h for h, _ in swapped] == [handler]
+        logging.getLogger("urllib3.connectionpool").warning("GET /v2/ 200")
+        assert handler.stream is not c.file
+        for h, stream in swapped:
+            h.setStream(stream)
+        assert handler.stream is c.file
+    finally:
+        root.removeHandler(handler)
+    assert "GET /v2/ 200\n" in printed(c)
