@@ -10,7 +10,7 @@ import pytest
 
 from builder.runtime.clusterfile import parse_clusterfile
 from builder.store.layout import Store
-from tests.component.runtime.e2e.test_cluster_e2e import IMAGE, build_example, clusterfile_text
+from tests.component.runtime.e2e.test_cluster_e2e import IMAGE, build_example
 from tests.conftest import SealerRunner
 from tests.hosts import HostSet
 
@@ -62,9 +62,15 @@ def test_run_status_and_delete_through_the_cli(
     sealer: SealerRunner, store: Store, hosts3: HostSet, tmp_path: Path, state_home: Path
 ) -> None:
     build_example(store)
-    members = [(hosts3[0], "master", hosts3), (hosts3[1], "node", hosts3)]
+    assert not hosts3[0].password and not hosts3[1].password  # key hosts, as the README's
+    # The README's first cluster run, as written: gen > Clusterfile, then run -f Clusterfile.
+    gen = sealer(
+        "gen", IMAGE, "--masters", hosts3[0].address, "--nodes", hosts3[1].address, "-i", str(hosts3.client_key),
+        "--known-hosts", str(hosts3.known_hosts), "--cluster", "cli",
+    )  # fmt: skip
+    assert gen.stderr == ""  # nothing missing for run
     clusterfile = tmp_path / "Clusterfile"
-    clusterfile.write_text(clusterfile_text(members, name="cli"))
+    clusterfile.write_text(gen.stdout)
     result = sealer("run", "-f", str(clusterfile))
     assert "HOST" in result.stdout and hosts3[0].address in result.stdout  # the summary table
     assert "== deliver" in result.stderr  # plain progress lines off a terminal
