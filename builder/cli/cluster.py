@@ -127,16 +127,16 @@ def _settings(
         store=store,
         options=RunOptions(max_parallel=max_parallel, dry_run=dry_run, verbose=verbose),
         on_event=progress,
-        pull=_puller(store) if store is not None else None,
+        pull=_puller(store, progress.registry_events) if store is not None else None,
     )
 
 
-def _puller(store: Store) -> Callable[[str, Platform], None]:
+def _puller(store: Store, on_event: Callable[[Any], None]) -> Callable[[str, Platform], None]:
     def pull(name: str, platform: Platform) -> None:
         from builder.registry.client import RegistryClient  # requests: slow to import
 
         options = make_registry_options(True, False, None, None)  # honours SEALER_REGISTRY_TIMEOUT
-        RegistryClient(options).pull(store, name, platform=platform)
+        RegistryClient(options, on_event).pull(store, name, platform=platform)
 
     return pull
 

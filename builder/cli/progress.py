@@ -310,10 +310,13 @@ class PlainTransfer:
 
 
 class RichTransfer:
-    """A bar per blob in flight (bytes, speed, ETA) under the lines of finished ones."""
+    """A bar per blob in flight (bytes, speed, ETA) under the lines of finished ones; on its own
+    display, or on `bars` of another (a cluster run pulling its image)."""
 
-    def __init__(self, console: Console | None = None, clock: Clock | None = None) -> None:
-        self.bars = _Bars(console, clock)
+    def __init__(
+        self, console: Console | None = None, clock: Clock | None = None, *, bars: _Bars | None = None
+    ) -> None:
+        self.bars = bars or _Bars(console, clock)
         self.tasks: dict[str, tuple[Any, float]] = {}
 
     def __call__(self, event: r.RegistryEvent) -> None:
@@ -356,6 +359,7 @@ class PlainRunProgress:
 
     def __init__(self) -> None:
         self.bytes: dict[str, int] = {}
+        self.registry_events: Callable[[r.RegistryEvent], None] = PlainTransfer()
 
     def __call__(self, event: run_events.RunEvent) -> None:
         e = run_events
@@ -386,6 +390,8 @@ class RichRunProgress:
         self.bars = _Bars(console, clock)
         self.rows: dict[str, tuple[Any, bool]] = {}  # host -> (task, has a byte bar)
         self.bytes: dict[str, int] = {}
+        # Pulling the image, if the store lacks it: its blobs on the same display.
+        self.registry_events: Callable[[r.RegistryEvent], None] = RichTransfer(bars=self.bars)
 
     def _row(self, host: str, text: str, *, with_bytes: bool | None = None) -> None:
         """Show `text` on the host's row; `with_bytes` True/False (re)makes it with or without

@@ -199,3 +199,19 @@ def test_log_records_go_through_the_live_console() -> None:
     finally:
         root.removeHandler(handler)
     assert "GET /v2/ 200\n" in printed(c)
+
+
+def test_a_run_pulling_its_image_shows_the_blobs_on_its_own_display() -> None:
+    """One live display per command: `run` of an image not in the store draws the pull's blob
+    bars on the run's display (it pulled silently)."""
+    clock, c = Clock(), console()
+    run = p.RichRunProgress(c, clock)
+    run.registry_events(r.BlobStarted(D1, 10 * MB, "x", "pull"))
+    run.registry_events(r.BlobProgress(D1, 5 * MB, 10 * MB))
+    assert "pulling a1a1a1a1a1a1" in run.bars.frame() and "5 MB/10 MB" in run.bars.frame()
+    run.registry_events(r.BlobDone(D1, 10 * MB, 10 * MB))
+    run(e.PhaseStarted("check", "Check hosts", ("10.0.0.1",)))
+    assert "10.0.0.1  check: ..." in run.bars.frame()
+    run.close()
+    assert in_order(printed(c), f"  blob {D1[7:19]} 10 MB done in 0.00s\n", "== check: Check hosts\n")
+    assert isinstance(p.PlainRunProgress().registry_events, p.PlainTransfer)
