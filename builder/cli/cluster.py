@@ -113,9 +113,7 @@ def _settings(
     from builder.runtime.actions import Settings
     from builder.runtime.runner import RunOptions
 
-    if verbose and not dry_run:
-        raise UsageError("--verbose shows a dry-run's commands: it goes with --dry-run")
-
+    _check_verbose(verbose, dry_run)
     store = open_store(ctx) if need_store else None
     if store is not None:
         # Held until the command ends: delivery streams the image's blobs from the store, and
@@ -129,6 +127,12 @@ def _settings(
         on_event=progress,
         pull=_puller(store, progress.registry_events) if store is not None else None,
     )
+
+
+def _check_verbose(verbose: bool, dry_run: bool) -> None:
+    """Before anything is asked or opened: --verbose changes only a dry-run's plan."""
+    if verbose and not dry_run:
+        raise UsageError("--verbose shows a dry-run's commands: it goes with --dry-run")
 
 
 def _puller(store: Store, on_event: Callable[[Any], None]) -> Callable[[str, Platform], None]:
@@ -427,6 +431,7 @@ def apply(
     from builder.runtime.clusterfile import load_clusterfile
     from builder.runtime.env import parse_env_args
 
+    _check_verbose(verbose, dry_run)
     cli_env = parse_env_args(env)
     wanted = load_clusterfile(clusterfile)
     if not dry_run and not force:
@@ -552,8 +557,7 @@ def delete(
 
     if all_ and (masters or nodes):
         raise UsageError("give --all or --masters/--nodes, not both")
-    if verbose and not dry_run:
-        raise UsageError("--verbose shows a dry-run's commands: it goes with --dry-run")
+    _check_verbose(verbose, dry_run)
     if not all_ and not masters and not nodes:
         raise UsageError("nothing to delete: give --masters, --nodes or --all")
     try:

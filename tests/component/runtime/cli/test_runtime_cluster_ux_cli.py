@@ -153,13 +153,16 @@ def test_apply_asks_on_a_terminal_and_no_keeps_the_hosts(
 
 @pytest.mark.parametrize(
     "args",
-    [("run", IMAGE, "--masters", HOSTS[0]), ("delete", "--all", "--cluster", "c1")],
-    ids=["run", "delete"],
+    [("run", IMAGE, "--masters", HOSTS[0]), ("delete", "--all", "--cluster", "c1"), ("apply", "-f", "CF")],
+    ids=["run", "delete", "apply"],
 )
 def test_verbose_without_dry_run_is_a_usage_error(
     sealer: SealerRunner, home: Path, args: tuple[str, ...]
 ) -> None:
     save_cluster(home.parent / "state")
+    clusterfile = home.parent / "Clusterfile"  # one host fewer: apply would ask first
+    clusterfile.write_text(dump_clusterfile(cluster_from_flags(IMAGE, HOSTS[0], name="c1", key_file="/k")))
+    args = tuple(str(clusterfile) if a == "CF" else a for a in args)
     result = sealer(*args, "--verbose", expect=2)
     assert (
         result.stderr.splitlines()[0] == "error: --verbose shows a dry-run's commands: it goes with --dry-run"
