@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from builder.registry.events import RegistryEvent
+
 
 @dataclass(frozen=True, slots=True)
 class StepStarted:
@@ -50,6 +52,13 @@ class BuildWarning:
 
 
 @dataclass(frozen=True, slots=True)
+class PullEvent:
+    """The pull of a FROM image the store lacks: one event of the registry client."""
+
+    event: RegistryEvent
+
+
+@dataclass(frozen=True, slots=True)
 class ImageBuilt:
     name: str
     digest: str
@@ -57,7 +66,7 @@ class ImageBuilt:
     seconds: float
 
 
-BuildEvent = StepStarted | StepProgress | StepOutput | StepFinished | BuildWarning | ImageBuilt
+BuildEvent = StepStarted | StepProgress | StepOutput | StepFinished | BuildWarning | PullEvent | ImageBuilt
 EventSink = Callable[[BuildEvent], None]
 
 

@@ -34,6 +34,7 @@ from builder.build.events import (
     BuildWarning,
     EventSink,
     ImageBuilt,
+    PullEvent,
     StepFinished,
     StepOutput,
     StepProgress,
@@ -170,7 +171,9 @@ class _Registry:
         if self._client is None:
             from builder.registry.client import RegistryClient, RegistryOptions
 
-            self._client = RegistryClient(self.options.registry or RegistryOptions())
+            self._client = RegistryClient(
+                self.options.registry or RegistryOptions(), lambda event: self.on_event(PullEvent(event))
+            )
         return self._client
 
     def pull(self, store: Store, image: str, platform: Platform | None, *, tag_as: str | None = None) -> None:
