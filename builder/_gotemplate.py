@@ -73,7 +73,9 @@ class Dialect:
 
 # -- lexing -------------------------------------------------------------------------------------
 
-_ACTION = re.compile(r"\{\{(-\s)?\s*(.*?)\s*(\s-)?\}\}", re.DOTALL)
+_SPACE = " \t\r\n"
+MAX_NESTING = 100  # blocks inside blocks, parentheses inside parentheses
+MAX_EXCERPT = 60  # characters of an action quoted in an error
 _TOKEN = re.compile(
     r"""(?P<space>\s+)
     | (?P<str>"(?:[^"\\\n]|\\.)*")
@@ -104,7 +106,7 @@ def _tokens(body: str, err: Callable[[str], TemplateError]) -> list[_Tok]:
     while pos < len(body):
         m = _TOKEN.match(body, pos)
         if m is None:
-            raise err(f"unexpected {body[pos]!r} in {{{{{body}}}}}")
+            raise err(f"unexpected {body[pos]!r} in {_quote(body)}")
         kind = m.lastgroup or ""
         if kind == "space":
             spaced = True
@@ -113,6 +115,12 @@ def _tokens(body: str, err: Callable[[str], TemplateError]) -> list[_Tok]:
             spaced = False
         pos = m.end()
     return out
+
+
+def _quote(body: str) -> str:
+    """An action as errors show it: on one line, at most MAX_EXCERPT characters."""
+    body = " ".join(body.split())
+    return "{{" + (body if len(body) <= MAX_EXCERPT else body[: MAX_EXCERPT - 3] + "...") + "}}"
 
 
 def _unquote(text: str) -> str:
@@ -152,6 +160,7 @@ class _Action:
 class _ExprParser:
     def __init__(self, toks: list[_Tok], functions: Mapping[str, Any], err: Callable[[str], TemplateError]):
         self.toks, self.pos, self.functions, self.err = toks, 0, functions, err
+        self.depth = 0
 
     def peek(self) -> _Tok | None:
         return self.toks[self.pos] if self.pos < len(self.toks) else None
@@ -173,7 +182,7 @@ class _ExprParser:
                 decl, assign, self.pos = names, self.toks[j].text == "=", j + 1
         pipe = Pipeline(decl, assign, self._commands(text), text)
         if self.peek() is not None:
-            raise self.err(f"unexpected {self.peek().text!r} in {{{{{text}}}}}")  # type: ignore[union-attr]
+            raise self.err(f"unexpected {self.peek().text!r} in {_quote(text)}")  # type: ignore[union-attr]
         return pipe
 
     def _commands(self, text: str) -> list[list[_Node]]:
@@ -188,10 +197,10 @@ class _ExprParser:
         while (tok := self.peek()) is not None and tok.text not in ("|", ")"):
             args.append(self._operand(text))
         if not args:
-            raise self.err(f"missing value for command in {{{{{text}}}}}")
+            raise self.err(f"missing value for command in {_quote(text)}")
         if any(a[0] == "fn" for a in args[1:]):
             bad = next(a[1] for a in args[1:] if a[0] == "fn")
-            raise self.err(f"function {bad!r} used as an argument (wrap it in parentheses) in {{{{{text}}}}}")
+            raise self.err(f"function {bad!r} used as an argument (wrap it in parentheses) in {_quote(text)}")
         return args
 
     def _operand(self, text: str) -> _Node:
@@ -218,21 +227,25 @@ class _ExprParser:
             elif tok.text == "nil":
                 node = ("lit", None)
             elif tok.text in _KEYWORDS:
-                raise self.err(f"unexpected keyword {tok.text!r} in {{{{{text}}}}}")
+                raise self.err(f"unexpected keyword {tok.text!r} in {_quote(text)}")
             elif tok.text not in self.functions:
                 raise self.err(f'function "{tok.text}" not defined')
             else:
                 node = ("fn", tok.text)
         elif tok.text == "(":
+            self.depth += 1
+            if self.depth > MAX_NESTING:
+                raise self.err(f"parentheses nested more than {MAX_NESTING} deep")
             inner = Pipeline([], False, self._commands(text), text)
+            self.depth -= 1
             closing = self.peek()
             if closing is None or closing.text != ")":
-                raise self.err(f"unclosed left paren in {{{{{text}}}}}")
+                raise self.err(f"unclosed left paren in {_quote(text)}")
             self.pos += 1
             chain = self._chain()
             node = ("chain", ("pipe", inner), chain) if chain else ("pipe", inner)
         else:
-            raise self.err(f"unexpected {tok.text!r} in {{{{{text}}}}}")
+            raise self.err(f"unexpected {tok.text!r} in {_quote(text)}")
         return node
 
     def _chain(self) -> list[str]:
@@ -292,21 +305,28 @@ def parse(text: str, functions: Mapping[str, Any], *, source: str = "template") 
     stack: list[tuple[_Block, list[Any]]] = []  # (block, the list that receives its nodes)
     current = root
     pos, trim_next, line = 0, False, 1
-    for m in _ACTION.finditer(text):
-        literal = text[pos : m.start()]
+    # A find() scan, not a regex: each character is looked at a bounded number of times, so an
+    # unclosed `{{` among 20,000 others fails at once (a lazy regex took 35 s on it).
+    while (start := text.find("{{", pos)) >= 0:
+        line += text.count("\n", pos, start)
+        end = text.find("}}", start + 2)
+        if end < 0:
+            raise TemplateError("unclosed action: '{{' without '}}'", line=line, source=source)
+        inner = text[start + 2 : end]
+        trim_left = len(inner) > 1 and inner[0] == "-" and inner[1] in _SPACE
+        trim_right = len(inner) > 1 and inner[-1] == "-" and inner[-2] in _SPACE
+        literal = text[pos:start]
         if trim_next:
             literal = literal.lstrip()
-        if m.group(1):
+        if trim_left:
             literal = literal.rstrip()
         if literal:
             current.append(literal)
-        line = text.count("\n", 0, m.start()) + 1
-        trim_next, pos = bool(m.group(3)), m.end()
-        current = _parse_action(m.group(2), line, functions, source, stack, current)
+        body = inner[1 if trim_left else 0 : len(inner) - (1 if trim_right else 0)].strip()
+        current = _parse_action(body, line, functions, source, stack, current)
+        line += inner.count("\n")
+        trim_next, pos = trim_right, end + 2
     rest = text[pos:]
-    if "{{" in rest:
-        at = text.count("\n", 0, pos + rest.index("{{")) + 1
-        raise TemplateError("unclosed action: '{{' without '}}'", line=at, source=source)
     rest = rest.lstrip() if trim_next else rest
     if rest:
         current.append(rest)
@@ -342,6 +362,8 @@ def _parse_action(
             f"{{{{{word}}}}} is not supported here",
         )
     if word in ("if", "with", "range"):
+        if len(stack) >= MAX_NESTING:
+            raise err(f"blocks nested more than {MAX_NESTING} deep")
         pipe = _ExprParser(toks[1:], functions, err).pipeline(body, decl_ok=word != "if")
         block = _Block(word, pipe, line)
         current.append(block)
@@ -354,7 +376,7 @@ def _parse_action(
         if len(toks) > 1:  # `else if` / `else with`: a nested block closed by the same `end`
             kind = toks[1].text
             if kind not in ("if", "with") or kind != block.keyword:
-                raise err(f"unexpected {{{{{body}}}}}")
+                raise err(f"unexpected {_quote(body)}")
             inner = _Block(
                 kind, _ExprParser(toks[2:], functions, err).pipeline(body, decl_ok=kind == "with"), line
             )
