@@ -1,4 +1,4 @@
-"""The progress renderers (builder/cli/progress.py) driven by event sequences: totals, speed,
+"""The progress renderers (builder/cli/progress.py, _bars.py) driven by event sequences: totals, speed,
 ETA and the final frame, on a recording rich Console of fixed width and a fake clock."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from rich.console import Console
 
 from builder.build import events as b
+from builder.cli import _bars as bars_mod
 from builder.cli import progress as p
 from builder.registry import events as r
 from builder.runtime import events as e
@@ -170,12 +171,12 @@ def test_plain_run_lines_count_the_streamed_bytes() -> None:
 
 
 def test_meter_window_and_stall() -> None:
-    meter = p._Meter(0.0)
+    meter = bars_mod.Meter(0.0)
     assert meter.rate(0.1) is None
     for t in range(1, 21):  # 10 MB/s for 20 s
         meter.add(float(t), t * 10 * MB)
     assert meter.rate(20.0) == pytest.approx(10 * MB, rel=0.01)
-    assert meter.samples[0][0] >= 20.0 - p.RATE_WINDOW_S - 1  # old samples dropped
+    assert meter.samples[0][0] >= 20.0 - bars_mod.RATE_WINDOW_S - 1  # old samples dropped
     assert meter.rate(40.0) == 0  # a stall: the rate falls
 
 
@@ -189,7 +190,7 @@ def test_log_records_go_through_the_live_console() -> None:
     root = logging.getLogger()
     root.addHandler(handler)
     try:
-        swapped = p._route_logs(c)
+        swapped = bars_mod.route_logs(c)
         assert [h for h, _ in swapped] == [handler]
         logging.getLogger("urllib3.connectionpool").warning("GET /v2/ 200")
         assert handler.stream is not c.file
