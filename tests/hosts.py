@@ -55,6 +55,14 @@ PRIVATE_DIRS = (
     "var/lib/sealer", "usr/local/bin", "root", "run", "var/tmp", "tmp",
     "var/lib/rancher", "var/lib/k0s", "var/lib/kubelet", "var/lib/etcd",
 )  # fmt: skip
+# Container runtimes this machine has for the suite's own dockerd (Debian's docker.io brings
+# containerd and runc): a test host is a bare host, so they are masked in its mount namespace,
+# or the kubernetes image's init.sh would take the machine's containerd for the host's own.
+MASKED_BINARIES = (
+    "/usr/bin/containerd", "/usr/bin/ctr", "/usr/bin/dockerd", "/usr/bin/docker",
+    "/usr/sbin/runc", "/usr/bin/runc",
+)  # fmt: skip
+MASKED_ETC = ("containerd", "docker")
 _NETNS_RE = re.compile(r"^sealer-h(\d+)-s(\d+)$")
 _LINK_RE = re.compile(r"^(?:sealbr(\d+)|svh\d+s(\d+))$")  # the bridges and root-side veths
 
@@ -343,11 +351,17 @@ def _holder_script(root_dir: Path, hostname: str) -> str:
     tmp dir is under /tmp) is mounted last, or its own source would be hidden first.
     """
     dirs = sorted(PRIVATE_DIRS, key=lambda d: str(root_dir).startswith("/" + d + "/"))
+    mask = f"{root_dir}/.etc-mask"
     lines = [
         "set -e",
-        f"mount -t overlay sealer-etc -o lowerdir=/etc,upperdir={root_dir}/etc,workdir={root_dir}/.etc-work /etc",
+        # A lower layer of whiteouts hides the machine's container runtime config (see
+        # MASKED_BINARIES) from the host, so that it starts as bare as a fresh machine.
+        f"mkdir -p {mask}",
+        *(f"if [ -e /etc/{d} ] && [ ! -e {mask}/{d} ]; then mknod {mask}/{d} c 0 0; fi" for d in MASKED_ETC),
+        f"mount -t overlay sealer-etc -o lowerdir={mask}:/etc,upperdir={root_dir}/etc,workdir={root_dir}/.etc-work /etc",
     ]
     lines += [f"mkdir -p /{d} && mount --bind {root_dir}/{d} /{d}" for d in dirs]
+    lines += [f"if [ -e {b} ]; then mount --bind /dev/null {b}; fi" for b in MASKED_BINARIES]
     lines += [f"hostname {hostname}", "echo ready", "exec sleep infinity"]
     return "\n".join(lines)
 

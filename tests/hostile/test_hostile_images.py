@@ -274,7 +274,7 @@ def test_bomb_layer_is_refused_by_inspect_and_from(
     blob, diff_id = zstd_bomb(_BOMB_BYTES)
     layer = add_layer_image(store, "bomb:v1", blob, diff_id)
     if command == "inspect":
-        result = sealer("inspect", "bomb:v1", expect=1)
+        result = sealer("inspect", "--unpack", "bomb:v1", expect=1)
     else:
         ctx = make_context({"f": "x"}, kubefile="FROM bomb:v1\nCOPY f sub\n")
         result = sealer("build", "-q", "-t", "x:v1", str(ctx), expect=1)
@@ -288,11 +288,11 @@ def test_wrong_diff_id_is_refused_by_inspect(root: Path, store: Store, sealer: S
     blob, _ = zstd_bomb(1 << 20)
     wrong = Digest("sha256", "e" * 64)
     layer = add_layer_image(store, "liar:v1", blob, wrong)
-    line = _one_error_line(sealer("inspect", "liar:v1", expect=1).stderr)
+    line = _one_error_line(sealer("inspect", "--unpack", "liar:v1", expect=1).stderr)
     assert line.startswith(f"error: layer {layer.digest} does not match its diff_id: ")
     assert line.endswith(f"the image config says {wrong}")
     assert os.listdir(root / "overlay2") == []
-    assert sealer("inspect", "--no-unpack", "liar:v1").exit_code == 0
+    assert sealer("inspect", "liar:v1").exit_code == 0  # read-only by default: nothing unpacked
 
 
 def test_add_of_an_archive_bomb_is_refused(
