@@ -35,6 +35,7 @@ import ipaddress
 import json
 import logging
 import queue
+import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -43,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from builder._fs import atomic_write
-from builder.errors import DigestMismatch, InvalidManifest, NotFound, RegistryError, StoreError
+from builder.errors import DigestMismatch, InvalidManifest, NotFound, RegistryError, StoreError, UsageError
 from builder.image.descriptor import Descriptor, Platform
 from builder.image.digest import Digest
 from builder.image.index import Index
@@ -662,9 +663,19 @@ def _registry_host(text: str) -> str:
     return host
 
 
+_IMAGE_ID = re.compile(r"^(?:sha256:)?[0-9a-f]{12,64}$")
+
+
 def _local_name(store: Store, name: str) -> str:
     """The full stored name for `name` (so that `app:v1` pushes to docker.io/library/app:v1)."""
     names = dict(store.refs.list())
     if name in names:
         return name
+    if _IMAGE_ID.match(name):
+        # An image ID would parse as docker.io/library/<hex>:latest; pushing there is never
+        # what was meant (docker refuses too).
+        raise UsageError(
+            f"{name!r} is an image ID, not a name: say where to push it",
+            hint=f"sealer push {name} REGISTRY/REPOSITORY:TAG",
+        )
     return str(Reference.parse(name))

@@ -159,6 +159,9 @@ def test_short_ids_in_inspect_tag_rmi(sealer: SealerRunner, store: Store, built:
     assert json.loads(sealer("inspect", short).stdout)["digest"] == built
     sealer("tag", short, "demo/app:v2", "other/name:v1")
     validate_image(store, "other/name:v1")
+    # push needs a destination for an ID: docker.io/library/<hex>:latest is never meant.
+    pushed = sealer("push", short, expect=2)
+    assert "is an image ID, not a name" in one_error_line(pushed.stderr)
 
     # Several names share the ID: rmi ID is refused without -f, as docker does.
     refused = sealer("rmi", short, expect=1)
