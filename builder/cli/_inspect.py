@@ -6,7 +6,8 @@ Keys, always present (a stable shape for scripts and `--format`):
 - created: the config's `created` (reproducible: SOURCE_DATE_EPOCH, default 1970-01-01);
 - stored: when the image entered this store (RFC 3339 UTC; null for an image reached only by
   digest, or stored before sealer recorded it);
-- manifestv1, ociv1 (the config), imageExtension, containerImageList;
+- manifestv1, ociv1 (the config, with config.Labels and config.Env present even when empty),
+  imageExtension, containerImageList;
 - layers: digest, diffID, mediaType, size and `dir`, the overlay2 directory holding the layer
   unpacked, so that a user can `ls` it: null unless `--unpack` made it (inspect writes nothing
   by default).
@@ -63,8 +64,18 @@ def inspect_document(store: Store, name: str, platform: Platform | None, *, unpa
         "created": config.created,
         "stored": stored,
         "manifestv1": json.loads(manifest.to_bytes()),
-        "ociv1": json.loads(config.to_bytes()),
+        "ociv1": _with_config_defaults(json.loads(config.to_bytes())),
         "imageExtension": extension,
         "containerImageList": images,
         "layers": layers,
     }
+
+
+def _with_config_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """The config as stored, with `config.Labels` and `config.Env` always there (empty when
+    the image has none), as docker's inspect always has them: `{{index .OCIv1.Config.Labels
+    "k"}}` then prints nothing for an image without labels instead of failing."""
+    inner = config.setdefault("config", {})
+    inner.setdefault("Labels", {})
+    inner.setdefault("Env", [])
+    return config

@@ -58,6 +58,14 @@ def test_inspect_writes_nothing_unless_unpack(sealer: SealerRunner, store: Store
     }
 
 
+def test_labels_and_env_are_there_for_an_image_without_any(
+    sealer: SealerRunner, make_context: Callable[..., Path]
+) -> None:
+    sealer("build", "-q", "-t", "bare:v1", str(make_context({"f": "x"}, kubefile="FROM scratch\nCOPY f f\n")))
+    out = sealer("inspect", "bare:v1", "--format", "{{len .OCIv1.Config.Labels}} {{len .OCIv1.Config.Env}}")
+    assert out.stdout == "0 0\n"
+
+
 def test_inspect_format_is_a_go_template(sealer: SealerRunner, built: str) -> None:
     def fmt(template: str) -> str:
         return str(sealer("inspect", "demo/app:v1", "--format", template).stdout)
