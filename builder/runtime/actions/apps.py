@@ -47,7 +47,8 @@ from builder.runtime.actions.common import (
 from builder.runtime.cluster import Cluster
 from builder.runtime.facts import Facts
 from builder.runtime.phases import Check, ImageInfo, Phase, PlanState
-from builder.runtime.phases.apps import AppPlanState, DeliverApp, LaunchApp
+from builder.runtime.phases.deliver_app import DeliverApp
+from builder.runtime.phases.launch_app import AppPlanState, LaunchApp
 from builder.runtime.plugins import get_plugin, runtime_name
 from builder.runtime.runner import Notice, format_plan
 from builder.runtime.state import AppRecord, ClusterState, SavedMeta

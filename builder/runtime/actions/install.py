@@ -39,7 +39,7 @@ from builder.runtime.phases import (
     install_phases,
     upgrade_phases,
 )
-from builder.runtime.phases.upgrade import kubeconfig_steps
+from builder.runtime.phases.kubeconfig import kubeconfig_steps
 from builder.runtime.plugins import RuntimePlugin, get_plugin, runtime_name
 from builder.runtime.plugins.base import KUBECONFIG_OUTPUT
 from builder.runtime.runner import (

@@ -16,20 +16,20 @@ from __future__ import annotations
 from builder.runtime.delivery import DEFAULT_ROOT
 from builder.runtime.phases.base import ImageInfo, Phase, PlanState, Step
 from builder.runtime.phases.check import Check
-from builder.runtime.phases.clean import CleanScripts, RemoveRootfs
+from builder.runtime.phases.clean_scripts import CleanScripts
 from builder.runtime.phases.deliver import Deliver
+from builder.runtime.phases.join_masters import JoinMasters
+from builder.runtime.phases.join_nodes import JoinNodes
+from builder.runtime.phases.kubeconfig import Kubeconfig
 from builder.runtime.phases.launch import Launch
-from builder.runtime.phases.runtime import (
-    JoinMasters,
-    JoinNodes,
-    NodeConfig,
-    RuntimeInit,
-    RuntimeLeave,
-    RuntimePreflight,
-    RuntimeReset,
-)
+from builder.runtime.phases.node_config import NodeConfig
+from builder.runtime.phases.remove_rootfs import RemoveRootfs
+from builder.runtime.phases.runtime_init import RuntimeInit
+from builder.runtime.phases.runtime_leave import RuntimeLeave
+from builder.runtime.phases.runtime_preflight import RuntimePreflight
+from builder.runtime.phases.runtime_reset import RuntimeReset
 from builder.runtime.phases.scripts import HostScripts
-from builder.runtime.phases.upgrade import Kubeconfig, Upgrade
+from builder.runtime.phases.upgrade import Upgrade
 
 
 def install_phases() -> tuple[Phase, ...]:

@@ -2,7 +2,7 @@
 
 A plugin maps a *runtime phase* name to the ordered commands one host runs in it, given that
 host's role and context. It never connects, never sequences hosts and keeps no state: the
-phases in `builder/runtime/phases/runtime.py` decide which hosts take part and in what order
+phases in `builder/runtime/phases/` (plugin_steps.py and a module per phase) decide which hosts take part and in what order
 (init on master0; join masters one at a time; join workers in parallel; leave and reset in
 reverse order), and the runner executes and journals. So a plugin's whole behaviour can be
 compared with the upstream docs in a golden dry-run test.

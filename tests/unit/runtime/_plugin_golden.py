@@ -14,8 +14,15 @@ from builder.runtime.cluster import Cluster
 from builder.runtime.clusterfile import cluster_from_flags
 from builder.runtime.facts import Facts
 from builder.runtime.infra.local import LocalDriver
-from builder.runtime.phases import ImageInfo, Phase, PlanState
-from builder.runtime.phases.runtime import JoinMasters, JoinNodes, RuntimeInit, RuntimePreflight
+from builder.runtime.phases import (
+    ImageInfo,
+    JoinMasters,
+    JoinNodes,
+    Phase,
+    PlanState,
+    RuntimeInit,
+    RuntimePreflight,
+)
 from builder.runtime.plugins.base import HostContext, RuntimePlugin
 from builder.runtime.runner import Runner
 from builder.runtime.state import Journal

@@ -23,7 +23,7 @@ from builder.runtime.phases import (
     removal_phases,
 )
 from builder.runtime.phases.base import Step
-from builder.runtime.phases.clean import CleanScripts
+from builder.runtime.phases.clean_scripts import CleanScripts
 from builder.runtime.phases.launch import Launch
 from builder.runtime.phases.scripts import HostScripts
 from builder.runtime.plugins import UnknownRuntime, select_plugin

@@ -14,7 +14,8 @@ from builder.runtime.cluster import Cluster
 from builder.runtime.clusterfile import cluster_from_flags
 from builder.runtime.facts import Facts
 from builder.runtime.phases import ImageInfo, PlanState, Upgrade
-from builder.runtime.phases.upgrade import Kubeconfig, kubeconfig_steps, upgrade_groups
+from builder.runtime.phases.kubeconfig import Kubeconfig, kubeconfig_steps
+from builder.runtime.phases.upgrade import upgrade_groups
 from builder.runtime.plugins import base
 from builder.runtime.plugins.base import HostContext, PluginStep, RuntimePlugin, quorum_warnings
 from builder.runtime.plugins.none import NoneRuntime

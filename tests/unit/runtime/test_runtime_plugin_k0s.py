@@ -14,11 +14,12 @@ import yaml
 from builder.image.descriptor import Platform
 from builder.runtime.cluster import Cluster
 from builder.runtime.facts import Facts
-from builder.runtime.phases import ImageInfo, PlanState
-from builder.runtime.phases.runtime import (
+from builder.runtime.phases import (
+    ImageInfo,
     JoinMasters,
     JoinNodes,
     NodeConfig,
+    PlanState,
     RuntimeInit,
     RuntimeLeave,
     RuntimeReset,

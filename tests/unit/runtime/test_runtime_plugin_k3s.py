@@ -7,14 +7,16 @@ import subprocess
 
 from builder.image.descriptor import Platform
 from builder.runtime.facts import Facts
-from builder.runtime.phases import ImageInfo, PlanState, install_phases
-from builder.runtime.phases.runtime import (
+from builder.runtime.phases import (
+    ImageInfo,
     JoinMasters,
     JoinNodes,
     NodeConfig,
+    PlanState,
     RuntimeInit,
     RuntimeLeave,
     RuntimeReset,
+    install_phases,
 )
 from builder.runtime.plugins import base as phases
 from builder.runtime.plugins import select_plugin

@@ -16,16 +16,18 @@ import yaml
 from builder.image.descriptor import Platform
 from builder.runtime.cluster import Cluster
 from builder.runtime.facts import Facts
-from builder.runtime.phases import ImageInfo, PlanState
-from builder.runtime.phases.runtime import (
+from builder.runtime.phases import (
+    ImageInfo,
     JoinMasters,
     JoinNodes,
+    Kubeconfig,
     NodeConfig,
+    PlanState,
     RuntimeInit,
     RuntimeLeave,
     RuntimeReset,
+    Upgrade,
 )
-from builder.runtime.phases.upgrade import Kubeconfig, Upgrade
 from builder.runtime.plugins import base as phases
 from builder.runtime.plugins import select_plugin
 from builder.runtime.plugins.base import output_refs, resolve_outputs

@@ -1,4 +1,4 @@
-"""The phases of leaving: `sh scripts/clean.sh` on each leaving host, then its rootfs goes.
+"""clean-scripts: `sh scripts/clean.sh` on each leaving host (its rootfs goes next, remove_rootfs.py).
 
 Order, as sealer's reset: nodes, then masters, master0 last (each group in parallel). clean.sh
 must be idempotent and safe on a half-installed host; a host whose rootfs is already gone
@@ -10,8 +10,6 @@ from __future__ import annotations
 import shlex
 from typing import ClassVar
 
-from builder.runtime._delivery_shell import Paths
-from builder.runtime._delivery_shell import remove as remove_command
 from builder.runtime.cluster import Cluster
 from builder.runtime.facts import Facts
 from builder.runtime.phases import host_aliases
@@ -54,24 +52,4 @@ class CleanScripts(Phase):
             )
             for stage, h in ordered_for_removal(cluster, state.target_hosts(cluster))
             if cluster.host_aliases
-        ]
-
-
-class RemoveRootfs(Phase):
-    name: ClassVar[str] = "remove-rootfs"
-    title: ClassVar[str] = "Remove the rootfs"
-
-    def plan(self, cluster: Cluster, facts: Facts, state: PlanState) -> list[Step]:
-        paths = Paths(state.root, cluster.name)
-        return [
-            Step(
-                host=h.ip,
-                id="rootfs",
-                description=f"remove {paths.data} and the blobs no other cluster uses",
-                command=remove_command(paths),
-                kind="remove",
-                stage=stage,
-                journal=False,
-            )
-            for stage, h in ordered_for_removal(cluster, state.target_hosts(cluster))
         ]
