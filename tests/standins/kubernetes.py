@@ -47,8 +47,10 @@ the cluster is reachable, stops the kubelet, kills the static pods and removes k
 
 Deliberate differences: no TLS (names are checked against SANs instead), no pods but static ones,
 containerd keeps its images under /run (/var/lib/containerd is not private on the test hosts),
-kubeconfigs carry a token instead of a client certificate, drain only cordons, the kubelet adds a
-control plane's etcd member as it registers (kubeadm's control-plane-join phase does, right after).
+kubeconfigs carry a token instead of a client certificate, drain cordons and then, having no pods
+to evict, records `evicted: true` on the Node (a Patched event, so a cordon is told from a drain),
+the kubelet adds a control plane's etcd member as it registers (kubeadm's control-plane-join phase
+does, right after).
 
 Fault points, so a test can break init or join half-way for real: when the file
 /run/standin-fault/<point> exists on the host as kubeadm reaches <point>, kubeadm removes it and

@@ -250,11 +250,14 @@ def test_delete_the_worker(lab: Lab) -> None:
     actions.delete(NAME, lab.settings(), nodes=[w1.address])
     assert w1.hostname not in kubectl_nodes(m0)  # kubectl delete node, after the reset
     events = [e for e in cluster_state(lab)["events"] if e["name"] == w1.hostname]
-    assert [e["reason"] for e in events][-3:] == [
-        "Patched",
-        "Patched",
-        "Deleted",
-    ]  # cordoned, drained, deleted
+    # on master0: drained (cordoned, then its pods evicted: a cordon alone would not do), then
+    # the node deleted - in that order
+    assert [(e["reason"], {k: e[k] for k in ("unschedulable", "evicted") if k in e})
+            for e in events][-3:] == [
+        ("Patched", {"unschedulable": True}),
+        ("Patched", {"evicted": True}),
+        ("Deleted", {}),
+    ]  # fmt: skip
     assert_clean(lab, w1)
     assert members(lab) == [m0.hostname, m1.hostname]
 
@@ -324,13 +327,15 @@ def test_upgrade_one_minor_version(lab: Lab, tmp_path: Path) -> None:
     cluster = json.loads(cluster_state(lab)["secrets"]["kubeadm-config"]["value"])
     assert cluster["kubernetesVersion"] == "v1.31.6"
     # drained before the kubelet was replaced, uncordoned after: master0 first, then the other
-    reasons = [(e["name"], e.get("unschedulable")) for e in cluster_state(lab)["events"]
-               if e["reason"] == "Patched" and "unschedulable" in e]  # fmt: skip
-    assert reasons[-4:] == [
-        (m0.hostname, True),
-        (m0.hostname, False),
-        (m1.hostname, True),
-        (m1.hostname, False),
+    reasons = [(e["name"], e.get("unschedulable"), e.get("evicted")) for e in cluster_state(lab)["events"]
+               if e["reason"] == "Patched" and ("unschedulable" in e or "evicted" in e)]  # fmt: skip
+    assert reasons[-6:] == [
+        (m0.hostname, True, None),  # drained: cordoned, then its pods evicted
+        (m0.hostname, None, True),
+        (m0.hostname, False, False),  # uncordoned
+        (m1.hostname, True, None),
+        (m1.hostname, None, True),
+        (m1.hostname, False, False),
     ]
     # no downgrade
     with pytest.raises(SealerError) as info:
