@@ -22,7 +22,7 @@ from builder.image.extension import ImageExtension
 from builder.image.manifest import Manifest
 from builder.layers.compression import Compression
 from builder.store.layout import Store
-from kubefile_grammar import KubefileError
+from kubefile_grammar import InvalidArgument, KubefileError
 from tests.conftest import Link
 from tests.validate import validate_image
 
@@ -399,7 +399,7 @@ def test_bad_kubefile_is_a_grammar_error(store: Store, make_context: Callable[..
 
 def test_unknown_runtime_label(store: Store, make_context: Callable[..., Path]) -> None:
     ctx = make_context({}, kubefile="FROM scratch\nLABEL cluster.alpha.sealer.io/cluster-runtime-type=k9s\n")
-    with pytest.raises(Exception, match="unknown cluster runtime"):
+    with pytest.raises(InvalidArgument, match="unknown cluster runtime"):
         build(store, ctx)
 
 

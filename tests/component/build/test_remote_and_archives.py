@@ -14,7 +14,7 @@ import pytest
 
 from builder.build.executor import build_image
 from builder.build.plan import BuildOptions
-from builder.errors import BuildError
+from builder.errors import BuildError, UnsafePath
 from builder.image.descriptor import Platform
 from builder.store.layout import Store
 from tests.component.build.test_build import extension, layer_members
@@ -122,6 +122,6 @@ def test_add_refuses_a_hostile_archive(store: Store, make_context: Callable[...,
         info.size = 1
         tar.addfile(info, io.BytesIO(b"x"))
     ctx = make_context({"evil.tar": buf.getvalue()}, kubefile="FROM scratch\nADD evil.tar /opt/\n")
-    with pytest.raises(Exception, match="escape"):
+    with pytest.raises(UnsafePath, match="escape"):
         run_build(store, ctx)
     assert store.refs.list() == []

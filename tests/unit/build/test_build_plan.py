@@ -8,6 +8,7 @@ import pytest
 
 import kubefile_grammar as kg
 from builder.build.plan import BuildOptions, ConfigStep, CopyStep, RunStep, make_plan
+from builder.errors import ImageNotFound
 from builder.image.descriptor import Platform
 from builder.store.layout import Store
 
@@ -58,8 +59,9 @@ def test_bad_substitution_names_file_and_line(tmp_path: Path) -> None:
 
 
 def test_missing_base_image(tmp_path: Path) -> None:
-    with pytest.raises(Exception, match="nothing/here"):
+    with pytest.raises(ImageNotFound, match="nothing/here") as info:
         plan("FROM nothing/here:v1\n", tmp_path)
+    assert str(info.value).startswith("Kubefile:1:1: ") and "\n" not in str(info.value)
 
 
 def test_kubeversion_that_expands_to_nothing_is_refused_at_its_line(tmp_path: Path) -> None:
