@@ -1,7 +1,7 @@
 """Layers: deterministic tar streams in and out of directory trees, overlay diff dirs.
 
 Public modules: `compression` (Compression, open_compressor, open_decompressed), `tarwriter`
-(TarEntry, TarWriter, walk_tree), `whiteout` (OCI and overlay whiteout forms, upperdir_entries),
+(TarEntry, TarWriter, walk_tree, walk_upperdir), `whiteout` (OCI and overlay whiteout forms),
 `tarreader` (extract_layer: the one hardened unpacker), `onepass` (LayerWriter: walk -> tar ->
 diff_id -> compress -> sink in one pass), `overlay` (DiffDirs, mounted_rootfs).
 Streams in, streams out: imports only `builder.errors`, `builder._fs` and `builder.image`; never

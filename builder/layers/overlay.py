@@ -32,7 +32,7 @@ from builder.image.digest import Digest
 from builder.layers.compression import open_decompressed
 from builder.layers.tarwriter import TarEntry, _Walker, walk_upperdir
 from builder.layers.unpack import UnpackOptions, unpack_layer
-from builder.layers.whiteout import WHITEOUT_PREFIX, upperdir_entries
+from builder.layers.whiteout import WHITEOUT_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ class MountedRootfs:
     def changes(self) -> Iterator[TarEntry]:
         """The step's changes in OCI form (whiteouts, opaque markers), in walk order."""
         if self._upper is not None:
-            return upperdir_entries(self._upper)
+            return walk_upperdir(self._upper)
         return _snapshot_changes(self.merged, self._before)
 
 

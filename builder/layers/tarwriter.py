@@ -299,7 +299,11 @@ def walk_tree(
 
 
 def walk_upperdir(upper: str | Path, *, include: Include | None = None) -> Iterator[TarEntry]:
-    """See `whiteout.upperdir_entries`, the public name."""
+    """Entries for what an overlay upperdir holds (what a RUN step changed), in OCI form.
+
+    Char devices 0/0 become kind "whiteout", opaque dirs a dir entry followed by kind "opaque";
+    owners are kept (unlike walk_tree: a RUN step may chown). Order as walk_tree's.
+    """
     return _walk(Path(upper), "", _Walker(chmod=None, include=include, overlay=True))
 
 

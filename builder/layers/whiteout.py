@@ -5,6 +5,8 @@ OCI form (image-spec layer.md): a file `.wh.<name>` deletes `<name>` of lower la
 Overlay form (kernel overlayfs.rst): a character device 0/0 is a whiteout; the xattr
 `trusted.overlay.opaque=y` marks an opaque directory (`user.overlay.opaque` on userxattr
 mounts; both are read).
+Names and the overlay primitives only: walking an upperdir into entries is
+`tarwriter.walk_upperdir`, which uses these helpers.
 """
 
 from __future__ import annotations
@@ -12,14 +14,8 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from builder.errors import BadWhiteout
-
-if TYPE_CHECKING:
-    from builder.layers.tarwriter import TarEntry
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_NAME = ".wh..wh..opq"
@@ -85,17 +81,3 @@ def make_overlay_whiteout(name: str, *, dir_fd: int) -> None:
 def set_overlay_opaque(dir_fd: int) -> None:
     """Mark the directory open as `dir_fd` opaque for overlayfs."""
     os.setxattr(dir_fd, OVERLAY_OPAQUE_XATTR, b"y")
-
-
-def upperdir_entries(
-    upper: str | Path, *, include: Callable[[str, bool], bool] | None = None
-) -> Iterator[TarEntry]:
-    """Entries for what an overlay upperdir holds (what a RUN step changed), in OCI form.
-
-    Char devices 0/0 become kind "whiteout", opaque dirs a dir entry followed by kind "opaque";
-    owners are kept (unlike walk_tree: a RUN step may chown). Order as walk_tree's.
-    """
-    # Imported here: tarwriter imports this module's name helpers.
-    from builder.layers.tarwriter import walk_upperdir
-
-    return walk_upperdir(upper, include=include)

@@ -10,16 +10,33 @@ SOURCE_DATE_EPOCH, default 0) and `stored` when the image entered this store (re
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from builder.errors import BlobNotFound, ImageError, ImageInUse, ImageNotFound, StoreError
+from builder.image.config import ImageConfig
 from builder.image.descriptor import Descriptor, Platform
 from builder.image.digest import Digest
 from builder.image.manifest import Manifest
 from builder.image.mediatypes import MANIFESTS
+from builder.store.blobs import BlobStore
+from builder.store.refs import RefStore
 
-if TYPE_CHECKING:
-    from builder.store.layout import Store
+
+class StoreView(Protocol):
+    """What this module needs of `layout.Store`, which calls it back (`images`, ID prefixes):
+    stated here so that this module does not import layout.py and the two form no cycle."""
+
+    @property
+    def blobs(self) -> BlobStore: ...
+    @property
+    def refs(self) -> RefStore: ...
+    def read_manifest(self, target: Descriptor) -> Manifest: ...
+    def read_config(self, target: Descriptor) -> ImageConfig: ...
+    def manifests_for(
+        self, desc: Descriptor, platform: Platform | None = None
+    ) -> list[tuple[Descriptor, Manifest]]: ...
+    def resolve(self, ref: str) -> Descriptor: ...
+    def untag(self, name: str) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +55,7 @@ class ImageRecord:
 
 
 def platform_manifest(
-    store: Store, desc: Descriptor, platform: Platform | None = None
+    store: StoreView, desc: Descriptor, platform: Platform | None = None
 ) -> tuple[Descriptor, Manifest]:
     """The manifest `desc` stands for: itself, or for an index the one for `platform` (strict),
     or with no platform this host's, else the first present locally."""
@@ -56,7 +73,7 @@ def _pick(pairs: list[tuple[Descriptor, Manifest]], desc: Descriptor) -> tuple[D
     return next((p for p in pairs if p[0].platform is not None and p[0].platform.matches(host)), pairs[0])
 
 
-def image_id(store: Store, desc: Descriptor) -> Digest:
+def image_id(store: StoreView, desc: Descriptor) -> Digest:
     """The IMAGE ID of the image `desc` names; its own digest when its blobs are unreadable."""
     try:
         return platform_manifest(store, desc)[1].config.digest
@@ -64,7 +81,7 @@ def image_id(store: Store, desc: Descriptor) -> Digest:
         return desc.digest
 
 
-def image_records(store: Store) -> list[ImageRecord]:
+def image_records(store: StoreView) -> list[ImageRecord]:
     """Every named image, in index order; one that is broken (a blob missing, a manifest or
     config unreadable) is listed with its `problem`, so it never hides the others."""
     records = []
@@ -76,7 +93,7 @@ def image_records(store: Store) -> list[ImageRecord]:
     return records
 
 
-def _record(store: Store, name: str, desc: Descriptor, stored: str | None) -> ImageRecord:
+def _record(store: StoreView, name: str, desc: Descriptor, stored: str | None) -> ImageRecord:
     pairs = store.manifests_for(desc)
     main = _pick(pairs, desc)
     blobs: dict[Digest, int] = {desc.digest: desc.size}
@@ -107,12 +124,12 @@ def _record(store: Store, name: str, desc: Descriptor, stored: str | None) -> Im
     )
 
 
-def names_of(store: Store, image: Digest) -> list[str]:
+def names_of(store: StoreView, image: Digest) -> list[str]:
     """Every name whose image ID is `image`, in index order."""
     return [name for name, desc in store.refs.list() if image_id(store, desc) == image]
 
 
-def remove_image(store: Store, text: str, *, force: bool) -> list[str]:
+def remove_image(store: StoreView, text: str, *, force: bool) -> list[str]:
     """`rmi TEXT`, as docker does it: a name loses only that name; an image ID (12+ hex digits)
     or digest loses every name of that image, which needs `force` when there are several
     (ImageInUse otherwise). Returns the names removed; ImageNotFound when nothing matches.

@@ -14,8 +14,7 @@ from builder.errors import LayerError, UnsafePath
 from builder.layers.compression import Compression
 from builder.layers.onepass import LayerWriter
 from builder.layers.overlay import DiffDirs, mounted_rootfs
-from builder.layers.tarwriter import TarEntry, TarWriter, walk_tree
-from builder.layers.whiteout import upperdir_entries
+from builder.layers.tarwriter import TarEntry, TarWriter, walk_tree, walk_upperdir
 
 pytestmark = pytest.mark.component
 
@@ -182,13 +181,13 @@ def test_many_long_lowerdirs_use_short_fd_paths(tmp_path: Path) -> None:
         pass
 
 
-def test_upperdir_entries_from_a_real_upperdir(tmp_path: Path) -> None:
+def test_walk_upperdir_from_a_real_upperdir(tmp_path: Path) -> None:
     lower = tmp_path / "lower"
     (lower / "d").mkdir(parents=True)
     (lower / "d/f").write_text("x")
     with mounted_rootfs([lower], tmp_path / "s", mode="overlay") as rootfs:
         os.unlink(rootfs.merged / "d/f")
-        entries = list(upperdir_entries(tmp_path / "s" / "upper"))
+        entries = list(walk_upperdir(tmp_path / "s" / "upper"))
     assert [(e.name, e.kind) for e in entries] == [("d", "dir"), ("d/f", "whiteout")]
     st = os.lstat(tmp_path / "s/upper/d/f")
     assert stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
