@@ -3,6 +3,7 @@ registry's disk, an unknown host, a closed port."""
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -24,15 +25,27 @@ FAST = RegistryOptions(retries=2, timeout_s=10)
 def test_registry_killed_mid_push_then_repush_resumes(registry: RegistryServer, tmp_path: Path) -> None:
     store = Store.open(tmp_path / "s")
     desc = add_big_image(store, "big:v1", big_mb=200)
-    big = store.read_manifest(desc).layers[-1]
+    manifest = store.read_manifest(desc)
+    big = manifest.layers[-1]
+    small = {str(d.digest) for d in (manifest.config, *manifest.layers[:-1])}
     ref = f"{registry.host}/big:v1"
     killed_at: list[int] = []
+    small_done: set[str] = set()
+    big_done = [0]
+    lock = threading.Lock()
 
     def on_event(event: RegistryEvent) -> None:
-        hit = isinstance(event, BlobProgress) and event.digest == str(big.digest) and event.done >= 32 << 20
-        if hit and not killed_at:
-            killed_at.append(1)
-            registry.kill()
+        # The kill waits until every small blob is complete (its BlobDone: the registry has
+        # committed it) and the big one is well under way; blobs go in parallel, so under CPU
+        # load the small ones may still be in flight at any byte count of the big one.
+        with lock:
+            if isinstance(event, BlobDone) and event.digest in small:
+                small_done.add(event.digest)
+            elif isinstance(event, BlobProgress) and event.digest == str(big.digest):
+                big_done[0] = event.done
+            if small_done == small and big_done[0] >= 32 << 20 and not killed_at:
+                killed_at.append(1)
+                registry.kill()
 
     started = time.monotonic()
     with pytest.raises(RegistryUnavailable) as info:
@@ -49,9 +62,6 @@ def test_registry_killed_mid_push_then_repush_resumes(registry: RegistryServer, 
     assert pushed.digest == desc.digest
     skipped = {e.digest for e in events if isinstance(e, BlobSkipped)}
     sent = {e.digest for e in events if isinstance(e, BlobDone)}
-    small = {
-        str(d.digest) for d in (store.read_manifest(desc).config, *store.read_manifest(desc).layers[:-1])
-    }
     assert small <= skipped, "blobs completed before the kill were sent again"
     assert sent == {str(big.digest)}
     assert RegistryClient(FAST).resolve(ref).digest == desc.digest
