@@ -1,11 +1,12 @@
-"""Progress events the build emits; only `cli/output.py` turns them into text or bars."""
+"""Progress events the build emits; only `cli/progress.py` turns them into text or bars.
+
+The blobs of a pull are not build events: they are the injected puller's own (the CLI wires the
+registry client's events to the same display)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-
-from builder.registry.events import RegistryEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,13 +53,6 @@ class BuildWarning:
 
 
 @dataclass(frozen=True, slots=True)
-class PullEvent:
-    """The pull of a FROM image the store lacks: one event of the registry client."""
-
-    event: RegistryEvent
-
-
-@dataclass(frozen=True, slots=True)
 class ImageBuilt:
     name: str
     digest: str
@@ -66,7 +60,7 @@ class ImageBuilt:
     seconds: float
 
 
-BuildEvent = StepStarted | StepProgress | StepOutput | StepFinished | BuildWarning | PullEvent | ImageBuilt
+BuildEvent = StepStarted | StepProgress | StepOutput | StepFinished | BuildWarning | ImageBuilt
 EventSink = Callable[[BuildEvent], None]
 
 

@@ -16,7 +16,7 @@ from collections import ChainMap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import kubefile_grammar as kg
 from builder.errors import ImageNotFound, RegistryError, SealerError, UsageError
@@ -30,9 +30,6 @@ from builder.layers.compression import Compression
 from builder.store.layout import Store
 from kubefile_grammar.errors import InvalidArgument, LimitExceeded
 from kubefile_grammar.limits import MAX_EXPANSION_CHARS, MAX_TOTAL_EXPANSION_CHARS
-
-if TYPE_CHECKING:
-    from builder.registry.client import RegistryOptions
 
 # Pulls FROM's image into the store for a platform (None: every platform of an index).
 PullBase = Callable[[str, Platform | None], None]
@@ -56,7 +53,6 @@ class BuildOptions:
     isolation: Literal["none", "chroot"] = "none"  # how RUN is kept from the host (steps/run.py)
     pull: Literal["always", "missing", "never"] = "missing"  # FROM: when to pull from the registry
     bundle_images: bool = True  # pull the container images the context references into registry/
-    registry: RegistryOptions | None = None  # None: RegistryOptions() defaults
 
     @property
     def kubefile_path(self) -> Path:

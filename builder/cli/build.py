@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, cast
+from typing import TYPE_CHECKING, Literal, cast
 
 import click
 
 from builder.build.context import check_regular_file
 from builder.build.executor import build_image
 from builder.build.plan import BuildOptions
+from builder.build.pull import Puller
 from builder.cli._common import (
     TIMEOUT_ENV,
     RegistryCommand,
@@ -23,7 +25,30 @@ from builder.cli.progress import build_progress
 from builder.errors import UsageError
 from builder.image.descriptor import Platform
 from builder.layers.compression import Compression
+from builder.store.layout import Store
 from kubefile_grammar.limits import MAX_KUBEFILE_BYTES
+
+if TYPE_CHECKING:
+    from builder.registry.client import RegistryClient, RegistryOptions
+    from builder.registry.events import RegistryEvent
+
+
+def registry_puller(
+    options: RegistryOptions | None, on_event: Callable[[RegistryEvent], None] | None = None
+) -> Puller:
+    """The build's registry access: one client (`options` None: its defaults), created and
+    imported (requests, oras) only when the build first pulls; its events go to `on_event`."""
+    client: RegistryClient | None = None
+
+    def pull(store: Store, image: str, platform: Platform | None, tag_as: str | None) -> None:
+        nonlocal client
+        if client is None:
+            from builder.registry.client import RegistryClient, RegistryOptions
+
+            client = RegistryClient(options or RegistryOptions(), on_event)
+        client.pull(store, image, platform=platform, all_platforms=platform is None, tag_as=tag_as)
+
+    return pull
 
 
 def _platforms(value: str | None) -> tuple[Platform, ...]:
@@ -165,10 +190,12 @@ def build(
         isolation=cast(Literal["none", "chroot"], isolation),
         pull=cast(Literal["always", "missing", "never"], pull),
         bundle_images=not no_image_bundle,
-        # Only non-default flags build options now: the client's module pulls in requests/oras.
-        registry=make_registry_options(tls_verify, plain_http, ca_cert, authfile, creds=creds)
+    )
+    # Only non-default flags build options now: the client's module pulls in requests/oras.
+    registry = (
+        make_registry_options(tls_verify, plain_http, ca_cert, authfile, creds=creds)
         if (not tls_verify or plain_http or ca_cert or authfile or creds or os.environ.get(TIMEOUT_ENV))
-        else None,
+        else None
     )
     # Refused before anything opens it: a FIFO with no writer would block the build forever,
     # a device such as /dev/zero never ends. Reading stays with the build.
@@ -176,7 +203,8 @@ def build(
     store = open_store(ctx)
     progress = build_progress(quiet=quiet)
     try:
-        result = build_image(store, options, progress)
+        # A pull's blobs show on the build's own display (bars on a terminal, lines otherwise).
+        result = build_image(store, options, progress, pull=registry_puller(registry, progress.pull))
     finally:
         progress.close()
     click.echo(str(result.descriptor.digest))

@@ -50,14 +50,12 @@ class PlainProgress:
 
     def __init__(self, *, quiet: bool = False) -> None:
         self.quiet = quiet
-        self.pull = PlainTransfer()
+        self.pull = PlainTransfer(quiet=quiet)  # the build's puller's events (cli/build.py)
 
     def __call__(self, event: b.BuildEvent) -> None:
         if self.quiet and not isinstance(event, b.BuildWarning):
             return
-        if isinstance(event, b.PullEvent):
-            self.pull(event.event)
-        elif isinstance(event, b.StepStarted):
+        if isinstance(event, b.StepStarted):
             click.echo(_step_line(event), err=True)
         elif isinstance(event, b.StepOutput):
             click.echo(f"  | {event.line}", err=True)
@@ -79,13 +77,11 @@ class RichProgress:
         self.bars = Bars(console, clock)
         self.tasks: dict[tuple[str, int], Any] = {}
         self.labels: dict[tuple[str, int], str] = {}
-        self.pull = RichTransfer(bars=self.bars)  # a FROM image the store lacks
+        self.pull = RichTransfer(bars=self.bars)  # the build's puller's events (cli/build.py)
 
     def __call__(self, event: b.BuildEvent) -> None:
         bars = self.bars
-        if isinstance(event, b.PullEvent):
-            self.pull(event.event)
-        elif isinstance(event, b.StepStarted):
+        if isinstance(event, b.StepStarted):
             bars.print(_step_line(event), style="bold")
             self.labels[event.platform, event.index] = f"step {event.index}/{event.total}"
         elif isinstance(event, b.StepProgress):

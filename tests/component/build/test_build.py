@@ -406,7 +406,7 @@ def test_unknown_runtime_label(store: Store, make_context: Callable[..., Path]) 
 def test_big_files_are_keyed_by_stat_small_ones_by_content(
     store: Store, make_context: Callable[..., Path]
 ) -> None:
-    from builder.build.executor import CONTENT_HASH_MAX_BYTES
+    from builder.build.cache import CONTENT_HASH_MAX_BYTES
 
     big = os.urandom(1 << 16) * ((CONTENT_HASH_MAX_BYTES >> 16) + 1)
     ctx = make_context(

@@ -15,12 +15,14 @@ import zstandard
 
 from builder.build.executor import build_image
 from builder.build.plan import BuildOptions
+from builder.cli.build import registry_puller
 from builder.errors import ImageNotFound, RegistryUnavailable
 from builder.image import mediatypes
 from builder.image.descriptor import Platform
 from builder.image.extension import parse_container_images
 from builder.registry.client import RegistryClient
 from builder.store.layout import Store
+from tests.conftest import SealerRunner
 from tests.registry_fixtures import RegistryServer
 from tests.validate import validate_image
 
@@ -28,7 +30,8 @@ AMD64 = (Platform("linux", "amd64"),)
 
 
 def build(store: Store, ctx: Path, tag: str, **kw: object) -> None:
-    build_image(store, BuildOptions(context=ctx, tags=(tag,), platforms=AMD64, **kw))  # type: ignore[arg-type]
+    options = BuildOptions(context=ctx, tags=(tag,), platforms=AMD64, **kw)  # type: ignore[arg-type]
+    build_image(store, options, pull=registry_puller(None))
     validate_image(store, tag)
 
 
@@ -55,6 +58,28 @@ def test_from_an_image_in_a_registry(
     build(store, child, "child:v2")
     with pytest.raises(RegistryUnavailable, match=registry.host):
         build(store, child, "child:v3", pull="always")
+
+
+def test_sealer_build_shows_the_pull_of_its_base(
+    tmp_path: Path, make_context: Callable[..., Path], registry: RegistryServer, sealer: SealerRunner
+) -> None:
+    """The build's registry access is the CLI's (the build imports no registry client): the
+    pull of a FROM image the store lacks still shows its blobs on the build's display."""
+    publisher = Store.open(tmp_path / "publisher")
+    build(publisher, make_context({"a.txt": "a\n"}, kubefile="FROM scratch\nCOPY a.txt /\n"), "base:v1")
+    remote = f"{registry.host}/team/base:v1"
+    RegistryClient().push(publisher, "base:v1", remote)
+    layer = publisher.read_manifest(publisher.resolve("base:v1")).layers[0]
+    child = make_context({"b.txt": "b\n"}, kubefile=f"FROM {remote}\nCOPY b.txt /\n")
+    result = sealer("build", "-t", "child:v1", "--platform", "linux/amd64", str(child))
+    lines = result.stderr.splitlines()
+    assert f"warning: pulling {remote} for linux/amd64" in lines
+    assert any(line.startswith(f"  blob {layer.digest.hex[:12]} ") and line.endswith("s") for line in lines)
+    assert any(line.startswith(f"  manifest {remote} sha256:") for line in lines)
+    quiet = sealer(
+        "build", "-q", "--pull", "always", "-t", "child:v2", "--platform", "linux/amd64", str(child)
+    )
+    assert "blob" not in quiet.stderr and "manifest" not in quiet.stderr
 
 
 def extract_layer_tar(store: Store, tag: str, index: int, dest: Path) -> None:

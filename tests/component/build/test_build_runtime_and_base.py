@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from builder.build.events import BuildEvent, StepStarted
-from builder.build.executor import build_image
+from builder.build.events import BuildEvent, EventSink, StepStarted, ignore_events
+from builder.build.executor import BuildResult
+from builder.build.executor import build_image as build_without_registry
 from builder.build.plan import BuildOptions
+from builder.cli.build import registry_puller
 from builder.errors import ImageNotFound, NotFound, RegistryError, RegistryUnavailable, UsageError
 from builder.image import mediatypes
 from builder.image.descriptor import Platform
@@ -28,6 +30,11 @@ from tests.validate import validate_image
 AMD64 = (Platform("linux", "amd64"),)
 LABEL = mediatypes.LABEL_CLUSTER_RUNTIME
 UNREACHABLE = "127.0.0.1:9"  # discard port: connection refused at once, never a network
+
+
+def build_image(store: Store, options: BuildOptions, on_event: EventSink = ignore_events) -> BuildResult:
+    """A build with the registry access `sealer build` gives it."""
+    return build_without_registry(store, options, on_event, pull=registry_puller(None))
 
 
 def options(ctx: Path, **kw: object) -> BuildOptions:

@@ -223,17 +223,17 @@ def test_a_build_pulling_its_base_shows_the_blobs() -> None:
     display, and as plain lines off a terminal."""
     clock, c = Clock(), console()
     build = p.RichProgress(c, clock)
-    build(b.PullEvent(r.BlobStarted(D1, 10 * MB, "x", "pull")))
-    build(b.PullEvent(r.BlobProgress(D1, 4 * MB, 10 * MB)))
+    build.pull(r.BlobStarted(D1, 10 * MB, "x", "pull"))  # the CLI wires the build's puller here
+    build.pull(r.BlobProgress(D1, 4 * MB, 10 * MB))
     assert "pulling a1a1a1a1a1a1" in build.bars.frame() and "4 MB/10 MB" in build.bars.frame()
-    build(b.PullEvent(r.BlobDone(D1, 10 * MB, 10 * MB)))
+    build.pull(r.BlobDone(D1, 10 * MB, 10 * MB))
     build(b.StepStarted("linux/amd64", 1, 1, "COPY a /"))
     build.close()
     assert in_order(printed(c), f"  blob {D1[7:19]} 10 MB done in 0.00s\n", "STEP 1/1: COPY a /\n")
     runner = CliRunner()
     with runner.isolation() as (_, err, _):
         plain = p.PlainProgress()
-        plain(b.PullEvent(r.BlobSkipped(D1, 10 * MB)))
-        p.PlainProgress(quiet=True)(b.PullEvent(r.BlobSkipped(D2, MB)))
+        plain.pull(r.BlobSkipped(D1, 10 * MB))
+        p.PlainProgress(quiet=True).pull(r.BlobSkipped(D2, MB))
         text = err.getvalue().decode()
     assert text == f"  blob {D1[7:19]} 10 MB already there\n"
