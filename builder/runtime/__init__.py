@@ -5,4 +5,13 @@ Public names: `cluster.Cluster`/`HostSpec`/`SSHSpec`/`Role`/`diff`,
 `env.merge_env`/`reserved_env`/`render_template`; drivers in `infra/`.
 Imports `builder.registry`, `builder.store`, `builder.layers` and `builder.image`;
 never `builder.build`, never `builder.cli`.
+
+Inside, cluster <- clusterfile/env <- plugins <- phases <- runner <- actions: a module imports
+only from its own layer or lower ones (tests/unit/test_import_rules.py holds this):
+  cluster           cluster, events, facts (the values every layer reads)
+  clusterfile/env   clusterfile, _bounded_yaml, env, state (the journal), infra/ (drivers)
+  plugins           plugins/
+  phases            phases/, delivery, _delivery_shell, _stackcheck, dryrun
+  runner            runner
+  actions           actions/
 """
