@@ -34,7 +34,7 @@ class Compression(enum.StrEnum):
     ZSTD = "zstd"
 
 
-class Sink(Protocol):
+class ByteSink(Protocol):
     """Where compressed bytes go: a file, the store's blob writer, a socket wrapper."""
 
     def write(self, data: bytes | bytearray | memoryview, /) -> int | None: ...
@@ -52,13 +52,14 @@ def zstd_workers() -> int:
     zstd's streaming multi-threaded output is identical for any nbWorkers >= 1 (only
     nbWorkers == 0, the single-threaded mode, differs; facebook/zstd#2238, #2327), so the digest
     does not depend on the machine. We always stream (ZSTD_e_continue before ZSTD_e_end), which
-    is the case #2327 guarantees. tests/unit/layers/test_compression.py checks 1 vs 2 threads.
+    is the case #2327 guarantees. tests/unit/layers/test_layers_compression.py
+    (test_zstd_output_independent_of_worker_count) checks 1 vs 2 threads.
     """
     return max(1, os.cpu_count() or 1)
 
 
 class _Plain:
-    def __init__(self, sink: Sink) -> None:
+    def __init__(self, sink: ByteSink) -> None:
         self._sink = sink
 
     def write(self, data: bytes | bytearray | memoryview, /) -> None:
@@ -69,7 +70,7 @@ class _Plain:
 
 
 class _Zstd:
-    def __init__(self, sink: Sink, threads: int) -> None:
+    def __init__(self, sink: ByteSink, threads: int) -> None:
         # A fixed 4 MiB job size (zstd's default at level 3 is 8 MiB): peak memory with two
         # workers drops from ~110 MB to ~60 MB for ~2% more output, and the output stays the
         # same for any worker count because the job size no longer follows the level.
@@ -94,7 +95,7 @@ class _Zstd:
 class _Gzip:
     """One gzip member: fixed header, raw deflate, CRC32 and ISIZE trailer (RFC 1952)."""
 
-    def __init__(self, sink: Sink) -> None:
+    def __init__(self, sink: ByteSink) -> None:
         self._sink = sink
         self._deflate = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
         self._crc = 0
@@ -113,7 +114,7 @@ class _Gzip:
         self._sink.write(struct.pack("<II", self._crc & 0xFFFFFFFF, self._size & 0xFFFFFFFF))
 
 
-def open_compressor(kind: Compression, sink: Sink, *, threads: int | None = None) -> Compressor:
+def open_compressor(kind: Compression, sink: ByteSink, *, threads: int | None = None) -> Compressor:
     """An encoder writing `kind`-compressed bytes to `sink`; close() ends the frame, not the sink.
 
     `threads` (zstd only) defaults to `zstd_workers()`; it does not change the output.

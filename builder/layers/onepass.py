@@ -20,7 +20,7 @@ from types import TracebackType
 from builder.errors import LayerError
 from builder.image.digest import Digest
 from builder.image.mediatypes import COMPRESSION_LAYER
-from builder.layers.compression import Compression, Compressor, Sink, open_compressor
+from builder.layers.compression import ByteSink, Compression, Compressor, open_compressor
 from builder.layers.tarwriter import BLOCK, TarEntry, TarWriter
 
 
@@ -113,7 +113,7 @@ class LayerWriter:
 
     def __init__(
         self,
-        sink: Sink,
+        sink: ByteSink,
         *,
         compression: Compression = Compression.ZSTD,
         source_date_epoch: int = 0,

@@ -73,7 +73,7 @@ PROBE_TIMEOUT_S = 5.0
 ProgressHook = Callable[[int], None]
 
 
-class Sink(Protocol):
+class DownloadSink(Protocol):
     """Where a download goes: `write` bytes; `reset` drops them to start again from byte 0."""
 
     def write(self, data: bytes) -> int: ...
@@ -577,7 +577,7 @@ class OrasRegistry(oras.provider.Registry):  # type: ignore[misc]
         repository: str,
         digest: str,
         size: int,
-        sink: Sink,
+        sink: DownloadSink,
         *,
         progress: ProgressHook | None,
         budget: RetryBudget,
@@ -654,4 +654,4 @@ def _iter_body(response: requests.Response) -> Iterator[bytes]:
             yield chunk
 
 
-__all__ = ["MANIFEST_ACCEPT", "Manifest", "NotFound", "OrasRegistry", "Sink", "is_refused"]
+__all__ = ["MANIFEST_ACCEPT", "DownloadSink", "Manifest", "NotFound", "OrasRegistry", "is_refused"]
