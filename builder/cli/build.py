@@ -13,7 +13,7 @@ from builder.build.context import check_regular_file
 from builder.build.executor import build_image
 from builder.build.plan import BuildOptions
 from builder.build.pull import Puller
-from builder.cli._common import (
+from builder.cli._options import (
     TIMEOUT_ENV,
     RegistryCommand,
     make_registry_options,

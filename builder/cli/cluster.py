@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from builder.cli._common import make_registry_options, open_store
+from builder.cli._options import make_registry_options, open_store
 from builder.cli.output import human_size, print_json, print_table
 from builder.cli.progress import run_progress
 from builder.errors import UsageError

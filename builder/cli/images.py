@@ -10,10 +10,10 @@ from typing import Any
 import click
 
 from builder.build.cache import StepCache
-from builder.cli._common import open_store
 from builder.cli._filter import matches, parse_filters
 from builder.cli._format import parse_format, render_parsed, to_json
 from builder.cli._inspect import inspect_document
+from builder.cli._options import open_store
 from builder.cli.output import human_size, print_json, print_table, print_warning
 from builder.errors import ImageInUse, ImageNotFound, StoreError, UsageError
 from builder.image.descriptor import Platform

@@ -45,7 +45,7 @@ def _built_line(event: b.ImageBuilt) -> str:
     return f"built {event.name or '(untagged)'} {event.digest} in {event.seconds:.2f}s"
 
 
-class PlainProgress:
+class PlainBuildProgress:
     """One line per step start and end; RUN output indented. For logs and pipes."""
 
     def __init__(self, *, quiet: bool = False) -> None:
@@ -70,7 +70,7 @@ class PlainProgress:
         return None
 
 
-class RichProgress:
+class RichBuildProgress:
     """A bar per step that writes a layer (tar bytes, speed, ETA) under the lines of the steps."""
 
     def __init__(self, console: Console | None = None, clock: Clock | None = None) -> None:
@@ -107,10 +107,10 @@ class RichProgress:
         self.bars.close()
 
 
-def build_progress(*, quiet: bool) -> PlainProgress | RichProgress:
+def build_progress(*, quiet: bool) -> PlainBuildProgress | RichBuildProgress:
     if not quiet and sys.stderr.isatty():
-        return RichProgress()
-    return PlainProgress(quiet=quiet)
+        return RichBuildProgress()
+    return PlainBuildProgress(quiet=quiet)
 
 
 # --- push and pull -------------------------------------------------------------------------------

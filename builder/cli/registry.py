@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from builder._fs import atomic_write
-from builder.cli._common import (
+from builder.cli._options import (
     MAX_TIMEOUT_S,
     TIMEOUT_ENV,
     RegistryCommand,

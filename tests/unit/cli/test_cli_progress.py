@@ -49,7 +49,7 @@ def test_build_bar_shows_the_running_total_once() -> None:
     """onepass reports a running total; the bar shows it as is (it was summed again: a 189 MB
     build read `4,529.9/188.7 MB`)."""
     clock, c = Clock(), console()
-    bars = p.RichProgress(c, clock)
+    bars = p.RichBuildProgress(c, clock)
     bars(b.StepStarted("linux/amd64", 1, 2, "COPY big /big"))
     for i in range(1, 49):  # 48 reports about 4 MB apart, 0.1 s apart
         clock.now += 0.1
@@ -222,7 +222,7 @@ def test_a_build_pulling_its_base_shows_the_blobs() -> None:
     """FROM of an image the store lacks pulled silently; its blobs now show on the build's
     display, and as plain lines off a terminal."""
     clock, c = Clock(), console()
-    build = p.RichProgress(c, clock)
+    build = p.RichBuildProgress(c, clock)
     build.pull(r.BlobStarted(D1, 10 * MB, "x", "pull"))  # the CLI wires the build's puller here
     build.pull(r.BlobProgress(D1, 4 * MB, 10 * MB))
     assert "pulling a1a1a1a1a1a1" in build.bars.frame() and "4 MB/10 MB" in build.bars.frame()
@@ -232,8 +232,8 @@ def test_a_build_pulling_its_base_shows_the_blobs() -> None:
     assert in_order(printed(c), f"  blob {D1[7:19]} 10 MB done in 0.00s\n", "STEP 1/1: COPY a /\n")
     runner = CliRunner()
     with runner.isolation() as (_, err, _):
-        plain = p.PlainProgress()
+        plain = p.PlainBuildProgress()
         plain.pull(r.BlobSkipped(D1, 10 * MB))
-        p.PlainProgress(quiet=True).pull(r.BlobSkipped(D2, MB))
+        p.PlainBuildProgress(quiet=True).pull(r.BlobSkipped(D2, MB))
         text = err.getvalue().decode()
     assert text == f"  blob {D1[7:19]} 10 MB already there\n"

@@ -1,4 +1,5 @@
-"""Shared argument handling of the commands: opening the store, K=V options."""
+"""Argument handling the command groups share: opening the store, K=V options, registry
+connection options and credentials, prompts."""
 
 from __future__ import annotations
 
