@@ -49,6 +49,7 @@ from builder.build.pull import Puller, Pulls
 from builder.build.steps.app import app_files
 from builder.build.steps.copy import copy_entries
 from builder.build.steps.run import run_command
+from builder.diffdirs import diff_id_of, ensure_diff_dir
 from builder.errors import ContextPathError, SealerError
 from builder.image.descriptor import Descriptor, Platform
 from builder.image.extension import Application
@@ -57,7 +58,6 @@ from builder.image.reference import Reference
 from builder.layers.onepass import estimate_tar_size
 from builder.layers.overlay import mounted_rootfs
 from builder.layers.tarwriter import TarEntry
-from builder.rootfs import diff_id_of, ensure_diff_dir
 from builder.store.layout import Store
 from kubefile_grammar.limits import MAX_KUBEFILE_BYTES
 

@@ -18,10 +18,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from builder.diffdirs import diff_id_of, ensure_diff_dir
 from builder.image import mediatypes
 from builder.image.descriptor import Platform
 from builder.image.extension import ImageExtension, parse_container_images
-from builder.rootfs import diff_id_of, ensure_diff_dir
 from builder.store.identity import platform_manifest
 from builder.store.layout import Store
 

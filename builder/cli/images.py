@@ -15,10 +15,10 @@ from builder.cli._format import parse_format, render_parsed, to_json
 from builder.cli._inspect import inspect_document
 from builder.cli._options import open_store
 from builder.cli.output import human_size, print_json, print_table, print_warning
+from builder.diffdirs import prune as prune_store
 from builder.errors import ImageInUse, ImageNotFound, StoreError, UsageError
 from builder.image.descriptor import Platform
 from builder.image.reference import Reference
-from builder.rootfs import prune as prune_store
 from builder.store import archive
 from builder.store import fsck as fsck_mod
 from builder.store.identity import ImageRecord, remove_image

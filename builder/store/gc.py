@@ -63,7 +63,7 @@ def collect(store: Store, *, timeout_s: float | None = None) -> GCResult:
 
 def collect_holding_lock(store: Store) -> GCResult:
     """`collect` for a caller that already holds `store.gc_lock(exclusive=True)` (to free more
-    than blobs in the same critical section, as `builder.rootfs.prune` does)."""
+    than blobs in the same critical section, as `builder.diffdirs.prune` does)."""
     keep = reachable(store)
     removed: list[Digest] = []
     freed = 0

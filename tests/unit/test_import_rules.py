@@ -6,15 +6,15 @@ registry -> store, image; runtime -> registry, store, layers, image (never build
 Shared by every package: `builder.errors`, and builder's top-level `_` modules `builder._fs`,
 `builder._reclaim`, `builder._gotemplate`, `builder._gotemplate_funcs`, which are builder-wide
 by design (a `_` module is private to its parent package, and their parent is `builder` itself);
-shared modules import only one another (`_fs` also `builder.image`). `builder.rootfs` is the
+shared modules import only one another (`_fs` also `builder.image`). `builder.diffdirs` is the
 store/layers glue that build, runtime and cli use.
 
 What counts as an import: every `import` and `from ... import` statement, at module level, in a
 function (a lazy import still couples the modules) and under `if TYPE_CHECKING:` (a type-only
 import couples them too: the types are part of the interface, and a type-only back-edge is the
 usual way a cycle hides). Relative imports are resolved to absolute names; `from P import X`
-counts as an import of the module `P.X` when that module exists (`from builder import rootfs` is
-`builder.rootfs`), else of `P`. `importlib.import_module` strings (runtime/plugins) are not seen.
+counts as an import of the module `P.X` when that module exists (`from builder import diffdirs` is
+`builder.diffdirs`), else of `P`. `importlib.import_module` strings (runtime/plugins) are not seen.
 
 Checked: each package's allowed targets; no cycle between modules (all imports above are edges,
 so a cycle hidden by a lazy or type-only import is found); no import of another package's
@@ -61,14 +61,14 @@ ALLOWED: dict[str, set[str]] = {
     "builder.image": {"builder.image"},
     "builder.layers": {"builder.layers", "builder.image"},
     "builder.store": {"builder.store", "builder.image"},
-    "builder.rootfs": {"builder.store", "builder.layers", "builder.image"},
+    "builder.diffdirs": {"builder.store", "builder.layers", "builder.image"},
     "builder.build": {
         "kubefile_grammar",
         "builder.build",
         "builder.layers",
         "builder.store",
         "builder.image",
-        "builder.rootfs",
+        "builder.diffdirs",
     },
     "builder.registry": {"builder.registry", "builder.store", "builder.image"},
     "builder.runtime": {
@@ -77,7 +77,7 @@ ALLOWED: dict[str, set[str]] = {
         "builder.store",
         "builder.layers",
         "builder.image",
-        "builder.rootfs",
+        "builder.diffdirs",
     },
     "builder.cli": {"kubefile_grammar", "builder"},
 }

@@ -17,10 +17,10 @@ from builder.build.draft import Draft
 from builder.build.events import BuildWarning, EventSink, StepFinished, StepStarted
 from builder.build.layer import StepLayers
 from builder.build.pull import Pulls
+from builder.diffdirs import ensure_diff_dir
 from builder.image.descriptor import Descriptor, Platform
 from builder.image.extension import ContainerImage
 from builder.layers.tarwriter import walk_tree
-from builder.rootfs import ensure_diff_dir
 from builder.store.layout import Store
 
 # Where discovery looks for container images in the files a build adds.

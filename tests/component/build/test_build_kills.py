@@ -23,8 +23,8 @@ import pytest
 
 from builder._fs import atomic_dir, remove_tree
 from builder._reclaim import mounts_below
+from builder.diffdirs import ensure_diff_dir
 from builder.errors import PathBusy
-from builder.rootfs import ensure_diff_dir
 from builder.store.layout import Store
 from tests.validate import assert_store_ok, validate_image
 

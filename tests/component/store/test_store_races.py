@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from builder.diffdirs import prune
 from builder.errors import StoreLocked
-from builder.rootfs import prune
 from builder.store import archive
 from builder.store.layout import Store
 from tests.component.registry._images import add_big_image

@@ -1,9 +1,11 @@
-"""Glue between the store and the layer code: a stored layer's overlay2 diff dir.
+"""Overlay2 diff dirs of stored layers: the glue between the store and the layer code.
 
 Diff dirs live under `$SEALER_ROOT/overlay2/<id>/diff`, one per layer blob (the id is the blob
 digest's hex). They are unpacked from the verified blob the first time something needs them
 (a RUN's lowerdirs, `sealer inspect`, a local run), through the hardened tar reader. This module
 exists so that `store` and `layers` stay ignorant of each other; build, runtime and cli use it.
+(It was `rootfs.py`; "rootfs" is the tree an image unpacks to on a host, whose Metadata file is
+`image.metadata.RootfsMetadata`.)
 """
 
 from __future__ import annotations
