@@ -96,7 +96,12 @@ class Runner:
         remove: RemoveFn | None = None,
         on_event: EventSink = ignore,
         log_hint: str | None = None,
+        keep_outputs: Iterable[str] = (),
+        stats: Mapping[str, HostStats] | None = None,
     ) -> None:
+        """`keep_outputs`: outputs the action itself reads (the kubeconfig), so their producers
+        always run. `stats`: what the hosts went through before this runner, in the same run
+        (the check's probes, run before the image's digest was known), carried on."""
         self.driver = driver
         self.digest = digest
         self.journal = journal
@@ -107,8 +112,8 @@ class Runner:
         self.emit = on_event
         self.log_hint = log_hint
         self.outputs: dict[str, str] = {}
-        self.keep_outputs: set[str] = set()  # outputs the action itself reads (the kubeconfig)
-        self.stats: dict[str, HostStats] = {}
+        self.keep_outputs = frozenset(keep_outputs)
+        self.stats: dict[str, HostStats] = dict(stats or {})
         self._slots = asyncio.Semaphore(max(1, self.options.max_parallel))
 
     def host_stats(self, host: str) -> HostStats:

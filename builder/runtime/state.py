@@ -33,6 +33,7 @@ from builder.runtime.clusterfile import dump_clusterfile, load_clusterfile
 
 STATE_HOME_ENV = "SEALER_STATE_HOME"
 JOURNAL_VERSION = 1
+JOINED = "joined"  # journal phase marking a host that went through every install phase
 
 
 def state_home() -> Path:

@@ -25,18 +25,13 @@ deleted) and again, marked complete, at the end: that is the run's last phase, "
 from __future__ import annotations
 
 from builder.runtime.actions.apps import run_app, runs_as_app
-from builder.runtime.actions.common import (
-    JOINED,
-    HostSummary,
-    Outcome,
-    Settings,
-    image_platforms,
-    load_image,
-)
 from builder.runtime.actions.install import apply, check_upgrade_versions, join, leaving_hosts, run
+from builder.runtime.actions.prepare import image_platforms, load_image
 from builder.runtime.actions.remove import delete
+from builder.runtime.actions.settings import HostSummary, Outcome, Settings
 from builder.runtime.actions.status import saved_clusters, status
 from builder.runtime.actions.upgrade import default_upgrade_batch, upgrade
+from builder.runtime.state import JOINED
 
 __all__ = [
     "JOINED",

@@ -31,26 +31,24 @@ from builder.image.digest import Digest
 from builder.image.extension import APP_INSTALLER, ImageExtension
 from builder.image.reference import Reference
 from builder.runtime import delivery
-from builder.runtime.actions.common import (
-    Outcome,
-    Settings,
-    deliver_fn,
-    host_summaries,
+from builder.runtime.actions.prepare import (
+    Decide,
+    Decision,
+    Prepared,
+    Request,
+    assume,
     image_platforms,
     load_image,
-    make_runner,
-    pick_platform,
-    placeholder_image,
-    plan_all,
-    require_store,
+    prepare,
 )
+from builder.runtime.actions.settings import Outcome, Settings, host_summaries, require_store
 from builder.runtime.cluster import Cluster
 from builder.runtime.facts import Facts
-from builder.runtime.phases import Check, ImageInfo, Phase, PlanState
+from builder.runtime.phases import Check, ImageInfo, Phase, plan_all
 from builder.runtime.phases.deliver_app import DeliverApp
 from builder.runtime.phases.launch_app import AppPlanState, LaunchApp
 from builder.runtime.plugins import get_plugin, runtime_name
-from builder.runtime.runner import Notice, format_plan
+from builder.runtime.runner import format_plan
 from builder.runtime.state import AppRecord, ClusterState, SavedMeta
 from builder.store.layout import Store
 
@@ -182,15 +180,8 @@ def _phases(job: _AppJob, state: AppPlanState) -> tuple[Phase, ...]:
 
 
 def _dry_run(job: _AppJob, settings: Settings, store: Store) -> Outcome:
-    try:
-        available = image_platforms(store, job.image)
-    except ImageNotFound as err:
-        raise ImageNotFound(
-            f"{err.message} (a dry-run does not pull)", hint=f"sealer pull {job.image} first"
-        ) from None
     wanted = Platform.parse(job.meta.platform) if job.meta.platform else Platform.host()
-    platform = next((p for p in available if p.architecture == wanted.architecture), available[0])
-    info, dimg = load_image(store, job.image, platform)
+    platform, info, dimg = assume(settings, job.image, wanted)
     check_app_image(store, info, job.saved.name)
     name, _ = app_name(job.image, info.digest, job.meta.apps)
     target = f"{APPS_DIR}/{name}"
@@ -219,6 +210,18 @@ def _dry_run(job: _AppJob, settings: Settings, store: Store) -> Outcome:
     return Outcome(job.saved, "dry-run", tuple(out), dry_run=True)
 
 
+def _decide(job: _AppJob, settings: Settings, store: Store) -> Decide:
+    """An app's checks of the loaded image (a cluster image is refused) and its tree on master0."""
+
+    def decide(info: ImageInfo, dimg: delivery.DeliveryImage, platform: Platform) -> Decision:
+        check_app_image(store, info, job.saved.name)
+        name, _ = app_name(job.image, info.digest, job.meta.apps)
+        target = f"{APPS_DIR}/{name}"
+        return Decision(_app_state(job, info, settings, target, {}), target=target)
+
+    return decide
+
+
 async def _run(job: _AppJob, settings: Settings, store: Store, cs: ClusterState) -> Outcome:
     try:
         available: list[Platform] | None = image_platforms(store, job.image)
@@ -230,28 +233,17 @@ async def _run(job: _AppJob, settings: Settings, store: Store, cs: ClusterState)
         local = Platform.parse(job.meta.platform) if job.meta.platform else available[0]
         first = next((p for p in available if p.architecture == local.architecture), available[0])
         check_app_image(store, load_image(store, job.image, first)[0], job.saved.name)
+    master0 = job.saved.master0
+    request = Request(job.cluster, job.image, (master0.ip,), job.cli_env, _decide(job, settings, store))
     journal = cs.journal()
     driver = settings.driver_factory(job.cluster)
-    runner = make_runner(driver, cs, journal, settings, digest="")
-    master0 = job.saved.master0
     try:
-        probe_state = PlanState(
-            placeholder_image(job.image), get_plugin("none"), (master0.ip,), job.cli_env, settings.root
-        )
-        check = Check()
-        facts = Check.facts(await runner.run_phase(check, check.plan(job.cluster, Facts(), probe_state)))
-        platform = pick_platform(facts, available)
-        if available is None:
-            assert settings.pull is not None
-            settings.on_event(Notice(f"pulling {job.image} for {platform}"))
-            await asyncio.to_thread(settings.pull, job.image, platform)
-        info, dimg = await asyncio.to_thread(load_image, store, job.image, platform)
-        check_app_image(store, info, job.saved.name)
+        prepared = await prepare(request, settings, cs, journal, driver)
+        assert isinstance(prepared, Prepared)  # an app's decide always goes on
+        info, runner = prepared.info, prepared.runner
+        state = prepared.state
+        assert isinstance(state, AppPlanState)
         name, before = app_name(job.image, info.digest, job.meta.apps)
-        target = f"{APPS_DIR}/{name}"
-        state = _app_state(job, info, settings, target, {})
-        Check.verify(facts, state)
-        runner.digest = info.digest
         # the app as wanted, not launched yet, before master0 changes (so delete --all knows it)
         record = AppRecord(
             name,
@@ -260,10 +252,9 @@ async def _run(job: _AppJob, settings: Settings, store: Store, cs: ClusterState)
             launched=bool(before and before.digest == info.digest and before.launched),
         )
         cs.save(job.saved, replace(job.meta, apps=_with_record(job.meta.apps, record)))
-        runner.deliver_fn = deliver_fn(driver, store, dimg, job.cluster, state, settings, target=target)
         launched: int | None = None  # launch commands run now; None: the image has none
         for phase in _phases(job, state):
-            steps = phase.plan(job.cluster, facts, state)
+            steps = phase.plan(job.cluster, prepared.facts, state)
             if isinstance(phase, LaunchApp) and steps:
                 launched = sum(1 for s in steps if not journal.done(info.digest, phase.name, s.host, s.id))
             if steps:

@@ -9,26 +9,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from builder.errors import ClusterError, ImageNotFound
+from builder.errors import ClusterError
 from builder.image.descriptor import Platform
 from builder.runtime import delivery
-from builder.runtime.actions.common import (
-    JOINED,
-    HostSummary,
-    Outcome,
-    Settings,
-    deliver_fn,
-    host_summaries,
-    image_platforms,
-    load_image,
-    make_runner,
-    pick_platform,
-    placeholder_image,
-    plan_all,
-    require_store,
-    with_plugin,
-)
+from builder.runtime.actions.prepare import Decide, Decision, Request, assume, prepare, with_plugin
 from builder.runtime.actions.remove import removal_plan, remove_hosts
+from builder.runtime.actions.settings import HostSummary, Outcome, Settings, host_summaries, require_store
 from builder.runtime.cluster import Cluster, HostSpec, diff
 from builder.runtime.facts import Facts
 from builder.runtime.phases import (
@@ -37,16 +23,14 @@ from builder.runtime.phases import (
     Phase,
     PlanState,
     install_phases,
+    plan_all,
     upgrade_phases,
 )
 from builder.runtime.phases.kubeconfig import kubeconfig_steps
 from builder.runtime.plugins import RuntimePlugin, get_plugin, runtime_name
 from builder.runtime.plugins.base import KUBECONFIG_OUTPUT
-from builder.runtime.runner import (
-    Notice,
-    format_plan,
-)
-from builder.runtime.state import ClusterState, Journal, SavedMeta
+from builder.runtime.runner import Notice, format_plan
+from builder.runtime.state import JOINED, ClusterState, Journal, SavedMeta
 from builder.store.layout import Store
 
 
@@ -116,17 +100,31 @@ def _state(job: InstallJob, info: ImageInfo, plugin: RuntimePlugin, settings: Se
     return PlanState(info, plugin, job.targets, job.cli_env, settings.root, upgrade_batch=job.upgrade_batch)
 
 
+def _decide(job: InstallJob, settings: Settings) -> Decide:
+    """The install's checks of the loaded image and its plugin choice."""
+    store = require_store(settings)
+
+    def decide(info: ImageInfo, dimg: delivery.DeliveryImage, platform: Platform) -> Decision | Outcome:
+        if job.expect_digest and info.digest != job.expect_digest:
+            raise ClusterError(
+                f"image {job.image} is now {info.digest}, the cluster runs {job.expect_digest}",
+                hint=f"sealer upgrade {job.image} moves the cluster to it",
+            )
+        if job.upgrade and info.digest == job.current_digest:
+            return Outcome(
+                job.cluster, f"cluster {job.cluster.name} already runs {job.image} ({info.digest})"
+            )
+        info, plugin = _plugin_for(job, store, info, dimg)
+        for warning in plugin.warnings(job.cluster):
+            settings.on_event(Notice(f"warning: {warning}"))
+        return Decision(_state(job, info, plugin, settings))
+
+    return decide
+
+
 def dry_run_install(job: InstallJob, settings: Settings, title: str) -> Outcome:
     store = require_store(settings)
-    try:
-        available = image_platforms(store, job.image)
-    except ImageNotFound as err:
-        raise ImageNotFound(
-            f"{err.message} (a dry-run does not pull)", hint=f"sealer pull {job.image} first"
-        ) from None
-    host = Platform.host()
-    platform = next((p for p in available if p.architecture == host.architecture), available[0])
-    info, dimg = load_image(store, job.image, platform)
+    platform, info, dimg = assume(settings, job.image, Platform.host())
     info, plugin = _plugin_for(job, store, info, dimg)
     facts = Facts.assume(job.targets, platform)
     state = _state(job, info, plugin, settings)
@@ -155,50 +153,23 @@ def dry_run_install(job: InstallJob, settings: Settings, title: str) -> Outcome:
 
 
 async def install_hosts(job: InstallJob, settings: Settings, cs: ClusterState) -> Outcome:
-    store = require_store(settings)
     cluster = job.cluster
-    try:
-        available: list[Platform] | None = image_platforms(store, job.image)
-    except ImageNotFound:
-        if settings.pull is None:
-            raise
-        available = None
+    request = Request(
+        cluster, job.image, job.targets, job.cli_env, _decide(job, settings), frozenset({KUBECONFIG_OUTPUT})
+    )
     journal = cs.journal()
     driver = settings.driver_factory(cluster)
-    runner = make_runner(driver, cs, journal, settings, digest="")
     try:
-        # check: facts first, then the image for the hosts' platform
-        probe_state = PlanState(
-            placeholder_image(job.image), get_plugin("none"), job.targets, job.cli_env, settings.root
-        )
-        check = Check()
-        probes = await runner.run_phase(check, check.plan(cluster, Facts(), probe_state))
-        facts = Check.facts(probes)
-        platform = pick_platform(facts, available)
-        if available is None:
-            assert settings.pull is not None
-            settings.on_event(Notice(f"pulling {job.image} for {platform}"))
-            await asyncio.to_thread(settings.pull, job.image, platform)
-        info, dimg = await asyncio.to_thread(load_image, store, job.image, platform)
-        if job.expect_digest and info.digest != job.expect_digest:
-            raise ClusterError(
-                f"image {job.image} is now {info.digest}, the cluster runs {job.expect_digest}",
-                hint=f"sealer upgrade {job.image} moves the cluster to it",
-            )
-        if job.upgrade and info.digest == job.current_digest:
-            return Outcome(cluster, f"cluster {cluster.name} already runs {job.image} ({info.digest})")
-        info, plugin = await asyncio.to_thread(_plugin_for, job, store, info, dimg)
-        for warning in plugin.warnings(cluster):
-            settings.on_event(Notice(f"warning: {warning}"))
-        state = _state(job, info, plugin, settings)
-        Check.verify(facts, state)
-        runner.digest = info.digest
+        prepared = await prepare(request, settings, cs, journal, driver)
+        if isinstance(prepared, Outcome):
+            return prepared
+        info, state, runner = prepared.info, prepared.state, prepared.runner
         # save-state, first half: the cluster as wanted, not complete, before any host changes
         meta = SavedMeta(
             image=job.image,
             digest=info.digest,
-            platform=str(platform),
-            runtime=plugin.name,
+            platform=str(prepared.platform),
+            runtime=state.plugin.name,
             cli_env=dict(job.cli_env),
             image_env=dict(info.env),
             complete=False,
@@ -206,10 +177,8 @@ async def install_hosts(job: InstallJob, settings: Settings, cs: ClusterState) -
             previous_image=_previous_image(job, cs),
         )
         cs.save(cluster, meta)
-        runner.deliver_fn = deliver_fn(driver, store, dimg, cluster, state, settings)
-        runner.keep_outputs.add(KUBECONFIG_OUTPUT)
         for phase in job.phases:
-            steps = phase.plan(cluster, facts, state)
+            steps = phase.plan(cluster, prepared.facts, state)
             if steps:
                 await runner.run_phase(phase, steps)
         for host in job.targets:

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 
 from builder.errors import ClusterError, HostError
 from builder.image.descriptor import Platform
-from builder.runtime.actions.common import Outcome, Settings, host_summaries, make_runner, plan_all, remove_fn
+from builder.runtime.actions.runners import make_runner, remove_fn
+from builder.runtime.actions.settings import Outcome, Settings, host_summaries
 from builder.runtime.actions.status import saved_clusters
 from builder.runtime.cluster import Cluster
 from builder.runtime.facts import Facts
@@ -15,6 +16,7 @@ from builder.runtime.infra.base import InfraDriver
 from builder.runtime.phases import (
     ImageInfo,
     PlanState,
+    plan_all,
     removal_phases,
 )
 from builder.runtime.plugins import get_plugin
@@ -88,8 +90,9 @@ async def remove_hosts(
     state = _removal_state(saved, meta, targets, settings, all_=all_)
     journal = cs.journal()
     driver = settings.driver_factory(saved)
-    runner = make_runner(driver, cs, journal, settings, meta.digest)
-    runner.remove_fn = remove_fn(driver, saved, settings)
+    runner = make_runner(
+        driver, cs, journal, settings, meta.digest, remove=remove_fn(driver, saved, settings)
+    )
     try:
         skipped: set[str] = set()
         if skip_unreachable:

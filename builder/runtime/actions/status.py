@@ -8,8 +8,7 @@ from typing import Any
 from builder.errors import ClusterError
 from builder.runtime import delivery
 from builder.runtime.actions.apps import APPS_DIR
-from builder.runtime.actions.common import JOINED
-from builder.runtime.state import ClusterState, Journal
+from builder.runtime.state import JOINED, ClusterState, Journal
 
 
 def status(name: str, home: Path | None = None) -> dict[str, Any]:

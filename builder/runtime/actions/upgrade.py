@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from builder.errors import ClusterError
-from builder.runtime.actions.common import Outcome, Settings
 from builder.runtime.actions.install import InstallJob, dry_run_install, install_hosts
+from builder.runtime.actions.settings import Outcome, Settings
 from builder.runtime.cluster import Cluster
 from builder.runtime.state import ClusterState
 

@@ -13,7 +13,11 @@ The last phase of a run, saving the cluster under ~/.sealer/<cluster>/, is the a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from builder.runtime.cluster import Cluster
 from builder.runtime.delivery import DEFAULT_ROOT
+from builder.runtime.facts import Facts
 from builder.runtime.phases.base import ImageInfo, Phase, PlanState, Step
 from builder.runtime.phases.check import Check
 from builder.runtime.phases.clean_scripts import CleanScripts
@@ -30,6 +34,13 @@ from builder.runtime.phases.runtime_preflight import RuntimePreflight
 from builder.runtime.phases.runtime_reset import RuntimeReset
 from builder.runtime.phases.scripts import HostScripts
 from builder.runtime.phases.upgrade import Upgrade
+
+
+def plan_all(
+    phases: Sequence[Phase], cluster: Cluster, facts: Facts, state: PlanState
+) -> list[tuple[Phase, list[Step]]]:
+    """Each phase with its plan, in order (what a dry-run prints)."""
+    return [(p, p.plan(cluster, facts, state)) for p in phases]
 
 
 def install_phases() -> tuple[Phase, ...]:
@@ -78,6 +89,7 @@ __all__ = [
     "Step",
     "Upgrade",
     "install_phases",
+    "plan_all",
     "removal_phases",
     "upgrade_phases",
 ]

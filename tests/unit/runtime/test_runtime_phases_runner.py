@@ -112,8 +112,9 @@ def test_a_producer_runs_only_for_a_consumer_before_the_next_producer_of_its_nam
         run_phase(runner, steps)
     assert minted.read_text() == "x\nx\n" and joined.read_text() == "a token-1\n"
     (tmp_path / "go").touch()
-    runner = Runner(LocalDriver(), digest="d1", journal=cs.journal(), logs=cs.host_log)
-    runner.keep_outputs.add("kubeconfig")
+    runner = Runner(
+        LocalDriver(), digest="d1", journal=cs.journal(), logs=cs.host_log, keep_outputs={"kubeconfig"}
+    )
     run_phase(runner, steps)
     assert minted.read_text() == "x\nx\nx\n"  # one mint, not two
     assert joined.read_text() == "a token-1\nb token-3\n"
