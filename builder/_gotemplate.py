@@ -23,38 +23,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from builder.errors import SealerError
+from builder.errors import TemplateError
 
 MAX_OUTPUT_CHARS = 16 << 20  # a `range` nested in a `range` must not fill memory
 MAX_RANGE_STEPS = 1_000_000
-
-
-class TemplateError(SealerError):
-    """A template that cannot be parsed or executed; `detail` without the location prefix."""
-
-    reference = "template-error"
-
-    def __init__(
-        self,
-        detail: str,
-        *,
-        line: int | None = None,
-        source: str = "template",
-        variable: str | None = None,
-        hint: str | None = None,
-    ) -> None:
-        self.detail, self.line, self.source, self.variable = detail, line, source, variable
-        super().__init__(self._text(), hint=hint)
-
-    def _text(self) -> str:
-        return f"{self.source}:{self.line}: {self.detail}" if self.line is not None else self.detail
-
-    def located(self, source: str, line: int) -> TemplateError:
-        if self.line is None:
-            self.line, self.source = line, source
-            self.message = self._text()
-            self.args = (self.message,)
-        return self
 
 
 def is_empty(value: Any) -> bool:

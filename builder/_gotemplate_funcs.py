@@ -16,7 +16,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from builder._gotemplate import TemplateError, is_empty
+from builder._gotemplate import is_empty
+from builder.errors import TemplateError
 
 
 def go_text(value: Any, *, nil: str = "<nil>") -> str:

@@ -10,14 +10,10 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from builder.errors import BuildError
+from builder.errors import FetchError
 
 _TIMEOUT_S = 60
 _CHUNK = 1 << 20
-
-
-class FetchError(BuildError):
-    reference = "fetch-failed"
 
 
 def fetch_url(url: str, dest_dir: Path) -> Path:

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from builder._gotemplate import Dialect, Template, TemplateError, parse
+from builder._gotemplate import Dialect, Template, parse
 from builder._gotemplate_funcs import builtin_functions, go_text, to_json
+from builder.errors import TemplateError
 
 
 def _norm(key: str) -> str:

@@ -458,7 +458,8 @@ def _confirm_removal(cluster_name: str, hosts: Sequence[str]) -> None:
 def _hosts_from_flags(
     masters: str | None, nodes: str | None, ssh_kwargs: dict[str, Any], insecure: bool, base: Any
 ) -> list[HostSpec]:
-    from builder.runtime.cluster import HostSpec, InvalidCluster, Role, parse_ip_list
+    from builder.errors import InvalidCluster
+    from builder.runtime.cluster import HostSpec, Role, parse_ip_list
 
     changes = {k: v for k, v in ssh_kwargs.items() if v not in (None, ())}
     if insecure:
@@ -551,8 +552,9 @@ def delete(
     and the saved state forgets it. Deleting a host again is harmless; a cluster that is not
     saved (any more) is an error.
     """
+    from builder.errors import InvalidCluster
     from builder.runtime import actions
-    from builder.runtime.cluster import InvalidCluster, parse_ip_list
+    from builder.runtime.cluster import parse_ip_list
     from builder.runtime.state import ClusterState
 
     if all_ and (masters or nodes):

@@ -12,10 +12,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from builder.errors import InvalidManifest
+from builder.errors import InvalidDigest, InvalidManifest
 from builder.image._json import CanonicalDocument, load_object, string_list, string_map
 from builder.image.descriptor import Descriptor, Platform
-from builder.image.digest import Digest, InvalidDigest
+from builder.image.digest import Digest
 from builder.image.mediatypes import OCI_CONFIG
 
 # Keys we model, in the order we write them (the image-spec's order).

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from builder.errors import ImageError, InvalidManifest
+from builder.errors import InvalidManifest, InvalidPlatform
 from builder.image.digest import Digest
 
 # GOARCH values the OCI image spec lists for `architecture`.
@@ -28,11 +28,6 @@ KNOWN_ARCHITECTURES = frozenset(
         "wasm",
     }
 )
-
-
-class InvalidPlatform(ImageError):
-    reference = "invalid-platform"
-    exit_code = 2
 
 
 # GOARCH names the OCI spec uses, from the names `uname -m` and users type.

@@ -6,13 +6,9 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from builder.errors import ImageError
+from builder.errors import InvalidDigest
 
 _HEX = {"sha256": re.compile(r"^[a-f0-9]{64}$"), "sha512": re.compile(r"^[a-f0-9]{128}$")}
-
-
-class InvalidDigest(ImageError):
-    reference = "invalid-digest"
 
 
 @dataclass(frozen=True, slots=True, order=True)

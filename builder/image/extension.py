@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from builder.errors import ImageError
+from builder.errors import InvalidExtension
 from builder.image._json import load_object, string_list, string_map
 from builder.image.descriptor import Platform
 
@@ -24,12 +24,6 @@ SCHEMA_VERSION = "v1alpha1"
 KUBE_INSTALLER = "kube-installer"
 APP_INSTALLER = "app-installer"
 APP_TYPES = ("kube", "helm", "shell")
-
-
-class InvalidExtension(ImageError):
-    """A sealer annotation whose JSON does not have the shape sealer writes."""
-
-    reference = "invalid-image-extension"
 
 
 def _encode(obj: Any) -> str:

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Literal
 
-from builder.errors import ImageError
+from builder.errors import InvalidMetadata
 from builder.image._json import load_object
 
 ClusterRuntime = Literal["k8s", "k3s", "k0s"]
@@ -25,12 +25,6 @@ RUNTIME_LABELS: tuple[str, ...] = ("kubernetes", "k3s", "k0s", "none")
 
 _LABEL_TO_RUNTIME: dict[str, ClusterRuntime] = {"kubernetes": "k8s", "k3s": "k3s", "k0s": "k0s"}
 _RUNTIME_TO_LABEL = {v: k for k, v in _LABEL_TO_RUNTIME.items()}
-
-
-class InvalidMetadata(ImageError):
-    """A Metadata file or runtime label that sealer would not understand."""
-
-    reference = "invalid-metadata"
 
 
 @dataclass(frozen=True, slots=True)

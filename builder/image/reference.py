@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from builder.errors import InvalidReference
-from builder.image.digest import Digest, InvalidDigest
+from builder.errors import InvalidDigest, InvalidReference
+from builder.image.digest import Digest
 
 DEFAULT_REGISTRY = "docker.io"
 OFFICIAL_PREFIX = "library/"

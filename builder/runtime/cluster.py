@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
-from builder.errors import ClusterError, HostError
+from builder.errors import HostError, InvalidCluster
 
 DEFAULT_CLUSTER_NAME = "my-cluster"  # sealer's `--cluster-name` default
 MAX_RANGE_ADDRESSES = 4096
@@ -35,16 +35,6 @@ _TAINT = re.compile(r"^[^\s=:]+(=[^\s:]*)?:(NoSchedule|PreferNoSchedule|NoExecut
 _HOSTNAME = re.compile(
     r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
 )
-
-
-class InvalidCluster(ClusterError):
-    """A cluster value that breaks a rule of the model; `field` names the offending field."""
-
-    reference = "invalid-cluster"
-
-    def __init__(self, message: str, *, field: str | None = None, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.field = field
 
 
 class Role(enum.StrEnum):

@@ -28,7 +28,7 @@ from typing import Any, NoReturn, TypeVar
 
 import yaml
 
-from builder.errors import ClusterError, ClusterfileError, ImageError, UsageError
+from builder.errors import ClusterError, ClusterfileError, ImageError, InvalidCluster, InvalidEnv, UsageError
 from builder.image.reference import Reference
 from builder.runtime._bounded_yaml import BoundedLoader, deep_error
 from builder.runtime.cluster import (
@@ -36,7 +36,6 @@ from builder.runtime.cluster import (
     Cluster,
     HostAlias,
     HostSpec,
-    InvalidCluster,
     Role,
     SSHSpec,
     check_cluster_name,
@@ -46,7 +45,7 @@ from builder.runtime.cluster import (
     parse_ip,
     parse_ip_list,
 )
-from builder.runtime.env import InvalidEnv, check_env_name, join_env_entries, parse_env_entry
+from builder.runtime.env import check_env_name, join_env_entries, parse_env_entry
 
 _T = TypeVar("_T")
 

@@ -21,43 +21,12 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 
 from builder._gotemplate import Dialect, parse
-from builder._gotemplate import TemplateError as GoTemplateError
 from builder._gotemplate_funcs import builtin_functions, go_text
-from builder.errors import ClusterError, UsageError
+from builder.errors import InvalidEnv, RootfsTemplateError, TemplateError, UsageError
 from builder.runtime.cluster import Cluster, HostSpec, Role
 
 RESERVED_PREFIX = "SEALER_"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-class InvalidEnv(ClusterError):
-    """An env entry or name that is malformed or reserved; `source` names the layer."""
-
-    reference = "invalid-env"
-
-    def __init__(self, message: str, *, source: str | None = None, hint: str | None = None) -> None:
-        super().__init__(f"{source}: {message}" if source else message, hint=hint)
-        self.source = source
-
-
-class TemplateError(ClusterError):
-    """A `.tmpl` file that cannot be rendered: names the file, the line and the variable."""
-
-    reference = "template-error"
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        path: str,
-        line: int,
-        variable: str | None = None,
-        hint: str | None = None,
-    ) -> None:
-        super().__init__(f"{path}:{line}: {message}", hint=hint)
-        self.path = path
-        self.line = line
-        self.variable = variable
 
 
 def check_env_name(name: str, *, source: str | None = None) -> str:
@@ -161,8 +130,8 @@ class _Missing:
         return False
 
 
-def _missing(name: str) -> GoTemplateError:
-    return GoTemplateError(
+def _missing(name: str) -> TemplateError:
+    return TemplateError(
         f"variable {name} is not set",
         variable=name,
         hint=f"set it in the Clusterfile env, the host env or with -e {name}=..., "
@@ -175,7 +144,7 @@ def _lookup(value: object, name: str) -> object:
         raise _missing(value.name)
     if isinstance(value, Mapping):
         return value[name] if name in value else _Missing(name)
-    raise GoTemplateError(f"can't evaluate field {name} in type {type(value).__name__}")
+    raise TemplateError(f"can't evaluate field {name} in type {type(value).__name__}")
 
 
 def _show(value: object) -> str:
@@ -203,10 +172,10 @@ _DIALECT = Dialect(
 
 def render_template(text: str, env: Mapping[str, str], *, path: str) -> str:
     """Render one `.tmpl` file's text with `env` (Go text/template, `builder._gotemplate`);
-    TemplateError names file, line and variable."""
+    RootfsTemplateError names file, line and variable."""
     try:
         return parse(text, _DIALECT.functions, source=path).execute(env, _DIALECT)
-    except GoTemplateError as err:
-        raise TemplateError(
+    except TemplateError as err:
+        raise RootfsTemplateError(
             err.detail, path=path, line=err.line or 1, variable=err.variable, hint=err.hint
         ) from None

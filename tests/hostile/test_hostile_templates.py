@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from builder._gotemplate import MAX_NESTING, MAX_OUTPUT_CHARS, MAX_RANGE_STEPS, TemplateError
+from builder._gotemplate import MAX_NESTING, MAX_OUTPUT_CHARS, MAX_RANGE_STEPS
 from builder.cli._format import render_format
-from builder.runtime.env import TemplateError as TmplError
+from builder.errors import RootfsTemplateError, TemplateError
 from builder.runtime.env import render_template
 
 
@@ -44,6 +44,6 @@ def test_hostile_template_is_one_line_error(template: str, message: str) -> None
 
 
 def test_hostile_tmpl_file_names_file_and_line() -> None:
-    with pytest.raises(TmplError) as info:
+    with pytest.raises(RootfsTemplateError) as info:
         render_template("a\n" + "{{if .A}}" * 1000, {"A": "1"}, path="etc/x.tmpl")
     assert info.value.message == f"etc/x.tmpl:2: blocks nested more than {MAX_NESTING} deep"

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from builder._gotemplate import MAX_RANGE_STEPS, TemplateError
+from builder._gotemplate import MAX_RANGE_STEPS
 from builder.cli._format import render_format
+from builder.errors import TemplateError
 
 DOC: dict[str, Any] = {
     "name": "app:v1",

@@ -19,9 +19,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from builder._gotemplate import Dialect, TemplateError, is_empty, parse
+from builder._gotemplate import Dialect, is_empty, parse
 from builder._gotemplate import evaluate as evaluate_pipeline
 from builder._gotemplate_funcs import helm_functions
+from builder.errors import TemplateError
 
 __all__ = ["ACTION", "COMMENT", "UNKNOWN", "Scope", "Unresolvable", "evaluate", "is_empty", "render"]
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from builder.build.bundle.errors import ImageDiscoveryError
+from builder.errors import ImageDiscoveryError
 
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAX_FILE_BYTES = 64 << 20

@@ -22,8 +22,7 @@ from typing import Any
 
 from builder.build.bundle._charts import ChartScan, is_chart, scan_chart
 from builder.build.bundle._yaml import load_documents, read_text
-from builder.build.bundle.errors import ImageDiscoveryError
-from builder.errors import InvalidReference
+from builder.errors import ImageDiscoveryError, InvalidReference
 from builder.image.reference import Reference
 
 log = logging.getLogger(__name__)

@@ -30,8 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from builder._fs import atomic_write, fsync_dir
-from builder.build.bundle.errors import DistributionLayoutError
-from builder.errors import SizeMismatch
+from builder.errors import DistributionLayoutError, SizeMismatch
 from builder.image.descriptor import Descriptor
 from builder.image.digest import Digest
 from builder.image.mediatypes import INDEXES, MANIFESTS

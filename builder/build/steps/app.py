@@ -16,14 +16,10 @@ from pathlib import Path
 
 from builder.build.context import BuildContext, ContextSource
 from builder.build.steps.copy import merge_entries, source_entries
-from builder.errors import BuildError
+from builder.errors import AppTypeError
 from builder.layers.tarwriter import TarEntry
 
 APP_ROOT = "application/apps"
-
-
-class AppTypeError(BuildError):
-    reference = "app-type"
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 
-from builder.errors import ClusterError
+from builder.errors import UnknownRuntime
 from builder.runtime.plugins.base import RuntimePlugin
 
 # name (the label value and what --runtime takes) -> "module:Class"
@@ -24,10 +24,6 @@ PLUGINS: dict[str, str] = {
     "none": "builder.runtime.plugins.none:NoneRuntime",
 }
 _METADATA_TO_NAME = {"k8s": "kubernetes", "k3s": "k3s", "k0s": "k0s"}
-
-
-class UnknownRuntime(ClusterError):
-    reference = "unknown-runtime"
 
 
 def known_runtimes() -> tuple[str, ...]:

@@ -55,7 +55,7 @@ from typing import Any, ClassVar
 
 import yaml
 
-from builder.errors import ClusterError
+from builder.errors import K0sConfigError
 from builder.runtime.cluster import Cluster, HostSpec
 from builder.runtime.plugins import base
 from builder.runtime.plugins._config import child_mapping, deep_merge
@@ -106,12 +106,6 @@ WORKER_TOKEN = "worker-token"  # one per attempt for every worker joining in it
 _READY_TIMEOUT_S = 300
 _DRAIN_TIMEOUT_S = 360.0
 _HEREDOC_END = "K0S_CONFIG_EOF"
-
-
-class K0sConfigError(ClusterError):
-    """The image's etc/k0s.yaml or the Clusterfile's ClusterConfig is not a usable k0s config."""
-
-    reference = "k0s-config"
 
 
 # --- /etc/k0s/k0s.yaml -------------------------------------------------------------------------

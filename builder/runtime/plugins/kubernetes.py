@@ -53,7 +53,7 @@ from typing import Any, ClassVar
 
 import yaml
 
-from builder.errors import ClusterError
+from builder.errors import KubeadmConfigError
 from builder.runtime.cluster import Cluster, HostSpec
 from builder.runtime.plugins import base
 from builder.runtime.plugins._config import child_mapping, deep_merge
@@ -121,12 +121,6 @@ _INIT_TIMEOUT_S = 600.0
 _JOIN_TIMEOUT_S = 600.0
 _DRAIN_TIMEOUT_S = 360.0
 _HEREDOC_END = "SEALER_KUBEADM_EOF"
-
-
-class KubeadmConfigError(ClusterError):
-    """The image's etc/kubeadm.yaml or a kubeadm document of the Clusterfile is unusable."""
-
-    reference = "kubeadm-config"
 
 
 # --- /etc/kubernetes/kubeadm.yaml and the JoinConfiguration --------------------------------------

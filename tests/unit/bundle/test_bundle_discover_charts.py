@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from builder.build.bundle.discover import discover, discover_images
-from builder.build.bundle.errors import ImageDiscoveryError
+from builder.errors import ImageDiscoveryError
 from tests.conftest import write_tree
 
 # --- chart 1: nginx-like, image.repository/tag with tag defaulting to appVersion -------------

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from builder.build.bundle.discover import FoundImage, discover, discover_images
-from builder.build.bundle.errors import ImageDiscoveryError
-from builder.errors import BuildError
+from builder.errors import BuildError, ImageDiscoveryError
 from tests.conftest import write_tree
 
 

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from builder.build.bundle.distribution import write_distribution
-from builder.build.bundle.errors import DistributionLayoutError
-from builder.errors import DigestMismatch, ImageNotFound
+from builder.errors import DigestMismatch, DistributionLayoutError, ImageNotFound
 from builder.store.layout import Store
 from tests.unit.bundle._images import add_index
 from tests.unit.store._tiny import add_image

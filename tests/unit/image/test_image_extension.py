@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from builder.errors import InvalidExtension, InvalidMetadata
 from builder.image.descriptor import Platform
 from builder.image.extension import (
     APP_INSTALLER,
@@ -15,17 +16,11 @@ from builder.image.extension import (
     BuildClient,
     ContainerImage,
     ImageExtension,
-    InvalidExtension,
     Launch,
     dump_container_images,
     parse_container_images,
 )
-from builder.image.metadata import (
-    InvalidMetadata,
-    RootfsMetadata,
-    cluster_runtime_from_label,
-    label_from_cluster_runtime,
-)
+from builder.image.metadata import RootfsMetadata, cluster_runtime_from_label, label_from_cluster_runtime
 
 
 def test_extension_current_form() -> None:

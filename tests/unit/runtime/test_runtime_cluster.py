@@ -6,11 +6,10 @@ import re
 
 import pytest
 
-from builder.errors import HostError
+from builder.errors import HostError, InvalidCluster
 from builder.runtime.cluster import (
     Cluster,
     HostSpec,
-    InvalidCluster,
     Role,
     SSHSpec,
     check_cluster_name,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from builder.errors import BadWhiteout, ImageNotFound, LayerError, UnsafePath
+from builder.errors import BadWhiteout, ImageNotFound, LayerError, RootfsTemplateError, UnsafePath
 from builder.image import mediatypes
 from builder.image.config import ContainerConfig, ImageConfig
 from builder.image.descriptor import Descriptor, Platform
@@ -23,7 +23,6 @@ from builder.image.digest import Digest
 from builder.image.manifest import Manifest
 from builder.runtime._stackcheck import KEPT_FILES
 from builder.runtime.delivery import plan_commands, prepare_image, render_layer
-from builder.runtime.env import TemplateError
 from builder.store.layout import Store
 
 AMD64 = Platform("linux", "amd64")
@@ -295,7 +294,7 @@ def test_missing_variable_names_file_and_variable(st: Store) -> None:
         [[E("manifests", "d"), E("manifests/m.yaml.tmpl", data=b"x\nreplicas: {{ .REPLICAS }}\n")]],
     )
     image = prepare_image(st, "t/x:1", AMD64)
-    with pytest.raises(TemplateError) as info:
+    with pytest.raises(RootfsTemplateError) as info:
         render_layer(image, {})
     assert "manifests/m.yaml.tmpl:2" in str(info.value) and "REPLICAS" in str(info.value)
 

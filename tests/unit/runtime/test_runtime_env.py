@@ -7,17 +7,9 @@ import time
 
 import pytest
 
-from builder.errors import UsageError
+from builder.errors import InvalidEnv, RootfsTemplateError, UsageError
 from builder.runtime.cluster import Cluster, HostSpec, Role
-from builder.runtime.env import (
-    InvalidEnv,
-    TemplateError,
-    merge_env,
-    parse_env_args,
-    parse_env_list,
-    render_template,
-    reserved_env,
-)
+from builder.runtime.env import merge_env, parse_env_args, parse_env_list, render_template, reserved_env
 
 # --- layers ------------------------------------------------------------------------------------
 
@@ -169,7 +161,7 @@ def test_trim_markers_and_comments() -> None:
 
 def test_missing_variable_names_file_line_and_variable() -> None:
     text = "kind: ClusterConfiguration\nnetworking:\n  podSubnet: {{ .PodCIDR }}\n"
-    with pytest.raises(TemplateError) as info:
+    with pytest.raises(RootfsTemplateError) as info:
         render(text)
     err = info.value
     assert err.message == "etc/kubeadm.yaml.tmpl:3: variable PodCIDR is not set"
@@ -178,9 +170,9 @@ def test_missing_variable_names_file_line_and_variable() -> None:
 
 
 def test_missing_variable_in_a_function_is_an_error() -> None:
-    with pytest.raises(TemplateError, match="variable P is not set"):
+    with pytest.raises(RootfsTemplateError, match="variable P is not set"):
         render("{{ .P | b64enc }}")
-    with pytest.raises(TemplateError, match="variable B is not set"):
+    with pytest.raises(RootfsTemplateError, match="variable B is not set"):
         render("{{ or .A .B }}")  # Go's `or` returns its last argument when all are empty
 
 
@@ -202,6 +194,6 @@ def test_missing_variable_in_a_function_is_an_error() -> None:
 )
 def test_template_errors(text: str, message: str) -> None:
     with pytest.raises(
-        TemplateError, match=message.replace("(", r"\(").replace("{", r"\{").replace("|", r"\|")
+        RootfsTemplateError, match=message.replace("(", r"\(").replace("{", r"\{").replace("|", r"\|")
     ):
         render(text, A="a", B="b", E="%%%")

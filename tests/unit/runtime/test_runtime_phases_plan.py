@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.errors import ClusterError
+from builder.errors import ClusterError, UnknownRuntime
 from builder.image.descriptor import Platform
 from builder.image.extension import Application
 from builder.runtime.cluster import HostAlias
@@ -26,7 +26,7 @@ from builder.runtime.phases.base import Step
 from builder.runtime.phases.clean_scripts import CleanScripts
 from builder.runtime.phases.launch import Launch
 from builder.runtime.phases.scripts import HostScripts
-from builder.runtime.plugins import UnknownRuntime, select_plugin
+from builder.runtime.plugins import select_plugin
 from builder.runtime.plugins.none import NoneRuntime
 from builder.runtime.runner import format_plan
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from builder.errors import K0sConfigError
 from builder.image.descriptor import Platform
 from builder.runtime.cluster import Cluster
 from builder.runtime.facts import Facts
@@ -28,13 +29,7 @@ from builder.runtime.phases.upgrade import Upgrade
 from builder.runtime.plugins import base as phases
 from builder.runtime.plugins import select_plugin
 from builder.runtime.plugins.base import output_refs, resolve_outputs
-from builder.runtime.plugins.k0s import (
-    K0sConfigError,
-    K0sRuntime,
-    controller_config,
-    controller_token,
-    deep_merge,
-)
+from builder.runtime.plugins.k0s import K0sRuntime, controller_config, controller_token, deep_merge
 from tests.unit.runtime._plugin_golden import INSTALL_PHASES, PluginGolden, R, Row
 from tests.unit.runtime._plugin_golden import configured as labelled
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from builder.errors import KubeadmConfigError
 from builder.image.descriptor import Platform
 from builder.runtime.cluster import Cluster
 from builder.runtime.facts import Facts
@@ -31,12 +32,7 @@ from builder.runtime.phases import (
 from builder.runtime.plugins import base as phases
 from builder.runtime.plugins import select_plugin
 from builder.runtime.plugins.base import output_refs, resolve_outputs
-from builder.runtime.plugins.kubernetes import (
-    KubeadmConfigError,
-    KubernetesRuntime,
-    init_documents,
-    join_document,
-)
+from builder.runtime.plugins.kubernetes import KubernetesRuntime, init_documents, join_document
 from tests.unit.runtime._plugin_golden import INSTALL_PHASES, PluginGolden, R, Row
 
 BASEFS = Path(__file__).resolve().parents[3] / "basefs" / "kubernetes"

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from builder.errors import CommandFailed, HostError, UnsafePath
+from builder.errors import CommandFailed, HostError, RootfsTemplateError, UnsafePath
 from builder.image.descriptor import Platform
 from builder.image.digest import Digest
 from builder.layers.compression import Compression, open_decompressed
@@ -39,7 +39,6 @@ from builder.runtime.delivery import (
     remove,
     render_layer,
 )
-from builder.runtime.env import TemplateError
 from builder.runtime.infra import InfraEvent, SSHDriver, TransferProgress
 from builder.store.layout import Store
 from tests.hosts import HostFactory, HostSet, TestHost
@@ -260,7 +259,7 @@ def test_missing_template_variable_fails_before_anything_is_sent(hosts3: HostSet
     image = prepare_image(store, "t/app:1", AMD64)
     envs = {h.address: {"NAME": "n"} for h in hosts3}
     envs[hosts3[2].address] = {}
-    with pytest.raises(TemplateError) as info:
+    with pytest.raises(RootfsTemplateError) as info:
         run_deliver(hosts3, store, image, "c3", envs)
     assert "etc/app.conf.tmpl" in str(info.value) and "NAME" in str(info.value)
     assert not any(h.path(f"{ROOT}/data/c3").exists() for h in hosts3)
