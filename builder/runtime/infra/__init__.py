@@ -2,10 +2,14 @@
 
 `InfraDriver` (base.py) is the one interface the phases and delivery use: run a command,
 stream bytes into a remote process, put a file (verified), test paths, read the platform and
-hostname. Two drivers: `LocalDriver` (this machine, no SSH; the default when a cluster names
-no hosts) and `SSHDriver` (asyncssh: one connection per host, bounded channels and uploads).
+hostname. Drivers: `LocalDriver` (local.py: this machine, no SSH; the default when a cluster
+names no hosts), `SSHDriver` (ssh.py, connections opened by _ssh_connect.py: asyncssh, one
+connection per host, bounded channels and uploads), and `RoutingDriver` (routing.py, built by
+`make_driver(cluster)`: the local host to LocalDriver, the others to SSHDriver). `_shell.py`
+holds what the drivers share (the `sh -c` form, CommandFailed messages, `put_file`).
 Errors are `builder.errors.HostError` and `CommandFailed`, one line each.
-Imports `builder.errors` and `builder.image` only; never `builder.build` or `builder.cli`.
+Imports `builder.errors`, `builder.image` and, in routing.py only, the cluster model
+(`builder.runtime.cluster`); never `builder.build` or `builder.cli`.
 """
 
 from __future__ import annotations
