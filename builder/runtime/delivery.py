@@ -39,14 +39,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from builder._fs import atomic_write
-from builder.errors import (
-    ClusterError,
-    CommandFailed,
-    HostError,
-    ImageNotFound,
-    RootfsTemplateError,
-    SealerError,
-)
+from builder.errors import ClusterError, CommandFailed, HostError, ImageNotFound, SealerError
 from builder.image import mediatypes
 from builder.image.descriptor import Descriptor, Platform
 from builder.image.digest import Digest
@@ -56,7 +49,7 @@ from builder.layers.tarwriter import TarEntry, TarWriter
 from builder.runtime import _delivery_shell as sh
 from builder.runtime._stackcheck import TEMPLATE_SUFFIX, LayerPlan, check_stack
 from builder.runtime.cluster import check_cluster_name
-from builder.runtime.env import render_template
+from builder.runtime.env import TemplateError, render_template
 from builder.runtime.infra.base import InfraDriver
 from builder.store.layout import Store
 
@@ -277,7 +270,7 @@ def _load_cache(
 def render_layer(image: DeliveryImage, env: Mapping[str, str]) -> bytes | None:
     """A plain, deterministic tar of the image's templates rendered with `env` over the image's
     ENV (`X.tmpl` -> `X`, mode 0644, uid/gid 0, mtime 0); None when there are no templates.
-    RootfsTemplateError names the file (rootfs path) and the missing variable."""
+    TemplateError names the file (rootfs path) and the missing variable."""
     if not image.templates:
         return None
     merged = {**image.env, **env}
@@ -286,7 +279,7 @@ def render_layer(image: DeliveryImage, env: Mapping[str, str]) -> bytes | None:
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
-            raise RootfsTemplateError("template is not UTF-8 text", path=path, line=1) from None
+            raise TemplateError("template is not UTF-8 text", path=path, line=1) from None
         rendered[path[: -len(TEMPLATE_SUFFIX)]] = render_template(text, merged, path=path).encode()
     out = io.BytesIO()
     with tempfile.TemporaryDirectory(prefix="sealer-render-") as tmp:
@@ -376,6 +369,56 @@ def _resume_from(probe: sh.Probe, wanted: Sequence[str]) -> int | None:
     return len(staged)
 
 
+@dataclass(frozen=True, slots=True)
+class _Op:
+    """One command of a host's delivery after the probe. `item`: the layer it sends, as
+    stored (`plain=False`) or decompressed on the controller for a host without the tool
+    (`plain=True`); None for a command that sends nothing. `present`: it unpacks a blob already
+    on the host."""
+
+    command: str
+    item: _Item | None = None
+    plain: bool = False
+    present: bool = False
+
+
+# A host that has nothing yet and both decompressors: what a dry-run assumes of every host.
+_BARE_HOST = sh.Probe(
+    applied=(), link="", has_tree=False, blobs=frozenset(), tools=frozenset({"zstd", "gzip"})
+)
+
+
+def _plan_host(
+    p: sh.Paths, rid: str, items: Sequence[_Item], wanted: Sequence[str], probe: sh.Probe, keep_blobs: bool
+) -> tuple[list[_Op], int]:
+    """The commands delivery runs on a host after its probe, and how many layers were already
+    there when it started: nothing when `wanted` is applied; the switch alone when the
+    rootfs-<id> tree is whole; else the staging dir prepared (or resumed after its last
+    recorded layer), each layer still to stage (its removals, then unpacked from a blob the
+    host has, or streamed), then the switch. The real run and the dry-run (`plan_commands`,
+    against `_BARE_HOST`) both read this list."""
+    if list(probe.applied) == list(wanted) and probe.link == f"rootfs-{rid}":
+        return [], len(items)
+    if probe.has_tree:
+        return [_Op(sh.switch(p, rid, wanted, built=False))], len(items)
+    # An interrupted layer is not in the progress, so it is done again from its removals on:
+    # what it left in staging is a prefix of the same verified stream (SSH's MAC), and its
+    # removals only delete lower layers' paths or paths this layer makes again.
+    done = _resume_from(probe, wanted)
+    ops = [_Op(sh.prepare(p, rid, resume=done is not None, keep_blobs=keep_blobs))]
+    for item in items[done or 0 :]:
+        ops += [_Op(c) for c in sh.removals(p.staging(rid), item.whiteouts, item.opaques)]
+        if item.digest.hex in probe.blobs:
+            ops.append(_Op(sh.extract_blob(p, rid, item.digest.hex, item.compression), present=True))
+        elif not item.compression or item.compression in probe.tools:
+            cmd = sh.upload_extract(p, rid, item.digest.hex, item.compression, keep_blobs=keep_blobs)
+            ops.append(_Op(cmd, item))
+        else:
+            ops.append(_Op(sh.stream_extract(p, rid, item.diff_id.hex, str(item.digest)), item, plain=True))
+    ops.append(_Op(sh.switch(p, rid, wanted, built=True)))
+    return ops, done or 0
+
+
 async def _deliver_host(
     driver: InfraDriver,
     items: list[_Item],
@@ -389,55 +432,43 @@ async def _deliver_host(
     wanted = [str(i.digest) for i in items]
     rid = _rootfs_id(wanted)
     probe = sh.parse_probe((await driver.run(host, sh.probe(p, rid), timeout_s=_PROBE_TIMEOUT_S)).stdout)
-    if list(probe.applied) == wanted and probe.link == f"rootfs-{rid}":
+    ops, present = _plan_host(p, rid, items, wanted, probe, keep_blobs)
+    if not ops:
         emit(HostSkipped(host))
-        return HostDelivery(host, 0, 0, len(items), False, time.monotonic() - started)
+        return HostDelivery(host, 0, 0, present, False, time.monotonic() - started)
     sent = blobs_sent = plain = 0
-    build = not probe.has_tree
-    present = 0 if build else len(items)
-    if build:
-        # An interrupted layer is not in the progress, so it is done again from its removals
-        # on: what it left in staging is a prefix of the same verified stream (SSH's MAC), and
-        # its removals only delete lower layers' paths or paths this layer makes again.
-        done = _resume_from(probe, wanted)
-        await driver.run(host, sh.prepare(p, rid, resume=done is not None, keep_blobs=keep_blobs))
-        start = present = done or 0
-        # No report before the first bytes: a host that receives nothing reports nothing.
-        total = sum(i.size for i in items[start:] if i.digest.hex not in probe.blobs)
-        last_report = time.monotonic()
+    # No report before the first bytes: a host that receives nothing reports nothing.
+    total = sum(op.item.size for op in ops if op.item is not None)  # the blobs it lacks
+    last_report = time.monotonic()
 
-        def streamed(n: int) -> None:
-            nonlocal sent, last_report
-            sent += n
-            if time.monotonic() - last_report >= _PROGRESS_EVERY_S:
-                last_report = time.monotonic()
-                emit(HostProgress(host, sent, total))
+    def streamed(n: int) -> None:
+        nonlocal sent, last_report
+        sent += n
+        if time.monotonic() - last_report >= _PROGRESS_EVERY_S:
+            last_report = time.monotonic()
+            emit(HostProgress(host, sent, total))
 
-        for item in items[start:]:
-            for command in sh.removals(p.staging(rid), item.whiteouts, item.opaques):
-                await driver.run(host, command)
-            if item.digest.hex in probe.blobs:
-                await driver.run(host, sh.extract_blob(p, rid, item.digest.hex, item.compression))
-                present += 1
-            elif not item.compression or item.compression in probe.tools:
-                chunks = [item.data] if item.data is not None else _file_chunks(_path(item))
-                cmd = sh.upload_extract(p, rid, item.digest.hex, item.compression, keep_blobs=keep_blobs)
-                before = sent
-                n = (await driver.pipe_to(host, cmd, _counted(chunks, streamed))).bytes_sent
-                sent = before + n
-                blobs_sent += 1
-                emit(BlobSent(host, item.digest, n))
-                emit(HostProgress(host, sent, total))
-            else:
-                cmd = sh.stream_extract(p, rid, item.diff_id.hex, str(item.digest))
-                before = sent
-                sent = (
-                    before
-                    + (await driver.pipe_to(host, cmd, _counted(_plain_chunks(item), streamed))).bytes_sent
-                )
-                plain += 1
-                emit(HostProgress(host, sent, max(total, sent)))
-    await driver.run(host, sh.switch(p, rid, wanted, built=build))
+    for op in ops:
+        item = op.item
+        if item is None:
+            await driver.run(host, op.command)
+            present += op.present
+        elif not op.plain:
+            chunks = [item.data] if item.data is not None else _file_chunks(_path(item))
+            before = sent
+            n = (await driver.pipe_to(host, op.command, _counted(chunks, streamed))).bytes_sent
+            sent = before + n
+            blobs_sent += 1
+            emit(BlobSent(host, item.digest, n))
+            emit(HostProgress(host, sent, total))
+        else:
+            before = sent
+            sent = (
+                before
+                + (await driver.pipe_to(host, op.command, _counted(_plain_chunks(item), streamed))).bytes_sent
+            )
+            plain += 1
+            emit(HostProgress(host, sent, max(total, sent)))
     return HostDelivery(host, sent, blobs_sent, present, True, time.monotonic() - started, plain)
 
 
@@ -498,7 +529,7 @@ async def deliver(
     version, another cluster) sends only the blobs the host lacks; it costs a disk write of
     every blob on every host. Blobs already on a host are used in either mode.
 
-    Every host's templates are rendered before anything is sent (a RootfsTemplateError stops all).
+    Every host's templates are rendered before anything is sent (a TemplateError stops all).
     Hosts run concurrently, `max_parallel` at once. Idempotent: a host whose applied list is the
     wanted list costs one command and moves 0 bytes. Raises HostError naming the (first) host
     that failed once every host has finished; the others' results come as HostDone events.
@@ -567,23 +598,26 @@ def plan_commands(
     keep_blobs: bool = False,
     target: str = "",
 ) -> list[str]:
-    """The commands delivery would run on `host` for a first delivery (uploads shown as
-    `upload <digest> (<size>)`). With `env` the host's templates are rendered, so the rendered
-    layer's digest and the rootfs id are real; without it they are shown as placeholders."""
+    """The commands delivery would run on `host` for a first delivery: the probe, then the
+    plan `deliver` runs (`_plan_host`) for a host that has nothing yet, each upload preceded
+    by `upload <digest> (<size>)`. With `env` the host's templates are rendered, so the
+    rendered layer's digest and the rootfs id are real; without it they are placeholders."""
     p = _paths(root, cluster, target)
     rendered = render_layer(image, env) if env is not None else None
     items = _items(None, image, rendered)
     wanted = [str(i.digest) for i in items]
     placeholder = bool(image.templates) and rendered is None
     rid = "<id>" if placeholder else _rootfs_id(wanted)
-    out = [sh.probe(p, rid), sh.prepare(p, rid, keep_blobs=keep_blobs)]
-    for item in items:
-        out += sh.removals(p.staging(rid), item.whiteouts, item.opaques)
-        out.append(f"upload {item.digest} ({item.size})")
-        out.append(sh.upload_extract(p, rid, item.digest.hex, item.compression, keep_blobs=keep_blobs))
-    if placeholder:
-        out.append(f"upload <rendered templates of {host}: {len(image.templates)} files>")
-        out.append(sh.upload_extract(p, rid, "<rendered>", "", keep_blobs=keep_blobs))
-        wanted.append("<rendered>")
-    out.append(sh.switch(p, rid, wanted, built=True))
+    ops, _ = _plan_host(
+        p, rid, items, [*wanted, "<rendered>"] if placeholder else wanted, _BARE_HOST, keep_blobs
+    )
+    if placeholder:  # the rendered layer, unknown without the host's env, before the switch
+        shown = f"upload <rendered templates of {host}: {len(image.templates)} files>"
+        ops.insert(-1, _Op(shown))
+        ops.insert(-1, _Op(sh.upload_extract(p, rid, "<rendered>", "", keep_blobs=keep_blobs)))
+    out = [sh.probe(p, rid)]
+    for op in ops:
+        if op.item is not None:
+            out.append(f"upload {op.item.digest} ({op.item.size})")
+        out.append(op.command)
     return out
