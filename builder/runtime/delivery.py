@@ -39,7 +39,14 @@ from pathlib import Path
 from typing import BinaryIO
 
 from builder._fs import atomic_write
-from builder.errors import ClusterError, CommandFailed, HostError, ImageNotFound, SealerError
+from builder.errors import (
+    ClusterError,
+    CommandFailed,
+    HostError,
+    ImageNotFound,
+    RootfsTemplateError,
+    SealerError,
+)
 from builder.image import mediatypes
 from builder.image.descriptor import Descriptor, Platform
 from builder.image.digest import Digest
@@ -49,7 +56,7 @@ from builder.layers.tarwriter import TarEntry, TarWriter
 from builder.runtime import _delivery_shell as sh
 from builder.runtime._stackcheck import TEMPLATE_SUFFIX, LayerPlan, check_stack
 from builder.runtime.cluster import check_cluster_name
-from builder.runtime.env import TemplateError, render_template
+from builder.runtime.env import render_template
 from builder.runtime.infra.base import InfraDriver
 from builder.store.layout import Store
 
@@ -270,7 +277,7 @@ def _load_cache(
 def render_layer(image: DeliveryImage, env: Mapping[str, str]) -> bytes | None:
     """A plain, deterministic tar of the image's templates rendered with `env` over the image's
     ENV (`X.tmpl` -> `X`, mode 0644, uid/gid 0, mtime 0); None when there are no templates.
-    TemplateError names the file (rootfs path) and the missing variable."""
+    RootfsTemplateError names the file (rootfs path) and the missing variable."""
     if not image.templates:
         return None
     merged = {**image.env, **env}
@@ -279,7 +286,7 @@ def render_layer(image: DeliveryImage, env: Mapping[str, str]) -> bytes | None:
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
-            raise TemplateError("template is not UTF-8 text", path=path, line=1) from None
+            raise RootfsTemplateError("template is not UTF-8 text", path=path, line=1) from None
         rendered[path[: -len(TEMPLATE_SUFFIX)]] = render_template(text, merged, path=path).encode()
     out = io.BytesIO()
     with tempfile.TemporaryDirectory(prefix="sealer-render-") as tmp:
@@ -529,7 +536,7 @@ async def deliver(
     version, another cluster) sends only the blobs the host lacks; it costs a disk write of
     every blob on every host. Blobs already on a host are used in either mode.
 
-    Every host's templates are rendered before anything is sent (a TemplateError stops all).
+    Every host's templates are rendered before anything is sent (a RootfsTemplateError stops all).
     Hosts run concurrently, `max_parallel` at once. Idempotent: a host whose applied list is the
     wanted list costs one command and moves 0 bytes. Raises HostError naming the (first) host
     that failed once every host has finished; the others' results come as HostDone events.
