@@ -2,7 +2,8 @@
 
 ustar and GNU blocks are decoded by `tarfile.TarInfo.frombuf`; PAX records and GNU long names
 are handled here, capped at MAX_META_SIZE because they are read into memory. Sizes above
-MAX_ENTRY_SIZE or below zero, bad checksums, sparse files and truncation raise LayerError.
+MAX_ENTRY_SIZE or below zero, bad checksums, sparse files, global PAX headers that set a name, owner
+or size, and truncation raise LayerError. The rules on what an entry may be are in `safety`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ MAX_ENTRY_SIZE = 1 << 40  # 1 TiB: more is a hostile header, not a file
 MAX_META_SIZE = 1 << 20  # PAX records and GNU long names are read into memory: cap them
 FILE_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)
 _ZEROS = bytes(BLOCK)
+_PER_ENTRY_KEYS = ("path", "linkpath", "size", "uid", "gid")
 _META_TYPES = (
     tarfile.XHDTYPE,
     tarfile.XGLTYPE,
@@ -78,9 +80,12 @@ class TarStream:
                 raise LayerError(f"layer truncated: {what} needs {n} more bytes")
             n -= k
 
-    def drain(self) -> None:
-        while self.readinto(self._buf):
-            pass
+    def drain_zeros(self) -> bool:
+        """Read to EOF; False if anything but zero bytes came (data after the end block)."""
+        zeros = True
+        while n := self.readinto(self._buf):
+            zeros = zeros and self._buf[:n].tobytes().count(0) == n
+        return zeros
 
     def _meta(self, info: tarfile.TarInfo) -> bytes:
         if not 0 <= info.size <= MAX_META_SIZE:
@@ -109,8 +114,17 @@ class TarStream:
                 longname = data.rstrip(b"\x00").decode("utf-8", "surrogateescape")
             elif info.type == tarfile.GNUTYPE_LONGLINK:
                 longlink = data.rstrip(b"\x00").decode("utf-8", "surrogateescape")
-            elif info.type != tarfile.XGLTYPE:  # global headers: ignored, as docker does
+            elif info.type != tarfile.XGLTYPE:
                 pax.update(_parse_pax(data, offset))
+            else:  # global headers: ignored, as docker does; GNU tar applies them to what follows
+                keys = [
+                    k for k in _parse_pax(data, offset) if k in _PER_ENTRY_KEYS or k.startswith("GNU.sparse")
+                ]
+                if keys:
+                    raise LayerError(
+                        f"layer has a global PAX header setting {keys[0]!r} at offset {offset} "
+                        "(refused: tar tools disagree on it)"
+                    )
         if info.type == tarfile.GNUTYPE_SPARSE or any(k.startswith("GNU.sparse") for k in pax):
             raise LayerError(f"layer entry {info.name!r} is a sparse file (not supported)")
         name = pax.get("path", longname if longname is not None else info.name)
@@ -120,14 +134,12 @@ class TarStream:
             uid = int(pax.get("uid", info.uid))
             gid = int(pax.get("gid", info.gid))
             mtime_ns = int(float(pax.get("mtime", info.mtime)) * 1_000_000_000)
-        except ValueError:
+        except (ValueError, OverflowError):  # "nan", "inf"
             raise LayerError(f"layer entry {name!r} has a malformed PAX number") from None
         if not 0 <= size <= MAX_ENTRY_SIZE:
             raise LayerError(f"layer entry {name!r} has an invalid size {size}")
         if uid < 0 or gid < 0:
             raise LayerError(f"layer entry {name!r} has a negative owner")
-        if info.type not in FILE_TYPES:
-            size = 0  # header-only types carry no data, as Go's archive/tar reads them
         return Member(name, info.type, info.mode & 0o7777, uid, gid, size, mtime_ns, linkname)
 
 

@@ -1,42 +1,47 @@
 """Safe extraction of an (uncompressed) layer tar: the one unpacker for the store and the hosts.
 
-Every layer is hostile until proven otherwise (DESIGN.md section 3). Headers are parsed by
-`_tarstream` (ustar, PAX, GNU long names, capped sizes); this module reads forward only, streams
-file data in 4 MB chunks, and creates every entry relative to an open directory fd whose path
-was walked component by component with O_NOFOLLOW: a symlink already in `dest` is never
-followed, whoever put it there (containerd instead resolves such paths inside the root; we
-refuse them). Refused (UnsafePath): absolute paths, `..` components, entries below a symlink or
-a non-directory, hardlinks that leave the root or name a non-regular file, device nodes and
-fifos. Whiteouts naming `..` or escaping raise BadWhiteout.
+Every layer is hostile until proven otherwise (DESIGN.md section 3). Entries come checked by
+`safety.EntryReader` (the one policy, shared with the runtime's stack check); this module reads
+forward only, streams file data in 4 MB chunks, and creates every entry relative to an open
+directory fd whose path was walked component by component with O_NOFOLLOW: a symlink already in
+`dest` is never followed, whoever put it there (containerd instead resolves such paths inside
+the root; we refuse them). The rules that need what is on disk are enforced here with the
+policy's messages: parents are directories, one type per path within a layer, hardlinks name a
+regular file this layer's whiteouts leave in place, whiteouts never go through a symlink.
 
 Contract: on error this raises and leaves `dest` partly written. Callers extract into a staging
 directory (`builder._fs.atomic_dir`) and drop it on failure, so a refused layer leaves nothing
 behind. After the end-of-archive blocks the stream is read to EOF so that a verifying reader
 (which checks the digest at EOF) gets to check it.
+
+Over 400 lines on purpose: the dir-fd cache, entries and whiteouts all read and update one
+extraction's state (what this layer wrote, its implicit dirs, its hardlinks to lower files, the
+lower symlinks it replaced); split, that state would travel through every call.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import shutil
 import stat
-import tarfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
 
 from builder.errors import BadWhiteout, LayerError, UnsafePath
-from builder.layers._tarstream import BLOCK, FILE_TYPES, MAX_ENTRY_SIZE, MAX_META_SIZE, Member, TarStream
-from builder.layers.whiteout import (
-    AUFS_META_PREFIX,
-    OPAQUE_NAME,
-    WHITEOUT_PREFIX,
-    is_overlay_whiteout,
-    make_overlay_whiteout,
-    set_overlay_opaque,
+from builder.layers.safety import (
+    BLOCK,
+    MAX_ENTRY_SIZE,
+    MAX_META_SIZE,
+    Entry,
+    EntryReader,
+    bad_hardlink,
+    retyped,
+    through_non_dir,
+    through_symlink,
 )
+from builder.layers.whiteout import is_overlay_whiteout, make_overlay_whiteout, set_overlay_opaque
 
 __all__ = ["MAX_ENTRY_SIZE", "MAX_META_SIZE", "ExtractStats", "WhiteoutMode", "extract_layer"]
 
@@ -57,23 +62,11 @@ class ExtractStats:
     bytes: int
 
 
-def _split(path: str, label: str, error: type[LayerError] = UnsafePath) -> list[str]:
-    """Components of archive path `path`; refuse absolute paths, `..` and NUL."""
-    if "\x00" in path:
-        raise error(f"{label} {path!r} contains a NUL byte")
-    if path.startswith("/"):
-        raise error(f"{label} {path!r} is an absolute path")
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise error(f"{label} {path!r} has a '..' component")
-    return parts
-
-
 class _Extractor:
     def __init__(self, stream: BinaryIO, dest: str | Path, mode: WhiteoutMode) -> None:
         self.buf = bytearray(CHUNK)
         self.view = memoryview(self.buf)
-        self.reader = TarStream(stream, self.view)
+        self.reader = EntryReader(stream, self.view, "layer")
         self.overlay = mode == "overlay"
         self.is_root = os.geteuid() == 0
         self.ids = (os.geteuid(), os.getegid())
@@ -82,8 +75,10 @@ class _Extractor:
         # openat() from a cached ancestor instead of a walk from the root (opens cost ~40 us
         # each on this kind of disk, and a 3000-file layer made 20000 of them).
         self.dir_fds: OrderedDict[tuple[str, ...], int] = OrderedDict()
-        self.written: set[str] = set()  # paths this layer created (OCI: whiteouts spare them)
+        self.written: dict[str, str] = {}  # path -> type this layer created (OCI: whiteouts spare them)
         self.ancestors: set[str] = set()  # directories holding something this layer created
+        self.lower_links: dict[str, str] = {}  # hardlink targets of lower layers -> the link's label
+        self.replaced: set[str] = set()  # lower symlinks this layer replaced (apply mode)
         self.dirs: dict[str, tuple[int, int, int, int]] = {}  # deferred: mode, uid, gid, mtime_ns
         self.counts = {"files": 0, "dirs": 0, "symlinks": 0, "hardlinks": 0, "whiteouts": 0, "bytes": 0}
 
@@ -104,7 +99,7 @@ class _Extractor:
         if parent is None:
             self._drop_cache_except(pfd)
             return
-        gone = (*parent, name)
+        gone = (*parent, *name.split("/"))
         for key in [k for k in self.dir_fds if k[: len(gone)] == gone]:
             os.close(self.dir_fds.pop(key))
 
@@ -115,49 +110,56 @@ class _Extractor:
     def _cached_dir(
         self, key: tuple[str, ...], *, create: bool, label: str, error: type[LayerError]
     ) -> int | None:
-        """An fd (owned by the cache) on the dir `key` below the root, never through a symlink."""
-        if not key:
-            return self.root_fd
-        fd = self.dir_fds.get(key)
-        if fd is not None:
-            self.dir_fds.move_to_end(key)
-            return fd
-        parent = self._cached_dir(key[:-1], create=create, label=label, error=error)
-        if parent is None:
-            return None
-        try:
+        """An fd (owned by the cache) on the dir `key` below the root, never through a symlink.
+
+        Walked from the deepest cached ancestor, iteratively (a path may have 2000 components).
+        """
+        i = len(key)
+        while i and key[:i] not in self.dir_fds:
+            i -= 1
+        fd = self.root_fd
+        if i:
+            fd = self.dir_fds[key[:i]]
+            self.dir_fds.move_to_end(key[:i])
+        for j in range(i, len(key)):
+            parent, name = fd, key[j]
             try:
-                fd = os.open(key[-1], _DIR_FLAGS, dir_fd=parent)
-            except FileNotFoundError:
-                if not create:
-                    return None
-                os.mkdir(key[-1], 0o755, dir_fd=parent)
-                fd = os.open(key[-1], _DIR_FLAGS, dir_fd=parent)
-        except OSError as err:
-            if err.errno in (errno.ELOOP, errno.ENOTDIR):
-                raise error(f"{label} goes through {'/'.join(key)!r}, a symlink or not a directory") from None
-            raise
-        self.dir_fds[key] = fd
-        if len(self.dir_fds) > _MAX_CACHED_DIRS:
-            # The oldest entry is never `parent` or `fd`: both were just used.
-            os.close(self.dir_fds.popitem(last=False)[1])
+                try:
+                    fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+                except FileNotFoundError:
+                    if not create:
+                        return None
+                    os.mkdir(name, 0o755, dir_fd=parent)
+                    fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+            except OSError as err:
+                if err.errno not in (errno.ELOOP, errno.ENOTDIR):
+                    raise
+                path = "/".join(key[: j + 1])
+                st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+                if stat.S_ISLNK(st.st_mode):
+                    raise through_symlink(label, path, error) from None
+                raise through_non_dir(label, path, error) from None
+            self.dir_fds[key[: j + 1]] = fd
+            if len(self.dir_fds) > _MAX_CACHED_DIRS:
+                # The oldest entry is never `fd`: it was just added.
+                os.close(self.dir_fds.popitem(last=False)[1])
         return fd
 
     def _open_dir(
-        self, parts: list[str] | tuple[str, ...], *, create: bool, label: str, error: type[LayerError]
+        self, parts: tuple[str, ...], *, create: bool, label: str, error: type[LayerError]
     ) -> int | None:
         """A fresh fd (the caller closes it) on the dir `parts`; None if missing."""
         fd = self._cached_dir(tuple(parts), create=create, label=label, error=error)
         return None if fd is None else os.dup(fd)
 
-    def _parent(self, parts: list[str], label: str, error: type[LayerError] = UnsafePath) -> int:
+    def _parent(self, parts: tuple[str, ...], label: str, error: type[LayerError] = UnsafePath) -> int:
         """The cached fd of an entry's parent dir, created if missing (do not close it)."""
         fd = self._cached_dir(tuple(parts[:-1]), create=True, label=label, error=error)
         assert fd is not None
         return fd
 
-    def _mark(self, parts: list[str]) -> None:
-        self.written.add("/".join(parts))
+    def _mark(self, parts: tuple[str, ...], kind: str) -> None:
+        self.written["/".join(parts)] = kind
         for i in range(len(parts) - 1, 0, -1):
             parent = "/".join(parts[:i])
             if parent in self.ancestors:
@@ -166,60 +168,68 @@ class _Extractor:
 
     def _unlink(self, pfd: int, name: str, st: os.stat_result) -> None:
         if stat.S_ISDIR(st.st_mode):
-            shutil.rmtree(name, dir_fd=pfd)
+            _remove_dir(pfd, name)
             self._forget_below(pfd, name)  # cached fds may point inside the tree that went away
         else:
             os.unlink(name, dir_fd=pfd)
 
-    def _clear(self, pfd: int, name: str, *, keep_dir: bool) -> os.stat_result | None:
-        """Remove what sits at `name` (tar: the later entry wins); keep a dir if asked. Returns its stat."""
+    def _clear(self, pfd: int, rel: str, name: str, *, fmt: int) -> os.stat_result | None:
+        """Make room at `name` for an entry of type `fmt` (S_IFREG...; 0: a whiteout): remove what
+        sits there (a lower layer's, or this layer's of the same type: the later entry wins),
+        except a dir for a dir. Returns its stat."""
         try:
             st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
         except FileNotFoundError:
             return None
-        if not (keep_dir and stat.S_ISDIR(st.st_mode)):
+        if fmt != stat.S_IFDIR or not stat.S_ISDIR(st.st_mode):
+            if rel not in self.written and stat.S_IFMT(st.st_mode) != fmt:
+                # A host removes a lower path whose type a layer changes before its `tar -x`.
+                self._check_links(rel)
+                if stat.S_ISLNK(st.st_mode) and not self.overlay:
+                    self.replaced.add(rel)  # a whiteout below it must not pass
             self._unlink(pfd, name, st)
         return st
+
+    def _check_links(self, rel: str) -> None:
+        """Refuse removing a lower path that a hardlink of this layer points into."""
+        for target, label in self.lower_links.items():
+            if target == rel or target.startswith(rel + "/"):
+                raise bad_hardlink(label, target)
 
     # --- entries ------------------------------------------------------------------------------
 
     def run(self) -> ExtractStats:
-        while (m := self.reader.next()) is not None:
-            self._entry(m)
+        while (e := self.reader.next()) is not None:
+            self._entry(e)
         self._apply_dirs()
-        self.reader.drain()
+        self.reader.finish()
         return ExtractStats(**self.counts)
 
-    def _entry(self, m: Member) -> None:
-        base = m.name.rstrip("/").rpartition("/")[2]
-        if base.startswith(WHITEOUT_PREFIX):  # whatever its type, as docker reads it
-            self.reader.skip(m.size + (-m.size % BLOCK), f"whiteout {m.name!r}")
-            self._whiteout(m, base)
+    def _entry(self, e: Entry) -> None:
+        kind = e.kind
+        if kind in ("whiteout", "opaque", "skip"):
+            self.reader.skip_data(e)
+            if kind != "skip":
+                self._whiteout(e)
             return
-        label = f"layer entry {m.name!r}"
-        parts = _split(m.name, "layer entry")
-        if not parts:  # "." / "./": the root itself; its metadata is the caller's
-            self.reader.skip(m.size + (-m.size % BLOCK), label)
+        if not e.parts:  # "." / "./": the root itself (a dir); its metadata is the caller's
             return
-        kind = m.type
-        if kind in FILE_TYPES:
-            self._file(m, parts, label)
-        elif kind == tarfile.DIRTYPE:
-            self._dir(m, parts, label)
-        elif kind == tarfile.SYMTYPE:
-            self._symlink(m, parts, label)
-        elif kind == tarfile.LNKTYPE:
-            self._hardlink(m, parts, label)
-        elif kind in (tarfile.CHRTYPE, tarfile.BLKTYPE):
-            what = "character" if kind == tarfile.CHRTYPE else "block"
-            raise UnsafePath(f"{label} is a {what} device (device nodes are refused)")
-        elif kind == tarfile.FIFOTYPE:
-            raise UnsafePath(f"{label} is a fifo (refused)")
+        rel = "/".join(e.parts)
+        same = "file" if kind == "hardlink" else kind
+        before = self.written.get(rel) or ("dir" if rel in self.ancestors else None)
+        if before is not None and before != same:
+            raise retyped(e.label)
+        if kind == "file":
+            self._file(e, rel)
+        elif kind == "dir":
+            self._dir(e, rel)
+        elif kind == "symlink":
+            self._symlink(e, rel)
         else:
-            raise LayerError(f"{label} has unsupported tar type {kind!r}")
-        self._mark(parts)
+            self._hardlink(e, rel)
+        self._mark(e.parts, same)
 
-    def _owner(self, m: Member, *, fd: int | None = None, name: str = "", dir_fd: int | None = None) -> None:
+    def _owner(self, m: Entry, *, fd: int | None = None, name: str = "", dir_fd: int | None = None) -> None:
         if not self.is_root:
             return
         if fd is not None:
@@ -227,7 +237,8 @@ class _Extractor:
         else:
             os.chown(name, m.uid, m.gid, dir_fd=dir_fd, follow_symlinks=False)
 
-    def _file(self, m: Member, parts: list[str], label: str) -> None:
+    def _file(self, m: Entry, rel: str) -> None:
+        parts, label = m.parts, m.label
         pfd = self._parent(parts, label)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
@@ -235,7 +246,7 @@ class _Extractor:
             # (one syscall less per file than a stat before every create).
             fd = os.open(parts[-1], flags, 0o600, dir_fd=pfd)
         except FileExistsError:
-            self._clear(pfd, parts[-1], keep_dir=False)
+            self._clear(pfd, rel, parts[-1], fmt=stat.S_IFREG)
             fd = os.open(parts[-1], flags, 0o600, dir_fd=pfd)
         try:
             self._copy(fd, m.size, label)
@@ -245,7 +256,7 @@ class _Extractor:
             os.utime(fd, ns=(m.mtime_ns, m.mtime_ns))
         finally:
             os.close(fd)
-        self.reader.skip(-m.size % BLOCK, label)
+        self.reader.skip_data(m, m.size)
         self.counts["files"] += 1
         self.counts["bytes"] += m.size
 
@@ -253,18 +264,17 @@ class _Extractor:
         remaining = size
         while remaining:
             n = self.reader.readinto(self.view[: min(remaining, CHUNK)])
-            if n == 0:
-                raise LayerError(
-                    f"layer truncated: {label} needs {size} bytes, stream ended after {size - remaining}"
-                )
+            if n == 0:  # worded as the reader's skip words it, so the stack check says the same
+                raise LayerError(f"layer truncated: {label} needs {remaining + (-size % BLOCK)} more bytes")
             chunk = self.view[:n]
             while chunk:
                 chunk = chunk[os.write(fd, chunk) :]
             remaining -= n
 
-    def _dir(self, m: Member, parts: list[str], label: str) -> None:
-        pfd = self._parent(parts, label)
-        st = self._clear(pfd, parts[-1], keep_dir=True)
+    def _dir(self, m: Entry, rel: str) -> None:
+        parts = m.parts
+        pfd = self._parent(parts, m.label)
+        st = self._clear(pfd, rel, parts[-1], fmt=stat.S_IFDIR)
         if st is None or not stat.S_ISDIR(st.st_mode):
             os.mkdir(parts[-1], 0o700, dir_fd=pfd)  # real mode applied after the contents
             if self.overlay and st is not None and is_overlay_whiteout(st):
@@ -274,36 +284,38 @@ class _Extractor:
                     set_overlay_opaque(dfd)
                 finally:
                     os.close(dfd)
-        self.dirs["/".join(parts)] = (m.mode, m.uid, m.gid, m.mtime_ns)
+        self.dirs[rel] = (m.mode, m.uid, m.gid, m.mtime_ns)
         self.counts["dirs"] += 1
 
-    def _symlink(self, m: Member, parts: list[str], label: str) -> None:
-        pfd = self._parent(parts, label)
-        self._clear(pfd, parts[-1], keep_dir=False)
+    def _symlink(self, m: Entry, rel: str) -> None:
+        parts = m.parts
+        pfd = self._parent(parts, m.label)
+        self._clear(pfd, rel, parts[-1], fmt=stat.S_IFLNK)
         # The target may point anywhere: it is stored, never followed by this reader.
         os.symlink(m.linkname, parts[-1], dir_fd=pfd)
         self._owner(m, name=parts[-1], dir_fd=pfd)
         os.utime(parts[-1], ns=(m.mtime_ns, m.mtime_ns), dir_fd=pfd, follow_symlinks=False)
         self.counts["symlinks"] += 1
 
-    def _hardlink(self, m: Member, parts: list[str], label: str) -> None:
-        target = _split(m.linkname, f"{label}: hardlink target")
-        if not target:
-            raise UnsafePath(f"{label} is a hardlink to the layer root")
-        if target == parts:
-            return  # a link to itself: nothing to do
+    def _hardlink(self, m: Entry, rel: str) -> None:
+        label, parts, target = m.label, m.parts, m.link
+        linked = "/".join(target)
         tfd = self._open_dir(target[:-1], create=False, label=f"{label}: hardlink target", error=UnsafePath)
         if tfd is None:
-            raise LayerError(f"{label} is a hardlink to {m.linkname!r}, which does not exist")
+            raise bad_hardlink(label, linked)
         try:
             try:
                 st = os.stat(target[-1], dir_fd=tfd, follow_symlinks=False)
             except FileNotFoundError:
-                raise LayerError(f"{label} is a hardlink to {m.linkname!r}, which does not exist") from None
+                raise bad_hardlink(label, linked) from None
             if not stat.S_ISREG(st.st_mode):
-                raise UnsafePath(f"{label} is a hardlink to {m.linkname!r}, which is not a regular file")
+                raise bad_hardlink(label, linked)
+            if linked not in self.written:
+                self.lower_links[linked] = label  # this layer's whiteouts must leave it in place
+            if target == parts:
+                return  # a link to itself: nothing to do
             pfd = self._parent(parts, label)
-            self._clear(pfd, parts[-1], keep_dir=False)
+            self._clear(pfd, rel, parts[-1], fmt=stat.S_IFREG)
             os.link(target[-1], parts[-1], src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
         finally:
             os.close(tfd)
@@ -311,22 +323,18 @@ class _Extractor:
 
     # --- whiteouts ----------------------------------------------------------------------------
 
-    def _whiteout(self, m: Member, base: str) -> None:
-        label = f"whiteout {m.name!r}"
-        parts = _split(m.name, "whiteout", BadWhiteout)
-        dir_parts = parts[:-1]
-        if base == OPAQUE_NAME:
-            self._opaque(dir_parts, label)
-        elif base.startswith(AUFS_META_PREFIX):
-            return  # AUFS bookkeeping (.wh..wh.plnk): skipped, as docker does
+    def _whiteout(self, e: Entry) -> None:
+        dir_parts = e.parts if e.kind == "opaque" else e.parts[:-1]
+        for i in range(1, len(dir_parts) + 1) if self.replaced else ():
+            if "/".join(dir_parts[:i]) in self.replaced:
+                raise through_symlink(e.label, "/".join(dir_parts[:i]), BadWhiteout)
+        if e.kind == "opaque":
+            self._opaque(dir_parts, e.label)
         else:
-            target = base[len(WHITEOUT_PREFIX) :]
-            if target in ("", ".", ".."):
-                raise BadWhiteout(f"{label} names {target!r}, not an entry of its directory")
-            self._delete(dir_parts, target, label)
+            self._delete(dir_parts, e.parts[-1], e.label)
         self.counts["whiteouts"] += 1
 
-    def _opaque(self, dir_parts: list[str], label: str) -> None:
+    def _opaque(self, dir_parts: tuple[str, ...], label: str) -> None:
         fd = self._open_dir(dir_parts, create=self.overlay, label=label, error=BadWhiteout)
         if fd is None:
             return  # apply: nothing below to hide
@@ -340,7 +348,7 @@ class _Extractor:
         finally:
             os.close(fd)
 
-    def _delete(self, dir_parts: list[str], target: str, label: str) -> None:
+    def _delete(self, dir_parts: tuple[str, ...], target: str, label: str) -> None:
         rel = "/".join([*dir_parts, target])
         fd = self._open_dir(dir_parts, create=self.overlay, label=label, error=BadWhiteout)
         if fd is None:
@@ -360,27 +368,33 @@ class _Extractor:
                     finally:
                         os.close(dfd)
                 return
-            self._clear(fd, target, keep_dir=False)
+            self._clear(fd, rel, target, fmt=0)
             make_overlay_whiteout(target, dir_fd=fd)
         finally:
             os.close(fd)
 
     def _remove_lower(self, pfd: int, name: str, rel: str) -> None:
-        """Delete what lower layers put at `rel`, keeping what this layer wrote (OCI layer spec)."""
-        try:
-            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
-        except FileNotFoundError:
-            return
-        if rel not in self.written and rel not in self.ancestors:
-            self._unlink(pfd, name, st)
-            return
-        if stat.S_ISDIR(st.st_mode):
-            fd = os.open(name, _DIR_FLAGS, dir_fd=pfd)
+        """Delete what lower layers put at `rel`, keeping what this layer wrote (OCI layer spec).
+
+        Iterative, as `_remove_dir`: paths below `pfd` go through dirs just checked with lstat.
+        """
+        todo = [(name, rel)]
+        while todo:
+            path, rel = todo.pop()
             try:
-                for child in os.listdir(fd):
-                    self._remove_lower(fd, child, f"{rel}/{child}")
-            finally:
-                os.close(fd)
+                st = os.stat(path, dir_fd=pfd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if rel not in self.written and rel not in self.ancestors:
+                if self.lower_links:
+                    self._check_links(rel)
+                self._unlink(pfd, path, st)
+            elif stat.S_ISDIR(st.st_mode):
+                fd = os.open(path, _DIR_FLAGS, dir_fd=pfd)
+                try:
+                    todo += [(f"{path}/{child}", f"{rel}/{child}") for child in os.listdir(fd)]
+                finally:
+                    os.close(fd)
 
     def _apply_dirs(self) -> None:
         """Directory modes, owners and mtimes, deepest first, after all contents are in place.
@@ -400,6 +414,30 @@ class _Extractor:
                 os.fchown(fd, uid, gid)
             os.fchmod(fd, mode)
             os.utime(fd, ns=(mtime_ns, mtime_ns))
+
+
+def _remove_dir(pfd: int, name: str) -> None:
+    """shutil.rmtree's work without its recursion: a layer's tree may be 2000 levels deep (a
+    path of PATH_MAX bytes), past Python's recursion limit. Never follows a symlink."""
+    stack = [name]
+    while stack:
+        path = stack[-1]
+        fd = os.open(path, _DIR_FLAGS, dir_fd=pfd)
+        try:
+            with os.scandir(fd) as it:
+                subdirs = []
+                for entry in it:
+                    if entry.is_dir(follow_symlinks=False):
+                        subdirs.append(f"{path}/{entry.name}")
+                    else:
+                        os.unlink(entry.name, dir_fd=fd)
+        finally:
+            os.close(fd)
+        if subdirs:
+            stack += subdirs
+        else:
+            stack.pop()
+            os.rmdir(path, dir_fd=pfd)
 
 
 def extract_layer(stream: BinaryIO, dest: str | Path, *, whiteouts: WhiteoutMode) -> ExtractStats:

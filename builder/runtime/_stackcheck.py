@@ -3,14 +3,15 @@
 Hosts unpack layers with plain tar, which follows symlinks already on disk in an entry's parent
 path (GNU tar 1.34 replaces a symlink a dir entry lands on, but `--keep-directory-symlink`,
 older tars and busybox keep it and apply the dir's mode through it), and knows nothing of OCI
-whiteouts. So before anything travels, every layer is streamed here (decompressed,
-headers parsed by `builder.layers._tarstream`, no file written) and the merged tree is tracked
-across layers with whiteouts applied. Refused (UnsafePath, BadWhiteout; naming layer digest and
-entry), because a host's tar must never see them: `..` or absolute paths, device nodes, fifos,
-hardlinks leaving the tree or naming a non-file, any entry or whiteout whose parent path goes
-through a symlink made by this or a lower layer (`lib -> /etc` in layer 1, `lib/passwd` in
-layer 3), entries below a `.wh.` component, and a path named twice in one layer with different
-types (tar would apply a dir entry's mode through an earlier symlink of that layer).
+whiteouts. So before anything travels, every layer is streamed here (decompressed, no file
+written) and the merged tree is tracked across layers with whiteouts applied. Entries come
+checked by `builder.layers.safety.EntryReader`, the policy the store's extraction applies too;
+this module enforces the policy's stateful rules on the tree, with its messages (UnsafePath,
+BadWhiteout; naming layer digest and entry), because a host's tar must never see them: any entry
+or whiteout whose parent path goes through a symlink made by this or a lower layer (`lib -> /etc`
+in layer 1, `lib/passwd` in layer 3), a path named twice in one layer with different types (tar
+would apply a dir entry's mode through an earlier symlink of that layer), hardlinks to what is
+missing, not a file, or removed before the layer's `tar -x`.
 
 What the host needs to honour whiteouts with plain shell is recorded per layer (`LayerPlan`):
 `whiteouts`, the paths to `rm -rf` before extracting the layer (whiteout targets, and lower
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import tarfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -32,8 +32,7 @@ from typing import BinaryIO
 from builder.errors import BadWhiteout, LayerError, UnsafePath
 from builder.image.descriptor import Descriptor
 from builder.image.digest import Digest
-from builder.layers._tarstream import BLOCK, FILE_TYPES, Member, TarStream
-from builder.layers.whiteout import AUFS_META_PREFIX, OPAQUE_NAME, WHITEOUT_PREFIX
+from builder.layers.safety import Entry, EntryReader, bad_hardlink, retyped, through_non_dir, through_symlink
 
 TEMPLATE_SUFFIX = ".tmpl"
 TEMPLATE_DIRS = ("etc", "charts", "manifests", "statics")
@@ -41,6 +40,7 @@ MAX_TEMPLATE_BYTES = 1 << 20  # templates are held in memory and rendered per ho
 _CHUNK = 4 << 20
 
 _DIR, _FILE, _LINK = "d", "f", "l"
+_NODE_KINDS = {"file": _FILE, "hardlink": _FILE, "dir": _DIR, "symlink": _LINK}
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,25 +103,6 @@ class _Hashing(io.RawIOBase):
         return n
 
 
-def _split(path: str, label: str, error: type[LayerError]) -> list[str]:
-    if "\x00" in path:
-        raise error(f"{label} contains a NUL byte")
-    if path.startswith("/"):
-        raise error(f"{label} is an absolute path")
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise error(f"{label} has a '..' component")
-    return parts
-
-
-@dataclass(slots=True)
-class _Entry:
-    parts: list[str]
-    kind: str
-    link: list[str] | None  # hardlink target
-    label: str
-
-
 class _Checker:
     def __init__(self) -> None:
         self.root = _Node(_DIR, -1)
@@ -135,10 +116,17 @@ class _Checker:
         return f"layer {layer + 1} ({self.digests[layer]})" if layer >= 0 else "the root"
 
     def _parent(
-        self, parts: list[str], label: str, error: type[LayerError], *, create: int | None
+        self,
+        parts: tuple[str, ...],
+        label: str,
+        error: type[LayerError],
+        *,
+        create: int | None,
+        strict: bool = False,
     ) -> _Node | None:
         """The dir node holding `parts[-1]`, never through a symlink; missing dirs are made when
-        `create` is a layer index (tar makes them), else None is returned."""
+        `create` is a layer index (tar makes them, and that layer then holds them), else None is
+        returned, as for a non-directory unless `strict`."""
         node = self.root
         for i, name in enumerate(parts[:-1]):
             assert node.children is not None
@@ -148,14 +136,14 @@ class _Checker:
                     return None
                 child = node.children[name] = _Node(_DIR, create)
             elif child.kind == _LINK:
-                raise error(
-                    f"{label} goes through {'/'.join(parts[: i + 1])!r}, a symlink made by "
-                    f"{self._where(child.layer)}"
-                )
+                path = "/".join(parts[: i + 1])
+                raise through_symlink(label, path, error, f" made by {self._where(child.layer)}")
             elif child.kind != _DIR:
-                if create is None:
+                if create is None and not strict:
                     return None
-                raise error(f"{label} goes through {'/'.join(parts[: i + 1])!r}, which is not a directory")
+                raise through_non_dir(label, "/".join(parts[: i + 1]), error)
+            elif create is not None:
+                child.layer = create
             node = child
         return node
 
@@ -169,94 +157,66 @@ class _Checker:
         self.digests.append(str(desc.digest))
         where = f"layer {index + 1} ({desc.digest})"
         hashing = _Hashing(stream)
-        reader = TarStream(io.BufferedReader(hashing, _CHUNK), self.buf)
-        entries: list[_Entry] = []
-        removed: list[list[str]] = []
-        opaque: list[list[str]] = []
+        reader = EntryReader(io.BufferedReader(hashing, _CHUNK), self.buf, f"{where}:")
+        entries: list[Entry] = []
+        removals: list[Entry] = []
         contents: dict[int, bytes] = {}
-        while (m := reader.next()) is not None:
-            label = f"{where}: entry {m.name!r}"
-            parts = _split(m.name, label, UnsafePath)
-            if any(p.startswith(WHITEOUT_PREFIX) for p in parts[:-1]):
-                raise BadWhiteout(f"{label} lies below a whiteout name")
-            base = parts[-1] if parts else ""
-            if base.startswith(WHITEOUT_PREFIX):
-                reader.skip(m.size + (-m.size % BLOCK), label)
-                if base == OPAQUE_NAME:
-                    opaque.append(parts[:-1])
-                elif not base.startswith(AUFS_META_PREFIX):  # AUFS bookkeeping: skipped as docker does
-                    target = base[len(WHITEOUT_PREFIX) :]
-                    if target in ("", ".", ".."):
-                        raise BadWhiteout(f"{where}: whiteout {m.name!r} names {target!r}")
-                    removed.append([*parts[:-1], target])
+        while (e := reader.next()) is not None:
+            if e.kind in ("whiteout", "opaque", "skip") or not e.parts:  # skip: AUFS bookkeeping
+                reader.skip_data(e)
+                if e.kind in ("whiteout", "opaque"):
+                    removals.append(e)
                 continue
-            kind, link = self._kind(m, label)
-            if not parts:
-                if kind != _DIR:
-                    raise UnsafePath(f"{label} makes the rootfs root a non-directory")
-                reader.skip(m.size + (-m.size % BLOCK), label)
-                continue
-            if kind == _FILE and _kept("/".join(parts)):
-                if m.size > MAX_TEMPLATE_BYTES:
-                    what = "a template" if is_template_path("/".join(parts)) else "a config file sealer reads"
-                    raise LayerError(f"{label} is {what} of {m.size} bytes (limit {MAX_TEMPLATE_BYTES})")
-                contents[len(entries)] = reader.read_exact(m.size, label)
-                reader.skip(-m.size % BLOCK, label)
+            rel = "/".join(e.parts)
+            if e.kind == "file" and _kept(rel):
+                if e.size > MAX_TEMPLATE_BYTES:
+                    what = "a template" if is_template_path(rel) else "a config file sealer reads"
+                    raise LayerError(f"{e.label} is {what} of {e.size} bytes (limit {MAX_TEMPLATE_BYTES})")
+                contents[len(entries)] = reader.read_data(e)
             else:
-                reader.skip(m.size + (-m.size % BLOCK), label)
-            entries.append(_Entry(parts, kind, link, label))
-        reader.drain()
+                reader.skip_data(e)
+            entries.append(e)
+        reader.finish()
         got = Digest("sha256", hashing.sha.hexdigest())
         if got != diff_id:
             raise LayerError(f"{where} decompresses to {got}, the image config says diff_id {diff_id}")
-        whiteouts = self._remove(index, where, removed)
-        opaques = self._empty(index, where, opaque)
+        whiteouts = self._remove([e for e in removals if e.kind == "whiteout"])
+        opaques = self._empty([e for e in removals if e.kind == "opaque"])
         whiteouts += self._add(index, entries, contents)
+        for e in removals:  # against this layer's tree too: a host's rm must not follow a symlink
+            self._parent(
+                (*e.parts, "") if e.kind == "opaque" else e.parts,
+                e.label,
+                BadWhiteout,
+                create=None,
+                strict=True,
+            )
         return LayerPlan(desc, diff_id, tuple(whiteouts), tuple(opaques))
 
-    def _kind(self, m: Member, label: str) -> tuple[str, list[str] | None]:
-        if m.type in FILE_TYPES:
-            return _FILE, None
-        if m.type == tarfile.DIRTYPE:
-            return _DIR, None
-        if m.type == tarfile.SYMTYPE:
-            return _LINK, None  # the target may point anywhere: stored, never gone through
-        if m.type == tarfile.LNKTYPE:
-            target = _split(m.linkname, f"{label}: hardlink target {m.linkname!r}", UnsafePath)
-            if not target:
-                raise UnsafePath(f"{label} is a hardlink to the rootfs root")
-            return _FILE, target
-        if m.type in (tarfile.CHRTYPE, tarfile.BLKTYPE):
-            raise UnsafePath(f"{label} is a device node (refused)")
-        if m.type == tarfile.FIFOTYPE:
-            raise UnsafePath(f"{label} is a fifo (refused)")
-        raise LayerError(f"{label} has unsupported tar type {m.type!r}")
-
-    def _remove(self, index: int, where: str, removed: list[list[str]]) -> list[str]:
+    def _remove(self, removed: list[Entry]) -> list[str]:
         """Whiteouts, against the lower layers' tree (OCI: they never hide their own layer)."""
         out: list[str] = []
-        for parts in removed:
-            rel = "/".join(parts)
-            parent = self._parent(parts, f"{where}: whiteout of {rel!r}", BadWhiteout, create=None)
-            if parent is None or parent.children is None or parts[-1] not in parent.children:
+        for e in removed:
+            rel = "/".join(e.parts)
+            parent = self._parent(e.parts, e.label, BadWhiteout, create=None)
+            if parent is None or parent.children is None or e.parts[-1] not in parent.children:
                 continue  # nothing below to delete
-            del parent.children[parts[-1]]
+            del parent.children[e.parts[-1]]
             self._forget_kept(rel)
             out.append(rel)
         return out
 
-    def _empty(self, index: int, where: str, opaque: list[list[str]]) -> list[str]:
+    def _empty(self, opaque: list[Entry]) -> list[str]:
         out: list[str] = []
-        for parts in opaque:
-            rel = "/".join(parts)
-            label = f"{where}: opaque marker of {rel or '/'!r}"
-            if not parts:
+        for e in opaque:
+            rel = "/".join(e.parts)
+            if not e.parts:
                 node: _Node | None = self.root
             else:
-                parent = self._parent(parts, label, BadWhiteout, create=None)
-                node = None if parent is None or parent.children is None else parent.children.get(parts[-1])
+                parent = self._parent(e.parts, e.label, BadWhiteout, create=None)
+                node = None if parent is None or parent.children is None else parent.children.get(e.parts[-1])
                 if node is not None and node.kind == _LINK:
-                    raise BadWhiteout(f"{label}: {rel!r} is a symlink made by {self._where(node.layer)}")
+                    raise through_symlink(e.label, rel, BadWhiteout, f" made by {self._where(node.layer)}")
             if node is None or node.children is None or not node.children:
                 continue
             node.children.clear()
@@ -267,27 +227,32 @@ class _Checker:
             out.append(rel)
         return out
 
-    def _add(self, index: int, entries: list[_Entry], contents: dict[int, bytes]) -> list[str]:
+    def _add(self, index: int, entries: list[Entry], contents: dict[int, bytes]) -> list[str]:
         changed: list[str] = []
+        lower_links: dict[str, str] = {}  # hardlink targets of lower layers -> the link's label
         for i, e in enumerate(entries):
             rel = "/".join(e.parts)
-            if e.link is not None:
-                target = self._parent(e.link, f"{e.label}: hardlink target", UnsafePath, create=None)
+            kind = _NODE_KINDS[e.kind]
+            if e.kind == "hardlink":
+                linked = "/".join(e.link)
+                target = self._parent(
+                    e.link, f"{e.label}: hardlink target", UnsafePath, create=None, strict=True
+                )
                 node = None if target is None or target.children is None else target.children.get(e.link[-1])
                 if node is None or node.kind != _FILE:
-                    raise UnsafePath(
-                        f"{e.label} is a hardlink to {'/'.join(e.link)!r}, which is not a regular file of the rootfs"
-                    )
+                    raise bad_hardlink(e.label, linked)
+                if node.layer != index:
+                    lower_links[linked] = e.label
             parent = self._parent(e.parts, e.label, UnsafePath, create=index)
             assert parent is not None and parent.children is not None
             old = parent.children.get(e.parts[-1])
-            if old is not None and old.kind != e.kind:
+            if old is not None and old.kind != kind:
                 if old.layer == index:
-                    raise UnsafePath(f"{e.label} names a path this layer already made as another type")
+                    raise retyped(e.label)
                 changed.append(rel)  # the host removes the lower one first: tar never replaces types
                 old = None
             if old is None or old.kind != _DIR:
-                parent.children[e.parts[-1]] = _Node(e.kind, index)
+                parent.children[e.parts[-1]] = _Node(kind, index)
             elif old.kind == _DIR:
                 old.layer = index
             if old is None or old.kind != _DIR:
@@ -296,7 +261,7 @@ class _Checker:
                 self._forget_kept(rel)
             if i in contents:
                 self.kept[rel] = contents[i]
-            elif e.link is not None and _kept(rel):
+            elif e.kind == "hardlink" and _kept(rel):
                 linked = "/".join(e.link)
                 if linked not in self.kept:
                     if is_template_path(rel):
@@ -306,13 +271,17 @@ class _Checker:
                         "and needs it as a regular file"
                     )
                 self.kept[rel] = self.kept[linked]
+        for path in changed if lower_links else ():  # removed before `tar -x` makes the link
+            for linked, label in lower_links.items():
+                if linked == path or linked.startswith(path + "/"):
+                    raise bad_hardlink(label, linked)
         return changed
 
     def finish(self) -> tuple[dict[str, bytes], dict[str, bytes]]:
         """(templates, the other kept files), each sorted by path."""
         templates = {p: v for p, v in sorted(self.kept.items()) if is_template_path(p)}
         for path in templates:
-            parts = path[: -len(TEMPLATE_SUFFIX)].split("/")
+            parts = tuple(path[: -len(TEMPLATE_SUFFIX)].split("/"))
             parent = self._parent(parts, path, UnsafePath, create=None)
             node = None if parent is None or parent.children is None else parent.children.get(parts[-1])
             if node is not None and node.kind == _DIR:

@@ -98,11 +98,8 @@ RUNTIME_LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 # build -> registry: build gets its registry access injected, as runtime gets `pull` (the executor
 # and plan took the registry client; build's PullEvent wrapped the registry's events).
 KNOWN_BUILD_REGISTRY: set[str] = set()  # fixed: build_image(pull=Puller), made by cli/build.py
-# Item 1: runtime's stack check reads tar through layers' private _tarstream; one public
-# layer-safety policy (builder/layers/safety.py) replaces it.
-KNOWN_PRIVATE_IMPORTS: set[str] = {
-    "builder.runtime._stackcheck -> builder.layers._tarstream",
-}
+# Item 1: runtime's stack check read tar through layers' private _tarstream.
+KNOWN_PRIVATE_IMPORTS: set[str] = set()  # fixed: both readers use builder/layers/safety.py
 # Item 4 (runtime's actions and phases restructured): runtime imports against its layer order.
 # None on the tree this test was written against (see RUNTIME_LAYERS); kept for the restructuring.
 KNOWN_RUNTIME_ORDER_VIOLATIONS: set[str] = set()

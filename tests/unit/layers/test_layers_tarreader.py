@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from builder.errors import UnsafePath
 from builder.layers.tarreader import ExtractStats, extract_layer
 from builder.layers.tarwriter import TarEntry
 from tests.unit.layers._layer_trees import describe, make_tree, tar_bytes
@@ -71,20 +72,37 @@ def test_dot_slash_names_and_root_entry(tmp_path: Path) -> None:
     assert stat.S_IMODE(os.stat(tmp_path / "a").st_mode) == 0o755  # implicit parent
 
 
-def test_duplicates_later_wins(tmp_path: Path) -> None:
+def test_duplicates_of_one_type_later_wins(tmp_path: Path) -> None:
     data = build_tar(
         (member("f"), b"one"),
         (member("f"), b"two"),
         (member("d", tarfile.DIRTYPE), None),
         (member("d/x"), b"x"),
-        (member("d"), b"now a file"),
+        (member("d", tarfile.DIRTYPE, mode=0o700), None),
         (member("s", tarfile.SYMTYPE, linkname="f"), None),
-        (member("s"), b"file over symlink"),
+        (member("s", tarfile.SYMTYPE, linkname="d"), None),
     )
     extract_layer(io.BytesIO(data), tmp_path, whiteouts="apply")
     assert (tmp_path / "f").read_bytes() == b"two"
-    assert (tmp_path / "d").read_bytes() == b"now a file"
-    assert not os.path.islink(tmp_path / "s") and (tmp_path / "s").read_bytes() == b"file over symlink"
+    assert (tmp_path / "d/x").read_bytes() == b"x" and stat.S_IMODE(os.stat(tmp_path / "d").st_mode) == 0o700
+    assert os.readlink(tmp_path / "s") == "d"
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ((member("d", tarfile.DIRTYPE), None), (member("d"), b"now a file")),
+        ((member("s", tarfile.SYMTYPE, linkname="f"), None), (member("s"), b"file over symlink")),
+        ((member("f"), b"x"), (member("f", tarfile.DIRTYPE), None)),
+    ],
+)
+def test_a_path_changing_type_within_a_layer_is_refused(
+    tmp_path: Path, first: tuple[tarfile.TarInfo, bytes | None], second: tuple[tarfile.TarInfo, bytes | None]
+) -> None:
+    """The runtime's stack check refuses these (a host's tar would apply a dir's mode through an
+    earlier symlink); the store follows the same policy (builder/layers/safety.py)."""
+    with pytest.raises(UnsafePath, match="names a path this layer already made as another type"):
+        extract_layer(io.BytesIO(build_tar(first, second)), tmp_path, whiteouts="apply")
 
 
 def test_apply_whiteout_deletes_lower_entries(tmp_path: Path) -> None:
