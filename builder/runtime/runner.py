@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from builder.errors import ClusterError, CommandFailed, HostError, SealerError
+from builder.image.digest import Digest
 from builder.runtime.dryrun import format_plan
 from builder.runtime.events import (
     EventSink,
@@ -88,7 +89,7 @@ class Runner:
         self,
         driver: InfraDriver,
         *,
-        digest: str,
+        digest: Digest | None,
         journal: Journal,
         logs: Callable[[str], HostLog] | None = None,
         options: RunOptions | None = None,
@@ -99,7 +100,8 @@ class Runner:
         keep_outputs: Iterable[str] = (),
         stats: Mapping[str, HostStats] | None = None,
     ) -> None:
-        """`keep_outputs`: outputs the action itself reads (the kubeconfig), so their producers
+        """`digest`: the image's, the journal's key (None: the check's probes, before the image
+        is known; they are never journaled). `keep_outputs`: outputs the action itself reads (the kubeconfig), so their producers
         always run. `stats`: what the hosts went through before this runner, in the same run
         (the check's probes, run before the image's digest was known), carried on."""
         self.driver = driver

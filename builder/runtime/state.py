@@ -28,6 +28,7 @@ from typing import Any
 
 from builder._fs import atomic_write, remove_tree
 from builder.errors import ClusterError
+from builder.image.digest import Digest
 from builder.runtime.cluster import Cluster, check_cluster_name
 from builder.runtime.clusterfile import dump_clusterfile, load_clusterfile
 
@@ -46,21 +47,34 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+def _digest(value: Any) -> Digest:
+    """A digest read from state.json (ValueError, which `load_meta` reports, when it is not one)."""
+    if not Digest.is_valid(str(value)):
+        raise ValueError(f"invalid digest {value!r}")
+    return Digest.parse(str(value))
+
+
+def _journal_digest(digest: Digest | None) -> str:
+    return "" if digest is None else str(digest)
+
+
 @dataclass(frozen=True, slots=True)
 class AppRecord:
     """One app image run on the cluster: its rootfs is data/<cluster>/apps/<name> on master0."""
 
     name: str
     image: str
-    digest: str  # manifest digest of the app image delivered (and launched, once `launched`)
+    digest: Digest  # manifest digest of the app image delivered (and launched, once `launched`)
     launched: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "image": self.image, "digest": self.digest, "launched": self.launched}
+        return {"name": self.name, "image": self.image, "digest": str(self.digest), "launched": self.launched}
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> AppRecord:
-        return cls(str(obj["name"]), str(obj["image"]), str(obj["digest"]), bool(obj.get("launched", False)))
+        return cls(
+            str(obj["name"]), str(obj["image"]), _digest(obj["digest"]), bool(obj.get("launched", False))
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +82,7 @@ class SavedMeta:
     """state.json: what the saved Clusterfile does not say."""
 
     image: str
-    digest: str  # manifest digest of the image for the cluster's platform
+    digest: Digest  # manifest digest of the image for the cluster's platform
     platform: str
     runtime: str
     cli_env: Mapping[str, str] = field(default_factory=dict)
@@ -81,6 +95,7 @@ class SavedMeta:
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
+        out["digest"] = str(self.digest)  # state.json keeps the string form
         out["cli_env"] = dict(self.cli_env)
         out["image_env"] = dict(self.image_env)
         out["apps"] = [a.to_json() for a in self.apps]
@@ -90,7 +105,7 @@ class SavedMeta:
     def from_json(cls, obj: Mapping[str, Any]) -> SavedMeta:
         return cls(
             image=str(obj["image"]),
-            digest=str(obj["digest"]),
+            digest=_digest(obj["digest"]),
             platform=str(obj.get("platform", "")),
             runtime=str(obj.get("runtime", "none")),
             cli_env={str(k): str(v) for k, v in dict(obj.get("cli_env") or {}).items()},
@@ -124,13 +139,14 @@ class Journal:
                 ) from None
 
     @staticmethod
-    def key(digest: str, phase: str, host: str, step: str) -> str:
-        return f"{digest}|{phase}|{host}|{step}"
+    def key(digest: Digest | None, phase: str, host: str, step: str) -> str:
+        """The entry's key: the digest's string form ("" for none), phase, host and step."""
+        return f"{_journal_digest(digest)}|{phase}|{host}|{step}"
 
-    def done(self, digest: str, phase: str, host: str, step: str) -> bool:
+    def done(self, digest: Digest | None, phase: str, host: str, step: str) -> bool:
         return self.key(digest, phase, host, step) in self.entries
 
-    def record(self, digest: str, phase: str, host: str, step: str, *, seconds: float) -> None:
+    def record(self, digest: Digest | None, phase: str, host: str, step: str, *, seconds: float) -> None:
         at = _now()
         self.entries[self.key(digest, phase, host, step)] = {"at": at, "seconds": round(seconds, 3)}
         self.hosts[host] = {"phase": phase, "step": step, "at": at}
@@ -140,12 +156,12 @@ class Journal:
         entry = self.hosts.get(host)
         return str(entry["phase"]) if entry else None
 
-    def phases_done(self, host: str, digest: str | None = None) -> list[str]:
+    def phases_done(self, host: str, digest: Digest | None = None) -> list[str]:
         """The phases with a finished step on `host`, in the order they finished."""
         out: dict[str, None] = {}
         for key in self.entries:
             d, phase, h, _ = key.split("|", 3)
-            if h == host and (digest is None or d == digest):
+            if h == host and (digest is None or d == str(digest)):
                 out[phase] = None
         return list(out)
 

@@ -100,7 +100,8 @@ def check_app_image(store: Store, info: ImageInfo, name: str) -> None:
     its runtime selection gives `none` and its extension says app-installer, or it has no
     runtime label, Metadata nor KUBEVERSION."""
     runtime, source = runtime_name(info.runtime_label, info.metadata_runtime)
-    manifest = store.read_manifest(Digest.parse(info.digest))
+    assert info.digest is not None  # a loaded image's
+    manifest = store.read_manifest(info.digest)
     ext_text = manifest.annotations.get(mediatypes.ANNOTATION_SEALER_EXTENSION)
     kind = ImageExtension.from_json(ext_text).type if ext_text else ""
     bare = not info.runtime_label and not info.metadata_runtime and not info.kube_version
@@ -116,7 +117,7 @@ def check_app_image(store: Store, info: ImageInfo, name: str) -> None:
     )
 
 
-def app_name(image: str, digest: str, apps: Sequence[AppRecord]) -> tuple[str, AppRecord | None]:
+def app_name(image: str, digest: Digest, apps: Sequence[AppRecord]) -> tuple[str, AppRecord | None]:
     """The app's directory name on master0 and its saved record, if it ran before. An app is
     its repository (`demo/app:v1` and `demo/app:v2` are one app, the second replacing the
     first); the name is the repository's last component, made unique with a short hash of the
@@ -128,7 +129,7 @@ def app_name(image: str, digest: str, apps: Sequence[AppRecord]) -> tuple[str, A
         ):
             return record.name, record
     if repo is None:
-        return digest.partition(":")[2][:12] or "app", None
+        return digest.hex[:12] or "app", None
     base = repo.rsplit("/", 1)[-1][:_NAME_MAX]
     if base in {a.name for a in apps}:
         base = f"{base[: _NAME_MAX - 9]}-{hashlib.sha256(repo.encode()).hexdigest()[:8]}"
@@ -183,7 +184,7 @@ def _dry_run(job: _AppJob, settings: Settings, store: Store) -> Outcome:
     wanted = Platform.parse(job.meta.platform) if job.meta.platform else Platform.host()
     platform, info, dimg = assume(settings, job.image, wanted)
     check_app_image(store, info, job.saved.name)
-    name, _ = app_name(job.image, info.digest, job.meta.apps)
+    name, _ = app_name(job.image, dimg.manifest_digest, job.meta.apps)
     target = f"{APPS_DIR}/{name}"
     state = _app_state(job, info, settings, target, {})
     master0 = job.saved.master0
@@ -215,7 +216,7 @@ def _decide(job: _AppJob, settings: Settings, store: Store) -> Decide:
 
     def decide(info: ImageInfo, dimg: delivery.DeliveryImage, platform: Platform) -> Decision:
         check_app_image(store, info, job.saved.name)
-        name, _ = app_name(job.image, info.digest, job.meta.apps)
+        name, _ = app_name(job.image, dimg.manifest_digest, job.meta.apps)
         target = f"{APPS_DIR}/{name}"
         return Decision(_app_state(job, info, settings, target, {}), target=target)
 
@@ -243,12 +244,12 @@ async def _run(job: _AppJob, settings: Settings, store: Store, cs: ClusterState)
         info, runner = prepared.info, prepared.runner
         state = prepared.state
         assert isinstance(state, AppPlanState)
-        name, before = app_name(job.image, info.digest, job.meta.apps)
+        name, before = app_name(job.image, prepared.image.manifest_digest, job.meta.apps)
         # the app as wanted, not launched yet, before master0 changes (so delete --all knows it)
         record = AppRecord(
             name,
             job.image,
-            info.digest,
+            prepared.image.manifest_digest,
             launched=bool(before and before.digest == info.digest and before.launched),
         )
         cs.save(job.saved, replace(job.meta, apps=_with_record(job.meta.apps, record)))

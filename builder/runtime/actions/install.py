@@ -11,6 +11,7 @@ from pathlib import Path
 
 from builder.errors import ClusterError
 from builder.image.descriptor import Platform
+from builder.image.digest import Digest
 from builder.runtime import delivery
 from builder.runtime.actions.prepare import Decide, Decision, Request, assume, prepare, with_plugin
 from builder.runtime.actions.remove import removal_plan, remove_hosts
@@ -44,10 +45,10 @@ class InstallJob:
     targets: tuple[str, ...]
     cli_env: Mapping[str, str]
     runtime: str | None
-    expect_digest: str | None = None  # apply/join: the saved cluster's image digest
+    expect_digest: Digest | None = None  # apply/join: the saved cluster's image digest
     upgrade: bool = False
     upgrade_batch: int = 1
-    current_digest: str | None = None  # upgrade: what the cluster runs (the same: nothing to do)
+    current_digest: Digest | None = None  # upgrade: what the cluster runs (the same: nothing to do)
     current_kube_version: str = ""  # upgrade: its KUBEVERSION, checked against the new image's
 
     @property
@@ -167,7 +168,7 @@ async def install_hosts(job: InstallJob, settings: Settings, cs: ClusterState) -
         # save-state, first half: the cluster as wanted, not complete, before any host changes
         meta = SavedMeta(
             image=job.image,
-            digest=info.digest,
+            digest=prepared.image.manifest_digest,
             platform=str(prepared.platform),
             runtime=state.plugin.name,
             cli_env=dict(job.cli_env),
@@ -203,7 +204,7 @@ def _previous_image(job: InstallJob, cs: ClusterState) -> str:
     return saved.image if saved.complete else saved.previous_image
 
 
-def _unjoined(cluster: Cluster, journal: Journal, digest: str) -> tuple[str, ...]:
+def _unjoined(cluster: Cluster, journal: Journal, digest: Digest) -> tuple[str, ...]:
     return tuple(h.ip for h in cluster.hosts if not journal.done(digest, JOINED, h.ip, "done"))
 
 

@@ -85,7 +85,7 @@ def load_image(store: Store, name: str, platform: Platform) -> tuple[ImageInfo, 
     ext = ImageExtension.from_json(ext_text) if ext_text else ImageExtension()
     info = ImageInfo(
         name=name,
-        digest=str(dimg.manifest_digest),
+        digest=dimg.manifest_digest,
         platform=dimg.platform,
         env=dict(dimg.env),
         launch_cmds=ext.launch.cmds,
@@ -180,9 +180,9 @@ async def prepare(
             raise
         available = None
     # check: facts first (no digest yet: probes are never journaled), then the image for them
-    probe = make_runner(driver, cs, journal, settings, digest="")
+    probe = make_runner(driver, cs, journal, settings, digest=None)
     probe_state = PlanState(
-        ImageInfo(name=request.image, digest="", platform=Platform.host()),
+        ImageInfo(name=request.image, digest=None, platform=Platform.host()),
         get_plugin("none"),
         request.targets,
         request.cli_env,

@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 
 from builder.errors import HostError
+from builder.image.digest import Digest
 from builder.runtime import delivery
 from builder.runtime.actions.settings import Settings
 from builder.runtime.cluster import Cluster
@@ -31,15 +32,15 @@ def make_runner(
     cs: ClusterState,
     journal: Journal,
     settings: Settings,
-    digest: str,
+    digest: Digest | None,
     *,
     deliver: DeliverFn | None = None,
     remove: RemoveFn | None = None,
     keep_outputs: Iterable[str] = (),
     stats: Mapping[str, HostStats] | None = None,
 ) -> Runner:
-    """A runner journaling under `digest` ("": the check's probes, before the image is known;
-    they are never journaled)."""
+    """A runner journaling under `digest` (None: the check's probes, before the image is
+    known; they are never journaled)."""
     return Runner(
         driver,
         digest=digest,

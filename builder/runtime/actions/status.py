@@ -33,7 +33,7 @@ def status(name: str, home: Path | None = None) -> dict[str, Any]:
     return {
         "name": saved.name,
         "image": meta.image,
-        "digest": meta.digest,
+        "digest": str(meta.digest),
         "platform": meta.platform,
         "runtime": meta.runtime,
         "complete": meta.complete,

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 from builder.image.descriptor import Platform
+from builder.image.digest import Digest
 from builder.image.extension import Application
 from builder.runtime.cluster import Cluster, HostSpec
 from builder.runtime.delivery import DEFAULT_ROOT, rootfs_path
@@ -69,7 +70,7 @@ class ImageInfo:
     """What the phases need to know about the image, read from the store before planning."""
 
     name: str
-    digest: str  # manifest digest for `platform`
+    digest: Digest | None  # manifest digest for `platform` (None: not known yet, the check's probes)
     platform: Platform
     env: Mapping[str, str] = field(default_factory=dict)  # the image ENV
     launch_cmds: tuple[str, ...] = ()

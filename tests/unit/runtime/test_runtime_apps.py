@@ -14,6 +14,7 @@ import pytest
 from builder.build.executor import build_image
 from builder.build.plan import BuildOptions
 from builder.errors import ClusterError
+from builder.image.digest import Digest
 from builder.runtime import _delivery_shell as sh
 from builder.runtime import actions, delivery
 from builder.runtime.actions.apps import app_name
@@ -25,7 +26,7 @@ from builder.store.layout import Store
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 CLUSTER_IMAGE = "example.test/cluster-rootfs:v1"
 APP = "example.test/app:v1"
-DIGEST = "sha256:" + "ab" * 32
+DIGEST = Digest("sha256", "ab" * 32)
 
 
 @pytest.fixture
@@ -67,7 +68,7 @@ def dry(store: Store, home: Path) -> actions.Settings:
 def test_an_app_is_its_repository_and_its_name_is_unique() -> None:
     assert app_name("example.test/app:v1", DIGEST, ()) == ("app", None)
     v1 = AppRecord("app", "example.test/app:v1", DIGEST, launched=True)
-    assert app_name("example.test/app:v2", "sha256:" + "cd" * 32, (v1,)) == ("app", v1)
+    assert app_name("example.test/app:v2", Digest("sha256", "cd" * 32), (v1,)) == ("app", v1)
     other, record = app_name("other.test/team/app:v1", DIGEST, (v1,))
     assert record is None and other.startswith("app-") and len(other) == len("app-") + 8
     assert app_name("Not A Reference", DIGEST, ()) == ("ab" * 6, None)
@@ -88,7 +89,7 @@ def test_the_delivery_target_is_a_tree_of_its_own_under_the_cluster() -> None:
 
 
 def test_an_older_state_json_has_no_apps_and_save_keeps_them(tmp_path: Path) -> None:
-    old = {"image": CLUSTER_IMAGE, "digest": DIGEST, "platform": "linux/amd64", "runtime": "none"}
+    old = {"image": CLUSTER_IMAGE, "digest": str(DIGEST), "platform": "linux/amd64", "runtime": "none"}
     assert SavedMeta.from_json(old).apps == ()
     cs = save_cluster(tmp_path)
     meta = cs.load_meta()
@@ -97,7 +98,7 @@ def test_an_older_state_json_has_no_apps_and_save_keeps_them(tmp_path: Path) -> 
     app = AppRecord("app", APP, DIGEST, launched=True)
     cs.save(cluster, replace(meta, apps=(app,)))
     assert json.loads(cs.meta_path.read_text())["apps"] == [
-        {"name": "app", "image": APP, "digest": DIGEST, "launched": True}
+        {"name": "app", "image": APP, "digest": str(DIGEST), "launched": True}
     ]
     cs.save(cluster, replace(meta, complete=False))  # run/apply/upgrade know nothing of apps
     again = cs.load_meta()
@@ -181,3 +182,18 @@ def test_an_unfinished_cluster_runs_no_app(st: Store, tmp_path: Path) -> None:
         actions.run_app("c1", APP, dry(st, tmp_path))
     with pytest.raises(ClusterError, match="no saved cluster c9"):
         actions.run_app("c9", APP, dry(st, tmp_path))
+
+
+def test_state_json_keeps_digests_as_strings_and_refuses_a_bad_one(tmp_path: Path) -> None:
+    """In memory the saved digests are Digest values; on disk state.json keeps `sha256:<hex>`.
+    A digest that is not one is a one-line ClusterError naming the file, as any unreadable state."""
+    cs = save_cluster(tmp_path)
+    meta = cs.load_meta()
+    assert meta is not None and meta.digest == DIGEST
+    assert json.loads(cs.meta_path.read_text())["digest"] == str(DIGEST)
+    doc = json.loads(cs.meta_path.read_text())
+    cs.meta_path.write_text(json.dumps({**doc, "digest": "sha256:nope"}))
+    with pytest.raises(
+        ClusterError, match=r"state.json: cannot read the saved state: invalid digest 'sha256:nope'"
+    ):
+        cs.load_meta()

@@ -11,6 +11,7 @@ import pytest
 
 from builder.errors import ClusterError, UnknownRuntime
 from builder.image.descriptor import Platform
+from builder.image.digest import Digest
 from builder.image.extension import Application
 from builder.runtime.cluster import HostAlias
 from builder.runtime.clusterfile import cluster_from_flags
@@ -33,7 +34,7 @@ from builder.runtime.runner import format_plan
 PLATFORM = Platform("linux", "amd64")
 IMAGE = ImageInfo(
     name="demo:v1",
-    digest="sha256:" + "ab" * 32,
+    digest=Digest("sha256", "ab" * 32),
     platform=PLATFORM,
     env={"COLOR": "image", "GREETING": "hi"},
     app_names=("greet",),
@@ -272,7 +273,7 @@ def test_changed_labels_taints_or_aliases_of_joined_hosts_are_refused(action: st
         CLUSTER,
         SavedMeta(
             image="demo:v1",
-            digest="sha256:" + "ab" * 32,
+            digest=Digest("sha256", "ab" * 32),
             platform="linux/amd64",
             runtime="none",
             complete=True,

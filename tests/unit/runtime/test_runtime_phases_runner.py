@@ -13,6 +13,7 @@ from typing import ClassVar
 import pytest
 
 from builder.errors import HostError
+from builder.image.digest import Digest
 from builder.runtime.cluster import Cluster
 from builder.runtime.facts import Facts
 from builder.runtime.infra.local import LocalDriver
@@ -35,6 +36,9 @@ class Scripted(Phase):
         return self.steps
 
 
+D1 = Digest.from_bytes(b"d1")  # the image digest the runner journals under
+
+
 def run_phase(runner: Runner, steps: Sequence[Step]) -> None:
     asyncio.run(runner.run_phase(Scripted(steps), steps))
 
@@ -48,17 +52,13 @@ def test_journal_skips_finished_steps_and_resumes_after_a_failure(tmp_path: Path
     ]
     cs = ClusterState("c1", tmp_path / "state")
     events: list[RunEvent] = []
-    runner = Runner(
-        LocalDriver(), digest="d1", journal=cs.journal(), logs=cs.host_log, on_event=events.append
-    )
+    runner = Runner(LocalDriver(), digest=D1, journal=cs.journal(), logs=cs.host_log, on_event=events.append)
     with pytest.raises(HostError) as info:
         run_phase(runner, steps)
     assert str(info.value).startswith(f'{HOST}: scripted failed: "test -e ')
     assert count.read_text() == "x\n"
     marker.touch()
-    runner = Runner(
-        LocalDriver(), digest="d1", journal=cs.journal(), logs=cs.host_log, on_event=events.append
-    )
+    runner = Runner(LocalDriver(), digest=D1, journal=cs.journal(), logs=cs.host_log, on_event=events.append)
     events.clear()
     run_phase(runner, steps)
     assert count.read_text() == "x\ny\n"  # step one was not run again
@@ -75,15 +75,13 @@ def test_named_outputs_are_resolved_at_run_time_and_kept_out_of_logs(tmp_path: P
         Step(HOST, "join", "use", f"echo {output_ref('join-token')} > {shlex.quote(str(out))}"),
     ]
     cs = ClusterState("c1", tmp_path / "state")
-    runner = Runner(LocalDriver(), digest="d1", journal=cs.journal(), logs=cs.host_log)
+    runner = Runner(LocalDriver(), digest=D1, journal=cs.journal(), logs=cs.host_log)
     run_phase(runner, steps)
     assert out.read_text() == "s3cret-token\n"
     assert "s3cret-token" not in (cs.logs_dir / f"{HOST}.log").read_text()
     # once the join is journaled, the producer is not needed and is skipped
     events: list[RunEvent] = []
-    runner = Runner(
-        LocalDriver(), digest="d1", journal=cs.journal(), logs=cs.host_log, on_event=events.append
-    )
+    runner = Runner(LocalDriver(), digest=D1, journal=cs.journal(), logs=cs.host_log, on_event=events.append)
     run_phase(runner, steps)
     assert {e.step for e in events if isinstance(e, StepFinished) and e.skipped} == {"token", "join"}
 
@@ -107,13 +105,13 @@ def test_a_producer_runs_only_for_a_consumer_before_the_next_producer_of_its_nam
         Step(HOST, "kubeconfig", "kept", "echo config", output="kubeconfig", journal=False),
     ]
     cs = ClusterState("c1", tmp_path / "state")
-    runner = Runner(LocalDriver(), digest="d1", journal=cs.journal(), logs=cs.host_log)
+    runner = Runner(LocalDriver(), digest=D1, journal=cs.journal(), logs=cs.host_log)
     with pytest.raises(HostError):
         run_phase(runner, steps)
     assert minted.read_text() == "x\nx\n" and joined.read_text() == "a token-1\n"
     (tmp_path / "go").touch()
     runner = Runner(
-        LocalDriver(), digest="d1", journal=cs.journal(), logs=cs.host_log, keep_outputs={"kubeconfig"}
+        LocalDriver(), digest=D1, journal=cs.journal(), logs=cs.host_log, keep_outputs={"kubeconfig"}
     )
     run_phase(runner, steps)
     assert minted.read_text() == "x\nx\nx\n"  # one mint, not two
@@ -127,13 +125,13 @@ def test_forgetting_a_host_forgets_master0s_steps_for_it_too(tmp_path: Path) -> 
     journal = ClusterState("c1", tmp_path / "state").journal()
     for host, step in (("10.0.0.4", "install"), ("10.0.0.1", "10.0.0.4/labels"), ("10.0.0.1", "10.0.0.5/labels"),
                        ("10.0.0.1", "init"), ("10.0.0.5", "install")):  # fmt: skip
-        journal.record("d1", "p", host, step, seconds=0)
+        journal.record(D1, "p", host, step, seconds=0)
     journal.forget_hosts(["10.0.0.4"])
     again = Journal(journal.path)
-    assert not again.done("d1", "p", "10.0.0.4", "install")
-    assert not again.done("d1", "p", "10.0.0.1", "10.0.0.4/labels")
-    assert again.done("d1", "p", "10.0.0.1", "10.0.0.5/labels") and again.done("d1", "p", "10.0.0.1", "init")
-    assert again.done("d1", "p", "10.0.0.5", "install")
+    assert not again.done(D1, "p", "10.0.0.4", "install")
+    assert not again.done(D1, "p", "10.0.0.1", "10.0.0.4/labels")
+    assert again.done(D1, "p", "10.0.0.1", "10.0.0.5/labels") and again.done(D1, "p", "10.0.0.1", "init")
+    assert again.done(D1, "p", "10.0.0.5", "install")
 
 
 # --- a phase failing on several hosts -------------------------------------------------------------
@@ -147,7 +145,7 @@ def test_a_probe_phase_names_every_host_that_fails_with_the_causes_hint(tmp_path
     hosts = [f"10.0.0.{i}" for i in range(1, 4)]
     steps = [Step(h, "probe", "probe", "true", kind="probe", journal=False) for h in hosts]
     cs = ClusterState("c1", tmp_path / "state")
-    runner = Runner(LocalDriver(), digest="d1", journal=cs.journal(), logs=cs.host_log, log_hint="LOG/{host}")
+    runner = Runner(LocalDriver(), digest=D1, journal=cs.journal(), logs=cs.host_log, log_hint="LOG/{host}")
     with pytest.raises(HostError) as info:
         run_phase(runner, steps)
     err = info.value
@@ -176,7 +174,7 @@ def test_a_command_phase_still_starts_nothing_new_after_a_failure(tmp_path: Path
     ]
     cs = ClusterState("c1", tmp_path / "state")
     runner = Runner(
-        LocalDriver(), digest="d1", journal=cs.journal(), logs=cs.host_log, options=RunOptions(max_parallel=1)
+        LocalDriver(), digest=D1, journal=cs.journal(), logs=cs.host_log, options=RunOptions(max_parallel=1)
     )
     with pytest.raises(HostError, match=r'^127\.0\.0\.1: scripted failed: "exit 3" exited 3$'):
         run_phase(runner, steps)

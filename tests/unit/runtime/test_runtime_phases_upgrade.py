@@ -9,6 +9,7 @@ import pytest
 
 from builder.errors import ClusterError
 from builder.image.descriptor import Platform
+from builder.image.digest import Digest
 from builder.runtime.actions import check_upgrade_versions
 from builder.runtime.cluster import Cluster
 from builder.runtime.clusterfile import cluster_from_flags
@@ -20,7 +21,7 @@ from builder.runtime.plugins import base
 from builder.runtime.plugins.base import HostContext, PluginStep, RuntimePlugin, quorum_warnings
 from builder.runtime.plugins.none import NoneRuntime
 
-IMAGE = ImageInfo(name="x:v2", digest="sha256:" + "ab" * 32, platform=Platform("linux", "amd64"))
+IMAGE = ImageInfo(name="x:v2", digest=Digest("sha256", "ab" * 32), platform=Platform("linux", "amd64"))
 
 
 class Naming(RuntimePlugin):

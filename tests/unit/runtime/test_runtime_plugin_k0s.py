@@ -13,6 +13,7 @@ import yaml
 
 from builder.errors import K0sConfigError
 from builder.image.descriptor import Platform
+from builder.image.digest import Digest
 from builder.runtime.cluster import Cluster
 from builder.runtime.facts import Facts
 from builder.runtime.phases import (
@@ -53,7 +54,7 @@ spec:
 """
 IMAGE = ImageInfo(
     name="k0s:v1.29.4",
-    digest="sha256:" + "ef" * 32,
+    digest=Digest("sha256", "ef" * 32),
     platform=Platform("linux", "amd64"),
     files={"etc/k0s.yaml": IMAGE_CONFIG},
 )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 
 from builder.image.descriptor import Platform
+from builder.image.digest import Digest
 from builder.runtime.facts import Facts
 from builder.runtime.phases import (
     ImageInfo,
@@ -29,7 +30,7 @@ from builder.runtime.plugins.base import (
 from builder.runtime.plugins.k3s import K3sRuntime
 from tests.unit.runtime._plugin_golden import INSTALL_PHASES, PluginGolden, R, Row, configured
 
-IMAGE = ImageInfo(name="k3s:v1.28.5", digest="sha256:" + "cd" * 32, platform=Platform("linux", "amd64"))
+IMAGE = ImageInfo(name="k3s:v1.28.5", digest=Digest("sha256", "cd" * 32), platform=Platform("linux", "amd64"))
 GOLDEN = PluginGolden(K3sRuntime, IMAGE)
 cluster, plan, ctx, rows = GOLDEN.cluster, GOLDEN.plan, GOLDEN.ctx, GOLDEN.rows
 rerun_after_failure = GOLDEN.rerun_after_failure

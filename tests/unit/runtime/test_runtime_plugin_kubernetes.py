@@ -15,6 +15,7 @@ import yaml
 
 from builder.errors import KubeadmConfigError
 from builder.image.descriptor import Platform
+from builder.image.digest import Digest
 from builder.runtime.cluster import Cluster
 from builder.runtime.facts import Facts
 from builder.runtime.phases import (
@@ -40,7 +41,7 @@ DEFAULTS = (BASEFS / "etc" / "kubeadm.yaml").read_text()
 FILES = {"etc/kubeadm.yaml": DEFAULTS}
 IMAGE = ImageInfo(
     name="kubernetes:v1.30.14",
-    digest="sha256:" + "ab" * 32,
+    digest=Digest("sha256", "ab" * 32),
     platform=Platform("linux", "amd64"),
     files=FILES,
 )

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from builder.image.digest import Digest
 from builder.runtime.clusterfile import cluster_from_flags
 from builder.runtime.state import ClusterState, SavedMeta
 from tests.conftest import SealerRunner
@@ -23,7 +24,7 @@ def state_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def save(home: Path, name: str, master: str) -> None:
     cluster = cluster_from_flags("demo/app:v1", master, name=name)
-    meta = SavedMeta("demo/app:v1", "sha256:" + "ab" * 32, "linux/amd64", "none", complete=True)
+    meta = SavedMeta("demo/app:v1", Digest("sha256", "ab" * 32), "linux/amd64", "none", complete=True)
     ClusterState(name, home).save(cluster, meta)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from builder.image.digest import Digest
 from builder.runtime.actions import JOINED
 from builder.runtime.clusterfile import cluster_from_flags, dump_clusterfile
 from builder.runtime.state import ClusterState, SavedMeta
@@ -77,7 +78,7 @@ def test_gen_writes_the_known_hosts_flag_and_says_nothing_when_run_has_what_it_n
 def save_cluster(home: Path, name: str = "c1") -> ClusterState:
     cluster = cluster_from_flags(IMAGE, HOSTS[0], f"{HOSTS[1]},{HOSTS[2]}", name=name, key_file="/k")
     cs = ClusterState(name, home)
-    digest = "sha256:" + "ab" * 32
+    digest = Digest("sha256", "ab" * 32)
     cs.save(cluster, SavedMeta(IMAGE, digest, "linux/amd64", "none", complete=True))
     journal = cs.journal()
     for host in HOSTS:

@@ -20,6 +20,7 @@ import pytest
 from builder.build.executor import build_image
 from builder.build.plan import BuildOptions
 from builder.errors import HostError
+from builder.image.digest import Digest
 from builder.runtime import actions
 from builder.runtime.clusterfile import cluster_from_flags
 from builder.runtime.runner import HostBytes, RunEvent, StepFinished
@@ -271,7 +272,7 @@ def saved_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "state"
     monkeypatch.setenv("SEALER_STATE_HOME", str(home))
     cluster = cluster_from_flags(IMAGE, "10.250.0.251", "10.250.0.252", name="cli-apps")
-    meta = SavedMeta(IMAGE, "sha256:" + "ab" * 32, "linux/amd64", "none", complete=True)
+    meta = SavedMeta(IMAGE, Digest("sha256", "ab" * 32), "linux/amd64", "none", complete=True)
     ClusterState("cli-apps", home).save(cluster, meta)
     return home
 
