@@ -40,6 +40,7 @@ from builder.runtime.actions.prepare import (
     image_platforms,
     load_image,
     prepare,
+    with_delivery_shown,
 )
 from builder.runtime.actions.settings import Outcome, Settings, host_summaries, require_store
 from builder.runtime.cluster import Cluster
@@ -162,7 +163,6 @@ def _app_state(
     info: ImageInfo,
     settings: Settings,
     target: str,
-    delivery_lines: Mapping[str, tuple[str, ...]],
 ) -> AppPlanState:
     merged = replace(info, env={**job.meta.image_env, **info.env})
     return AppPlanState(
@@ -171,7 +171,6 @@ def _app_state(
         (job.master0,),
         job.cli_env,
         settings.root,
-        delivery_lines=delivery_lines,
         app_rootfs=delivery.rootfs_path(job.saved.name, settings.root, target=target),
     )
 
@@ -186,17 +185,10 @@ def _dry_run(job: _AppJob, settings: Settings, store: Store) -> Outcome:
     check_app_image(store, info, job.saved.name)
     name, _ = app_name(job.image, dimg.manifest_digest, job.meta.apps)
     target = f"{APPS_DIR}/{name}"
-    state = _app_state(job, info, settings, target, {})
-    master0 = job.saved.master0
-    lines = delivery.plan_commands(
-        dimg,
-        job.saved.name,
-        master0.ip,
-        root=settings.root,
-        env=state.host_env(job.cluster, master0),
-        target=target,
+    state = with_delivery_shown(
+        _app_state(job, info, settings, target), job.cluster, dimg, settings, target=target
     )
-    state = replace(state, delivery_lines={master0.ip: tuple(lines)})
+    master0 = job.saved.master0
     facts = Facts.assume((master0.ip,), platform)
     plans = plan_all((Check(), *_phases(job, state)), job.cluster, facts, state)
     cs = ClusterState(job.saved.name, settings.home)
@@ -218,7 +210,7 @@ def _decide(job: _AppJob, settings: Settings, store: Store) -> Decide:
         check_app_image(store, info, job.saved.name)
         name, _ = app_name(job.image, dimg.manifest_digest, job.meta.apps)
         target = f"{APPS_DIR}/{name}"
-        return Decision(_app_state(job, info, settings, target, {}), target=target)
+        return Decision(_app_state(job, info, settings, target), target=target)
 
     return decide
 

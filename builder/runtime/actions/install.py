@@ -13,7 +13,15 @@ from builder.errors import ClusterError
 from builder.image.descriptor import Platform
 from builder.image.digest import Digest
 from builder.runtime import delivery
-from builder.runtime.actions.prepare import Decide, Decision, Request, assume, prepare, with_plugin
+from builder.runtime.actions.prepare import (
+    Decide,
+    Decision,
+    Request,
+    assume,
+    prepare,
+    with_delivery_shown,
+    with_plugin,
+)
 from builder.runtime.actions.remove import removal_plan, remove_hosts
 from builder.runtime.actions.settings import HostSummary, Outcome, Settings, host_summaries, require_store
 from builder.runtime.cluster import Cluster, HostSpec, diff
@@ -128,16 +136,7 @@ def dry_run_install(job: InstallJob, settings: Settings, title: str) -> Outcome:
     platform, info, dimg = assume(settings, job.image, Platform.host())
     info, plugin = _plugin_for(job, store, info, dimg)
     facts = Facts.assume(job.targets, platform)
-    state = _state(job, info, plugin, settings)
-    lines_by_host = {
-        h.ip: tuple(
-            delivery.plan_commands(
-                dimg, job.cluster.name, h.ip, root=settings.root, env=state.host_env(job.cluster, h)
-            )
-        )
-        for h in state.target_hosts(job.cluster)
-    }
-    state = replace(state, delivery_lines=lines_by_host)
+    state = with_delivery_shown(_state(job, info, plugin, settings), job.cluster, dimg, settings)
     plans = plan_all((Check(), *job.phases), job.cluster, facts, state)
     cs = ClusterState(job.cluster.name, settings.home)
     kubeconfig = any(kubeconfig_steps(steps) for _, steps in plans)

@@ -7,6 +7,7 @@
               that state, and build the Runner with everything it needs (journal digest,
               delivery callback, outputs the action reads, the check's host stats)
     assume    the same without a host or a pull: the local image for the assumed platform
+              (`with_delivery_shown` then adds the delivery each host would get)
 
 Also the image facts the phases read (`load_image`) and the plugin choice (`with_plugin`).
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from builder.errors import ImageNotFound, PhaseError
 from builder.image import mediatypes
@@ -35,6 +37,8 @@ from builder.runtime.plugins import RuntimePlugin, get_plugin, select_plugin
 from builder.runtime.runner import Notice, Runner
 from builder.runtime.state import ClusterState, Journal
 from builder.store.layout import Store
+
+_State = TypeVar("_State", bound=PlanState)
 
 # --- the image ---------------------------------------------------------------------------------
 
@@ -228,3 +232,19 @@ def assume(
     platform = next((p for p in available if p.architecture == wanted.architecture), available[0])
     info, dimg = load_image(store, image, platform)
     return platform, info, dimg
+
+
+def with_delivery_shown(
+    state: _State, cluster: Cluster, dimg: delivery.DeliveryImage, settings: Settings, *, target: str = ""
+) -> _State:
+    """`state` with the delivery each target host would get (`delivery.plan_commands`, its
+    templates rendered with its env), for the dry-run's deliver step."""
+    shown = {
+        h.ip: tuple(
+            delivery.plan_commands(
+                dimg, cluster.name, h.ip, root=settings.root, env=state.host_env(cluster, h), target=target
+            )
+        )
+        for h in state.target_hosts(cluster)
+    }
+    return replace(state, delivery_lines=shown)
