@@ -18,6 +18,11 @@ them and stops: no connection, no state written).
     run_app an app image on a saved cluster: its rootfs into its own tree on master0, then its
             launch commands there (actions/apps.py)
 
+Modules: settings.py (Settings in, Outcome out), prepare.py (the opening run, apply/join,
+upgrade and run_app share: probe, pull, load, the action's checks and plugin choice, verify,
+the Runner built once), runners.py (the runner and its delivery/removal callbacks), then one
+module per action family: install.py, apps.py, remove.py, upgrade.py, status.py.
+
 The state is saved before the first host is changed (so an interrupted run can be finished or
 deleted) and again, marked complete, at the end: that is the run's last phase, "save-state".
 """
