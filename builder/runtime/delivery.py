@@ -14,12 +14,12 @@ unless `keep_blobs=True` (then each streamed blob is also kept, verified, under 
 reused by any later wanted list). A failure leaves the current rootfs untouched; the next
 attempt for the same wanted list continues after the last recorded layer, so only the layers
 not yet unpacked travel. `remove` undoes a cluster's delivery and prunes blobs no other cluster
-uses; `plan_commands` is the same list of commands for `--dry-run`. Host-side layout:
+uses; `plan_commands` prints, for `--dry-run`, the plan `deliver` runs (`_plan_host`). Host-side layout:
 `_delivery_shell`. Every entry point takes `target`: a directory under `data/<cluster>` that
 gets its own rootfs with the same guarantees (an app's, `apps/<name>`, on master0), leaving
 the cluster's own rootfs alone; the default "" is the cluster's rootfs.
 
-About 530 lines: the public API, the per-host orchestration and the events belong
+About 630 lines: the public API, the per-host orchestration and the events belong
 together; the host shell and the stack check already live in their own private modules.
 """
 
