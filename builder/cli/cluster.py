@@ -89,6 +89,14 @@ def _run_options(func: Callable[..., Any]) -> Callable[..., Any]:
                 show_default=True,
                 help="Hosts at once.",
             ),
+            click.option(
+                "--keep-blobs",
+                is_flag=True,
+                expose_value=False,  # read by _settings from ctx.meta: no command repeats it
+                callback=lambda ctx, _param, value: ctx.meta.__setitem__("keep_blobs", value),
+                help="Also keep each delivered layer blob on the hosts (verified), so a later "
+                "image sharing layers sends fewer bytes (docs/delivery.md).",
+            ),
         ]
     ):
         func = decorator(func)
@@ -126,6 +134,7 @@ def _settings(
         options=RunOptions(max_parallel=max_parallel, dry_run=dry_run, verbose=verbose),
         on_event=progress,
         pull=_puller(store, progress.registry_events) if store is not None else None,
+        keep_blobs=bool(ctx.meta.get("keep_blobs", False)),
     )
 
 

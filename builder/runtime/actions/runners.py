@@ -86,6 +86,7 @@ def deliver_fn(
             root=settings.root,
             max_parallel=settings.options.max_parallel,
             on_event=on_event,
+            keep_blobs=settings.keep_blobs,
             target=target,
         )
         return {h: DeliveryOutcome(h, r.bytes_sent, r.seconds) for h, r in results.items()}

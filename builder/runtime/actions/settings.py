@@ -28,6 +28,7 @@ class Settings:
     on_event: EventSink = ignore
     driver_factory: Callable[[Cluster], InfraDriver] = make_driver
     pull: Callable[[str, Platform], None] | None = None  # fetch a missing image (the CLI's registry)
+    keep_blobs: bool = False  # hosts also keep each delivered blob (delivery.deliver's option)
 
 
 def require_store(settings: Settings) -> Store:

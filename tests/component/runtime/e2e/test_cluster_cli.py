@@ -91,6 +91,19 @@ def test_run_status_and_delete_through_the_cli(
     assert missing.stderr.startswith("error: no saved cluster cli")
 
 
+def test_keep_blobs_keeps_the_delivered_layers_on_the_hosts(
+    sealer: SealerRunner, store: Store, hosts3: HostSet
+) -> None:
+    build_example(store)
+    keys = ("-i", str(hosts3.client_key), "--known-hosts", str(hosts3.known_hosts))
+    sealer("run", IMAGE, "--masters", hosts3[0].address, *keys, "--cluster", "kb", "--keep-blobs")
+    desc = store.resolve(IMAGE)
+    layers = {d.digest.hex for _, m in store.manifests_for(desc) for d in m.layers}
+    kept = {p.name for p in hosts3[0].path("/var/lib/sealer/blobs/sha256").iterdir()}
+    assert layers <= kept, layers - kept
+    sealer("delete", "--all", "--cluster", "kb", "-y")
+
+
 def test_bad_input_gets_one_line(sealer: SealerRunner, tmp_path: Path) -> None:
     bad = tmp_path / "Clusterfile"
     bad.write_text(
