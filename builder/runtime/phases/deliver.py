@@ -20,7 +20,7 @@ class Deliver(Phase):
 
     def plan(self, cluster: Cluster, facts: Facts, state: PlanState) -> list[Step]:
         image = state.image
-        rootfs = state.rootfs(cluster)
+        rootfs = self.target(cluster, state)
         return [
             Step(
                 host=h.ip,
@@ -33,3 +33,7 @@ class Deliver(Phase):
             )
             for h in state.target_hosts(cluster)
         ]
+
+    def target(self, cluster: Cluster, state: PlanState) -> str:
+        """Where the layers go on each host: the cluster's rootfs."""
+        return state.rootfs(cluster)

@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import ClassVar
 
 from builder.runtime.cluster import Cluster
-from builder.runtime.facts import Facts
-from builder.runtime.phases.base import Phase, PlanState, Step
+from builder.runtime.phases.base import PlanState
+from builder.runtime.phases.deliver import Deliver
 
 
-class DeliverApp(Phase):
+class DeliverApp(Deliver):
     """The app image's layers into its own tree on master0 (delivery checks itself)."""
 
     name: ClassVar[str] = "deliver-app"
@@ -19,17 +19,5 @@ class DeliverApp(Phase):
     def __init__(self, rootfs: str) -> None:
         self.rootfs = rootfs
 
-    def plan(self, cluster: Cluster, facts: Facts, state: PlanState) -> list[Step]:
-        image = state.image
-        return [
-            Step(
-                host=h.ip,
-                id="rootfs",
-                description=f"{image.layer_count} layers of {image.name} into {self.rootfs}",
-                command=f"deliver {image.digest} -> {self.rootfs}",
-                kind="deliver",
-                journal=False,
-                shown=state.delivery_lines.get(h.ip, ()),
-            )
-            for h in state.target_hosts(cluster)
-        ]
+    def target(self, cluster: Cluster, state: PlanState) -> str:
+        return self.rootfs
