@@ -630,6 +630,56 @@ def upgrade(
     _report(outcome, settings.on_event)
 
 
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--alt-names", help="SANs to add to the API server certificate: NAME,IP,...")
+@click.option("--renew", is_flag=True, help="Renew every certificate of every master.")
+@click.option("--check-expiration", is_flag=True, help="Show each master's certificates and their expiry.")
+@click.option("--cluster", "cluster_name", help="Cluster name (default: the only saved one).")
+@_DRY_RUN
+@_VERBOSE
+@click.pass_context
+def cert(
+    ctx: click.Context,
+    alt_names: str | None,
+    renew: bool,
+    check_expiration: bool,
+    cluster_name: str | None,
+    dry_run: bool,
+    verbose: bool,
+) -> None:
+    """The API server certificates of the saved cluster, one master at a time.
+
+    --alt-names adds SANs (saved: later joins and upgrades keep them); --renew renews the
+    certificates (kubeadm certs renew all, k3s certificate rotate, a k0s restart);
+    --check-expiration shows their expiry. A failed run resumes when run again.
+    """
+    from builder.runtime.actions.cert import cert as cert_action
+    from builder.runtime.actions.cert import parse_alt_names
+
+    given = [
+        f
+        for f, on in (
+            ("--alt-names", alt_names is not None),
+            ("--renew", renew),
+            ("--check-expiration", check_expiration),
+        )
+        if on
+    ]
+    if len(given) != 1:
+        raise UsageError(
+            "give one of --alt-names, --renew, --check-expiration"
+            + (f" (not {' and '.join(given)} together)" if given else "")
+        )
+    names = parse_alt_names(alt_names) if alt_names is not None else ()
+    _check_verbose(verbose, dry_run)
+    cluster_name = _saved_cluster(cluster_name)
+    settings = _settings(ctx, dry_run=dry_run, max_parallel=1, verbose=verbose)
+    outcome = cert_action(cluster_name, settings, alt_names=names, renew=renew)
+    _report(outcome, settings.on_event)
+    if outcome.plan and not outcome.dry_run:  # --check-expiration's report
+        click.echo("\n".join(outcome.plan))
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def cluster() -> None:
     """Saved clusters (~/.sealer/<cluster>/)."""

@@ -35,7 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     **{name: ("builder.cli.registry", name) for name in ("login", "logout", "push", "pull")},
     **{
         name: ("builder.cli.cluster", name)
-        for name in ("run", "gen", "apply", "join", "delete", "upgrade", "cluster")
+        for name in ("run", "gen", "apply", "join", "delete", "upgrade", "cert", "cluster")
     },
     "completion": ("builder.cli.completion", "completion"),
 }

@@ -2,7 +2,9 @@
 
     Clusterfile     the cluster as last run (dump_clusterfile; secrets, so 0600)
     state.json      image name and manifest digest, platform, runtime, the -e env, complete?,
-                    and the apps run on the cluster (`sealer run APP_IMAGE`)
+                    the apps run on the cluster (`sealer run APP_IMAGE`) and the API server
+                    SANs `sealer cert` added (kubeadm and k0s also keep them in Clusterfile's
+                    ClusterConfiguration / ClusterConfig, which later joins and upgrades read)
     journal.json    one entry per finished step, keyed by image digest + phase + host + step;
                     a re-run skips what is there, so a run that failed half-way resumes
     kubeconfig      the admin kubeconfig master0 gave at the end of the last run or upgrade,
@@ -92,6 +94,7 @@ class SavedMeta:
     kube_version: str = ""  # the image's KUBEVERSION ("" for app images and older states)
     previous_image: str = ""  # during an upgrade: the image the cluster ran before it
     apps: tuple[AppRecord, ...] = ()  # in the order first run; absent in older state.json
+    cert_sans: tuple[str, ...] = ()  # API server SANs added by `sealer cert`, in the order given
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -99,6 +102,7 @@ class SavedMeta:
         out["cli_env"] = dict(self.cli_env)
         out["image_env"] = dict(self.image_env)
         out["apps"] = [a.to_json() for a in self.apps]
+        out["cert_sans"] = list(self.cert_sans)
         return out
 
     @classmethod
@@ -115,6 +119,7 @@ class SavedMeta:
             kube_version=str(obj.get("kube_version", "")),
             previous_image=str(obj.get("previous_image", "")),
             apps=tuple(AppRecord.from_json(a) for a in obj.get("apps") or ()),
+            cert_sans=tuple(str(s) for s in obj.get("cert_sans") or ()),
         )
 
 

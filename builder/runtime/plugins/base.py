@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from builder.errors import ClusterError
 from builder.runtime.cluster import Cluster, HostSpec
 
 # The runtime phases a plugin may answer, in the order a full life cycle meets them.
@@ -44,6 +45,10 @@ UPGRADE = "upgrade"  # master0, then masters one by one, then workers (on master
 UPGRADE_DONE = "upgrade-done"  # master0, after a host's own `upgrade` (subject = it): uncordon
 NODE_CONFIG = "node-config"  # master0, after the joins, for each joined host with labels or taints
 KUBECONFIG = "kubeconfig"  # master0: print the admin kubeconfig (the named output below)
+CERT = "cert"  # each master, one at a time: the API server certificate with the saved SANs
+CERT_RENEW = "cert-renew"  # each master, one at a time: every certificate renewed, restarts
+CERT_CHECK = "cert-check"  # each master: the certificates' expiry, printed (a named output)
+CERT_CHECK_OUTPUT = "cert-expiration"  # CERT_CHECK's output, prefixed by the master's address
 
 KUBECONFIG_OUTPUT = "kubeconfig"  # the output a KUBECONFIG step gives; saved as ~/.sealer/NAME/kubeconfig
 STABLE_ENDPOINT = "apiserver.cluster.local"  # in every API server certificate; kubeconfigs name it
@@ -76,6 +81,19 @@ def output_ref(name: str) -> str:
     if not _OUTPUT_NAME.match(name):
         raise ValueError(f"bad output name {name!r}")
     return "{{output:" + name + "}}"
+
+
+def cert_check_output(ip: str) -> str:
+    """The named output of a master's `cert-check` step (one per master: outputs are global)."""
+    return CERT_CHECK_OUTPUT + "-" + re.sub(r"[^a-z0-9]", "-", ip.lower())
+
+
+def openssl_expiry(paths: str) -> str:
+    """Shell: "NAME  notAfter" for each certificate file matched by the glob(s) `paths`."""
+    return (
+        f'for f in {paths}; do [ -f "$f" ] || continue; '
+        'printf \'%-60s %s\\n\' "$f" "$(openssl x509 -noout -enddate -in "$f" | cut -d= -f2)" || exit 1; done'
+    )
 
 
 def output_refs(command: str) -> tuple[str, ...]:
@@ -113,7 +131,9 @@ class HostContext:
     """What a plugin knows about the host it plans for. `env` is the host's whole script env
     (image ENV < Clusterfile < host < -e, plus SEALER_*); `subject` is the host a master0 step
     acts for (the host being joined or deleted), else None. `image_files`: the plugin's
-    `config_files` as the image has them (path -> text; a file the image lacks is absent)."""
+    `config_files` as the image has them (path -> text; a file the image lacks is absent).
+    `cert_sans`: the SANs `sealer cert` saved, for the runtimes whose Clusterfile documents
+    cannot hold them (k3s)."""
 
     cluster: Cluster
     host: HostSpec
@@ -121,6 +141,7 @@ class HostContext:
     env: Mapping[str, str] = field(default_factory=dict)
     subject: HostSpec | None = None
     image_files: Mapping[str, str] = field(default_factory=dict)
+    cert_sans: tuple[str, ...] = ()  # the SANs `sealer cert` added (the `cert` phase's only)
 
     @property
     def is_master0(self) -> bool:
@@ -144,6 +165,17 @@ class RuntimePlugin(ABC):
     def commands(self, phase: str, ctx: HostContext) -> Sequence[PluginStep]:
         """The ordered commands of `phase` on `ctx.host`; empty: the host has nothing to do."""
         return ()
+
+    def with_cert_sans(
+        self, cluster: Cluster, sans: Sequence[str], image_files: Mapping[str, str]
+    ) -> Cluster:
+        """`cluster` with `sans` added to its API server certificate's SANs where its saved
+        Clusterfile documents keep them (so later joins and upgrades keep them); the `cert`
+        phase then applies them on every master. A runtime without an API server refuses."""
+        raise ClusterError(
+            f"runtime {self.name} has no API server certificate",
+            hint="sealer cert works on kubernetes, k3s and k0s clusters",
+        )
 
     def warnings(self, cluster: Cluster) -> Sequence[str]:
         """Things worth saying before a run: with etcd, an even number of masters tolerates no

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import yaml
@@ -68,6 +69,7 @@ BIN = "/usr/local/bin/k0s"
 IMAGES_DIR = "/var/lib/k0s/images"
 CONFIG_DIR = "/etc/k0s"
 CONFIG_FILE = "/etc/k0s/k0s.yaml"
+PKI_DIR = "/var/lib/k0s/pki"
 KUBECTL = f"{BIN} kubectl"  # k0s's embedded kubectl, admin on a controller
 CONTROLLER_TOKEN_FILE = "/etc/k0s/controller-token"
 WORKER_TOKEN_FILE = "/etc/k0s/worker-token"
@@ -327,6 +329,32 @@ class K0sRuntime(RuntimePlugin):
                 return ()
             uncordon = _on_node(subject.ip, "uncordon", f'{BIN} kubectl uncordon "$name"')
             return (PluginStep("k0s-uncordon", f"uncordon {subject.ip}", uncordon),)
+        if phase == base.CERT:
+            return self._cert(ctx)
+        if phase == base.CERT_RENEW:
+            if not host.is_master:
+                return ()
+            # k0s renews the certificates of its PKI that are near expiry when it starts
+            return (
+                PluginStep(
+                    "k0s-cert-restart",
+                    "restart k0s (it renews certificates at start)",
+                    f"{BIN} stop && {BIN} start",
+                ),
+                _wait_ready(True),
+            )
+        if phase == base.CERT_CHECK:
+            if not host.is_master:
+                return ()
+            check = base.openssl_expiry(f"{PKI_DIR}/*.crt {PKI_DIR}/etcd/*.crt")
+            return (
+                PluginStep(
+                    "k0s-cert-check",
+                    f"expiry of {PKI_DIR}/*.crt",
+                    check,
+                    output=base.cert_check_output(host.ip),
+                ),
+            )
         if phase == base.KUBECONFIG:
             if not ctx.is_master0:
                 return ()
@@ -521,3 +549,49 @@ class K0sRuntime(RuntimePlugin):
             _wait_ready(ctx.host.is_master),
         ]
         return tuple(steps)
+
+    # --- cert: SANs added to the API server certificate (`sealer cert`) ---------------------------
+
+    def with_cert_sans(
+        self, cluster: Cluster, sans: Sequence[str], image_files: Mapping[str, str]
+    ) -> Cluster:
+        """The Clusterfile's ClusterConfig with `sans` in spec.api.sans (after the image's and
+        the Clusterfile's own), so every later controller config carries them."""
+        config = image_config(image_files.get(ROOTFS_CONFIG))
+        overlay = clusterfile_config(cluster)
+        if overlay is not None:
+            config = deep_merge(config, overlay)
+        api = dict(config.get("spec") or {}).get("api") or {}
+        old = api.get("sans") if isinstance(api, Mapping) else None
+        if old is not None and not isinstance(old, list):
+            raise K0sConfigError("spec.api.sans must be a list")
+        kept = [str(s) for s in old or ()]
+        wanted = [*kept, *(s for s in sans if s not in kept)]
+        docs: list[Mapping[str, object]] = []
+        for doc in cluster.documents:
+            if doc is overlay:
+                new = dict(doc)
+                spec = child_mapping(new, "spec", "ClusterConfig", K0sConfigError)
+                child_mapping(spec, "api", "spec", K0sConfigError)["sans"] = wanted
+                docs.append(new)
+            else:
+                docs.append(doc)
+        if overlay is None:
+            new_doc = {**_default_config(), "spec": {"api": {"sans": wanted}}}
+            docs.append(new_doc)
+        return replace(cluster, documents=tuple(docs))
+
+    def _cert(self, ctx: HostContext) -> Sequence[PluginStep]:
+        """On each controller (one at a time): k0s.yaml rewritten with the saved spec.api.sans,
+        then k0s restarted; k0s writes the API server certificate anew from it at start."""
+        if not ctx.host.is_master:
+            return ()
+        return (
+            self._config(ctx),
+            PluginStep(
+                "k0s-cert-restart",
+                "restart k0s (the API server certificate is made at start)",
+                f"{BIN} stop && {BIN} start",
+            ),
+            _wait_ready(True),
+        )

@@ -29,10 +29,12 @@ and a node keeps /etc/rancher/node/password, so the cluster accepts its name aga
 from __future__ import annotations
 
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
-from builder.runtime.cluster import HostSpec
+import yaml
+
+from builder.runtime.cluster import Cluster, HostSpec
 from builder.runtime.plugins import base
 from builder.runtime.plugins.base import HostContext, PluginStep, RuntimePlugin, output_ref
 
@@ -44,6 +46,10 @@ CONFIG_DIR = "/etc/rancher/k3s"
 SERVER_TOKEN_FILE = "/var/lib/rancher/k3s/server/token"
 AGENT_TOKEN_FILE = "/var/lib/rancher/k3s/server/agent-token"
 KUBECONFIG_FILE = "/etc/rancher/k3s/k3s.yaml"
+# `sealer cert`'s tls-san: a drop-in k3s merges into config.yaml (list values are replaced), so
+# the image's config.yaml, copied over config.yaml by every upgrade, does not lose them
+TLS_DIR = "/var/lib/rancher/k3s/server/tls"
+CERT_DROPIN = "/etc/rancher/k3s/config.yaml.d/90-sealer-cert.yaml"
 KUBECTL = f"{BIN} kubectl"  # k3s's embedded kubectl, admin through k3s.yaml on a server
 SERVER_UNINSTALL = "/usr/local/bin/k3s-uninstall.sh"
 AGENT_UNINSTALL = "/usr/local/bin/k3s-agent-uninstall.sh"
@@ -141,6 +147,33 @@ class K3sRuntime(RuntimePlugin):
                 return ()
             uncordon = _on_node(subject.ip, "uncordon", f'{BIN} kubectl uncordon "$name"')
             return (PluginStep("k3s-uncordon", f"uncordon {subject.ip}", uncordon),)
+        if phase == base.CERT:
+            return self._cert(ctx)
+        if phase == base.CERT_RENEW:
+            if not host.is_master:
+                return ()
+            # upstream: `k3s certificate rotate` while k3s is stopped, then start it again
+            rotate = f"systemctl stop k3s && {BIN} certificate rotate && systemctl start k3s"
+            return (
+                PluginStep(
+                    "k3s-cert-rotate",
+                    "stop k3s, k3s certificate rotate, start k3s",
+                    rotate,
+                    timeout_s=_INSTALL_TIMEOUT_S,
+                ),
+            )
+        if phase == base.CERT_CHECK:
+            if not host.is_master:
+                return ()
+            check = base.openssl_expiry(f"{TLS_DIR}/*.crt")
+            return (
+                PluginStep(
+                    "k3s-cert-check",
+                    f"expiry of {TLS_DIR}/*.crt",
+                    check,
+                    output=base.cert_check_output(host.ip),
+                ),
+            )
         if phase == base.KUBECONFIG:
             if not ctx.is_master0:
                 return ()
@@ -277,5 +310,34 @@ class K3sRuntime(RuntimePlugin):
                 f"restart {service}",
                 f"systemctl restart {service}",
                 timeout_s=_INSTALL_TIMEOUT_S,
+            ),
+        )
+
+    # --- cert: SANs added to the API server certificate (`sealer cert`) ---------------------------
+
+    def with_cert_sans(
+        self, cluster: Cluster, sans: Sequence[str], image_files: Mapping[str, str]
+    ) -> Cluster:
+        """k3s keeps no Clusterfile document: the SANs are saved in the cluster's state and
+        written by the `cert` phase (`CERT_DROPIN`)."""
+        return cluster
+
+    def _cert(self, ctx: HostContext) -> Sequence[PluginStep]:
+        """On each server (one at a time): `tls-san` with every SAN (apiserver.cluster.local,
+        every master, the saved ones) in `CERT_DROPIN`, then `systemctl restart k3s`; k3s adds
+        the new names to its serving certificate at start (upstream's "tls-san" option)."""
+        if not ctx.host.is_master:
+            return ()
+        sans = [ENDPOINT, *(m.ip for m in ctx.cluster.masters), *ctx.cert_sans]
+        wanted = list(dict.fromkeys(sans))
+        text = yaml.safe_dump({"tls-san": wanted}, default_flow_style=False)
+        write = (
+            f"mkdir -p {CERT_DROPIN.rsplit('/', 1)[0]} && cat > {CERT_DROPIN}.tmp <<'SEALER_K3S_EOF' && "
+            f"mv {CERT_DROPIN}.tmp {CERT_DROPIN}\n{text}SEALER_K3S_EOF"
+        )
+        return (
+            PluginStep("k3s-cert-config", f"{CERT_DROPIN}: tls-san {', '.join(wanted)}", write),
+            PluginStep(
+                "k3s-cert-restart", "restart k3s", "systemctl restart k3s", timeout_s=_INSTALL_TIMEOUT_S
             ),
         )

@@ -49,6 +49,7 @@ import copy
 import functools
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import yaml
@@ -74,6 +75,11 @@ MANIFESTS_DIR = "/etc/kubernetes/manifests"
 KUBELET_CONFIG = "/var/lib/kubelet/config.yaml"
 CONFIG_FILE = "/etc/kubernetes/kubeadm.yaml"
 JOIN_CONFIG_FILE = "/etc/kubernetes/kubeadm-join.yaml"
+CERT_CONFIG_FILE = "/etc/kubernetes/kubeadm-cert.yaml"  # `sealer cert`'s configuration
+PKI_DIR = "/etc/kubernetes/pki"
+CONTROL_PLANE_PODS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd")
+STATIC_POD_CHECK_S = 20  # the kubelet's fileCheckFrequency: how long it takes to notice a manifest change
+API_WAIT_S = 120  # how long a restarted API server has to answer /readyz
 UNIT_FILE = "/etc/systemd/system/kubelet.service"
 DROPIN_DIR = "/etc/systemd/system/kubelet.service.d"
 DROPIN_FILE = f"{DROPIN_DIR}/10-kubeadm.conf"
@@ -440,6 +446,15 @@ class KubernetesRuntime(RuntimePlugin):
                 return ()
             uncordon = _on_node(subject.ip, "uncordon", _kubectl('uncordon "$name"'))
             return (PluginStep("kubeadm-uncordon", f"uncordon {subject.ip}", uncordon),)
+        if phase == base.CERT:
+            return self._cert(ctx)
+        if phase == base.CERT_RENEW:
+            return self._cert_renew(ctx)
+        if phase == base.CERT_CHECK:
+            if not host.is_master:
+                return ()
+            check = f"{KUBEADM} certs check-expiration"
+            return (PluginStep("kubeadm-cert-check", check, check, output=base.cert_check_output(host.ip)),)
         if phase == base.KUBECONFIG:
             if not ctx.is_master0:
                 return ()
@@ -656,3 +671,133 @@ class KubernetesRuntime(RuntimePlugin):
             ),
         ]
         return tuple(steps)
+
+    # --- cert: SANs added to the API server certificate (`sealer cert`) ---------------------------
+
+    def with_cert_sans(
+        self, cluster: Cluster, sans: Sequence[str], image_files: Mapping[str, str]
+    ) -> Cluster:
+        """The Clusterfile's ClusterConfiguration with `sans` in apiServer.certSANs (after the
+        image's and the Clusterfile's own): every later init, join and upgrade writes them."""
+        merged = merged_documents(cluster, image_files.get(ROOTFS_CONFIG))
+        conf = merged.get("ClusterConfiguration") or {}
+        old = child_mapping(dict(conf), "apiServer", "ClusterConfiguration", KubeadmConfigError).get(
+            "certSANs"
+        )
+        if old is not None and not isinstance(old, list):
+            raise KubeadmConfigError("ClusterConfiguration.apiServer.certSANs must be a list")
+        kept = [str(s) for s in old or ()]
+        wanted = [*kept, *(s for s in sans if s not in kept)]
+        version = _kubeadm_version(merged)
+        docs: list[Mapping[str, object]] = []
+        found = False
+        for doc in cluster.documents:
+            if _is_ours(doc) and doc.get("kind") == "ClusterConfiguration":
+                new = dict(doc)
+                api = child_mapping(new, "apiServer", "ClusterConfiguration", KubeadmConfigError)
+                api["certSANs"] = wanted
+                docs.append(new)
+                found = True
+            else:
+                docs.append(doc)
+        if not found:
+            docs.append(
+                {"apiVersion": version, "kind": "ClusterConfiguration", "apiServer": {"certSANs": wanted}}
+            )
+        return replace(cluster, documents=tuple(docs))
+
+    def _cert(self, ctx: HostContext) -> Sequence[PluginStep]:
+        """On each master (one at a time), as "Reconfiguring a kubeadm cluster" does it: the
+        cluster's configuration with the saved certSANs into CERT_CONFIG_FILE, the old
+        apiserver.crt/key moved aside, `kubeadm init phase certs apiserver`, then the API server
+        static pod restarted (its manifest moved out until the kubelet stops it, then back) and
+        awaited. master0 first uploads the configuration (kubeadm-config), which `kubeadm
+        upgrade` reads when it renews the certificate."""
+        if not ctx.host.is_master:
+            return ()
+        docs = [
+            d
+            for d in init_documents(ctx.cluster, ctx.host, ctx.image_files.get(ROOTFS_CONFIG))
+            if d.get("kind") in ("InitConfiguration", "ClusterConfiguration")
+        ]
+        version: tuple[PluginStep, ...] = ()
+        if any(d.get("kubernetesVersion") == output_ref(KUBE_VERSION) for d in docs):
+            version = (
+                PluginStep(
+                    "kubeadm-cert-version",
+                    "the installed kubeadm's version (kubernetesVersion)",
+                    f"{KUBEADM} version -o short",
+                    output=KUBE_VERSION,
+                ),
+            )
+        sans = ", ".join(str(s) for s in docs[-1].get("apiServer", {}).get("certSANs", ()))
+        steps = [
+            *version,
+            PluginStep(
+                "kubeadm-cert-config",
+                f"{CERT_CONFIG_FILE}: the cluster's configuration, certSANs {sans}",
+                _heredoc(CERT_CONFIG_FILE, render_documents(docs), private=True),
+            ),
+        ]
+        if ctx.is_master0:
+            steps.append(
+                PluginStep(
+                    "kubeadm-cert-upload-config",
+                    "upload the configuration with the new certSANs (kubeadm-config)",
+                    f"{KUBEADM} init phase upload-config kubeadm --config {CERT_CONFIG_FILE}",
+                )
+            )
+        old = " ".join(f"{PKI_DIR}/apiserver.{ext}" for ext in ("crt", "key"))
+        regenerate = (
+            f'for f in {old}; do if [ -f "$f" ]; then mv "$f" "$f.old" || exit 1; fi; done; '
+            f"{KUBEADM} init phase certs apiserver --config {CERT_CONFIG_FILE}"
+        )
+        restart = _restart_static_pods(("kube-apiserver",))
+        return (
+            *steps,
+            PluginStep(
+                "kubeadm-cert-apiserver",
+                "old apiserver.crt/key aside (*.old); kubeadm init phase certs apiserver",
+                regenerate,
+            ),
+            PluginStep(
+                "kubeadm-cert-restart",
+                "restart the kube-apiserver static pod (manifest out, back) and wait until it is ready",
+                restart,
+                timeout_s=_INIT_TIMEOUT_S,
+            ),
+        )
+
+    def _cert_renew(self, ctx: HostContext) -> Sequence[PluginStep]:
+        """ "Manual certificate renewal": `kubeadm certs renew all`, then the control plane's
+        static pods restarted (they read certificates only at start) and the admin kubeconfig
+        copied again."""
+        if not ctx.host.is_master:
+            return ()
+        return (
+            PluginStep("kubeadm-cert-renew", "kubeadm certs renew all", f"{KUBEADM} certs renew all"),
+            PluginStep(
+                "kubeadm-cert-renew-restart",
+                f"restart the static pods {', '.join(CONTROL_PLANE_PODS)} and wait for the API server",
+                _restart_static_pods(CONTROL_PLANE_PODS),
+                timeout_s=_INIT_TIMEOUT_S,
+            ),
+            self._admin_kubeconfig(),
+        )
+
+
+def _restart_static_pods(names: Sequence[str]) -> str:
+    """Shell: the static pods `names` restarted as kubeadm's docs do it: their manifests moved
+    out of manifests/ for the kubelet's file check period (it stops the pods), then back (it
+    starts them again); then the API server awaited (/readyz through admin.conf)."""
+    parked = "/etc/kubernetes/sealer-cert-parked"
+    manifests = " ".join(f"{n}.yaml" for n in names)
+    return (
+        f"mkdir -p {parked} && for m in {manifests}; do "
+        f'if [ -f {MANIFESTS_DIR}/"$m" ]; then mv {MANIFESTS_DIR}/"$m" {parked}/ || exit 1; fi; done; '
+        f"sleep {STATIC_POD_CHECK_S}; for m in {manifests}; do "
+        f'if [ -f {parked}/"$m" ]; then mv {parked}/"$m" {MANIFESTS_DIR}/ || exit 1; fi; done; '
+        f"i=0; until {KUBECTL} --kubeconfig {ADMIN_CONF} get --raw /readyz >/dev/null 2>&1; do "
+        f"i=$((i + 1)); if [ $i -ge {API_WAIT_S} ]; then echo 'the API server is not ready after {API_WAIT_S}s' >&2; exit 1; fi; "
+        "sleep 1; done"
+    )

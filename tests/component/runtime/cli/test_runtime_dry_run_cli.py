@@ -110,3 +110,66 @@ def test_short_dry_run_is_one_line_per_step_and_host(
     )
     assert INIT["k3s"] in verbose.stdout and len(verbose.stdout) > 3 * len(out)
     assert not (tmp_path / "state").exists()
+
+
+def _saved_cluster(image: str, runtime: str, state: Path) -> None:
+    """A finished cluster of 3 masters and a worker in the state home, as `sealer run` leaves it."""
+    from builder.image.digest import Digest
+    from builder.runtime.clusterfile import cluster_from_flags
+    from builder.runtime.state import ClusterState, SavedMeta
+
+    c = cluster_from_flags(image, "10.0.0.1,10.0.0.2,10.0.0.3", "10.0.0.4", name="my-cluster")
+    meta = SavedMeta(image, Digest("sha256", "00" * 32), "linux/amd64", runtime, complete=True)
+    ClusterState("my-cluster", state).save(c, meta)
+
+
+# What each runtime's cert plan runs on every master (sealer cert --alt-names).
+CERT = {
+    "kubernetes": "kubeadm init phase certs apiserver --config /etc/kubernetes/kubeadm-cert.yaml",
+    "k3s": "cat > /etc/rancher/k3s/config.yaml.d/90-sealer-cert.yaml.tmp",
+    "k0s": "/usr/local/bin/k0s stop && /usr/local/bin/k0s start",
+}
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_cert_dry_run_plans_each_master_in_turn_and_changes_nothing(
+    runtime: str, cli: SealerRunner, images: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    image = images[1][runtime]
+    _saved_cluster(image, runtime, tmp_path / "state")
+    before = sorted((p.name, p.read_bytes()) for p in (tmp_path / "state" / "my-cluster").iterdir())
+    out = cli("cert", "--alt-names", "api.example.com,10.0.0.100", "--dry-run").stdout
+    lines = out.splitlines()
+    assert lines[0].startswith(f"# cert: cluster my-cluster, image {image} (sha256:")
+    assert lines[0].endswith(f"runtime {runtime}")
+    assert "== cert: API server certificates with the saved SANs, one master at a time" in lines
+    hosts = [ln.split(" (")[0].strip() for ln in lines if ln.startswith("  10.0.0.")]
+    cert_hosts = hosts[hosts.index("10.0.0.1", 3) :]  # after the check phase's lines
+    assert cert_hosts == sorted(cert_hosts) and set(cert_hosts) == {"10.0.0.1", "10.0.0.2", "10.0.0.3"}
+    assert lines[-1].endswith("state.json (cert_sans: api.example.com, 10.0.0.100)")
+    verbose = cli("cert", "--alt-names", "api.example.com,10.0.0.100", "--dry-run", "--verbose").stdout
+    assert CERT[runtime] in verbose and "10.0.0.4" not in verbose.split("== cert:")[1]
+    assert "api.example.com" in verbose.split("== cert:")[1]
+    for flag in ("--renew", "--check-expiration"):
+        assert "== cert-" in cli("cert", flag, "--dry-run").stdout
+    after = sorted((p.name, p.read_bytes()) for p in (tmp_path / "state" / "my-cluster").iterdir())
+    assert after == before  # a dry-run writes nothing
+
+
+@pytest.mark.parametrize("bad", ["bad name", "a,,b", "10.0.0.300", "under_score.example.com"])
+def test_cert_alt_names_neither_ip_nor_dns_name_is_one_line_exit_2(
+    bad: str, cli: SealerRunner, images: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    _saved_cluster(images[1]["k3s"], "k3s", tmp_path / "state")
+    result = cli("cert", "--alt-names", bad, expect=2)
+    assert result.stderr.splitlines()[0].startswith("error: --alt-names: ")
+    assert "is neither an IP address nor a DNS name" in result.stderr.splitlines()[0]
+
+
+def test_cert_of_a_cluster_not_saved_is_one_line(cli: SealerRunner) -> None:
+    result = cli("cert", "--alt-names", "api.example.com", "--cluster", "nosuch", expect=1)
+    assert result.stderr.splitlines()[0].startswith("error: ")
+    assert "nosuch" in result.stderr.splitlines()[0]
+    assert cli("cert", "--renew", "--check-expiration", expect=2).stderr.startswith(
+        "error: give one of --alt-names, --renew, --check-expiration"
+    )
