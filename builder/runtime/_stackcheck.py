@@ -61,9 +61,11 @@ class StackCheck:
 
 
 # Small rootfs files the controller reads when it plans a run (the runtime plugins' config
-# defaults, Metadata, init-registry.sh): kept by the one pass that checks the stack, so
-# planning never unpacks a layer to find them.
-KEPT_FILES = frozenset({"Metadata", "etc/kubeadm.yaml", "etc/k0s.yaml", "scripts/init-registry.sh"})
+# defaults, Metadata, init-registry.sh, the audit policy): kept by the one pass that checks the
+# stack, so planning never unpacks a layer to find them.
+KEPT_FILES = frozenset(
+    {"Metadata", "etc/kubeadm.yaml", "etc/k0s.yaml", "scripts/init-registry.sh", "statics/audit-policy.yml"}
+)
 
 
 def _kept(path: str) -> bool:

@@ -820,3 +820,29 @@ def _split_flow(inner: str, path: str, number: int) -> list[str]:
     if quote or depth:
         raise YamlError(f"{path}:{number}: unbalanced flow collection")
     return [p for p in parts if p]
+
+
+def check_audit_policy(args: dict[str, str]) -> None:
+    """What kube-apiserver does with --audit-policy-file at start: read it, or exit with its
+    error (k8s.io/apiserver's audit policy reader). `args` are its flags, name -> value; the
+    policy must be an audit.k8s.io Policy. The log is not written: on the test hosts its
+    directory (/var/log/kubernetes) is this machine's, not the host's."""
+    path = args.get("audit-policy-file")
+    if path is None:
+        return
+    try:
+        text = Path(path).read_text()
+    except OSError as err:
+        die(
+            f'Error: loading audit policy file: failed to read file path "{path}": open {path}: {(err.strerror or str(err)).lower()}'
+        )
+    try:
+        doc = load_yaml(text, path)
+    except YamlError as err:
+        die(f'Error: loading audit policy file: failed decoding file "{path}": {err}')
+    if (
+        not isinstance(doc, dict)
+        or doc.get("kind") != "Policy"
+        or not str(doc.get("apiVersion", "")).startswith("audit.k8s.io/")
+    ):
+        die(f'Error: loading audit policy file: failed decoding file "{path}": not an audit.k8s.io Policy')

@@ -573,6 +573,8 @@ def controller(argv: list[str]) -> int:
     _require_token_file(opts.token_file)
     config = load_config(opts.config)
     api_cfg = config["spec"]["api"]
+    # k0s runs kube-apiserver on the host with spec.api.extraArgs; it exits on a missing policy
+    core.check_audit_policy({str(k): str(v) for k, v in (api_cfg.get("extraArgs") or {}).items()})
     address = str(api_cfg["address"])
     workloads = opts.enable_worker == "true"
     ip = _node_ip(opts.kubelet_extra_args, address) if workloads else address

@@ -526,6 +526,8 @@ def _run_node(client: core.ApiClient, name: str, held: list[socket.socket]) -> i
 def server(argv: list[str]) -> int:
     core.exit_on_sigterm()
     opts = _parse("server", argv)
+    # the embedded kube-apiserver reads its policy at start; k3s exits when it cannot
+    core.check_audit_policy(dict(a.partition("=")[::2] for a in opts.kube_apiserver_arg))
     _check_images()
     name, ip = _identity(opts)
     sans = _server_sans(opts, name, ip)

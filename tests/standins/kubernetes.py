@@ -651,10 +651,17 @@ def _manifest(path: Path) -> dict[str, Any]:
     pod = core.load_yaml(path.read_text(), str(path))
     try:
         container = pod["spec"]["containers"][0]
+        mounts = {m["name"]: m["mountPath"] for m in container.get("volumeMounts") or []}
         return {
             "name": pod["metadata"]["name"],
             "image": container["image"],
             "command": list(container["command"]),
+            # the container's view of the host: (mountPath, hostPath, type) of each hostPath volume
+            "volumes": [
+                (mounts[v["name"]], v["hostPath"]["path"], v["hostPath"].get("type", ""))
+                for v in pod["spec"].get("volumes") or []
+                if v["name"] in mounts
+            ],
         }
     except (TypeError, KeyError, IndexError):
         core.die(f"{path}: not a static Pod manifest")
@@ -776,6 +783,26 @@ def certificate_sans(path: Path) -> list[str]:
     return [str(f) for f in found]
 
 
+def _check_audit_policy(pod: dict[str, Any]) -> None:
+    """The apiserver container sees the host only through its hostPath volumes: the kubelet
+    checks each volume's type (File: an existing file), then the apiserver reads
+    --audit-policy-file inside the container, so the host file the flag names is the one under
+    the mount that covers it, and a flag outside every mount fails. (DirectoryOrCreate is not
+    acted on: /var/log is this machine's on the test hosts.)"""
+    for _mount, host, kind in pod["volumes"]:
+        if kind == "File" and not Path(host).is_file():
+            core.die(f"MountVolume.SetUp failed for volume: hostPath type check failed: {host} is not a file")
+    value = _flag(pod["command"], "audit-policy-file")
+    if value is None:
+        return
+    covering = [(m, h) for m, h, _ in pod["volumes"] if (value + "/").startswith(m.rstrip("/") + "/")]
+    if not covering:  # no mount: not in the container
+        core.die(f'Error: loading audit policy file: failed to read file path "{value}": '
+                 f"open {value}: no such file or directory")  # fmt: skip
+    mount, host = max(covering, key=lambda mh: len(mh[0]))
+    core.check_audit_policy({"audit-policy-file": host + value[len(mount.rstrip("/")) :]})
+
+
 def static_pod_main(manifest: Path) -> int:
     """A static pod's "container": etcd and the controllers hold their ports; the apiserver
     serves the cluster (where etcd was created new) or forwards to the stable endpoint."""
@@ -784,6 +811,7 @@ def static_pod_main(manifest: Path) -> int:
     name = pod["name"]
     _held = core.hold_ports(POD_PORTS.get(name, ()))
     if name == "kube-apiserver":
+        _check_audit_policy(pod)
         own = str(_flag(pod["command"], "advertise-address"))
         sans = json.dumps(certificate_sans(PKI / "apiserver.crt"))
         etcd = _manifest(MANIFESTS / "etcd.yaml")
@@ -1045,7 +1073,20 @@ def _kubelet_failed() -> str | None:
     return status.stdout.strip()
 
 
-def _pod_manifest(name: str, image: str, command: list[str]) -> str:
+def _pod_manifest(
+    name: str, image: str, command: list[str], volumes: list[dict[str, Any]] | None = None
+) -> str:
+    container: dict[str, Any] = {"name": name, "image": image, "command": command}
+    spec: dict[str, Any] = {"hostNetwork": True, "containers": [container]}
+    if volumes:  # ClusterConfiguration extraVolumes, as kubeadm's controlplane phase writes them
+        container["volumeMounts"] = [
+            {"name": v["name"], "mountPath": v["mountPath"], "readOnly": bool(v.get("readOnly", False))}
+            for v in volumes
+        ]
+        spec["volumes"] = [
+            {"name": v["name"], "hostPath": {"path": v["hostPath"], "type": v.get("pathType", "")}}
+            for v in volumes
+        ]
     return dump_yaml(
         {
             "apiVersion": "v1",
@@ -1055,9 +1096,16 @@ def _pod_manifest(name: str, image: str, command: list[str]) -> str:
                 "namespace": "kube-system",
                 "labels": {"component": name, "tier": "control-plane"},
             },
-            "spec": {"hostNetwork": True, "containers": [{"name": name, "image": image, "command": command}]},
+            "spec": spec,
         }
     )
+
+
+def _extra_args(component: dict[str, Any]) -> list[str]:
+    """A control-plane component's extraArgs as flags: a map in v1beta3, name/value pairs in v1beta4."""
+    args = component.get("extraArgs") or {}
+    pairs = args.items() if isinstance(args, dict) else ((a["name"], a["value"]) for a in args)
+    return [f"--{k}={v}" for k, v in pairs]
 
 
 def write_manifests(cluster: dict[str, Any], ip: str, name: str, initial_cluster: str, state: str) -> None:
@@ -1074,8 +1122,11 @@ def write_manifests(cluster: dict[str, Any], ip: str, name: str, initial_cluster
         "kube-controller-manager": (f"{repo}/kube-controller-manager:{v}", ["kube-controller-manager"]),
         "kube-scheduler": (f"{repo}/kube-scheduler:{v}", ["kube-scheduler"]),
     }  # fmt: skip
+    api_server = cluster.get("apiServer") or {}
+    pods["kube-apiserver"][1].extend(_extra_args(api_server))
     for pod, (image, command) in pods.items():
-        core.write_file(MANIFESTS / f"{pod}.yaml", _pod_manifest(pod, image, command), 0o600)
+        volumes = list(api_server.get("extraVolumes") or []) if pod == "kube-apiserver" else None
+        core.write_file(MANIFESTS / f"{pod}.yaml", _pod_manifest(pod, image, command, volumes), 0o600)
 
 
 def _apiserver_cert(cluster: dict[str, Any], ip: str, name: str) -> list[str]:

@@ -25,7 +25,7 @@ from builder.image.descriptor import Platform
 from builder.image.extension import ImageExtension
 from builder.image.metadata import METADATA_FILE, RootfsMetadata
 from builder.runtime import delivery
-from builder.runtime._stackcheck import KEPT_FILES
+from builder.runtime._stackcheck import KEPT_FILES, TEMPLATE_SUFFIX
 from builder.runtime.actions.runners import deliver_fn, make_runner
 from builder.runtime.actions.settings import Outcome, Settings, require_store
 from builder.runtime.cluster import Cluster
@@ -34,6 +34,7 @@ from builder.runtime.infra.base import InfraDriver
 from builder.runtime.phases import Check, ImageInfo, PlanState
 from builder.runtime.phases.scripts import INIT_REGISTRY_SCRIPT
 from builder.runtime.plugins import RuntimePlugin, get_plugin, select_plugin
+from builder.runtime.plugins._config import AUDIT_POLICY
 from builder.runtime.runner import Notice, Runner
 from builder.runtime.state import ClusterState, Journal
 from builder.store.layout import Store
@@ -74,6 +75,8 @@ def with_plugin(
     files: dict[str, str] = {}
     for path in (*plugin.config_files, INIT_REGISTRY_SCRIPT):
         data = _image_file(image, path)
+        if data is None and path == AUDIT_POLICY:  # or its template: the plan needs its presence only
+            data = image.templates.get(path + TEMPLATE_SUFFIX)
         if data is not None:
             files[path] = data.decode("utf-8", errors="replace")
     return replace(info, files=files), plugin

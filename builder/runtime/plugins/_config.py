@@ -31,3 +31,23 @@ def child_mapping(parent: dict[str, Any], key: str, where: str, error: type[Clus
     result: dict[str, Any] = dict(value)
     parent[key] = result
     return result
+
+
+# The API server's audit policy, as sealer's basefs ships it: a rootfs file (rendered from
+# `statics/audit-policy.yml.tmpl` like any template) that each plugin installs where its API
+# server reads it and names in the audit flags. An image without it gets no audit flags: the
+# real kube-apiserver refuses to start when --audit-policy-file names a missing file.
+AUDIT_POLICY = "statics/audit-policy.yml"
+# sealer's basefs kubeadm.yml values: a week of logs, 10 files of at most 100 MB each.
+AUDIT_LOG_ROTATION = (("audit-log-maxage", "7"), ("audit-log-maxbackup", "10"), ("audit-log-maxsize", "100"))
+
+
+def has_audit_policy(image_files: Mapping[str, str]) -> bool:
+    """The image ships statics/audit-policy.yml (or its .tmpl; the planner records either under
+    the rendered name)."""
+    return AUDIT_POLICY in image_files
+
+
+def audit_args(policy_file: str, log_path: str) -> list[tuple[str, str]]:
+    """The kube-apiserver audit flags (name, value), in the order every runtime writes them."""
+    return [("audit-policy-file", policy_file), ("audit-log-path", log_path), *AUDIT_LOG_ROTATION]

@@ -59,7 +59,13 @@ import yaml
 from builder.errors import K0sConfigError
 from builder.runtime.cluster import Cluster, HostSpec
 from builder.runtime.plugins import base
-from builder.runtime.plugins._config import child_mapping, deep_merge
+from builder.runtime.plugins._config import (
+    AUDIT_POLICY,
+    audit_args,
+    child_mapping,
+    deep_merge,
+    has_audit_policy,
+)
 from builder.runtime.plugins.base import HostContext, PluginStep, RuntimePlugin, output_ref
 
 ENDPOINT = "apiserver.cluster.local"
@@ -70,6 +76,8 @@ IMAGES_DIR = "/var/lib/k0s/images"
 CONFIG_DIR = "/etc/k0s"
 CONFIG_FILE = "/etc/k0s/k0s.yaml"
 PKI_DIR = "/var/lib/k0s/pki"
+AUDIT_POLICY_FILE = "/etc/k0s/audit-policy.yml"
+AUDIT_LOG = "/var/log/kubernetes/audit.log"
 KUBECTL = f"{BIN} kubectl"  # k0s's embedded kubectl, admin on a controller
 CONTROLLER_TOKEN_FILE = "/etc/k0s/controller-token"
 WORKER_TOKEN_FILE = "/etc/k0s/worker-token"
@@ -155,9 +163,13 @@ def clusterfile_config(cluster: Cluster) -> Mapping[str, object] | None:
     return found[0]
 
 
-def controller_config(cluster: Cluster, host: HostSpec, image_text: str | None) -> dict[str, Any]:
+def controller_config(
+    cluster: Cluster, host: HostSpec, image_text: str | None, *, audit: bool = False
+) -> dict[str, Any]:
     """The /etc/k0s/k0s.yaml of controller `host`: image defaults < Clusterfile, then the
-    addresses and SANs this runtime relies on (api.address, api.sans, the etcd peerAddress)."""
+    addresses and SANs this runtime relies on (api.address, api.sans, the etcd peerAddress).
+    `audit`: the image ships statics/audit-policy.yml, so spec.api.extraArgs gets the audit
+    flags the Clusterfile has not set (its values win)."""
     config = image_config(image_text)
     overlay = clusterfile_config(cluster)
     if overlay is not None:
@@ -170,6 +182,14 @@ def controller_config(cluster: Cluster, host: HostSpec, image_text: str | None) 
         raise K0sConfigError("spec.api.sans must be a list")
     required = [ENDPOINT, *(m.ip for m in cluster.masters), "127.0.0.1"]
     api["sans"] = [*sans, *(s for s in required if s not in sans)]
+    if audit:
+        extra = api.get("extraArgs")
+        if not isinstance(extra, Mapping | None):
+            raise K0sConfigError("spec.api.extraArgs must be a mapping")
+        args = dict(extra or {})
+        for name, value in audit_args(AUDIT_POLICY_FILE, AUDIT_LOG):
+            args.setdefault(name, value)
+        api["extraArgs"] = args
     storage = child_mapping(spec, "storage", "spec", K0sConfigError)
     if storage.get("type", "etcd") == "etcd":
         # k0s defaults the etcd peer address to the first non-loopback address, not
@@ -292,7 +312,7 @@ class K0sRuntime(RuntimePlugin):
     name: ClassVar[str] = "k0s"
     label: ClassVar[str | None] = "k0s"
     metadata_runtime: ClassVar[str | None] = "k0s"
-    config_files: ClassVar[tuple[str, ...]] = (ROOTFS_CONFIG,)
+    config_files: ClassVar[tuple[str, ...]] = (ROOTFS_CONFIG, AUDIT_POLICY)
 
     def commands(self, phase: str, ctx: HostContext) -> Sequence[PluginStep]:
         host = ctx.host
@@ -425,10 +445,13 @@ class K0sRuntime(RuntimePlugin):
         )
 
     def _config(self, ctx: HostContext) -> PluginStep:
-        text = render_config(controller_config(ctx.cluster, ctx.host, ctx.image_files.get(ROOTFS_CONFIG)))
+        audit = has_audit_policy(ctx.image_files)
+        config = controller_config(ctx.cluster, ctx.host, ctx.image_files.get(ROOTFS_CONFIG), audit=audit)
+        # the policy sits beside k0s.yaml, so `k0s reset`'s `rm -rf /etc/k0s` takes it too
+        policy = f"install -m 0600 {_path(ctx, AUDIT_POLICY)} {AUDIT_POLICY_FILE} && " if audit else ""
         command = (
-            f"mkdir -p {CONFIG_DIR} && umask 077 && cat > {CONFIG_FILE}.tmp <<'{_HEREDOC_END}' && "
-            f"mv {CONFIG_FILE}.tmp {CONFIG_FILE}\n{text}{_HEREDOC_END}"
+            f"mkdir -p {CONFIG_DIR} && {policy}umask 077 && cat > {CONFIG_FILE}.tmp <<'{_HEREDOC_END}' && "
+            f"mv {CONFIG_FILE}.tmp {CONFIG_FILE}\n{render_config(config)}{_HEREDOC_END}"
         )
         return PluginStep("k0s-config", f"{CONFIG_FILE}: image defaults < Clusterfile ClusterConfig", command)
 

@@ -36,6 +36,7 @@ import yaml
 
 from builder.runtime.cluster import Cluster, HostSpec
 from builder.runtime.plugins import base
+from builder.runtime.plugins._config import AUDIT_POLICY, audit_args, has_audit_policy
 from builder.runtime.plugins.base import HostContext, PluginStep, RuntimePlugin, output_ref
 
 ENDPOINT = base.STABLE_ENDPOINT
@@ -53,6 +54,10 @@ CERT_DROPIN = "/etc/rancher/k3s/config.yaml.d/90-sealer-cert.yaml"
 KUBECTL = f"{BIN} kubectl"  # k3s's embedded kubectl, admin through k3s.yaml on a server
 SERVER_UNINSTALL = "/usr/local/bin/k3s-uninstall.sh"
 AGENT_UNINSTALL = "/usr/local/bin/k3s-agent-uninstall.sh"
+
+# k3s's CIS hardening guide's paths (k3s-uninstall.sh removes both with /var/lib/rancher/k3s)
+AUDIT_POLICY_FILE = "/var/lib/rancher/k3s/server/audit.yaml"
+AUDIT_LOG = "/var/lib/rancher/k3s/server/logs/audit.log"
 
 ROOTFS_BIN = "bin/k3s"
 ROOTFS_IMAGES = "images/k3s-airgap-images-*.tar*"
@@ -110,6 +115,7 @@ class K3sRuntime(RuntimePlugin):
     name: ClassVar[str] = "k3s"
     label: ClassVar[str | None] = "k3s"
     metadata_runtime: ClassVar[str | None] = "k3s"
+    config_files: ClassVar[tuple[str, ...]] = (AUDIT_POLICY,)
 
     def commands(self, phase: str, ctx: HostContext) -> Sequence[PluginStep]:
         host = ctx.host
@@ -222,6 +228,8 @@ class K3sRuntime(RuntimePlugin):
                 f"cp {_path(ctx, ROOTFS_REGISTRIES)} {CONFIG_DIR}/registries.yaml; fi",
             )
         )
+        if ctx.host.is_master and has_audit_policy(ctx.image_files):
+            config += f" && install -D -m 0600 {_path(ctx, AUDIT_POLICY)} {AUDIT_POLICY_FILE}"
         return (
             PluginStep(
                 "k3s-binary", f"k3s binary into {BIN}", f"install -D -m 0755 {_path(ctx, ROOTFS_BIN)} {BIN}"
@@ -236,6 +244,11 @@ class K3sRuntime(RuntimePlugin):
 
     def _install(self, ctx: HostContext, args: str, server: bool, env: str = "") -> PluginStep:
         flags = f" --tls-san {ENDPOINT}" if server else ""
+        if server and has_audit_policy(ctx.image_files):
+            # server-only flags go on the command line (config.yaml is the agents' too)
+            flags += "".join(
+                f" --kube-apiserver-arg {n}={v}" for n, v in audit_args(AUDIT_POLICY_FILE, AUDIT_LOG)
+            )
         # FORCE_RESTART: a re-run after a failed attempt must start k3s even when install.sh
         # writes the same unit and env file again (see the module docstring)
         prefix = f"INSTALL_K3S_SKIP_DOWNLOAD=true INSTALL_K3S_FORCE_RESTART=true {env}".rstrip()

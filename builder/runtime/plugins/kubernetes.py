@@ -57,7 +57,13 @@ import yaml
 from builder.errors import KubeadmConfigError
 from builder.runtime.cluster import Cluster, HostSpec
 from builder.runtime.plugins import base
-from builder.runtime.plugins._config import child_mapping, deep_merge
+from builder.runtime.plugins._config import (
+    AUDIT_POLICY,
+    audit_args,
+    child_mapping,
+    deep_merge,
+    has_audit_policy,
+)
 from builder.runtime.plugins.base import HostContext, PluginStep, RuntimePlugin, output_ref
 
 ENDPOINT = "apiserver.cluster.local"
@@ -83,6 +89,9 @@ API_WAIT_S = 120  # how long a restarted API server has to answer /readyz
 UNIT_FILE = "/etc/systemd/system/kubelet.service"
 DROPIN_DIR = "/etc/systemd/system/kubelet.service.d"
 DROPIN_FILE = f"{DROPIN_DIR}/10-kubeadm.conf"
+AUDIT_POLICY_FILE = "/etc/kubernetes/audit-policy.yml"  # where sealer's kubeadm.yml mounts it
+AUDIT_LOG_DIR = "/var/log/kubernetes"
+AUDIT_LOG = f"{AUDIT_LOG_DIR}/audit.log"
 CONTAINERD_NAMESPACE = "k8s.io"  # the namespace the CRI plugin (and so the kubelet) sees
 
 ROOTFS_BINS = ("bin/kubeadm", "bin/kubelet", "bin/kubectl")
@@ -232,8 +241,49 @@ def _node_registration(doc: dict[str, Any], host: HostSpec, v1beta3: bool) -> No
         reg["kubeletExtraArgs"] = listed
 
 
-def init_documents(cluster: Cluster, host: HostSpec, image_text: str | None) -> list[dict[str, Any]]:
+def _audit(api_server: dict[str, Any], v1beta3: bool) -> None:
+    """The audit flags and the two hostPath volumes of sealer's kubeadm.yml (the policy file,
+    read-only; the log dir, created if missing), each only where the user's merged
+    ClusterConfiguration has not set that flag or a volume of that name or mount path: the
+    Clusterfile's values win, as everywhere in the merge."""
+    where = "ClusterConfiguration.apiServer"
+    args = api_server.get("extraArgs")
+    wanted = audit_args(AUDIT_POLICY_FILE, AUDIT_LOG)
+    if v1beta3:  # a map of flag -> value
+        if not isinstance(args, Mapping | None):
+            raise KubeadmConfigError(f"{where}.extraArgs must be a mapping in v1beta3")
+        extra = dict(args or {})
+        for name, value in wanted:
+            extra.setdefault(name, value)
+        api_server["extraArgs"] = extra
+    else:  # v1beta4: a list of {name, value}
+        if not isinstance(args, list | None):
+            raise KubeadmConfigError(f"{where}.extraArgs must be a list in v1beta4")
+        listed = list(args or [])
+        named = {a.get("name") for a in listed if isinstance(a, Mapping)}
+        listed += [{"name": n, "value": v} for n, v in wanted if n not in named]
+        api_server["extraArgs"] = listed
+    volumes = api_server.get("extraVolumes")
+    if not isinstance(volumes, list | None):
+        raise KubeadmConfigError(f"{where}.extraVolumes must be a list")
+    mounts = list(volumes or [])
+    taken = {v.get(k) for v in mounts if isinstance(v, Mapping) for k in ("name", "mountPath")}
+    for volume in (
+        {"name": "audit-policy", "hostPath": AUDIT_POLICY_FILE, "mountPath": AUDIT_POLICY_FILE,
+         "readOnly": True, "pathType": "File"},
+        {"name": "audit-log", "hostPath": AUDIT_LOG_DIR, "mountPath": AUDIT_LOG_DIR,
+         "pathType": "DirectoryOrCreate"},
+    ):  # fmt: skip
+        if volume["name"] not in taken and volume["mountPath"] not in taken:
+            mounts.append(volume)
+    api_server["extraVolumes"] = mounts
+
+
+def init_documents(
+    cluster: Cluster, host: HostSpec, image_text: str | None, *, audit: bool = False
+) -> list[dict[str, Any]]:
     """The documents of master0's /etc/kubernetes/kubeadm.yaml, in the order kubeadm prints them.
+    `audit`: the image ships statics/audit-policy.yml, so the API server audits with it.
 
     kubernetesVersion, when neither the image nor the Clusterfile sets it, is the placeholder of
     the output `kube-version` (the image's kubeadm's own version): unset, kubeadm would try to
@@ -259,6 +309,8 @@ def init_documents(cluster: Cluster, host: HostSpec, image_text: str | None) -> 
         raise KubeadmConfigError("ClusterConfiguration.apiServer.certSANs must be a list")
     required = [ENDPOINT, *(m.ip for m in cluster.masters), "127.0.0.1"]
     api_server["certSANs"] = [*sans, *(s for s in required if s not in sans)]
+    if audit:
+        _audit(api_server, v1beta3)
     docs["ClusterConfiguration"] = conf
     return [docs[kind] for kind in INIT_KINDS if kind in docs]
 
@@ -395,7 +447,8 @@ def _uninstall() -> PluginStep:
     command = " && ".join(
         (
             "{ systemctl disable --now kubelet 2>/dev/null || true; }",
-            f"rm -f {KUBEADM} {KUBELET} {KUBECTL} {UNIT_FILE} {DROPIN_FILE} {CONFIG_FILE} {JOIN_CONFIG_FILE}",
+            f"rm -f {KUBEADM} {KUBELET} {KUBECTL} {UNIT_FILE} {DROPIN_FILE} {CONFIG_FILE} {JOIN_CONFIG_FILE}"
+            f" {AUDIT_POLICY_FILE}",
             f"{{ rmdir {DROPIN_DIR} 2>/dev/null || true; }}",
             f"{{ if grep -qs 'server: https://{ENDPOINT}:{API_PORT}' {kube_config}; then rm -f {kube_config}; fi; }}",
             "systemctl daemon-reload",
@@ -410,7 +463,7 @@ class KubernetesRuntime(RuntimePlugin):
     name: ClassVar[str] = "kubernetes"
     label: ClassVar[str | None] = "kubernetes"
     metadata_runtime: ClassVar[str | None] = "k8s"
-    config_files: ClassVar[tuple[str, ...]] = (ROOTFS_CONFIG,)
+    config_files: ClassVar[tuple[str, ...]] = (ROOTFS_CONFIG, AUDIT_POLICY)
 
     def commands(self, phase: str, ctx: HostContext) -> Sequence[PluginStep]:
         host = ctx.host
@@ -510,7 +563,7 @@ class KubernetesRuntime(RuntimePlugin):
                 "systemctl enable kubelet",
             )
         )
-        return (
+        steps = [
             PluginStep(
                 "kubeadm-binaries",
                 f"kubeadm, kubelet and kubectl into {BIN_DIR}",
@@ -518,7 +571,18 @@ class KubernetesRuntime(RuntimePlugin):
             ),
             PluginStep("kubelet-unit", f"kubelet unit and kubeadm drop-in into {DROPIN_DIR}", unit),
             self._images(ctx),
-        )
+        ]
+        if ctx.host.is_master and has_audit_policy(ctx.image_files):
+            # every control-plane node's API server mounts it (the ClusterConfiguration is the
+            # cluster's, so a joining master's static pod names it too)
+            steps.append(
+                PluginStep(
+                    "kubeadm-audit-policy",
+                    f"the image's audit policy into {AUDIT_POLICY_FILE}",
+                    f"install -D -m 0600 {_path(ctx, AUDIT_POLICY)} {AUDIT_POLICY_FILE}",
+                )
+            )
+        return tuple(steps)
 
     def _images(self, ctx: HostContext) -> PluginStep:
         command = (
@@ -534,7 +598,9 @@ class KubernetesRuntime(RuntimePlugin):
         return PluginStep("kubeadm-admin-kubeconfig", "admin kubeconfig into $HOME/.kube/config", command)
 
     def _init(self, ctx: HostContext) -> Sequence[PluginStep]:
-        docs = init_documents(ctx.cluster, ctx.host, ctx.image_files.get(ROOTFS_CONFIG))
+        docs = init_documents(
+            ctx.cluster, ctx.host, ctx.image_files.get(ROOTFS_CONFIG), audit=has_audit_policy(ctx.image_files)
+        )
         version: tuple[PluginStep, ...] = ()
         if any(d.get("kubernetesVersion") == output_ref(KUBE_VERSION) for d in docs):
             version = (

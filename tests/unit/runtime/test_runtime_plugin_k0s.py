@@ -56,7 +56,8 @@ IMAGE = ImageInfo(
     name="k0s:v1.29.4",
     digest=Digest("sha256", "ef" * 32),
     platform=Platform("linux", "amd64"),
-    files={"etc/k0s.yaml": IMAGE_CONFIG},
+    # as the basefs image: the ClusterConfig defaults and the audit policy it ships
+    files={"etc/k0s.yaml": IMAGE_CONFIG, "statics/audit-policy.yml": "kind: Policy\n"},
 )
 GOLDEN = PluginGolden(K0sRuntime, IMAGE)
 cluster, plan, ctx, rows = GOLDEN.cluster, GOLDEN.plan, GOLDEN.ctx, GOLDEN.rows
@@ -122,6 +123,16 @@ def join_step(role: str, output: str, args: str) -> str:
 
 def config(ip: str, masters: tuple[str, ...], extra_sans: tuple[str, ...] = ()) -> str:
     sans = "".join(f"    - {s}\n" for s in ("apiserver.cluster.local", *extra_sans, *masters, "127.0.0.1"))
+    # spec.api.extraArgs from the image's statics/audit-policy.yml (k0s runs kube-apiserver on
+    # the host, so the flags name host paths), written next to k0s.yaml by the same step
+    audit_args = (
+        "    extraArgs:\n"
+        "      audit-policy-file: /etc/k0s/audit-policy.yml\n"
+        "      audit-log-path: /var/log/kubernetes/audit.log\n"
+        "      audit-log-maxage: '7'\n"
+        "      audit-log-maxbackup: '10'\n"
+        "      audit-log-maxsize: '100'\n"
+    )
     text = (
         "apiVersion: k0s.k0sproject.io/v1beta1\n"
         "kind: ClusterConfig\n"
@@ -132,6 +143,7 @@ def config(ip: str, masters: tuple[str, ...], extra_sans: tuple[str, ...] = ()) 
         "    sans:\n"
         f"{sans}"
         f"    address: {ip}\n"
+        f"{audit_args}"
         "  network:\n"
         "    provider: kuberouter\n"
         "    podCIDR: 10.244.0.0/16\n"
@@ -145,7 +157,8 @@ def config(ip: str, masters: tuple[str, ...], extra_sans: tuple[str, ...] = ()) 
         f"      peerAddress: {ip}\n"
     )
     return (
-        "mkdir -p /etc/k0s && umask 077 && cat > /etc/k0s/k0s.yaml.tmp <<'K0S_CONFIG_EOF'"
+        f"mkdir -p /etc/k0s && install -m 0600 {R}/statics/audit-policy.yml /etc/k0s/audit-policy.yml"
+        " && umask 077 && cat > /etc/k0s/k0s.yaml.tmp <<'K0S_CONFIG_EOF'"
         " && mv /etc/k0s/k0s.yaml.tmp /etc/k0s/k0s.yaml\n" + text + "K0S_CONFIG_EOF"
     )
 
@@ -635,7 +648,7 @@ def test_nothing_for_hosts_outside_their_role() -> None:
 
 def test_selected_by_label_and_metadata() -> None:
     assert K0sRuntime.name == K0sRuntime.label == K0sRuntime.metadata_runtime == "k0s"
-    assert K0sRuntime.config_files == ("etc/k0s.yaml",)
+    assert K0sRuntime.config_files == ("etc/k0s.yaml", "statics/audit-policy.yml")
     assert isinstance(select_plugin("k0s", None), K0sRuntime)
     assert isinstance(select_plugin(None, "k0s"), K0sRuntime)
 
@@ -695,7 +708,7 @@ def test_clusterfile_config_merges_over_the_image_defaults() -> None:
     s = PlanState(image=IMAGE, plugin=K0sRuntime(), targets=("10.0.0.2",))
     (step,) = [st for st in JoinMasters().plan(c, Facts(), s) if st.id == "k0s-config"]
     body = step.command.split("\n", 1)[1].rsplit("\n", 1)[0]
-    assert yaml.safe_load(body) == got
+    assert yaml.safe_load(body) == controller_config(c, c.host("10.0.0.2"), IMAGE_CONFIG, audit=True)
 
 
 def test_no_image_config_gives_a_minimal_one() -> None:
@@ -712,6 +725,37 @@ def test_no_image_config_gives_a_minimal_one() -> None:
     bare = ImageInfo(name=IMAGE.name, digest=IMAGE.digest, platform=IMAGE.platform)
     (cfg,) = [r for r in plan(c, (RuntimeInit(),), c.ips, image=bare) if r[1] == "k0s-config"]
     assert "    - apiserver.cluster.local\n" in cfg[2]
+
+
+def test_an_image_without_the_audit_policy_gets_no_audit_flags() -> None:
+    """k0s's kube-apiserver would exit at once on a missing policy file."""
+    c = cluster("10.0.0.1,10.0.0.2", "10.0.0.3")
+    bare = ImageInfo(
+        name=IMAGE.name, digest=IMAGE.digest, platform=IMAGE.platform, files={"etc/k0s.yaml": IMAGE_CONFIG}
+    )
+    got = plan(c, INSTALL_PHASES, c.ips, image=bare)
+    assert got and not [row for row in got if "audit" in row[2]]
+    assert "extraArgs" not in controller_config(c, c.host("10.0.0.1"), IMAGE_CONFIG)["spec"]["api"]
+
+
+def test_the_clusterfiles_api_extra_args_win_over_the_audit_defaults() -> None:
+    """spec.api.extraArgs of the Clusterfile merge over the image's; the audit flags fill only
+    what neither set."""
+    user = {
+        "apiVersion": "k0s.k0sproject.io/v1beta1",
+        "kind": "ClusterConfig",
+        "spec": {"api": {"extraArgs": {"audit-log-maxage": "30", "v": "2"}}},
+    }
+    c = with_documents(user)
+    got = controller_config(c, c.host("10.0.0.1"), IMAGE_CONFIG, audit=True)["spec"]["api"]["extraArgs"]
+    assert got == {
+        "audit-log-maxage": "30",
+        "v": "2",
+        "audit-policy-file": "/etc/k0s/audit-policy.yml",
+        "audit-log-path": "/var/log/kubernetes/audit.log",
+        "audit-log-maxbackup": "10",
+        "audit-log-maxsize": "100",
+    }
 
 
 def test_sans_already_there_are_not_repeated() -> None:
@@ -787,13 +831,21 @@ def test_the_config_step_writes_the_file_even_with_hostile_values(tmp_path: Path
     doc = {"apiVersion": "k0s.k0sproject.io/v1beta1", "kind": "ClusterConfig", "spec": {"x": value}}
     c = with_documents(doc)
     (cfg,) = [st for st in K0sRuntime().commands(phases.INIT, ctx(c, "10.0.0.1")) if st.id == "k0s-config"]
-    script = cfg.command.replace("/etc/k0s", str(tmp_path / "etc-k0s"))
+    script = cfg.command.replace("/etc/k0s", str(tmp_path / "etc-k0s")).replace(R, str(tmp_path / "rootfs"))
+    (tmp_path / "rootfs" / "statics").mkdir(parents=True)
+    (tmp_path / "rootfs" / "statics" / "audit-policy.yml").write_text("kind: Policy\n")
     subprocess.run(["sh", "-c", script], cwd=tmp_path, check=True)
     written = tmp_path / "etc-k0s" / "k0s.yaml"
-    assert yaml.safe_load(written.read_text()) == controller_config(c, c.host("10.0.0.1"), IMAGE_CONFIG)
-    assert yaml.safe_load(written.read_text())["spec"]["x"] == value
+    expected = controller_config(c, c.host("10.0.0.1"), IMAGE_CONFIG, audit=True)
+    text = written.read_text().replace(str(tmp_path / "etc-k0s"), "/etc/k0s")  # the moved flag value
+    assert yaml.safe_load(text) == expected
+    assert yaml.safe_load(text)["spec"]["x"] == value
     assert written.stat().st_mode & 0o777 == 0o600
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["etc-k0s"]  # nothing ran
+    # the policy the flag names is beside it
+    policy = tmp_path / "etc-k0s" / "audit-policy.yml"
+    assert expected["spec"]["api"]["extraArgs"]["audit-policy-file"] == "/etc/k0s/audit-policy.yml"
+    assert policy.read_text() == "kind: Policy\n" and policy.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["etc-k0s", "rootfs"]  # nothing ran
 
 
 def test_etcd_peer_address_is_the_hosts_and_kine_gets_none() -> None:

@@ -4,6 +4,7 @@ air-gap install, HA embedded etcd, manual upgrade and uninstall docs give."""
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 from builder.image.descriptor import Platform
 from builder.image.digest import Digest
@@ -30,7 +31,14 @@ from builder.runtime.plugins.base import (
 from builder.runtime.plugins.k3s import K3sRuntime
 from tests.unit.runtime._plugin_golden import INSTALL_PHASES, PluginGolden, R, Row, configured
 
-IMAGE = ImageInfo(name="k3s:v1.28.5", digest=Digest("sha256", "cd" * 32), platform=Platform("linux", "amd64"))
+BASEFS = Path(__file__).resolve().parents[3] / "basefs" / "k3s"
+IMAGE = ImageInfo(
+    name="k3s:v1.28.5",
+    digest=Digest("sha256", "cd" * 32),
+    platform=Platform("linux", "amd64"),
+    # the basefs image ships the audit policy (statics/audit-policy.yml)
+    files={"statics/audit-policy.yml": (BASEFS / "statics" / "audit-policy.yml").read_text()},
+)
 GOLDEN = PluginGolden(K3sRuntime, IMAGE)
 cluster, plan, ctx, rows = GOLDEN.cluster, GOLDEN.plan, GOLDEN.ctx, GOLDEN.rows
 rerun_after_failure = GOLDEN.rerun_after_failure
@@ -66,12 +74,22 @@ CONFIG = (
     f" && if [ -f {R}/etc/k3s/registries.yaml ]; then"
     f" cp {R}/etc/k3s/registries.yaml /etc/rancher/k3s/registries.yaml; fi"
 )
+# a server also gets the audit policy where k3s's CIS hardening guide puts it
+SERVER_CONFIG = (
+    f"{CONFIG} && install -D -m 0600 {R}/statics/audit-policy.yml /var/lib/rancher/k3s/server/audit.yaml"
+)
+AUDIT_FLAGS = (
+    " --kube-apiserver-arg audit-policy-file=/var/lib/rancher/k3s/server/audit.yaml"
+    " --kube-apiserver-arg audit-log-path=/var/lib/rancher/k3s/server/logs/audit.log"
+    " --kube-apiserver-arg audit-log-maxage=7 --kube-apiserver-arg audit-log-maxbackup=10"
+    " --kube-apiserver-arg audit-log-maxsize=100"
+)
 # INSTALL_K3S_FORCE_RESTART: a re-run after a failed attempt starts k3s even when install.sh
 # writes the same unit and env file again ("No change detected" would skip the start)
 INSTALL = "INSTALL_K3S_SKIP_DOWNLOAD=true INSTALL_K3S_FORCE_RESTART=true"
 INIT = (
     f"{INSTALL} sh {R}/scripts/k3s-install.sh"
-    " server --cluster-init --tls-san apiserver.cluster.local --node-ip 10.0.0.1"
+    f" server --cluster-init --tls-san apiserver.cluster.local{AUDIT_FLAGS} --node-ip 10.0.0.1"
 )
 
 
@@ -79,7 +97,7 @@ def join_server(ip: str) -> str:
     return (
         f"{INSTALL} K3S_TOKEN={{{{output:server-token}}}}"
         f" sh {R}/scripts/k3s-install.sh server --server https://10.0.0.1:6443"
-        f" --tls-san apiserver.cluster.local --node-ip {ip}"
+        f" --tls-san apiserver.cluster.local{AUDIT_FLAGS} --node-ip {ip}"
     )
 
 
@@ -149,10 +167,11 @@ def agent_preflight(ip: str) -> list[Row]:
 
 
 def staged(ip: str, install: str) -> list[Row]:
+    server = "k3s-install.sh server" in install
     return [
         (ip, "k3s-binary", BINARY),
         (ip, "k3s-images", IMAGES),
-        (ip, "k3s-config", CONFIG),
+        (ip, "k3s-config", SERVER_CONFIG if server else CONFIG),
         (ip, "k3s-install", install),
     ]
 
@@ -256,7 +275,7 @@ def test_upgrade() -> None:
         return [
             (ip, "k3s-upgrade-check", VERSION_CHECK),
             (ip, "k3s-images", IMAGES),
-            (ip, "k3s-config", CONFIG),
+            (ip, "k3s-config", SERVER_CONFIG if service == "k3s" else CONFIG),
             (ip, "k3s-binary", BINARY),
             (ip, "k3s-restart", f"systemctl restart {service}"),
         ]
@@ -340,8 +359,20 @@ def test_nothing_for_hosts_outside_their_role() -> None:
 
 def test_selected_by_label_and_metadata() -> None:
     assert K3sRuntime.label == "k3s" and K3sRuntime.metadata_runtime == "k3s"
+    assert K3sRuntime.config_files == ("statics/audit-policy.yml",)
     assert isinstance(select_plugin("k3s", None), K3sRuntime)
     assert isinstance(select_plugin(None, "k3s"), K3sRuntime)
+
+
+def test_an_image_without_the_audit_policy_gets_no_audit_flags() -> None:
+    """k3s would start a kube-apiserver that exits at once on a missing policy file."""
+    c = cluster("10.0.0.1,10.0.0.2", "10.0.0.3")
+    bare = ImageInfo(name=IMAGE.name, digest=IMAGE.digest, platform=IMAGE.platform)
+    got = plan(c, INSTALL_PHASES, c.ips, image=bare)
+    assert got and not [row for row in got if "audit" in row[2]]
+    # with it, only the servers: agents run no API server
+    audited = {row[0] for row in plan(c, INSTALL_PHASES, c.ips) if "audit" in row[2]}
+    assert audited == {"10.0.0.1", "10.0.0.2"}
 
 
 # --- node-config: the Clusterfile's labels and taints ------------------------------------------------

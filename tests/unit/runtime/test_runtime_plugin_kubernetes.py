@@ -38,7 +38,9 @@ from tests.unit.runtime._plugin_golden import INSTALL_PHASES, PluginGolden, R, R
 
 BASEFS = Path(__file__).resolve().parents[3] / "basefs" / "kubernetes"
 DEFAULTS = (BASEFS / "etc" / "kubeadm.yaml").read_text()
-FILES = {"etc/kubeadm.yaml": DEFAULTS}
+AUDIT_POLICY = (BASEFS / "statics" / "audit-policy.yml").read_text()
+# the basefs image: its kubeadm defaults and the audit policy it ships (statics/audit-policy.yml)
+FILES = {"etc/kubeadm.yaml": DEFAULTS, "statics/audit-policy.yml": AUDIT_POLICY}
 IMAGE = ImageInfo(
     name="kubernetes:v1.30.14",
     digest=Digest("sha256", "ab" * 32),
@@ -150,6 +152,22 @@ def init_config(masters: tuple[str, ...]) -> str:
         "  - apiserver.cluster.local\n"
         "  - 127.0.0.1\n"
         f"{sans}"
+        "  extraArgs:\n"
+        "    audit-policy-file: /etc/kubernetes/audit-policy.yml\n"
+        "    audit-log-path: /var/log/kubernetes/audit.log\n"
+        "    audit-log-maxage: '7'\n"
+        "    audit-log-maxbackup: '10'\n"
+        "    audit-log-maxsize: '100'\n"
+        "  extraVolumes:\n"
+        "  - name: audit-policy\n"
+        "    hostPath: /etc/kubernetes/audit-policy.yml\n"
+        "    mountPath: /etc/kubernetes/audit-policy.yml\n"
+        "    readOnly: true\n"
+        "    pathType: File\n"
+        "  - name: audit-log\n"
+        "    hostPath: /var/log/kubernetes\n"
+        "    mountPath: /var/log/kubernetes\n"
+        "    pathType: DirectoryOrCreate\n"
         "etcd:\n"
         "  local:\n"
         "    dataDir: /var/lib/etcd\n"
@@ -237,7 +255,7 @@ UNINSTALL = (
     "{ systemctl disable --now kubelet 2>/dev/null || true; }"
     " && rm -f /usr/local/bin/kubeadm /usr/local/bin/kubelet /usr/local/bin/kubectl"
     " /etc/systemd/system/kubelet.service /etc/systemd/system/kubelet.service.d/10-kubeadm.conf"
-    " /etc/kubernetes/kubeadm.yaml /etc/kubernetes/kubeadm-join.yaml"
+    " /etc/kubernetes/kubeadm.yaml /etc/kubernetes/kubeadm-join.yaml /etc/kubernetes/audit-policy.yml"
     " && { rmdir /etc/systemd/system/kubelet.service.d 2>/dev/null || true; }"
     " && { if grep -qs 'server: https://apiserver.cluster.local:6443' \"$HOME/.kube/config\";"
     ' then rm -f "$HOME/.kube/config"; fi; }'
@@ -263,14 +281,20 @@ def preflight(ip: str, *, master: bool) -> list[Row]:
     ]
 
 
-def staged(ip: str) -> list[Row]:
-    return [(ip, "kubeadm-binaries", BINARIES), (ip, "kubelet-unit", UNIT), (ip, "kubeadm-images", IMAGES)]
+AUDIT = f"install -D -m 0600 {R}/statics/audit-policy.yml /etc/kubernetes/audit-policy.yml"
+
+
+def staged(ip: str, *, master: bool = False) -> list[Row]:
+    """Binaries, unit, images; on a master also the image's audit policy, which every API server
+    mounts (the ClusterConfiguration names it)."""
+    rows = [(ip, "kubeadm-binaries", BINARIES), (ip, "kubelet-unit", UNIT), (ip, "kubeadm-images", IMAGES)]
+    return [*rows, (ip, "kubeadm-audit-policy", AUDIT)] if master else rows
 
 
 def initialised(masters: tuple[str, ...]) -> list[Row]:
     m0 = masters[0]
     return [
-        *staged(m0),
+        *staged(m0, master=True),
         (m0, "kubeadm-version", VERSION),
         (m0, "kubeadm-config", init_config(masters)),
         (m0, "kubeadm-init", f"{undo('kubeadm init')}; {INIT}"),
@@ -326,11 +350,11 @@ def test_three_masters_and_two_workers() -> None:
         *initialised(masters),
         # a fresh token, the CA hash and a fresh certificate key just before each master joins
         *credentials("10.0.0.2"),
-        *staged("10.0.0.2"),
+        *staged("10.0.0.2", master=True),
         ("10.0.0.2", "kubeadm-join", join("10.0.0.2", master=True)),
         ("10.0.0.2", "kubeadm-admin-kubeconfig", ADMIN),
         *credentials("10.0.0.3"),
-        *staged("10.0.0.3"),
+        *staged("10.0.0.3", master=True),
         ("10.0.0.3", "kubeadm-join", join("10.0.0.3", master=True)),
         ("10.0.0.3", "kubeadm-admin-kubeconfig", ADMIN),
         # one token and the CA hash for the workers, then every worker
@@ -451,7 +475,7 @@ def test_init_or_a_join_that_failed_at_any_step_resumes_with_fresh_credentials()
         assert rerun_after_failure(c, JoinNodes(), ("10.0.0.5", step)) == [*credentials(None), *worker[i:]]
     # the third master failed: only its credentials are minted (the second's are skipped, as
     # they are minted again before anything pending uses them), the certificate key included
-    third = [*staged("10.0.0.3"), ("10.0.0.3", "kubeadm-join", join("10.0.0.3", master=True))]
+    third = [*staged("10.0.0.3", master=True), ("10.0.0.3", "kubeadm-join", join("10.0.0.3", master=True))]
     for i, (_, step, _) in enumerate(third):
         assert rerun_after_failure(c, JoinMasters(), ("10.0.0.3", step)) == [
             *credentials("10.0.0.3"),
@@ -537,7 +561,7 @@ def test_nothing_for_hosts_outside_their_role() -> None:
 
 def test_selected_by_label_and_metadata() -> None:
     assert KubernetesRuntime.label == "kubernetes" and KubernetesRuntime.metadata_runtime == "k8s"
-    assert KubernetesRuntime.config_files == ("etc/kubeadm.yaml",)
+    assert KubernetesRuntime.config_files == ("etc/kubeadm.yaml", "statics/audit-policy.yml")
     assert isinstance(select_plugin("kubernetes", None), KubernetesRuntime)
     assert isinstance(select_plugin(None, "k8s"), KubernetesRuntime)
 
@@ -679,6 +703,97 @@ def test_v1beta4_documents_and_no_image_defaults() -> None:
     bare = by_kind(init_documents(cluster("10.0.0.1"), cluster("10.0.0.1").master0, None))
     assert bare["InitConfiguration"]["apiVersion"] == "kubeadm.k8s.io/v1beta3"
     assert join_document(c, c.master0, None)["apiVersion"] == "kubeadm.k8s.io/v1beta4"
+
+
+# --- the audit policy (statics/audit-policy.yml) -------------------------------------------------
+
+AUDIT_ARGS = {
+    "audit-policy-file": "/etc/kubernetes/audit-policy.yml",
+    "audit-log-path": "/var/log/kubernetes/audit.log",
+    "audit-log-maxage": "7",
+    "audit-log-maxbackup": "10",
+    "audit-log-maxsize": "100",
+}
+AUDIT_VOLUMES = [
+    {
+        "name": "audit-policy",
+        "hostPath": "/etc/kubernetes/audit-policy.yml",
+        "mountPath": "/etc/kubernetes/audit-policy.yml",
+        "readOnly": True,
+        "pathType": "File",
+    },
+    {
+        "name": "audit-log",
+        "hostPath": "/var/log/kubernetes",
+        "mountPath": "/var/log/kubernetes",
+        "pathType": "DirectoryOrCreate",
+    },
+]
+
+
+def test_an_image_without_the_audit_policy_gets_no_audit_flags() -> None:
+    """The real kube-apiserver refuses to start when --audit-policy-file names a missing file,
+    so the flags, the volumes and the copy come only with the image's statics/audit-policy.yml."""
+    c = cluster("10.0.0.1,10.0.0.2")
+    bare = {"etc/kubeadm.yaml": DEFAULTS}
+    for phase, ip in ((phases.INIT, "10.0.0.1"), (phases.JOIN_MASTER, "10.0.0.2")):
+        steps = KubernetesRuntime().commands(phase, ctx(c, ip, files=bare))
+        assert steps and not any("audit" in st.command or "audit" in st.id for st in steps)
+    api_server = by_kind(init_documents(c, c.master0, DEFAULTS))["ClusterConfiguration"]["apiServer"]
+    assert set(api_server) == {"certSANs"}
+    # a template counts as shipping it: the planner records it under the rendered name
+    with_policy = {**bare, "statics/audit-policy.yml": "{{ .AnyEnv }}"}
+    ids = [st.id for st in KubernetesRuntime().commands(phases.INIT, ctx(c, "10.0.0.1", files=with_policy))]
+    assert "kubeadm-audit-policy" in ids
+
+
+def test_the_clusterfiles_api_server_flags_and_volumes_win_over_the_audit_defaults() -> None:
+    """As the merge documents: the Clusterfile's apiServer.extraArgs deep-merge over the image's,
+    the audit flags fill only what neither set, and a volume of the same name or mount path is
+    the user's (its hostPath is then theirs to provide)."""
+    user = (
+        {
+            "apiVersion": "kubeadm.k8s.io/v1beta3",
+            "kind": "ClusterConfiguration",
+            "apiServer": {
+                "extraArgs": {"audit-log-maxage": "30", "audit-log-path": "/data/audit.log", "v": "2"},
+                "extraVolumes": [
+                    {"name": "audit-log", "hostPath": "/data", "mountPath": "/data", "pathType": "Directory"}
+                ],
+            },
+        },
+    )
+    c = cluster("10.0.0.1", None, user)
+    api_server = by_kind(init_documents(c, c.master0, DEFAULTS, audit=True))["ClusterConfiguration"][
+        "apiServer"
+    ]
+    assert api_server["extraArgs"] == {
+        **AUDIT_ARGS,
+        "audit-log-maxage": "30",
+        "audit-log-path": "/data/audit.log",
+        "v": "2",
+    }
+    assert api_server["extraVolumes"] == [*user[0]["apiServer"]["extraVolumes"], AUDIT_VOLUMES[0]]
+    # the defaults alone: every flag and both volumes
+    plain = by_kind(init_documents(cluster("10.0.0.1"), cluster("10.0.0.1").master0, DEFAULTS, audit=True))
+    assert plain["ClusterConfiguration"]["apiServer"]["extraArgs"] == AUDIT_ARGS
+    assert plain["ClusterConfiguration"]["apiServer"]["extraVolumes"] == AUDIT_VOLUMES
+    # v1beta4: extraArgs is a list of name/value pairs; a name the user gave is left to them
+    v4 = (
+        {
+            "apiVersion": "kubeadm.k8s.io/v1beta4",
+            "kind": "ClusterConfiguration",
+            "apiServer": {"extraArgs": [{"name": "audit-log-maxsize", "value": "500"}]},
+        },
+    )
+    c4 = cluster("10.0.0.1", None, v4)
+    args = by_kind(init_documents(c4, c4.master0, None, audit=True))["ClusterConfiguration"]["apiServer"][
+        "extraArgs"
+    ]
+    assert args == [
+        {"name": "audit-log-maxsize", "value": "500"},
+        *({"name": n, "value": v} for n, v in AUDIT_ARGS.items() if n != "audit-log-maxsize"),
+    ]
 
 
 @pytest.mark.parametrize(

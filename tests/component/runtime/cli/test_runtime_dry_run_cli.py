@@ -21,6 +21,23 @@ INIT = {
     "k3s": "sh /var/lib/sealer/data/my-cluster/rootfs/scripts/k3s-install.sh server --cluster-init",
     "k0s": "k0s install controller -c /etc/k0s/k0s.yaml",
 }
+# The audit policy the basefs images ship (statics/audit-policy.yml): copied where each API
+# server reads it, and named by its flag (read from the built image, so planning saw the file).
+R = "/var/lib/sealer/data/my-cluster/rootfs"
+AUDIT = {
+    "kubernetes": (
+        f"install -D -m 0600 {R}/statics/audit-policy.yml /etc/kubernetes/audit-policy.yml",
+        "    audit-policy-file: /etc/kubernetes/audit-policy.yml\n",
+    ),
+    "k3s": (
+        f"install -D -m 0600 {R}/statics/audit-policy.yml /var/lib/rancher/k3s/server/audit.yaml",
+        "--kube-apiserver-arg audit-policy-file=/var/lib/rancher/k3s/server/audit.yaml",
+    ),
+    "k0s": (
+        f"install -m 0600 {R}/statics/audit-policy.yml /etc/k0s/audit-policy.yml",
+        "      audit-policy-file: /etc/k0s/audit-policy.yml\n",
+    ),
+}
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +88,7 @@ def test_run_dry_run_prints_every_phase_with_placeholders(
     ):
         assert f"== {phase}:" in out, phase
     assert INIT[runtime] in out
+    assert all(part in out for part in AUDIT[runtime]), AUDIT[runtime]
     assert "{{output:" in out  # join credentials stay placeholders
     assert "kubeconfig (0600)" in out  # the saved kubeconfig is part of save-state
     assert not (tmp_path / "state").exists()  # a dry-run writes nothing

@@ -42,6 +42,7 @@ from tests.hosts import HostLab, TestHost
 from tests.standins import core, make_bin_dir
 
 NAME = "k0s-e2e"
+BASEFS = Path(__file__).resolve().parents[4] / "basefs" / "k0s"
 IMAGE = "sealer.test/k0s:v1.29.4-k0s.0"
 IMAGE_NEXT = "sealer.test/k0s:v1.30.0-k0s.0"
 STATE = "/var/lib/k0s/etcd/cluster.json"
@@ -172,7 +173,18 @@ def test_run_three_controllers_and_a_worker(lab: Lab) -> None:
                 "127.0.0.1",
             ],
             "address": m.address,
+            # the image ships statics/audit-policy.yml: k0s's kube-apiserver audits with it
+            "extraArgs": {
+                "audit-policy-file": "/etc/k0s/audit-policy.yml",
+                "audit-log-path": "/var/log/kubernetes/audit.log",
+                "audit-log-maxage": "7",
+                "audit-log-maxbackup": "10",
+                "audit-log-maxsize": "100",
+            },
         }
+        policy = m.path("/etc/k0s/audit-policy.yml")  # the stand-in controller refuses to start without it
+        assert policy.read_text() == (BASEFS / "statics" / "audit-policy.yml").read_text()
+        assert policy.stat().st_mode & 0o777 == 0o600
         sans = m.path("/var/lib/k0s/pki/server.crt").read_text()
         assert "DNS:apiserver.cluster.local" in sans and "DNS:k0s.example.test" in sans
     assert not worker.path("/etc/k0s/k0s.yaml").exists()  # a worker takes its config from the API

@@ -37,6 +37,7 @@ from tests.hosts import HostLab, TestHost
 from tests.standins import make_bin_dir
 
 NAME = "k3s-e2e"
+BASEFS = Path(__file__).resolve().parents[4] / "basefs" / "k3s"
 IMAGE = "sealer.test/k3s:v1.29.4-k3s1"
 IMAGE_NEXT = "sealer.test/k3s:v1.30.0-k3s1"
 TAG = "# sealer-managed k3s"
@@ -210,6 +211,15 @@ def test_run_three_masters_and_a_worker(lab: Lab) -> None:
     # worker with the agent token (env files written by install.sh, as systemd passes them on)
     unit = lab.master0.path("/etc/systemd/system/k3s.service").read_text()
     assert "'--cluster-init'" in unit and "'--tls-san'" in unit and "'apiserver.cluster.local'" in unit
+    # every server audits with the image's policy (the stand-in server refuses to start when the
+    # file the flag names is missing); the agent runs no API server
+    policy = (BASEFS / "statics" / "audit-policy.yml").read_text()
+    for m in masters:
+        unit = m.path("/etc/systemd/system/k3s.service").read_text()
+        assert "'audit-policy-file=/var/lib/rancher/k3s/server/audit.yaml'" in unit
+        assert m.path(f"{SERVER}/audit.yaml").read_text() == policy
+    assert not worker.path(f"{SERVER}/audit.yaml").exists()
+    unit = lab.master0.path("/etc/systemd/system/k3s.service").read_text()
     assert "K3S_TOKEN" not in env_file(lab.master0, "k3s")
     for m in masters[1:]:
         unit = m.path("/etc/systemd/system/k3s.service").read_text()

@@ -40,6 +40,8 @@ from tests.standins import kubernetes as standin
 from tests.standins import make_bin_dir
 from tests.validate import validate_image
 
+BASEFS = Path(__file__).resolve().parents[4] / "basefs" / "kubernetes"
+
 NAME = "kubeadm-e2e"
 IMAGE = "sealer.test/kubernetes:v1.30.14"
 IMAGE_NEXT = "sealer.test/kubernetes:v1.31.6"
@@ -221,6 +223,14 @@ def test_run_two_masters_and_a_worker(lab: Lab) -> None:
         == {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"}
     )
     assert pods(w1) == {}
+    # the image's audit policy: on each master where the apiserver's volume mounts it (the
+    # stand-in apiserver, like the real one, does not start without it), not on the worker
+    policy = (BASEFS / "statics" / "audit-policy.yml").read_text()
+    for host in (m0, m1):
+        assert host.path("/etc/kubernetes/audit-policy.yml").read_text() == policy
+        manifest = host.path("/etc/kubernetes/manifests/kube-apiserver.yaml").read_text()
+        assert "--audit-policy-file=/etc/kubernetes/audit-policy.yml" in manifest
+    assert not w1.path("/etc/kubernetes/audit-policy.yml").exists()
 
     # each joined node used a token minted just before it (one hour), not init's 24 h one;
     # the second master used the certificate key of the last upload
