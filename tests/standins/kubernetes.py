@@ -1646,6 +1646,18 @@ def kubeadm_main(argv: list[str]) -> int:
         return 0
     if command == "init" and rest[:2] == ["phase", "upload-certs"]:
         return kubeadm_upload_certs(rest[2:])
+    if command == "certs" or (
+        command == "init" and rest[:2] in (["phase", "certs"], ["phase", "upload-config"])
+    ):
+        from . import kubeadm_certs  # sealer cert's commands
+
+        if command == "certs":
+            return kubeadm_certs.certs(rest)
+        if rest[1] == "upload-config":
+            return kubeadm_certs.phase_upload_config(rest[2:])
+        if rest[2:3] != ["apiserver"]:
+            core.die("the stand-in knows `init phase certs apiserver`")
+        return kubeadm_certs.phase_certs_apiserver(rest[3:])
     if command == "config" and rest[:2] == ["images", "list"]:
         return kubeadm_config_images_list(rest[2:])
     commands: dict[str, Callable[[list[str]], int]] = {
@@ -1840,6 +1852,8 @@ def kubectl_main(argv: list[str]) -> int:
     p.add_argument("--force", action="store_true")
     p.add_argument("--timeout")
     p.add_argument("--client", action="store_true")
+    p.add_argument("--raw")  # `get --raw /readyz` (or /healthz, /livez): the API server's health
+    p.add_argument("--server")  # instead of the kubeconfig's (its credentials still apply)
     opts = p.parse_args(argv)
     if opts.verb == "version":
         print(f"Client Version: {version()}")
@@ -1849,7 +1863,7 @@ def kubectl_main(argv: list[str]) -> int:
         or os.environ.get("KUBECONFIG")
         or str(Path(os.environ.get("HOME", "/root")) / ".kube/config")
     )
-    client = api(read_kubeconfig(Path(path))[0])
+    client = api(opts.server or read_kubeconfig(Path(path))[0])
     if opts.verb in ("label", "taint"):
         verb = kubectl_label if opts.verb == "label" else kubectl_taint
         return verb(
@@ -1858,6 +1872,13 @@ def kubectl_main(argv: list[str]) -> int:
             lambda n: dict(call(client.get_node, n)),
             lambda n, **f: call(client.patch_node, n, **f),
         )
+    if opts.verb == "get" and opts.raw is not None:
+        if opts.raw not in ("/readyz", "/healthz", "/livez"):
+            core.die(f"error: the stand-in kubectl gets --raw only /readyz, /healthz, /livez, not {opts.raw}")
+        if not client.healthy():
+            core.die(f"The connection to the server {client.url} was refused")
+        print("ok")
+        return 0
     args = [a for part in opts.args for a in part.split("/", 1)]
     if opts.verb == "get":
         if not args or args[0] not in ("nodes", "node", "no"):

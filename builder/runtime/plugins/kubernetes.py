@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import re
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -783,7 +784,12 @@ class KubernetesRuntime(RuntimePlugin):
             return ()
         docs = [
             d
-            for d in init_documents(ctx.cluster, ctx.host, ctx.image_files.get(ROOTFS_CONFIG))
+            for d in init_documents(
+                ctx.cluster,
+                ctx.host,
+                ctx.image_files.get(ROOTFS_CONFIG),
+                audit=has_audit_policy(ctx.image_files),  # as init wrote it: upload-config replaces it
+            )
             if d.get("kind") in ("InitConfiguration", "ClusterConfiguration")
         ]
         version: tuple[PluginStep, ...] = ()
@@ -818,7 +824,7 @@ class KubernetesRuntime(RuntimePlugin):
             f'for f in {old}; do if [ -f "$f" ]; then mv "$f" "$f.old" || exit 1; fi; done; '
             f"{KUBEADM} init phase certs apiserver --config {CERT_CONFIG_FILE}"
         )
-        restart = _restart_static_pods(("kube-apiserver",))
+        restart = _restart_static_pods(("kube-apiserver",), _file_check_s(ctx), ctx.host.ip)
         return (
             *steps,
             PluginStep(
@@ -845,25 +851,40 @@ class KubernetesRuntime(RuntimePlugin):
             PluginStep(
                 "kubeadm-cert-renew-restart",
                 f"restart the static pods {', '.join(CONTROL_PLANE_PODS)} and wait for the API server",
-                _restart_static_pods(CONTROL_PLANE_PODS),
+                _restart_static_pods(CONTROL_PLANE_PODS, _file_check_s(ctx), ctx.host.ip),
                 timeout_s=_INIT_TIMEOUT_S,
             ),
             self._admin_kubeconfig(),
         )
 
 
-def _restart_static_pods(names: Sequence[str]) -> str:
+def _file_check_s(ctx: HostContext) -> int:
+    """The kubelet's fileCheckFrequency (KubeletConfiguration; default 20s) in whole seconds:
+    how long it takes to notice a static pod manifest come or go."""
+    kubelet = merged_documents(ctx.cluster, ctx.image_files.get(ROOTFS_CONFIG)).get("KubeletConfiguration")
+    text = str((kubelet or {}).get("fileCheckFrequency") or "")
+    parts = re.fullmatch(r"(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?", text) if text else None
+    if parts is None or not any(parts.groups()):
+        return STATIC_POD_CHECK_S
+    minutes, seconds, millis = (int(g or 0) for g in parts.groups())
+    return max(1, minutes * 60 + seconds + (millis + 999) // 1000)
+
+
+def _restart_static_pods(names: Sequence[str], wait_s: int, ip: str) -> str:
     """Shell: the static pods `names` restarted as kubeadm's docs do it: their manifests moved
-    out of manifests/ for the kubelet's file check period (it stops the pods), then back (it
-    starts them again); then the API server awaited (/readyz through admin.conf)."""
+    out of manifests/ for the kubelet's file check period `wait_s` (it stops the pods), then
+    back (it starts them again); then this master's own API server awaited (/readyz at its
+    advertise address `ip`, which its certificate names; admin.conf's stable endpoint may be
+    another master's)."""
     parked = "/etc/kubernetes/sealer-cert-parked"
     manifests = " ".join(f"{n}.yaml" for n in names)
     return (
         f"mkdir -p {parked} && for m in {manifests}; do "
         f'if [ -f {MANIFESTS_DIR}/"$m" ]; then mv {MANIFESTS_DIR}/"$m" {parked}/ || exit 1; fi; done; '
-        f"sleep {STATIC_POD_CHECK_S}; for m in {manifests}; do "
+        f"sleep {wait_s}; for m in {manifests}; do "
         f'if [ -f {parked}/"$m" ]; then mv {parked}/"$m" {MANIFESTS_DIR}/ || exit 1; fi; done; '
-        f"i=0; until {KUBECTL} --kubeconfig {ADMIN_CONF} get --raw /readyz >/dev/null 2>&1; do "
-        f"i=$((i + 1)); if [ $i -ge {API_WAIT_S} ]; then echo 'the API server is not ready after {API_WAIT_S}s' >&2; exit 1; fi; "
+        f"i=0; until {KUBECTL} --kubeconfig {ADMIN_CONF} --server https://{ip}:{API_PORT} get --raw /readyz "
+        f">/dev/null 2>&1; do i=$((i + 1)); if [ $i -ge {API_WAIT_S} ]; then "
+        f"echo 'the API server at {ip} is not ready after {API_WAIT_S}s' >&2; exit 1; fi; "
         "sleep 1; done"
     )

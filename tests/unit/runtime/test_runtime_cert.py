@@ -39,16 +39,17 @@ REGENERATE = (
 )
 
 
-def restart(manifests: str) -> str:
+def restart(manifests: str, ip: str) -> str:
     parked, live = "/etc/kubernetes/sealer-cert-parked", "/etc/kubernetes/manifests"
     return (
         f"mkdir -p {parked} && for m in {manifests}; do "
         f'if [ -f {live}/"$m" ]; then mv {live}/"$m" {parked}/ || exit 1; fi; done; '
         f"sleep 20; for m in {manifests}; do "
         f'if [ -f {parked}/"$m" ]; then mv {parked}/"$m" {live}/ || exit 1; fi; done; '
-        "i=0; until /usr/local/bin/kubectl --kubeconfig /etc/kubernetes/admin.conf get --raw /readyz "
-        ">/dev/null 2>&1; do i=$((i + 1)); if [ $i -ge 120 ]; then "
-        "echo 'the API server is not ready after 120s' >&2; exit 1; fi; sleep 1; done"
+        "i=0; until /usr/local/bin/kubectl --kubeconfig /etc/kubernetes/admin.conf "
+        f"--server https://{ip}:6443 get --raw /readyz >/dev/null 2>&1; do i=$((i + 1)); "
+        f"if [ $i -ge 120 ]; then echo 'the API server at {ip} is not ready after 120s' >&2; exit 1; fi; "
+        "sleep 1; done"
     )
 
 
@@ -85,7 +86,7 @@ def test_kubeadm_cert_regenerates_each_masters_apiserver_certificate_one_at_a_ti
     for ip in MASTERS:
         assert by_id[(ip, "kubeadm-cert-version")] == f"{KUBEADM} version -o short"
         assert by_id[(ip, "kubeadm-cert-apiserver")] == REGENERATE
-        assert by_id[(ip, "kubeadm-cert-restart")] == restart("kube-apiserver.yaml")
+        assert by_id[(ip, "kubeadm-cert-restart")] == restart("kube-apiserver.yaml", ip)
         config = by_id[(ip, "kubeadm-cert-config")]
         assert config.startswith(f"mkdir -p /etc/kubernetes && ( umask 077 && cat > {CERT_CONFIG} ) <<")
         init, conf = heredoc(config)
@@ -122,6 +123,22 @@ def test_kubeadm_saves_the_sans_in_the_clusterconfiguration_so_inits_and_joins_k
     assert JoinMasters().plan(c, Facts(), s)  # the joins still plan with the saved document
 
 
+def test_kubeadm_cert_uploads_the_clusterconfiguration_init_wrote_plus_the_sans() -> None:
+    """upload-config replaces kubeadm-config, which joins and `kubeadm upgrade` read: the cert
+    configuration must be init's ClusterConfiguration (audit flags and volumes included) with
+    only the new SANs added."""
+    plain = kubeadm_golden.GOLDEN.cluster(",".join(MASTERS), "10.0.0.4")
+    s = PlanState(image=kubeadm_golden.IMAGE, plugin=KubernetesRuntime(), targets=MASTERS)
+    init = next(st for st in RuntimeInit().plan(plain, Facts(), s) if st.id == "kubeadm-config")
+    c, s = planned(kubeadm_golden.GOLDEN)
+    cert = next(st for st in Cert(SANS).plan(c, Facts(), s) if st.id == "kubeadm-cert-config")
+    before, after = heredoc(init.command)[1], heredoc(cert.command)[1]
+    assert before["kind"] == after["kind"] == "ClusterConfiguration"
+    assert after["apiServer"]["certSANs"] == [*before["apiServer"]["certSANs"][:2], *SANS, *MASTERS]
+    del before["apiServer"]["certSANs"], after["apiServer"]["certSANs"]
+    assert after == before
+
+
 def test_kubeadm_renew_and_check_expiration() -> None:
     c, s = planned(kubeadm_golden.GOLDEN)
     all_pods = "kube-apiserver.yaml kube-controller-manager.yaml kube-scheduler.yaml etcd.yaml"
@@ -131,7 +148,7 @@ def test_kubeadm_renew_and_check_expiration() -> None:
         for stage, ip in enumerate(MASTERS)
         for row in (
             (ip, stage, "kubeadm-cert-renew", f"{KUBEADM} certs renew all"),
-            (ip, stage, "kubeadm-cert-renew-restart", restart(all_pods)),
+            (ip, stage, "kubeadm-cert-renew-restart", restart(all_pods, ip)),
             (ip, stage, "kubeadm-admin-kubeconfig", kubeconfig),
         )
     ]

@@ -15,6 +15,7 @@ static pods and services, /etc/hosts - read straight from the hosts, never what 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ import yaml
 
 from builder.errors import HostError, SealerError
 from builder.runtime import actions
+from builder.runtime.actions import cert
 from builder.runtime.cluster import Cluster
 from builder.runtime.clusterfile import parse_clusterfile
 from builder.runtime.runner import RunOptions
@@ -55,7 +57,14 @@ KUBEADM_CONFIG = {
     "networking": {"podSubnet": "10.244.0.0/16"},
 }
 
-clusterfile = partial(_runtime_lab.make_clusterfile, NAME, documents=[KUBEADM_CONFIG])
+# the kubelet notices static pod manifests come and go within 1s (`sealer cert` waits that long)
+KUBELET_CONFIG = {
+    "apiVersion": "kubelet.config.k8s.io/v1beta1",
+    "kind": "KubeletConfiguration",
+    "fileCheckFrequency": "1s",
+}
+
+clusterfile = partial(_runtime_lab.make_clusterfile, NAME, documents=[KUBEADM_CONFIG, KUBELET_CONFIG])
 
 
 @dataclass
@@ -253,6 +262,31 @@ def test_run_two_masters_and_a_worker(lab: Lab) -> None:
         m1.path("/etc/kubernetes/pki/ca.key").read_text() == m0.path("/etc/kubernetes/pki/ca.key").read_text()
     )
     assert not w1.path("/etc/kubernetes/pki/ca.key").exists()
+
+
+def test_cert_alt_names_on_every_master_kept_by_a_master_joined_after(lab: Lab) -> None:
+    """`sealer cert --alt-names`: every master's apiserver.crt (read with openssl) gains the new
+    names and keeps the old ones, the API server restarted with it; the SANs are saved, so a
+    third master joined afterwards gets them too (from kubeadm-config); it leaves again."""
+    m0, m1, w1 = lab.hosts
+    spare = lab.spare
+    names = re.compile(r"(?:DNS|IP Address):[^,\s]+")
+    before = {h.address: names.findall(sans(h)) for h in (m0, m1)}
+    cert.cert(NAME, lab.settings(), alt_names=("api.example.com", "10.9.8.7"))
+    for h in (m0, m1):
+        now = names.findall(sans(h))
+        assert {"DNS:api.example.com", "IP Address:10.9.8.7"} <= set(now), h.hostname
+        assert set(before[h.address]) <= set(now), h.hostname
+        assert h.path("/etc/kubernetes/pki/apiserver.crt.old").exists()
+        assert set(pods(h)) >= {"kube-apiserver", "etcd"}  # the manifest is back, the pod runs
+    meta = ClusterState(NAME, lab.home).load_meta()
+    assert meta is not None and meta.cert_sans == ("api.example.com", "10.9.8.7")
+    wanted = parse_clusterfile(clusterfile(IMAGE, [m0, m1, spare], [w1], lab.hosts, node_config(m1, w1)))
+    actions.apply(wanted, lab.settings())
+    assert {"DNS:api.example.com", "IP Address:10.9.8.7"} <= set(names.findall(sans(spare)))
+    actions.delete(NAME, lab.settings(), masters=[spare.address])
+    assert_clean(lab, spare)
+    assert members(lab) == [m0.hostname, m1.hostname]
 
 
 def test_delete_the_worker(lab: Lab) -> None:
