@@ -74,7 +74,8 @@ def phase_upload_config(argv: list[str]) -> int:
 
 
 def _certificates() -> list[Path]:
-    return sorted(p for p in k.PKI.glob("*.crt") if p.name != "ca.crt")
+    """The leaf certificates (the CAs, ca.crt and front-proxy-ca.crt, are not renewed)."""
+    return sorted(p for p in k.PKI.glob("*.crt") if p.name != "ca.crt" and not p.name.endswith("-ca.crt"))
 
 
 def _enddate(path: Path) -> str:

@@ -289,6 +289,28 @@ def test_cert_alt_names_on_every_master_kept_by_a_master_joined_after(lab: Lab) 
     assert members(lab) == [m0.hostname, m1.hostname]
 
 
+def serial(host: TestHost) -> str:
+    cert = host.path("/etc/kubernetes/pki/apiserver.crt")
+    return subprocess.run(
+        ["openssl", "x509", "-noout", "-serial", "-in", str(cert)], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def test_cert_check_expiration_then_renew_keeps_the_sans(lab: Lab) -> None:
+    """`--check-expiration` lists every master's certificates (kubeadm certs check-expiration);
+    `--renew` signs them again (a new serial) with the same SANs, and the pods come back."""
+    m0, m1, _ = lab.hosts
+    report = "\n".join(cert.cert(NAME, lab.settings()).plan)
+    for h in (m0, m1):
+        assert f"== {h.address}" in report
+    assert report.count("\napiserver ") == 2, report
+    before = {h.address: (serial(h), sans(h)) for h in (m0, m1)}
+    cert.cert(NAME, lab.settings(), renew=True)
+    for h in (m0, m1):
+        assert serial(h) != before[h.address][0] and sans(h) == before[h.address][1]
+        assert set(pods(h)) >= {"kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd"}
+
+
 def test_delete_the_worker(lab: Lab) -> None:
     m0, m1, w1 = lab.hosts
     actions.delete(NAME, lab.settings(), nodes=[w1.address])
