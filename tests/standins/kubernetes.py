@@ -10,11 +10,14 @@ drop-in, containerd.service) run under the generic systemctl stand-in (systemd.p
     kubeadm init phase upload-certs --upload-certs [--config F] [--certificate-key K]
     kubeadm reset -f
     kubeadm upgrade apply -y vX.Y.Z | kubeadm upgrade node
+    kubeadm init phase certs apiserver --config F | init phase upload-config kubeadm --config F |
+            certs check-expiration | certs renew all      (kubeadm_certs.py: `sealer cert`)
     kubelet [flags]                  run by kubelet.service + 10-kubeadm.conf (as upstream)
     kubectl [--kubeconfig F] get nodes [-o wide|name] [--no-headers] | drain NODE
             --ignore-daemonsets [--delete-emptydir-data] [--force] [--timeout D] | cordon NODE |
             uncordon NODE | delete node NODE | label node NODE k=v... k-... [--overwrite] |
-            taint node NODE key[=value]:Effect... key[:Effect]-... [--overwrite] | version --client
+            taint node NODE key[=value]:Effect... key[:Effect]-... [--overwrite] | version --client |
+            get --raw /readyz [--server URL]
     containerd [--config F]          Type=notify daemon on /run/containerd/containerd.sock
     ctr [-n NS] images import FILE | images ls [-q] ; crictl images ; runc --version
 

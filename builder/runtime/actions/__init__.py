@@ -14,6 +14,8 @@ them and stops: no connection, no state written).
             masters, master0 last), then the rootfs goes. Idempotent
     upgrade every host moves to a new image of the same runtime: deliver, init.sh, the
             plugin's upgrade (master0, masters one by one, workers in batches), kubeconfig
+    cert    the API server certificates, one master at a time (actions/cert.py): SANs added
+            and saved, renewal, expiry
     status  the saved state: hosts, roles, image digest, last phase per host, apps
     run_app an app image on a saved cluster: its rootfs into its own tree on master0, then its
             launch commands there (actions/apps.py)
