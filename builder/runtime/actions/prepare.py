@@ -34,7 +34,7 @@ from builder.runtime.infra.base import InfraDriver
 from builder.runtime.phases import Check, ImageInfo, PlanState
 from builder.runtime.phases.scripts import INIT_REGISTRY_SCRIPT
 from builder.runtime.plugins import RuntimePlugin, get_plugin, select_plugin
-from builder.runtime.plugins._config import AUDIT_POLICY
+from builder.runtime.plugins.base import AUDIT_POLICY
 from builder.runtime.runner import Notice, Runner
 from builder.runtime.state import ClusterState, Journal
 from builder.store.layout import Store

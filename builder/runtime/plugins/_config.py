@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from builder.errors import ClusterError
+from builder.runtime.plugins.base import AUDIT_POLICY
 
 
 def deep_merge(lower: Mapping[str, Any], upper: Mapping[str, Any]) -> dict[str, Any]:
@@ -33,11 +34,6 @@ def child_mapping(parent: dict[str, Any], key: str, where: str, error: type[Clus
     return result
 
 
-# The API server's audit policy, as sealer's basefs ships it: a rootfs file (rendered from
-# `statics/audit-policy.yml.tmpl` like any template) that each plugin installs where its API
-# server reads it and names in the audit flags. An image without it gets no audit flags: the
-# real kube-apiserver refuses to start when --audit-policy-file names a missing file.
-AUDIT_POLICY = "statics/audit-policy.yml"
 # sealer's basefs kubeadm.yml values: a week of logs, 10 files of at most 100 MB each.
 AUDIT_LOG_ROTATION = (("audit-log-maxage", "7"), ("audit-log-maxbackup", "10"), ("audit-log-maxsize", "100"))
 

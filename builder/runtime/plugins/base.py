@@ -32,6 +32,12 @@ from builder.errors import ClusterError
 from builder.runtime.cluster import Cluster, HostSpec
 
 # The runtime phases a plugin may answer, in the order a full life cycle meets them.
+# The API server's audit policy, as sealer's basefs ships it: a rootfs file (rendered from
+# `statics/audit-policy.yml.tmpl` like any template) that each plugin installs where its API
+# server reads it and names in the audit flags. An image without it gets no audit flags: the
+# real kube-apiserver refuses to start when --audit-policy-file names a missing file.
+AUDIT_POLICY = "statics/audit-policy.yml"
+
 PREFLIGHT = "preflight"  # every host, before init: ports free, no other install
 INIT = "init"  # master0: the first control plane
 JOIN_CREDENTIALS = "join-credentials"  # master0, just before each join: mints named outputs

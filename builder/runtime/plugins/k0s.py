@@ -60,13 +60,12 @@ from builder.errors import K0sConfigError
 from builder.runtime.cluster import Cluster, HostSpec
 from builder.runtime.plugins import base
 from builder.runtime.plugins._config import (
-    AUDIT_POLICY,
     audit_args,
     child_mapping,
     deep_merge,
     has_audit_policy,
 )
-from builder.runtime.plugins.base import HostContext, PluginStep, RuntimePlugin, output_ref
+from builder.runtime.plugins.base import AUDIT_POLICY, HostContext, PluginStep, RuntimePlugin, output_ref
 
 ENDPOINT = "apiserver.cluster.local"
 API_PORT = 6443

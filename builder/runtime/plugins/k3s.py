@@ -36,8 +36,8 @@ import yaml
 
 from builder.runtime.cluster import Cluster, HostSpec
 from builder.runtime.plugins import base
-from builder.runtime.plugins._config import AUDIT_POLICY, audit_args, has_audit_policy
-from builder.runtime.plugins.base import HostContext, PluginStep, RuntimePlugin, output_ref
+from builder.runtime.plugins._config import audit_args, has_audit_policy
+from builder.runtime.plugins.base import AUDIT_POLICY, HostContext, PluginStep, RuntimePlugin, output_ref
 
 ENDPOINT = base.STABLE_ENDPOINT
 API_PORT = 6443
