@@ -601,16 +601,9 @@ class KubernetesRuntime(RuntimePlugin):
         docs = init_documents(
             ctx.cluster, ctx.host, ctx.image_files.get(ROOTFS_CONFIG), audit=has_audit_policy(ctx.image_files)
         )
-        version: tuple[PluginStep, ...] = ()
-        if any(d.get("kubernetesVersion") == output_ref(KUBE_VERSION) for d in docs):
-            version = (
-                PluginStep(
-                    "kubeadm-version",
-                    "the image's kubeadm version (kubernetesVersion)",
-                    f"{_path(ctx, ROOTFS_BINS[0])} version -o short",
-                    output=KUBE_VERSION,
-                ),
-            )
+        version = _version_step(
+            docs, "kubeadm-version", "the image's kubeadm", f"{_path(ctx, ROOTFS_BINS[0])} version -o short"
+        )
         init = f"{KUBEADM} init --config {CONFIG_FILE} --upload-certs"
         # a retry after a failed init resets first: nothing has joined yet (joins come after it)
         resumable = f"{_undo_attempt('kubeadm init')}; {init}"
@@ -791,16 +784,9 @@ class KubernetesRuntime(RuntimePlugin):
             )
             if d.get("kind") in ("InitConfiguration", "ClusterConfiguration")
         ]
-        version: tuple[PluginStep, ...] = ()
-        if any(d.get("kubernetesVersion") == output_ref(KUBE_VERSION) for d in docs):
-            version = (
-                PluginStep(
-                    "kubeadm-cert-version",
-                    "the installed kubeadm's version (kubernetesVersion)",
-                    f"{KUBEADM} version -o short",
-                    output=KUBE_VERSION,
-                ),
-            )
+        version = _version_step(
+            docs, "kubeadm-cert-version", "the installed kubeadm's", f"{KUBEADM} version -o short"
+        )
         sans = ", ".join(str(s) for s in docs[-1].get("apiServer", {}).get("certSANs", ()))
         steps = [
             *version,
@@ -887,3 +873,12 @@ def _restart_static_pods(names: Sequence[str], wait_s: int, ip: str) -> str:
         f"echo 'the API server at {ip} is not ready after {API_WAIT_S}s' >&2; exit 1; fi; "
         "sleep 1; done"
     )
+
+
+def _version_step(
+    docs: Sequence[Mapping[str, Any]], step_id: str, whose: str, command: str
+) -> tuple[PluginStep, ...]:
+    """The step printing kubeadm's version into KUBE_VERSION, when a document waits for it."""
+    if not any(d.get("kubernetesVersion") == output_ref(KUBE_VERSION) for d in docs):
+        return ()
+    return (PluginStep(step_id, f"{whose} version (kubernetesVersion)", command, output=KUBE_VERSION),)
