@@ -54,8 +54,9 @@ def held_like_prune(root: Path) -> Iterator[None]:
         yield
 
 
-def waits_for_the_lock(root: Path, *args: str) -> None:
-    """Start `sealer ARGS` while the test holds the GC lock: it must not finish meanwhile."""
+def waits_for_the_lock(root: Path, *args: str) -> str:
+    """Start `sealer ARGS` while the test holds the GC lock: it must not finish meanwhile, and
+    must succeed once the lock is free. Returns its stdout."""
     with held_like_prune(root):
         proc = sealer(root, *args)
         deadline = time.monotonic() + HELD_S
@@ -65,7 +66,16 @@ def waits_for_the_lock(root: Path, *args: str) -> None:
     if finished_early:
         _, err = proc.communicate()
         pytest.fail(f"`sealer {' '.join(args)}` did not wait for the GC lock: {err.decode()}")
-    finish(proc)
+    return finish(proc)
+
+
+def saved_archive(tmp_path: Path, *, big_mb: int) -> Path:
+    """race/app:v1 (one big layer of `big_mb` MB) saved as an OCI archive from a store of its own."""
+    src = Store.open(tmp_path / "src")
+    add_big_image(src, "race/app:v1", big_mb=big_mb)
+    tarball = tmp_path / "app.tar"
+    archive.save(src, ["race/app:v1"], tarball)
+    return tarball
 
 
 def race_with_prunes(root: Path, proc: subprocess.Popen[bytes]) -> int:
@@ -146,10 +156,7 @@ def test_push_waits_for_a_running_prune(tmp_path: Path, registry: RegistryServer
 
 
 def test_load_tag_and_save_wait_for_a_running_prune(tmp_path: Path) -> None:
-    src = Store.open(tmp_path / "src")
-    add_big_image(src, "race/app:v1", big_mb=1)
-    tarball = tmp_path / "app.tar"
-    archive.save(src, ["race/app:v1"], tarball)
+    tarball = saved_archive(tmp_path, big_mb=1)
     root = tmp_path / "root"
     Store.open(root)
     waits_for_the_lock(root, "load", "-i", str(tarball))
@@ -162,10 +169,7 @@ def test_load_tag_and_save_wait_for_a_running_prune(tmp_path: Path) -> None:
 
 
 def test_load_raced_by_prunes_names_a_whole_image(tmp_path: Path) -> None:
-    src = Store.open(tmp_path / "src")
-    add_big_image(src, "race/app:v1", big_mb=16)
-    tarball = tmp_path / "app.tar"
-    archive.save(src, ["race/app:v1"], tarball)
+    tarball = saved_archive(tmp_path, big_mb=16)
     root = tmp_path / "root"
     Store.open(root)
     for _ in range(ROUNDS):
@@ -203,11 +207,5 @@ def test_run_holds_the_store_while_it_delivers(tmp_path: Path, monkeypatch: pyte
     store = Store.open(root)
     image = build_basefs("k3s", make_bin_dir("k3s", tmp_path / "bin"), store, "race/k3s:v1")
     monkeypatch.setenv("SEALER_STATE_HOME", str(tmp_path / "state"))
-    with held_like_prune(root):
-        proc = sealer(root, "run", image, "--masters", "10.0.0.1", "--dry-run")
-        deadline = time.monotonic() + HELD_S
-        while time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.02)
-        assert proc.poll() is None, "`sealer run` did not wait for the GC lock"
-    out = finish(proc)
+    out = waits_for_the_lock(root, "run", image, "--masters", "10.0.0.1", "--dry-run")
     assert out.startswith("# run: cluster my-cluster")
