@@ -19,6 +19,7 @@ from typing import ClassVar
 from builder.runtime.cluster import Cluster, HostSpec
 from builder.runtime.facts import Facts
 from builder.runtime.phases.base import Phase, PlanState, Step
+from builder.runtime.phases.plugin_steps import as_step
 from builder.runtime.plugins import base as plugin_phases
 
 
@@ -34,21 +35,10 @@ def _master_steps(
     out: list[Step] = []
     for stage, host in enumerate(masters_in_order(cluster)):
         ctx = replace(state.host_context(cluster, host), cert_sans=cert_sans)
-        for s in state.plugin.commands(runtime_phase, ctx):
-            out.append(
-                Step(
-                    host=host.ip,
-                    id=s.id,
-                    description=s.description,
-                    command=s.command,
-                    env=ctx.env,
-                    cwd=ctx.rootfs,
-                    stage=stage,
-                    output=s.output,
-                    journal=s.output is None,
-                    timeout_s=s.timeout_s,
-                )
-            )
+        out.extend(
+            as_step(s, host, ctx.env, ctx.rootfs, stage=stage)
+            for s in state.plugin.commands(runtime_phase, ctx)
+        )
     return out
 
 

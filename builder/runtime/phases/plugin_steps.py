@@ -29,14 +29,15 @@ def plugin_steps(
     ctx = state.host_context(cluster, host, subject)
     prefix = f"{subject.ip}/" if subject is not None and subject.ip != host.ip else ""
     return [
-        _step(s, host, ctx.env, ctx.rootfs, prefix=prefix, stage=stage)
+        as_step(s, host, ctx.env, ctx.rootfs, prefix=prefix, stage=stage)
         for s in state.plugin.commands(phase, ctx)
     ]
 
 
-def _step(
-    s: PluginStep, host: HostSpec, env: Mapping[str, str], cwd: str, *, prefix: str, stage: int
+def as_step(
+    s: PluginStep, host: HostSpec, env: Mapping[str, str], cwd: str, *, prefix: str = "", stage: int = 0
 ) -> Step:
+    """One plugin command as a step on `host` (journaled unless it yields a named output)."""
     return Step(
         host=host.ip,
         id=prefix + s.id,
