@@ -282,6 +282,40 @@ class HostSpec:
         return self.role is Role.MASTER
 
 
+DEFAULT_REGISTRY_DOMAIN = "sea.hub"  # sealer's defaults for spec.registry.localRegistry
+DEFAULT_REGISTRY_PORT = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrySpec:
+    """The cluster registry, sealer's `spec.registry`: `localRegistry` (the default when the
+    Clusterfile has none) serves the image's bundled container images from the masters (`ha`:
+    every master; else master0 only), over TLS with a CA made on the controller unless
+    `insecure`; `externalRegistry` (`external`) is a registry the user runs, which the hosts'
+    mirrors and credentials point at. `san_dns`/`san_ips`: extra names and addresses of the
+    local registry's server certificate (`cert.subjectAltName`). The password never reaches a
+    plan or a log."""
+
+    domain: str = DEFAULT_REGISTRY_DOMAIN
+    port: int = DEFAULT_REGISTRY_PORT
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    external: bool = False
+    ha: bool = True
+    insecure: bool = False
+    san_dns: tuple[str, ...] = ()
+    san_ips: tuple[str, ...] = ()
+
+    @property
+    def endpoint(self) -> str:
+        """DOMAIN:PORT, the name images and containerd's certs.d directory use."""
+        return f"{self.domain}:{self.port}"
+
+    @property
+    def has_auth(self) -> bool:
+        return self.username is not None
+
+
 @dataclass(frozen=True, slots=True)
 class Cluster:
     """A whole cluster: name, image, hosts in order, defaults and extra config documents.
@@ -301,6 +335,7 @@ class Cluster:
     ssh: SSHSpec = field(default_factory=SSHSpec)
     host_aliases: tuple[HostAlias, ...] = ()
     documents: tuple[Mapping[str, object], ...] = ()
+    registry: RegistrySpec = field(default_factory=RegistrySpec)
     # Derived once, in __post_init__: a plan asks for master0, the masters and a host by address
     # once per host and step, and recomputing them made a 5000-host dry-run quadratic.
     _masters: tuple[HostSpec, ...] = field(init=False, repr=False, compare=False)
@@ -350,6 +385,14 @@ class Cluster:
     @property
     def ips(self) -> tuple[str, ...]:
         return self._ips
+
+    @property
+    def registry_hosts(self) -> tuple[HostSpec, ...]:
+        """The hosts that serve the local registry: every master (`ha`), else master0; none for
+        an external registry."""
+        if self.registry.external:
+            return ()
+        return self._masters if self.registry.ha else self._masters[:1]
 
     def ip_list(self, role: Role) -> str:
         """The addresses of the hosts with `role`, comma-separated in host order; one string

@@ -24,6 +24,7 @@ from builder.runtime.delivery import DEFAULT_ROOT, rootfs_path
 from builder.runtime.env import merge_env, reserved_env
 from builder.runtime.facts import Facts
 from builder.runtime.plugins.base import HostContext, RuntimePlugin
+from builder.runtime.registry_pki import RegistryMaterial
 
 StepKind = Literal["command", "probe", "deliver", "remove"]
 
@@ -101,6 +102,7 @@ class PlanState:
     delivery_lines: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     delete_all: bool = False
     upgrade_batch: int = 1  # workers upgraded (drained) at once
+    registry: RegistryMaterial | None = None  # the local registry's CA, certificate, htpasswd
 
     def rootfs(self, cluster: Cluster) -> str:
         return rootfs_path(cluster.name, self.root)
