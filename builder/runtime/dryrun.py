@@ -40,8 +40,10 @@ def format_plan(
         for env in envs[1:]:
             shared = {k: v for k, v in shared.items() if env.get(k) is v or env.get(k) == v}
 
+    secret = {name for _, blocks in phase_blocks for b in blocks for s in b for name in s.secret_env}
+
     def show(env: Mapping[str, str]) -> str:
-        return " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items()))
+        return " ".join(f"{k}={'***' if k in secret else shlex.quote(v)}" for k, v in sorted(env.items()))
 
     lines: list[str] = []
     if shared:

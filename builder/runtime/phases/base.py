@@ -53,6 +53,7 @@ class Step:
     journal: bool = True
     timeout_s: float | None = None
     shown: tuple[str, ...] = ()  # dry-run lines when they differ from `command`
+    secret_env: tuple[str, ...] = ()  # names in `env` whose values a plan shows as *** (keys, passwords)
 
     @property
     def full_command(self) -> str:

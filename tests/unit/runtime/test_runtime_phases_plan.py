@@ -13,7 +13,7 @@ from builder.errors import ClusterError, UnknownRuntime
 from builder.image.descriptor import Platform
 from builder.image.digest import Digest
 from builder.image.extension import Application
-from builder.runtime.cluster import HostAlias
+from builder.runtime.cluster import Cluster, HostAlias
 from builder.runtime.clusterfile import cluster_from_flags
 from builder.runtime.facts import Facts, parse_probe, problems
 from builder.runtime.phases import (
@@ -23,7 +23,7 @@ from builder.runtime.phases import (
     install_phases,
     removal_phases,
 )
-from builder.runtime.phases.base import Step
+from builder.runtime.phases.base import Phase, Step
 from builder.runtime.phases.clean_scripts import CleanScripts
 from builder.runtime.phases.launch import Launch
 from builder.runtime.phases.scripts import HostScripts
@@ -337,3 +337,19 @@ def test_short_dry_run_of_3000_hosts_is_one_line_per_step_and_host() -> None:
     steps = sum(len(steps) for _, steps in plans)
     assert len(lines) == steps + 3 + 1  # a line per step, per phase, and the total
     assert max(len(line) for line in lines) < 120
+
+
+def test_dry_run_masks_the_values_of_secret_env() -> None:
+    class Secret(Phase):
+        name = "secret"
+        title = "a step with a password"
+
+        def plan(self, cluster: Cluster, facts: Facts, state: PlanState) -> list[Step]:
+            env = {"SEALER_REGISTRY_PASSWORD": "hunter2", "PLAIN": "shown"}
+            return [Step(h.ip, "s", "uses it", 'echo "$SEALER_REGISTRY_PASSWORD"', env=env,
+                         secret_env=("SEALER_REGISTRY_PASSWORD",)) for h in cluster.hosts]  # fmt: skip
+
+    plans = [(Secret(), Secret().plan(CLUSTER, Facts.assume(CLUSTER.ips, PLATFORM), state()))]
+    text = "\n".join(format_plan(CLUSTER, plans, verbose=True))
+    assert "hunter2" not in text
+    assert "SEALER_REGISTRY_PASSWORD=***" in text and "PLAIN=shown" in text
