@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         name: ("builder.cli.cluster", name)
         for name in ("run", "gen", "apply", "join", "delete", "upgrade", "cert", "cluster")
     },
+    "exec": ("builder.cli.remote_exec", "exec_"),
     "completion": ("builder.cli.completion", "completion"),
 }
 
