@@ -1,11 +1,12 @@
 """The orchestrator's phases, one module each (STYLE.md section 3), and the sequences the
 actions run:
 
-    run / join / apply (new hosts):  check -> deliver -> host-scripts -> runtime-preflight ->
-                                     runtime-init -> join-masters -> join-nodes -> node-config ->
+    run / join / apply (new hosts):  check -> deliver -> host-scripts -> registry-trust -> runtime-preflight ->
+                                     runtime-init -> join-masters -> api-endpoint -> join-nodes -> node-config ->
                                      kubeconfig -> launch
-    delete / apply (removed hosts):  runtime-leave | runtime-reset -> clean-scripts -> remove-rootfs
-    upgrade (every host):            check -> deliver -> host-scripts -> upgrade -> kubeconfig
+    delete / apply (removed hosts):  api-endpoint-leave -> runtime-leave | runtime-reset -> registry-untrust ->
+                                     clean-scripts -> remove-rootfs
+    upgrade (every host):            check -> deliver -> host-scripts -> registry-trust -> upgrade -> kubeconfig
 
 The last phase of a run, saving the cluster under ~/.sealer/<cluster>/, is the action's own
 (no host takes part).
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 from builder.runtime.cluster import Cluster
 from builder.runtime.delivery import DEFAULT_ROOT
 from builder.runtime.facts import Facts
+from builder.runtime.phases.api_endpoint import ApiEndpoint, ApiEndpointLeave
 from builder.runtime.phases.base import ImageInfo, Phase, PlanState, Step
 from builder.runtime.phases.check import Check
 from builder.runtime.phases.clean_scripts import CleanScripts
@@ -27,6 +29,7 @@ from builder.runtime.phases.join_nodes import JoinNodes
 from builder.runtime.phases.kubeconfig import Kubeconfig
 from builder.runtime.phases.launch import Launch
 from builder.runtime.phases.node_config import NodeConfig
+from builder.runtime.phases.registry_trust import RegistryTrust, RegistryUntrust
 from builder.runtime.phases.remove_rootfs import RemoveRootfs
 from builder.runtime.phases.runtime_init import RuntimeInit
 from builder.runtime.phases.runtime_leave import RuntimeLeave
@@ -48,9 +51,11 @@ def install_phases() -> tuple[Phase, ...]:
     return (
         Deliver(),
         HostScripts(),
+        RegistryTrust(),
         RuntimePreflight(),
         RuntimeInit(),
         JoinMasters(),
+        ApiEndpoint(),
         JoinNodes(),
         NodeConfig(),
         Kubeconfig(),
@@ -60,14 +65,16 @@ def install_phases() -> tuple[Phase, ...]:
 
 def upgrade_phases() -> tuple[Phase, ...]:
     """After check: every host moves to the new image (delivered first, so commands read it)."""
-    return (Deliver(), HostScripts(), Upgrade(), Kubeconfig())
+    return (Deliver(), HostScripts(), RegistryTrust(), Upgrade(), Kubeconfig())
 
 
 def removal_phases() -> tuple[Phase, ...]:
-    return (RuntimeLeave(), RuntimeReset(), CleanScripts(), RemoveRootfs())
+    return (ApiEndpointLeave(), RuntimeLeave(), RuntimeReset(), RegistryUntrust(), CleanScripts(), RemoveRootfs())
 
 
 __all__ = [
+    "ApiEndpoint",
+    "ApiEndpointLeave",
     "DEFAULT_ROOT",
     "Check",
     "CleanScripts",
@@ -79,6 +86,8 @@ __all__ = [
     "Kubeconfig",
     "Launch",
     "NodeConfig",
+    "RegistryTrust",
+    "RegistryUntrust",
     "Phase",
     "PlanState",
     "RemoveRootfs",

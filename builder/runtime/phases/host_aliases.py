@@ -1,4 +1,5 @@
-"""The Clusterfile's `spec.hostAliases` in every host's /etc/hosts, as a block of its own.
+"""The Clusterfile's `spec.hostAliases` in every host's /etc/hosts, as a block of its own (and
+the same for other blocks: the cluster registry's name, phases/registry_trust.py).
 
 The block is tagged with the cluster's name, so a host in two clusters keeps both and each
 delete removes only its own; it is written before init.sh (an image's scripts may need a name
@@ -13,17 +14,19 @@ import shlex
 
 from builder.runtime.cluster import Cluster
 
+ALIASES = "host aliases"
 
-def _markers(cluster: Cluster) -> tuple[str, str]:
+
+def _markers(cluster: Cluster, block: str) -> tuple[str, str]:
     return (
-        f"# BEGIN sealer host aliases of cluster {cluster.name}",
-        f"# END sealer host aliases of cluster {cluster.name}",
+        f"# BEGIN sealer {block} of cluster {cluster.name}",
+        f"# END sealer {block} of cluster {cluster.name}",
     )
 
 
-def _rewrite(cluster: Cluster, lines: list[str]) -> str:
-    """Shell: /etc/hosts without this cluster's block, then `lines` (maybe none) appended."""
-    begin, end = _markers(cluster)
+def _rewrite(cluster: Cluster, lines: list[str], block: str) -> str:
+    """Shell: /etc/hosts without this cluster's `block`, then `lines` (maybe none) appended."""
+    begin, end = _markers(cluster, block)
     add = "".join(f" {shlex.quote(line)}" for line in lines)
     append = f"printf '%s\\n'{add} >> \"$tmp\"; " if lines else ""
     return (
@@ -36,11 +39,23 @@ def _rewrite(cluster: Cluster, lines: list[str]) -> str:
 
 def write_command(cluster: Cluster) -> str:
     """Shell: this cluster's block of /etc/hosts, replaced by `cluster.host_aliases`."""
-    begin, end = _markers(cluster)
-    entries = [f"{a.ip} {' '.join(a.hostnames)}" for a in cluster.host_aliases]
-    return _rewrite(cluster, [begin, *entries, end])
+    return write_block_command(
+        cluster, ALIASES, [f"{a.ip} {' '.join(a.hostnames)}" for a in cluster.host_aliases]
+    )
 
 
 def remove_command(cluster: Cluster) -> str:
     """Shell: this cluster's block out of /etc/hosts (nothing else changes)."""
-    return _rewrite(cluster, [])
+    return remove_block_command(cluster, ALIASES)
+
+
+def write_block_command(cluster: Cluster, block: str, entries: list[str]) -> str:
+    """Shell: this cluster's `block` of /etc/hosts (its name in the markers: "host aliases",
+    "registry"), replaced by `entries` ("IP NAME..." lines)."""
+    begin, end = _markers(cluster, block)
+    return _rewrite(cluster, [begin, *entries, end], block)
+
+
+def remove_block_command(cluster: Cluster, block: str) -> str:
+    """Shell: this cluster's `block` out of /etc/hosts (nothing else changes)."""
+    return _rewrite(cluster, [], block)
