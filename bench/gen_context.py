@@ -66,6 +66,17 @@ COPY etc etc/
 COPY scripts scripts/
 """
 
+# The same build for buildah (bench/run_build.py): KUBEVERSION has no Containerfile form.
+CONTAINERFILE = """FROM scratch
+LABEL cluster.alpha.sealer.io/cluster-runtime-type=kubernetes
+COPY bin bin/
+COPY statics statics/
+COPY manifests manifests/
+COPY charts charts/
+COPY etc etc/
+COPY scripts scripts/
+"""
+
 
 def _binary_like(rng: random.Random, size: int) -> bytes:
     """Bytes with LZ-style repetition: random runs mixed with copies of earlier spans."""
@@ -95,10 +106,12 @@ def _text(rng: random.Random, size: int, name: str) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def generate(root: Path, seed: int = 20261127) -> Path:
-    """Write the context under `root` (re-used when the same version and seed are there)."""
+def generate(root: Path, seed: int = 20261127, scale: float = 1.0) -> Path:
+    """Write the context under `root` (re-used when the same version, seed and scale are there).
+
+    `scale` shrinks the binaries and the number of small files (`make bench-quick`: 0.1)."""
     marker = root / ".generated"
-    stamp = f"{VERSION}:{seed}"
+    stamp = f"{VERSION}:{seed}" + (f":{scale}" if scale != 1.0 else "")
     if marker.exists() and marker.read_text() == stamp:
         return root
     if root.exists():
@@ -119,12 +132,12 @@ def generate(root: Path, seed: int = 20261127) -> Path:
         "conntrack",
     ]
     for name, mb in zip(names, BINARIES_MB, strict=True):
-        (root / "bin" / name).write_bytes(_binary_like(rng, mb << 20))
+        (root / "bin" / name).write_bytes(_binary_like(rng, int((mb << 20) * scale)))
         os.chmod(root / "bin" / name, 0o755)
-    (root / "bin" / "k3s").write_bytes(rng.randbytes(BIG_MB << 20))
+    (root / "bin" / "k3s").write_bytes(rng.randbytes(int((BIG_MB << 20) * scale)))
     os.chmod(root / "bin" / "k3s", 0o755)
     tops = ["manifests", "charts", "etc", "statics"]
-    for i in range(SMALL_FILES):
+    for i in range(int(SMALL_FILES * scale)):
         top = tops[i % len(tops)]
         depth = rng.randint(1, 3)
         parts = [f"d{rng.randint(0, 12)}" for _ in range(depth)]

@@ -4,9 +4,9 @@ against OpenSSH doing the same work in the same run, plus the no-op re-run.
 Needs root, like the component tests: the hosts are tests/hosts.py's (network + mount
 namespaces, each with its own sshd on 10.250.0.0/24), made fresh for this run and removed after.
 
-Contenders, interleaved and each the best of ROUNDS after one unrecorded warm-up round (the disk
-here is slow and noisy for file creation, and much faster for whoever runs first on it), every
-host's /var/lib/sealer emptied before each run:
+Contenders, ROUNDS interleaved rounds (first one rotated; medians and ranges, bench/_measure.py)
+after one unrecorded warm-up round (the disk here is slow and noisy for file creation, and much
+faster for whoever runs first on it), every host's /var/lib/sealer emptied before each run:
 - sealer: a child process running `deliver()` (SSH driver) of the image to the 3 hosts (the
   default: hosts keep no blobs);
 - sealer keep_blobs: the same with `keep_blobs=True` (every host also writes each blob to its
@@ -15,7 +15,7 @@ host's /var/lib/sealer emptied before each run:
   `ssh -c aes128-gcm@openssh.com -i KEY ... root@HOST 'zstd -d | tar -x -C DIR'`, one after
   the other per host;
 - re-run: `deliver()` again onto the delivered hosts (must move 0 bytes).
-Each runs as a child: wall time, CPU time and the child's peak RSS (wait4 rusage). The stack
+Each runs as a child of the launcher: wall time, CPU time and the child's own peak RSS. The stack
 check is cached in the store; its cold cost is timed apart. Results: bench/results/delivery.{json,md}.
 """
 
@@ -31,32 +31,35 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench._measure import ChildRun, Timing, run_child
+from bench._measure import ChildRun, Contender, Summary, ratio, run_rounds, table
 from bench.gen_context import generate
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "work"
 RESULTS = HERE / "results"
-STORE = WORK / "store"
 IMAGE = "bench/cluster:v1"
 CLUSTER = "bench"
 ROUNDS = 5
 TARGETS = {"x_baseline": 1.2, "rerun_s": 2.0, "peak_rss_mb": 150}
+NAMES = {
+    "baseline": "baseline: ssh -c aes128-gcm 'zstd -d | tar -x' per blob, 3 hosts at once",
+    "sealer": "sealer deliver() to 3 hosts (fresh)",
+    "rerun": "sealer deliver() re-run (nothing changed)",
+    "keep": "sealer deliver(keep_blobs=True) to 3 hosts (fresh)",
+}
 
 
-def _ensure_image() -> None:
-    env = {**os.environ, "SEALER_ROOT": str(STORE)}
+def _ensure_image(store: Path, ctx: Path) -> None:
+    env = {**os.environ, "SEALER_ROOT": str(store)}
     check = subprocess.run(
         [sys.executable, "-m", "builder.cli", "images", "-q"], env=env, capture_output=True, text=True
     )
     if check.returncode == 0 and check.stdout.strip():
         return
-    ctx = generate(WORK / "context")
     subprocess.run(
         [sys.executable, "-m", "builder.cli", "build", "-q", "-t", IMAGE, str(ctx)], env=env, check=True
     )
@@ -102,7 +105,7 @@ def _baseline_script(hosts: Any, blobs: list[Path]) -> str:
     return "\n".join(["set -e", *lines, "for j in $(jobs -p); do wait $j || exit 1; done"])
 
 
-def main() -> None:
+def main(quick: bool = False) -> dict[str, float]:
     if os.geteuid() != 0:
         raise SystemExit("the delivery benchmark needs root (it makes network namespaces and sshd hosts)")
     sys.path.insert(0, str(HERE.parent))
@@ -111,8 +114,12 @@ def main() -> None:
     from builder.store.layout import Store
     from tests.hosts import HostLab
 
-    _ensure_image()
-    store = Store.open(STORE, create=False)
+    store_root = WORK / ("store-quick" if quick else "store")
+    _ensure_image(
+        store_root, generate(WORK / ("context-quick" if quick else "context"), scale=0.1 if quick else 1.0)
+    )
+    rounds = 3 if quick else ROUNDS
+    store = Store.open(store_root, create=False)
     plat = Platform.host()
     shutil.rmtree(store.cache_dir / "delivery", ignore_errors=True)
     started = time.perf_counter()
@@ -129,7 +136,7 @@ def main() -> None:
     try:
         hosts = lab.make_hosts(3)
         spec = {
-            "store": str(STORE),
+            "store": str(store_root),
             "platform": str(plat),
             "key": str(hosts.client_key),
             "known_hosts": str(hosts.known_hosts),
@@ -147,54 +154,44 @@ def main() -> None:
             subprocess.run(["sync"], check=True)
             time.sleep(1)  # let the journal settle: the previous round's deletes and writeback
 
-        best: dict[str, ChildRun] = {}
-        runs: dict[str, int] = {}
-        walls: dict[str, list[float]] = {}
-        contenders = [("baseline", baseline_argv), ("sealer", deliver_argv), ("keep", keep_argv)]
+        def rerun_moved_nothing(result: ChildRun) -> None:
+            sent = sum(json.loads(result.stdout).values())
+            if sent != 0:
+                raise SystemExit(f"the re-run moved {sent} bytes")
 
-        def record(name: str, result: ChildRun) -> None:
-            runs[name] = runs.get(name, 0) + 1
-            walls.setdefault(name, []).append(round(result.wall_s, 2))
-            if name not in best or result.wall_s < best[name].wall_s:
-                best[name] = result
-
+        contenders = [
+            Contender(NAMES["baseline"], baseline_argv, before=fresh),
+            Contender(
+                NAMES["sealer"],
+                deliver_argv,
+                before=fresh,
+                follow=Contender(NAMES["rerun"], deliver_argv, check=rerun_moved_nothing),
+            ),
+            Contender(NAMES["keep"], keep_argv, before=fresh),
+        ]
         # A warm-up round, not recorded: the first runs on the quiet disk of a fresh machine
         # state are up to 2x faster than any later one, and only the contender that happens to go
-        # first gets them (it made "best of" compare a quiet-disk baseline with a busy-disk run).
-        for _name, argv in contenders:
-            fresh()
-            run_child(argv)
-        for round_ in range(ROUNDS):
-            # Rotate who goes first: the first run after a quiet disk is the fastest.
-            shift = round_ % len(contenders)
-            for name, argv in contenders[shift:] + contenders[:shift]:
-                fresh()
-                record(name, run_child(argv))
-                if name == "sealer":  # the re-run onto what it just delivered
-                    result = run_child(deliver_argv)
-                    sent = sum(json.loads(result.stdout).values())
-                    if sent != 0:
-                        raise SystemExit(f"the re-run moved {sent} bytes")
-                    record("rerun", result)
+        # first gets them.
+        runs = run_rounds(contenders, rounds, warmup=True)
         fresh()
     finally:
         lab.close()
         shutil.rmtree(base_dir, ignore_errors=True)
 
-    def timing(key: str, label: str) -> Timing:
-        run = best[key]
-        sent = sum(json.loads(run.stdout).values()) if key != "baseline" else None
-        return Timing(
-            label, round(run.wall_s, 3), round(run.cpu_s, 3), round(run.peak_rss_mb, 1), runs[key], sent
-        )
+    def sent(name: str) -> int | None:
+        return None if name == NAMES["baseline"] else sum(json.loads(runs[name][-1].stdout).values())
 
-    timings = [
-        timing("baseline", "baseline: ssh -c aes128-gcm 'zstd -d | tar -x' per blob, 3 hosts at once"),
-        timing("sealer", "sealer deliver() to 3 hosts (fresh)"),
-        timing("keep", "sealer deliver(keep_blobs=True) to 3 hosts (fresh)"),
-        timing("rerun", "sealer deliver() re-run (nothing changed)"),
-    ]
-    base = timings[0].wall_s
+    order = [Summary.of(name, runs[name], sent(name)) for name in NAMES.values()]
+    base = order[0]
+    walls = {name: [r.wall_s for r in rs] for name, rs in runs.items()}
+    checks = {
+        "x_baseline": ratio(order[1].median_s, base.median_s),
+        "keep_blobs_x_baseline": ratio(order[3].median_s, base.median_s),
+        "rerun_s": order[2].median_s,
+        "peak_rss_mb": max(s.peak_rss_mb for s in order[1:]),
+    }
+    if quick:
+        return checks
     report = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
@@ -202,53 +199,44 @@ def main() -> None:
             "python": platform.python_version(),
             "kernel": platform.release(),
         },
+        "load_avg_at_end": os.getloadavg(),
         "image": {"name": IMAGE, "layers": len(image.layers), "blob_bytes": blob_bytes},
         "stack_check_cold_s": round(check_s, 3),
-        "timings": [asdict(t) | {"x_baseline": round(t.wall_s / base, 2)} for t in timings],
-        "median_x_baseline": round(
-            statistics.median(walls["sealer"]) / statistics.median(walls["baseline"]), 2
-        ),
-        "keep_blobs_median_x_baseline": round(
-            statistics.median(walls["keep"]) / statistics.median(walls["baseline"]), 2
-        ),
-        # the same, per round (each contender against the baseline of its own round): less
-        # sensitive to a round where the shared disk happened to be quiet
+        "rounds": rounds,
+        "summaries": [s.__dict__ for s in order],
+        "median_x_baseline": {s.name: ratio(s.median_s, base.median_s) for s in order[1:]},
+        # each contender against the baseline of its own round: less sensitive to a round where
+        # the shared disk happened to be quiet
         "paired_median_x_baseline": {
-            k: round(statistics.median(w / b for w, b in zip(walls[k], walls["baseline"], strict=True)), 2)
-            for k in ("sealer", "keep")
+            k: round(statistics.median(w / b for w, b in zip(walls[k], walls[base.name], strict=True)), 2)
+            for k in (NAMES["sealer"], NAMES["keep"])
         },
-        "every_wall_s": walls,  # per round, in run order: the disk's noise is visible here
+        "checks": checks,
         "targets": TARGETS,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "delivery.json").write_text(json.dumps(report, indent=2) + "\n")
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    med = report["median_x_baseline"]
+    paired = report["paired_median_x_baseline"]
     lines = [
         f"Image {IMAGE}: {len(image.layers)} layers, {blob_bytes / 1e6:.0f} MB compressed, to 3 hosts; "
-        f"{os.cpu_count()} CPUs (shared with the hosts), Python {platform.python_version()}, {report['date']}",
+        f"{os.cpu_count()} CPUs (shared with the hosts), Python {platform.python_version()}, {report['date']}; "
+        f"load average at the end {load}",
         f"Stack check (cold, then cached in the store): {check_s:.2f} s. "
-        f"Best of {ROUNDS} after a warm-up round, interleaved.",
+        f"{rounds} interleaved rounds after a warm-up round; CPU and RSS are the controller child's.",
         "",
-        "| what | wall s | CPU s (controller child) | peak RSS MB | bytes sent | x baseline |",
-        "|---|---|---|---|---|---|",
-    ]
-    for t in timings:
-        name = t.name.replace("|", "\\|")
-        sent = "" if t.bytes_sent is None else str(t.bytes_sent)
-        lines.append(
-            f"| {name} | {t.wall_s} | {t.cpu_s} | {t.peak_rss_mb} | {sent} | {t.wall_s / base:.2f} |"
-        )
-    lines += [
+        *table(order, baseline=base, extra="bytes sent"),
         "",
-        f"Median of the rounds: sealer {report['median_x_baseline']}x baseline; "
-        f"keep_blobs {report['keep_blobs_median_x_baseline']}x. Median of the per-round ratios: "
-        f"sealer {report['paired_median_x_baseline']['sealer']}x, "
-        f"keep_blobs {report['paired_median_x_baseline']['keep']}x.",
+        f"On medians: sealer {med[NAMES['sealer']]}x baseline, keep_blobs {med[NAMES['keep']]}x; "
+        f"median of the per-round ratios: sealer {paired[NAMES['sealer']]}x, keep_blobs {paired[NAMES['keep']]}x.",
+        "",
+        f"Targets: <= {TARGETS['x_baseline']}x baseline; re-run 0 bytes in < {TARGETS['rerun_s']} s; "
+        f"controller peak RSS <= {TARGETS['peak_rss_mb']} MB.",
     ]
-    lines += ["", "Every round's wall s: " + "; ".join(f"{k} {v}" for k, v in walls.items())]
-    lines += ["", f"Targets: <= {TARGETS['x_baseline']}x baseline; re-run 0 bytes in < {TARGETS['rerun_s']} s; "
-              f"controller peak RSS <= {TARGETS['peak_rss_mb']} MB."]  # fmt: skip
     (RESULTS / "delivery.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+    return checks
 
 
 if __name__ == "__main__":

@@ -2,17 +2,23 @@
 timed in the same run on the same machine, against one local docker-registry (plain HTTP on
 127.0.0.1, storage on local disk, wiped before every push).
 
-Contenders (each a child process; wall, CPU and peak RSS from wait4 rusage; best of N):
-  (a) sealer push (builder.registry) of bench/cluster:v1
-  (b) skopeo copy oci:STORE/oci:NAME docker://REGISTRY/... (same image, same registry)
-  (c) curl: POST an upload session, then one monolithic PUT of the largest blob, twice:
-      `--data-binary @file` (curl reads the file into memory first) and `-T file` (streamed)
-  (d) sealer pull into a fresh store + unpack of every layer into a rootfs dir
-      (tarreader.extract_layer, whiteouts applied, over open_decompressed)
-  (e) umoci unpack of a gzip copy of the image (skopeo copy --dest-compress-format gzip);
-      only the unpack is timed
+Each contender is a child of bench/_measure.py's launcher (its own peak RSS, never the
+harness's), ROUNDS interleaved rounds with the first one rotated; medians and ranges.
+
+Push (the registry emptied before each run):
+  - curl: POST an upload session, then one monolithic PUT of the largest blob, `-T file`
+    (streamed: the baseline) and `--data-binary @file` (curl reads the file into memory first);
+  - `sealer push` (the CLI) of bench/cluster:v1;
+  - `skopeo copy oci:STORE/oci:NAME docker://REGISTRY/...` (same image, same registry).
+Pull (from the registry holding sealer's push, and a gzip copy that skopeo pushed):
+  - `sealer pull` (the CLI) into a fresh store, against `skopeo copy docker:// oci:` of the same
+    zstd image into a fresh OCI dir;
+  - sealer pull + unpack of every layer into a fresh rootfs dir (`python -m bench.run_registry
+    pull`: the pull, then `tarreader.extract_layer` with whiteouts applied over the verified
+    blob), against `skopeo copy docker:// oci:` + `umoci unpack` of the gzip copy (umoci 0.4.7
+    reads no zstd), and against `umoci unpack` alone of a local gzip copy (the target's peer).
 Results go to bench/results/registry.json and .md. `python -m bench.run_registry` runs it all;
-`python -m bench.run_registry push|pull ...` are the child modes it times.
+`python -m bench.run_registry pull ...` is the child mode it times.
 """
 
 from __future__ import annotations
@@ -29,17 +35,33 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench._measure import Timing, measure
+from bench._measure import Contender, Summary, ratio, run_rounds, summarize, table
 from bench.gen_context import generate
 from bench.run_build import RESULTS, SEALER, WORK
 
 IMAGE = "bench/cluster:v1"
 FULL_IMAGE = "docker.io/bench/cluster:v1"
-RUNS = 3
+ROUNDS = 5
+TARGETS = {
+    "push_x_curl": 1.1,
+    "push_faster_than_skopeo": True,
+    "umoci_unpack_x_pull_unpack": 2.5,
+    "peak_rss_mb": 100,
+}
+NAMES = {
+    "curl": "curl PUT largest blob (-T file, streamed)",
+    "curl_mem": "curl PUT largest blob (--data-binary @file)",
+    "push": "sealer push",
+    "skopeo_push": "skopeo copy oci: -> docker://",
+    "pull": "sealer pull",
+    "skopeo_pull": "skopeo copy docker:// -> oci:",
+    "pull_unpack": "sealer pull + unpack",
+    "skopeo_umoci": "skopeo copy docker:// -> oci: (gzip copy) + umoci unpack",
+    "umoci": "umoci unpack (local gzip copy)",
+}
 
 
 class LocalRegistry:
@@ -101,14 +123,6 @@ def _free_port() -> int:
 # -- child modes (what is timed) --------------------------------------------------------------
 
 
-def child_push(store_root: str, name: str, dest: str) -> None:
-    from builder.registry.client import RegistryClient
-    from builder.store.layout import Store
-
-    store = Store.open(store_root, create=False)
-    print(RegistryClient().push(store, name, dest).digest)
-
-
 def child_pull(store_root: str, ref: str, rootfs: str) -> None:
     from builder.layers.compression import open_decompressed
     from builder.layers.tarreader import extract_layer
@@ -128,12 +142,11 @@ def child_pull(store_root: str, ref: str, rootfs: str) -> None:
 # -- the benchmark -----------------------------------------------------------------------------
 
 
-def _ensure_image(store: Path) -> None:
+def _ensure_image(store: Path, ctx: Path) -> None:
     env = {**os.environ, "SEALER_ROOT": str(store)}
     index = store / "oci" / "index.json"
     if index.exists() and FULL_IMAGE in index.read_text():
         return
-    ctx = generate(WORK / "context")
     subprocess.run([*SEALER, "build", "-q", "-t", IMAGE, str(ctx)], env=env, check=True)
 
 
@@ -147,51 +160,72 @@ def _largest_blob(store: Path) -> tuple[Path, str, int]:
     return s.blobs.path(layer.digest), str(layer.digest), layer.size
 
 
-def main() -> None:
-    store = WORK / "store"
-    _ensure_image(store)
+def _push_contenders(reg: LocalRegistry, store: Path, big_path: Path, big_digest: str) -> list[Contender]:
+    env = {**os.environ, "SEALER_ROOT": str(store)}
+    curl_put = (
+        f"loc=$(curl -sf -i -X POST http://{reg.host}/v2/bench/curl/blobs/uploads/ "
+        "| tr -d '\\r' | sed -n 's/^[Ll]ocation: //p'); "
+        "curl -sf -X PUT -H 'Content-Type: application/octet-stream' "
+        f'{{body}} "$loc&digest={big_digest}"'
+    )
+    return [
+        Contender(NAMES["curl"], curl_put.format(body=f"-T {big_path}"), before=reg.fresh),
+        Contender(NAMES["curl_mem"], curl_put.format(body=f"--data-binary @{big_path}"), before=reg.fresh),
+        Contender(NAMES["push"], [*SEALER, "push", "-q", IMAGE, f"{reg.host}/{IMAGE}"], env=env, before=reg.fresh),
+        Contender(
+            NAMES["skopeo_push"],
+            ["skopeo", "copy", "-q", "--dest-tls-verify=false", f"oci:{store}/oci:{FULL_IMAGE}",
+             f"docker://{reg.host}/bench/skopeo:v1"],
+            before=reg.fresh,
+        ),
+    ]  # fmt: skip
+
+
+def _pull_contenders(reg: LocalRegistry, scratch: Path, gz_layout: Path) -> list[Contender]:
+    # Every run writes into a new directory and nothing is deleted until the end: ext4 avoids
+    # re-using inodes freed in the last ~30 s, and creating files right after a big delete costs
+    # 2-3x more (perf: ext4_create -> recently_deleted), which made this benchmark measure what
+    # the disk was doing rather than the pullers and unpackers.
+    new = f'"$(mktemp -d -p {scratch})"'
+    src = f"docker://{reg.host}/{IMAGE}"
+    gz_src = f"docker://{reg.host}/bench/gzip:v1"
+    skopeo = "skopeo copy -q --src-tls-verify=false"
+    sealer = " ".join(SEALER)
+    return [
+        Contender(NAMES["pull"], f"SEALER_ROOT={new} {sealer} pull -q {reg.host}/{IMAGE} >/dev/null"),
+        Contender(NAMES["skopeo_pull"], f"{skopeo} {src} oci:{new}:v1"),
+        Contender(NAMES["pull_unpack"], [*ME, "pull", str(scratch), f"{reg.host}/{IMAGE}", str(scratch)]),
+        Contender(
+            NAMES["skopeo_umoci"],
+            f"d={new}; {skopeo} {gz_src} oci:$d/oci:v1 && umoci unpack --rootless --image $d/oci:v1 $d/bundle >/dev/null",
+        ),
+        Contender(NAMES["umoci"], f"umoci unpack --rootless --image {gz_layout}:v1 {new}/b >/dev/null"),
+    ]
+
+
+ME = [sys.executable, "-m", "bench.run_registry"]
+
+
+def main(quick: bool = False) -> dict[str, float | bool]:
+    scale = 0.1 if quick else 1.0
+    store = WORK / ("store-quick" if quick else "store")
+    _ensure_image(store, generate(WORK / ("context-quick" if quick else "context"), scale=scale))
     reg = LocalRegistry(WORK / "registry", _free_port())
     big_path, big_digest, big_size = _largest_blob(store)
     image_bytes = sum(p.stat().st_size for p in (store / "oci" / "blobs").rglob("*") if p.is_file())
-    pull_root, rootfs = WORK / "pull-store", WORK / "pull-rootfs"
-    gz_layout, bundle = WORK / "gzip-layout", WORK / "umoci-bundle"
-    me = [sys.executable, "-m", "bench.run_registry"]
+    scratch, gz_layout = WORK / "pull-scratch", WORK / "gzip-layout"
+    rounds = 3 if quick else ROUNDS
     # Warm the page cache so every contender reads the blobs from memory.
     subprocess.run(f"cat {store}/oci/blobs/sha256/* > /dev/null", shell=True, check=True)
     try:
+        runs = run_rounds(_push_contenders(reg, store, big_path, big_digest), rounds)
         reg.fresh()
-        dest = f"{reg.host}/bench/cluster:v1"
-        curl_put = (
-            f"loc=$(curl -sf -i -X POST http://{reg.host}/v2/bench/curl/blobs/uploads/ "
-            "| tr -d '\\r' | sed -n 's/^[Ll]ocation: //p'); "
-            "curl -sf -X PUT -H 'Content-Type: application/octet-stream' "
-            f'{{body}} "$loc&digest={big_digest}"'
-        )
-        timings = [
-            measure("curl PUT largest blob (--data-binary @file)", curl_put.format(body=f"--data-binary @{big_path}"),
-                    runs=RUNS, before=reg.fresh),
-            measure("curl PUT largest blob (-T file, streamed)", curl_put.format(body=f"-T {big_path}"),
-                    runs=RUNS, before=reg.fresh),
-            measure("sealer push", [*me, "push", str(store), IMAGE, dest], runs=RUNS, before=reg.fresh),
-            measure(
-                "skopeo copy oci: -> docker://",
-                ["skopeo", "copy", "-q", "--dest-tls-verify=false", f"oci:{store}/oci:{FULL_IMAGE}",
-                 f"docker://{reg.host}/bench/skopeo:v1"],
-                runs=RUNS, before=reg.fresh,
-            ),
-        ]  # fmt: skip
-        reg.fresh()
-        subprocess.run([*me, "push", str(store), IMAGE, dest], check=True, stdout=subprocess.DEVNULL)
-
-        # Every run unpacks into a new directory and nothing is deleted until the end: ext4
-        # avoids re-using inodes freed in the last ~30 s, and creating files right after a big
-        # delete costs 2-3x more (perf: ext4_create -> recently_deleted), which made this
-        # benchmark measure what the disk was doing rather than the unpackers.
-        for d in (pull_root, rootfs, bundle):
-            shutil.rmtree(d, ignore_errors=True)
-            d.mkdir(parents=True)
-        timings.append(
-            measure("sealer pull + unpack", [*me, "pull", str(pull_root), dest, str(rootfs)], runs=RUNS)
+        env = {**os.environ, "SEALER_ROOT": str(store)}
+        subprocess.run(
+            [*SEALER, "push", "-q", IMAGE, f"{reg.host}/{IMAGE}"],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
         )
         shutil.rmtree(gz_layout, ignore_errors=True)
         subprocess.run(
@@ -199,64 +233,75 @@ def main() -> None:
              f"oci:{store}/oci:{FULL_IMAGE}", f"oci:{gz_layout}:v1"],
             check=True,
         )  # fmt: skip
-
-        umoci = f'umoci unpack --rootless --image {gz_layout}:v1 "$(mktemp -d -p {bundle})/b"'
-        timings.append(measure("umoci unpack (gzip copy)", umoci, runs=RUNS))
+        subprocess.run(
+            ["skopeo", "copy", "-q", "--dest-tls-verify=false", f"oci:{gz_layout}:v1", f"docker://{reg.host}/bench/gzip:v1"],
+            check=True,
+        )  # fmt: skip
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(parents=True)
+        runs |= run_rounds(_pull_contenders(reg, scratch, gz_layout), rounds)
     finally:
         reg.stop()
-        for d in (pull_root, rootfs, bundle, gz_layout, reg.workdir):
+        for d in (scratch, gz_layout, reg.workdir):
             shutil.rmtree(d, ignore_errors=True)
-    _report(timings, image_bytes, big_size)
-
-
-def _report(timings: list[Timing], image_bytes: int, big_size: int) -> None:
-    by = {t.name: t for t in timings}
-    curl = min(
-        by["curl PUT largest blob (--data-binary @file)"].wall_s,
-        by["curl PUT largest blob (-T file, streamed)"].wall_s,
-    )
-    push, skopeo = by["sealer push"], by["skopeo copy oci: -> docker://"]
-    pull, umoci = by["sealer pull + unpack"], by["umoci unpack (gzip copy)"]
-    checks = {
-        "push_x_curl": round(push.wall_s / curl, 2),
-        "push_faster_than_skopeo": push.wall_s < skopeo.wall_s,
-        "umoci_unpack_x_pull_unpack": round(umoci.wall_s / pull.wall_s, 2),
-        "peak_rss_mb": max(push.peak_rss_mb, pull.peak_rss_mb),
+    stats = summarize(runs)
+    by = {key: stats[name] for key, name in NAMES.items()}
+    checks: dict[str, float | bool] = {
+        "push_x_curl": ratio(by["push"].median_s, by["curl"].median_s),
+        "push_faster_than_skopeo": by["push"].median_s < by["skopeo_push"].median_s,
+        "umoci_unpack_x_pull_unpack": ratio(by["umoci"].median_s, by["pull_unpack"].median_s),
+        "skopeo_umoci_x_pull_unpack": ratio(by["skopeo_umoci"].median_s, by["pull_unpack"].median_s),
+        "skopeo_pull_x_pull": ratio(by["skopeo_pull"].median_s, by["pull"].median_s),
+        "peak_rss_mb": max(by[k].peak_rss_mb for k in ("push", "pull", "pull_unpack")),
     }
+    if not quick:
+        _report(list(by.values()), checks, image_bytes, big_size, rounds)
+    return checks
+
+
+def _report(
+    order: list[Summary], checks: dict[str, float | bool], image_bytes: int, big_size: int, rounds: int
+) -> None:
+    date = datetime.now(UTC).isoformat(timespec="seconds")
     report = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release()},
+        "date": date,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "kernel": platform.release(),
+        },
+        "load_avg_at_end": os.getloadavg(),
         "image_bytes": image_bytes,
         "largest_blob_bytes": big_size,
-        "timings": [asdict(t) for t in timings],
+        "rounds": rounds,
+        "summaries": [s.__dict__ for s in order],
         "checks": checks,
-        "targets": {"push_x_curl": 1.2, "push_faster_than_skopeo": True, "umoci_unpack_x_pull_unpack": 2.0,
-                    "peak_rss_mb": 100},
-    }  # fmt: skip
+        "targets": TARGETS,
+    }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "registry.json").write_text(json.dumps(report, indent=2) + "\n")
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     lines = [
         f"Image: {image_bytes / 1e6:.0f} MB in blobs (largest {big_size / 1e6:.0f} MB), {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}, {report['date']}; registry: docker-registry, plain HTTP, 127.0.0.1",
+        f"Python {platform.python_version()}, {date}; registry: docker-registry, plain HTTP, 127.0.0.1; "
+        f"{rounds} interleaved rounds; load average at the end {load}",
         "",
-        "| what | wall s | CPU s | peak RSS MB |",
-        "|---|---|---|---|",
-    ]
-    lines += [f"| {t.name} | {t.wall_s} | {t.cpu_s} | {t.peak_rss_mb} |" for t in timings]
-    lines += [
+        *table(order[:4], baseline=order[0]),
         "",
-        f"push / best curl PUT: {checks['push_x_curl']}x (target <= 1.2); push faster than skopeo: "
-        f"{checks['push_faster_than_skopeo']}; umoci unpack / (pull + unpack): {checks['umoci_unpack_x_pull_unpack']}x "
-        f"(target >= 2); peak RSS {checks['peak_rss_mb']} MB (target <= 100)",
+        *table(order[4:]),
+        "",
+        f"On medians: push / curl -T {checks['push_x_curl']}x (target <= {TARGETS['push_x_curl']}); push faster "
+        f"than skopeo: {checks['push_faster_than_skopeo']}; umoci unpack / (pull + unpack) "
+        f"{checks['umoci_unpack_x_pull_unpack']}x (target >= {TARGETS['umoci_unpack_x_pull_unpack']}); "
+        f"(skopeo + umoci) / (pull + unpack) {checks['skopeo_umoci_x_pull_unpack']}x; skopeo pull / sealer pull "
+        f"{checks['skopeo_pull_x_pull']}x; peak RSS {checks['peak_rss_mb']} MB (target <= {TARGETS['peak_rss_mb']})",
     ]
     (RESULTS / "registry.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "push":
-        child_push(*sys.argv[2:5])
-    elif len(sys.argv) > 1 and sys.argv[1] == "pull":
+    if len(sys.argv) > 1 and sys.argv[1] == "pull":
         child_pull(*sys.argv[2:5])
     else:
         main()
