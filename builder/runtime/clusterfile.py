@@ -3,7 +3,8 @@
 Field names follow sealer's Go types (types/api/v2/cluster_types.go, types/api/v1 `SSH`):
 `spec.image`, `spec.env` (a list of `K=V`), `spec.cmd`/`spec.cmds`, `spec.cmd_args`,
 `spec.appNames`, `spec.ssh` {user, passwd, pk, pkPasswd, port, encrypted}, `spec.hosts[]`
-{ips, roles, ssh, env, labels, taints}, `spec.hostAliases[]` {ip, hostnames}. This
+{ips, roles, ssh, env, labels, taints}, `spec.hostAliases[]` {ip, hostnames}, `spec.registry`
+{localRegistry | externalRegistry} (clusterfile_registry.py). This
 implementation adds `ssh.{useAgent, knownHosts, verifyHostKeys, proxyJump, connectTimeout}`
 and `hosts[].local`. Other documents of the file (kubeadm, k3s, k0s, Plugin, Config, ...) are
 kept verbatim in `Cluster.documents`.
@@ -36,6 +37,7 @@ from builder.runtime.cluster import (
     Cluster,
     HostAlias,
     HostSpec,
+    RegistrySpec,
     Role,
     SSHSpec,
     check_cluster_name,
@@ -45,6 +47,7 @@ from builder.runtime.cluster import (
     parse_ip,
     parse_ip_list,
 )
+from builder.runtime.clusterfile_registry import dump_registry, read_registry
 from builder.runtime.env import check_env_name, join_env_entries, parse_env_entry
 
 _T = TypeVar("_T")
@@ -56,9 +59,20 @@ _API_VERSIONS = frozenset({API_VERSION, "sealer.cloud/v2"})
 _TOP_FIELDS = ("apiVersion", "kind", "metadata", "spec", "status")
 # creationTimestamp: Go's ObjectMeta marshals it (as null) into every Clusterfile sealer writes.
 _METADATA_FIELDS = ("name", "creationTimestamp")
-_SPEC_FIELDS = ("image", "env", "cmds", "cmd", "cmd_args", "appNames", "ssh", "hosts", "hostAliases")
+_SPEC_FIELDS = (
+    "image",
+    "env",
+    "cmds",
+    "cmd",
+    "cmd_args",
+    "appNames",
+    "ssh",
+    "hosts",
+    "hostAliases",
+    "registry",
+)
 # sealer v2 fields this implementation does not act on: refused by name rather than ignored.
-_SPEC_UNSUPPORTED = ("containerRuntime", "registry", "dataRoot")
+_SPEC_UNSUPPORTED = ("containerRuntime", "dataRoot")
 _HOST_FIELDS = ("ips", "roles", "ssh", "env", "labels", "taints", "local")
 # Clusterfile key -> SSHSpec field.
 _SSH_KEYS = {
@@ -247,6 +261,7 @@ class _Reader:
             )
         hosts = self.hosts(spec["hosts"], ssh)
         aliases = self.host_aliases(spec["hostAliases"]) if "hostAliases" in spec else ()
+        registry = read_registry(self, spec["registry"]) if "registry" in spec else RegistrySpec()
         try:
             return Cluster(
                 name=name,
@@ -259,6 +274,7 @@ class _Reader:
                 ssh=ssh,
                 host_aliases=aliases,
                 documents=documents,
+                registry=registry,
             )
         except InvalidCluster as err:  # the checks above should have caught it, with a better line
             at = self.keys.get(id(spec["hosts"])) if err.field == "hosts" else None
@@ -558,6 +574,9 @@ def dump_clusterfile(cluster: Cluster) -> str:
     spec["hosts"] = groups
     if cluster.host_aliases:
         spec["hostAliases"] = [{"ip": a.ip, "hostnames": list(a.hostnames)} for a in cluster.host_aliases]
+    registry = dump_registry(cluster.registry)
+    if registry is not None:
+        spec["registry"] = registry
     doc = {"apiVersion": API_VERSION, "kind": "Cluster", "metadata": {"name": cluster.name}, "spec": spec}
     return yaml.safe_dump_all(
         [doc, *(dict(d) for d in cluster.documents)],

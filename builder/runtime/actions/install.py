@@ -24,7 +24,7 @@ from builder.runtime.actions.prepare import (
 )
 from builder.runtime.actions.remove import removal_plan, remove_hosts
 from builder.runtime.actions.settings import HostSummary, Outcome, Settings, host_summaries, require_store
-from builder.runtime.cluster import Cluster, HostSpec, diff
+from builder.runtime.cluster import Cluster, HostSpec, RegistrySpec, diff
 from builder.runtime.facts import Facts
 from builder.runtime.phases import (
     Check,
@@ -281,6 +281,8 @@ def apply(wanted: Cluster, settings: Settings, *, cli_env: Mapping[str, str] | N
     journal = Journal(cs.journal_path if cs.journal_path.exists() else None)
     joining = tuple(ip for ip in _unjoined(wanted, journal, meta.digest))
     if not removed and not joining:
+        if wanted.registry != saved.registry:  # new credentials or SANs: every registry host takes them
+            return run(wanted, settings, cli_env=cli_env)
         return Outcome(saved, f"cluster {wanted.name} already matches: nothing to do")
     job = InstallJob(wanted, wanted.image, joining, env, meta.runtime, meta.digest)
     if settings.options.dry_run:
@@ -317,6 +319,7 @@ def _refuse_changes_to_joined_hosts(wanted: Cluster, saved: Cluster) -> None:
     """run and apply add and remove hosts; what a host got when it joined (its node's labels
     and taints, the hostAliases in /etc/hosts) they do not change. Saying so beats saving a
     Clusterfile the hosts do not match."""
+    _refuse_registry_changes(wanted.registry, saved.registry, saved.name)
     changes = []
     for host in wanted.hosts:
         if not saved.has_host(host.ip):
@@ -337,6 +340,22 @@ def _refuse_changes_to_joined_hosts(wanted: Cluster, saved: Cluster) -> None:
             f"changed: {', '.join(changes)}",
             hint="kubectl label/taint the nodes yourself, or delete and join the hosts again; "
             "put the Clusterfile back to apply the rest",
+        )
+
+
+def _refuse_registry_changes(wanted: RegistrySpec, saved: RegistrySpec, name: str) -> None:
+    """What the hosts' trust and mirrors are built on (the endpoint, the registry hosts, TLS or
+    not, local or external) stays; credentials and SANs may change (the registry hosts take
+    them on the next run, apply or join)."""
+    fixed = ("domain", "port", "external", "ha", "insecure")
+    changed = [f for f in fixed if getattr(wanted, f) != getattr(saved, f)]
+    if changed:
+        names = {"external": "localRegistry/externalRegistry"}
+        raise ClusterError(
+            f"cluster {name} already has its registry; changed in spec.registry: "
+            f"{', '.join(names.get(f, f) for f in changed)}",
+            hint="put those fields back (credentials and cert.subjectAltName may change), "
+            "or delete the cluster and run it again",
         )
 
 

@@ -168,6 +168,12 @@ def delete(
                 f"deleting {', '.join(leaving_masters)} would leave cluster {name} without a master",
                 hint=f"sealer delete --all removes the whole cluster {name}",
             )
+        if saved.master0.ip in targets and saved.registry_hosts == (saved.master0,):
+            raise ClusterError(
+                f"{saved.master0.ip} is master0 of cluster {name} and its only registry host "
+                "(spec.registry.localRegistry.ha: false): deleting it would take the registry with it",
+                hint="sealer delete --all removes the whole cluster",
+            )
         if saved.master0.ip in targets:
             raise ClusterError(
                 f"{saved.master0.ip} is master0 of cluster {name}: it leaves only with the whole cluster",

@@ -242,8 +242,8 @@ ERRORS = [
     ),
     (
         "  env: [key1=value1, key2=value2;value3]",
-        "  registry: {}",
-        r"Clusterfile:15: spec.registry: is a sealer field this implementation does not support",
+        "  containerRuntime: {}",
+        r"Clusterfile:15: spec.containerRuntime: is a sealer field this implementation does not support",
     ),
     (
         "  env: [key1=value1, key2=value2;value3]",
