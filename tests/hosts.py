@@ -53,7 +53,7 @@ TOOLS = ("ip", "unshare", "nsenter", "ssh-keygen", "sleep", SSHD)
 # The cluster runtimes' data dirs are private too: the stand-ins keep their state there.
 PRIVATE_DIRS = (
     "var/lib/sealer", "usr/local/bin", "root", "run", "var/tmp", "tmp",
-    "var/lib/rancher", "var/lib/k0s", "var/lib/kubelet", "var/lib/etcd",
+    "var/lib/rancher", "var/lib/k0s", "var/lib/kubelet", "var/lib/etcd", "var/lib/containerd",
 )  # fmt: skip
 # Container runtimes this machine has for the suite's own dockerd (Debian's docker.io brings
 # containerd and runc): a test host is a bare host, so they are masked in its mount namespace,
@@ -63,6 +63,29 @@ MASKED_BINARIES = (
     "/usr/sbin/runc", "/usr/bin/runc",
 )  # fmt: skip
 MASKED_ETC = ("containerd", "docker")
+# What a host made with `containerd=True` keeps of MASKED_BINARIES: Debian's containerd, ctr and
+# runc, started by the test (TestHost.start_containerd) with its own /run and a /var/lib/containerd
+# under root_dir, which sits on this machine's disk (pytest's tmp dir): containerd's overlayfs
+# snapshotter needs a real filesystem below it (an overlay mount cannot be an overlay's upper
+# dir, so /var/lib/containerd must not sit in the host's /etc-style overlay).
+REAL_CONTAINERD_BINARIES = ("/usr/bin/containerd", "/usr/bin/ctr", "/usr/sbin/runc", "/usr/bin/runc")
+CONTAINERD = "/usr/bin/containerd"
+CONTAINERD_CONFIG = "/etc/sealer-test/containerd.toml"
+CONTAINERD_SOCKET = "/run/containerd/containerd.sock"
+# The least containerd needs here: its own root, state and socket, and the CRI plugin reading
+# registry hosts from containerd's certs.d (what the cluster registry's mirrors are written to).
+MINIMAL_CONTAINERD_CONFIG = f"""version = 2
+root = "/var/lib/containerd"
+state = "/run/containerd"
+disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
+  "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.devmapper"]
+
+[grpc]
+  address = "{CONTAINERD_SOCKET}"
+
+[plugins."io.containerd.grpc.v1.cri".registry]
+  config_path = "/etc/containerd/certs.d"
+"""
 _NETNS_RE = re.compile(r"^sealer-h(\d+)-s(\d+)$")
 _LINK_RE = re.compile(r"^(?:sealbr(\d+)|svh\d+s(\d+))$")  # the bridges and root-side veths
 
@@ -177,6 +200,8 @@ class TestHost:
     password: str | None = None  # set on the password host: root's password inside it
     holder: tuple[int, int | None] | None = None  # (pid, start time) of the mount-ns holder
     sshd: tuple[int, int | None] | None = None
+    real_containerd: bool = False  # made with containerd=True: Debian's containerd, ctr, runc usable
+    containerd: tuple[int, int | None] | None = None  # (pid, start time) once start_containerd ran
     _on_change: Callable[[], None] = field(default=lambda: None, repr=False)
     _procs: list[subprocess.Popen[bytes]] = field(default_factory=list, repr=False)
 
@@ -251,6 +276,62 @@ class TestHost:
         self.sshd = None
         self._on_change()
 
+    def start_containerd(self, config: str = MINIMAL_CONTAINERD_CONFIG, *, wait_s: float = 20.0) -> int:
+        """Start Debian's containerd inside the host (its mount, network and UTS namespaces) with
+        `config` written to CONTAINERD_CONFIG, and wait until `ctr version` answers on its socket.
+        Only on a host made with `containerd=True`; `stop_containerd` (or the host's removal)
+        ends it by PID."""
+        if not self.real_containerd:
+            raise HostSetupError(f"{self.hostname}: made without containerd=True (its containerd is masked)")
+        if self.containerd is not None and _is_alive(*self.containerd):
+            return self.containerd[0]
+        config_path = self.path(CONTAINERD_CONFIG)
+        config_path.parent.mkdir(parents=True, exist_ok=True)
+        config_path.write_text(config)
+        log = open(self.root_dir / "containerd.log", "ab")  # noqa: SIM115 (handed to the child)
+        with log:
+            proc = subprocess.Popen(
+                [*self._nsenter(), CONTAINERD, "--config", CONTAINERD_CONFIG],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+        self._procs.append(proc)
+        self.containerd = (proc.pid, _start_time(proc.pid))
+        self._on_change()
+        deadline = time.monotonic() + wait_s
+        while self.run(
+            f"ctr --address {CONTAINERD_SOCKET} version", check=False, timeout_s=wait_s
+        ).returncode:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = (self.root_dir / "containerd.log").read_text(errors="replace")[-2000:]
+                self.stop_containerd()
+                raise HostSetupError(
+                    f"{self.hostname}: containerd did not answer on {CONTAINERD_SOCKET}:\n{tail}"
+                )
+            time.sleep(0.05)
+        return proc.pid
+
+    def stop_containerd(self) -> None:
+        """End the containerd `start_containerd` started (SIGTERM, then SIGKILL), and its shims."""
+        if self.containerd is None:
+            return
+        pid, start = self.containerd
+        _kill(pid, start, wait_s=5.0)
+        # A shim re-parents itself away from containerd; the ones inside this host's netns are
+        # its containerd's (only this module starts processes there).
+        for shim in _netns_pids(self.netns):
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{shim}/comm").read_text().startswith("containerd-shim"):
+                    _kill(shim, _start_time(shim), sig=signal.SIGKILL)
+        for proc in self._procs:
+            if proc.pid == pid:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=2)
+        self.containerd = None
+        self._on_change()
+
     def run(
         self, command: str, *, check: bool = True, timeout_s: float = 60
     ) -> subprocess.CompletedProcess[str]:
@@ -275,7 +356,10 @@ class TestHost:
         return proc
 
     def record(self) -> dict[str, Any]:
-        return {"netns": self.netns, "holder": self.holder, "sshd": self.sshd, "root_dir": str(self.root_dir)}
+        return {
+            "netns": self.netns, "holder": self.holder, "sshd": self.sshd, "containerd": self.containerd,
+            "root_dir": str(self.root_dir),
+        }  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -343,8 +427,9 @@ def _sshd_config(address: str, *, password: bool) -> str:
     )
 
 
-def _holder_script(root_dir: Path, hostname: str) -> str:
-    """Shell run by the per-host holder: private mounts, hostname, then sleep forever.
+def _holder_script(root_dir: Path, hostname: str, *, masked: Sequence[str] = MASKED_BINARIES) -> str:
+    """Shell run by the per-host holder: private mounts, `masked` binaries hidden, hostname,
+    then sleep forever.
 
     /etc is an overlay (this machine's /etc below, root_dir/etc above), so a host may write
     /etc and only it sees the change. The private dir that contains root_dir itself (pytest's
@@ -361,7 +446,7 @@ def _holder_script(root_dir: Path, hostname: str) -> str:
         f"mount -t overlay sealer-etc -o lowerdir={mask}:/etc,upperdir={root_dir}/etc,workdir={root_dir}/.etc-work /etc",
     ]
     lines += [f"mkdir -p /{d} && mount --bind {root_dir}/{d} /{d}" for d in dirs]
-    lines += [f"if [ -e {b} ]; then mount --bind /dev/null {b}; fi" for b in MASKED_BINARIES]
+    lines += [f"if [ -e {b} ]; then mount --bind /dev/null {b}; fi" for b in masked]
     lines += [f"hostname {hostname}", "echo ready", "exec sleep infinity"]
     return "\n".join(lines)
 
@@ -389,7 +474,7 @@ def _destroy_slot(state: dict[str, Any]) -> None:
     """Tear down what a state file records (and anything else of its slot); best effort."""
     slot = int(state["slot"])
     for record in state.get("hosts", {}).values():
-        for key in ("sshd", "holder"):
+        for key in ("sshd", "containerd", "holder"):
             if record.get(key):
                 _kill(record[key][0], record[key][1], sig=signal.SIGKILL)
     for netns in _run("ip", "netns", "list", check=False).stdout.split("\n"):
@@ -508,9 +593,10 @@ class HostLab:
         tmp.write_text(json.dumps(state, indent=1))
         tmp.rename(STATE_DIR / f"slot{self.slot}.json")
 
-    def make_hosts(self, n: int, *, password_host: int | None = None) -> HostSet:
+    def make_hosts(self, n: int, *, password_host: int | None = None, containerd: bool = False) -> HostSet:
         """Create `n` hosts (`password_host`: position in the set that takes root's password
-        instead of the key). All accept ssh when this returns; on failure none is left."""
+        instead of the key; `containerd`: Debian's containerd, ctr and runc left usable, see
+        TestHost.start_containerd). All accept ssh when this returns; on failure none is left."""
         free = [i for i in range(1, MAX_HOSTS + 1) if i not in self.hosts]
         if n > len(free):
             raise HostSetupError(f"a lab holds at most {MAX_HOSTS} hosts ({len(self.hosts)} exist)")
@@ -521,6 +607,7 @@ class HostLab:
         try:
             for pos, index in enumerate(free[:n]):
                 made.append(self._prepare_host(index, set_dir, password=pos == password_host))
+                made[-1].real_containerd = containerd
             self._start_network(made)
             self._start_holders(made)
             for host in made:
@@ -587,10 +674,13 @@ class HostLab:
     def _start_holders(self, hosts: Sequence[TestHost], wait_s: float = 10.0) -> None:
         procs = []
         for host in hosts:
+            masked = [
+                b for b in MASKED_BINARIES if not (host.real_containerd and b in REAL_CONTAINERD_BINARIES)
+            ]
             with open(host.root_dir / "holder.log", "wb") as log:
                 proc = subprocess.Popen(
                     ["ip", "netns", "exec", host.netns, "unshare", "--mount", "--uts", "--propagation", "private",
-                     "--", "sh", "-c", _holder_script(host.root_dir, host.hostname)],
+                     "--", "sh", "-c", _holder_script(host.root_dir, host.hostname, masked=masked)],
                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, start_new_session=True,
                 )  # fmt: skip
             host._procs.append(proc)
@@ -615,6 +705,8 @@ class HostLab:
         for host in hosts:
             with contextlib.suppress(Exception):
                 host.kill_sshd()
+            with contextlib.suppress(Exception):
+                host.stop_containerd()
             _destroy_netns(host.netns)
             _run("ip", "link", "del", f"svh{host.index}s{self.slot}", check=False)
             if host.holder:
@@ -671,11 +763,12 @@ HostFactory = Callable[..., HostSet]
 
 @pytest.fixture
 def host_factory(host_lab: HostLab) -> Iterator[HostFactory]:
-    """`host_factory(n, password_host=None)`: hosts torn down when the test ends, pass or fail."""
+    """`host_factory(n, password_host=None, containerd=False)`: hosts torn down when the test
+    ends, pass or fail (a containerd started in them too)."""
     made: list[HostSet] = []
 
-    def make(n: int, *, password_host: int | None = None) -> HostSet:
-        hosts = host_lab.make_hosts(n, password_host=password_host)
+    def make(n: int, *, password_host: int | None = None, containerd: bool = False) -> HostSet:
+        hosts = host_lab.make_hosts(n, password_host=password_host, containerd=containerd)
         made.append(hosts)
         return hosts
 

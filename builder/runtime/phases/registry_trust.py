@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import base64
 import shlex
-from dataclasses import replace
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import ClassVar
 
 from builder.runtime.cluster import Cluster, HostSpec
@@ -160,6 +160,8 @@ class RegistryTrust(Phase):
                 steps.append(_hosts_entry_step(cluster, host, registry_ips))
             if tls_local and state.registry is not None:
                 steps.append(self._ca_step(cluster, host, state.registry.ca_pem))
+            elif local:  # insecure: a CA left from a TLS run would make containerd expect TLS
+                steps.append(self._no_ca_step(cluster, host))
             steps.append(_mirrors_step(cluster, state, host, registry_ips))
             kubelet = KUBELET_CONFIG.get(state.plugin.name)
             if spec.has_auth and kubelet:
@@ -179,6 +181,16 @@ class RegistryTrust(Phase):
             command=" && ".join(write_file_command(p, ca_pem, 0o644) for p in paths),
             journal=False,
             shown=(shown_ca(paths, ca_pem),),
+        )
+
+    @staticmethod
+    def _no_ca_step(cluster: Cluster, host: HostSpec) -> Step:
+        return Step(
+            host=host.ip,
+            id="registry-ca",
+            description=f"no CA: {cluster.registry.endpoint} serves plain HTTP (insecure: true)",
+            command=f"rm -f {' '.join(shlex.quote(p) for p in _ca_paths(cluster))}",
+            journal=False,
         )
 
     @staticmethod
@@ -214,7 +226,13 @@ def _remove_command(cluster: Cluster, runtime: str) -> str:
     files = [p for p, _, _ in _mirror_files(mirrors, runtime)]
     files += _ca_paths(cluster)
     dirs = [f"{CERTS_D}/{r}" for r, _ in mirrors.registries]
-    dirs += [f"{DOCKER_CERTS_D}/{cluster.registry.endpoint}", CERTS_D, DOCKER_CERTS_D, "/etc/docker"]
+    dirs += [
+        f"{DOCKER_CERTS_D}/{cluster.registry.endpoint}",
+        CERTS_D,
+        DOCKER_CERTS_D,
+        "/etc/docker",
+        "/etc/containerd",
+    ]
     if runtime == "k0s":
         dirs.append(K0S_DROPIN.rsplit("/", 1)[0])
     quoted = " ".join(shlex.quote(f) for f in files)
