@@ -28,7 +28,6 @@ fills from the step's env (`SECRET_ENV`, the base64 of user:password).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shlex
 from collections.abc import Sequence
@@ -170,6 +169,6 @@ def shown_file(path: str, text: str, mode: int) -> list[str]:
     return [f"write {path} ({mode:04o}):", *(f"    {line}" for line in text.rstrip("\n").split("\n"))]
 
 
-def shown_ca(paths: Sequence[str], ca_pem: str) -> str:
-    digest = hashlib.sha256(ca_pem.encode()).hexdigest()[:16]
-    return f"write {' and '.join(paths)} (0644): the cluster registry's CA (PEM sha256 {digest}...)"
+def shown_ca(paths: Sequence[str]) -> str:
+    """A dry-run's view of the CA's writes (the PEM is kept in the cluster's state)."""
+    return f"write {' and '.join(paths)} (0644): the cluster registry's CA"

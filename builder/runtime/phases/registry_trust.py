@@ -180,7 +180,7 @@ class RegistryTrust(Phase):
             description=f"the registry's CA for containerd and docker ({cluster.registry.endpoint})",
             command=" && ".join(write_file_command(p, ca_pem, 0o644) for p in paths),
             journal=False,
-            shown=(shown_ca(paths, ca_pem),),
+            shown=(shown_ca(paths),),
         )
 
     @staticmethod
