@@ -25,10 +25,17 @@ literal program path, shell-like quoting, "\\" continuations, variables expanded
 systemd.service(5) "Command lines" says: see `expand_argv`; of the prefixes only "-", which
 ignores a failure, a missing executable too), Environment, EnvironmentFile ("-" optional, %N =
 unit name), KillMode (process, or the whole process group), TimeoutStartSec, TimeoutStopSec,
-WorkingDirectory. The service gets systemd's clean environment (PATH only, plus its
-Environment/EnvironmentFile and NOTIFY_SOCKET), never the caller's. Other keys (Restart,
-Delegate, LimitNOFILE...) are read and ignored: a crashed service stays down, which a test then
-sees.
+WorkingDirectory, Restart and RestartSec. The service gets systemd's clean environment (PATH
+only, plus its Environment/EnvironmentFile and NOTIFY_SOCKET), never the caller's. Other keys
+(Delegate, LimitNOFILE...) are read and ignored.
+
+Restart= as systemd.service(5)'s table says: `no` (the default: a crashed service stays down),
+`always`, `on-success`, `on-failure` (an exit code other than 0, or a signal other than the clean
+SIGHUP, SIGINT, SIGTERM, SIGPIPE), `on-abnormal` and `on-abort` (an unclean signal; there are no
+timeouts or watchdogs here); the main process started again after RestartSec (default 100ms),
+the unit "activating" meanwhile. `stop` (and `restart`'s stop) never causes a restart. More than
+5 starts within 10 s (systemd's default StartLimitBurst/StartLimitIntervalSec) and the unit
+fails instead, as systemd's start-limit-hit.
 
 ExecStart runs detached (its own session) under a small supervisor process that records the
 main pid and, when it ends, its exit status (so `is-active` can say "failed"). Type=notify
@@ -334,6 +341,8 @@ def state_of(name: str) -> str:
     record = _record(name).read()
     if _alive(record):
         return "active"
+    if record.get("restarting"):
+        return "activating"  # systemd: "activating (auto-restart)" while RestartSec runs
     if record.get("result") == "failed":
         return "failed"
     return "inactive"
@@ -353,34 +362,127 @@ def _exec_failed(out: Any, argv: list[str], err: OSError, ignore: bool) -> int:
     return status
 
 
-def _supervise(name: str, argv: list[str], env: dict[str, str], cwd: str, log: Path, *, ignore: bool) -> None:
+RESTART_POLICIES = ("no", "always", "on-success", "on-failure", "on-abnormal", "on-abort", "on-watchdog")
+START_LIMIT_BURST = 5  # systemd's DefaultStartLimitBurst and DefaultStartLimitIntervalSec
+START_LIMIT_INTERVAL_S = 10.0
+_CLEAN_SIGNALS = (signal.SIGHUP, signal.SIGINT, signal.SIGTERM, signal.SIGPIPE)
+
+
+def should_restart(policy: str, status: int) -> bool:
+    """systemd.service(5)'s Restart= table for a main process that ended with `status` (a
+    Popen returncode: negative for the signal that killed it), not stopped by systemctl."""
+    clean = status == 0 or (status < 0 and -status in _CLEAN_SIGNALS)
+    unclean_signal = status < 0 and not clean
+    return {
+        "always": True,
+        "on-success": clean,
+        "on-failure": not clean,
+        "on-abnormal": unclean_signal,
+        "on-abort": unclean_signal,
+    }.get(policy, False)
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    policy: str = "no"
+    delay_s: float = 0.1
+
+
+def _restart_policy(unit: Unit) -> RestartPolicy:
+    policy = unit.value("Service", "Restart", "no").strip()
+    if policy not in RESTART_POLICIES:
+        core.die(f"{unit.path}: Restart={policy}: not one of {', '.join(RESTART_POLICIES)}")
+    text = unit.value("Service", "RestartSec", "100ms").strip().lower()
+    units = (("ms", 0.001), ("min", 60.0), ("sec", 1.0), ("s", 1.0), ("m", 60.0), ("", 1.0))
+    for suffix, factor in units:
+        number = text[: len(text) - len(suffix)].strip() if text.endswith(suffix) else None
+        if number is not None and number.replace(".", "", 1).isdigit():
+            return RestartPolicy(policy, min(float(number) * factor, START_CAP_S))
+    core.die(f"{unit.path}: RestartSec={text}: not a time span")
+
+
+def _supervise(
+    name: str,
+    argv: list[str],
+    env: dict[str, str],
+    cwd: str,
+    log: Path,
+    *,
+    ignore: bool,
+    restart: RestartPolicy,
+) -> None:
     """In the forked supervisor: run the service, record its pid, then its exit status (with
-    `ignore`, the "-" prefix, a failure is recorded but the unit does not become failed)."""
+    `ignore`, the "-" prefix, a failure is recorded but the unit does not become failed), and
+    start it again as `restart` says unless it was stopped (module docstring)."""
     os.setsid()
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
-    status = 0
+    starts: list[float] = []
     try:
         with open(log, "ab") as out:
-            try:
-                proc = subprocess.Popen(
-                    argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                    start_new_session=True,
-                )  # fmt: skip
-            except OSError as err:
-                status = _exec_failed(out, argv, err, ignore)
+            for _ in range(1_000_000):  # bounded by the start limit long before this
+                starts.append(time.monotonic())
+                try:
+                    proc = subprocess.Popen(
+                        argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                        start_new_session=True,
+                    )  # fmt: skip
+                except OSError as err:
+                    status = _exec_failed(out, argv, err, ignore)
+                    with _record(name).edit() as rec:
+                        rec.update(
+                            pid=None,
+                            result=None if ignore else "failed",
+                            exit_status=status,
+                            restarting=False,
+                        )
+                    return
                 with _record(name).edit() as rec:
-                    rec.update(pid=None, result=None if ignore else "failed", exit_status=status)
-                return
-            with _record(name).edit() as rec:
-                rec.update(pid=proc.pid, start_time=_start_time(proc.pid), exit_status=None, result=None)
-            status = proc.wait()
-        with _record(name).edit() as rec:
-            if rec.get("pid") == proc.pid:
-                stopping = rec.get("stopping", False)
-                ok = ignore or status == 0 or (stopping and status in (-signal.SIGTERM, -signal.SIGKILL, 143))
-                rec.update(pid=None, exit_status=status, result=None if ok else "failed", stopping=False)
+                    stopped = rec.get("stopping", False)  # a stop came while RestartSec ran
+                    rec.update(
+                        pid=proc.pid,
+                        start_time=_start_time(proc.pid),
+                        exit_status=None,
+                        result=None,
+                        restarting=False,
+                    )
+                if stopped:
+                    proc.terminate()
+                status = proc.wait()
+                with _record(name).edit() as rec:
+                    if rec.get("pid") != proc.pid:
+                        return
+                    stopping = rec.get("stopping", False)
+                    ok = (
+                        ignore
+                        or status == 0
+                        or (stopping and status in (-signal.SIGTERM, -signal.SIGKILL, 143))
+                    )
+                    again = not stopping and should_restart(restart.policy, status)
+                    recent = [t for t in starts if time.monotonic() - t < START_LIMIT_INTERVAL_S]
+                    if again and len(recent) >= START_LIMIT_BURST:
+                        again, ok = False, False  # start-limit-hit
+                    rec.update(
+                        pid=None,
+                        exit_status=status,
+                        result=None if ok or again else "failed",
+                        stopping=False,
+                        restarting=again,
+                    )
+                if not again:
+                    return
+                out.write(
+                    f"{name}: main process exited ({status}), scheduled restart (Restart={restart.policy})\n".encode()
+                )
+                out.flush()
+                deadline = time.monotonic() + restart.delay_s
+                while time.monotonic() < deadline and not _record(name).read().get("stopping"):
+                    time.sleep(0.02)
+                with _record(name).edit() as rec:
+                    if rec.get("stopping") or not rec.get("restarting"):
+                        rec.update(stopping=False, restarting=False)
+                        return
     finally:
         os._exit(0)
 
@@ -390,7 +492,7 @@ def start(name: str) -> int:
     if unit is None:
         print(f"Failed to start {name}: Unit {name} not found.", file=sys.stderr)
         return _NOT_FOUND
-    if state_of(name) == "active":
+    if state_of(name) in ("active", "activating"):
         return 0
     run = run_dir()
     run.mkdir(parents=True, exist_ok=True)
@@ -430,7 +532,9 @@ def start(name: str) -> int:
     if child == 0:
         if notify is not None:
             notify.close()
-        _supervise(name, main_cmds[0][1], env, cwd, log, ignore=main_cmds[0][0])
+        _supervise(
+            name, main_cmds[0][1], env, cwd, log, ignore=main_cmds[0][0], restart=_restart_policy(unit)
+        )
     # the supervisor outlives this process (adopted and reaped by init), as the service does
     deadline = time.monotonic() + _timeout(unit, "TimeoutStartSec", START_CAP_S)
     try:
@@ -481,6 +585,15 @@ def stop(name: str) -> int:
         print(f"Failed to stop {name}: Unit {name} not loaded.", file=sys.stderr)
         return _NOT_FOUND
     if not _alive(record):
+        with _record(name).edit() as rec:
+            pending = bool(rec.get("restarting"))
+            if pending:  # between a crash and its restart: the supervisor gives up the restart
+                rec["stopping"] = True
+        end = time.monotonic() + STOP_CAP_S
+        while pending and _record(name).read().get("restarting") and time.monotonic() < end:
+            time.sleep(0.02)
+        if pending and _alive(_record(name).read()):
+            return stop(name)  # it had started again just before: stop that one
         return 0
     pid = int(record["pid"])
     with _record(name).edit() as rec:
