@@ -61,15 +61,21 @@ class StackCheck:
 
 
 # Small rootfs files the controller reads when it plans a run (the runtime plugins' config
-# defaults, Metadata, init-registry.sh, the audit policy): kept by the one pass that checks the
-# stack, so planning never unpacks a layer to find them.
+# defaults, Metadata, init-registry.sh, the audit policy; and the hooks, `is_plugin_path`): kept
+# by the one pass that checks the stack, so planning never unpacks a layer to find them.
 KEPT_FILES = frozenset(
     {"Metadata", "etc/kubeadm.yaml", "etc/k0s.yaml", "scripts/init-registry.sh", "statics/audit-policy.yml"}
 )
 
 
 def _kept(path: str) -> bool:
-    return path in KEPT_FILES or is_template_path(path)
+    return path in KEPT_FILES or is_template_path(path) or is_plugin_path(path)
+
+
+def is_plugin_path(path: str) -> bool:
+    """An image's hook file sealer reads: `plugins/*.yaml` (or .yml), directly in plugins/."""
+    top, sep, name = path.partition("/")
+    return top == "plugins" and bool(sep) and "/" not in name and name.endswith((".yaml", ".yml"))
 
 
 def is_template_path(path: str) -> bool:

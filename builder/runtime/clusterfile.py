@@ -6,8 +6,9 @@ Field names follow sealer's Go types (types/api/v2/cluster_types.go, types/api/v
 {ips, roles, ssh, env, labels, taints}, `spec.hostAliases[]` {ip, hostnames}, `spec.registry`
 {localRegistry | externalRegistry} (clusterfile_registry.py). This
 implementation adds `ssh.{useAgent, knownHosts, verifyHostKeys, proxyJump, connectTimeout}`
-and `hosts[].local`. Other documents of the file (kubeadm, k3s, k0s, Plugin, Config, ...) are
-kept verbatim in `Cluster.documents`.
+and `hosts[].local`. The file's other documents are kept verbatim in `Cluster.documents` when
+they are ones this implementation reads (RUNTIME_DOCUMENT_KINDS, and Plugin, checked by
+clusterfile_plugins.py); any other kind is refused at its line.
 
 The Cluster document is read from the YAML node tree, strictly: an unknown or repeated field is
 an error, and every error reads `FILE:LINE: FIELD.PATH: what is wrong`, with a hint.
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import fields, replace
 from functools import partial
 from typing import Any, NoReturn, TypeVar
@@ -47,14 +48,27 @@ from builder.runtime.cluster import (
     parse_ip,
     parse_ip_list,
 )
+from builder.runtime.clusterfile_plugins import is_plugin, read_plugin
 from builder.runtime.clusterfile_registry import dump_registry, read_registry
 from builder.runtime.env import check_env_name, join_env_entries, parse_env_entry
+from builder.runtime.hooks import ShellHook
 
 _T = TypeVar("_T")
 
 API_VERSION = "sealer.io/v2"
 # sealer.cloud/v2 is what sealer wrote before the sealerio move (sealerio/basefs etc/Clusterfile).
 _API_VERSIONS = frozenset({API_VERSION, "sealer.cloud/v2"})
+# The other documents a Clusterfile may hold, by API group: the runtimes' own configuration,
+# which the runtime plugins merge (kubeadm's, the kubelet's, kube-proxy's, k0s's), and Plugin.
+RUNTIME_DOCUMENT_KINDS = {
+    "kubeadm.k8s.io": ("InitConfiguration", "ClusterConfiguration", "JoinConfiguration"),
+    "kubelet.config.k8s.io": ("KubeletConfiguration",),
+    "kubeproxy.config.k8s.io": ("KubeProxyConfiguration",),
+    "k0s.k0sproject.io": ("ClusterConfig",),
+}
+SUPPORTED_DOCUMENTS = "one Cluster (sealer.io/v2), Plugin (sealer.io/v1) and " + ", ".join(
+    f"{'/'.join(kinds)} ({group}/*)" for group, kinds in RUNTIME_DOCUMENT_KINDS.items()
+)
 
 _TOP_FIELDS = ("apiVersion", "kind", "metadata", "spec", "status")
 # creationTimestamp: Go's ObjectMeta marshals it (as null) into every Clusterfile sealer writes.
@@ -101,6 +115,12 @@ _FLOAT = "tag:yaml.org,2002:float"
 # --- reading -----------------------------------------------------------------------------------
 
 
+def is_runtime_document(doc: Mapping[str, object]) -> bool:
+    """A document of a runtime's own configuration (RUNTIME_DOCUMENT_KINDS)."""
+    group = str(doc.get("apiVersion", "")).partition("/")[0]
+    return doc.get("kind") in RUNTIME_DOCUMENT_KINDS.get(group, ())
+
+
 def load_clusterfile(path: str | os.PathLike[str]) -> Cluster:
     """Read and check the Clusterfile at `path`; ClusterfileError names file, line and field.
     At most MAX_CLUSTERFILE_BYTES are read."""
@@ -129,6 +149,12 @@ def parse_clusterfile(text: str, *, path: str = "Clusterfile") -> Cluster:
     return _Reader(path).read(text)
 
 
+def parse_plugin_file(text: str, *, path: str) -> tuple[ShellHook, ...]:
+    """The Plugin documents of an image's `plugins/*.yaml` file (`path`, in messages), checked
+    as strictly as a Clusterfile's; a document of another kind is an error at its line."""
+    return _Reader(path).plugins(text)
+
+
 def _too_large(path: str) -> ClusterfileError:
     return ClusterfileError(
         f"{path}: larger than {MAX_CLUSTERFILE_BYTES >> 20} MiB, the most a Clusterfile may be",
@@ -149,27 +175,20 @@ class _Reader:
 
     # -- documents --
 
-    def read(self, text: str) -> Cluster:
+    def nodes(
+        self, text: str, *, raw: Callable[[yaml.Node], bool] = lambda _: False
+    ) -> Iterator[tuple[int, yaml.Node, object]]:
+        """Each document's number (from 1), node and data (None for an empty document, and
+        for a node `raw` keeps unconstructed, which the caller reads from the node tree); YAML
+        errors become a ClusterfileError at their line."""
         loader = BoundedLoader(text, path=self.path)
-        cluster_node: yaml.MappingNode | None = None
-        documents: list[Mapping[str, object]] = []
         try:
             number = 0
             while loader.check_node():
                 node = loader.get_node()
                 number += 1
-                if node is None:
-                    continue
-                if self._is_cluster(node):
-                    if cluster_node is not None:
-                        self.fail(node, f"document {number}", "a second kind: Cluster document")
-                    assert isinstance(node, yaml.MappingNode)
-                    cluster_node = node
-                    continue
-                data = loader.construct_document(node)
-                if data is None:
-                    continue
-                documents.append(self._document(node, data, number))
+                if node is not None:
+                    yield number, node, None if raw(node) else loader.construct_document(node)
         except yaml.MarkedYAMLError as err:
             mark = err.problem_mark or err.context_mark
             line = mark.line + 1 if mark is not None else 1
@@ -182,6 +201,18 @@ class _Reader:
             raise ClusterfileError(f"{self.path}: invalid YAML: {err}", path=self.path) from None
         finally:
             loader.dispose()
+
+    def read(self, text: str) -> Cluster:
+        cluster_node: yaml.MappingNode | None = None
+        documents: list[Mapping[str, object]] = []
+        for number, node, data in self.nodes(text, raw=self._is_cluster):
+            if self._is_cluster(node):
+                if cluster_node is not None:
+                    self.fail(node, f"document {number}", "a second kind: Cluster document")
+                assert isinstance(node, yaml.MappingNode)
+                cluster_node = node
+            elif data is not None:
+                documents.append(self._document(node, data, number))
         if cluster_node is None:
             self.fail(
                 None,
@@ -190,6 +221,19 @@ class _Reader:
                 hint=f"the file needs a document with apiVersion: {API_VERSION} and kind: Cluster",
             )
         return self._cluster(cluster_node, tuple(documents))
+
+    def plugins(self, text: str) -> tuple[ShellHook, ...]:
+        hooks: list[ShellHook] = []
+        for number, node, data in self.nodes(text):
+            if data is None:
+                continue
+            where = f"document {number}"
+            if not isinstance(data, dict) or not is_plugin(data):
+                self.fail(
+                    node, where, "expected a kind: Plugin document", hint="plugins/*.yaml hold Plugins only"
+                )
+            hooks.append(read_plugin(self, node, where, f"{self.path}:{node.start_mark.line + 1}"))
+        return tuple(hooks)
 
     def _is_cluster(self, node: yaml.Node) -> bool:
         if not isinstance(node, yaml.MappingNode):
@@ -208,6 +252,15 @@ class _Reader:
                 self.fail(
                     node, where, f"missing {key}", hint="every document of a Clusterfile names its kind"
                 )
+        if is_plugin(data):
+            read_plugin(self, node, where, f"{self.path}:{node.start_mark.line + 1}")
+        elif not is_runtime_document(data):
+            self.fail(
+                node,
+                "",
+                f"kind {data['kind']} (apiVersion {data['apiVersion']}) is not supported",
+                hint=f"a Clusterfile holds {SUPPORTED_DOCUMENTS}",
+            )
         return data
 
     # -- the Cluster document --

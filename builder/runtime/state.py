@@ -33,6 +33,7 @@ from builder.errors import ClusterError
 from builder.image.digest import Digest
 from builder.runtime.cluster import Cluster, check_cluster_name
 from builder.runtime.clusterfile import dump_clusterfile, load_clusterfile
+from builder.runtime.hooks import ShellHook
 
 STATE_HOME_ENV = "SEALER_STATE_HOME"
 JOURNAL_VERSION = 1
@@ -95,6 +96,7 @@ class SavedMeta:
     previous_image: str = ""  # during an upgrade: the image the cluster ran before it
     apps: tuple[AppRecord, ...] = ()  # in the order first run; absent in older state.json
     cert_sans: tuple[str, ...] = ()  # API server SANs added by `sealer cert`, in the order given
+    image_hooks: tuple[ShellHook, ...] = ()  # the image's plugins/*.yaml, for delete once the image is gone
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -103,6 +105,7 @@ class SavedMeta:
         out["image_env"] = dict(self.image_env)
         out["apps"] = [a.to_json() for a in self.apps]
         out["cert_sans"] = list(self.cert_sans)
+        out["image_hooks"] = [h.to_json() for h in self.image_hooks]
         return out
 
     @classmethod
@@ -120,6 +123,7 @@ class SavedMeta:
             previous_image=str(obj.get("previous_image", "")),
             apps=tuple(AppRecord.from_json(a) for a in obj.get("apps") or ()),
             cert_sans=tuple(str(s) for s in obj.get("cert_sans") or ()),
+            image_hooks=tuple(ShellHook.from_json(h) for h in obj.get("image_hooks") or ()),
         )
 
 

@@ -188,6 +188,7 @@ async def install_hosts(job: InstallJob, settings: Settings, cs: ClusterState) -
             cs.save_kubeconfig(runner.outputs[KUBECONFIG_OUTPUT])
             message += f"; kubeconfig: {cs.kubeconfig_path}"
         cs.save(cluster, replace(meta, complete=True))
+            image_hooks=info.hooks,
     finally:
         await driver.close()
     return Outcome(cluster, message, hosts=host_summaries(cluster, runner, job.targets))

@@ -25,11 +25,13 @@ from builder.image.descriptor import Platform
 from builder.image.extension import ImageExtension
 from builder.image.metadata import METADATA_FILE, RootfsMetadata
 from builder.runtime import delivery
-from builder.runtime._stackcheck import KEPT_FILES, TEMPLATE_SUFFIX
+from builder.runtime._stackcheck import KEPT_FILES, TEMPLATE_SUFFIX, is_plugin_path
 from builder.runtime.actions.runners import deliver_fn, make_runner
 from builder.runtime.actions.settings import Outcome, Settings, require_store
 from builder.runtime.cluster import Cluster
+from builder.runtime.clusterfile import parse_plugin_file
 from builder.runtime.facts import Facts
+from builder.runtime.hooks import ShellHook
 from builder.runtime.infra.base import InfraDriver
 from builder.runtime.phases import Check, ImageInfo, PlanState
 from builder.runtime.phases.scripts import INIT_REGISTRY_SCRIPT
@@ -79,7 +81,17 @@ def with_plugin(
             data = image.templates.get(path + TEMPLATE_SUFFIX)
         if data is not None:
             files[path] = data.decode("utf-8", errors="replace")
-    return replace(info, files=files), plugin
+    return replace(info, files=files, hooks=image_hooks(image)), plugin
+
+
+def image_hooks(image: delivery.DeliveryImage) -> tuple[ShellHook, ...]:
+    """The Plugin documents of the image's plugins/*.yaml, files in name order (sealer reads
+    the directory so); an error names the file and line in the image."""
+    hooks: list[ShellHook] = []
+    for path in sorted(p for p in image.files if is_plugin_path(p)):
+        text = image.files[path].decode("utf-8", errors="replace")
+        hooks += parse_plugin_file(text, path=f"{image.name}: {path}")
+    return tuple(hooks)
 
 
 def load_image(store: Store, name: str, platform: Platform) -> tuple[ImageInfo, delivery.DeliveryImage]:

@@ -35,6 +35,7 @@ def _saved_image(saved: Cluster, meta: SavedMeta) -> ImageInfo:
         digest=meta.digest,
         platform=Platform.parse(meta.platform) if meta.platform else Platform.host(),
         env=dict(meta.image_env),
+        hooks=meta.image_hooks,
     )
 
 

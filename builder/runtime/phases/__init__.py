@@ -8,6 +8,12 @@ actions run:
                                      clean-scripts -> remove-rootfs
     upgrade (every host):            check -> deliver -> host-scripts -> registry-trust -> upgrade -> kubeconfig
 
+Around them run the hook phases (shell_hooks.py: sealer's Plugin documents; a phase without hooks
+plans nothing): pre-install|pre-scaleup and pre-init-host after deliver, post-init-host and
+post-install|post-scaleup before node-config; upgrade and upgrade-host before upgrade;
+pre-uninstall and pre-clean-host first on removal, post-clean-host and post-uninstall before
+remove-rootfs.
+
 The last phase of a run, saving the cluster under ~/.sealer/<cluster>/, is the action's own
 (no host takes part).
 """
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from builder.runtime import hooks
 from builder.runtime.cluster import Cluster
 from builder.runtime.delivery import DEFAULT_ROOT
 from builder.runtime.facts import Facts
@@ -24,6 +31,7 @@ from builder.runtime.phases.base import ImageInfo, Phase, PlanState, Step
 from builder.runtime.phases.check import Check
 from builder.runtime.phases.clean_scripts import CleanScripts
 from builder.runtime.phases.deliver import Deliver
+from builder.runtime.phases.shell_hooks import hook_phase
 from builder.runtime.phases.join_masters import JoinMasters
 from builder.runtime.phases.join_nodes import JoinNodes
 from builder.runtime.phases.kubeconfig import Kubeconfig
@@ -50,6 +58,9 @@ def install_phases() -> tuple[Phase, ...]:
     """After check: what a host goes through to join the cluster, in order."""
     return (
         Deliver(),
+        hook_phase(hooks.PRE_INSTALL),
+        hook_phase(hooks.PRE_SCALEUP),
+        hook_phase(hooks.PRE_INIT_HOST),
         HostScripts(),
         RegistryTrust(),
         RuntimePreflight(),
@@ -57,6 +68,9 @@ def install_phases() -> tuple[Phase, ...]:
         JoinMasters(),
         ApiEndpoint(),
         JoinNodes(),
+        hook_phase(hooks.POST_INIT_HOST),
+        hook_phase(hooks.POST_INSTALL),
+        hook_phase(hooks.POST_SCALEUP),
         NodeConfig(),
         Kubeconfig(),
         Launch(),
@@ -65,11 +79,30 @@ def install_phases() -> tuple[Phase, ...]:
 
 def upgrade_phases() -> tuple[Phase, ...]:
     """After check: every host moves to the new image (delivered first, so commands read it)."""
-    return (Deliver(), HostScripts(), RegistryTrust(), Upgrade(), Kubeconfig())
+    return (
+        Deliver(),
+        HostScripts(),
+        RegistryTrust(),
+        hook_phase(hooks.UPGRADE),
+        hook_phase(hooks.UPGRADE_HOST),
+        Upgrade(),
+        Kubeconfig(),
+    )
 
 
 def removal_phases() -> tuple[Phase, ...]:
-    return (ApiEndpointLeave(), RuntimeLeave(), RuntimeReset(), RegistryUntrust(), CleanScripts(), RemoveRootfs())
+    return (
+        hook_phase(hooks.PRE_UNINSTALL),
+        hook_phase(hooks.PRE_CLEAN_HOST),
+        ApiEndpointLeave(),
+        RuntimeLeave(),
+        RuntimeReset(),
+        RegistryUntrust(),
+        CleanScripts(),
+        hook_phase(hooks.POST_CLEAN_HOST),
+        hook_phase(hooks.POST_UNINSTALL),
+        RemoveRootfs(),
+    )
 
 
 __all__ = [

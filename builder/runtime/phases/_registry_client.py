@@ -3,7 +3,7 @@ hosts.toml mirrors, k3s's registries.yaml, k0s's containerd drop-in, the kubelet
 and `write_file_command`, the shell that puts one on a host atomically.
 
 Who reads what:
-- containerd (kubernetes, k0s, `none`, plain `ctr --hosts-dir`) reads
+- containerd (kubernetes, k0s, plain `ctr --hosts-dir`) reads
   /etc/containerd/certs.d/<registry>/hosts.toml on every pull (containerd's docs/hosts.md), so a
   rewrite needs no restart. Each mirrored registry lists every registry host by address, its own
   first on a registry host: containerd tries the hosts in order and falls back to the next one

@@ -23,6 +23,7 @@ from builder.runtime.cluster import Cluster, HostSpec
 from builder.runtime.delivery import DEFAULT_ROOT, rootfs_path
 from builder.runtime.env import merge_env, reserved_env
 from builder.runtime.facts import Facts
+from builder.runtime.hooks import ShellHook
 from builder.runtime.plugins.base import HostContext, RuntimePlugin
 from builder.runtime.registry_pki import RegistryMaterial
 
@@ -84,6 +85,7 @@ class ImageInfo:
     compressed_bytes: int = 0
     layer_count: int = 0
     files: Mapping[str, str] = field(default_factory=dict)  # rootfs files the plans read, by path
+    hooks: tuple[ShellHook, ...] = ()  # the image's plugins/*.yaml (Plugin documents), in file order
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,8 @@ longer one when it leaves. The service itself (unit, certificate, storage) is
 registry_service.py's; the files written here are _registry_client.py's.
 
 registry-trust runs after registry-service, before the cluster runtime starts (k3s reads
-registries.yaml only at start), on each host in scope:
+registries.yaml only at start), on each host in scope (not for the `none` runtime, which has no
+container runtime to pull with):
 
     /etc/hosts      a tagged block: the registry's domain -> the host itself on a registry host,
                     else the first registry host (external registry: none, DNS names it)
@@ -52,7 +53,9 @@ from builder.runtime.phases._registry_client import (
 from builder.runtime.phases.base import Phase, PlanState, Step, ordered_for_removal
 
 BLOCK = "registry"  # the /etc/hosts block's name
-# Where each runtime's kubelet looks for config.json (its --root-dir); `none` has no kubelet.
+# The `none` runtime has no container runtime to pull with, and no registry service either.
+NO_RUNTIME = "none"
+# Where each runtime's kubelet looks for config.json (its --root-dir).
 KUBELET_CONFIG = {
     "kubernetes": "/var/lib/kubelet/config.json",
     "k3s": "/var/lib/kubelet/config.json",
@@ -141,6 +144,8 @@ class RegistryTrust(Phase):
     title: ClassVar[str] = "Trust and mirror the cluster registry"
 
     def plan(self, cluster: Cluster, facts: Facts, state: PlanState) -> list[Step]:
+        if state.plugin.name == NO_RUNTIME:
+            return []
         spec = cluster.registry
         local = not spec.external
         tls_local = local and not spec.insecure
@@ -250,6 +255,8 @@ class RegistryUntrust(Phase):
     title: ClassVar[str] = "Remove the cluster registry's trust and mirrors"
 
     def plan(self, cluster: Cluster, facts: Facts, state: PlanState) -> list[Step]:
+        if state.plugin.name == NO_RUNTIME:
+            return []
         leaving = [h.ip for h in state.target_hosts(cluster)]
         steps = [
             Step(

@@ -17,9 +17,11 @@ the domain and the registry hosts' addresses, htpasswd (bcrypt) auth, storage = 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import datetime
 import ipaddress
+import json
 import os
 import shutil
 import signal
@@ -107,7 +109,9 @@ class Lab:
     def apply(self, phase: Phase, cluster: Cluster, targets: Sequence[str] | None = None) -> None:
         """Run `phase`'s plan over SSH, as the runner runs it (each step's env exported)."""
         image = ImageInfo(name="demo:v1", digest=None, platform=Platform.host())
-        state = PlanState(image, get_plugin("none"), tuple(targets or cluster.ips), registry=self.material)
+        state = PlanState(
+            image, get_plugin("kubernetes"), tuple(targets or cluster.ips), registry=self.material
+        )
         steps = phase.plan(cluster, Facts(), state)
 
         async def run() -> None:
@@ -199,6 +203,10 @@ def test_a_node_pulls_a_bundled_image_over_tls_with_credentials(lab: Lab) -> Non
     node = lab.node
     assert node.run("getent hosts sea.hub").stdout.split() == [lab.hosts[0].address, "sea.hub"]
     assert oct(node.path("/etc/containerd/certs.d/docker.io/hosts.toml").stat().st_mode & 0o777) == "0o600"
+    kubelet = node.path("/var/lib/kubelet/config.json")
+    assert kubelet.stat().st_mode & 0o777 == 0o600
+    auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    assert json.loads(kubelet.read_text()) == {"auths": {"sea.hub:5000": {"auth": auth}}}
     with serving(lab.hosts[0], tls=True, auth=True):
         out = node.run(f"{PULL} sea.hub:5000/{IMAGE} 2>&1", check=False)
         assert out.returncode == 0, out.stdout
