@@ -172,6 +172,7 @@ async def install_hosts(job: InstallJob, settings: Settings, cs: ClusterState) -
             runtime=state.plugin.name,
             cli_env=dict(job.cli_env),
             image_env=dict(info.env),
+            image_hooks=info.hooks,
             complete=False,
             kube_version=info.kube_version or "",
             previous_image=_previous_image(job, cs),
@@ -188,7 +189,6 @@ async def install_hosts(job: InstallJob, settings: Settings, cs: ClusterState) -
             cs.save_kubeconfig(runner.outputs[KUBECONFIG_OUTPUT])
             message += f"; kubeconfig: {cs.kubeconfig_path}"
         cs.save(cluster, replace(meta, complete=True))
-            image_hooks=info.hooks,
     finally:
         await driver.close()
     return Outcome(cluster, message, hosts=host_summaries(cluster, runner, job.targets))
