@@ -40,6 +40,8 @@ from typing import Any, overload
 
 import pytest
 
+from tests.standins import install_systemctl
+
 SUBNET = "10.250.0.0/24"
 STATE_DIR = Path("/run/sealer-test-hosts")
 SLOT_COUNT = 7
@@ -612,6 +614,9 @@ class HostLab:
             self._start_holders(made)
             for host in made:
                 host.start_sshd()
+                # systemd's systemctl, as every machine sealer runs on has it (the cluster
+                # registry is a unit on each master); the stand-in, since no systemd runs here
+                install_systemctl(host)
         except BaseException:
             self.remove_hosts(made)
             raise

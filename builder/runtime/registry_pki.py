@@ -98,8 +98,9 @@ def load_or_make(
     if spec.external:
         return None
     now = now or datetime.datetime.now(datetime.UTC)
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # as ClusterState makes it
     directory = state_dir / STATE_DIR
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700, exist_ok=True)
     htpasswd, htpasswd_changed = _htpasswd(directory, spec.username, spec.password)
     if spec.insecure:
         return RegistryMaterial("", "", "", htpasswd, changed=htpasswd_changed)

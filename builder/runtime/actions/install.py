@@ -12,7 +12,7 @@ from pathlib import Path
 from builder.errors import ClusterError
 from builder.image.descriptor import Platform
 from builder.image.digest import Digest
-from builder.runtime import delivery
+from builder.runtime import delivery, registry_pki
 from builder.runtime.actions.prepare import (
     Decide,
     Decision,
@@ -105,8 +105,24 @@ def _plugin_for(
     return info, plugin
 
 
-def _state(job: InstallJob, info: ImageInfo, plugin: RuntimePlugin, settings: Settings) -> PlanState:
-    return PlanState(info, plugin, job.targets, job.cli_env, settings.root, upgrade_batch=job.upgrade_batch)
+def _state(
+    job: InstallJob, info: ImageInfo, plugin: RuntimePlugin, settings: Settings, *, dry_run: bool = False
+) -> PlanState:
+    """The plan state; with the registry's material made or renewed in the cluster's state
+    (before any host changes), or, for a dry-run, its placeholders (nothing written)."""
+    if dry_run:
+        material = registry_pki.planned(job.cluster)
+    else:
+        material = registry_pki.load_or_make(ClusterState(job.cluster.name, settings.home).dir, job.cluster)
+    return PlanState(
+        info,
+        plugin,
+        job.targets,
+        job.cli_env,
+        settings.root,
+        upgrade_batch=job.upgrade_batch,
+        registry=material,
+    )
 
 
 def _decide(job: InstallJob, settings: Settings) -> Decide:
@@ -136,7 +152,7 @@ def dry_run_install(job: InstallJob, settings: Settings, title: str) -> Outcome:
     platform, info, dimg = assume(settings, job.image, Platform.host())
     info, plugin = _plugin_for(job, store, info, dimg)
     facts = Facts.assume(job.targets, platform)
-    state = with_delivery_shown(_state(job, info, plugin, settings), job.cluster, dimg, settings)
+    state = with_delivery_shown(_state(job, info, plugin, settings, dry_run=True), job.cluster, dimg, settings)
     plans = plan_all((Check(), *job.phases), job.cluster, facts, state)
     cs = ClusterState(job.cluster.name, settings.home)
     kubeconfig = any(kubeconfig_steps(steps) for _, steps in plans)

@@ -1,12 +1,12 @@
 """The orchestrator's phases, one module each (STYLE.md section 3), and the sequences the
 actions run:
 
-    run / join / apply (new hosts):  check -> deliver -> host-scripts -> registry-trust -> runtime-preflight ->
+    run / join / apply (new hosts):  check -> deliver -> host-scripts -> registry-service -> registry-trust -> runtime-preflight ->
                                      runtime-init -> join-masters -> join-nodes -> node-config ->
                                      kubeconfig -> launch
-    delete / apply (removed hosts):  runtime-leave | runtime-reset -> registry-untrust ->
+    delete / apply (removed hosts):  runtime-leave | runtime-reset -> registry-untrust -> registry-remove ->
                                      clean-scripts -> remove-rootfs
-    upgrade (every host):            check -> deliver -> host-scripts -> registry-trust -> upgrade -> kubeconfig
+    upgrade (every host):            check -> deliver -> host-scripts -> registry-service -> registry-trust -> upgrade -> kubeconfig
 
 Around them run the hook phases (shell_hooks.py: sealer's Plugin documents; a phase without hooks
 plans nothing): pre-install|pre-scaleup and pre-init-host after deliver, post-init-host and
@@ -36,6 +36,8 @@ from builder.runtime.phases.join_nodes import JoinNodes
 from builder.runtime.phases.kubeconfig import Kubeconfig
 from builder.runtime.phases.launch import Launch
 from builder.runtime.phases.node_config import NodeConfig
+from builder.runtime.phases.registry_remove import RemoveRegistry
+from builder.runtime.phases.registry_service import RegistryService
 from builder.runtime.phases.registry_trust import RegistryTrust, RegistryUntrust
 from builder.runtime.phases.remove_rootfs import RemoveRootfs
 from builder.runtime.phases.runtime_init import RuntimeInit
@@ -61,6 +63,7 @@ def install_phases() -> tuple[Phase, ...]:
         hook_phase(hooks.PRE_SCALEUP),
         hook_phase(hooks.PRE_INIT_HOST),
         HostScripts(),
+        RegistryService(),
         RegistryTrust(),
         RuntimePreflight(),
         RuntimeInit(),
@@ -80,6 +83,7 @@ def upgrade_phases() -> tuple[Phase, ...]:
     return (
         Deliver(),
         HostScripts(),
+        RegistryService(),
         RegistryTrust(),
         hook_phase(hooks.UPGRADE),
         hook_phase(hooks.UPGRADE_HOST),
@@ -95,6 +99,7 @@ def removal_phases() -> tuple[Phase, ...]:
         RuntimeLeave(),
         RuntimeReset(),
         RegistryUntrust(),
+        RemoveRegistry(),
         CleanScripts(),
         hook_phase(hooks.POST_CLEAN_HOST),
         hook_phase(hooks.POST_UNINSTALL),
@@ -114,10 +119,12 @@ __all__ = [
     "Kubeconfig",
     "Launch",
     "NodeConfig",
+    "RegistryService",
     "RegistryTrust",
     "RegistryUntrust",
     "Phase",
     "PlanState",
+    "RemoveRegistry",
     "RemoveRootfs",
     "RuntimeInit",
     "RuntimeLeave",
