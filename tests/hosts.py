@@ -227,20 +227,26 @@ class TestHost:
         """Start the host's sshd (after `kill_sshd`, or the first time) and wait until it accepts."""
         if self.pid_of_sshd is not None:
             return self.pid_of_sshd
-        log = open(self.root_dir / "sshd.log", "ab")  # noqa: SIM115 (handed to the child)
+        proc = self._spawn([SSHD, "-D", "-e", "-f", "/etc/sealer-test/sshd_config"], "sshd.log")
+        self.sshd = (proc.pid, _start_time(proc.pid))
+        self._on_change()
+        self._wait_accepting(proc, wait_s)
+        return proc.pid
+
+    def _spawn(self, argv: list[str], log_name: str) -> subprocess.Popen[bytes]:
+        """Start `argv` inside the host, in a session of its own, output to root_dir/`log_name`;
+        the process is the host's to end (`_procs`)."""
+        log = open(self.root_dir / log_name, "ab")  # noqa: SIM115 (handed to the child)
         with log:
             proc = subprocess.Popen(
-                [*self._nsenter(), SSHD, "-D", "-e", "-f", "/etc/sealer-test/sshd_config"],
+                [*self._nsenter(), *argv],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
                 start_new_session=True,
             )
         self._procs.append(proc)
-        self.sshd = (proc.pid, _start_time(proc.pid))
-        self._on_change()
-        self._wait_accepting(proc, wait_s)
-        return proc.pid
+        return proc
 
     def _wait_accepting(self, proc: subprocess.Popen[bytes] | None, wait_s: float) -> None:
         deadline = time.monotonic() + wait_s
@@ -290,16 +296,7 @@ class TestHost:
         config_path = self.path(CONTAINERD_CONFIG)
         config_path.parent.mkdir(parents=True, exist_ok=True)
         config_path.write_text(config)
-        log = open(self.root_dir / "containerd.log", "ab")  # noqa: SIM115 (handed to the child)
-        with log:
-            proc = subprocess.Popen(
-                [*self._nsenter(), CONTAINERD, "--config", CONTAINERD_CONFIG],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-            )
-        self._procs.append(proc)
+        proc = self._spawn([CONTAINERD, "--config", CONTAINERD_CONFIG], "containerd.log")
         self.containerd = (proc.pid, _start_time(proc.pid))
         self._on_change()
         deadline = time.monotonic() + wait_s
