@@ -2,7 +2,8 @@
 
 An app image has no cluster runtime (FROM scratch + manifests, charts, CMDS/LAUNCH: its
 runtime selection gives `none` and its extension says app-installer, or it has no runtime
-label, Metadata nor KUBEVERSION). Its rootfs goes to master0 only, into its own tree,
+label, Metadata nor KUBEVERSION). Its rootfs goes to master0 (and the other registry hosts when
+it bundles container images, below), into its own tree,
 `data/<cluster>/apps/<name>/rootfs` (delivery's `target`; the cluster's rootfs is not touched,
 and `delete --all` removes it with `data/<cluster>`), then its launch commands run there, on
 master0: `--cmds`, else the image's CMDS, else its LAUNCH apps (never the Clusterfile's). Env:
@@ -10,7 +11,12 @@ the cluster image's ENV < the app image's ENV < the Clusterfile env < master0's 
 cluster's saved `-e` < this `-e`, then master0's SEALER_* (SEALER_ROOTFS stays the cluster's)
 and SEALER_APP_ROOTFS, the app's rootfs.
 
-Phases: check (master0) -> deliver-app -> launch-app, journaled under the app image's digest:
+An app that bundles container images (its `sealer.image.container.images` annotation lists
+some; its rootfs `registry/` holds them) goes to every registry host too, where app-images
+adds them to the running cluster registry before the launch (add_app_images.py); on master0
+the merge runs whenever the tree has a `registry/`.
+
+Phases: check -> deliver-app -> app-images -> launch-app, journaled under the app image's digest:
 a re-run of a finished app moves 0 bytes and launches nothing; a new image of the same app
 (same repository: `demo/app:v1` then `demo/app:v2` or a rebuilt `v1`) replaces its tree
 atomically and launches again. The apps a cluster runs are kept in state.json (`AppRecord`).
@@ -28,7 +34,7 @@ from builder.errors import ClusterError, ImageNotFound, InvalidReference
 from builder.image import mediatypes
 from builder.image.descriptor import Platform
 from builder.image.digest import Digest
-from builder.image.extension import APP_INSTALLER, ImageExtension
+from builder.image.extension import APP_INSTALLER, ImageExtension, parse_container_images
 from builder.image.reference import Reference
 from builder.runtime import delivery
 from builder.runtime.actions.prepare import (
@@ -46,6 +52,7 @@ from builder.runtime.actions.settings import Outcome, Settings, host_summaries, 
 from builder.runtime.cluster import Cluster
 from builder.runtime.facts import Facts
 from builder.runtime.phases import Check, ImageInfo, Phase, plan_all
+from builder.runtime.phases.add_app_images import AddAppImages
 from builder.runtime.phases.deliver_app import DeliverApp
 from builder.runtime.phases.launch_app import AppPlanState, LaunchApp
 from builder.runtime.plugins import get_plugin, runtime_name
@@ -157,18 +164,31 @@ class _AppJob:
     def master0(self) -> str:
         return self.saved.master0.ip
 
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        """The hosts an app may go to: master0, and the other registry hosts (for its images)."""
+        return (self.master0, *(h.ip for h in self.saved.registry_hosts if h.ip != self.master0))
+
+
+def bundles_images(store: Store, info: ImageInfo) -> bool:
+    """Whether the image lists container images it carries (`sealer.image.container.images`)."""
+    assert info.digest is not None  # a loaded image's
+    raw = store.read_manifest(info.digest).annotations.get(mediatypes.ANNOTATION_SEALER_CONTAINER_IMAGES)
+    return bool(raw and parse_container_images(raw))
+
 
 def _app_state(
     job: _AppJob,
     info: ImageInfo,
     settings: Settings,
     target: str,
+    store: Store,
 ) -> AppPlanState:
     merged = replace(info, env={**job.meta.image_env, **info.env})
     return AppPlanState(
         merged,
         get_plugin("none"),
-        (job.master0,),
+        job.hosts if bundles_images(store, info) else (job.master0,),
         job.cli_env,
         settings.root,
         app_rootfs=delivery.rootfs_path(job.saved.name, settings.root, target=target),
@@ -176,7 +196,7 @@ def _app_state(
 
 
 def _phases(job: _AppJob, state: AppPlanState) -> tuple[Phase, ...]:
-    return (DeliverApp(state.app_rootfs), LaunchApp(rootfs=state.app_rootfs))
+    return (DeliverApp(state.app_rootfs), AddAppImages(state.app_rootfs), LaunchApp(rootfs=state.app_rootfs))
 
 
 def _dry_run(job: _AppJob, settings: Settings, store: Store) -> Outcome:
@@ -186,10 +206,10 @@ def _dry_run(job: _AppJob, settings: Settings, store: Store) -> Outcome:
     name, _ = app_name(job.image, dimg.manifest_digest, job.meta.apps)
     target = f"{APPS_DIR}/{name}"
     state = with_delivery_shown(
-        _app_state(job, info, settings, target), job.cluster, dimg, settings, target=target
+        _app_state(job, info, settings, target, store), job.cluster, dimg, settings, target=target
     )
     master0 = job.saved.master0
-    facts = Facts.assume((master0.ip,), platform)
+    facts = Facts.assume(state.targets, platform)
     plans = plan_all((Check(), *_phases(job, state)), job.cluster, facts, state)
     cs = ClusterState(job.saved.name, settings.home)
     out = [
@@ -210,7 +230,7 @@ def _decide(job: _AppJob, settings: Settings, store: Store) -> Decide:
         check_app_image(store, info, job.saved.name)
         name, _ = app_name(job.image, dimg.manifest_digest, job.meta.apps)
         target = f"{APPS_DIR}/{name}"
-        return Decision(_app_state(job, info, settings, target), target=target)
+        return Decision(_app_state(job, info, settings, target, store), target=target)
 
     return decide
 
@@ -227,7 +247,9 @@ async def _run(job: _AppJob, settings: Settings, store: Store, cs: ClusterState)
         first = next((p for p in available if p.architecture == local.architecture), available[0])
         check_app_image(store, load_image(store, job.image, first)[0], job.saved.name)
     master0 = job.saved.master0
-    request = Request(job.cluster, job.image, (master0.ip,), job.cli_env, _decide(job, settings, store))
+    # every host the app may go to is checked; the decision narrows it to master0 when the app
+    # bundles no container images
+    request = Request(job.cluster, job.image, job.hosts, job.cli_env, _decide(job, settings, store))
     journal = cs.journal()
     driver = settings.driver_factory(job.cluster)
     try:
@@ -256,7 +278,7 @@ async def _run(job: _AppJob, settings: Settings, store: Store, cs: ClusterState)
         cs.save(job.saved, replace(meta, apps=_with_record(meta.apps, replace(record, launched=True))))
     finally:
         await driver.close()
-    summaries = host_summaries(job.cluster, runner, (master0.ip,))
+    summaries = host_summaries(job.cluster, runner, state.targets)
     if launched:
         message = (
             f"app {job.image} on cluster {job.saved.name}: launched on {master0.ip} from {state.app_rootfs}"
@@ -284,7 +306,8 @@ def run_app(
     """`sealer run APP_IMAGE` on the saved cluster `name`: the app's rootfs onto master0 (its
     own tree), then its launch commands there (`cmds`, else the image's CMDS, else its LAUNCH
     apps). Resumable and idempotent (journaled under the app image's digest); a cluster image
-    is refused, pointing at `sealer upgrade`. Nothing changes on the other hosts."""
+    is refused, pointing at `sealer upgrade`. Nothing changes on the other hosts, but for the
+    registry hosts receiving the app's bundled container images."""
     cs = ClusterState(name, settings.home)
     saved, meta = cs.load_cluster(), cs.load_meta()
     if saved is None or meta is None:

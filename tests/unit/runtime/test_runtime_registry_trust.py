@@ -220,3 +220,20 @@ def test_removal_takes_everything_and_rewrites_the_rest_without_a_leaving_master
     assert {s.host for s in steps if s.id == "registry-mirrors"} == {"10.0.0.1", "10.0.0.3"}
     # a node leaving: nobody else's list changes
     assert {s.host for s in plan(c, "k0s", ("10.0.0.3",), phase=RegistryUntrust)} == {"10.0.0.3"}
+
+
+def test_app_images_merge_on_every_registry_host_among_the_targets() -> None:
+    from builder.runtime.phases.add_app_images import AddAppImages
+
+    app = "/var/lib/sealer/data/c1/apps/web/rootfs"
+    steps = plan(cluster(), targets=("10.0.0.1", "10.0.0.2", "10.0.0.3"), phase=lambda: AddAppImages(app))
+    assert [s.host for s in steps] == ["10.0.0.1", "10.0.0.2"]  # the node serves no registry
+    assert (
+        f"{app}/registry" in steps[0].command
+        and "/var/lib/sealer/data/c1/registry/storage" in steps[0].command
+    )
+    assert (
+        plan(cluster(ha=False), targets=("10.0.0.1", "10.0.0.2"), phase=lambda: AddAppImages(app))[0].host
+        == "10.0.0.1"
+    )
+    assert plan(cluster(external=True, domain="reg.example.com"), phase=lambda: AddAppImages(app)) == []

@@ -58,6 +58,17 @@ def root(images: tuple[Path, dict[str, str]]) -> Path:
     return images[0]
 
 
+# The files through which each runtime's container runtime pulls from the cluster registry.
+MIRRORS = {
+    "kubernetes": (
+        "/etc/containerd/certs.d/docker.io/hosts.toml",
+        "/etc/containerd/certs.d/sea.hub:5000/hosts.toml",
+    ),
+    "k3s": ("/etc/containerd/certs.d/docker.io/hosts.toml", "/etc/rancher/k3s/registries.yaml"),
+    "k0s": ("/etc/containerd/certs.d/docker.io/hosts.toml", "/etc/k0s/containerd.d/sealer-registry.toml"),
+}
+
+
 @pytest.fixture
 def cli(sealer: SealerRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SealerRunner:
     monkeypatch.setenv("SEALER_STATE_HOME", str(tmp_path / "state"))
@@ -80,6 +91,7 @@ def test_run_dry_run_prints_every_phase_with_placeholders(
         "check",
         "deliver",
         "host-scripts",
+        "registry-trust",
         "runtime-preflight",
         "runtime-init",
         "join-masters",
@@ -89,6 +101,10 @@ def test_run_dry_run_prints_every_phase_with_placeholders(
         assert f"== {phase}:" in out, phase
     assert INIT[runtime] in out
     assert all(part in out for part in AUDIT[runtime]), AUDIT[runtime]
+    assert all(f"write {path} (0644):" in out for path in MIRRORS[runtime]), MIRRORS[runtime]
+    assert (
+        "write /etc/containerd/certs.d/sea.hub:5000/ca.crt and /etc/docker/certs.d/sea.hub:5000/ca.crt" in out
+    )
     assert "{{output:" in out  # join credentials stay placeholders
     assert "kubeconfig (0600)" in out  # the saved kubeconfig is part of save-state
     assert not (tmp_path / "state").exists()  # a dry-run writes nothing
