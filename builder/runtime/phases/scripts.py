@@ -3,10 +3,11 @@
 delivered rootfs. init.sh is skipped by its command when the image has none;
 init-registry.sh is planned only when the image has it (`ImageInfo.files`).
 
-init-registry.sh is sealer's hook for the image's bundled container images (rootfs
-`registry/`): it runs on every host so each can point its container runtime at the registry,
-and the script itself decides where the registry serves (the basefs images: master0). It runs
-after init.sh and before the cluster runtime starts, so the first image pull finds it.
+init-registry.sh is sealer's hook for an image's own registry set-up: it runs on every host,
+after init.sh and before the cluster runtime starts. The cluster registry itself (the bundled
+`registry/` served on the masters, TLS, auth, the hosts' mirrors) is the runtime's: the
+registry-service and registry-trust phases that follow; this repository's basefs images ship no
+init-registry.sh, and an image from elsewhere that does still has it run.
 
 Env: image ENV < Clusterfile env < host env < -e, plus SEALER_ROLE, SEALER_HOST_IP,
 SEALER_MASTER0, SEALER_MASTERS, SEALER_NODES, SEALER_CLUSTER, SEALER_ROOTFS. An image without

@@ -502,36 +502,3 @@ def test_a_lone_controller_runs_the_workloads(lab: Lab) -> None:
     )
     actions.delete("k0s-solo", lab.settings(), all_=True)
     assert_reset(lab, solo)
-
-
-def test_init_registry_serves_bundled_images_and_clean_undoes_it(lab: Lab) -> None:
-    """scripts/init-registry.sh on master0 of a one-host cluster: sea.hub resolves to master0, a
-    registry serves the rootfs registry/ dir on :5000 and containerd mirrors to it; clean.sh
-    removes all of it (the /etc/hosts block included)."""
-    host = lab.hosts[3]
-    rootfs = "/root/rootfs"
-    scripts = Path(__file__).resolve().parents[4] / "basefs" / "k0s" / "scripts"
-    for name in ("init-registry.sh", "clean.sh"):
-        target = host.path(f"{rootfs}/scripts/{name}")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text((scripts / name).read_text())
-    host.path(f"{rootfs}/registry/docker/registry/v2/repositories").mkdir(parents=True)
-    env = f"SEALER_HOST_IP={host.address} SEALER_MASTER0={host.address} SEALER_ROOTFS={rootfs}"
-    try:
-        out = host.run(f"cd {rootfs} && {env} sh scripts/init-registry.sh").stdout
-        assert f"the registry on {host.address}:5000 serves {rootfs}/registry" in out
-        again = host.run(f"cd {rootfs} && {env} sh scripts/init-registry.sh").stdout  # idempotent
-        assert "the registry already serves" in again
-        assert f"\n{host.address} sea.hub\n" in host.path("/etc/hosts").read_text()
-        drop_in = host.path("/etc/k0s/containerd.d/sealer-registry.toml").read_text()
-        assert '[plugins."io.containerd.grpc.v1.cri".registry.mirrors."docker.io"]' in drop_in
-        assert drop_in.count('endpoint = ["http://sea.hub:5000"]') == 5
-        probe = "import urllib.request as u, time\nfor _ in range(100):\n    try:\n        print(u.urlopen('http://sea.hub:5000/v2/').status); break\n    except OSError:\n        time.sleep(0.05)\n"
-        host.path("/root/probe.py").write_text(probe)
-        assert host.run("python3 /root/probe.py").stdout.strip() == "200"
-    finally:
-        host.run(f"cd {rootfs} && sh scripts/clean.sh")
-    assert host.run("ss -Hltn 'sport = :5000'").stdout.strip() == ""
-    assert not host.path("/etc/k0s").exists() and not host.path("/var/lib/sealer/k0s-registry").exists()
-    assert host.path("/etc/hosts").read_text() == lab.etc_hosts[host.address]
-    host.run(f"rm -rf {rootfs} /root/probe.py")
