@@ -7,8 +7,8 @@ Field names follow sealer's Go types (types/api/v2/cluster_types.go, types/api/v
 {localRegistry | externalRegistry} (clusterfile_registry.py). This
 implementation adds `ssh.{useAgent, knownHosts, verifyHostKeys, proxyJump, connectTimeout}`
 and `hosts[].local`. The file's other documents are kept verbatim in `Cluster.documents` when
-they are ones this implementation reads (RUNTIME_DOCUMENT_KINDS, and Plugin, checked by
-clusterfile_plugins.py); any other kind is refused at its line.
+they are ones this implementation reads (RUNTIME_DOCUMENT_KINDS; Plugin and Config, checked by
+clusterfile_plugins.py and clusterfile_configs.py); any other kind is refused at its line.
 
 The Cluster document is read from the YAML node tree, strictly: an unknown or repeated field is
 an error, and every error reads `FILE:LINE: FIELD.PATH: what is wrong`, with a hint.
@@ -48,6 +48,7 @@ from builder.runtime.cluster import (
     parse_ip,
     parse_ip_list,
 )
+from builder.runtime.clusterfile_configs import is_config, read_config
 from builder.runtime.clusterfile_plugins import is_plugin, read_plugin
 from builder.runtime.clusterfile_registry import dump_registry, read_registry
 from builder.runtime.env import check_env_name, join_env_entries, parse_env_entry
@@ -66,7 +67,7 @@ RUNTIME_DOCUMENT_KINDS = {
     "kubeproxy.config.k8s.io": ("KubeProxyConfiguration",),
     "k0s.k0sproject.io": ("ClusterConfig",),
 }
-SUPPORTED_DOCUMENTS = "one Cluster (sealer.io/v2), Plugin (sealer.io/v1) and " + ", ".join(
+SUPPORTED_DOCUMENTS = "one Cluster (sealer.io/v2), Plugin and Config (sealer.io/v1) and " + ", ".join(
     f"{'/'.join(kinds)} ({group}/*)" for group, kinds in RUNTIME_DOCUMENT_KINDS.items()
 )
 
@@ -252,8 +253,11 @@ class _Reader:
                 self.fail(
                     node, where, f"missing {key}", hint="every document of a Clusterfile names its kind"
                 )
+        source = f"{self.path}:{node.start_mark.line + 1}"
         if is_plugin(data):
-            read_plugin(self, node, where, f"{self.path}:{node.start_mark.line + 1}")
+            read_plugin(self, node, where, source)
+        elif is_config(data):
+            read_config(self, node, where, source)
         elif not is_runtime_document(data):
             self.fail(
                 node,

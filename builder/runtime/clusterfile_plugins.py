@@ -7,11 +7,12 @@ read) into hooks again at plan time.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, NoReturn, Protocol, TypeVar
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import yaml
 
+from builder.runtime.clusterfile_reader import NodeReader, parsed
 from builder.runtime.hooks import (
     HOOK_PHASES,
     HOOK_TYPES,
@@ -22,25 +23,15 @@ from builder.runtime.hooks import (
     parse_scope,
 )
 
-_T = TypeVar("_T")
-
 _TOP_FIELDS = ("apiVersion", "kind", "metadata", "spec")
 _SPEC_FIELDS = ("type", "action", "scope", "data")
-
-
-class _Reader(Protocol):
-    """What `read_plugin` needs of the Clusterfile reader (clusterfile._Reader)."""
-
-    def fail(self, node: yaml.Node | None, where: str, message: str, hint: str | None = None) -> NoReturn: ...
-    def mapping(self, node: yaml.Node, where: str, allowed: Sequence[str]) -> dict[str, yaml.Node]: ...
-    def required_string(self, node: yaml.Node, where: str) -> str: ...
 
 
 def is_plugin(data: Mapping[str, Any]) -> bool:
     return data.get("kind") == PLUGIN_KIND
 
 
-def read_plugin(reader: _Reader, node: yaml.Node, where: str, source: str) -> ShellHook:
+def read_plugin(reader: NodeReader, node: yaml.Node, where: str, source: str) -> ShellHook:
     """The Plugin document at `node` as a hook; `source` ("FILE:LINE") is kept for the plan."""
     top = reader.mapping(node, where, _TOP_FIELDS)
     version = reader.required_string(top["apiVersion"], f"{where}.apiVersion")
@@ -78,7 +69,7 @@ def read_plugin(reader: _Reader, node: yaml.Node, where: str, source: str) -> Sh
             f"unknown type {kind!r}",
             hint=f"types: {', '.join(HOOK_TYPES)}",
         )
-    phases = _parsed(
+    phases = parsed(
         reader,
         spec["action"],
         f"{where}.spec.action",
@@ -86,7 +77,7 @@ def read_plugin(reader: _Reader, node: yaml.Node, where: str, source: str) -> Sh
         hint=f"phases, joined by |: {', '.join(HOOK_PHASES)}",
     )
     scope = (
-        _parsed(
+        parsed(
             reader, spec["scope"], f"{where}.spec.scope", parse_scope, hint="roles, joined by |: master, node"
         )
         if "scope" in spec
@@ -96,14 +87,6 @@ def read_plugin(reader: _Reader, node: yaml.Node, where: str, source: str) -> Sh
     if not data.strip():
         reader.fail(spec["data"], f"{where}.spec.data", "is empty", hint="the shell commands the hook runs")
     return ShellHook(name, phases, data.rstrip("\n"), scope, source)
-
-
-def _parsed(reader: _Reader, node: yaml.Node, where: str, parse: Callable[[str], _T], *, hint: str) -> _T:
-    text = reader.required_string(node, where)
-    try:
-        return parse(text)
-    except ValueError as err:
-        reader.fail(node, where, str(err), hint=hint)
 
 
 def hooks_of_documents(

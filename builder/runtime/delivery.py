@@ -54,7 +54,7 @@ from builder.image.extension import ImageExtension
 from builder.layers.compression import Compression, open_decompressed
 from builder.layers.tarwriter import TarEntry, TarWriter
 from builder.runtime import _delivery_shell as sh
-from builder.runtime._stackcheck import TEMPLATE_SUFFIX, LayerPlan, check_stack
+from builder.runtime._stackcheck import TEMPLATE_SUFFIX, LayerPlan, check_stack, is_template_path
 from builder.runtime.cluster import check_cluster_name
 from builder.runtime.env import render_template
 from builder.runtime.infra.base import InfraDriver
@@ -127,6 +127,7 @@ class DeliveryImage:
     templates: Mapping[str, bytes]  # rootfs path of the .tmpl file -> its bytes
     env: Mapping[str, str]  # the image's ENV (config Env + sealer extension env), lowest precedence
     files: Mapping[str, bytes] = field(default_factory=dict)  # the stack check's KEPT_FILES present
+    configs: Mapping[str, bytes] = field(default_factory=dict)  # the Clusterfile's Config results, by path
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,13 +277,15 @@ def _load_cache(
 
 def render_layer(image: DeliveryImage, env: Mapping[str, str]) -> bytes | None:
     """A plain, deterministic tar of the image's templates rendered with `env` over the image's
-    ENV (`X.tmpl` -> `X`, mode 0644, uid/gid 0, mtime 0); None when there are no templates.
+    ENV (`X.tmpl` -> `X`, mode 0644, uid/gid 0, mtime 0) and of the Clusterfile's Config results
+    (`image.configs`; one on a template changes the template); None when there is neither.
     RootfsTemplateError names the file (rootfs path) and the missing variable."""
-    if not image.templates:
+    templates = {**image.templates, **{p: v for p, v in image.configs.items() if is_template_path(p)}}
+    if not templates and not image.configs:
         return None
     merged = {**image.env, **env}
-    rendered: dict[str, bytes] = {}
-    for path, data in sorted(image.templates.items()):
+    rendered: dict[str, bytes] = {p: v for p, v in image.configs.items() if not is_template_path(p)}
+    for path, data in sorted(templates.items()):
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:

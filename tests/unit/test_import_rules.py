@@ -22,11 +22,12 @@ private module (`a.b._x` is private to `a.b` and its subpackages) or private nam
 `a.b.c` is private to `a.b`); and the order inside builder/runtime, lowest first, where a module
 imports only from its own layer or lower ones:
 
-  0 cluster            cluster, events, facts, hooks (the values every layer reads)
-  1 clusterfile/env    clusterfile, clusterfile_registry, clusterfile_plugins, _bounded_yaml, env,
-                       state (the journal), registry_pki, infra/ (drivers)
+  0 cluster            cluster, events, facts, hooks, configs (the values every layer reads)
+  1 clusterfile/env    clusterfile, clusterfile_reader, clusterfile_registry, clusterfile_plugins,
+                       clusterfile_configs, _bounded_yaml, env, state (the journal), registry_pki,
+                       infra/ (drivers)
   2 plugins            plugins/
-  3 phases             phases/, delivery, _delivery_shell, _stackcheck, dryrun
+  3 phases             phases/, delivery, image_configs, _delivery_shell, _stackcheck, dryrun
   4 runner             runner
   5 actions            actions/, and the package `builder.runtime` itself
 
@@ -86,13 +87,15 @@ SHARED_ALLOWED: dict[str, set[str]] = {"builder._fs": {"builder.image"}}
 
 # Runtime's layers, lowest first; a module takes the layer of its longest listed prefix.
 RUNTIME_LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("cluster", ("cluster", "events", "facts", "hooks")),
+    ("cluster", ("cluster", "events", "facts", "hooks", "configs")),
     (
         "clusterfile/env",
         (
             "clusterfile",
             "clusterfile_registry",
             "clusterfile_plugins",
+            "clusterfile_configs",
+            "clusterfile_reader",
             "_bounded_yaml",
             "env",
             "state",
@@ -101,7 +104,7 @@ RUNTIME_LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
     ("plugins", ("plugins",)),
-    ("phases", ("phases", "delivery", "_delivery_shell", "_stackcheck", "dryrun")),
+    ("phases", ("phases", "delivery", "image_configs", "_delivery_shell", "_stackcheck", "dryrun")),
     ("runner", ("runner",)),
     ("actions", ("actions", "")),
 )

@@ -30,8 +30,10 @@ from builder.runtime.actions.runners import deliver_fn, make_runner
 from builder.runtime.actions.settings import Outcome, Settings, require_store
 from builder.runtime.cluster import Cluster
 from builder.runtime.clusterfile import parse_plugin_file
+from builder.runtime.clusterfile_configs import configs_of_documents
 from builder.runtime.facts import Facts
 from builder.runtime.hooks import ShellHook
+from builder.runtime.image_configs import with_configs
 from builder.runtime.infra.base import InfraDriver
 from builder.runtime.phases import Check, ImageInfo, PlanState
 from builder.runtime.phases.scripts import INIT_REGISTRY_SCRIPT
@@ -218,7 +220,11 @@ async def prepare(
     decision = request.decide(info, dimg, platform)  # small reads: the manifest, kept files
     if isinstance(decision, Outcome):
         return decision
-    Check.verify(facts, decision.state)
+    Check.verify(facts, decision.state, request.cluster)
+    if not decision.target:  # the Clusterfile's Configs change the cluster's rootfs, not an app's
+        dimg = await asyncio.to_thread(
+            with_configs, store, dimg, configs_of_documents(request.cluster.documents)
+        )
     runner = make_runner(
         driver,
         cs,
@@ -253,7 +259,10 @@ def with_delivery_shown(
     state: _State, cluster: Cluster, dimg: delivery.DeliveryImage, settings: Settings, *, target: str = ""
 ) -> _State:
     """`state` with the delivery each target host would get (`delivery.plan_commands`, its
-    templates rendered with its env), for the dry-run's deliver step."""
+    templates rendered with its env and the Clusterfile's Configs applied), for the dry-run's
+    deliver step."""
+    if not target:
+        dimg = with_configs(require_store(settings), dimg, configs_of_documents(cluster.documents))
     shown = {
         h.ip: tuple(
             delivery.plan_commands(

@@ -30,7 +30,6 @@ from builder.runtime.phases.base import ImageInfo, Phase, PlanState, Step
 from builder.runtime.phases.check import Check
 from builder.runtime.phases.clean_scripts import CleanScripts
 from builder.runtime.phases.deliver import Deliver
-from builder.runtime.phases.shell_hooks import hook_phase
 from builder.runtime.phases.join_masters import JoinMasters
 from builder.runtime.phases.join_nodes import JoinNodes
 from builder.runtime.phases.kubeconfig import Kubeconfig
@@ -45,6 +44,7 @@ from builder.runtime.phases.runtime_leave import RuntimeLeave
 from builder.runtime.phases.runtime_preflight import RuntimePreflight
 from builder.runtime.phases.runtime_reset import RuntimeReset
 from builder.runtime.phases.scripts import HostScripts
+from builder.runtime.phases.shell_hooks import hook_phase
 from builder.runtime.phases.upgrade import Upgrade
 
 
@@ -119,11 +119,11 @@ __all__ = [
     "Kubeconfig",
     "Launch",
     "NodeConfig",
+    "Phase",
+    "PlanState",
     "RegistryService",
     "RegistryTrust",
     "RegistryUntrust",
-    "Phase",
-    "PlanState",
     "RemoveRegistry",
     "RemoveRootfs",
     "RuntimeInit",

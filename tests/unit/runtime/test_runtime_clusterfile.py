@@ -331,11 +331,15 @@ def test_errors_name_file_line_and_field(old: str, new: str, expected: str) -> N
 def test_document_errors() -> None:
     with pytest.raises(ClusterfileError, match=r"^Clusterfile:1: no kind: Cluster document$"):
         parse("apiVersion: kubeadm.k8s.io/v1beta3\nkind: InitConfiguration\n")
-    with pytest.raises(ClusterfileError, match=r"^Clusterfile:18: kind ConfigMap \(apiVersion v1\) is not supported$") as info:
+    with pytest.raises(
+        ClusterfileError, match=r"^Clusterfile:18: kind ConfigMap \(apiVersion v1\) is not supported$"
+    ) as info:
         parse(BASIC + "---\n# a ConfigMap\napiVersion: v1\nkind: ConfigMap\n")
-    assert info.value.hint is not None and "Plugin (sealer.io/v1)" in info.value.hint
-    with pytest.raises(ClusterfileError, match=r"kind Config \(apiVersion sealer.io/v1\) is not supported"):
-        parse(BASIC + "---\napiVersion: sealer.io/v1\nkind: Config\nspec: {path: etc/a}\n")
+    assert info.value.hint is not None and "Plugin and Config (sealer.io/v1)" in info.value.hint
+    with pytest.raises(
+        ClusterfileError, match=r"kind Application \(apiVersion app.sealer.io/v1\) is not supported"
+    ):
+        parse(BASIC + "---\napiVersion: app.sealer.io/v1\nkind: Application\nspec: {launchApps: [a]}\n")
     with pytest.raises(
         ClusterfileError, match=r"^Clusterfile:17: document 2: a second kind: Cluster document"
     ):
@@ -463,7 +467,11 @@ def clusters(draw: st.DrawFn) -> Cluster:
             draw(
                 st.lists(
                     st.fixed_dictionaries(
-                        {"apiVersion": st.just("kubelet.config.k8s.io/v1beta1"), "kind": st.just("KubeletConfiguration"), "data": _env}
+                        {
+                            "apiVersion": st.just("kubelet.config.k8s.io/v1beta1"),
+                            "kind": st.just("KubeletConfiguration"),
+                            "data": _env,
+                        }
                     ),
                     max_size=2,
                 )
