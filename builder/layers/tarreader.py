@@ -9,6 +9,14 @@ the root; we refuse them). The rules that need what is on disk are enforced here
 policy's messages: parents are directories, one type per path within a layer, hardlinks name a
 regular file this layer's whiteouts leave in place, whiteouts never go through a symlink.
 
+Syscalls per entry (issue 16; strace counts in docs/BENCHMARKS.md): a file is openat (created
+with its mode when the umask gives that mode), its writes, utimensat, close; a dir is mkdirat
+(stat only when the name is taken) and, after its contents, one utimensat through its parent's
+cached fd. fchown and fchmod run only where creation did not give the tar's owner and mode: a
+setuid/setgid/sticky bit, bits the umask clears, another owner, or a parent with setgid (whose
+group new entries inherit). Decompression and hashing run one chunk ahead on a second thread
+(`_readahead`), so the writes here overlap them.
+
 Contract: on error this raises and leaves `dest` partly written. Callers extract into a staging
 directory (`builder._fs.atomic_dir`) and drop it on failure, so a refused layer leaves nothing
 behind. After the end-of-archive blocks the stream is read to EOF so that a verifying reader
@@ -16,20 +24,22 @@ behind. After the end-of-archive blocks the stream is read to EOF so that a veri
 
 Over 400 lines on purpose: the dir-fd cache, entries and whiteouts all read and update one
 extraction's state (what this layer wrote, its implicit dirs, its hardlinks to lower files, the
-lower symlinks it replaced); split, that state would travel through every call.
+lower symlinks it replaced, the dirs it made); split, that state would travel through every call.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import BinaryIO, Literal, cast
 
 from builder.errors import BadWhiteout, LayerError, UnsafePath
+from builder.layers._readahead import ReadAhead
 from builder.layers.safety import (
     BLOCK,
     MAX_ENTRY_SIZE,
@@ -66,7 +76,6 @@ class _Extractor:
     def __init__(self, stream: BinaryIO, dest: str | Path, mode: WhiteoutMode) -> None:
         self.buf = bytearray(CHUNK)
         self.view = memoryview(self.buf)
-        self.reader = EntryReader(stream, self.view, "layer")
         self.overlay = mode == "overlay"
         self.is_root = os.geteuid() == 0
         self.ids = (os.geteuid(), os.getegid())
@@ -80,11 +89,24 @@ class _Extractor:
         self.lower_links: dict[str, str] = {}  # hardlink targets of lower layers -> the link's label
         self.replaced: set[str] = set()  # lower symlinks this layer replaced (apply mode)
         self.dirs: dict[str, tuple[int, int, int, int]] = {}  # deferred: mode, uid, gid, mtime_ns
+        # Metadata is set only where creation did not give it already (issue 16: syscalls per
+        # file). The umask tells what mode creation gives. `made`: the dirs this extraction
+        # made in a dir without setgid (with the permission bits they got); they have no setgid
+        # while it runs, so what is created in them gets our own uid and gid, as `chown` would
+        # set them. A dir made in a setgid dir gets the dir's group and setgid: not in `made`.
+        self.umask = _umask()
+        self.made: dict[str, int] = {}
+        self.root_setgid = bool(os.fstat(self.root_fd).st_mode & stat.S_ISGID)
         self.counts = {"files": 0, "dirs": 0, "symlinks": 0, "hardlinks": 0, "whiteouts": 0, "bytes": 0}
+        # Decompression and hashing (whatever `stream` does) on a second thread, ahead of the
+        # writes here; started last, so that nothing above can fail with the thread running.
+        self.source = ReadAhead(stream)
+        self.reader = EntryReader(cast(BinaryIO, self.source), self.view, "layer")
 
     # --- directory fds ------------------------------------------------------------------------
 
     def close(self) -> None:
+        self.source.close()
         self._drop_cache()
         os.close(self.root_fd)
 
@@ -130,6 +152,7 @@ class _Extractor:
                     if not create:
                         return None
                     os.mkdir(name, 0o755, dir_fd=parent)
+                    self._made("/".join(key[: j + 1]), 0o755)
                     fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
             except OSError as err:
                 if err.errno not in (errno.ELOOP, errno.ENOTDIR):
@@ -229,6 +252,28 @@ class _Extractor:
             self._hardlink(e, rel)
         self._mark(e.parts, same)
 
+    def _in_plain_dir(self, rel: str) -> bool:
+        """True when the parent of `rel` is known to have no setgid bit."""
+        parent = rel.rpartition("/")[0]
+        return parent in self.made if parent else not self.root_setgid
+
+    def _made(self, rel: str, mode: int) -> None:
+        """Record the dir just made at `rel` with `mode`, when what it got is known."""
+        if self.umask is not None and self._in_plain_dir(rel):
+            self.made[rel] = mode & ~self.umask
+
+    def _creation_mode(self, mode: int, default: int) -> int:
+        """`mode` when creating with it gives exactly `mode` (no bits the umask clears, no
+        setuid/setgid/sticky: those are set after chown), else `default`."""
+        if self.umask is None or mode & (0o7000 | self.umask):
+            return default
+        return mode
+
+    def _owned_as_created(self, rel: str, uid: int, gid: int) -> bool:
+        """True when a new entry at `rel` already has owner `uid`:`gid`: ours, in a dir without
+        setgid (a setgid dir would have given it the dir's group)."""
+        return (uid, gid) == self.ids and self._in_plain_dir(rel)
+
     def _owner(self, m: Entry, *, fd: int | None = None, name: str = "", dir_fd: int | None = None) -> None:
         if not self.is_root:
             return
@@ -241,18 +286,22 @@ class _Extractor:
         parts, label = m.parts, m.label
         pfd = self._parent(parts, label)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        # Created with its mode when that gives the mode: no fchmod (writing through this fd
+        # works whatever the mode: access is checked at open, and a new file is opened anyway).
+        mode = self._creation_mode(m.mode, 0o600)
         try:
             # Most entries are new: try the exclusive create first, clear only when it is taken
             # (one syscall less per file than a stat before every create).
-            fd = os.open(parts[-1], flags, 0o600, dir_fd=pfd)
+            fd = os.open(parts[-1], flags, mode, dir_fd=pfd)
         except FileExistsError:
             self._clear(pfd, rel, parts[-1], fmt=stat.S_IFREG)
-            fd = os.open(parts[-1], flags, 0o600, dir_fd=pfd)
+            fd = os.open(parts[-1], flags, mode, dir_fd=pfd)
         try:
             self._copy(fd, m.size, label)
-            if (m.uid, m.gid) != self.ids:  # the file was just created: it is ours already
+            if not self._owned_as_created(rel, m.uid, m.gid):
                 self._owner(m, fd=fd)  # before chmod: chown clears setuid bits
-            os.fchmod(fd, m.mode)
+            if mode != m.mode:
+                os.fchmod(fd, m.mode)
             os.utime(fd, ns=(m.mtime_ns, m.mtime_ns))
         finally:
             os.close(fd)
@@ -274,16 +323,24 @@ class _Extractor:
     def _dir(self, m: Entry, rel: str) -> None:
         parts = m.parts
         pfd = self._parent(parts, m.label)
-        st = self._clear(pfd, rel, parts[-1], fmt=stat.S_IFDIR)
-        if st is None or not stat.S_ISDIR(st.st_mode):
-            os.mkdir(parts[-1], 0o700, dir_fd=pfd)  # real mode applied after the contents
-            if self.overlay and st is not None and is_overlay_whiteout(st):
-                # A dir replacing a whiteout of this layer hides what lower layers had there.
-                dfd = os.open(parts[-1], _DIR_FLAGS, dir_fd=pfd)
-                try:
-                    set_overlay_opaque(dfd)
-                finally:
-                    os.close(dfd)
+        # The real mode is applied after the contents, unless creation gives it and it lets us
+        # (the owner) write and search the dir meanwhile.
+        mode = self._creation_mode(m.mode, 0o700) if m.mode & 0o700 == 0o700 else 0o700
+        try:  # most dirs are new: mkdir first, stat only when the name is taken
+            os.mkdir(parts[-1], mode, dir_fd=pfd)
+            self._made(rel, mode)
+        except FileExistsError:
+            st = self._clear(pfd, rel, parts[-1], fmt=stat.S_IFDIR)
+            if st is None or not stat.S_ISDIR(st.st_mode):
+                os.mkdir(parts[-1], mode, dir_fd=pfd)
+                self._made(rel, mode)
+                if self.overlay and st is not None and is_overlay_whiteout(st):
+                    # A dir replacing a whiteout of this layer hides what lower layers had there.
+                    dfd = os.open(parts[-1], _DIR_FLAGS, dir_fd=pfd)
+                    try:
+                        set_overlay_opaque(dfd)
+                    finally:
+                        os.close(dfd)
         self.dirs[rel] = (m.mode, m.uid, m.gid, m.mtime_ns)
         self.counts["dirs"] += 1
 
@@ -404,16 +461,46 @@ class _Extractor:
         """
         for rel in sorted(self.dirs, key=lambda r: (-r.count("/"), r)):
             mode, uid, gid, mtime_ns = self.dirs[rel]
+            made = self.made.get(rel)  # None: its owner and mode are not known to be right
+            if made == mode and (not self.is_root or (uid, gid) == self.ids):
+                self._set_dir_mtime(rel, mtime_ns)
+                continue
             try:
                 fd = self._cached_dir(tuple(rel.split("/")), create=False, label=rel, error=UnsafePath)
             except UnsafePath:
                 continue  # replaced by a symlink or file later in the layer: not ours to touch
             if fd is None:
                 continue
-            if self.is_root:
+            if self.is_root and not (made is not None and (uid, gid) == self.ids):
                 os.fchown(fd, uid, gid)
-            os.fchmod(fd, mode)
+            if made != mode:
+                os.fchmod(fd, mode)
             os.utime(fd, ns=(mtime_ns, mtime_ns))
+
+    def _set_dir_mtime(self, rel: str, mtime_ns: int) -> None:
+        """The mtime of a dir whose owner and mode creation gave: one utimensat through its
+        parent's cached fd (siblings share it), not an open of the dir itself. Never follows a
+        symlink: the parents were walked with O_NOFOLLOW, the name is not followed either."""
+        parts = tuple(rel.split("/"))
+        try:
+            pfd = self._cached_dir(parts[:-1], create=False, label=rel, error=UnsafePath)
+        except UnsafePath:
+            return  # replaced by a symlink or file later in the layer: not ours to touch
+        if pfd is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.utime(parts[-1], ns=(mtime_ns, mtime_ns), dir_fd=pfd, follow_symlinks=False)
+
+
+def _umask() -> int | None:
+    """The process's umask, read without setting it (`os.umask` sets it, for every thread)."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def _remove_dir(pfd: int, name: str) -> None:
