@@ -8,13 +8,16 @@ Proven here: the node pulls the bundled image by the registry's name and through
 mirror, TLS verified against the CA kept in the cluster's state, with the Clusterfile's
 credentials; k3s (the stand-in) started with the registries.yaml sealer wrote; an app image's
 bundled image, added by `sealer run APP_IMAGE`, is pulled the same way; `sealer delete --all`
-leaves the node's /etc and /etc/hosts as they were. The tests run in order on one pair of hosts.
+master joining (ha) is in every host's mirror list and serves the node's pull with master0's
+registry stopped, and is out of every list after `sealer delete --masters`; `sealer delete --all`
+leaves the node's /etc and /etc/hosts as they were. The tests run in order on one set of hosts.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +30,7 @@ from builder.build.executor import build_image
 from builder.build.plan import BuildOptions
 from builder.runtime import actions
 from builder.runtime.clusterfile import parse_clusterfile
+from builder.runtime.phases.registry_service import unit_name
 from builder.store.layout import Store
 from scripts.basefs import build_basefs
 from tests.component.runtime.e2e._runtime_lab import make_clusterfile
@@ -55,11 +59,16 @@ class Lab:
     def node(self) -> TestHost:
         return self.hosts[1]
 
+    @property
+    def master1(self) -> TestHost:  # joins later (ha: a second registry host)
+        return self.hosts[2]
+
     def settings(self) -> actions.Settings:
         return actions.Settings(store=self.store, home=self.home)
 
-    def clusterfile(self) -> str:
-        text = make_clusterfile(NAME, IMAGE, self.hosts[:1], self.hosts[1:], self.hosts)
+    def clusterfile(self, masters: int = 1) -> str:
+        chosen = [self.hosts[0], self.master1][:masters]
+        text = make_clusterfile(NAME, IMAGE, chosen, [self.node], self.hosts)
         doc = yaml.safe_load(text)
         doc["spec"]["registry"] = {"localRegistry": {"username": USER, "password": PASSWORD}}
         return yaml.safe_dump(doc, sort_keys=False)
@@ -82,7 +91,7 @@ LISTING = "ls -A /etc /var/lib/kubelet; cat /etc/hosts"
 def lab(host_lab: HostLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     base = tmp_path_factory.mktemp("regpull")
     store = Store.open(base / "store")
-    hosts = host_lab.make_hosts(2, containerd=True)
+    hosts = host_lab.make_hosts(3, containerd=True)
     try:
         build_basefs("k3s", make_bin_dir("k3s", base / "bin"), store, BASE)
         add_image(store, "hello:v1", [{"hello.txt": b"bundled by the cluster image\n"}])
@@ -133,6 +142,34 @@ def test_an_app_images_bundled_image_is_pulled_too(lab: Lab) -> None:
     actions.run_app(NAME, APP, lab.settings())
     pull(node, "docker.io/acme/web:v1")
     pull(node, "sea.hub:5000/acme/web:v1")
+
+
+def mirror_hosts(node: TestHost) -> list[str]:
+    text = node.path("/etc/containerd/certs.d/docker.io/hosts.toml").read_text()
+    return list(tomllib.loads(text)["host"])
+
+
+def test_a_master_joining_is_in_every_mirror_list_and_serves_when_master0_is_down(lab: Lab) -> None:
+    master0, node = lab.hosts[0], lab.node
+    assert mirror_hosts(node) == [f"https://{master0.address}:5000"]
+    actions.apply(parse_clusterfile(lab.clusterfile(2)), lab.settings())
+    both = [f"https://{master0.address}:5000", f"https://{lab.master1.address}:5000"]
+    assert mirror_hosts(node) == both  # rewritten on the node, which did not join
+    assert mirror_hosts(master0) == both
+    assert mirror_hosts(lab.master1) == both[::-1]  # its own first
+    node.run("ctr -n k8s.io images rm --sync docker.io/library/hello:v1 sea.hub:5000/library/hello:v1")
+    master0.run(f"systemctl stop {unit_name(NAME)}")
+    try:
+        pull(node, "docker.io/library/hello:v1")  # from master1's registry
+    finally:
+        master0.run(f"systemctl start {unit_name(NAME)}")
+
+
+def test_a_master_leaving_is_out_of_every_mirror_list(lab: Lab) -> None:
+    actions.delete(NAME, lab.settings(), masters=[lab.master1.address])
+    only = [f"https://{lab.hosts[0].address}:5000"]
+    assert mirror_hosts(lab.node) == only and mirror_hosts(lab.hosts[0]) == only
+    assert not lab.master1.path("/etc/containerd/certs.d").exists()
 
 
 def test_delete_all_leaves_the_node_as_it_was(lab: Lab) -> None:
