@@ -24,7 +24,7 @@ class ReadAhead:
     """A forward-only `readinto` over `stream`, filled by a thread; `close` stops and joins it.
 
     Buffers rotate (DEPTH + 2 of them: DEPTH queued, one being consumed, one being filled), so
-    memory stays bounded and no chunk is copied on the filling side.
+    memory stays bounded; `readview` lends the consumer the filled buffer itself (no copy).
     """
 
     def __init__(self, stream: BinaryIO, chunk: int = CHUNK, depth: int = DEPTH) -> None:
@@ -66,22 +66,35 @@ class ReadAhead:
                 continue
         return False
 
+    def _next(self) -> bool:
+        """Take the next filled buffer as pending; False at EOF. Raises the stream's error."""
+        if self._done:
+            return False
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            self._done = True
+            raise item
+        if not item:
+            self._done = True
+            return False
+        self._pending = item
+        return True
+
     def readinto(self, view: memoryview) -> int:
-        if not self._pending:
-            if self._done:
-                return 0
-            item = self._queue.get()
-            if isinstance(item, BaseException):
-                self._done = True
-                raise item
-            if not item:
-                self._done = True
-                return 0
-            self._pending = item
+        if not self._pending and not self._next():
+            return 0
         n = min(len(view), len(self._pending))
         view[:n] = self._pending[:n]
         self._pending = self._pending[n:]
         return n
+
+    def readview(self, n: int) -> memoryview:
+        """Up to `n` bytes as a view of the filled buffer (no copy), valid until the next read."""
+        if not self._pending and not self._next():
+            return self._pending
+        view = self._pending[:n]
+        self._pending = self._pending[len(view) :]
+        return view
 
     def close(self) -> None:
         self._stop.set()

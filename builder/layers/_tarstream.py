@@ -60,6 +60,17 @@ class TarStream:
         self.offset += n
         return n
 
+    def readview(self, n: int) -> memoryview:
+        """Up to `n` bytes (empty at EOF) as a view valid until the next read: the stream's own
+        buffer where it lends one (`ReadAhead.readview`: no copy), else this reader's buffer."""
+        readview = getattr(self._stream, "readview", None)
+        if readview is None:
+            k = self.readinto(self._buf[: min(n, len(self._buf))])
+            return self._buf[:k]
+        view: memoryview = readview(n)
+        self.offset += len(view)
+        return view
+
     def read_exact(self, n: int, what: str) -> bytes:
         out = bytearray(n)
         view = memoryview(out)

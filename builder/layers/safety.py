@@ -203,6 +203,11 @@ class EntryReader:
     def readinto(self, view: memoryview) -> int:
         return self._tar.readinto(view)
 
+    def readview(self, n: int) -> memoryview:
+        """Up to `n` bytes of the current entry's data, without a copy where the stream lends
+        its buffer; valid until the next read."""
+        return self._tar.readview(n)
+
     def read_data(self, entry: Entry) -> bytes:
         """The whole data of `entry` (the caller caps its size), padding skipped."""
         data = self._tar.read_exact(entry.size, entry.label)

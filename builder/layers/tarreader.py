@@ -312,13 +312,12 @@ class _Extractor:
     def _copy(self, fd: int, size: int, label: str) -> None:
         remaining = size
         while remaining:
-            n = self.reader.readinto(self.view[: min(remaining, CHUNK)])
-            if n == 0:  # worded as the reader's skip words it, so the stack check says the same
+            chunk = self.reader.readview(min(remaining, CHUNK))  # the read-ahead's buffer: no copy
+            if not chunk:  # worded as the reader's skip words it, so the stack check says the same
                 raise LayerError(f"layer truncated: {label} needs {remaining + (-size % BLOCK)} more bytes")
-            chunk = self.view[:n]
+            remaining -= len(chunk)
             while chunk:
                 chunk = chunk[os.write(fd, chunk) :]
-            remaining -= n
 
     def _dir(self, m: Entry, rel: str) -> None:
         parts = m.parts

@@ -70,3 +70,21 @@ def test_close_stops_a_filler_that_is_ahead() -> None:
     started = time.monotonic()
     ra.close()  # the filler is blocked on a full queue
     assert time.monotonic() - started < 2
+
+
+def test_readview_lends_the_bytes_in_order_and_mixes_with_readinto() -> None:
+    data = os.urandom(200_000)
+    ra = ReadAhead(io.BytesIO(data), chunk=65536, depth=2)
+    got = bytearray()
+    view = memoryview(bytearray(777))
+    try:
+        while True:
+            lent = ra.readview(10_000)
+            got += lent
+            n = ra.readinto(view)
+            got += view[:n]
+            if not lent and not n:
+                break
+        assert bytes(got) == data
+    finally:
+        ra.close()
