@@ -5,7 +5,9 @@ mirrors, TLS verified against the cluster's CA, with the configured credentials.
 
 Proven here, with real components: the pull by the registry's own name and through the
 docker.io mirror (`ctr -n k8s.io images pull --hosts-dir /etc/containerd/certs.d`), the image
-unpacked by containerd's overlayfs snapshotter; a wrong password refused (401); a plain-HTTP
+unpacked by containerd's overlayfs snapshotter; the same through the CRI plugin, as a kubelet
+pulls (`ImageService/PullImage` over containerd's socket, tests/cri.py), with the header's
+credentials or with the kubelet's config.json ones; a wrong password refused (401); a plain-HTTP
 registry pulled with `insecure: true` only; failover to the next registry host when the first
 is down; registry-untrust leaving no file, directory or /etc/hosts entry behind.
 
@@ -50,7 +52,8 @@ from builder.runtime.phases.registry_trust import RegistryTrust, RegistryUntrust
 from builder.runtime.plugins import get_plugin
 from builder.runtime.registry_pki import RegistryMaterial
 from builder.store.layout import Store
-from tests.hosts import HostLab, HostSet, TestHost
+from tests.cri import CRIError, pull_image
+from tests.hosts import CONTAINERD_SOCKET, HostLab, HostSet, TestHost
 from tests.unit.store._tiny import add_image
 
 pytestmark = pytest.mark.component
@@ -268,3 +271,20 @@ def test_untrust_leaves_nothing(lab: Lab) -> None:
     lab.apply(RegistryUntrust(), lab.cluster(username=USER, password=PASSWORD), lab.hosts.addresses)
     assert node.path("/etc/hosts").read_text() == before
     assert node.run(listing).stdout == etc_before
+
+
+def test_the_cri_plugin_pulls_as_a_kubelet_does(lab: Lab) -> None:
+    """The CRI plugin reads the same certs.d (its `config_path`): a PullImage without
+    credentials gets them from the hosts.toml header; with the header gone, the credentials a
+    kubelet passes from the config.json registry-trust wrote are what lets it through."""
+    lab.apply(RegistryTrust(), lab.cluster(username=USER, password=PASSWORD))
+    socket = lab.node.path(CONTAINERD_SOCKET)
+    kubelet_auth = json.loads(lab.node.path("/var/lib/kubelet/config.json").read_text())["auths"]
+    with serving(lab.hosts[0], tls=True, auth=True):
+        assert pull_image(socket, f"docker.io/{IMAGE}").startswith("sha256:")
+        assert f"docker.io/{IMAGE}" in pulled(lab.node)
+        lab.apply(RegistryTrust(), lab.cluster())  # the same mirrors without the header
+        with pytest.raises(CRIError, match="401 Unauthorized"):
+            pull_image(socket, f"sea.hub:5000/{IMAGE}")
+        auth = kubelet_auth["sea.hub:5000"]["auth"]
+        assert pull_image(socket, f"sea.hub:5000/{IMAGE}", auth=auth).startswith("sha256:")
