@@ -111,20 +111,37 @@ def die(message: str) -> NoReturn:
 
 
 FAULT_DIR = Path("/run/standin-fault")
+CRASHED_NOTE = "crashed."  # FAULT_DIR/crashed.<pid>: that process died of an injected fault
 
 
 def crash_at(point: str, say: str = "") -> None:
     """A fault a test asked for: when FAULT_DIR/<point> exists on this host, remove it (so the
     next attempt passes), print `say` on stderr, and die as a crash does: SIGKILL, no cleanup,
-    stdout flushed as an unbuffered Go program's would be."""
+    stdout flushed as an unbuffered Go program's would be.
+
+    The fault stands for a crash that upstream would meet again at each automatic restart, so
+    it leaves FAULT_DIR/crashed.<pid>: the systemctl stand-in then leaves the unit failed rather
+    than applying its Restart= (as systemd ends such a loop at its start limit), and only a new
+    start, sealer's re-run, brings it back."""
     marker = FAULT_DIR / point
     try:
         marker.unlink()
     except FileNotFoundError:
         return
+    with contextlib.suppress(OSError):
+        (FAULT_DIR / f"{CRASHED_NOTE}{os.getpid()}").touch()
     sys.stdout.flush()
     print(say or f"standin-fault: {point}: killed as {marker} asked", file=sys.stderr, flush=True)
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def injected_crash(pid: int) -> bool:
+    """Whether process `pid` died of a fault crash_at injected (the note is consumed)."""
+    try:
+        (FAULT_DIR / f"{CRASHED_NOTE}{pid}").unlink()
+    except OSError:
+        return False
+    return True
 
 
 def write_file(path: Path, text: str, mode: int = 0o600) -> None:

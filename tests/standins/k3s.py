@@ -50,8 +50,9 @@ the next attempt on that host goes on:
                               member; no bootstrap data, files or ports on the host yet
     agent-joined              `k3s agent`: the node joined (its password bound to its name), the
                               CA files are written; no kubelet.kubeconfig, never ready
-A crashed service stays failed (the systemctl stand-in ignores Restart=), so only a new start -
-install.sh restarting it - brings it back.
+A crashed service stays failed (an injected crash is one upstream would meet at every restart,
+so the systemctl stand-in does not apply Restart= after it), so only a new start - install.sh
+restarting it - brings it back.
 
 Deliberate differences from upstream, for the tests' sake:
 - etcd members are named after their node (upstream: node name plus a random suffix, kept in

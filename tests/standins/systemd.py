@@ -459,7 +459,12 @@ def _supervise(
                         or status == 0
                         or (stopping and status in (-signal.SIGTERM, -signal.SIGKILL, 143))
                     )
-                    again = not stopping and should_restart(restart.policy, status)
+                    # an injected fault would recur at every restart (core.crash_at): failed
+                    again = (
+                        not stopping
+                        and should_restart(restart.policy, status)
+                        and not core.injected_crash(proc.pid)
+                    )
                     recent = [t for t in starts if time.monotonic() - t < START_LIMIT_INTERVAL_S]
                     if again and len(recent) >= START_LIMIT_BURST:
                         again, ok = False, False  # start-limit-hit

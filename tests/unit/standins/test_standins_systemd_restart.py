@@ -158,3 +158,17 @@ def test_stop_while_a_restart_is_pending_cancels_it(root: Path) -> None:
     assert systemctl(root, "stop", "demo").returncode == 0
     time.sleep(2.5)
     assert state(root) == "inactive" and starts(root) == 1
+
+
+def test_an_injected_crash_is_not_restarted(root: Path) -> None:
+    """core.crash_at's fault stands for a crash upstream would meet at every restart: failed."""
+    unit(root, "always")
+    script = root / "svc.sh"
+    script.write_text(
+        f"#!/bin/sh\necho start >> {root}/starts\nmkdir -p /run/standin-fault\n"
+        "touch /run/standin-fault/crashed.$$\nkill -KILL $$\n"
+    )
+    systemctl(root, "start", "demo")
+    assert wait_for(lambda: state(root) == "failed")
+    time.sleep(0.6)
+    assert starts(root) == 1
