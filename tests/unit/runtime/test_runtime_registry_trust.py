@@ -237,3 +237,35 @@ def test_app_images_merge_on_every_registry_host_among_the_targets() -> None:
         == "10.0.0.1"
     )
     assert plan(cluster(external=True, domain="reg.example.com"), phase=lambda: AddAppImages(app)) == []
+
+
+GOLDEN_RUN = """\
+== registry-trust: Trust and mirror the cluster registry
+  10.0.0.1 (master0): sea.hub -> 10.0.0.1 in /etc/hosts
+  10.0.0.1 (master0): the registry's CA for containerd and docker (sea.hub:5000)
+  10.0.0.1 (master0): mirrors of 5 registries -> 10.0.0.1:5000, 10.0.0.2:5000
+  10.0.0.1 (master0): the kubelet's pull credentials for sea.hub:5000
+  10.0.0.2 (master): sea.hub -> 10.0.0.2 in /etc/hosts
+  10.0.0.2 (master): the registry's CA for containerd and docker (sea.hub:5000)
+  10.0.0.2 (master): mirrors of 5 registries -> 10.0.0.2:5000, 10.0.0.1:5000
+  10.0.0.2 (master): the kubelet's pull credentials for sea.hub:5000
+  10.0.0.3 (node): sea.hub -> 10.0.0.1 in /etc/hosts
+  10.0.0.3 (node): the registry's CA for containerd and docker (sea.hub:5000)
+  10.0.0.3 (node): mirrors of 5 registries -> 10.0.0.1:5000, 10.0.0.2:5000
+  10.0.0.3 (node): the kubelet's pull credentials for sea.hub:5000
+# 12 steps on 3 hosts, up to 0 B to send; --verbose shows each step's commands"""
+
+GOLDEN_MASTER_LEAVES = """\
+== registry-untrust: Remove the cluster registry's trust and mirrors
+  10.0.0.1 (master0): mirrors of 5 registries -> 10.0.0.1:5000
+  10.0.0.3 (node): mirrors of 5 registries -> 10.0.0.1:5000
+  10.0.0.2 (master): the registry's CA, mirrors, credentials and /etc/hosts entry of c1
+# 3 steps on 3 hosts, up to 0 B to send; --verbose shows each step's commands"""
+
+
+@pytest.mark.parametrize("runtime", ["kubernetes", "k3s", "k0s"])
+def test_golden_dry_runs(runtime: str) -> None:
+    c = replace(BASE, registry=AUTH)
+    assert "\n".join(format_plan(c, [(RegistryTrust(), plan(c, runtime))])) == GOLDEN_RUN
+    leaving = [(RegistryUntrust(), plan(c, runtime, ("10.0.0.2",), phase=RegistryUntrust))]
+    assert "\n".join(format_plan(c, leaving)) == GOLDEN_MASTER_LEAVES
