@@ -234,6 +234,7 @@ def _cluster_from_args(
 @click.option("-n", "--nodes", help="Node addresses: a,b,c or a range first-last.")
 @_ssh_options
 @click.option("--cmds", multiple=True, help="Launch commands instead of the image's (repeatable).")
+@click.option("--apps", help="Launch only these apps of the image, in this order: a,b.")
 @click.option(
     "--cluster",
     "cluster_name",
@@ -259,6 +260,7 @@ def run(
     insecure_skip_host_key_check: bool,
     known_hosts: str | None,
     cmds: tuple[str, ...],
+    apps: str | None,
     cluster_name: str | None,
     runtime: str | None,
     env: tuple[str, ...],
@@ -293,6 +295,7 @@ def run(
                 "--known-hosts": known_hosts,
                 "--insecure-skip-host-key-check": insecure_skip_host_key_check or None,
                 "--runtime": runtime,
+                "--apps": apps,
             }
             given = [flag for flag, value in ssh.items() if value is not None]
             if given:
@@ -319,6 +322,11 @@ def run(
         insecure=insecure_skip_host_key_check,
         known_hosts=known_hosts,
     )
+    if apps is not None:  # over the Clusterfile's appNames, as --cmds over its cmds
+        names = tuple(a.strip() for a in apps.split(",") if a.strip())
+        if not names:
+            raise UsageError("--apps: no app named", hint="--apps a,b launches apps a and b of the image")
+        cluster = replace(cluster, app_names=names)
     settings = _settings(ctx, dry_run=dry_run, max_parallel=max_parallel, verbose=verbose)
     outcome = actions.run(cluster, settings, cli_env=cli_env, runtime=runtime)
     _report(outcome, settings.on_event)

@@ -7,8 +7,9 @@ Field names follow sealer's Go types (types/api/v2/cluster_types.go, types/api/v
 {localRegistry | externalRegistry} (clusterfile_registry.py). This
 implementation adds `ssh.{useAgent, knownHosts, verifyHostKeys, proxyJump, connectTimeout}`
 and `hosts[].local`. The file's other documents are kept verbatim in `Cluster.documents` when
-they are ones this implementation reads (RUNTIME_DOCUMENT_KINDS; Plugin and Config, checked by
-clusterfile_plugins.py and clusterfile_configs.py); any other kind is refused at its line.
+they are ones this implementation reads (RUNTIME_DOCUMENT_KINDS; Plugin, Config and Application,
+checked by clusterfile_plugins.py, clusterfile_configs.py and clusterfile_application.py); any
+other kind is refused at its line.
 
 The Cluster document is read from the YAML node tree, strictly: an unknown or repeated field is
 an error, and every error reads `FILE:LINE: FIELD.PATH: what is wrong`, with a hint.
@@ -48,6 +49,7 @@ from builder.runtime.cluster import (
     parse_ip,
     parse_ip_list,
 )
+from builder.runtime.clusterfile_application import is_application, read_application
 from builder.runtime.clusterfile_configs import is_config, read_config
 from builder.runtime.clusterfile_plugins import is_plugin, read_plugin
 from builder.runtime.clusterfile_registry import dump_registry, read_registry
@@ -67,8 +69,9 @@ RUNTIME_DOCUMENT_KINDS = {
     "kubeproxy.config.k8s.io": ("KubeProxyConfiguration",),
     "k0s.k0sproject.io": ("ClusterConfig",),
 }
-SUPPORTED_DOCUMENTS = "one Cluster (sealer.io/v2), Plugin and Config (sealer.io/v1) and " + ", ".join(
-    f"{'/'.join(kinds)} ({group}/*)" for group, kinds in RUNTIME_DOCUMENT_KINDS.items()
+SUPPORTED_DOCUMENTS = (
+    "one Cluster (sealer.io/v2), Plugin and Config (sealer.io/v1), one Application (sealer.io/v2) and "
+    + ", ".join(f"{'/'.join(kinds)} ({group}/*)" for group, kinds in RUNTIME_DOCUMENT_KINDS.items())
 )
 
 _TOP_FIELDS = ("apiVersion", "kind", "metadata", "spec", "status")
@@ -167,6 +170,7 @@ def _too_large(path: str) -> ClusterfileError:
 class _Reader:
     def __init__(self, path: str) -> None:
         self.path = path
+        self.application_seen = False
         self.keys: dict[int, yaml.Node] = {}  # id(value node) -> its key node, for whole-field errors
 
     def fail(self, node: yaml.Node | None, where: str, message: str, hint: str | None = None) -> NoReturn:
@@ -258,6 +262,16 @@ class _Reader:
             read_plugin(self, node, where, source)
         elif is_config(data):
             read_config(self, node, where, source)
+        elif is_application(data):
+            if self.application_seen:
+                self.fail(
+                    node,
+                    where,
+                    "a second kind: Application document",
+                    hint="one Application says what launches",
+                )
+            self.application_seen = True
+            read_application(self, node, where, source)
         elif not is_runtime_document(data):
             self.fail(
                 node,

@@ -34,7 +34,7 @@ import yaml
 
 CONFIG_API_VERSION = "sealer.io/v1"
 CONFIG_KIND = "Config"
-STRATEGIES = ("overwrite", "merge")
+STRATEGIES = ("overwrite", "merge")  # a Config's; an Application's file merge is "merge-add"
 PROCESSORS = ("value", "toJson", "toBase64", "toSecret")
 
 
@@ -109,14 +109,17 @@ def processed(config: ConfigFile) -> str:
     return data
 
 
-def _merge_existing(dst: dict[str, Any], src: Mapping[str, Any]) -> None:
-    """sealer's deep merge: values of the keys `dst` has are replaced by `src`'s, mappings
-    merged key by key; keys only `src` has are left out."""
+def _merge(dst: dict[str, Any], src: Mapping[str, Any], *, add: bool) -> None:
+    """sealer's deep merges: values of the keys `dst` has are replaced by `src`'s, mappings
+    merged key by key; keys only `src` has are added with `add` (an Application's files, merged
+    by mergo), else left out (a Config's)."""
     for key, value in src.items():
         if key not in dst:
+            if add:
+                dst[key] = value
             continue
         if isinstance(dst[key], dict) and isinstance(value, Mapping):
-            _merge_existing(dst[key], value)
+            _merge(dst[key], value, add=add)
         else:
             dst[key] = value
 
@@ -140,11 +143,11 @@ def apply_config(config: ConfigFile, current: str | None) -> str:
                 secret.update({k: base64.b64encode(str(v).encode()).decode() for k, v in values.items()})
                 doc["data"] = secret
         return "---\n".join(_dump(d) for d in docs)
-    if config.strategy != "merge" or current is None:
+    if config.strategy not in ("merge", "merge-add") or current is None:
         return data
     patch = _load_map(data, "the data")
     docs = _documents(current, config.path)
     for doc in docs:
         if isinstance(doc, dict):
-            _merge_existing(doc, patch)
+            _merge(doc, patch, add=config.strategy == "merge-add")
     return "---\n".join(_dump(d) for d in docs)

@@ -94,7 +94,7 @@ def with_configs(store: Store, image: DeliveryImage, configs: Sequence[ConfigFil
     out: dict[str, bytes] = {}
     needed = {
         c.path for c in configs
-        if (c.strategy == "merge" or "toSecret" in c.process)
+        if (c.strategy != "overwrite" or "toSecret" in c.process)
         and c.path not in image.templates and c.path not in image.files
     }  # fmt: skip
     stack: dict[str, bytes | None] = {}

@@ -22,10 +22,10 @@ private module (`a.b._x` is private to `a.b` and its subpackages) or private nam
 `a.b.c` is private to `a.b`); and the order inside builder/runtime, lowest first, where a module
 imports only from its own layer or lower ones:
 
-  0 cluster            cluster, events, facts, hooks, configs (the values every layer reads)
+  0 cluster            cluster, events, facts, hooks, configs, app_launch (the values every layer reads)
   1 clusterfile/env    clusterfile, clusterfile_reader, clusterfile_registry, clusterfile_plugins,
-                       clusterfile_configs, _bounded_yaml, env, state (the journal), registry_pki,
-                       infra/ (drivers)
+                       clusterfile_configs, clusterfile_application, _bounded_yaml, env,
+                       state (the journal), registry_pki, infra/ (drivers)
   2 plugins            plugins/
   3 phases             phases/, delivery, image_configs, _delivery_shell, _stackcheck, dryrun
   4 runner             runner
@@ -87,7 +87,7 @@ SHARED_ALLOWED: dict[str, set[str]] = {"builder._fs": {"builder.image"}}
 
 # Runtime's layers, lowest first; a module takes the layer of its longest listed prefix.
 RUNTIME_LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("cluster", ("cluster", "events", "facts", "hooks", "configs")),
+    ("cluster", ("cluster", "events", "facts", "hooks", "configs", "app_launch")),
     (
         "clusterfile/env",
         (
@@ -95,6 +95,7 @@ RUNTIME_LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "clusterfile_registry",
             "clusterfile_plugins",
             "clusterfile_configs",
+            "clusterfile_application",
             "clusterfile_reader",
             "_bounded_yaml",
             "env",

@@ -30,12 +30,15 @@ from builder.runtime.actions.runners import deliver_fn, make_runner
 from builder.runtime.actions.settings import Outcome, Settings, require_store
 from builder.runtime.cluster import Cluster
 from builder.runtime.clusterfile import parse_plugin_file
+from builder.runtime.clusterfile_application import application_of_documents
 from builder.runtime.clusterfile_configs import configs_of_documents
+from builder.runtime.configs import ConfigFile
 from builder.runtime.facts import Facts
 from builder.runtime.hooks import ShellHook
 from builder.runtime.image_configs import with_configs
 from builder.runtime.infra.base import InfraDriver
 from builder.runtime.phases import Check, ImageInfo, PlanState
+from builder.runtime.phases.launch import check_apps
 from builder.runtime.phases.scripts import INIT_REGISTRY_SCRIPT
 from builder.runtime.plugins import RuntimePlugin, get_plugin, select_plugin
 from builder.runtime.plugins.base import AUDIT_POLICY
@@ -84,6 +87,12 @@ def with_plugin(
         if data is not None:
             files[path] = data.decode("utf-8", errors="replace")
     return replace(info, files=files, hooks=image_hooks(image)), plugin
+
+
+def rootfs_configs(cluster: Cluster) -> tuple[ConfigFile, ...]:
+    """What changes files of the cluster's rootfs: its Configs, then its Application's app files."""
+    application = application_of_documents(cluster.documents)
+    return configs_of_documents(cluster.documents) + (application.files if application else ())
 
 
 def image_hooks(image: delivery.DeliveryImage) -> tuple[ShellHook, ...]:
@@ -222,9 +231,8 @@ async def prepare(
         return decision
     Check.verify(facts, decision.state, request.cluster)
     if not decision.target:  # the Clusterfile's Configs change the cluster's rootfs, not an app's
-        dimg = await asyncio.to_thread(
-            with_configs, store, dimg, configs_of_documents(request.cluster.documents)
-        )
+        check_apps(request.cluster, decision.state.image)
+        dimg = await asyncio.to_thread(with_configs, store, dimg, rootfs_configs(request.cluster))
     runner = make_runner(
         driver,
         cs,
@@ -262,7 +270,8 @@ def with_delivery_shown(
     templates rendered with its env and the Clusterfile's Configs applied), for the dry-run's
     deliver step."""
     if not target:
-        dimg = with_configs(require_store(settings), dimg, configs_of_documents(cluster.documents))
+        check_apps(cluster, state.image)
+        dimg = with_configs(require_store(settings), dimg, rootfs_configs(cluster))
     shown = {
         h.ip: tuple(
             delivery.plan_commands(

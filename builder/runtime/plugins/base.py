@@ -167,6 +167,9 @@ class RuntimePlugin(ABC):
     metadata_runtime: ClassVar[str | None] = None
     config_files: ClassVar[tuple[str, ...]] = ()
     etcd: ClassVar[bool] = True
+    # The env of the launch commands on master0 (below the cluster's): the admin kubeconfig, so
+    # `kubectl` and `helm` in an app's commands reach the cluster on every runtime.
+    launch_env: ClassVar[Mapping[str, str]] = {}
 
     def commands(self, phase: str, ctx: HostContext) -> Sequence[PluginStep]:
         """The ordered commands of `phase` on `ctx.host`; empty: the host has nothing to do."""

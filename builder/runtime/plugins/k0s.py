@@ -77,6 +77,7 @@ CONFIG_FILE = "/etc/k0s/k0s.yaml"
 PKI_DIR = "/var/lib/k0s/pki"
 AUDIT_POLICY_FILE = "/etc/k0s/audit-policy.yml"
 AUDIT_LOG = "/var/log/kubernetes/audit.log"
+ADMIN_KUBECONFIG = "/var/lib/k0s/pki/admin.conf"  # a controller's admin kubeconfig (k0s docs)
 KUBECTL = f"{BIN} kubectl"  # k0s's embedded kubectl, admin on a controller
 CONTROLLER_TOKEN_FILE = "/etc/k0s/controller-token"
 WORKER_TOKEN_FILE = "/etc/k0s/worker-token"
@@ -312,6 +313,7 @@ class K0sRuntime(RuntimePlugin):
     label: ClassVar[str | None] = "k0s"
     metadata_runtime: ClassVar[str | None] = "k0s"
     config_files: ClassVar[tuple[str, ...]] = (ROOTFS_CONFIG, AUDIT_POLICY)
+    launch_env: ClassVar[Mapping[str, str]] = {"KUBECONFIG": ADMIN_KUBECONFIG}  # for an image's own kubectl
 
     def commands(self, phase: str, ctx: HostContext) -> Sequence[PluginStep]:
         host = ctx.host

@@ -116,6 +116,7 @@ class K3sRuntime(RuntimePlugin):
     label: ClassVar[str | None] = "k3s"
     metadata_runtime: ClassVar[str | None] = "k3s"
     config_files: ClassVar[tuple[str, ...]] = (AUDIT_POLICY,)
+    launch_env: ClassVar[Mapping[str, str]] = {"KUBECONFIG": KUBECONFIG_FILE}
 
     def commands(self, phase: str, ctx: HostContext) -> Sequence[PluginStep]:
         host = ctx.host

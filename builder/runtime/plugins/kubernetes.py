@@ -188,6 +188,7 @@ class KubernetesRuntime(RuntimePlugin):
     label: ClassVar[str | None] = "kubernetes"
     metadata_runtime: ClassVar[str | None] = "k8s"
     config_files: ClassVar[tuple[str, ...]] = (ROOTFS_CONFIG, AUDIT_POLICY)
+    launch_env: ClassVar[Mapping[str, str]] = {"KUBECONFIG": ADMIN_CONF}
 
     def commands(self, phase: str, ctx: HostContext) -> Sequence[PluginStep]:
         host = ctx.host
