@@ -23,7 +23,8 @@ them and stops: no connection, no state written).
 Modules: settings.py (Settings in, Outcome out), prepare.py (the opening run, apply/join,
 upgrade and run_app share: probe, pull, load, the action's checks and plugin choice, verify,
 the Runner built once), runners.py (the runner and its delivery/removal callbacks), then one
-module per action family: install.py, apps.py, remove.py, upgrade.py, status.py.
+module per action family: install.py, apps.py, remove.py, upgrade.py, status.py; and
+registry_refresh.py (the registry hosts' certificate after a master left).
 
 The state is saved before the first host is changed (so an interrupted run can be finished or
 deleted) and again, marked complete, at the end: that is the run's last phase, "save-state".

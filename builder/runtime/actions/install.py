@@ -22,6 +22,7 @@ from builder.runtime.actions.prepare import (
     with_delivery_shown,
     with_plugin,
 )
+from builder.runtime.actions.registry_refresh import refresh_registry
 from builder.runtime.actions.remove import removal_plan, remove_hosts
 from builder.runtime.actions.settings import HostSummary, Outcome, Settings, host_summaries, require_store
 from builder.runtime.cluster import Cluster, HostSpec, RegistrySpec, diff
@@ -324,6 +325,8 @@ def apply(wanted: Cluster, settings: Settings, *, cli_env: Mapping[str, str] | N
             summaries += outcome.hosts
         else:
             cs.save(wanted, meta)
+            if removed:
+                refresh_registry(wanted, meta, settings, cs)  # the leaving masters out of its certificate
     parts = []
     if joining:
         parts.append(f"joined {', '.join(joining)}")

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from builder.errors import ClusterError, HostError
 from builder.image.descriptor import Platform
+from builder.runtime.actions.registry_refresh import refresh_registry
 from builder.runtime.actions.runners import make_runner, remove_fn
 from builder.runtime.actions.settings import Outcome, Settings, host_summaries
 from builder.runtime.actions.status import saved_clusters
@@ -208,4 +209,5 @@ def delete(
         cs.journal().forget_hosts(targets)
         remaining = saved.without_hosts(targets)
         cs.save(remaining, meta)
+        refresh_registry(remaining, meta, settings, cs)  # the leaving masters out of its certificate
     return Outcome(remaining, f"removed {', '.join(targets)} from cluster {name}", hosts=summaries)

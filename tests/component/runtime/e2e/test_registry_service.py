@@ -7,7 +7,8 @@ cluster's state (by name and by each master's address), htpasswd auth (401 witho
 wrong password, 200 with the right one), the bundled image served from the merged storage
 (blob data hardlinked to the delivered rootfs), the server certificate reissued for a master
 that joins and served by both, the SIGKILLed registry back under its unit (Restart=always, the
-stand-in's), and `delete --all` leaving no unit, config, certificate or storage.
+stand-in's), a master leaving taken out of the certificate the others serve, and
+`delete --all` leaving no unit, config, certificate or storage.
 
 The tests run in order on one pair of hosts: each starts from what the previous left.
 """
@@ -205,6 +206,17 @@ def test_a_master_joining_serves_and_the_certificate_is_reissued_everywhere(lab:
     assert served_sans(lab, master0.address) == both  # restarted with the new certificate
     assert served_sans(lab, master1.address) == both
     assert master0.run(f"stat -c %i {registry_dir(NAME)}/tls/ca.crt").stdout == before  # CA kept
+
+
+def test_a_master_leaving_takes_its_registry_and_its_address_out_of_the_certificate(lab: Lab) -> None:
+    master0, master1 = lab.hosts[0], lab.hosts[1]
+    actions.delete(NAME, lab.settings(), masters=[master1.address])
+    assert master1.run(f"ls {unit_path(NAME)} {registry_dir(NAME)}", check=False).returncode != 0
+    assert served_sans(lab, master0.address) == {master0.address}
+    assert_serves(lab, master0)
+    actions.apply(parse_clusterfile(lab.clusterfile(2)), lab.settings())  # back, for what follows
+    assert served_sans(lab, master0.address) == {master0.address, master1.address}
+    assert_serves(lab, master1)
 
 
 def test_deleting_master0_alone_is_refused(lab: Lab) -> None:
