@@ -29,7 +29,9 @@ from bench.gen_context import CONTAINERFILE, generate
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "work"
 RESULTS = HERE / "results"
-SEALER = [sys.executable, "-m", "builder.cli"]
+# The console script, as a user runs it (`python -m builder.cli` adds runpy's imports)
+_SCRIPT = Path(sys.executable).parent / "sealer"
+SEALER = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "builder.cli"]
 ROUNDS = 5
 TARGETS = {"cold_build_x_baseline": 1.3, "noop_rebuild_s": 0.3, "peak_rss_mb": 150}
 NAMES = {
