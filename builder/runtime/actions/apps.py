@@ -56,6 +56,7 @@ from builder.runtime.phases.add_app_images import AddAppImages
 from builder.runtime.phases.deliver_app import DeliverApp
 from builder.runtime.phases.launch_app import AppPlanState, LaunchApp
 from builder.runtime.plugins import get_plugin, runtime_name
+from builder.runtime.plugins.none import NoneRuntime
 from builder.runtime.runner import format_plan
 from builder.runtime.state import AppRecord, ClusterState, SavedMeta
 from builder.store.layout import Store
@@ -165,8 +166,16 @@ class _AppJob:
         return self.saved.master0.ip
 
     @property
+    def runs_registry(self) -> bool:
+        """Whether the cluster runs its local registry (not with the `none` runtime, nor with an
+        external registry): the app's bundled images go into it."""
+        return self.meta.runtime != NoneRuntime.name and bool(self.saved.registry_hosts)
+
+    @property
     def hosts(self) -> tuple[str, ...]:
         """The hosts an app may go to: master0, and the other registry hosts (for its images)."""
+        if not self.runs_registry:
+            return (self.master0,)
         return (self.master0, *(h.ip for h in self.saved.registry_hosts if h.ip != self.master0))
 
 
@@ -196,7 +205,8 @@ def _app_state(
 
 
 def _phases(job: _AppJob, state: AppPlanState) -> tuple[Phase, ...]:
-    return (DeliverApp(state.app_rootfs), AddAppImages(state.app_rootfs), LaunchApp(rootfs=state.app_rootfs))
+    images = (AddAppImages(state.app_rootfs),) if job.runs_registry else ()
+    return (DeliverApp(state.app_rootfs), *images, LaunchApp(rootfs=state.app_rootfs))
 
 
 def _dry_run(job: _AppJob, settings: Settings, store: Store) -> Outcome:

@@ -51,10 +51,11 @@ from builder.runtime.phases._registry_client import (
     write_file_command,
 )
 from builder.runtime.phases.base import Phase, PlanState, Step, ordered_for_removal
+from builder.runtime.plugins.none import NoneRuntime
 
 BLOCK = "registry"  # the /etc/hosts block's name
 # The `none` runtime has no container runtime to pull with, and no registry service either.
-NO_RUNTIME = "none"
+NO_RUNTIME = NoneRuntime.name
 # Where each runtime's kubelet looks for config.json (its --root-dir).
 KUBELET_CONFIG = {
     "kubernetes": "/var/lib/kubelet/config.json",
