@@ -282,10 +282,15 @@ class HostSpec:
         return self.role is Role.MASTER
 
 
+def _is_dns_name(name: str) -> bool:
+    """Dot-separated labels of letters, digits and '-', at most 253, and not an IPv4 address."""
+    return len(name) <= 253 and bool(_HOSTNAME.match(name)) and not name.replace(".", "").isdigit()
+
+
 def check_registry_domain(domain: str) -> str:
-    """A DNS name (dot-separated labels of letters, digits and '-', at most 253): the registry's
-    domain goes into /etc/hosts, certs.d directory names and the server certificate."""
-    if len(domain) > 253 or not _HOSTNAME.match(domain) or domain.replace(".", "").isdigit():
+    """A DNS name: the registry's domain goes into /etc/hosts, certs.d directory names and the
+    server certificate."""
+    if not _is_dns_name(domain):
         raise InvalidCluster(
             f"registry domain {domain!r} is not a DNS name",
             field="registry.domain",
@@ -302,8 +307,7 @@ def check_registry_port(port: int) -> int:
 
 def check_san_dns(name: str) -> str:
     """A DNS name for a certificate's subjectAltName; a leading `*.` (wildcard) is allowed."""
-    bare = name[2:] if name.startswith("*.") else name
-    if len(bare) > 253 or not _HOSTNAME.match(bare) or bare.replace(".", "").isdigit():
+    if not _is_dns_name(name[2:] if name.startswith("*.") else name):
         raise InvalidCluster(
             f"{name!r} is neither a DNS name nor an IP address",
             field="registry.cert",

@@ -26,9 +26,8 @@ writes; the two change together so load(dump(c)) == c holds.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any, NoReturn, Protocol, TypeVar
+from typing import Any
 
 import yaml
 
@@ -39,28 +38,14 @@ from builder.runtime.cluster import (
     check_san_dns,
     parse_ip,
 )
-
-_T = TypeVar("_T")
+from builder.runtime.clusterfile_reader import NodeReader
 
 _REGISTRY_FIELDS = ("localRegistry", "externalRegistry")
 _CONFIG_FIELDS = ("domain", "port", "username", "password")
 _LOCAL_FIELDS = (*_CONFIG_FIELDS, "ha", "insecure", "cert")
 
 
-class _Reader(Protocol):
-    """What `read_registry` needs of the Clusterfile reader (clusterfile._Reader)."""
-
-    def fail(self, node: yaml.Node | None, where: str, message: str, hint: str | None = None) -> NoReturn: ...
-    def check(self, node: yaml.Node, where: str, make: Callable[[], _T], hint: str | None = None) -> _T: ...
-    def mapping(self, node: yaml.Node, where: str, allowed: Sequence[str]) -> dict[str, yaml.Node]: ...
-    def strings(self, node: yaml.Node, where: str) -> tuple[str, ...]: ...
-    def string(self, node: yaml.Node, where: str) -> str | None: ...
-    def required_string(self, node: yaml.Node, where: str) -> str: ...
-    def boolean(self, node: yaml.Node, where: str) -> bool: ...
-    def port(self, node: yaml.Node, where: str) -> int: ...
-
-
-def read_registry(reader: _Reader, node: yaml.Node) -> RegistrySpec:
+def read_registry(reader: NodeReader, node: yaml.Node) -> RegistrySpec:
     """`spec.registry` as a RegistrySpec; each bad field fails at its own line."""
     where = "spec.registry"
     top = reader.mapping(node, where, _REGISTRY_FIELDS)
@@ -87,7 +72,7 @@ def read_registry(reader: _Reader, node: yaml.Node) -> RegistrySpec:
 
 
 def _spec(
-    reader: _Reader, node: yaml.Node, where: str, entry: dict[str, yaml.Node], *, external: bool
+    reader: NodeReader, node: yaml.Node, where: str, entry: dict[str, yaml.Node], *, external: bool
 ) -> RegistrySpec:
     values: dict[str, Any] = {"external": external}
     if external:
@@ -118,7 +103,7 @@ def _spec(
     return reader.check(node, where, lambda: RegistrySpec(**values))
 
 
-def _sans(reader: _Reader, node: yaml.Node, where: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def _sans(reader: NodeReader, node: yaml.Node, where: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     cert = reader.mapping(node, where, ("subjectAltName",))
     if "subjectAltName" not in cert:
         return (), ()
