@@ -336,10 +336,8 @@ def test_document_errors() -> None:
     ) as info:
         parse(BASIC + "---\n# a ConfigMap\napiVersion: v1\nkind: ConfigMap\n")
     assert info.value.hint is not None and "Plugin and Config (sealer.io/v1)" in info.value.hint
-    with pytest.raises(
-        ClusterfileError, match=r"kind Application \(apiVersion app.sealer.io/v1\) is not supported"
-    ):
-        parse(BASIC + "---\napiVersion: app.sealer.io/v1\nkind: Application\nspec: {launchApps: [a]}\n")
+    with pytest.raises(ClusterfileError, match=r"kind Secret \(apiVersion v1\) is not supported"):
+        parse(BASIC + "---\napiVersion: v1\nkind: Secret\ndata: {a: b}\n")
     with pytest.raises(
         ClusterfileError, match=r"^Clusterfile:17: document 2: a second kind: Cluster document"
     ):
