@@ -30,6 +30,7 @@ registry, and every registry host when this action made a new server certificate
 
 from __future__ import annotations
 
+import base64
 import shlex
 from typing import ClassVar
 
@@ -43,8 +44,7 @@ CA_ENV = "SEALER_REGISTRY_CA"
 CERT_ENV = "SEALER_REGISTRY_CERT"
 KEY_ENV = "SEALER_REGISTRY_KEY"
 HTPASSWD_ENV = "SEALER_REGISTRY_HTPASSWD"
-USER_ENV = "SEALER_REGISTRY_USER"
-PASSWORD_ENV = "SEALER_REGISTRY_PASSWORD"
+BASIC_AUTH_ENV = "SEALER_REGISTRY_BASIC_AUTH"  # base64 of USER:PASSWORD, for the /v2/ check
 READY_TIMEOUT_S = 60
 _CONFIG_TIMEOUT_S = 1800  # the merge of a large registry/ tree copies its link files
 
@@ -201,8 +201,9 @@ def ready_command(cluster: Cluster, material: RegistryMaterial, root: str) -> st
     if material.has_tls:
         curl += f" --cacert {shlex.quote(ca)}"
     if material.htpasswd is not None:
-        # the credentials go to curl on its stdin (-K -), never on a command line
-        with_auth = f'printf \'user = "%s:%s"\\n\' "${USER_ENV}" "${PASSWORD_ENV}" | {curl} -K - {url}'
+        # the credentials go to curl as a header on its stdin (-H @-), never on a command line,
+        # and as base64, so that no character of the password needs quoting
+        with_auth = f"printf 'Authorization: Basic %s\\n' \"${BASIC_AUTH_ENV}\" | {curl} -H @- {url}"
         check = f'[ "$({curl} {url} 2>/dev/null)" = 401 ] && [ "$({with_auth} 2>/dev/null)" = 200 ]'
         expect = "401 without credentials, 200 with them"
     else:
@@ -253,7 +254,8 @@ class RegistryService(Phase):
         env, secret = _env(cluster, material)
         ready_env: dict[str, str] = {}
         if material.htpasswd is not None:
-            ready_env = {USER_ENV: spec.username or "", PASSWORD_ENV: spec.password or ""}
+            credentials = f"{spec.username}:{spec.password}".encode()
+            ready_env = {BASIC_AUTH_ENV: base64.b64encode(credentials).decode()}
         how = "TLS" if material.has_tls else "plain HTTP (insecure: no TLS)"
         auth = f", htpasswd auth for {spec.username}" if material.htpasswd is not None else ", no auth"
         steps: list[Step] = []
@@ -280,7 +282,7 @@ class RegistryService(Phase):
                     env=ready_env,
                     journal=False,
                     timeout_s=READY_TIMEOUT_S + 30,
-                    secret_env=(PASSWORD_ENV,) if ready_env else (),
+                    secret_env=(BASIC_AUTH_ENV,) if ready_env else (),
                 )
             )
         return steps

@@ -3,19 +3,23 @@ in env), and the storage merge run for real here with sh on temp directories."""
 
 from __future__ import annotations
 
+import base64
 import subprocess
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from builder.image.descriptor import Platform
+from builder.runtime import registry_pki
 from builder.runtime.cluster import Cluster, HostSpec, RegistrySpec, Role
 from builder.runtime.dryrun import format_plan
 from builder.runtime.facts import Facts
 from builder.runtime.phases import ImageInfo, PlanState, install_phases, removal_phases, upgrade_phases
 from builder.runtime.phases.registry_remove import RemoveRegistry
 from builder.runtime.phases.registry_service import (
+    BASIC_AUTH_ENV,
     KEY_ENV,
-    PASSWORD_ENV,
     RegistryService,
     merge_tree_command,
     registry_dir,
@@ -89,10 +93,12 @@ def test_secrets_only_in_env_and_shown_as_stars() -> None:
         KEY_ENV,
         "SEALER_REGISTRY_HTPASSWD",
     }
-    assert ready.env[PASSWORD_ENV] == "pw-secret" and ready.secret_env == (PASSWORD_ENV,)
+    assert base64.b64decode(ready.env[BASIC_AUTH_ENV]) == b"admin:pw-secret"
+    assert ready.secret_env == (BASIC_AUTH_ENV,)
     assert "401" in ready.command and "200" in ready.command and "--cacert" in ready.command
     text = "\n".join(format_plan(c, [(RegistryService(), steps)], verbose=True))
     assert "SECRET" not in text and "pw-secret" not in text and f"{KEY_ENV}=***" in text
+    assert ready.env[BASIC_AUTH_ENV] not in text
     assert (
         "Restart=always" in config.command
         and "rootdirectory: /var/lib/sealer/data/c1/registry/storage" in config.command
@@ -162,3 +168,39 @@ def test_merge_links_blobs_copies_links_and_never_touches_the_source(tmp_path: P
 def test_merge_without_a_source_does_nothing(tmp_path: Path) -> None:
     merge(tmp_path / "none", tmp_path / "storage")
     assert not (tmp_path / "storage").exists()
+
+
+# --- golden dry-run plans, every runtime ---------------------------------------------------------
+
+GOLDEN_RUN = """\
+== registry-service: Serve the cluster registry
+  10.0.0.1 (master0): sealer-registry-c1.service on :5000, TLS, htpasswd auth for admin; /var/lib/sealer/data/c1/rootfs/registry into its storage
+  10.0.0.1 (master0): wait until sea.hub:5000/v2/ answers on this host
+  10.0.0.2 (master): sealer-registry-c1.service on :5000, TLS, htpasswd auth for admin; /var/lib/sealer/data/c1/rootfs/registry into its storage
+  10.0.0.2 (master): wait until sea.hub:5000/v2/ answers on this host
+# 4 steps on 2 hosts, up to 0 B to send; --verbose shows each step's commands"""
+
+GOLDEN_DELETE_ALL = """\
+== registry-remove: Remove the cluster registry
+  10.0.0.2 (master): stop, disable and remove sealer-registry-c1.service; remove /var/lib/sealer/data/c1/registry
+  10.0.0.1 (master0): stop, disable and remove sealer-registry-c1.service; remove /var/lib/sealer/data/c1/registry
+# 2 steps on 2 hosts, up to 0 B to send; --verbose shows each step's commands"""
+
+GOLDEN_VERBOSE_ENV = (
+    "# (shared) env: SEALER_REGISTRY_CA='<CA certificate of cluster c1>' "
+    "SEALER_REGISTRY_CERT='<server certificate of sea.hub>' SEALER_REGISTRY_HTPASSWD=*** SEALER_REGISTRY_KEY=***"
+)
+
+
+@pytest.mark.parametrize("runtime", ["kubernetes", "k3s", "k0s", "none"])
+def test_golden_dry_runs(runtime: str) -> None:
+    c = cluster()
+    s = replace(state(c, c.ips, registry_pki.planned(c)), plugin=get_plugin(runtime))
+    assert (
+        "\n".join(format_plan(c, [(RegistryService(), RegistryService().plan(c, Facts(), s))])) == GOLDEN_RUN
+    )
+    removal = [(RemoveRegistry(), RemoveRegistry().plan(c, Facts(), s))]
+    assert "\n".join(format_plan(c, removal)) == GOLDEN_DELETE_ALL
+    verbose = format_plan(c, [(RegistryService(), RegistryService().plan(c, Facts(), s))], verbose=True)
+    assert verbose[0] == GOLDEN_VERBOSE_ENV
+    assert sum(line.startswith("    $ ") for line in verbose) == 4

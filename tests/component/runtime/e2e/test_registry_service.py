@@ -46,7 +46,7 @@ BASE = "example.test/cluster-rootfs:v1"
 IMAGE = "example.test/cluster-with-registry:v1"
 BUNDLED = "demo/bundled"  # the repository the registry/ tree holds (tag v1: the base image itself)
 NAME = "e2ereg"
-USER, PASSWORD = "admin", "Reg1stry pass"
+USER, PASSWORD = "admin", "Reg1stry \"pass\\ $x'"
 UNIT = unit_name(NAME)
 MANIFEST_TYPES = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json"
 
