@@ -11,8 +11,10 @@ relative path inside a root.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import fcntl
+import functools
 import os
 import shutil
 import stat
@@ -122,6 +124,32 @@ def sweep_temps(
         finally:
             os.close(fd)
     return removed
+
+
+_SYNC_FILE_RANGE_WRITE = 2  # linux/fs.h
+
+
+@functools.cache
+def _sync_file_range() -> Any:
+    try:
+        func = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):  # not Linux
+        return None
+    func.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    return func
+
+
+def start_writeback(fd: int, offset: int, length: int) -> None:
+    """Start writing the dirty pages of `fd` in [offset, offset + length) to disk, without waiting
+    (Linux `sync_file_range(SYNC_FILE_RANGE_WRITE)`); a no-op where that is unavailable.
+
+    Not a durability guarantee (fsync still is): a later fsync only waits for what is still in
+    flight. A writer that starts writeback as it goes makes its final fsync short: 0.15 s ->
+    0.02 s for a 313 MB blob here (issue 16), while the disk was otherwise idle.
+    """
+    func = _sync_file_range()
+    if func is not None:
+        func(fd, offset, length, _SYNC_FILE_RANGE_WRITE)  # errors (a pipe: ESPIPE) are ignored
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:

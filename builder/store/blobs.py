@@ -23,12 +23,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
-from builder._fs import fsync_dir, make_locked_dir, remove_tree
+from builder._fs import fsync_dir, make_locked_dir, remove_tree, start_writeback
 from builder.errors import BlobNotFound, DigestMismatch, SealerError, SizeMismatch, StoreError
 from builder.image.digest import Digest
 
 TMP_PREFIX = "proc-"
 DEFAULT_MAX_READ = 64 << 20
+WRITEBACK_STEP = 32 << 20  # a blob writer starts the disk writes of every 32 MiB as it goes
 
 Buffer = bytes | bytearray | memoryview
 
@@ -77,6 +78,7 @@ class BlobWriter:
         self._expected = expected
         self._expected_size = expected_size
         self.size = 0
+        self._written_back = 0
         self.result: tuple[Digest, int] | None = None
 
     # -- file protocol ---------------------------------------------------------------------
@@ -92,6 +94,11 @@ class BlobWriter:
         self._hasher.update(data)
         self._file.write(data)
         self.size += n
+        if self.size - self._written_back >= WRITEBACK_STEP:
+            # Start the disk writes now, so that commit's fsync has little left to wait for
+            self._file.flush()
+            start_writeback(self._file.fileno(), self._written_back, self.size - self._written_back)
+            self._written_back = self.size
         return n
 
     def writable(self) -> bool:
