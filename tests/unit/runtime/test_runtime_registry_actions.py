@@ -58,7 +58,7 @@ def test_delete_of_master0_with_ha_keeps_the_general_refusal(tmp_path: Path) -> 
 def test_apply_refuses_dropping_master0_the_only_registry_host(tmp_path: Path) -> None:
     cluster = saved(tmp_path, RegistrySpec(ha=False))
     wanted = replace(cluster, hosts=cluster.hosts[1:])
-    with pytest.raises(InvalidCluster, match="only registry host .*ha: false"):
+    with pytest.raises(InvalidCluster, match=r"only registry host .*ha: false"):
         actions.apply(wanted, settings(tmp_path))
 
 
