@@ -153,7 +153,9 @@ def dry_run_install(job: InstallJob, settings: Settings, title: str) -> Outcome:
     platform, info, dimg = assume(settings, job.image, Platform.host())
     info, plugin = _plugin_for(job, store, info, dimg)
     facts = Facts.assume(job.targets, platform)
-    state = with_delivery_shown(_state(job, info, plugin, settings, dry_run=True), job.cluster, dimg, settings)
+    state = with_delivery_shown(
+        _state(job, info, plugin, settings, dry_run=True), job.cluster, dimg, settings
+    )
     plans = plan_all((Check(), *job.phases), job.cluster, facts, state)
     cs = ClusterState(job.cluster.name, settings.home)
     kubeconfig = any(kubeconfig_steps(steps) for _, steps in plans)
