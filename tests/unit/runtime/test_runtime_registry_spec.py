@@ -35,7 +35,12 @@ def parse(registry: str) -> RegistrySpec:
 def test_no_registry_is_the_local_default() -> None:
     c = parse_clusterfile(HEAD, path="Clusterfile")
     assert c.registry == RegistrySpec()
-    assert (c.registry.domain, c.registry.port, c.registry.ha, c.registry.insecure) == ("sea.hub", 5000, True, False)
+    assert (c.registry.domain, c.registry.port, c.registry.ha, c.registry.insecure) == (
+        "sea.hub",
+        5000,
+        True,
+        False,
+    )
     assert [h.ip for h in c.registry_hosts] == ["10.0.0.1", "10.0.0.2"]
     assert "registry" not in dump_clusterfile(c)  # the default is not written
 
