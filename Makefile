@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # buildah (~20 MB, 3 packages) is only the build benchmark's peer; time (GNU time) starts every
 # benchmark contender, so that its peak RSS is its own (bench/_measure.py). containerd and runc
 # (docker.io's dependencies too) run inside test hosts (tests/hosts.py, containerd=True).
-APT_PACKAGES := skopeo umoci docker-registry docker.io containerd runc openssh-server zstd iproute2 tar apache2-utils openssl buildah time
+APT_PACKAGES := skopeo umoci docker-registry docker.io containerd runc openssh-server zstd iproute2 tar apache2-utils openssl buildah time haproxy
 STAMP_APT := $(VENV)/.apt-stamp
 STAMP_PY := $(VENV)/.py-stamp
 

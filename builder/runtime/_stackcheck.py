@@ -63,9 +63,17 @@ class StackCheck:
 # Small rootfs files the controller reads when it plans a run (the runtime plugins' config
 # defaults, Metadata, init-registry.sh, the audit policy; and the hooks, `is_plugin_path`): kept
 # by the one pass that checks the stack, so planning never unpacks a layer to find them.
-KEPT_FILES = frozenset(
-    {"Metadata", "etc/kubeadm.yaml", "etc/k0s.yaml", "scripts/init-registry.sh", "statics/audit-policy.yml"}
-)
+# Rootfs files whose presence is all the plans read (a binary: too large to keep), kept as b""
+# when the image has them as a regular file or hardlink: bin/haproxy, the kubeadm workers' load
+# balancer when the image ships its own (the check phase then needs none on the host).
+PRESENT_FILES = frozenset({"bin/haproxy"})
+KEPT_FILES = PRESENT_FILES | {
+    "Metadata",
+    "etc/kubeadm.yaml",
+    "etc/k0s.yaml",
+    "scripts/init-registry.sh",
+    "statics/audit-policy.yml",
+}
 
 
 def _kept(path: str) -> bool:
@@ -176,7 +184,10 @@ class _Checker:
                     removals.append(e)
                 continue
             rel = "/".join(e.parts)
-            if e.kind == "file" and _kept(rel):
+            if e.kind == "file" and rel in PRESENT_FILES:
+                reader.skip_data(e)
+                contents[len(entries)] = b""
+            elif e.kind == "file" and _kept(rel):
                 if e.size > MAX_TEMPLATE_BYTES:
                     what = "a template" if is_template_path(rel) else "a config file sealer reads"
                     raise LayerError(f"{e.label} is {what} of {e.size} bytes (limit {MAX_TEMPLATE_BYTES})")
@@ -269,6 +280,8 @@ class _Checker:
                 self._forget_kept(rel)
             if i in contents:
                 self.kept[rel] = contents[i]
+            elif e.kind == "hardlink" and rel in PRESENT_FILES:
+                self.kept[rel] = b""
             elif e.kind == "hardlink" and _kept(rel):
                 linked = "/".join(e.link)
                 if linked not in self.kept:

@@ -19,7 +19,10 @@ from builder.image.descriptor import Platform
 # one of zstd/gzip decompresses them (without either the controller decompresses: slower).
 REQUIRED_TOOLS = ("sh", "tar", "sha256sum")
 DECOMPRESSORS = ("zstd", "gzip")
-PROBED_TOOLS = (*REQUIRED_TOOLS, *DECOMPRESSORS)
+# Tools a runtime plugin may need on some hosts (`RuntimePlugin.host_problems` says which): the
+# kubeadm workers' local API load balancer.
+RUNTIME_TOOLS = ("haproxy",)
+PROBED_TOOLS = (*REQUIRED_TOOLS, *DECOMPRESSORS, *RUNTIME_TOOLS)
 # Headroom over the image's compressed size: layers unpack to ~2-3x, blobs wait on disk first.
 SPACE_FACTOR = 3
 SPACE_MIN_BYTES = 16 << 20

@@ -16,6 +16,11 @@ The API below is stable: the kubeadm, k3s and k0s stand-ins are written against 
                  inside the block writes nothing.
         .read()  the current dict ({} when missing), no lock (renames are atomic).
     make_api_server(state_path, address, port) -> ThreadingHTTPServer (not yet serving)
+    make_api_proxy(upstream, address, port, *, sans, cert=None, key=None) -> ThreadingHTTPServer
+        An API server (kube-apiserver on every master) in front of the control plane at
+        `upstream`: relays every request; GET /tls-sans -> the SANs of its certificate; with
+        cert/key, a client opening with a TLS ClientHello gets a real TLS session (haproxy's
+        check-ssl health checks), others plain HTTP.
     serve_api(state_path, address, port) -> None
         Blocking: the "control plane" that owns one cluster's state in `state_path` (a
         StateFile): tokens, nodes, members (etcd-like), secrets. Routes (JSON in and out, errors
@@ -48,6 +53,7 @@ The API below is stable: the kubeadm, k3s and k0s stand-ins are written against 
         .delete_node(name) -> None (also forgets the node's node_password binding)
         .members() -> list[dict]; .remove_member(name) -> None; .events() -> list[dict]
         .put_secret(key, value, ttl_s=None) -> None; .get_secret(key) -> str
+        .serving_sans() -> list[str] (the answering API server's certificate SANs)
         .healthy() -> bool; .wait_ready(timeout_s) -> None (ApiError(0, ...) on timeout)
         Every failure raises ApiError(status, message); status 0: the server is unreachable.
     notify_ready(status="") -> bool
@@ -427,6 +433,95 @@ def serve_api(state_path: Path | str, address: str, port: int) -> None:
     make_api_server(state_path, address, port).serve_forever()
 
 
+class _ProxyHandler(BaseHTTPRequestHandler):
+    server: _ApiProxy
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return  # haproxy checks every 2 s: a line each would bury the log
+
+    def _relay(self) -> None:
+        if (self.command, self.path) == ("GET", "/tls-sans"):
+            status, data = int(HTTPStatus.OK), json.dumps(self.server.sans).encode()
+        else:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else None
+            request = urllib.request.Request(self.server.upstream + self.path, data=body, method=self.command)
+            if body is not None:
+                request.add_header("Content-Type", "application/json")
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    status, data = response.status, response.read()
+            except urllib.error.HTTPError as err:
+                status, data = err.code, err.read()
+            except (urllib.error.URLError, OSError) as err:
+                reason = getattr(err, "reason", err)
+                status = int(HTTPStatus.BAD_GATEWAY)
+                data = json.dumps(
+                    {"error": f"the datastore {self.server.upstream} is unreachable: {reason}"}
+                ).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _relay
+
+
+class _ApiProxy(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, upstream: str, address: str, port: int, sans: list[str], tls: Any) -> None:
+        self.upstream, self.sans, self.tls = upstream.rstrip("/"), sans, tls
+        super().__init__((address, port), _ProxyHandler)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """A TLS ClientHello (first byte 0x16: haproxy's check-ssl health checks) is answered
+        over TLS with the apiserver's certificate; anything else as plain HTTP (the stand-in
+        clients' "https")."""
+        request.settimeout(10)
+        try:
+            first = request.recv(1, socket.MSG_PEEK)
+        except OSError:
+            return
+        if first == b"\x16" and self.tls is not None:
+            try:
+                wrapped = self.tls.wrap_socket(request, server_side=True)
+            except OSError:
+                return
+            with wrapped:
+                super().finish_request(wrapped, client_address)
+            return
+        super().finish_request(request, client_address)
+
+
+def make_api_proxy(
+    upstream: str,
+    address: str,
+    port: int,
+    *,
+    sans: list[str],
+    cert: Path | None = None,
+    key: Path | None = None,
+) -> ThreadingHTTPServer:
+    """An API server in front of the control plane at `upstream` (http://H:P): every request
+    relayed there (502 while it is unreachable), except GET /tls-sans, which answers `sans`: the
+    names this server's certificate carries, what a TLS client would check. With `cert` and
+    `key`, a client that speaks TLS gets it (a real handshake with that certificate)."""
+    import ssl
+
+    tls = None
+    if cert is not None and key is not None:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(str(cert), str(key))
+    try:
+        return _ApiProxy(upstream, address, port, sans, tls)
+    except OSError as err:
+        die(f"cannot listen on {address}:{port}: {err.strerror}")
+
+
 class ApiClient:
     """The control plane's client. Every call raises ApiError on failure (status 0: unreachable)."""
 
@@ -455,6 +550,10 @@ class ApiClient:
         except (urllib.error.URLError, OSError) as err:
             reason = getattr(err, "reason", err)
             raise ApiError(0, f"cannot reach {self.url}: {reason}") from None
+
+    def serving_sans(self) -> list[str]:
+        """The SANs of the certificate the answering API server presents (make_api_proxy)."""
+        return [str(s) for s in self._call("GET", "/tls-sans")]
 
     def healthy(self) -> bool:
         try:

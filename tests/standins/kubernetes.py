@@ -39,9 +39,11 @@ ip_forward, containerd, every image of the version imported), writes the PKI, ku
 kubelet config and static pod manifests, restarts the kubelet through systemctl and waits for the
 API. The kubelet runs each static pod as a detached process (so, as containers, they outlive a
 kubelet restart): etcd and the two controllers hold their ports; the kube-apiserver serves the
-API (core.serve_api) where etcd was created with --initial-cluster-state=new, and elsewhere
-forwards its 6443 to apiserver.cluster.local (one shared state; real stacked etcd replicates).
-Clients check what TLS would: the name they dial must be in that apiserver's certificate SANs.
+API on every master (core.make_api_proxy) from its local etcd; the etcd created with
+--initial-cluster-state=new keeps the data (core.serve_api on 2379), the others relay to it (one
+shared state; real stacked etcd replicates). Clients check what TLS would: the name they dial must
+be in the answering apiserver's certificate SANs (GET /tls-sans); a TLS client (haproxy's health
+checks) gets a real TLS session with that certificate.
 Joins check like kubeadm's token discovery: the token's Secret, the CA's public key hash against
 caCertHashes, then for a control plane the uploaded certificates, decrypted with the certificate
 key (2 h lifetime, a wrong key fails the MAC). The kubelet registers with the bootstrap token
@@ -577,13 +579,13 @@ def api(server: str) -> core.ApiClient:
     except OSError as err:
         core.die(f"dial tcp: lookup {host}: {err}")
     try:
-        sans = json.loads(client.get_secret(f"apiserver-sans-{address}"))
+        sans = client.serving_sans()  # the certificate of whichever apiserver answers (a balancer's pick)
     except core.ApiError as err:
         if err.status == 0:
             core.die(
                 f"The connection to the server {host}:{API_PORT} was refused - did you specify the right host or port?"
             )
-        core.die(f"tls: no certificate known for the apiserver at {address}: {err.message}")
+        core.die(f"tls: handshake with the apiserver at {address} failed: {err.message}")
     if host not in sans:
         core.die(
             f"tls: failed to verify certificate: x509: certificate is valid for {', '.join(sans)}, not {host}"
@@ -806,31 +808,46 @@ def _check_audit_policy(pod: dict[str, Any]) -> None:
     core.check_audit_policy({"audit-policy-file": host + value[len(mount.rstrip("/")) :]})
 
 
+def _first_peer(etcd: dict[str, Any], own_name: str) -> str:
+    """The client address (HOST:2379) of the first other member --initial-cluster names: the
+    member that holds the stand-in's data (the one created new: members join in order)."""
+    for entry in str(_flag(etcd["command"], "initial-cluster") or "").split(","):
+        name, _, url = entry.partition("=")
+        if name and name != own_name:
+            return url.removeprefix("https://").rsplit(":", 1)[0] + ":2379"
+    core.die("etcd: --initial-cluster names no other member to join")
+
+
 def static_pod_main(manifest: Path) -> int:
-    """A static pod's "container": etcd and the controllers hold their ports; the apiserver
-    serves the cluster (where etcd was created new) or forwards to the stable endpoint."""
+    """A static pod's "container". etcd created new (kubeadm init's) holds the cluster's data
+    and serves it on 2379; an etcd that joined relays its 2379 to that one (real stacked etcd
+    replicates; here one member keeps the data, so losing master0's etcd loses the cluster,
+    losing any one API server does not). Every master's kube-apiserver serves the API on 6443
+    from its local etcd (--etcd-servers, as kubeadm writes it), with its certificate: TLS to
+    a TLS client (haproxy's health checks), its SANs on /tls-sans. The controllers hold ports."""
     core.exit_on_sigterm()
     pod = _manifest(manifest)
     name = pod["name"]
-    _held = core.hold_ports(POD_PORTS.get(name, ()))
-    if name == "kube-apiserver":
+    if name == "etcd":
+        _held = core.hold_ports([2380])
+        data_dir = Path(_flag(pod["command"], "data-dir") or "/var/lib/etcd")
+        if _flag(pod["command"], "initial-cluster-state") == "new":
+            _log(f"etcd: serving the cluster's data on 0.0.0.0:2379 from {data_dir / STATE_NAME}")
+            core.make_api_server(data_dir / STATE_NAME, "0.0.0.0", 2379).serve_forever()
+        peer = _first_peer(pod, str(_flag(pod["command"], "name")))
+        _log(f"etcd: relaying 2379 to the member that holds the data, {peer}")
+        core.forward_port(2379, peer)
+    elif name == "kube-apiserver":
         _check_audit_policy(pod)
-        own = str(_flag(pod["command"], "advertise-address"))
-        sans = json.dumps(certificate_sans(PKI / "apiserver.crt"))
-        etcd = _manifest(MANIFESTS / "etcd.yaml")
-        data_dir = Path(_flag(etcd["command"], "data-dir") or "/var/lib/etcd")
-        if _flag(etcd["command"], "initial-cluster-state") == "new":
-            server = core.make_api_server(data_dir / STATE_NAME, "0.0.0.0", API_PORT)
-            with core.StateFile(data_dir / STATE_NAME).edit() as state:  # before the first request
-                state.setdefault("secrets", {})[f"apiserver-sans-{own}"] = {"value": sans, "expires": None}
-            _log(f"serving the API on 0.0.0.0:{API_PORT} from {data_dir / STATE_NAME}")
-            server.serve_forever()
-        target = socket.gethostbyname(ENDPOINT)
-        if target == own:
-            core.die(f"{ENDPOINT} resolves to this apiserver ({own}): nothing to forward to")
-        core.ApiClient(f"https://{target}:{API_PORT}").put_secret(f"apiserver-sans-{own}", sans)
-        _log(f"forwarding {API_PORT} to {ENDPOINT} ({target})")
-        core.forward_port(API_PORT, f"{target}:{API_PORT}")
+        sans = certificate_sans(PKI / "apiserver.crt")
+        etcd = str(_flag(pod["command"], "etcd-servers") or "https://127.0.0.1:2379").split(",")[0]
+        upstream = "http://" + etcd.removeprefix("https://").removeprefix("http://")
+        server = core.make_api_proxy(upstream, "0.0.0.0", API_PORT, sans=sans,
+                                     cert=PKI / "apiserver.crt", key=PKI / "apiserver.key")  # fmt: skip
+        _log(f"serving the API on 0.0.0.0:{API_PORT} from {upstream}, certificate SANs {', '.join(sans)}")
+        server.serve_forever()
+    else:
+        _held = core.hold_ports(POD_PORTS.get(name, ()))
     while True:
         time.sleep(3600)
 

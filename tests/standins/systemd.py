@@ -5,6 +5,7 @@ install scripts and the runtime plugins, on hosts where no systemd runs.
     systemctl enable [--now] UNIT...      symlink into <WantedBy>.wants/ ([Install] is required)
     systemctl disable [--now] UNIT...
     systemctl start|stop|restart UNIT...
+    systemctl reload UNIT...              ExecReload= commands, $MAINPID set (a running unit only)
     systemctl is-active [--quiet] UNIT... "active"/"inactive"/"failed"; exit 0 only when active
     systemctl is-enabled [--quiet] UNIT...
     systemctl status UNIT...              a few lines and the log's tail; exit 3 when not active
@@ -20,7 +21,7 @@ drop-ins, `start` uses the snapshot (warning when any of them changed on disk si
 install script that rewrites a unit or a drop-in and forgets daemon-reload starts the old
 command line here too.
 
-[Service] keys acted on: Type (simple, exec, notify), ExecStartPre, ExecStart (one; an absolute,
+[Service] keys acted on: Type (simple, exec, notify), ExecStartPre, ExecReload, ExecStart (one; an absolute,
 literal program path, shell-like quoting, "\\" continuations, variables expanded as
 systemd.service(5) "Command lines" says: see `expand_argv`; of the prefixes only "-", which
 ignores a failure, a missing executable too), Environment, EnvironmentFile ("-" optional, %N =
@@ -629,6 +630,41 @@ def stop(name: str) -> int:
 # --- enable / disable ------------------------------------------------------------------------------
 
 
+def reload(name: str) -> int:
+    """`systemctl reload`: each ExecReload= in order, with $MAINPID the running main process (as
+    systemd sets it), failing at the first that fails; a unit without ExecReload= or not active
+    is refused as systemd refuses it. The unit stays active whatever a reload command does."""
+    unit = load(name)
+    if unit is None:
+        print(f"Failed to reload {name}: Unit {name} not found.", file=sys.stderr)
+        return _NOT_FOUND
+    record = _record(name).read()
+    if not _alive(record):
+        print(f"Failed to reload {name}: Unit {name} is not active.", file=sys.stderr)
+        return 1
+    env = {**unit.environment(), "MAINPID": str(record["pid"])}
+    commands = unit.command("ExecReload", env)
+    if not commands:
+        print(f"Failed to reload {name}: Job type reload is not applicable for unit {name}.", file=sys.stderr)
+        return 1
+    with open(run_dir() / f"{name}.log", "ab") as out:
+        for ignore, argv in commands:
+            try:
+                code = subprocess.call(
+                    argv, env=env, cwd="/", stdin=subprocess.DEVNULL, stdout=out, stderr=out
+                )
+            except OSError as err:
+                code = _exec_failed(out, argv, err, ignore)
+            if code != 0 and not ignore:
+                print(
+                    f"Job for {name} failed because the control process exited with error code.\n"
+                    f'See "systemctl status {name}" and "journalctl -xeu {name}" for details.',
+                    file=sys.stderr,
+                )
+                return 1
+    return 0
+
+
 def _wants_links(name: str) -> list[Path]:
     return sorted(p for p in unit_dir().glob(f"*.wants/{name}") if p.is_symlink() or p.exists())
 
@@ -714,7 +750,7 @@ def status(name: str) -> int:
 # --- the CLI ---------------------------------------------------------------------------------------
 
 _COMMANDS = (
-    "daemon-reload", "enable", "disable", "start", "stop", "restart", "is-active", "is-enabled",
+    "daemon-reload", "enable", "disable", "start", "stop", "restart", "reload", "is-active", "is-enabled",
     "status", "reset-failed",
 )  # fmt: skip
 
@@ -751,6 +787,8 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             stop(name)
             status_code = start(name) or status_code
+        elif command == "reload":
+            status_code = reload(name) or status_code
         elif command == "enable":
             status_code = enable(name) or status_code
             if "--now" in flags and status_code == 0:

@@ -3,8 +3,11 @@
 # before the kubernetes runtime plugin installs kubeadm, kubelet and kubectl. Idempotent: a second
 # run changes nothing. Every change is recorded under $state, and clean.sh undoes exactly those.
 #
-#   /etc/hosts     a tagged block: apiserver.cluster.local -> master0, on every host (as sealer
-#                  does; the stable endpoint the kubeconfig and every join name)
+#   /etc/hosts     a tagged block: apiserver.cluster.local (the stable endpoint the kubeconfig and
+#                  every join name) -> on a worker 127.0.0.1, where the runtime's local haproxy
+#                  balances over every master; on a master that serves the API already (master0,
+#                  or a joined master on a re-run) itself; on a master yet to join master0, whose
+#                  API server its join needs (the runtime points it at itself once joined)
 #   kernel         IPv4 forwarding and bridged traffic through iptables (the container-runtime
 #                  prerequisites kubeadm's preflight checks), in /etc/sysctl.d and applied now
 #   containerd     the release tarball into /usr/local, runc and crictl into /usr/local/bin, the
@@ -24,7 +27,14 @@ trap 'rm -f "$tmp"' EXIT
 if [ -f /etc/hosts ]; then
 	awk -v b="$BEGIN" -v e="$END" '$0 == b {skip = 1; next} $0 == e {skip = 0; next} !skip' /etc/hosts > "$tmp"
 fi
-printf '%s\n%s apiserver.cluster.local\n%s\n' "$BEGIN" "$SEALER_MASTER0" "$END" >> "$tmp"
+if [ "$SEALER_ROLE" != master ]; then
+	endpoint=127.0.0.1
+elif [ "$SEALER_HOST_IP" = "$SEALER_MASTER0" ] || [ -f /etc/kubernetes/manifests/kube-apiserver.yaml ]; then
+	endpoint=$SEALER_HOST_IP
+else
+	endpoint=$SEALER_MASTER0
+fi
+printf '%s\n%s apiserver.cluster.local\n%s\n' "$BEGIN" "$endpoint" "$END" >> "$tmp"
 cat "$tmp" > /etc/hosts
 
 # --- kernel settings -------------------------------------------------------------------------------
@@ -116,4 +126,4 @@ until [ -S /run/containerd/containerd.sock ]; do
 	if [ "$i" -gt 300 ]; then echo "containerd's socket /run/containerd/containerd.sock did not appear" >&2; exit 1; fi
 	sleep 0.1
 done
-echo "kubernetes host prepared on $SEALER_HOST_IP ($SEALER_ROLE): apiserver.cluster.local -> $SEALER_MASTER0"
+echo "kubernetes host prepared on $SEALER_HOST_IP ($SEALER_ROLE): apiserver.cluster.local -> $endpoint"

@@ -2,9 +2,9 @@
 actions run:
 
     run / join / apply (new hosts):  check -> deliver -> host-scripts -> registry-service -> registry-trust -> runtime-preflight ->
-                                     runtime-init -> join-masters -> join-nodes -> node-config ->
+                                     runtime-init -> join-masters -> api-endpoint -> join-nodes -> node-config ->
                                      kubeconfig -> launch
-    delete / apply (removed hosts):  runtime-leave | runtime-reset -> registry-untrust -> registry-remove ->
+    delete / apply (removed hosts):  api-endpoint-leave -> runtime-leave | runtime-reset -> registry-untrust -> registry-remove ->
                                      clean-scripts -> remove-rootfs
     upgrade (every host):            check -> deliver -> host-scripts -> registry-service -> registry-trust -> upgrade -> kubeconfig
 
@@ -26,6 +26,7 @@ from builder.runtime import hooks
 from builder.runtime.cluster import Cluster
 from builder.runtime.delivery import DEFAULT_ROOT
 from builder.runtime.facts import Facts
+from builder.runtime.phases.api_endpoint import ApiEndpoint, ApiEndpointLeave
 from builder.runtime.phases.base import ImageInfo, Phase, PlanState, Step
 from builder.runtime.phases.check import Check
 from builder.runtime.phases.clean_scripts import CleanScripts
@@ -68,6 +69,7 @@ def install_phases() -> tuple[Phase, ...]:
         RuntimePreflight(),
         RuntimeInit(),
         JoinMasters(),
+        ApiEndpoint(),
         JoinNodes(),
         hook_phase(hooks.POST_INIT_HOST),
         hook_phase(hooks.POST_INSTALL),
@@ -96,6 +98,7 @@ def removal_phases() -> tuple[Phase, ...]:
     return (
         hook_phase(hooks.PRE_UNINSTALL),
         hook_phase(hooks.PRE_CLEAN_HOST),
+        ApiEndpointLeave(),
         RuntimeLeave(),
         RuntimeReset(),
         RegistryUntrust(),
@@ -109,6 +112,8 @@ def removal_phases() -> tuple[Phase, ...]:
 
 __all__ = [
     "DEFAULT_ROOT",
+    "ApiEndpoint",
+    "ApiEndpointLeave",
     "Check",
     "CleanScripts",
     "Deliver",

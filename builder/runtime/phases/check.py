@@ -41,14 +41,20 @@ class Check(Phase):
         return Facts({host: facts_mod.parse_probe(host, out) for host, out in outputs.items()})
 
     @staticmethod
-    def verify(facts: Facts, state: PlanState) -> None:
+    def verify(facts: Facts, state: PlanState, cluster: Cluster | None = None) -> None:
         """PhaseError naming the first unfit host with its problems, and every other unfit
-        host (the first ten, then how many more), so one run tells what to fix everywhere."""
-        bad = [
-            (host, found)
-            for host in facts
-            if (found := facts_mod.problems(facts[host], state.image.platform, state.image.compressed_bytes))
-        ]
+        host (the first ten, then how many more), so one run tells what to fix everywhere.
+        With `cluster`, the runtime plugin's own needs per host count too (host_problems)."""
+
+        def problems(host: str) -> list[str]:
+            found = facts_mod.problems(facts[host], state.image.platform, state.image.compressed_bytes)
+            if cluster is not None and cluster.has_host(host):
+                found += state.plugin.host_problems(
+                    cluster, cluster.host(host), facts[host].tools, state.image.files
+                )
+            return found
+
+        bad = [(host, found) for host in facts if (found := problems(host))]
         if not bad:
             return
         host, found = bad[0]

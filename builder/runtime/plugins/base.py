@@ -49,6 +49,7 @@ DELETE_DONE = "delete-done"  # master0, after a leaving host's own steps (kubead
 RESET = "reset"  # every host of a cluster being deleted: workers, masters, master0 last
 UPGRADE = "upgrade"  # master0, then masters one by one, then workers (on master0 first: drain)
 UPGRADE_DONE = "upgrade-done"  # master0, after a host's own `upgrade` (subject = it): uncordon
+API_ENDPOINT = "api-endpoint"  # each worker (all of them when the masters change): the local API endpoint
 NODE_CONFIG = "node-config"  # master0, after the joins, for each joined host with labels or taints
 KUBECONFIG = "kubeconfig"  # master0: print the admin kubeconfig (the named output below)
 CERT = "cert"  # each master, one at a time: the API server certificate with the saved SANs
@@ -64,6 +65,7 @@ RUNTIME_PHASES = (
     INIT,
     JOIN_CREDENTIALS,
     JOIN_MASTER,
+    API_ENDPOINT,
     JOIN_WORKER,
     NODE_CONFIG,
     DELETE_MASTER,
@@ -185,6 +187,13 @@ class RuntimePlugin(ABC):
             f"runtime {self.name} has no API server certificate",
             hint="sealer cert works on kubernetes, k3s and k0s clusters",
         )
+
+    def host_problems(
+        self, cluster: Cluster, host: HostSpec, tools: frozenset[str], image_files: Mapping[str, str]
+    ) -> list[str]:
+        """What stops this runtime on `host`, one phrase each, from the check's probe (`tools`:
+        which of facts.PROBED_TOOLS it found) and the image's files (`config_files`)."""
+        return []
 
     def warnings(self, cluster: Cluster) -> Sequence[str]:
         """Things worth saying before a run: with etcd, an even number of masters tolerates no

@@ -52,7 +52,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
-from builder.runtime.cluster import Cluster
+from builder.runtime.cluster import Cluster, HostSpec
 from builder.runtime.plugins import base
 from builder.runtime.plugins._config import has_audit_policy
 from builder.runtime.plugins._kubeadm import (
@@ -65,19 +65,21 @@ from builder.runtime.plugins._kubeadm import (
     CA_CERT_HASH,
     CERTIFICATE_KEY,
     CONFIG_FILE,
+    DROPIN_DIR,
+    DROPIN_FILE,
     ENDPOINT,
     INIT_TIMEOUT_S,
     JOIN_CONFIG_FILE,
     JOIN_TOKEN,
     KUBEADM,
     KUBECTL,
-    KUBELET,
     KUBELET_CONF,
     KUBELET_CONFIG,
     MANIFESTS_DIR,
     ROOTFS_BINS,
     ROOTFS_CONFIG,
     ROOTFS_IMAGES,
+    UNIT_FILE,
     admin_kubeconfig_step,
     admin_kubectl,
     drain_step,
@@ -97,18 +99,22 @@ from builder.runtime.plugins.kubeadm_config import (
     join_document,
     render_documents,
 )
+from builder.runtime.plugins.kubeadm_endpoint import (
+    ROOTFS_HAPROXY,
+    endpoint_self_step,
+    haproxy_problems,
+    lb_preflight_step,
+    lb_steps,
+)
+from builder.runtime.plugins.kubeadm_leave import leave_steps
 from builder.runtime.plugins.kubeadm_upgrade import uncordon_steps, upgrade_steps
-
-UNIT_FILE = "/etc/systemd/system/kubelet.service"
-DROPIN_DIR = "/etc/systemd/system/kubelet.service.d"
-DROPIN_FILE = f"{DROPIN_DIR}/10-kubeadm.conf"
 
 ROOTFS_UNIT = "etc/systemd/kubelet.service"
 ROOTFS_DROPIN = "etc/systemd/10-kubeadm.conf"
 
 # kubeadm's own preflight checks these too, but only once init or join has begun.
 MASTER_PORTS = (6443, 2379, 2380, 10250, 10257, 10259)
-WORKER_PORTS = (10250,)
+WORKER_PORTS = (10250, 6443)  # 6443: the local API load balancer (kubeadm_endpoint.py)
 # What `kubeadm init` or `kubeadm join` writes that its next run's preflight refuses (besides a
 # non-empty manifests dir): files of an attempt that did not finish (FileAvailable checks; the
 # kubelet, holding port 10250, runs only once its config.yaml exists).
@@ -154,41 +160,18 @@ def _is_registered(ip: str) -> str:
     )
 
 
-def _reset(*, best_effort: bool) -> PluginStep:
-    """`kubeadm reset -f` (a control-plane node removes its own etcd member while the cluster
-    answers); `best_effort` (deleting the whole cluster) goes on when it fails. A host without
-    kubeadm has nothing to reset. `_uninstall` then removes what reset leaves of ours."""
-    reset = f"{KUBEADM} reset -f"
-    if best_effort:
-        reset = f"{{ {reset} || echo 'kubeadm reset failed: continuing' >&2; }}"
-    command = f"if [ -x {KUBEADM} ]; then {reset}; else echo 'no {KUBEADM}: nothing to reset'; fi"
-    return PluginStep("kubeadm-reset", "kubeadm reset -f", command, timeout_s=INIT_TIMEOUT_S)
-
-
-def _uninstall() -> PluginStep:
-    # The admin kubeconfig copy goes only when it is ours: it names the stable endpoint.
-    kube_config = '"$HOME/.kube/config"'
-    command = " && ".join(
-        (
-            "{ systemctl disable --now kubelet 2>/dev/null || true; }",
-            f"rm -f {KUBEADM} {KUBELET} {KUBECTL} {UNIT_FILE} {DROPIN_FILE} {CONFIG_FILE} {JOIN_CONFIG_FILE}"
-            f" {AUDIT_POLICY_FILE}",
-            f"{{ rmdir {DROPIN_DIR} 2>/dev/null || true; }}",
-            f"{{ if grep -qs 'server: https://{ENDPOINT}:{API_PORT}' {kube_config}; then rm -f {kube_config}; fi; }}",
-            "systemctl daemon-reload",
-        )
-    )
-    return PluginStep(
-        "kubeadm-uninstall", "remove the kubeadm binaries, the kubelet unit and configs", command
-    )
-
-
 class KubernetesRuntime(RuntimePlugin):
     name: ClassVar[str] = "kubernetes"
     label: ClassVar[str | None] = "kubernetes"
     metadata_runtime: ClassVar[str | None] = "k8s"
-    config_files: ClassVar[tuple[str, ...]] = (ROOTFS_CONFIG, AUDIT_POLICY)
+    # bin/haproxy: its presence only (the check phase's haproxy_problems)
+    config_files: ClassVar[tuple[str, ...]] = (ROOTFS_CONFIG, AUDIT_POLICY, ROOTFS_HAPROXY)
     launch_env: ClassVar[Mapping[str, str]] = {"KUBECONFIG": ADMIN_CONF}
+
+    def host_problems(
+        self, cluster: Cluster, host: HostSpec, tools: frozenset[str], image_files: Mapping[str, str]
+    ) -> list[str]:
+        return haproxy_problems(host, tools, image_files)
 
     def commands(self, phase: str, ctx: HostContext) -> Sequence[PluginStep]:
         host = ctx.host
@@ -201,7 +184,7 @@ class KubernetesRuntime(RuntimePlugin):
         if phase == base.JOIN_MASTER:
             if ctx.is_master0 or not host.is_master:
                 return ()
-            return (*self._stage(ctx), self._join(ctx), admin_kubeconfig_step())
+            return (*self._stage(ctx), self._join(ctx), endpoint_self_step(ctx), admin_kubeconfig_step())
         if phase == base.JOIN_WORKER:
             return () if host.is_master else (*self._stage(ctx), self._join(ctx))
         if phase in (base.DELETE_MASTER, base.DELETE_WORKER):
@@ -215,7 +198,9 @@ class KubernetesRuntime(RuntimePlugin):
         if phase == base.NODE_CONFIG:
             return base.node_config(ctx, ADMIN_KUBECTL, "kubeadm")
         if phase == base.RESET:
-            return (_reset(best_effort=True), _uninstall())
+            return leave_steps(host, best_effort=True)
+        if phase == base.API_ENDPOINT:
+            return lb_steps(ctx)
         if phase == base.UPGRADE:
             return upgrade_steps(ctx)
         if phase == base.UPGRADE_DONE:
@@ -268,6 +253,7 @@ class KubernetesRuntime(RuntimePlugin):
             ),
             PluginStep("kubeadm-preflight-existing", "no kubeadm, k3s or k0s install on the host", existing),
             PluginStep("kubeadm-preflight-ports", f"ports {ports} are free", free),
+            *(() if ctx.host.is_master else (lb_preflight_step(ctx),)),
         )
 
     def _stage(self, ctx: HostContext) -> Sequence[PluginStep]:
@@ -392,7 +378,7 @@ class KubernetesRuntime(RuntimePlugin):
     def _delete(self, ctx: HostContext) -> Sequence[PluginStep]:
         subject = ctx.subject or ctx.host
         if ctx.host.ip == subject.ip:
-            return (_reset(best_effort=False), _uninstall())
+            return leave_steps(ctx.host, best_effort=False)
         if not ctx.is_master0:
             return ()
         return (drain_step(subject.ip, force=True),)

@@ -15,6 +15,7 @@ from builder.runtime.clusterfile import cluster_from_flags
 from builder.runtime.facts import Facts
 from builder.runtime.infra.local import LocalDriver
 from builder.runtime.phases import (
+    ApiEndpoint,
     ImageInfo,
     JoinMasters,
     JoinNodes,
@@ -28,7 +29,13 @@ from builder.runtime.runner import Runner
 from builder.runtime.state import Journal
 
 R = "/var/lib/sealer/data/c1/rootfs"
-INSTALL_PHASES: tuple[Phase, ...] = (RuntimePreflight(), RuntimeInit(), JoinMasters(), JoinNodes())
+INSTALL_PHASES: tuple[Phase, ...] = (
+    RuntimePreflight(),
+    RuntimeInit(),
+    JoinMasters(),
+    ApiEndpoint(),
+    JoinNodes(),
+)
 
 Row = tuple[str, str, str]  # (host, step id, command)
 

@@ -280,6 +280,21 @@ def test_the_files_planning_reads_are_kept_by_the_same_pass(st: Store) -> None:
     assert prepare_image(st, "t/kept:1", AMD64).files == image.files  # and from the cache
 
 
+def test_a_binary_whose_presence_planning_reads_is_kept_empty(st: Store) -> None:
+    """bin/haproxy (the kubeadm workers' load balancer, when the image ships it): larger than any
+    kept config file may be, it is kept as b"" (present), never read; a hardlink to it counts;
+    a whiteout forgets it."""
+    big = b"\x7fELF" + b"\0" * (2 << 20)
+    put_image(st, "t/bin:1", [[E("bin", "d"), E("bin/haproxy", data=big, mode=0o755)]])
+    assert prepare_image(st, "t/bin:1", AMD64).files == {"bin/haproxy": b""}
+    put_image(st, "t/bin:2", [[E("bin", "d"), E("bin/h2", data=big), E("bin/haproxy", "h", link="bin/h2")]])
+    assert prepare_image(st, "t/bin:2", AMD64).files == {"bin/haproxy": b""}
+    put_image(
+        st, "t/bin:3", [[E("bin", "d"), E("bin/haproxy", data=big)], [E("bin", "d"), E("bin/.wh.haproxy")]]
+    )
+    assert prepare_image(st, "t/bin:3", AMD64).files == {}
+
+
 def test_every_plugins_config_files_are_kept() -> None:
     from builder.runtime.plugins import PLUGINS, get_plugin
 

@@ -6,6 +6,7 @@ Clusterfile's documents < what the runtime needs)."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -13,12 +14,15 @@ from typing import Any
 import pytest
 import yaml
 
-from builder.errors import KubeadmConfigError
+from builder.errors import KubeadmConfigError, PhaseError
 from builder.image.descriptor import Platform
 from builder.image.digest import Digest
 from builder.runtime.cluster import Cluster
-from builder.runtime.facts import Facts
+from builder.runtime.facts import Facts, HostFacts, parse_probe, probe_command
 from builder.runtime.phases import (
+    ApiEndpoint,
+    ApiEndpointLeave,
+    Check,
     ImageInfo,
     JoinMasters,
     JoinNodes,
@@ -119,6 +123,98 @@ CERT_KEY = (
     "out=$(/usr/local/bin/kubeadm init phase upload-certs --upload-certs"
     " --config /etc/kubernetes/kubeadm.yaml) && printf '%s\\n' \"$out\" | tail -n 1"
 )
+
+
+# --- the local API endpoint (kubeadm's HA guide: haproxy in front of every API server, checked
+# with GET /healthz over TLS; here on each worker's loopback, as kubespray's localhost load balancing)
+
+NO_HAPROXY = (
+    "no haproxy: the kubernetes runtime runs it on every worker as the local API load balancer;"
+    " install the haproxy package, or ship bin/haproxy in the image"
+)
+LB_UNIT_FILE = (
+    "[Unit]\n"
+    "Description=sealer: local load balancer in front of every master's API server\n"
+    "After=network-online.target\n"
+    "Wants=network-online.target\n"
+    "[Service]\n"
+    "Type=notify\n"
+    "ExecStartPre=/bin/mkdir -p /run/sealer-apiserver-lb\n"
+    "ExecStartPre=${bin} -c -q -f /etc/sealer/apiserver-lb/haproxy.cfg\n"
+    "ExecStart=${bin} -Ws -f /etc/sealer/apiserver-lb/haproxy.cfg\n"
+    "ExecReload=${bin} -c -q -f /etc/sealer/apiserver-lb/haproxy.cfg\n"
+    "ExecReload=/bin/kill -USR2 \\$MAINPID\n"
+    "KillMode=mixed\n"
+    "Restart=always\n"
+    "RestartSec=2s\n"
+    "SuccessExitStatus=143\n"
+    "[Install]\n"
+    "WantedBy=multi-user.target\n"
+)
+LB_UNIT = (
+    f"if [ -x {R}/bin/haproxy ]; then bin={R}/bin/haproxy; elif bin=$(command -v haproxy); then :;"
+    f" else echo '{NO_HAPROXY}' >&2; exit 1; fi;"
+    " mkdir -p /etc/sealer/apiserver-lb && cat > /etc/systemd/system/sealer-apiserver-lb.service"
+    f" <<SEALER_LB_UNIT_EOF\n{LB_UNIT_FILE}SEALER_LB_UNIT_EOF\n"
+    "systemctl daemon-reload && systemctl enable sealer-apiserver-lb"
+)
+
+
+def haproxy_cfg(masters: tuple[str, ...]) -> str:
+    servers = "".join(f"    server master-{m} {m}:6443\n" for m in masters)
+    return (
+        "# written by sealer (cluster c1): the API servers of every master, rewritten\n"
+        "# when masters join or leave; edits here are lost\n"
+        "global\n    maxconn 4000\n    stats socket /run/sealer-apiserver-lb/admin.sock mode 600 level admin\n"
+        "defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 10m\n    timeout server 10m\n"
+        "    timeout check 5s\n    retries 3\n    option redispatch\n"
+        "frontend apiserver\n    bind 127.0.0.1:6443\n    default_backend apiserver\n"
+        "backend apiserver\n    balance roundrobin\n    option httpchk GET /healthz\n"
+        "    http-check expect status 200\n"
+        "    default-server check check-ssl verify none inter 2s fall 2 rise 2\n"
+        f"{servers}"
+    )
+
+
+def lb_backends(masters: tuple[str, ...]) -> str:
+    return (
+        "mkdir -p /etc/sealer/apiserver-lb && cat > /etc/sealer/apiserver-lb/haproxy.cfg.new <<'SEALER_KUBEADM_EOF'\n"
+        f"{haproxy_cfg(masters)}SEALER_KUBEADM_EOF\n"
+        "bin=$(sed -n 's/^ExecStart=\\([^ ]*\\) .*/\\1/p' /etc/systemd/system/sealer-apiserver-lb.service)"
+        ' && "$bin" -c -q -f /etc/sealer/apiserver-lb/haproxy.cfg.new'
+        " && mv /etc/sealer/apiserver-lb/haproxy.cfg.new /etc/sealer/apiserver-lb/haproxy.cfg"
+        " && if systemctl is-active --quiet sealer-apiserver-lb; then systemctl reload sealer-apiserver-lb;"
+        " else systemctl start sealer-apiserver-lb; fi"
+        " && { i=0; until ss -Hltn 'sport = :6443' | grep -q '127.0.0.1:6443'; do i=$((i + 1));"
+        " if [ $i -ge 300 ]; then echo 'haproxy does not listen on 127.0.0.1:6443 after 30s:"
+        " see systemctl status sealer-apiserver-lb' >&2; exit 1; fi; sleep 0.1; done; }"
+    )
+
+
+def endpoint(ip: str, masters: tuple[str, ...]) -> list[Row]:
+    """The `api-endpoint` steps of worker `ip`: the unit, then the backend list of `masters`
+    (its id: the digest of the list, so each new list runs once)."""
+    digest = hashlib.sha256(",".join(masters).encode()).hexdigest()[:12]
+    return [(ip, "apiserver-lb-unit", LB_UNIT), (ip, f"apiserver-lb-backends-{digest}", lb_backends(masters))]
+
+
+LB_REMOVE = (
+    "{ systemctl disable --now sealer-apiserver-lb 2>/dev/null || true; }"
+    " && rm -f /etc/systemd/system/sealer-apiserver-lb.service /etc/sealer/apiserver-lb/haproxy.cfg"
+    " /etc/sealer/apiserver-lb/haproxy.cfg.new && { rmdir /etc/sealer/apiserver-lb /etc/sealer 2>/dev/null || true; }"
+    " && rm -rf /run/sealer-apiserver-lb && systemctl daemon-reload"
+)
+
+
+def endpoint_self(ip: str) -> str:
+    """A joined master's stable name: its own API server (init.sh's /etc/hosts block)."""
+    return (
+        "tmp=$(mktemp /etc/.hosts.sealer-kubernetes.XXXXXX) && trap 'rm -f \"$tmp\"' EXIT &&"
+        " awk -v b='# BEGIN sealer kubernetes: apiserver.cluster.local' -v e='# END sealer kubernetes:"
+        " apiserver.cluster.local' '$0 == b {skip = 1; next} $0 == e {skip = 0; next} !skip' /etc/hosts > \"$tmp\""
+        " && printf '%s\\n%s apiserver.cluster.local\\n%s\\n' '# BEGIN sealer kubernetes: apiserver.cluster.local'"
+        f' {ip} \'# END sealer kubernetes: apiserver.cluster.local\' >> "$tmp" && cat "$tmp" > /etc/hosts'
+    )
 
 
 def init_config(masters: tuple[str, ...]) -> str:
@@ -273,11 +369,23 @@ VERSION_CHECK = (
 )
 
 
+HAPROXY_CHECK = (
+    f"if [ -x {R}/bin/haproxy ] || command -v haproxy >/dev/null; then :;"
+    f" else echo '{NO_HAPROXY}' >&2; exit 1; fi"
+)
+
+
 def preflight(ip: str, *, master: bool) -> list[Row]:
     return [
         (ip, "kubeadm-preflight-files", FILES_CHECK),
         (ip, "kubeadm-preflight-existing", EXISTING),
-        (ip, "kubeadm-preflight-ports", ports("6443 2379 2380 10250 10257 10259" if master else "10250")),
+        (
+            ip,
+            "kubeadm-preflight-ports",
+            ports("6443 2379 2380 10250 10257 10259" if master else "10250 6443"),
+        ),
+        # a worker needs haproxy for its local API endpoint: the image's, else the host's
+        *([] if master else [(ip, "kubeadm-preflight-haproxy", HAPROXY_CHECK)]),
     ]
 
 
@@ -352,11 +460,16 @@ def test_three_masters_and_two_workers() -> None:
         *credentials("10.0.0.2"),
         *staged("10.0.0.2", master=True),
         ("10.0.0.2", "kubeadm-join", join("10.0.0.2", master=True)),
+        ("10.0.0.2", "kubeadm-endpoint-self", endpoint_self("10.0.0.2")),
         ("10.0.0.2", "kubeadm-admin-kubeconfig", ADMIN),
         *credentials("10.0.0.3"),
         *staged("10.0.0.3", master=True),
         ("10.0.0.3", "kubeadm-join", join("10.0.0.3", master=True)),
+        ("10.0.0.3", "kubeadm-endpoint-self", endpoint_self("10.0.0.3")),
         ("10.0.0.3", "kubeadm-admin-kubeconfig", ADMIN),
+        # each worker's local haproxy in front of the three API servers, before it joins through it
+        *endpoint("10.0.0.4", masters),
+        *endpoint("10.0.0.5", masters),
         # one token and the CA hash for the workers, then every worker
         *credentials(None),
         *staged("10.0.0.4"),
@@ -381,10 +494,28 @@ def test_adding_a_worker() -> None:
     c = cluster("10.0.0.1", "10.0.0.2,10.0.0.3")
     assert plan(c, INSTALL_PHASES, ("10.0.0.3",)) == [
         *preflight("10.0.0.3", master=False),
+        *endpoint("10.0.0.3", ("10.0.0.1",)),  # one master: the balancer all the same (docs/runtimes.md)
         *credentials(None),
         *staged("10.0.0.3"),
         ("10.0.0.3", "kubeadm-join", join("10.0.0.3", master=False)),
     ]
+
+
+def test_adding_a_master_rewrites_every_workers_backends() -> None:
+    """A master joining (sealer join --masters): after its join, every worker of the cluster,
+    not only joining ones, gets the new backend list (a new step id: the journal ran the old
+    list's); the unit step is the install's (journaled, skipped on a real run)."""
+    c = cluster("10.0.0.1,10.0.0.2", "10.0.0.3,10.0.0.4")
+    s = PlanState(image=IMAGE, plugin=KubernetesRuntime(), targets=("10.0.0.2",))
+    got = [(st.host, st.id, st.command) for st in ApiEndpoint().plan(c, Facts(), s)]
+    assert got == [
+        *endpoint("10.0.0.3", ("10.0.0.1", "10.0.0.2")),
+        *endpoint("10.0.0.4", ("10.0.0.1", "10.0.0.2")),
+    ]
+    assert endpoint("10.0.0.3", ("10.0.0.1",))[1][1] != got[1][1]
+    # a worker joining touches no other worker
+    s = PlanState(image=IMAGE, plugin=KubernetesRuntime(), targets=("10.0.0.4",))
+    assert [st.host for st in ApiEndpoint().plan(c, Facts(), s)] == ["10.0.0.4", "10.0.0.4"]
 
 
 def test_removing_a_master() -> None:
@@ -403,8 +534,15 @@ def test_removing_a_master() -> None:
         ("10.0.0.3", "kubeadm-uninstall", UNINSTALL),
         ("10.0.0.1", "10.0.0.3/kubeadm-delete-node", delete),
     ]
-    # runtime-leave plans master0's steps, then the host's, then master0's delete-done
-    assert plan(c, (RuntimeLeave(), RuntimeReset()), ("10.0.0.3",)) == got
+    # the staying worker's balancer forgets the leaving master first (its backend list rewritten
+    # and haproxy reloaded: the unit step is journaled from the install); then runtime-leave plans
+    # master0's steps, then the host's, then master0's delete-done
+    assert plan(c, (ApiEndpointLeave(), RuntimeLeave(), RuntimeReset()), ("10.0.0.3",)) == [
+        *endpoint("10.0.0.4", ("10.0.0.1", "10.0.0.2")),
+        *got,
+    ]
+    # a worker leaving changes no other worker's balancer
+    assert plan(c, (ApiEndpointLeave(),), ("10.0.0.4",)) == []
     # a worker leaves the same way
     assert rows(c, phases.DELETE_WORKER, "10.0.0.1", "10.0.0.4") == [
         ("10.0.0.1", "10.0.0.4/kubeadm-drain", drain("10.0.0.4", force=True))
@@ -412,6 +550,7 @@ def test_removing_a_master() -> None:
     assert rows(c, phases.DELETE_WORKER, "10.0.0.4", "10.0.0.4") == [
         ("10.0.0.4", "kubeadm-reset", RESET),
         ("10.0.0.4", "kubeadm-uninstall", UNINSTALL),
+        ("10.0.0.4", "apiserver-lb-remove", LB_REMOVE),
     ]
     assert rows(c, phases.DELETE_DONE, "10.0.0.4", "10.0.0.4") == []  # only master0 deletes nodes
 
@@ -421,8 +560,14 @@ def test_reset() -> None:
     assert plan(c, (RuntimeLeave(), RuntimeReset()), c.ips, delete_all=True) == [
         row
         for ip in ("10.0.0.4", "10.0.0.5", "10.0.0.2", "10.0.0.3", "10.0.0.1")
-        for row in [(ip, "kubeadm-reset", RESET_BEST_EFFORT), (ip, "kubeadm-uninstall", UNINSTALL)]
+        for row in [
+            (ip, "kubeadm-reset", RESET_BEST_EFFORT),
+            (ip, "kubeadm-uninstall", UNINSTALL),
+            *([(ip, "apiserver-lb-remove", LB_REMOVE)] if ip in ("10.0.0.4", "10.0.0.5") else []),
+        ]
     ]
+    # the whole cluster goes: no worker's balancer is rewritten first
+    assert plan(c, (ApiEndpointLeave(),), c.ips, delete_all=True) == []
 
 
 def test_upgrade() -> None:
@@ -480,6 +625,7 @@ def test_init_or_a_join_that_failed_at_any_step_resumes_with_fresh_credentials()
         assert rerun_after_failure(c, JoinMasters(), ("10.0.0.3", step)) == [
             *credentials("10.0.0.3"),
             *third[i:],
+            ("10.0.0.3", "kubeadm-endpoint-self", endpoint_self("10.0.0.3")),
             ("10.0.0.3", "kubeadm-admin-kubeconfig", ADMIN),
         ]
     # once a join is done nothing needs credentials: none are minted
@@ -559,9 +705,37 @@ def test_nothing_for_hosts_outside_their_role() -> None:
     assert plugin.commands("no-such-phase", ctx(c, "10.0.0.1")) == ()
 
 
+def test_the_check_says_which_worker_lacks_haproxy() -> None:
+    """The check phase, before any host changes: a worker needs haproxy (its own, or the
+    image's bin/haproxy) for its local API endpoint; a master does not; every unfit worker is
+    named in one error."""
+    c = cluster("10.0.0.1,10.0.0.2,10.0.0.3", "10.0.0.4,10.0.0.5")
+    bare = frozenset({"sh", "tar", "sha256sum", "gzip"})
+    facts = Facts(
+        {
+            ip: HostFacts(ip, IMAGE.platform, tools=bare | ({"haproxy"} if ip == "10.0.0.5" else set()))
+            for ip in c.ips
+        }
+    )
+    s = PlanState(image=IMAGE, plugin=KubernetesRuntime(), targets=c.ips)
+    with pytest.raises(PhaseError) as caught:
+        Check.verify(facts, s, c)
+    assert caught.value.message == (
+        "10.0.0.4: no haproxy: the kubernetes runtime runs it on every worker as the local API load balancer;"
+        " install the haproxy package, or ship bin/haproxy in the image"
+    )
+    # the image ships its own: nothing to say
+    shipped = replace(IMAGE, files={**IMAGE.files, "bin/haproxy": ""})
+    Check.verify(facts, replace(s, image=shipped), c)
+    # the probe finds it as the host's own tool
+    assert "tool=$t" in probe_command("/var/lib/sealer") and "haproxy" in probe_command("/var/lib/sealer")
+    assert "haproxy" in parse_probe("10.0.0.4", "arch=x86_64\ntool=haproxy\n").tools
+
+
 def test_selected_by_label_and_metadata() -> None:
     assert KubernetesRuntime.label == "kubernetes" and KubernetesRuntime.metadata_runtime == "k8s"
-    assert KubernetesRuntime.config_files == ("etc/kubeadm.yaml", "statics/audit-policy.yml")
+    # bin/haproxy: only whether the image has it (the check phase's question, below)
+    assert KubernetesRuntime.config_files == ("etc/kubeadm.yaml", "statics/audit-policy.yml", "bin/haproxy")
     assert isinstance(select_plugin("kubernetes", None), KubernetesRuntime)
     assert isinstance(select_plugin(None, "k8s"), KubernetesRuntime)
 

@@ -14,11 +14,13 @@ static pods and services, /etc/hosts - read straight from the hosts, never what 
 
 from __future__ import annotations
 
+import csv
 import json
 import re
+import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -102,6 +104,42 @@ def lab(host_lab: HostLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 # --- reading the hosts -----------------------------------------------------------------------------
 
+LB_CONFIG = "/etc/sealer/apiserver-lb/haproxy.cfg"
+LB_SOCKET = "/run/sealer-apiserver-lb/admin.sock"
+
+
+def lb_servers(host: TestHost) -> dict[str, str]:
+    """What the running haproxy on `host` balances over, asked through its runtime API (`show
+    stat`): backend server address -> its health-check status (UP, DOWN, ...)."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(5)
+        sock.connect(str(host.path(LB_SOCKET)))
+        sock.sendall(b"show stat\n")
+        out = b""
+        while chunk := sock.recv(65536):
+            out += chunk
+    rows = list(csv.reader(out.decode().lstrip("# ").splitlines()))
+    header, body = rows[0], rows[1:]
+    col = {name: i for i, name in enumerate(header)}
+    return {
+        r[col["addr"]].rsplit(":", 1)[0]: r[col["status"]]
+        for r in body
+        if r and r[col["pxname"]] == "apiserver" and r[col["svname"]] not in ("FRONTEND", "BACKEND")
+    }
+
+
+def configured_backends(host: TestHost) -> list[str]:
+    """The masters the worker's haproxy.cfg names."""
+    text = host.path(LB_CONFIG).read_text()
+    return re.findall(r"^\s+server \S+ ([\d.]+):6443$", text, re.M)
+
+
+def wait_for(what: str, predicate: Callable[[], bool], timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"not within {timeout_s:g}s: {what}"
+        time.sleep(0.2)
+
 
 def cluster_state(lab: Lab) -> dict[str, Any]:
     """The stand-in etcd on master0: nodes, members, tokens, secrets, events."""
@@ -147,11 +185,12 @@ def assert_clean(lab: Lab, host: TestHost) -> None:
                  "/etc/systemd/system/containerd.service", "/etc/containerd", "/etc/crictl.yaml",
                  "/etc/sysctl.d/99-sealer-kubernetes.conf", "/etc/modules-load.d/sealer-kubernetes.conf",
                  "/var/lib/sealer/kubernetes-host", "/var/lib/sealer/kubernetes-registry",
-                 "/var/lib/kubelet/config.yaml", "/root/.kube/config", f"/var/lib/sealer/data/{NAME}"):  # fmt: skip
+                 "/var/lib/kubelet/config.yaml", "/root/.kube/config", f"/var/lib/sealer/data/{NAME}",
+                 "/etc/systemd/system/sealer-apiserver-lb.service", "/etc/sealer", "/run/sealer-apiserver-lb"):  # fmt: skip
         assert not host.path(path).exists(), f"{host.hostname}: {path} is left"
     assert list(host.path("/var/lib/etcd").iterdir()) == []
     assert pods(host) == {}
-    for service in ("kubelet", "containerd"):
+    for service in ("kubelet", "containerd", "sealer-apiserver-lb"):
         assert host.run(f"systemctl is-active {service}", check=False).stdout.strip() != "active"
     assert host.path("/etc/hosts").read_text() == lab.etc_hosts[host.address]  # clean.sh undid init.sh
     assert host.run("cat /proc/sys/net/ipv4/ip_forward").stdout.strip() == lab.ip_forward[host.address]
@@ -168,13 +207,22 @@ def test_run_two_masters_and_a_worker(lab: Lab) -> None:
     elapsed = time.monotonic() - started
     assert elapsed < 60, f"run took {elapsed:.1f}s"
 
-    # every host resolves the stable endpoint to master0, through init.sh's tagged block
-    for host in lab.hosts:
+    # the stable endpoint, through init.sh's tagged block: each master its own API server (the
+    # second one re-pointed at itself once joined), the worker its local haproxy on 127.0.0.1
+    for host, target in ((m0, m0.address), (m1, m1.address), (w1, "127.0.0.1")):
         hosts_file = host.path("/etc/hosts").read_text()
         assert (
-            f"# BEGIN sealer kubernetes: apiserver.cluster.local\n{m0.address} apiserver.cluster.local\n"
+            f"# BEGIN sealer kubernetes: apiserver.cluster.local\n{target} apiserver.cluster.local\n"
             in hosts_file
-        )
+        ), host.hostname
+    assert w1.run("systemctl is-active sealer-apiserver-lb").stdout.strip() == "active"
+    assert configured_backends(w1) == [m0.address, m1.address]
+    wait_for(
+        "both masters UP in the worker's haproxy",
+        lambda: lb_servers(w1) == {m0.address: "UP", m1.address: "UP"},
+    )
+    assert not m0.path(LB_CONFIG).exists() and not m1.path(LB_CONFIG).exists()  # workers only
+    for host in lab.hosts:
         assert host.run("systemctl is-active kubelet").stdout.strip() == "active"
         assert not host.path("/etc/kubernetes/kubeadm-join.yaml").exists()  # secrets gone after the join
         assert "registry.k8s.io/kube-proxy" in host.run("crictl images").stdout  # imported on every host
@@ -267,7 +315,8 @@ def test_run_two_masters_and_a_worker(lab: Lab) -> None:
 def test_cert_alt_names_on_every_master_kept_by_a_master_joined_after(lab: Lab) -> None:
     """`sealer cert --alt-names`: every master's apiserver.crt (read with openssl) gains the new
     names and keeps the old ones, the API server restarted with it; the SANs are saved, so a
-    third master joined afterwards gets them too (from kubeadm-config); it leaves again."""
+    third master joined afterwards gets them too (from kubeadm-config). It stays for the next
+    test, which makes it leave."""
     m0, m1, w1 = lab.hosts
     spare = lab.spare
     names = re.compile(r"(?:DNS|IP Address):[^,\s]+")
@@ -284,9 +333,56 @@ def test_cert_alt_names_on_every_master_kept_by_a_master_joined_after(lab: Lab) 
     wanted = parse_clusterfile(clusterfile(IMAGE, [m0, m1, spare], [w1], lab.hosts, node_config(m1, w1)))
     actions.apply(wanted, lab.settings())
     assert {"DNS:api.example.com", "IP Address:10.9.8.7"} <= set(names.findall(sans(spare)))
+
+
+def heartbeat(lab: Lab, host: TestHost) -> float:
+    """When `host`'s kubelet last reported its node (the stand-in's NodeStatus heartbeat, every 5 s)."""
+    return float(cluster_state(lab)["nodes"][host.hostname]["last_seen"])
+
+
+def test_the_worker_reaches_the_api_through_its_haproxy_while_master0s_api_server_is_down(lab: Lab) -> None:
+    """The HA endpoint, with Debian's haproxy on the worker in front of three masters' API
+    servers: the master joined by the last test was added to the worker's backends (config and
+    the running haproxy); with master0's kube-apiserver stopped (its manifest moved out, so its
+    kubelet stops it), haproxy's HTTPS health check marks it DOWN and the worker's kubelet goes on
+    reporting through 127.0.0.1:6443, as kubectl with the kubelet's own kubeconfig does; then the
+    third master leaves and the worker's backends no longer name it."""
+    m0, m1, w1 = lab.hosts
+    spare = lab.spare
+    assert configured_backends(w1) == [m0.address, m1.address, spare.address]
+    three = {m0.address: "UP", m1.address: "UP", spare.address: "UP"}
+    wait_for("three masters UP in the worker's haproxy", lambda: lb_servers(w1) == three)
+    manifest, parked = (
+        "/etc/kubernetes/manifests/kube-apiserver.yaml",
+        "/etc/kubernetes/kube-apiserver.yaml.parked",
+    )
+    kubelet_log = w1.path("/run/standin-systemd/kubelet.service.log")
+    logged = len(kubelet_log.read_text())
+    m0.run(f"mv {manifest} {parked}")
+    try:
+        wait_for("master0's API server stopped", lambda: "kube-apiserver" not in pods(m0))
+        stopped = time.time()
+        assert m0.run(
+            f"{KUBECTL} --server https://{m0.address}:6443 get --raw /readyz", check=False
+        ).returncode
+        wait_for(
+            "master0 DOWN in the worker's haproxy", lambda: lb_servers(w1)[m0.address].startswith("DOWN")
+        )
+        wait_for("the worker's kubelet reports after master0's API server stopped",
+                 lambda: heartbeat(lab, w1) > stopped + 1, timeout_s=20)  # fmt: skip
+        for _ in range(6):  # round robin over three backends, twice
+            out = w1.run("kubectl --kubeconfig /etc/kubernetes/kubelet.conf get nodes --no-headers").stdout
+            assert w1.hostname in out
+        assert "Error updating node status" not in kubelet_log.read_text()[logged:]
+    finally:
+        m0.run(f"mv {parked} {manifest}")
+    wait_for("master0 UP again in the worker's haproxy", lambda: lb_servers(w1).get(m0.address) == "UP")
+
     actions.delete(NAME, lab.settings(), masters=[spare.address])
     assert_clean(lab, spare)
     assert members(lab) == [m0.hostname, m1.hostname]
+    assert configured_backends(w1) == [m0.address, m1.address]
+    assert set(lb_servers(w1)) == {m0.address, m1.address}  # reloaded: the running haproxy forgot it
 
 
 def serial(host: TestHost) -> str:
