@@ -25,6 +25,13 @@ from the cluster as planned, so a controller keeps what it was installed with.
 No `spec.api.externalAddress` by default: k0s's HA guide means it for a TCP load balancer in
 front of every controller (6443, 8132, 9443), and nothing here load-balances
 apiserver.cluster.local; a user with a load balancer or VIP sets it in the Clusterfile.
+Instead, with more than one controller, k0s's own node-local load balancing
+(`spec.network.nodeLocalLoadBalancing: {enabled: true, type: EnvoyProxy}`, docs "Node-local load
+balancing"): each worker's k0s runs a load balancer on its loopback in front of every
+controller, so no worker depends on the controller it joined through. Not with an
+externalAddress (the docs' condition: that balancer already does it), and a Clusterfile that
+sets nodeLocalLoadBalancing keeps its own. The controllers' network config must match (the HA
+guide), so a cluster meant to grow from one controller sets it in the Clusterfile from the start.
 
 Resumable joins: the runner skips the steps a failed attempt finished and mints join tokens
 afresh only for a step that still needs one, so a join is one step (`k0s-join`) that writes the
@@ -190,6 +197,10 @@ def controller_config(
         for name, value in audit_args(AUDIT_POLICY_FILE, AUDIT_LOG):
             args.setdefault(name, value)
         api["extraArgs"] = args
+    if len(cluster.masters) > 1 and not api.get("externalAddress"):
+        network = child_mapping(spec, "network", "spec", K0sConfigError)
+        if "nodeLocalLoadBalancing" not in network:
+            network["nodeLocalLoadBalancing"] = {"enabled": True, "type": "EnvoyProxy"}
     storage = child_mapping(spec, "storage", "spec", K0sConfigError)
     if storage.get("type", "etcd") == "etcd":
         # k0s defaults the etcd peer address to the first non-loopback address, not

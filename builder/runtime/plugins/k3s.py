@@ -8,9 +8,16 @@ What the basefs rootfs holds (the user supplies the upstream files; nothing is d
     etc/k3s/config.yaml, etc/k3s/registries.yaml (optional) -> /etc/rancher/k3s/
 
 master0 starts the embedded etcd (`server --cluster-init`); the other servers join with
-`server --server https://MASTER0:6443` and the server token; agents with K3S_URL and the agent
-token. Both tokens are read on master0 just before use (named outputs, never literal). Every
-server carries `--tls-san apiserver.cluster.local`, the stable endpoint the kubeconfig names.
+`server --server https://MASTER0:6443` and the server token; agents with the agent token and
+K3S_URL=https://apiserver.cluster.local:6443, the stable endpoint (every server carries
+`--tls-san apiserver.cluster.local`; the kubeconfig names it too). Both tokens are read on master0
+just before use (named outputs, never literal).
+
+HA for the agents is k3s's own: an agent's client load balancer (127.0.0.1:6444, which its
+kubelet and kube-proxy use) learns every server from the cluster's `kubernetes` endpoints and
+fails over between them; K3S_URL is only where it starts and what it falls back to. So no
+haproxy here: the stable name in K3S_URL (not master0's address) keeps that fallback valid when
+master0 is replaced or the name is pointed at a VIP.
 
 Resumable at any point of failure (the runner journals finished steps and re-runs the rest):
 the staging steps are plain copies, and the one step that takes a token is the one that acts
@@ -137,7 +144,7 @@ class K3sRuntime(RuntimePlugin):
         if phase == base.JOIN_WORKER:
             if host.is_master:
                 return ()
-            url = f"https://{ctx.cluster.master0.ip}:{API_PORT}"
+            url = f"https://{ENDPOINT}:{API_PORT}"  # the agent's load balancer learns every server
             env = f"K3S_URL={url} K3S_TOKEN={output_ref(AGENT_TOKEN)}"
             return (*self._stage_files(ctx), self._install(ctx, "agent", False, env))
         if phase in (base.DELETE_MASTER, base.DELETE_WORKER):

@@ -121,6 +121,10 @@ def join_step(role: str, output: str, args: str) -> str:
     )
 
 
+# k0s's node-local load balancing, with more than one controller (docs "Node-local load balancing")
+NLLB = "    nodeLocalLoadBalancing:\n      enabled: true\n      type: EnvoyProxy\n"
+
+
 def config(ip: str, masters: tuple[str, ...], extra_sans: tuple[str, ...] = ()) -> str:
     sans = "".join(f"    - {s}\n" for s in ("apiserver.cluster.local", *extra_sans, *masters, "127.0.0.1"))
     # spec.api.extraArgs from the image's statics/audit-policy.yml (k0s runs kube-apiserver on
@@ -148,6 +152,7 @@ def config(ip: str, masters: tuple[str, ...], extra_sans: tuple[str, ...] = ()) 
         "    provider: kuberouter\n"
         "    podCIDR: 10.244.0.0/16\n"
         "    serviceCIDR: 10.96.0.0/12\n"
+        f"{NLLB if len(masters) > 1 else ''}"
         "  images:\n"
         "    default_pull_policy: Never\n"
         "  telemetry:\n"
@@ -709,6 +714,30 @@ def test_clusterfile_config_merges_over_the_image_defaults() -> None:
     (step,) = [st for st in JoinMasters().plan(c, Facts(), s) if st.id == "k0s-config"]
     body = step.command.split("\n", 1)[1].rsplit("\n", 1)[0]
     assert yaml.safe_load(body) == controller_config(c, c.host("10.0.0.2"), IMAGE_CONFIG, audit=True)
+
+
+def test_node_local_load_balancing_with_more_than_one_controller() -> None:
+    """Several controllers: each worker's k0s balances over all of them (spec.network
+    nodeLocalLoadBalancing, EnvoyProxy); one controller: nothing to balance; an externalAddress
+    (a load balancer already) or the Clusterfile's own setting: left as the user has it."""
+    three = cluster("10.0.0.1,10.0.0.2,10.0.0.3", "10.0.0.4")
+    network = controller_config(three, three.host("10.0.0.2"), IMAGE_CONFIG)["spec"]["network"]
+    assert network["nodeLocalLoadBalancing"] == {"enabled": True, "type": "EnvoyProxy"}
+    one = cluster("10.0.0.1", "10.0.0.4")
+    assert (
+        "nodeLocalLoadBalancing"
+        not in controller_config(one, one.host("10.0.0.1"), IMAGE_CONFIG)["spec"]["network"]
+    )
+    for spec in (
+        {"api": {"externalAddress": "lb.example.com"}},
+        {"network": {"nodeLocalLoadBalancing": {"enabled": False}}},
+    ):
+        doc = {"apiVersion": "k0s.k0sproject.io/v1beta1", "kind": "ClusterConfig", "spec": spec}
+        c = with_documents(doc)  # three controllers and a worker
+        got = controller_config(c, c.host("10.0.0.1"), IMAGE_CONFIG)["spec"]["network"].get(
+            "nodeLocalLoadBalancing"
+        )
+        assert got == spec.get("network", {}).get("nodeLocalLoadBalancing"), spec
 
 
 def test_no_image_config_gives_a_minimal_one() -> None:

@@ -103,7 +103,7 @@ def join_server(ip: str) -> str:
 
 def join_agent(ip: str) -> str:
     return (
-        f"{INSTALL} K3S_URL=https://10.0.0.1:6443 K3S_TOKEN={{{{output:agent-token}}}}"
+        f"{INSTALL} K3S_URL=https://apiserver.cluster.local:6443 K3S_TOKEN={{{{output:agent-token}}}}"
         f" sh {R}/scripts/k3s-install.sh agent --node-ip {ip}"
     )
 

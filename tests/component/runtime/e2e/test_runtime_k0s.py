@@ -163,6 +163,8 @@ def test_run_three_controllers_and_a_worker(lab: Lab) -> None:
             "provider": "kuberouter",
             "podCIDR": "10.250.0.0/16",
             "serviceCIDR": "10.96.0.0/12",
+            # three controllers: each worker's k0s balances over all of them
+            "nodeLocalLoadBalancing": {"enabled": True, "type": "EnvoyProxy"},
         }
         assert config["spec"]["images"] == {"default_pull_policy": "Never"}
         assert config["spec"]["api"] == {

@@ -227,7 +227,7 @@ def test_run_three_masters_and_a_worker(lab: Lab) -> None:
         assert env_file(m, "k3s")["K3S_TOKEN"] == token
     assert env_file(worker, "k3s-agent") == {
         "K3S_TOKEN": agent_token,
-        "K3S_URL": f"https://{lab.master0.address}:6443",
+        "K3S_URL": "https://apiserver.cluster.local:6443",  # the stable endpoint, not master0
     }
 
     # the etcd member list holds the three servers, in join order; every node is Ready
