@@ -248,6 +248,13 @@ class TestHost:
         self._procs.append(proc)
         return proc
 
+    def _reap(self, pid: int) -> None:
+        """Collect the exit status of a child `_spawn` started (no zombie left)."""
+        for proc in self._procs:
+            if proc.pid == pid:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=2)
+
     def _wait_accepting(self, proc: subprocess.Popen[bytes] | None, wait_s: float) -> None:
         deadline = time.monotonic() + wait_s
         while True:
@@ -277,10 +284,7 @@ class TestHost:
                     if Path(f"/proc/{child}/comm").read_text().strip() == "sshd":
                         os.kill(child, signal.SIGKILL)
             _kill(pid, start, sig=signal.SIGKILL)
-        for proc in self._procs:
-            if proc.pid == pid:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=2)
+        self._reap(pid)
         self.sshd = None
         self._on_change()
 
@@ -324,10 +328,7 @@ class TestHost:
             with contextlib.suppress(OSError):
                 if Path(f"/proc/{shim}/comm").read_text().startswith("containerd-shim"):
                     _kill(shim, _start_time(shim), sig=signal.SIGKILL)
-        for proc in self._procs:
-            if proc.pid == pid:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=2)
+        self._reap(pid)
         self.containerd = None
         self._on_change()
 
