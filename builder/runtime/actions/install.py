@@ -39,6 +39,7 @@ from builder.runtime.phases import (
 from builder.runtime.phases.kubeconfig import kubeconfig_steps
 from builder.runtime.plugins import RuntimePlugin, get_plugin, runtime_name
 from builder.runtime.plugins.base import KUBECONFIG_OUTPUT
+from builder.runtime.plugins.none import NoneRuntime
 from builder.runtime.runner import Notice, format_plan
 from builder.runtime.state import JOINED, ClusterState, Journal, SavedMeta
 from builder.store.layout import Store
@@ -111,7 +112,9 @@ def _state(
 ) -> PlanState:
     """The plan state; with the registry's material made or renewed in the cluster's state
     (before any host changes), or, for a dry-run, its placeholders (nothing written)."""
-    if dry_run:
+    if plugin.name == NoneRuntime.name:  # no container runtime pulls from a cluster registry
+        material = None
+    elif dry_run:
         material = registry_pki.planned(job.cluster)
     else:
         material = registry_pki.load_or_make(ClusterState(job.cluster.name, settings.home).dir, job.cluster)

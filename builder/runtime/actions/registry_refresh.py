@@ -18,11 +18,14 @@ from builder.runtime.facts import Facts
 from builder.runtime.phases import ImageInfo, PlanState
 from builder.runtime.phases.registry_service import RegistryService
 from builder.runtime.plugins import get_plugin
+from builder.runtime.plugins.none import NoneRuntime
 from builder.runtime.state import ClusterState, SavedMeta
 
 
 def refresh_registry(remaining: Cluster, meta: SavedMeta, settings: Settings, cs: ClusterState) -> None:
     """registry-service on `remaining`'s registry hosts when their material changed."""
+    if meta.runtime == NoneRuntime.name:
+        return
     material = registry_pki.load_or_make(cs.dir, remaining)
     if material is None or not material.changed:
         return

@@ -2,7 +2,7 @@
 disabled and removed, then its directory (config, certificates, htpasswd, storage: see
 registry_service.py). In removal order (nodes, masters, master0 last), before clean.sh; the
 hosts' trust and mirrors are the registry-untrust phase's. Idempotent: a host where nothing of
-it is left has nothing to do.
+it is left has nothing to do. Nothing for the `none` runtime, which runs no registry.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from builder.runtime.cluster import Cluster
 from builder.runtime.facts import Facts
 from builder.runtime.phases.base import Phase, PlanState, Step, ordered_for_removal
 from builder.runtime.phases.registry_service import registry_dir, unit_name, unit_path
+from builder.runtime.plugins.none import NoneRuntime
 
 
 def remove_command(cluster: Cluster, root: str) -> str:
@@ -31,7 +32,7 @@ class RemoveRegistry(Phase):
     title: ClassVar[str] = "Remove the cluster registry"
 
     def plan(self, cluster: Cluster, facts: Facts, state: PlanState) -> list[Step]:
-        if cluster.registry.external:
+        if cluster.registry.external or isinstance(state.plugin, NoneRuntime):
             return []
         command = remove_command(cluster, state.root)
         serving = {h.ip for h in cluster.registry_hosts}

@@ -1,6 +1,8 @@
 """registry-service: the cluster's local registry (distribution) as a systemd unit on every
 registry host (`Cluster.registry_hosts`: every master with `ha`, else master0), after
-host-scripts, so the cluster runtime's first pull finds it.
+host-scripts, so the cluster runtime's first pull finds it. Not for the `none` runtime: no
+container runtime pulls from it. An image without a `registry/` tree gets it all the same, with
+an empty storage (sealer always deploys it; an app image's images are added to it later).
 
 On a registry host, ROOT the sealer root (/var/lib/sealer), C the cluster:
 
@@ -38,6 +40,7 @@ from builder.runtime.cluster import Cluster, HostSpec
 from builder.runtime.delivery import DEFAULT_ROOT
 from builder.runtime.facts import Facts
 from builder.runtime.phases.base import Phase, PlanState, Step
+from builder.runtime.plugins.none import NoneRuntime
 from builder.runtime.registry_pki import RegistryMaterial
 
 CA_ENV = "SEALER_REGISTRY_CA"
@@ -234,7 +237,7 @@ def _env(cluster: Cluster, material: RegistryMaterial) -> tuple[dict[str, str], 
 def hosts_in_scope(cluster: Cluster, state: PlanState) -> tuple[HostSpec, ...]:
     """The registry hosts this action works on (module docstring)."""
     material = state.registry
-    if material is None:
+    if material is None or isinstance(state.plugin, NoneRuntime):
         return ()
     targets = set(state.targets)
     return tuple(h for h in cluster.registry_hosts if material.changed or h.ip in targets)
@@ -246,7 +249,7 @@ class RegistryService(Phase):
 
     def plan(self, cluster: Cluster, facts: Facts, state: PlanState) -> list[Step]:
         material = state.registry
-        if material is None:
+        if material is None or not hosts_in_scope(cluster, state):
             return []
         spec = cluster.registry
         rootfs = state.rootfs(cluster)

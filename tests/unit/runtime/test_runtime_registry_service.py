@@ -44,7 +44,7 @@ def cluster(**registry: object) -> Cluster:
 
 def state(c: Cluster, targets: tuple[str, ...], material: RegistryMaterial | None = MATERIAL) -> PlanState:
     image = ImageInfo("demo/x:v1", None, Platform.parse("linux/amd64"))
-    return PlanState(image, get_plugin("none"), targets, registry=material)
+    return PlanState(image, get_plugin("k3s"), targets, registry=material)
 
 
 def plan(
@@ -74,6 +74,13 @@ def test_scope_targets_unless_the_material_changed() -> None:
     assert [h for h, _ in plan(c, ("10.0.0.2",))] == ["10.0.0.2"] * 2
     # a master joined with ha: a new server certificate, so every registry host gets it
     assert {h for h, _ in plan(c, ("10.0.0.2",), replace(MATERIAL, changed=True))} == {"10.0.0.1", "10.0.0.2"}
+
+
+def test_the_none_runtime_runs_no_registry() -> None:
+    c = cluster()
+    s = replace(state(c, c.ips), plugin=get_plugin("none"))
+    assert RegistryService().plan(c, Facts(), s) == []
+    assert RemoveRegistry().plan(c, Facts(), s) == []
 
 
 def test_without_ha_master0_only_and_external_or_none_nothing() -> None:
@@ -170,7 +177,7 @@ def test_merge_without_a_source_does_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "storage").exists()
 
 
-# --- golden dry-run plans, every runtime ---------------------------------------------------------
+# --- golden dry-run plans, every runtime with one (none: no plan, above) ---------------------------------------------------------
 
 GOLDEN_RUN = """\
 == registry-service: Serve the cluster registry
@@ -192,7 +199,7 @@ GOLDEN_VERBOSE_ENV = (
 )
 
 
-@pytest.mark.parametrize("runtime", ["kubernetes", "k3s", "k0s", "none"])
+@pytest.mark.parametrize("runtime", ["kubernetes", "k3s", "k0s"])
 def test_golden_dry_runs(runtime: str) -> None:
     c = cluster()
     s = replace(state(c, c.ips, registry_pki.planned(c)), plugin=get_plugin(runtime))

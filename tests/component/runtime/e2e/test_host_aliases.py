@@ -41,8 +41,6 @@ def test_blocks_per_cluster_written_before_init_and_removed_after_clean(
     one = with_aliases(one, [{"ip": "10.9.9.9", "hostnames": ["registry.internal", "reg"]}])
     two = clusterfile_text([(hosts[0], "master", hosts)], name="aliases-b")
     two = with_aliases(two, [{"ip": "fd00::7", "hostnames": ["mirror.internal"]}])
-    # its own registry port: the first cluster's registry holds 5000 on that host
-    two = two.replace("spec:\n", "spec:\n  registry: {localRegistry: {port: 5001}}\n", 1)
 
     actions.run(parse_clusterfile(one), settings)
     block_a = (

@@ -1,6 +1,7 @@
 """The cluster registry service on real fixture hosts, with Debian's real `docker-registry`
-(distribution 2.8) under the systemctl stand-in: a `none`-runtime image bundling a container
-image in its registry/ tree, run on one master and joined by a second (ha), then deleted.
+(distribution 2.8) under the systemctl stand-in: a k3s image (the stand-ins) bundling a
+container image in its registry/ tree, run on one master and joined by a second (ha), then
+deleted. (k3s: the fastest runtime of the stand-ins; the `none` runtime runs no registry.)
 
 Proven with the real registry: TLS verified from this machine against the CA kept in the
 cluster's state (by name and by each master's address), htpasswd auth (401 without or with a
@@ -18,7 +19,6 @@ from __future__ import annotations
 import base64
 import http.client
 import json
-import shutil
 import socket
 import ssl
 import time
@@ -39,12 +39,15 @@ from builder.runtime.clusterfile import parse_clusterfile
 from builder.runtime.phases.registry_service import registry_dir, storage_dir, unit_name, unit_path
 from builder.runtime.state import ClusterState
 from builder.store.layout import Store
+from scripts.basefs import build_basefs
+from tests.component.runtime.e2e._runtime_lab import make_clusterfile
 from tests.hosts import HostLab, HostSet, TestHost
+from tests.standins import make_bin_dir
+from tests.unit.store._tiny import add_image
 
-EXAMPLE = Path(__file__).resolve().parents[4] / "examples" / "cluster-rootfs"
-BASE = "example.test/cluster-rootfs:v1"
-IMAGE = "example.test/cluster-with-registry:v1"
-BUNDLED = "demo/bundled"  # the repository the registry/ tree holds (tag v1: the base image itself)
+BASE = "example.test/k3s-base:v1"
+IMAGE = "example.test/k3s-with-registry:v1"
+BUNDLED = "demo/bundled"  # the repository the registry/ tree holds (tag v1)
 NAME = "e2ereg"
 USER, PASSWORD = "admin", "Reg1stry \"pass\\ $x'"
 UNIT = unit_name(NAME)
@@ -62,20 +65,8 @@ class Lab:
         return actions.Settings(store=self.store, home=self.home)
 
     def clusterfile(self, masters: int) -> str:
-        ssh = {
-            "user": "root",
-            "useAgent": False,
-            "pk": str(self.hosts.client_key),
-            "knownHosts": str(self.hosts.known_hosts),
-            "connectTimeout": "5",
-        }
-        spec = {
-            "image": IMAGE,
-            "ssh": ssh,
-            "hosts": [{"ips": [h.address for h in self.hosts[:masters]], "roles": ["master"]}],
-            "registry": {"localRegistry": {"username": USER, "password": PASSWORD}},
-        }
-        doc = {"apiVersion": "sealer.io/v2", "kind": "Cluster", "metadata": {"name": NAME}, "spec": spec}
+        doc = yaml.safe_load(make_clusterfile(NAME, IMAGE, self.hosts[:masters], [], self.hosts))
+        doc["spec"]["registry"] = {"localRegistry": {"username": USER, "password": PASSWORD}}
         return yaml.safe_dump(doc, sort_keys=False)
 
     @property
@@ -89,21 +80,15 @@ def lab(host_lab: HostLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     store = Store.open(base / "store")
     hosts = host_lab.make_hosts(2)
     try:
-        build_image(store, BuildOptions(context=EXAMPLE, tags=(BASE,), bundle_images=False))
+        build_basefs("k3s", make_bin_dir("k3s", base / "bin"), store, BASE)
+        add_image(store, "bundled:v1", [{"hello.txt": b"bundled by the cluster image\n"}])
         context = base / "context"
-        shutil.copytree(EXAMPLE, context)
-        write_distribution(store, [(BASE, f"{BUNDLED}:v1")], context / "registry")
-        kubefile = (context / "Kubefile").read_text().replace("\nLAUNCH", "\nCOPY registry registry/\nLAUNCH")
-        (context / "Kubefile").write_text(kubefile)
+        context.mkdir()
+        write_distribution(store, [("bundled:v1", f"{BUNDLED}:v1")], context / "registry")
+        (context / "Kubefile").write_text(f"FROM {BASE}\nCOPY registry registry/\n")
         build_image(store, BuildOptions(context=context, tags=(IMAGE,), bundle_images=False))
-        digest = (
-            "sha256:"
-            + (context / f"registry/docker/registry/v2/repositories/{BUNDLED}")
-            .joinpath("_manifests/tags/v1/current/link")
-            .read_text()
-            .split(":")[1]
-            .strip()
-        )
+        link = context / f"registry/docker/registry/v2/repositories/{BUNDLED}/_manifests/tags/v1/current/link"
+        digest = link.read_text().strip()
         yield Lab(store, base / "state", hosts, digest)
     finally:
         host_lab.remove_hosts(hosts)
