@@ -28,6 +28,7 @@ import yaml
 from builder.build.bundle.distribution import write_distribution
 from builder.build.executor import build_image
 from builder.build.plan import BuildOptions
+from builder.image.descriptor import Platform
 from builder.runtime import actions
 from builder.runtime.clusterfile import parse_clusterfile
 from builder.runtime.phases.registry_service import unit_name
@@ -95,15 +96,21 @@ def lab(host_lab: HostLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     try:
         build_basefs("k3s", make_bin_dir("k3s", base / "bin"), store, BASE)
         add_image(store, "hello:v1", [{"hello.txt": b"bundled by the cluster image\n"}])
-        add_image(store, "web:v1", [{"index.html": b"bundled by the app image\n"}])
         _image_with_registry(
             store, base / "cluster", IMAGE, f"FROM {BASE}\nCOPY registry registry/\n",
             {"hello:v1": "docker.io/library/hello:v1"},
         )  # fmt: skip
-        _image_with_registry(
-            store, base / "app", APP, "FROM scratch\nCOPY registry registry/\nCMDS true\n",
-            {"web:v1": "docker.io/acme/web:v1"},
-        )  # fmt: skip
+        # the app's image is found in its imageList and bundled by the build (so its manifest
+        # lists it, as an app's does); the "pull" makes the same tiny image in the build's store
+        app = base / "app"
+        app.mkdir()
+        (app / "imageList").write_text("docker.io/acme/web:v1\n")
+        (app / "Kubefile").write_text("FROM scratch\nCOPY imageList .\nCMDS true\n")
+
+        def pull(into: Store, image: str, platform: Platform | None, tag_as: str | None) -> None:
+            add_image(into, tag_as or image, [{"index.html": b"bundled by the app image\n"}])
+
+        build_image(store, BuildOptions(context=app, tags=(APP,)), pull=pull)
         etc = {"node": hosts[1].run(LISTING).stdout}
         yield Lab(store, base / "state", hosts, etc)
     finally:
@@ -157,10 +164,15 @@ def test_a_master_joining_is_in_every_mirror_list_and_serves_when_master0_is_dow
     assert mirror_hosts(node) == both  # rewritten on the node, which did not join
     assert mirror_hosts(master0) == both
     assert mirror_hosts(lab.master1) == both[::-1]  # its own first
-    node.run("ctr -n k8s.io images rm --sync docker.io/library/hello:v1 sea.hub:5000/library/hello:v1")
+    # the app ran before master1 joined: running it again brings its images there, launches nothing
+    outcome = actions.run_app(NAME, APP, lab.settings())
+    assert "nothing to launch" in outcome.message
+    assert sorted(h.host for h in outcome.hosts) == sorted([master0.address, lab.master1.address])
+    node.run("ctr -n k8s.io images ls -q | xargs -r ctr -n k8s.io images rm --sync")
     master0.run(f"systemctl stop {unit_name(NAME)}")
     try:
-        pull(node, "docker.io/library/hello:v1")  # from master1's registry
+        pull(node, "docker.io/library/hello:v1")  # from master1's registry: the cluster's image
+        pull(node, "docker.io/acme/web:v1")  # and the app's
     finally:
         master0.run(f"systemctl start {unit_name(NAME)}")
 
