@@ -196,6 +196,11 @@ def clean_node(lab: Lab) -> Iterator[None]:
     lab.node.run("ctr -n k8s.io images ls -q | xargs -r ctr -n k8s.io images rm --sync", check=False)
 
 
+def pull(node: TestHost, ref: str) -> None:
+    out = node.run(f"{PULL} {ref} 2>&1", check=False)
+    assert out.returncode == 0, out.stdout
+
+
 def pulled(node: TestHost) -> set[str]:
     return set(node.run("ctr -n k8s.io images ls -q").stdout.split())
 
@@ -288,3 +293,25 @@ def test_the_cri_plugin_pulls_as_a_kubelet_does(lab: Lab) -> None:
             pull_image(socket, f"sea.hub:5000/{IMAGE}")
         auth = kubelet_auth["sea.hub:5000"]["auth"]
         assert pull_image(socket, f"sea.hub:5000/{IMAGE}", auth=auth).startswith("sha256:")
+
+
+def test_an_external_registry_is_mirrored_by_its_name_with_credentials(lab: Lab) -> None:
+    """externalRegistry: no /etc/hosts entry and no CA of sealer's (the user's DNS and the
+    system's CAs name and verify it; here plain HTTP and a name the test maps by hand), the
+    mirrors pointing at DOMAIN:PORT with the credentials."""
+    spec = {"external": True, "domain": "registry.example.test", "port": 5000, "insecure": True}
+    cluster = lab.cluster(**spec, username=USER, password=PASSWORD)
+    node = lab.node
+    before = node.path("/etc/hosts").read_text()
+    node.path("/etc/hosts").write_text(before + f"{lab.hosts[1].address} registry.example.test\n")
+    try:
+        lab.apply(RegistryTrust(), cluster)
+        assert "sea.hub" not in node.path("/etc/hosts").read_text()
+        assert not node.path("/etc/containerd/certs.d/registry.example.test:5000/ca.crt").exists()
+        with serving(lab.hosts[1], tls=False, auth=True):
+            pull(node, f"docker.io/{IMAGE}")
+            pull(node, f"registry.example.test:5000/{IMAGE}")
+        lab.apply(RegistryUntrust(), cluster, lab.hosts.addresses)
+        assert not node.path("/etc/containerd/certs.d").exists()
+    finally:
+        node.path("/etc/hosts").write_text(before)
