@@ -65,8 +65,9 @@ class StackCheck:
 # by the one pass that checks the stack, so planning never unpacks a layer to find them.
 # Rootfs files whose presence is all the plans read (a binary: too large to keep), kept as b""
 # when the image has them as a regular file or hardlink: bin/haproxy, the kubeadm workers' load
-# balancer when the image ships its own (the check phase then needs none on the host).
-PRESENT_FILES = frozenset({"bin/haproxy"})
+# balancer when the image ships its own (the check phase then needs none on the host), and
+# bin/registry, distribution's registry for the cluster registry (else the host's docker-registry).
+PRESENT_FILES = frozenset({"bin/haproxy", "bin/registry"})
 KEPT_FILES = PRESENT_FILES | {
     "Metadata",
     "etc/kubeadm.yaml",

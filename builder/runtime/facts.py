@@ -20,8 +20,9 @@ from builder.image.descriptor import Platform
 REQUIRED_TOOLS = ("sh", "tar", "sha256sum")
 DECOMPRESSORS = ("zstd", "gzip")
 # Tools a runtime plugin may need on some hosts (`RuntimePlugin.host_problems` says which): the
-# kubeadm workers' local API load balancer.
-RUNTIME_TOOLS = ("haproxy",)
+# kubeadm workers' local API load balancer; and the cluster registry's binary on the registry
+# hosts when the image has no bin/registry (registry_service.host_problems).
+RUNTIME_TOOLS = ("haproxy", "docker-registry")
 PROBED_TOOLS = (*REQUIRED_TOOLS, *DECOMPRESSORS, *RUNTIME_TOOLS)
 # Headroom over the image's compressed size: layers unpack to ~2-3x, blobs wait on disk first.
 SPACE_FACTOR = 3

@@ -39,6 +39,7 @@ from builder.runtime.image_configs import with_configs
 from builder.runtime.infra.base import InfraDriver
 from builder.runtime.phases import Check, ImageInfo, PlanState
 from builder.runtime.phases.launch import check_apps
+from builder.runtime.phases.registry_service import REGISTRY_BINARY
 from builder.runtime.phases.scripts import INIT_REGISTRY_SCRIPT
 from builder.runtime.plugins import RuntimePlugin, get_plugin, select_plugin
 from builder.runtime.plugins.base import AUDIT_POLICY
@@ -80,7 +81,7 @@ def with_plugin(
     config files, and init-registry.sh (planned only when the image has one)."""
     plugin = select_plugin(info.runtime_label, info.metadata_runtime, override)
     files: dict[str, str] = {}
-    for path in (*plugin.config_files, INIT_REGISTRY_SCRIPT):
+    for path in (*plugin.config_files, INIT_REGISTRY_SCRIPT, REGISTRY_BINARY):
         data = _image_file(image, path)
         if data is None and path == AUDIT_POLICY:  # or its template: the plan needs its presence only
             data = image.templates.get(path + TEMPLATE_SUFFIX)

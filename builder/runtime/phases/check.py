@@ -14,6 +14,7 @@ from builder.errors import PhaseError
 from builder.runtime import facts as facts_mod
 from builder.runtime.cluster import Cluster
 from builder.runtime.facts import Facts
+from builder.runtime.phases import registry_service
 from builder.runtime.phases.base import Phase, PlanState, Step
 
 
@@ -44,7 +45,8 @@ class Check(Phase):
     def verify(facts: Facts, state: PlanState, cluster: Cluster | None = None) -> None:
         """PhaseError naming the first unfit host with its problems, and every other unfit
         host (the first ten, then how many more), so one run tells what to fix everywhere.
-        With `cluster`, the runtime plugin's own needs per host count too (host_problems)."""
+        With `cluster`, the runtime plugin's own needs per host count too (host_problems), and
+        the cluster registry's binary on its hosts."""
 
         def problems(host: str) -> list[str]:
             found = facts_mod.problems(facts[host], state.image.platform, state.image.compressed_bytes)
@@ -52,6 +54,7 @@ class Check(Phase):
                 found += state.plugin.host_problems(
                     cluster, cluster.host(host), facts[host].tools, state.image.files
                 )
+                found += registry_service.host_problems(cluster, state, host, facts[host].tools)
             return found
 
         bad = [(host, found) for host in facts if (found := problems(host))]

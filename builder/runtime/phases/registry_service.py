@@ -48,6 +48,8 @@ CERT_ENV = "SEALER_REGISTRY_CERT"
 KEY_ENV = "SEALER_REGISTRY_KEY"
 HTPASSWD_ENV = "SEALER_REGISTRY_HTPASSWD"
 BASIC_AUTH_ENV = "SEALER_REGISTRY_BASIC_AUTH"  # base64 of USER:PASSWORD, for the /v2/ check
+REGISTRY_BINARY = "bin/registry"  # distribution's registry when the image ships it (rootfs path)
+REGISTRY_TOOL = "docker-registry"  # else the host's (Debian's package)
 READY_TIMEOUT_S = 60
 _CONFIG_TIMEOUT_S = 1800  # the merge of a large registry/ tree copies its link files
 
@@ -159,12 +161,12 @@ def config_command(cluster: Cluster, material: RegistryMaterial, rootfs: str, ro
     directory = registry_dir(cluster.name, root)
     q = shlex.quote(directory)
     unit = unit_name(cluster.name)
-    bin_in_image = shlex.quote(f"{rootfs}/bin/registry")
+    bin_in_image = shlex.quote(f"{rootfs}/{REGISTRY_BINARY}")
     parts = [
         "set -e; umask 077; changed=",
         _PUT,
         f"if [ -x {bin_in_image} ]; then bin={bin_in_image}; "
-        "elif bin=$(command -v docker-registry); then :; else "
+        f"elif bin=$(command -v {REGISTRY_TOOL}); then :; else "
         f"echo 'no registry binary: the image has no bin/registry and this host no docker-registry "
         "(apt-get install docker-registry, or ship distribution as bin/registry)' >&2; exit 1; fi",
         f"mkdir -p {q}/tls {q}/auth {q}/storage /etc/systemd/system && chmod 700 {q}",
@@ -241,6 +243,20 @@ def hosts_in_scope(cluster: Cluster, state: PlanState) -> tuple[HostSpec, ...]:
         return ()
     targets = set(state.targets)
     return tuple(h for h in cluster.registry_hosts if material.changed or h.ip in targets)
+
+
+def host_problems(cluster: Cluster, state: PlanState, host: str, tools: frozenset[str]) -> list[str]:
+    """What stops `host` from serving the registry, for the check phase to say before any host
+    changes: no registry binary (the image's bin/registry, else the host's docker-registry)."""
+    if REGISTRY_BINARY in state.image.files or REGISTRY_TOOL in tools:
+        return []
+    if host not in {h.ip for h in hosts_in_scope(cluster, state)}:
+        return []
+    return [
+        f"no registry binary for the cluster registry: the image has no {REGISTRY_BINARY} and this "
+        f"host no {REGISTRY_TOOL} (apt-get install {REGISTRY_TOOL}, or ship distribution's registry "
+        f"as {REGISTRY_BINARY})"
+    ]
 
 
 class RegistryService(Phase):

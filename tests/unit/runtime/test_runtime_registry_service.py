@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from builder.errors import PhaseError
 from builder.image.descriptor import Platform
 from builder.runtime import registry_pki
 from builder.runtime.cluster import Cluster, HostSpec, RegistrySpec, Role
 from builder.runtime.dryrun import format_plan
-from builder.runtime.facts import Facts
-from builder.runtime.phases import ImageInfo, PlanState, install_phases, removal_phases, upgrade_phases
+from builder.runtime.facts import Facts, parse_probe
+from builder.runtime.phases import Check, ImageInfo, PlanState, install_phases, removal_phases, upgrade_phases
 from builder.runtime.phases.registry_remove import RemoveRegistry
 from builder.runtime.phases.registry_service import (
     BASIC_AUTH_ENV,
@@ -211,3 +212,27 @@ def test_golden_dry_runs(runtime: str) -> None:
     verbose = format_plan(c, [(RegistryService(), RegistryService().plan(c, Facts(), s))], verbose=True)
     assert verbose[0] == GOLDEN_VERBOSE_ENV
     assert sum(line.startswith("    $ ") for line in verbose) == 4
+
+
+# --- the check phase: a registry host needs a registry binary ------------------------------------
+
+
+def probed(host: str, tools: str) -> Facts:
+    lines = ["arch=x86_64", "hostname=h", *(f"tool={t}" for t in tools.split()), "free_kb=99999999"]
+    out = "\n".join(lines) + "\n"
+    return Facts({host: parse_probe(host, out)})
+
+
+def test_check_refuses_a_registry_host_without_a_registry_binary_before_any_change() -> None:
+    c = cluster()
+    s = state(c, c.ips)
+    base = "sh tar sha256sum zstd"
+    with pytest.raises(PhaseError) as info:
+        Check.verify(probed("10.0.0.2", base), s, c)
+    assert "10.0.0.2: no registry binary for the cluster registry" in info.value.message
+    assert "\n" not in info.value.message and "apt-get install docker-registry" in info.value.message
+    Check.verify(probed("10.0.0.2", base + " docker-registry"), s, c)  # the host's
+    with_binary = replace(s, image=replace(s.image, files={"bin/registry": ""}))
+    Check.verify(probed("10.0.0.2", base), with_binary, c)  # the image's
+    Check.verify(probed("10.0.0.3", base), s, c)  # a node serves no registry
+    Check.verify(probed("10.0.0.2", base), replace(s, plugin=get_plugin("none")), c)
