@@ -7,9 +7,10 @@ Proven here, with real components: the pull by the registry's own name and throu
 docker.io mirror (`ctr -n k8s.io images pull --hosts-dir /etc/containerd/certs.d`), the image
 unpacked by containerd's overlayfs snapshotter; the same through the CRI plugin, as a kubelet
 pulls (`ImageService/PullImage` over containerd's socket, tests/cri.py), with the header's
-credentials or with the kubelet's config.json ones; a wrong password refused (401); a plain-HTTP
-registry pulled with `insecure: true` only; failover to the next registry host when the first
-is down; registry-untrust leaving no file, directory or /etc/hosts entry behind.
+credentials or with the kubelet's config.json ones; a wrong password refused (401), another CA
+too; a plain-HTTP registry pulled with `insecure: true` only; an external registry mirrored by
+its name; failover to the next registry host when the first is down; registry-untrust leaving
+no file, directory or /etc/hosts entry behind.
 
 The registry runs from this test (inside the master's namespaces, killed by PID in a
 finalizer), configured as the service serves it: TLS with a server certificate whose SANs are
