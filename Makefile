@@ -40,9 +40,10 @@ test-unit: venv
 demo: venv
 	bash examples/demo.sh
 
+# `make bench BEFORE=REV` also times git revision REV's code in the same rounds (bench/_before.py).
 bench: install
-	$(BIN)/python -m bench.run_build
-	$(BIN)/python -m bench.run_registry
+	$(if $(BEFORE),SEALER_BENCH_BEFORE=$(BEFORE) )$(BIN)/python -m bench.run_build
+	$(if $(BEFORE),SEALER_BENCH_BEFORE=$(BEFORE) )$(BIN)/python -m bench.run_registry
 	$(BIN)/python -m bench.run_delivery
 
 # The same benchmarks on a tenth of the context, 3 rounds, ratios only (under 2 minutes).

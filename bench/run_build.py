@@ -23,6 +23,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench._before import Before, before
 from bench._measure import Contender, Summary, ratio, run_child, run_rounds, summarize, table
 from bench.gen_context import CONTAINERFILE, generate
 
@@ -43,7 +44,7 @@ NAMES = {
 }
 
 
-def contenders(ctx: Path, work: Path) -> list[Contender]:
+def contenders(ctx: Path, work: Path, old: Before | None = None) -> list[Contender]:
     root = work / "store"
     env = {**os.environ, "SEALER_ROOT": str(root)}
     build = [*SEALER, "build", "-q", "-t", "bench/cluster:v1", str(ctx)]
@@ -66,6 +67,19 @@ def contenders(ctx: Path, work: Path) -> list[Contender]:
         shutil.rmtree(bh_root, ignore_errors=True)
         shutil.rmtree(bh_oci, ignore_errors=True)
 
+    extra = []
+    if old is not None:
+        old_root = work / "store-before"
+        old_env = old.env({**os.environ, "SEALER_ROOT": str(old_root)})
+        extra.append(
+            Contender(
+                old.label(NAMES["cold"]),
+                build,
+                env=old_env,
+                before=lambda: shutil.rmtree(old_root, ignore_errors=True),
+                follow=Contender(old.label(NAMES["noop"]), build, env=old_env),
+            )
+        )
     return [
         Contender(NAMES["baseline"], f"tar -cf - -C {ctx} . | zstd -q -T0 -3 | sha256sum"),
         Contender(
@@ -81,6 +95,7 @@ def contenders(ctx: Path, work: Path) -> list[Contender]:
             before=fresh_buildah,
             follow=Contender(NAMES["buildah_noop"], bud),
         ),
+        *extra,
     ]
 
 
@@ -91,7 +106,8 @@ def main(quick: bool = False) -> dict[str, float]:
     work.mkdir(parents=True, exist_ok=True)
     run_child(f"tar -cf - -C {ctx} . > /dev/null")  # the page cache holds the context for everyone
     rounds = 3 if quick else ROUNDS
-    stats = summarize(run_rounds(contenders(ctx, work), rounds))
+    old = None if quick else before()
+    stats = summarize(run_rounds(contenders(ctx, work, old), rounds))
     shutil.rmtree(work / "buildah", ignore_errors=True)
     base, cold, noop = stats[NAMES["baseline"]], stats[NAMES["cold"]], stats[NAMES["noop"]]
     buildah, buildah_noop = stats[NAMES["buildah"]], stats[NAMES["buildah_noop"]]
@@ -102,9 +118,14 @@ def main(quick: bool = False) -> dict[str, float]:
         "buildah_x_sealer_cold": ratio(buildah.median_s, cold.median_s),
         "buildah_noop_x_sealer_noop": ratio(buildah_noop.median_s, noop.median_s),
     }
+    order = [base, cold, noop, buildah, buildah_noop]
+    if old is not None:  # the same checks for the code before, from the same rounds
+        cold_old, noop_old = stats[old.label(NAMES["cold"])], stats[old.label(NAMES["noop"])]
+        checks[f"before {old.rev}: cold_build_x_baseline"] = ratio(cold_old.median_s, base.median_s)
+        checks[f"before {old.rev}: noop_rebuild_s"] = noop_old.median_s
+        order += [cold_old, noop_old]
     if quick:
         return checks
-    order = [base, cold, noop, buildah, buildah_noop]
     _write(order, checks, size, rounds)
     return checks
 
@@ -140,6 +161,11 @@ def _write(order: list[Summary], checks: dict[str, float], size: int, rounds: in
         f"buildah {checks['buildah_x_sealer_cold']}x sealer's cold build, "
         f"{checks['buildah_noop_x_sealer_noop']}x its no-op rebuild",
     ]
+    if any(k.startswith("before ") for k in checks):
+        lines.append(
+            "The code before, same rounds: "
+            + "; ".join(f"{k} {v}" for k, v in checks.items() if k.startswith("before "))
+        )
     (RESULTS / "build.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

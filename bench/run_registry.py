@@ -38,6 +38,7 @@ import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench._before import Before, before
 from bench._measure import Contender, Summary, ratio, run_rounds, summarize, table
 from bench.gen_context import generate
 from bench.run_build import RESULTS, SEALER, WORK
@@ -160,7 +161,9 @@ def _largest_blob(store: Path) -> tuple[Path, str, int]:
     return s.blobs.path(layer.digest), str(layer.digest), layer.size
 
 
-def _push_contenders(reg: LocalRegistry, store: Path, big_path: Path, big_digest: str) -> list[Contender]:
+def _push_contenders(
+    reg: LocalRegistry, store: Path, big_path: Path, big_digest: str, old: Before | None
+) -> list[Contender]:
     env = {**os.environ, "SEALER_ROOT": str(store)}
     curl_put = (
         f"loc=$(curl -sf -i -X POST http://{reg.host}/v2/bench/curl/blobs/uploads/ "
@@ -168,20 +171,27 @@ def _push_contenders(reg: LocalRegistry, store: Path, big_path: Path, big_digest
         "curl -sf -X PUT -H 'Content-Type: application/octet-stream' "
         f'{{body}} "$loc&digest={big_digest}"'
     )
+    push = [*SEALER, "push", "-q", IMAGE, f"{reg.host}/{IMAGE}"]
+    extra = (
+        [] if old is None else [Contender(old.label(NAMES["push"]), push, env=old.env(env), before=reg.fresh)]
+    )
     return [
         Contender(NAMES["curl"], curl_put.format(body=f"-T {big_path}"), before=reg.fresh),
         Contender(NAMES["curl_mem"], curl_put.format(body=f"--data-binary @{big_path}"), before=reg.fresh),
-        Contender(NAMES["push"], [*SEALER, "push", "-q", IMAGE, f"{reg.host}/{IMAGE}"], env=env, before=reg.fresh),
+        Contender(NAMES["push"], push, env=env, before=reg.fresh),
         Contender(
             NAMES["skopeo_push"],
             ["skopeo", "copy", "-q", "--dest-tls-verify=false", f"oci:{store}/oci:{FULL_IMAGE}",
              f"docker://{reg.host}/bench/skopeo:v1"],
             before=reg.fresh,
         ),
+        *extra,
     ]  # fmt: skip
 
 
-def _pull_contenders(reg: LocalRegistry, scratch: Path, gz_layout: Path) -> list[Contender]:
+def _pull_contenders(
+    reg: LocalRegistry, scratch: Path, gz_layout: Path, old: Before | None
+) -> list[Contender]:
     # Every run writes into a new directory and nothing is deleted until the end: ext4 avoids
     # re-using inodes freed in the last ~30 s, and creating files right after a big delete costs
     # 2-3x more (perf: ext4_create -> recently_deleted), which made this benchmark measure what
@@ -191,15 +201,20 @@ def _pull_contenders(reg: LocalRegistry, scratch: Path, gz_layout: Path) -> list
     gz_src = f"docker://{reg.host}/bench/gzip:v1"
     skopeo = "skopeo copy -q --src-tls-verify=false"
     sealer = " ".join(SEALER)
+    pull_unpack = [*ME, "pull", str(scratch), f"{reg.host}/{IMAGE}", str(scratch)]
+    extra = (
+        [] if old is None else [Contender(old.label(NAMES["pull_unpack"]), old.shell(" ".join(pull_unpack)))]
+    )
     return [
         Contender(NAMES["pull"], f"SEALER_ROOT={new} {sealer} pull -q {reg.host}/{IMAGE} >/dev/null"),
         Contender(NAMES["skopeo_pull"], f"{skopeo} {src} oci:{new}:v1"),
-        Contender(NAMES["pull_unpack"], [*ME, "pull", str(scratch), f"{reg.host}/{IMAGE}", str(scratch)]),
+        Contender(NAMES["pull_unpack"], pull_unpack),
         Contender(
             NAMES["skopeo_umoci"],
             f"d={new}; {skopeo} {gz_src} oci:$d/oci:v1 && umoci unpack --rootless --image $d/oci:v1 $d/bundle >/dev/null",
         ),
         Contender(NAMES["umoci"], f"umoci unpack --rootless --image {gz_layout}:v1 {new}/b >/dev/null"),
+        *extra,
     ]
 
 
@@ -218,7 +233,8 @@ def main(quick: bool = False) -> dict[str, float | bool]:
     # Warm the page cache so every contender reads the blobs from memory.
     subprocess.run(f"cat {store}/oci/blobs/sha256/* > /dev/null", shell=True, check=True)
     try:
-        runs = run_rounds(_push_contenders(reg, store, big_path, big_digest), rounds)
+        old = None if quick else before()
+        runs = run_rounds(_push_contenders(reg, store, big_path, big_digest, old), rounds)
         reg.fresh()
         env = {**os.environ, "SEALER_ROOT": str(store)}
         subprocess.run(
@@ -239,7 +255,7 @@ def main(quick: bool = False) -> dict[str, float | bool]:
         )  # fmt: skip
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir(parents=True)
-        runs |= run_rounds(_pull_contenders(reg, scratch, gz_layout), rounds)
+        runs |= run_rounds(_pull_contenders(reg, scratch, gz_layout, old), rounds)
     finally:
         reg.stop()
         for d in (scratch, gz_layout, reg.workdir):
@@ -254,13 +270,30 @@ def main(quick: bool = False) -> dict[str, float | bool]:
         "skopeo_pull_x_pull": ratio(by["skopeo_pull"].median_s, by["pull"].median_s),
         "peak_rss_mb": max(by[k].peak_rss_mb for k in ("push", "pull", "pull_unpack")),
     }
+    if old is not None:  # the same checks for the code before, from the same rounds
+        push_old, pull_old = stats[old.label(NAMES["push"])], stats[old.label(NAMES["pull_unpack"])]
+        checks[f"before {old.rev}: push_x_curl"] = ratio(push_old.median_s, by["curl"].median_s)
+        checks[f"before {old.rev}: umoci_unpack_x_pull_unpack"] = ratio(
+            by["umoci"].median_s, pull_old.median_s
+        )
+        checks[f"before {old.rev}: peak_rss_mb"] = max(push_old.peak_rss_mb, pull_old.peak_rss_mb)
     if not quick:
-        _report(list(by.values()), checks, image_bytes, big_size, rounds)
+        order = [*by.values()]
+        if old is not None:
+            order[4:4] = [push_old]
+            order.append(pull_old)
+        _report(order, checks, image_bytes, big_size, rounds, push_rows=4 if old is None else 5)
     return checks
 
 
 def _report(
-    order: list[Summary], checks: dict[str, float | bool], image_bytes: int, big_size: int, rounds: int
+    order: list[Summary],
+    checks: dict[str, float | bool],
+    image_bytes: int,
+    big_size: int,
+    rounds: int,
+    *,
+    push_rows: int,
 ) -> None:
     date = datetime.now(UTC).isoformat(timespec="seconds")
     report = {
@@ -286,9 +319,9 @@ def _report(
         f"Python {platform.python_version()}, {date}; registry: docker-registry, plain HTTP, 127.0.0.1; "
         f"{rounds} interleaved rounds; load average at the end {load}",
         "",
-        *table(order[:4], baseline=order[0]),
+        *table(order[:push_rows], baseline=order[0]),
         "",
-        *table(order[4:]),
+        *table(order[push_rows:]),
         "",
         f"On medians: push / curl -T {checks['push_x_curl']}x (target <= {TARGETS['push_x_curl']}); push faster "
         f"than skopeo: {checks['push_faster_than_skopeo']}; umoci unpack / (pull + unpack) "
@@ -296,6 +329,11 @@ def _report(
         f"(skopeo + umoci) / (pull + unpack) {checks['skopeo_umoci_x_pull_unpack']}x; skopeo pull / sealer pull "
         f"{checks['skopeo_pull_x_pull']}x; peak RSS {checks['peak_rss_mb']} MB (target <= {TARGETS['peak_rss_mb']})",
     ]
+    if any(k.startswith("before ") for k in checks):
+        lines.append(
+            "The code before, same rounds: "
+            + "; ".join(f"{k} {v}" for k, v in checks.items() if k.startswith("before "))
+        )
     (RESULTS / "registry.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
