@@ -8,8 +8,9 @@ cluster's state (by name and by each master's address), htpasswd auth (401 witho
 wrong password, 200 with the right one), the bundled image served from the merged storage
 (blob data hardlinked to the delivered rootfs), the server certificate reissued for a master
 that joins and served by both, the SIGKILLed registry back under its unit (Restart=always, the
-stand-in's), a master leaving taken out of the certificate the others serve, and
-`delete --all` leaving no unit, config, certificate or storage.
+stand-in's), a master leaving taken out of the certificate the others serve,
+`delete --all` leaving no unit, config, certificate or storage, and `insecure: true` serving
+plain HTTP with no certificate made.
 
 The tests run in order on one pair of hosts: each starts from what the previous left.
 """
@@ -224,3 +225,23 @@ def test_delete_all_leaves_no_unit_certificate_config_or_storage(lab: Lab) -> No
         with pytest.raises(OSError):
             socket.create_connection((host.address, 5000), timeout=2).close()
     assert not ClusterState(NAME, lab.home).dir.exists()
+
+
+def test_insecure_serves_plain_http_without_auth_or_certificate(lab: Lab) -> None:
+    """`insecure: true`, no username: the same unit serves plain HTTP, nothing of TLS on the host."""
+    name, host = f"{NAME}i", lab.hosts[0]
+    doc = yaml.safe_load(make_clusterfile(name, IMAGE, [host], [], lab.hosts))
+    doc["spec"]["registry"] = {"localRegistry": {"insecure": True}}
+    actions.run(parse_clusterfile(yaml.safe_dump(doc)), lab.settings())
+    try:
+        conn = http.client.HTTPConnection(host.address, 5000, timeout=5)
+        conn.request("GET", f"/v2/{BUNDLED}/manifests/v1", headers={"Accept": MANIFEST_TYPES})
+        response = conn.getresponse()
+        assert response.status == 200 and response.getheader("Docker-Content-Digest") == lab.bundled_digest
+        conn.close()
+        files = host.run(f"find {registry_dir(name)}/tls {registry_dir(name)}/auth -type f").stdout
+        assert files == ""
+        assert not (ClusterState(name, lab.home).dir / "registry" / "ca.crt").exists()
+    finally:
+        actions.delete(name, lab.settings(), all_=True)
+    assert host.run(f"ls -d {unit_path(name)} {registry_dir(name)} 2>/dev/null", check=False).stdout == ""
