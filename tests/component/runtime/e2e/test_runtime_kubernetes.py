@@ -128,6 +128,17 @@ def lb_servers(host: TestHost) -> dict[str, str]:
     }
 
 
+def lb_pid(host: TestHost) -> int | None:
+    """The main process of the worker's haproxy unit, as the systemctl stand-in recorded it."""
+    record = json.loads(host.path("/run/standin-systemd/sealer-apiserver-lb.service.json").read_text())
+    pid = record.get("pid")
+    return int(pid) if pid else None
+
+
+def two_up(a: TestHost, b: TestHost) -> dict[str, str]:
+    return {a.address: "UP", b.address: "UP"}
+
+
 def configured_backends(host: TestHost) -> list[str]:
     """The masters the worker's haproxy.cfg names."""
     text = host.path(LB_CONFIG).read_text()
@@ -219,7 +230,7 @@ def test_run_two_masters_and_a_worker(lab: Lab) -> None:
     assert configured_backends(w1) == [m0.address, m1.address]
     wait_for(
         "both masters UP in the worker's haproxy",
-        lambda: lb_servers(w1) == {m0.address: "UP", m1.address: "UP"},
+        lambda: lb_servers(w1) == two_up(m0, m1),
     )
     assert not m0.path(LB_CONFIG).exists() and not m1.path(LB_CONFIG).exists()  # workers only
     for host in lab.hosts:
@@ -378,11 +389,18 @@ def test_the_worker_reaches_the_api_through_its_haproxy_while_master0s_api_serve
         m0.run(f"mv {parked} {manifest}")
     wait_for("master0 UP again in the worker's haproxy", lambda: lb_servers(w1).get(m0.address) == "UP")
 
+    before = lb_pid(w1)
     actions.delete(NAME, lab.settings(), masters=[spare.address])
     assert_clean(lab, spare)
     assert members(lab) == [m0.hostname, m1.hostname]
     assert configured_backends(w1) == [m0.address, m1.address]
-    assert set(lb_servers(w1)) == {m0.address, m1.address}  # reloaded: the running haproxy forgot it
+    assert set(lb_servers(w1)) == {m0.address, m1.address}  # the running haproxy forgot it
+    assert lb_pid(w1) == before  # reloaded (SIGUSR2 to its master process), not restarted
+
+    # Restart=always: haproxy killed outright comes back under its unit, with the same backends
+    w1.run(f"kill -KILL {before}")
+    wait_for("haproxy started again under its unit", lambda: lb_pid(w1) not in (None, before), timeout_s=20)
+    wait_for("both masters UP in the restarted haproxy", lambda: lb_servers(w1) == two_up(m0, m1))
 
 
 def serial(host: TestHost) -> str:
