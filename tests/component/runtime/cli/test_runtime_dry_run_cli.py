@@ -69,6 +69,17 @@ MIRRORS = {
 }
 
 
+# How each runtime keeps the workers off master0 alone (docs/runtimes.md, "The HA API endpoint").
+HA_ENDPOINT = {
+    "kubernetes": (  # the node's haproxy in front of both masters, before it joins through it
+        "== api-endpoint:",
+        "    server master-10.0.0.1 10.0.0.1:6443\n    server master-10.0.0.2 10.0.0.2:6443\n",
+    ),
+    "k3s": ("K3S_URL=https://apiserver.cluster.local:6443",),  # the agent's own balancer learns the rest
+    "k0s": ("    nodeLocalLoadBalancing:\n      enabled: true\n      type: EnvoyProxy\n",),
+}
+
+
 @pytest.fixture
 def cli(sealer: SealerRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SealerRunner:
     monkeypatch.setenv("SEALER_STATE_HOME", str(tmp_path / "state"))
@@ -105,6 +116,7 @@ def test_run_dry_run_prints_every_phase_with_placeholders(
     assert (
         "write /etc/containerd/certs.d/sea.hub:5000/ca.crt and /etc/docker/certs.d/sea.hub:5000/ca.crt" in out
     )
+    assert all(part in out for part in HA_ENDPOINT[runtime]), HA_ENDPOINT[runtime]
     assert "{{output:" in out  # join credentials stay placeholders
     assert "kubeconfig (0600)" in out  # the saved kubeconfig is part of save-state
     assert not (tmp_path / "state").exists()  # a dry-run writes nothing
