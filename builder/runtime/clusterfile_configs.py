@@ -41,14 +41,18 @@ def read_config(reader: NodeReader, node: yaml.Node, where: str, source: str) ->
     name = ""
     if "metadata" in top:
         metadata = reader.mapping(top["metadata"], f"{where}.metadata", ("name", "labels", "annotations"))
-        name = reader.required_string(metadata["name"], f"{where}.metadata.name") if "name" in metadata else ""
+        name = (
+            reader.required_string(metadata["name"], f"{where}.metadata.name") if "name" in metadata else ""
+        )
     if "spec" not in top:
         reader.fail(node, f"{where}.spec", "missing", hint="spec: {path: ROOTFS_PATH, data: TEXT}")
     spec = reader.mapping(top["spec"], f"{where}.spec", _SPEC_FIELDS)
     for key in ("path", "data"):
         if key not in spec:
             reader.fail(top["spec"], f"{where}.spec.{key}", "missing")
-    path = parsed(reader, spec["path"], f"{where}.spec.path", check_config_path, hint="a path inside the rootfs")
+    path = parsed(
+        reader, spec["path"], f"{where}.spec.path", check_config_path, hint="a path inside the rootfs"
+    )
     strategy = "overwrite"
     if "strategy" in spec:
         strategy = reader.required_string(spec["strategy"], f"{where}.spec.strategy")

@@ -32,7 +32,9 @@ from tests.conftest import SealerRunner
 
 HEAD = "apiVersion: sealer.io/v2\nkind: Cluster\nspec:\n  image: demo/app:v1\n"
 HOSTS = "  hosts:\n  - ips: [10.0.0.1]\n    roles: [master]\n"  # lines 5-7
-OTHER = "---\napiVersion: kubeadm.k8s.io/v1beta3\nkind: ClusterConfiguration\n"  # lines 8-10 after HEAD + HOSTS
+OTHER = (
+    "---\napiVersion: kubeadm.k8s.io/v1beta3\nkind: ClusterConfiguration\n"  # lines 8-10 after HEAD + HOSTS
+)
 
 
 def cluster(hosts: str = HOSTS, *, ssh: str = "", extra: str = "") -> str:

@@ -18,7 +18,14 @@ from tests.hosts import HostSet, TestHost
 
 IMAGE = "example.test/hooks:v1"
 LOG = "/root/hooks.log"
-CLUSTER_PHASES = ("pre-install", "post-install", "pre-scaleup", "post-scaleup", "pre-uninstall", "post-uninstall")
+CLUSTER_PHASES = (
+    "pre-install",
+    "post-install",
+    "pre-scaleup",
+    "post-scaleup",
+    "pre-uninstall",
+    "post-uninstall",
+)
 HOST_PHASES = ("pre-init-host", "post-init-host", "pre-clean-host", "post-clean-host")
 IMAGE_PLUGINS = """\
 apiVersion: sealer.io/v1
@@ -43,10 +50,13 @@ def _plugin(name: str, phase: str, data: str) -> dict[str, object]:
 
 def _clusterfile(members: list[tuple[TestHost, str, HostSet]]) -> str:
     docs: list[dict[str, object]] = [
-        _plugin(f"z-{phase}", phase, f'echo "z-{phase} $(pwd)" >> {LOG}') for phase in (*CLUSTER_PHASES, *HOST_PHASES)
+        _plugin(f"z-{phase}", phase, f'echo "z-{phase} $(pwd)" >> {LOG}')
+        for phase in (*CLUSTER_PHASES, *HOST_PHASES)
     ]
     # post-install fails until /root/allow exists: the run stops there and resumes after it
-    docs.append(_plugin("y-gate", "post-install", "test -f /root/allow || { echo 'not allowed' >&2; exit 7; }"))
+    docs.append(
+        _plugin("y-gate", "post-install", "test -f /root/allow || { echo 'not allowed' >&2; exit 7; }")
+    )
     return clusterfile_text(members, name="hooks").replace("cluster-rootfs:v1", "hooks:v1") + "".join(
         "---\n" + yaml.safe_dump(d, sort_keys=False) for d in docs
     )
