@@ -227,7 +227,9 @@ class Runner:
         logged = f"{shown}" + (f"\n  (env: {env_names})" if env_names else "")
         started = time.monotonic()
         try:
-            result = await self.driver.run(s.host, command, env=s.env, timeout_s=s.timeout_s, check=False)
+            result = await self.driver.run(
+                s.host, command, env=s.env, stdin=s.stdin, timeout_s=s.timeout_s, check=False
+            )
         except SealerError as err:
             seconds = time.monotonic() - started
             log.command(

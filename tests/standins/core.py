@@ -39,6 +39,15 @@ The API below is stable: the kubeadm, k3s and k0s stand-ins are written against 
                    value) - so a test can check what happened in which order
             DELETE /members/NAME                 (404: no such member)
             PUT    /secrets/KEY {value, ttl_s}   GET /secrets/KEY -> {"value": ...} (404: none)
+            GET    /api/v1/namespaces/NS/configmaps/NAME    the ConfigMap (404 NotFound)
+            POST   /api/v1/namespaces/NS/configmaps         create: 201 (409 AlreadyExists)
+            PUT    /api/v1/namespaces/NS/configmaps/NAME    replace: 200 (404 NotFound; 409
+                   Conflict on a stale metadata.resourceVersion)
+                   as the Kubernetes API has them: errors are Status objects (kind Status,
+                   reason, message, code), 400 for a name or namespace that differs from the
+                   URL's, 422 Invalid for a bad data key or data over 1 MiB; a request with an
+                   Authorization header must carry `Bearer TOKEN` of a live token (else 401
+                   Unauthorized); one without is let through (the stand-in clients send none)
         A node is {"name", "ip", "role", "version", "unschedulable", "joined_at", "last_seen",
         "ready", **extra}; "ready" is computed on read: last_seen (set at join and on every
         PATCH with {"heartbeat": true}) no older than NODE_GRACE_S, as the node controller's
@@ -53,6 +62,12 @@ The API below is stable: the kubeadm, k3s and k0s stand-ins are written against 
         .delete_node(name) -> None (also forgets the node's node_password binding)
         .members() -> list[dict]; .remove_member(name) -> None; .events() -> list[dict]
         .put_secret(key, value, ttl_s=None) -> None; .get_secret(key) -> str
+        .get_configmap(ns, name) -> dict; .create_configmap(obj) -> dict; .replace_configmap(obj)
+    is_configmap_command(verb, args) -> bool; kubectl_configmaps(client, verb, args, *, namespace,
+            filename, output) -> int
+        the ConfigMap verbs of every stand-in kubectl: `get configmap NAME [-o json]`,
+        `create -f FILE`, `replace -f FILE` (JSON, or the YAML subset; FILE "-": stdin), with
+        kubectl's messages and exit status
         .serving_sans() -> list[str] (the answering API server's certificate SANs)
         .healthy() -> bool; .wait_ready(timeout_s) -> None (ApiError(0, ...) on timeout)
         Every failure raises ApiError(status, message); status 0: the server is unreachable.
@@ -87,6 +102,7 @@ import io
 import json
 import os
 import pkgutil
+import re
 import secrets as _secrets
 import signal
 import socket
@@ -96,6 +112,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 import zipfile
 from collections.abc import Iterable, Iterator
 from http import HTTPStatus
@@ -276,6 +293,74 @@ def _event(state: dict[str, Any], reason: str, name: str, **fields: Any) -> None
     events.append({"time": _now(), "reason": reason, "name": name, **fields})
 
 
+_CONFIGMAP_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+MAX_CONFIGMAP_BYTES = 1 << 20  # core.MaxSecretSize, which ValidateConfigMap applies to ConfigMaps
+
+
+def _status(code: int, reason: str, message: str, name: str | None = None) -> tuple[int, Any]:
+    """A Kubernetes Status object, as the API server answers a failed request."""
+    details = {"name": name, "kind": "configmaps"} if name else {}
+    return code, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                  "message": message, "reason": reason, "details": details, "code": code}  # fmt: skip
+
+
+def _authorized(state: dict[str, Any], header: str | None) -> bool:
+    if header is None:
+        return True
+    kind, _, token = header.partition(" ")
+    entry = _live_tokens(state).get(token) if kind == "Bearer" else None
+    return entry is not None and (entry.get("expires") is None or _now() <= float(entry["expires"]))
+
+
+def _configmaps(method: str, arg: str, body: dict[str, Any], state: dict[str, Any]) -> tuple[int, Any]:
+    """/api/v1/namespaces/NS/configmaps[/NAME]: get, create and replace, as the API server."""
+    parts = arg.split("/")
+    if len(parts) not in (4, 5) or parts[:2] != ["v1", "namespaces"] or parts[3] != "configmaps":
+        return _status(HTTPStatus.NOT_FOUND, "NotFound", "the server could not find the requested resource")
+    ns, url_name = parts[2], parts[4] if len(parts) == 5 else None
+    table: dict[str, Any] = state.setdefault("configmaps", {})
+    if method == "GET" and url_name is not None:
+        if f"{ns}/{url_name}" not in table:
+            return _status(HTTPStatus.NOT_FOUND, "NotFound", f'configmaps "{url_name}" not found', url_name)
+        return HTTPStatus.OK, table[f"{ns}/{url_name}"]
+    if (method, url_name is None) not in (("POST", True), ("PUT", False)):
+        return _status(HTTPStatus.METHOD_NOT_ALLOWED, "MethodNotAllowed", f"{method} is not supported here")
+    meta = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
+    name = str(meta.get("name") or "")
+    if body.get("kind") != "ConfigMap" or body.get("apiVersion") != "v1" or not name:
+        return _status(HTTPStatus.BAD_REQUEST, "BadRequest", "the body is not a v1 ConfigMap with a name")
+    if meta.get("namespace", ns) != ns:
+        return _status(HTTPStatus.BAD_REQUEST, "BadRequest",
+                       "the namespace of the provided object does not match the namespace sent on the request")  # fmt: skip
+    if url_name is not None and name != url_name:
+        return _status(HTTPStatus.BAD_REQUEST, "BadRequest",
+                       f"the name of the object ({name}) does not match the name on the URL ({url_name})")  # fmt: skip
+    data = body.get("data") or {}
+    bad = [k for k, v in data.items() if not _CONFIGMAP_KEY.match(str(k)) or not isinstance(v, str)]
+    size = sum(len(str(v).encode()) for v in data.values())
+    if bad or size > MAX_CONFIGMAP_BYTES:
+        why = f"data[{bad[0]}]: Invalid value" if bad else f"[]: Too long: over {MAX_CONFIGMAP_BYTES} bytes"
+        return _status(HTTPStatus.UNPROCESSABLE_ENTITY, "Invalid", f'ConfigMap "{name}" is invalid: {why}')
+    key, old = f"{ns}/{name}", table.get(f"{ns}/{name}")
+    if method == "POST" and old is not None:
+        return _status(HTTPStatus.CONFLICT, "AlreadyExists", f'configmaps "{name}" already exists', name)
+    if method == "PUT" and old is None:
+        return _status(HTTPStatus.NOT_FOUND, "NotFound", f'configmaps "{name}" not found', name)
+    version = meta.get("resourceVersion")
+    if old is not None and version is not None and version != old["metadata"]["resourceVersion"]:
+        return _status(HTTPStatus.CONFLICT, "Conflict",
+                       f'Operation cannot be fulfilled on configmaps "{name}": the object has been modified; '
+                       "please apply your changes to the latest version and try again", name)  # fmt: skip
+    state["resource_version"] = int(state.get("resource_version", 0)) + 1
+    stored_meta = {**meta, "namespace": ns, "resourceVersion": str(state["resource_version"]),
+                   "uid": old["metadata"]["uid"] if old else str(uuid.uuid4()),
+                   "creationTimestamp": old["metadata"]["creationTimestamp"] if old
+                   else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}  # fmt: skip
+    table[key] = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": stored_meta, "data": dict(data)}
+    _event(state, "ConfigMapReplaced" if old else "ConfigMapCreated", key)
+    return (HTTPStatus.OK if old else HTTPStatus.CREATED), table[key]
+
+
 def _ordered(table: dict[str, Any]) -> list[dict[str, Any]]:
     return sorted(table.values(), key=lambda e: (int(e.get("seq", 0)), str(e.get("name", ""))))
 
@@ -347,6 +432,10 @@ class _Handler(BaseHTTPRequestHandler):
                     return HTTPStatus.NOT_FOUND, {"error": f"member {arg!r} not found"}
                 _event(state, "MemberRemoved", arg)
                 return HTTPStatus.OK, {}
+        if route == "api" and arg is not None:
+            if not _authorized(state, self.headers.get("Authorization")):
+                return _status(HTTPStatus.UNAUTHORIZED, "Unauthorized", "Unauthorized")
+            return _configmaps(method, arg, body, state)
         if (method, route, arg) == ("GET", "events", None):
             return HTTPStatus.OK, state.get("events", [])
         if route == "secrets" and arg:
@@ -449,6 +538,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             request = urllib.request.Request(self.server.upstream + self.path, data=body, method=self.command)
             if body is not None:
                 request.add_header("Content-Type", "application/json")
+            if self.headers.get("Authorization"):  # the API server authenticates every request
+                request.add_header("Authorization", self.headers["Authorization"])
             try:
                 with urllib.request.urlopen(request, timeout=10) as response:
                     status, data = response.status, response.read()
@@ -543,7 +634,8 @@ class ApiClient:
                 return json.loads(response.read() or b"null")
         except urllib.error.HTTPError as err:
             try:
-                message = json.loads(err.read()).get("error", err.reason)
+                answer = json.loads(err.read())
+                message = answer.get("error") or answer.get("message") or err.reason  # Status: message
             except ValueError:
                 message = str(err.reason)
             raise ApiError(err.code, str(message)) from None
@@ -617,6 +709,83 @@ class ApiClient:
 
     def get_secret(self, key: str) -> str:
         return str(self._call("GET", f"/secrets/{urllib.parse.quote(key, safe='')}")["value"])
+
+    def get_configmap(self, namespace: str, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", _configmap_path(namespace, name))
+        return result
+
+    def create_configmap(self, obj: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", _configmap_path(_namespace_of(obj)), obj)
+        return result
+
+    def replace_configmap(self, obj: dict[str, Any]) -> dict[str, Any]:
+        name = str((obj.get("metadata") or {}).get("name") or "")
+        result: dict[str, Any] = self._call("PUT", _configmap_path(_namespace_of(obj), name), obj)
+        return result
+
+
+def _namespace_of(obj: dict[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("namespace") or "default")
+
+
+def _configmap_path(namespace: str, name: str | None = None) -> str:
+    path = f"/api/v1/namespaces/{urllib.parse.quote(namespace, safe='')}/configmaps"
+    return path + (f"/{urllib.parse.quote(name, safe='')}" if name is not None else "")
+
+
+CONFIGMAP_NAMES = ("configmap", "configmaps", "cm")
+WRITE_VERBS = ("create", "replace")  # of a whole object from a file (-f)
+
+
+def is_configmap_command(verb: str, args: list[str]) -> bool:
+    """What kubectl_configmaps serves: create/replace -f, and get of a ConfigMap."""
+    return verb in WRITE_VERBS or (verb == "get" and bool(args) and args[0] in CONFIGMAP_NAMES)
+
+
+def kubectl_configmaps(
+    client: ApiClient,
+    verb: str,
+    args: list[str],
+    *,
+    namespace: str | None,
+    filename: str | None,
+    output: str | None,
+) -> int:
+    """kubectl's `get configmap NAME`, `create -f FILE` and `replace -f FILE` (ConfigMaps only)."""
+    if verb == "get":
+        if len(args) != 2:
+            die("error: the stand-in kubectl gets one configmap: get configmap NAME")
+        try:
+            obj = client.get_configmap(namespace or "default", args[1])
+        except ApiError as err:
+            die(f"Error from server ({'NotFound' if err.status == 404 else err.status}): {err.message}")
+        if output == "json":
+            print(json.dumps(obj, indent=4))
+        else:
+            print(f"NAME{' ' * 20}DATA   AGE\n{obj['metadata']['name']:<24}{len(obj.get('data') or {}):<7}1s")
+        return 0
+    if not filename:
+        die("error: must specify one of -f and -k")
+    try:
+        text = sys.stdin.read() if filename == "-" else Path(filename).read_text()
+    except OSError as err:
+        die(f'error: the path "{filename}" does not exist: {err.strerror}')
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        obj = load_yaml(text, filename)
+    if not isinstance(obj, dict) or obj.get("kind") != "ConfigMap":
+        die(f"error: the stand-in kubectl {verb}s only ConfigMaps ({filename})")
+    obj.setdefault("metadata", {}).setdefault("namespace", namespace or "default")
+    try:
+        made = client.create_configmap(obj) if verb == "create" else client.replace_configmap(obj)
+    except ApiError as err:
+        reasons = {404: "NotFound", 409: "AlreadyExists" if verb == "create" else "Conflict"}
+        how = "creating" if verb == "create" else "replacing"
+        reason = reasons.get(err.status, err.status)
+        die(f'Error from server ({reason}): error when {how} "{filename}": {err.message}')
+    print(f"configmap/{made['metadata']['name']} {verb}d")
+    return 0
 
 
 # --- daemons ---------------------------------------------------------------------------------------

@@ -823,10 +823,13 @@ def _age(seconds: float) -> str:
 
 def kubectl(argv: list[str]) -> int:
     p = _Parser(prog="kubectl", allow_abbrev=False, add_help=False)
-    p.add_argument("verb", choices=("get", "drain", "cordon", "uncordon", "delete", "label", "taint"))
+    verbs = ("get", "drain", "cordon", "uncordon", "delete", "label", "taint", *core.WRITE_VERBS)
+    p.add_argument("verb", choices=verbs)
     p.add_argument("args", nargs="*")
+    p.add_argument("-f", "--filename")  # create/replace: a ConfigMap (core.kubectl_configmaps)
+    p.add_argument("-n", "--namespace")
     p.add_argument("--overwrite", action="store_true")
-    p.add_argument("-o", "--output", choices=("wide",))
+    p.add_argument("-o", "--output", choices=("wide", "json"))
     p.add_argument("--no-headers", action="store_true")
     p.add_argument("--raw")
     p.add_argument("--ignore-daemonsets", action="store_true")
@@ -836,6 +839,11 @@ def kubectl(argv: list[str]) -> int:
     p.add_argument("--timeout")
     opts = p.parse_args(argv)
     api, _ = _local_api("kubectl")
+    cm_args = [a for part in opts.args for a in part.split("/", 1)]
+    if core.is_configmap_command(opts.verb, cm_args):
+        return core.kubectl_configmaps(
+            api, opts.verb, cm_args, namespace=opts.namespace, filename=opts.filename, output=opts.output
+        )
     if opts.verb in ("label", "taint"):
         # k0s kubectl is upstream kubectl: the label and taint rules are the kubeadm stand-in's
         from .kubernetes import kubectl_label, kubectl_taint

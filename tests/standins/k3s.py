@@ -683,8 +683,11 @@ def _print_table(rows: list[list[str]], headers: list[str] | None) -> None:
 
 def kubectl(argv: list[str]) -> int:
     p = _Parser(prog="kubectl", allow_abbrev=False, add_help=False)
-    p.add_argument("verb", choices=("get", "drain", "cordon", "uncordon", "delete", "label", "taint"))
+    verbs = ("get", "drain", "cordon", "uncordon", "delete", "label", "taint", *core.WRITE_VERBS)
+    p.add_argument("verb", choices=verbs)
     p.add_argument("args", nargs="*")
+    p.add_argument("-f", "--filename")  # create/replace: a ConfigMap (core.kubectl_configmaps)
+    p.add_argument("-n", "--namespace")
     p.add_argument("--kubeconfig")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("-o", "--output", choices=("wide", "name", "json"))
@@ -709,6 +712,10 @@ def kubectl(argv: list[str]) -> int:
     args = (
         [a for part in opts.args for a in part.split("/", 1)] if opts.verb in ("get", "delete") else opts.args
     )
+    if core.is_configmap_command(opts.verb, args):
+        return core.kubectl_configmaps(
+            client, opts.verb, args, namespace=opts.namespace, filename=opts.filename, output=opts.output
+        )
     if opts.verb == "get":
         if not args or args[0] not in ("nodes", "node", "no"):
             core.die(f"error: the stand-in kubectl gets only nodes, not {' '.join(args) or 'nothing'}")

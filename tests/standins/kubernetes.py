@@ -17,6 +17,7 @@ drop-in, containerd.service) run under the generic systemctl stand-in (systemd.p
             --ignore-daemonsets [--delete-emptydir-data] [--force] [--timeout D] | cordon NODE |
             uncordon NODE | delete node NODE | label node NODE k=v... k-... [--overwrite] |
             taint node NODE key[=value]:Effect... key[:Effect]-... [--overwrite] | version --client |
+            get configmap NAME [-n NS] [-o json] | create -f FILE | replace -f FILE (ConfigMaps) |
             get --raw /readyz [--server URL]
     containerd [--config F]          Type=notify daemon on /run/containerd/containerd.sock
     ctr [-n NS] images import FILE | images ls [-q] ; crictl images ; runc --version
@@ -1859,10 +1860,11 @@ def kubectl_taint(
 
 def kubectl_main(argv: list[str]) -> int:
     p = _Parser(prog="kubectl", allow_abbrev=False)
-    p.add_argument(
-        "verb", choices=("get", "drain", "cordon", "uncordon", "delete", "label", "taint", "version")
-    )
+    verbs = ("get", "drain", "cordon", "uncordon", "delete", "label", "taint", "version", *core.WRITE_VERBS)
+    p.add_argument("verb", choices=verbs)
     p.add_argument("args", nargs="*")
+    p.add_argument("-f", "--filename")  # create/replace: a ConfigMap (core.kubectl_configmaps)
+    p.add_argument("-n", "--namespace")
     p.add_argument("--kubeconfig")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("-o", "--output", choices=("wide", "name", "json"))
@@ -1900,6 +1902,10 @@ def kubectl_main(argv: list[str]) -> int:
         print("ok")
         return 0
     args = [a for part in opts.args for a in part.split("/", 1)]
+    if core.is_configmap_command(opts.verb, args):
+        return core.kubectl_configmaps(
+            client, opts.verb, args, namespace=opts.namespace, filename=opts.filename, output=opts.output
+        )
     if opts.verb == "get":
         if not args or args[0] not in ("nodes", "node", "no"):
             core.die(f"error: the stand-in kubectl gets only nodes, not {' '.join(args) or 'nothing'}")

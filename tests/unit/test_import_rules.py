@@ -102,6 +102,8 @@ RUNTIME_LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "state",
             "registry_pki",
             "infra",
+            "cluster_mirror",
+            "kube_api",
         ),
     ),
     ("plugins", ("plugins",)),

@@ -26,10 +26,12 @@ from builder.runtime import delivery
 from builder.runtime.actions.prepare import Decision, Request, assume, prepare, with_plugin
 from builder.runtime.actions.settings import Outcome, Settings, host_summaries, require_store
 from builder.runtime.cluster import Cluster
+from builder.runtime.cluster_mirror import MirrorFacts
 from builder.runtime.dryrun import format_plan
 from builder.runtime.facts import Facts
 from builder.runtime.phases import Check, ImageInfo, Phase, PlanState
 from builder.runtime.phases.cert import Cert, CertCheck, CertRenew
+from builder.runtime.phases.save_clusterfile import SaveClusterfile
 from builder.runtime.plugins import RuntimePlugin, get_plugin
 from builder.runtime.plugins.base import cert_check_output
 from builder.runtime.state import ClusterState, SavedMeta
@@ -95,6 +97,16 @@ def _phase(alt_names: tuple[str, ...], renew: bool, meta: SavedMeta) -> Phase:
     return CertRenew() if renew else CertCheck()
 
 
+def _mirror(cs: ClusterState, phase: Phase, meta: SavedMeta) -> MirrorFacts:
+    """What save-clusterfile keeps after this cert: the SANs as they will be saved."""
+    return MirrorFacts.from_state_dir(cs.dir, phase.cert_sans if isinstance(phase, Cert) else meta.cert_sans)
+
+
+def _phases(phase: Phase) -> tuple[Phase, ...]:
+    """The cert phase, then (unless only reading expiry) the cluster saved in the cluster."""
+    return (phase,) if isinstance(phase, CertCheck) else (phase, SaveClusterfile())
+
+
 def _with_sans(cluster: Cluster, phase: Phase, plugin: RuntimePlugin, info: ImageInfo) -> Cluster:
     return plugin.with_cert_sans(cluster, phase.cert_sans, info.files) if isinstance(phase, Cert) else cluster
 
@@ -121,7 +133,8 @@ def cert(
     def decide(info: ImageInfo, dimg: delivery.DeliveryImage, platform: Platform) -> Decision:
         info, chosen = with_plugin(require_store(settings), info, dimg, meta.runtime)
         wanted.append(_with_sans(saved, phase, chosen, info))
-        return Decision(PlanState(info, chosen, masters, meta.cli_env, settings.root))
+        mirror = _mirror(cs, phase, meta)
+        return Decision(PlanState(info, chosen, masters, meta.cli_env, settings.root, mirror=mirror))
 
     keep = frozenset(cert_check_output(ip) for ip in masters)
     request = Request(saved, meta.image, masters, meta.cli_env, decide, keep)
@@ -139,9 +152,10 @@ def cert(
                     journal.forget_phase(phase.name, masters)
                 cs.save(cluster, replace(meta, cert_sans=phase.cert_sans))
             runner = prepared.runner
-            steps = phase.plan(cluster, prepared.facts, prepared.state)
-            if steps:
-                await runner.run_phase(phase, steps)
+            for each in _phases(phase):
+                steps = each.plan(cluster, prepared.facts, prepared.state)
+                if steps:
+                    await runner.run_phase(each, steps)
             journal.forget_phase(phase.name, masters)
         finally:
             await driver.close()
@@ -176,9 +190,9 @@ def _dry_run(saved: Cluster, meta: SavedMeta, phase: Phase, settings: Settings, 
     info, plugin = with_plugin(store, info, dimg, meta.runtime)
     cluster = _with_sans(saved, phase, plugin, info)
     masters = tuple(m.ip for m in cluster.masters)
-    state = PlanState(info, plugin, masters, meta.cli_env, settings.root)
+    state = PlanState(info, plugin, masters, meta.cli_env, settings.root, mirror=_mirror(cs, phase, meta))
     facts = Facts.assume(masters, platform)
-    plans = [(Check(), Check().plan(cluster, facts, state)), (phase, phase.plan(cluster, facts, state))]
+    plans = [(p, p.plan(cluster, facts, state)) for p in (Check(), *_phases(phase))]
     lines = [
         f"# cert: cluster {cluster.name}, image {meta.image} ({info.digest}), runtime {plugin.name}",
         f"# dry-run: nothing is changed and no host is contacted; every host is assumed to be {platform}",

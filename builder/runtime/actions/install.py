@@ -12,7 +12,7 @@ from pathlib import Path
 from builder.errors import ClusterError
 from builder.image.descriptor import Platform
 from builder.image.digest import Digest
-from builder.runtime import delivery, registry_pki
+from builder.runtime import cluster_mirror, delivery, registry_pki
 from builder.runtime.actions.prepare import (
     Decide,
     Decision,
@@ -112,12 +112,16 @@ def _state(
 ) -> PlanState:
     """The plan state; with the registry's material made or renewed in the cluster's state
     (before any host changes), or, for a dry-run, its placeholders (nothing written)."""
+    cs = ClusterState(job.cluster.name, settings.home)
     if plugin.name == NoneRuntime.name:  # no container runtime pulls from a cluster registry
         material = None
     elif dry_run:
         material = registry_pki.planned(job.cluster)
     else:
-        material = registry_pki.load_or_make(ClusterState(job.cluster.name, settings.home).dir, job.cluster)
+        material = cluster_mirror.imported_registry_material(
+            cs.dir, job.cluster, job.targets
+        ) or registry_pki.load_or_make(cs.dir, job.cluster)
+    meta = cs.load_meta()
     return PlanState(
         info,
         plugin,
@@ -126,6 +130,7 @@ def _state(
         settings.root,
         upgrade_batch=job.upgrade_batch,
         registry=material,
+        mirror=cluster_mirror.MirrorFacts.from_state_dir(cs.dir, meta.cert_sans if meta else ()),
     )
 
 
@@ -151,6 +156,9 @@ def _decide(job: InstallJob, settings: Settings) -> Decide:
     return decide
 
 
+_NO_API = "runtime {runtime} has no API server: the cluster is saved on this machine only"
+
+
 def dry_run_install(job: InstallJob, settings: Settings, title: str) -> Outcome:
     store = require_store(settings)
     platform, info, dimg = assume(settings, job.image, Platform.host())
@@ -167,6 +175,7 @@ def dry_run_install(job: InstallJob, settings: Settings, title: str) -> Outcome:
         f"# dry-run: nothing is changed and no host is contacted; every host is assumed to be {platform}",
         *(f"# warning: {w}" for w in plugin.warnings(job.cluster)),
         *format_plan(job.cluster, plans, verbose=settings.options.verbose),
+        *([] if plugin.kubectl else [f"# save-clusterfile: {_NO_API.format(runtime=plugin.name)}"]),
         "== save-state: Save the cluster (this machine)",
         f"    write {cs.clusterfile_path} (0600), {cs.meta_path.name}, {cs.journal_path.name}"
         + (f", {cs.kubeconfig_path.name} (0600)" if kubeconfig else ""),

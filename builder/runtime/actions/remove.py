@@ -12,6 +12,7 @@ from builder.runtime.actions.runners import make_runner, remove_fn
 from builder.runtime.actions.settings import Outcome, Settings, host_summaries
 from builder.runtime.actions.status import saved_clusters
 from builder.runtime.cluster import Cluster
+from builder.runtime.cluster_mirror import MirrorFacts
 from builder.runtime.facts import Facts
 from builder.runtime.infra.base import InfraDriver
 from builder.runtime.phases import (
@@ -36,6 +37,7 @@ def _saved_image(saved: Cluster, meta: SavedMeta) -> ImageInfo:
         digest=meta.digest,
         platform=Platform.parse(meta.platform) if meta.platform else Platform.host(),
         env=dict(meta.image_env),
+        kube_version=meta.kube_version or None,
         hooks=meta.image_hooks,
     )
 
@@ -50,6 +52,7 @@ def _removal_state(
         dict(meta.cli_env),
         settings.root,
         delete_all=all_,
+        mirror=MirrorFacts.from_state_dir(ClusterState(saved.name, settings.home).dir, meta.cert_sans),
     )
 
 

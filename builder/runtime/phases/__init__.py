@@ -14,8 +14,9 @@ post-install|post-scaleup before node-config; upgrade and upgrade-host before up
 pre-uninstall and pre-clean-host first on removal, post-clean-host and post-uninstall before
 remove-rootfs.
 
-The last phase of a run, saving the cluster under ~/.sealer/<cluster>/, is the action's own
-(no host takes part).
+The last phase of each sequence, save-clusterfile (after the removal of some hosts too), saves the
+cluster in the cluster through master0 (save_clusterfile.py); saving it under ~/.sealer/<cluster>/
+is the action's own (no host takes part).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from builder.runtime.phases.runtime_init import RuntimeInit
 from builder.runtime.phases.runtime_leave import RuntimeLeave
 from builder.runtime.phases.runtime_preflight import RuntimePreflight
 from builder.runtime.phases.runtime_reset import RuntimeReset
+from builder.runtime.phases.save_clusterfile import SaveClusterfile
 from builder.runtime.phases.scripts import HostScripts
 from builder.runtime.phases.shell_hooks import hook_phase
 from builder.runtime.phases.upgrade import Upgrade
@@ -77,6 +79,7 @@ def install_phases() -> tuple[Phase, ...]:
         NodeConfig(),
         Kubeconfig(),
         Launch(),
+        SaveClusterfile(),
     )
 
 
@@ -91,6 +94,7 @@ def upgrade_phases() -> tuple[Phase, ...]:
         hook_phase(hooks.UPGRADE_HOST),
         Upgrade(),
         Kubeconfig(),
+        SaveClusterfile(),
     )
 
 
@@ -107,6 +111,7 @@ def removal_phases() -> tuple[Phase, ...]:
         hook_phase(hooks.POST_CLEAN_HOST),
         hook_phase(hooks.POST_UNINSTALL),
         RemoveRootfs(),
+        SaveClusterfile(after_removal=True),
     )
 
 
@@ -135,6 +140,7 @@ __all__ = [
     "RuntimeLeave",
     "RuntimePreflight",
     "RuntimeReset",
+    "SaveClusterfile",
     "Step",
     "Upgrade",
     "install_phases",

@@ -20,6 +20,7 @@ from builder.image.descriptor import Platform
 from builder.image.digest import Digest
 from builder.image.extension import Application
 from builder.runtime.cluster import Cluster, HostSpec
+from builder.runtime.cluster_mirror import MirrorFacts
 from builder.runtime.delivery import DEFAULT_ROOT, rootfs_path
 from builder.runtime.env import merge_env, reserved_env
 from builder.runtime.facts import Facts
@@ -55,6 +56,7 @@ class Step:
     timeout_s: float | None = None
     shown: tuple[str, ...] = ()  # dry-run lines when they differ from `command`
     secret_env: tuple[str, ...] = ()  # names in `env` whose values a plan shows as *** (keys, passwords)
+    stdin: bytes | None = None  # fed to the command (data too large for a command line: 128 KiB)
 
     @property
     def full_command(self) -> str:
@@ -106,6 +108,7 @@ class PlanState:
     delete_all: bool = False
     upgrade_batch: int = 1  # workers upgraded (drained) at once
     registry: RegistryMaterial | None = None  # the local registry's CA, certificate, htpasswd
+    mirror: MirrorFacts = field(default_factory=MirrorFacts)  # what save-clusterfile keeps besides
 
     def rootfs(self, cluster: Cluster) -> str:
         return rootfs_path(cluster.name, self.root)

@@ -162,13 +162,16 @@ class RuntimePlugin(ABC):
     `metadata_runtime` Metadata's `ClusterRuntime` (None: no image selects it that way).
     `config_files`: rootfs paths of defaults the plugin merges with the Clusterfile's documents
     (read from the image on this machine, so planning stays pure). `etcd`: the control plane
-    keeps its state in etcd on the masters, so their number decides the quorum."""
+    keeps its state in etcd on the masters, so their number decides the quorum.
+    `kubectl`: kubectl as the cluster admin on master0, as this runtime spells it (None:
+    no API server); the phases that act on API objects (save-clusterfile) run it there."""
 
     name: ClassVar[str]
     label: ClassVar[str | None] = None
     metadata_runtime: ClassVar[str | None] = None
     config_files: ClassVar[tuple[str, ...]] = ()
     etcd: ClassVar[bool] = True
+    kubectl: ClassVar[str | None] = None
     # The env of the launch commands on master0 (below the cluster's): the admin kubeconfig, so
     # `kubectl` and `helm` in an app's commands reach the cluster on every runtime.
     launch_env: ClassVar[Mapping[str, str]] = {}

@@ -323,6 +323,7 @@ class K0sRuntime(RuntimePlugin):
     name: ClassVar[str] = "k0s"
     label: ClassVar[str | None] = "k0s"
     metadata_runtime: ClassVar[str | None] = "k0s"
+    kubectl: ClassVar[str | None] = KUBECTL
     config_files: ClassVar[tuple[str, ...]] = (ROOTFS_CONFIG, AUDIT_POLICY)
     launch_env: ClassVar[Mapping[str, str]] = {"KUBECONFIG": ADMIN_KUBECONFIG}  # for an image's own kubectl
 

@@ -122,6 +122,7 @@ class K3sRuntime(RuntimePlugin):
     name: ClassVar[str] = "k3s"
     label: ClassVar[str | None] = "k3s"
     metadata_runtime: ClassVar[str | None] = "k3s"
+    kubectl: ClassVar[str | None] = KUBECTL
     config_files: ClassVar[tuple[str, ...]] = (AUDIT_POLICY,)
     launch_env: ClassVar[Mapping[str, str]] = {"KUBECONFIG": KUBECONFIG_FILE}
 

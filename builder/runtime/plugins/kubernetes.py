@@ -164,6 +164,7 @@ class KubernetesRuntime(RuntimePlugin):
     name: ClassVar[str] = "kubernetes"
     label: ClassVar[str | None] = "kubernetes"
     metadata_runtime: ClassVar[str | None] = "k8s"
+    kubectl: ClassVar[str | None] = ADMIN_KUBECTL
     # bin/haproxy: its presence only (the check phase's haproxy_problems)
     config_files: ClassVar[tuple[str, ...]] = (ROOTFS_CONFIG, AUDIT_POLICY, ROOTFS_HAPROXY)
     launch_env: ClassVar[Mapping[str, str]] = {"KUBECONFIG": ADMIN_CONF}

@@ -181,10 +181,13 @@ def test_hook_phases_sit_where_sealer_runs_them() -> None:
     assert install.index("hook-post-scaleup") < install.index("node-config") < install.index("launch")
     removal = [p.name for p in removal_phases()]
     assert removal[:2] == ["hook-pre-uninstall", "hook-pre-clean-host"]
-    assert removal[-3:] == ["hook-post-clean-host", "hook-post-uninstall", "remove-rootfs"]
+    assert removal[-4:-1] == ["hook-post-clean-host", "hook-post-uninstall", "remove-rootfs"]
+    assert removal[-1] == "save-clusterfile"
+    assert install[-1] == "save-clusterfile"
     assert removal.index("clean-scripts") < removal.index("hook-post-clean-host")
     upgrade = [p.name for p in upgrade_phases()]
     assert upgrade.index("hook-upgrade") < upgrade.index("hook-upgrade-host") < upgrade.index("upgrade")
+    assert upgrade[-1] == "save-clusterfile"
 
 
 def test_a_hook_runs_in_the_rootfs_with_the_hosts_env() -> None:

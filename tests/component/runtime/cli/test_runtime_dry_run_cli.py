@@ -189,9 +189,13 @@ def test_cert_dry_run_plans_each_master_in_turn_and_changes_nothing(
     assert lines[0].startswith(f"# cert: cluster my-cluster, image {image} (sha256:")
     assert lines[0].endswith(f"runtime {runtime}")
     assert "== cert: API server certificates with the saved SANs, one master at a time" in lines
-    hosts = [ln.split(" (")[0].strip() for ln in lines if ln.startswith("  10.0.0.")]
+    save = lines.index(
+        "== save-clusterfile: Save the cluster in the cluster (ConfigMap kube-system/sealer-clusterfile)"
+    )
+    hosts = [ln.split(" (")[0].strip() for ln in lines[:save] if ln.startswith("  10.0.0.")]
     cert_hosts = hosts[hosts.index("10.0.0.1", 3) :]  # after the check phase's lines
     assert cert_hosts == sorted(cert_hosts) and set(cert_hosts) == {"10.0.0.1", "10.0.0.2", "10.0.0.3"}
+    assert lines[save + 1].startswith("  10.0.0.1 (master0): save the Clusterfile (no secrets)")
     assert lines[-1].endswith("state.json (cert_sans: api.example.com, 10.0.0.100)")
     verbose = cli("cert", "--alt-names", "api.example.com,10.0.0.100", "--dry-run", "--verbose").stdout
     assert CERT[runtime] in verbose and "10.0.0.4" not in verbose.split("== cert:")[1]
