@@ -1,4 +1,4 @@
-"""Cluster commands: run, gen, apply, join, delete, cluster status (docs/running.md).
+"""Cluster commands: run, gen, apply, join, delete, cluster status and import (docs/running.md).
 
 Progress goes to stderr (a live line per host on a terminal, plain lines otherwise); the
 summary table, the dry-run plan, `gen`'s Clusterfile and `status` go to stdout.
@@ -724,3 +724,58 @@ def status(cluster_name: str | None, fmt: str) -> None:
             for a in info["apps"]
         ]
         print_table(["APP", "IMAGE", "DIGEST", "LAUNCHED", "ROOTFS (MASTER0)"], apps)
+
+
+@cluster.command("import")
+@click.option(
+    "--kubeconfig",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Admin kubeconfig of the cluster: its API server, CA and credentials.",
+)
+@click.option(
+    "-f",
+    "--clusterfile",
+    "ssh_file",
+    type=click.Path(dir_okay=False),
+    help="Clusterfile with only this machine's spec.ssh, spec.hosts[].ips/ssh and registry password.",
+)
+@click.option("--cluster", "cluster_name", help="The cluster's name, checked (an import keeps it).")
+@_ssh_options
+def import_(
+    kubeconfig: str,
+    ssh_file: str | None,
+    cluster_name: str | None,
+    password: str | None,
+    key_file: str | None,
+    passphrase: str | None,
+    port: int | None,
+    user: str | None,
+    insecure_skip_host_key_check: bool,
+    known_hosts: str | None,
+) -> None:
+    """Rebuild ~/.sealer/<cluster>/ from the cluster's ConfigMap kube-system/sealer-clusterfile,
+    so that status, join, delete and upgrade work from this machine."""
+    from builder.runtime.actions.import_state import import_cluster
+
+    flags: dict[str, Any] = {
+        key: value
+        for key, value in (
+            ("user", user),
+            ("passwd", password),
+            ("pk", key_file),
+            ("pkPasswd", passphrase),
+            ("port", str(port) if port else None),
+            ("knownHosts", known_hosts),
+        )
+        if value
+    }
+    if insecure_skip_host_key_check:
+        flags["verifyHostKeys"] = False
+    outcome = import_cluster(
+        Path(kubeconfig),
+        ssh_file=Path(ssh_file) if ssh_file else None,
+        ssh_flags=flags,
+        expect_name=cluster_name,
+    )
+    click.echo(outcome.message)
