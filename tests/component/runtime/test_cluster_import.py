@@ -8,9 +8,11 @@ from __future__ import annotations
 import base64
 import json
 import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -220,3 +222,61 @@ def test_the_cli_says_one_line_and_exits_1(
     assert cluster is not None
     assert [(h.ssh.user, h.ssh.port) for h in cluster.hosts] == [("ops", 2200)] * 3
     assert replace(cluster.ssh, user=None, port=None).password is None
+
+
+def _client_cert(directory: Path) -> tuple[str, str]:
+    """A client certificate signed by make_ca's CA in `directory` (what kubeadm's admin.conf holds)."""
+    key, csr, crt = directory / "client.key", directory / "client.csr", directory / "client.crt"
+    run = partial(subprocess.run, check=True, capture_output=True, timeout=30)
+    run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/O=system:masters/CN=kubernetes-admin",
+         "-keyout", str(key), "-out", str(csr)])  # fmt: skip
+    run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(directory / "ca" / "ca.crt"),
+         "-CAkey", str(directory / "ca.key"), "-CAcreateserial", "-days", "1", "-out", str(crt)])  # fmt: skip
+    return crt.read_text(), key.read_text()
+
+
+def test_a_client_certificate_authenticates_and_an_exec_plugin_is_refused_by_name(tmp_path: Path) -> None:
+    """An API server that requires a client certificate of its CA (as kube-apiserver's
+    --client-ca-file): the kubeconfig's certificate and key are presented."""
+    ca, cert, key = make_ca(tmp_path / "tls")
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    tls.verify_mode = ssl.CERT_REQUIRED
+    tls.load_verify_locations(ca)
+    server = core.make_api_server(tmp_path / "etcd.json", "127.0.0.1", 0)
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        api = Api(
+            f"https://127.0.0.1:{server.server_address[1]}",
+            ca.read_text(),
+            core.StateFile(tmp_path / "etcd.json"),
+            tmp_path,
+        )
+        api.save(
+            saved_configmap(
+                CLUSTERFILE.replace(", password: reg-secret", "").replace("username: admin, ", "")
+            )
+        )
+        client_crt, client_key = _client_cert(tmp_path / "tls")
+        path = api.kubeconfig()
+        config = yaml.safe_load(path.read_text())
+        config["users"][0]["user"] = {
+            "client-certificate-data": base64.b64encode(client_crt.encode()).decode(),
+            "client-key-data": base64.b64encode(client_key.encode()).decode(),
+        }
+        path.write_text(yaml.safe_dump(config))
+        outcome = import_cluster(path, home=tmp_path / "second")
+        assert outcome.message.startswith("cluster imported imported into ")
+        config["users"][0]["user"] = {
+            "exec": {"command": "aws", "apiVersion": "client.authentication.k8s.io/v1"}
+        }
+        path.write_text(yaml.safe_dump(config))
+        with pytest.raises(ClusterError, match=r"user 'admin': exec is not supported"):
+            import_cluster(path, home=tmp_path / "third")
+        assert not (tmp_path / "third").exists()
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)

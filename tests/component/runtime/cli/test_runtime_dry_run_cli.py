@@ -108,8 +108,12 @@ def test_run_dry_run_prints_every_phase_with_placeholders(
         "join-masters",
         "join-nodes",
         "kubeconfig",
+        "save-clusterfile",
     ):
         assert f"== {phase}:" in out, phase
+    save = out.split("== save-clusterfile:")[1]
+    assert f"{SAVE_KUBECTL[runtime]} -n kube-system get configmap sealer-clusterfile" in save
+    assert "# stdin: the ConfigMap as JSON" in save
     assert INIT[runtime] in out
     assert all(part in out for part in AUDIT[runtime]), AUDIT[runtime]
     assert all(f"write {path} (0644):" in out for path in MIRRORS[runtime]), MIRRORS[runtime]
@@ -168,6 +172,13 @@ def _saved_cluster(image: str, runtime: str, state: Path) -> None:
     meta = SavedMeta(image, Digest("sha256", "00" * 32), "linux/amd64", runtime, complete=True)
     ClusterState("my-cluster", state).save(c, meta)
 
+
+# The admin kubectl that saves the cluster in the cluster (save-clusterfile), on master0.
+SAVE_KUBECTL = {
+    "kubernetes": "/usr/local/bin/kubectl --kubeconfig /etc/kubernetes/admin.conf",
+    "k3s": "/usr/local/bin/k3s kubectl",
+    "k0s": "/usr/local/bin/k0s kubectl",
+}
 
 # What each runtime's cert plan runs on every master (sealer cert --alt-names).
 CERT = {
