@@ -61,13 +61,14 @@ class Lab:
     home: Path
     hosts: HostSet
     bundled_digest: str
+    password: str = PASSWORD  # the Clusterfile's, changed by a test
 
     def settings(self) -> actions.Settings:
         return actions.Settings(store=self.store, home=self.home)
 
     def clusterfile(self, masters: int) -> str:
         doc = yaml.safe_load(make_clusterfile(NAME, IMAGE, self.hosts[:masters], [], self.hosts))
-        doc["spec"]["registry"] = {"localRegistry": {"username": USER, "password": PASSWORD}}
+        doc["spec"]["registry"] = {"localRegistry": {"username": USER, "password": self.password}}
         return yaml.safe_dump(doc, sort_keys=False)
 
     @property
@@ -137,10 +138,10 @@ def assert_serves(lab: Lab, host: TestHost) -> None:
     assert host.run(f"systemctl is-enabled {UNIT}").stdout.strip() == "enabled"
     assert get(lab, host.address, "/v2/").status == 401
     assert get(lab, host.address, "/v2/", auth=(USER, "wrong")).status == 401
-    assert get(lab, host.address, "/v2/", auth=(USER, PASSWORD)).status == 200
+    assert get(lab, host.address, "/v2/", auth=(USER, lab.password)).status == 200
     # by its address too (a worker's mirror names each registry host by address)
-    assert get(lab, host.address, "/v2/", auth=(USER, PASSWORD), sni=host.address).status == 200
-    manifest = get(lab, host.address, f"/v2/{BUNDLED}/manifests/v1", auth=(USER, PASSWORD))
+    assert get(lab, host.address, "/v2/", auth=(USER, lab.password), sni=host.address).status == 200
+    manifest = get(lab, host.address, f"/v2/{BUNDLED}/manifests/v1", auth=(USER, lab.password))
     assert manifest.status == 200 and manifest.getheader("Docker-Content-Digest") == lab.bundled_digest
 
 
@@ -173,11 +174,24 @@ def test_the_registry_killed_with_sigkill_comes_back_under_its_unit(lab: Lab) ->
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
-            if get(lab, host.address, "/v2/", auth=(USER, PASSWORD)).status == 200:
+            if get(lab, host.address, "/v2/", auth=(USER, lab.password)).status == 200:
                 break
         except OSError:
             time.sleep(0.2)
     assert_serves(lab, host)
+
+
+def test_new_credentials_reach_the_registry_through_apply(lab: Lab) -> None:
+    """Only the password changes: apply takes it (a new htpasswd, the unit restarted), the CA and
+    the server certificate stay."""
+    host, old = lab.hosts[0], lab.password
+    cert = served_sans(lab, host.address)
+    lab.password = "n3w-pass"
+    outcome = actions.apply(parse_clusterfile(lab.clusterfile(1)), lab.settings())
+    assert "1 host(s) done" in outcome.message
+    assert get(lab, host.address, "/v2/", auth=(USER, old)).status == 401
+    assert_serves(lab, host)
+    assert served_sans(lab, host.address) == cert
 
 
 def test_a_master_joining_serves_and_the_certificate_is_reissued_everywhere(lab: Lab) -> None:
