@@ -742,35 +742,19 @@ def status(cluster_name: str | None, fmt: str) -> None:
 )
 @click.option("--cluster", "cluster_name", help="The cluster's name, checked (an import keeps it).")
 @_ssh_options
-def import_(
-    kubeconfig: str,
-    ssh_file: str | None,
-    cluster_name: str | None,
-    password: str | None,
-    key_file: str | None,
-    passphrase: str | None,
-    port: int | None,
-    user: str | None,
-    insecure_skip_host_key_check: bool,
-    known_hosts: str | None,
-) -> None:
+def import_(kubeconfig: str, ssh_file: str | None, cluster_name: str | None, **ssh: Any) -> None:
     """Rebuild ~/.sealer/<cluster>/ from the cluster's ConfigMap kube-system/sealer-clusterfile,
-    so that status, join, delete and upgrade work from this machine."""
+    so that status, join and delete work from this machine (docs/running.md)."""
     from builder.runtime.actions.import_state import import_cluster
 
-    flags: dict[str, Any] = {
-        key: value
-        for key, value in (
-            ("user", user),
-            ("passwd", password),
-            ("pk", key_file),
-            ("pkPasswd", passphrase),
-            ("port", str(port) if port else None),
-            ("knownHosts", known_hosts),
-        )
-        if value
-    }
-    if insecure_skip_host_key_check:
+    # the SSH flags in the Clusterfile's spelling (spec.ssh), over -f's
+    spelling = {"user": "user", "password": "passwd", "key_file": "pk", "passphrase": "pkPasswd"}
+    flags: dict[str, Any] = {spelling[k]: v for k, v in ssh.items() if k in spelling and v}
+    if ssh["port"]:
+        flags["port"] = str(ssh["port"])
+    if ssh["known_hosts"]:
+        flags["knownHosts"] = ssh["known_hosts"]
+    if ssh["insecure_skip_host_key_check"]:
         flags["verifyHostKeys"] = False
     outcome = import_cluster(
         Path(kubeconfig),

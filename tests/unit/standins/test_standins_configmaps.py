@@ -1,14 +1,12 @@
-"""The stand-in control plane's ConfigMaps (core.py): get, create and replace with the Kubernetes
+"""The stand-in control plane's ConfigMaps (core.py; `api`: conftest.py): get, create and replace with the Kubernetes
 API's answers (Status objects, 201/404/409/400/422, resourceVersion, a bearer token checked
 when one is sent), and the stand-in kubectls' `get configmap`, `create -f`, `replace -f`."""
 
 from __future__ import annotations
 
 import json
-import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,19 +14,6 @@ import pytest
 
 from tests.standins import core
 from tests.standins.core import ApiClient, ApiError
-
-
-@pytest.fixture
-def api(tmp_path: Path) -> Iterator[ApiClient]:
-    server = core.make_api_server(tmp_path / "db.json", "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield ApiClient(f"https://127.0.0.1:{server.server_address[1]}")
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def configmap(name: str = "sealer-clusterfile", **data: str) -> dict[str, Any]:

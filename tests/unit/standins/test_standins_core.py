@@ -64,19 +64,6 @@ def test_state_file_edits_are_serialised(tmp_path: Path) -> None:
 # --- the control plane -----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def api(tmp_path: Path) -> Iterator[ApiClient]:
-    server = core.make_api_server(tmp_path / "db.json", "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield ApiClient(f"https://127.0.0.1:{server.server_address[1]}")
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
 def test_join_checks_the_token_and_its_roles(api: ApiClient) -> None:
     server_token = api.create_token("server", value="s3cret", allows=("server", "agent"))
     agent_token = api.create_token("agent")
