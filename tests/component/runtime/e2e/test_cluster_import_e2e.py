@@ -5,19 +5,13 @@ ConfigMap kube-system/sealer-clusterfile on master0 (through the stand-in kubect
 admin token of master0's admin.conf; from that second home a third host joins, status shows it,
 the ConfigMap then names it, and the node is deleted again.
 
-The API server's TLS is a relay in this process (a certificate of a CA made here, bytes piped to
-master0:6443): the kubeadm stand-in's API speaks the stand-in protocol, and the import must
-verify a certificate. What the relay passes through unchanged is what is checked: the bearer
-token (the stand-in control plane refuses any other with 401) and the ConfigMap route.
+The import reaches master0's kube-apiserver (the stand-in's, tests/standins/core.make_api_proxy)
+over real TLS, verified with the cluster CA of admin.conf, and the stand-in control plane
+checks the bearer token (any other is refused with 401).
 """
 
 from __future__ import annotations
 
-import base64
-import socket
-import socketserver
-import ssl
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +30,6 @@ from builder.store.layout import Store
 from scripts.basefs import build_basefs
 from tests.component.runtime.e2e import _runtime_lab
 from tests.hosts import HostLab, TestHost
-from tests.registry_fixtures import make_ca
 from tests.standins import make_bin_dir
 
 NAME = "import-e2e"
@@ -69,65 +62,12 @@ def lab(host_lab: HostLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         yield Lab(made.store, made.home, made.hosts, made.etc_hosts, base / "second")
 
 
-class _Relay(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, tls: ssl.SSLContext, upstream: tuple[str, int]) -> None:
-        self.tls, self.upstream = tls, upstream
-        super().__init__(("127.0.0.1", 0), _Pipe)
-
-
-class _Pipe(socketserver.BaseRequestHandler):
-    server: _Relay
-
-    def handle(self) -> None:
-        self.request.settimeout(30)  # every read below ends: a silent peer times out
-        try:
-            client = self.server.tls.wrap_socket(self.request, server_side=True)
-        except OSError:
-            return
-        with client, socket.create_connection(self.server.upstream, timeout=10) as upstream:
-
-            def pump(src: socket.socket, dst: socket.socket) -> None:
-                try:
-                    while data := src.recv(65536):
-                        dst.sendall(data)
-                    dst.shutdown(socket.SHUT_WR)
-                except OSError:
-                    pass
-
-            back = threading.Thread(target=pump, args=(upstream, client), daemon=True)
-            back.start()
-            pump(client, upstream)
-            back.join(30)
-
-
-@pytest.fixture(scope="module")
-def api(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """(https URL, CA PEM) of the TLS relay to master0's API server."""
-    ca, cert, key = make_ca(tmp_path_factory.mktemp("relay"))
-    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    tls.load_cert_chain(cert, key)
-    relay = _Relay(tls, (lab.master0.address, 6443))
-    thread = threading.Thread(target=relay.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"https://127.0.0.1:{relay.server_address[1]}", ca.read_text()
-    finally:
-        relay.shutdown()
-        relay.server_close()
-        thread.join(10)
-
-
-def kubeconfig(lab: Lab, api: tuple[str, str], path: Path, token: str | None = None) -> Path:
-    """master0's admin.conf as a user copies it to another machine: the server it can reach (and
-    its CA), the same credentials."""
+def kubeconfig(lab: Lab, path: Path, token: str | None = None) -> Path:
+    """master0's admin.conf as a user copies it to another machine: the server this machine
+    reaches (master0's address, which the API server's certificate carries), the same CA and
+    credentials."""
     config: dict[str, Any] = yaml.safe_load(lab.master0.path("/etc/kubernetes/admin.conf").read_text())
-    config["clusters"][0]["cluster"] = {
-        "server": api[0],
-        "certificate-authority-data": base64.b64encode(api[1].encode()).decode(),
-    }
+    config["clusters"][0]["cluster"]["server"] = f"https://{lab.master0.address}:6443"
     if token is not None:
         config["users"][0]["user"] = {"token": token}
     path.write_text(yaml.safe_dump(config))
@@ -154,9 +94,7 @@ def test_run_saves_the_clusterfile_without_secrets_in_the_cluster(lab: Lab) -> N
     assert "BEGIN CERTIFICATE" in data["registry-ca.crt"] and "PRIVATE KEY" not in str(data)
 
 
-def test_import_into_a_second_home_then_join_and_delete_from_there(
-    lab: Lab, api: tuple[str, str], tmp_path: Path
-) -> None:
+def test_import_into_a_second_home_then_join_and_delete_from_there(lab: Lab, tmp_path: Path) -> None:
     ssh_only = tmp_path / "ssh.yaml"
     ssh = {
         "user": "root",
@@ -168,13 +106,13 @@ def test_import_into_a_second_home_then_join_and_delete_from_there(
     ssh_only.write_text(yaml.safe_dump({"apiVersion": "sealer.io/v2", "kind": "Cluster", "spec": spec}))
     with pytest.raises(ClusterError, match=r"401 Unauthorized"):
         import_cluster(
-            kubeconfig(lab, api, tmp_path / "bad", token="admin-" + "0" * 32),
+            kubeconfig(lab, tmp_path / "bad", token="admin-" + "0" * 32),
             ssh_file=ssh_only,
             home=lab.second,
         )
     assert not lab.second.exists()
 
-    import_cluster(kubeconfig(lab, api, tmp_path / "kubeconfig"), ssh_file=ssh_only, home=lab.second)
+    import_cluster(kubeconfig(lab, tmp_path / "kubeconfig"), ssh_file=ssh_only, home=lab.second)
     status = actions.status(NAME, lab.second)
     assert [(h["ip"], h["role"], h["joined"]) for h in status["hosts"]] == [
         (lab.master0.address, "master0", True),
