@@ -126,6 +126,17 @@ def test_run_dry_run_prints_every_phase_with_placeholders(
     assert not (tmp_path / "state").exists()  # a dry-run writes nothing
 
 
+def test_the_none_runtime_saves_no_clusterfile_in_the_cluster_and_says_so(
+    cli: SealerRunner, images: tuple[Path, dict[str, str]]
+) -> None:
+    out = cli("run", images[1]["k3s"], "--masters", "10.0.0.1", "--runtime", "none", "--dry-run").stdout
+    assert "== save-clusterfile:" not in out
+    assert (
+        "# save-clusterfile: runtime none has no API server: the cluster is saved on this machine only"
+        in out.splitlines()
+    )
+
+
 def test_unknown_runtime_is_one_line_listing_the_known(
     cli: SealerRunner, images: tuple[Path, dict[str, str]]
 ) -> None:
