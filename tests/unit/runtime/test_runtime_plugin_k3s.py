@@ -465,7 +465,8 @@ def test_node_config_labels_and_taints_each_host_from_master0_after_the_joins() 
 
 
 def test_node_config_runs_after_the_joins_and_before_the_kubeconfig() -> None:
-    names = [p.name for p in install_phases() if not p.name.startswith("hook-")]  # hooks: test_runtime_hooks.py
+    # the hook phases around them: test_runtime_hooks.py
+    names = [p.name for p in install_phases() if not p.name.startswith("hook-")]
     assert names[names.index("join-nodes") : names.index("kubeconfig") + 1] == [
         "join-nodes",
         "node-config",
