@@ -18,16 +18,21 @@ min is the best-of, kept as an extra column) and every round's figure.
 
 from __future__ import annotations
 
+import json
 import os
+import platform
 import statistics
 import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 TIME = "/usr/bin/time"
+RESULTS = Path(__file__).resolve().parent / "results"
 _FORMAT = "sealer-bench %M %U %S"  # peak RSS KiB, user s, system s
 
 
@@ -173,3 +178,39 @@ def table(summaries: Sequence[Summary], *, baseline: Summary | None = None, extr
             row += f" {ratio(s.median_s, baseline.median_s):.2f} | {ratio(s.min_s, baseline.min_s):.2f} |"
         lines.append(row)
     return lines
+
+
+def run_facts(rounds: int) -> dict[str, Any]:
+    """When and where a run was taken: the head of every results file."""
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "kernel": platform.release(),
+        },
+        "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],
+        "rounds": rounds,
+    }
+
+
+def facts_line(facts: dict[str, Any]) -> str:
+    load = " ".join(f"{x:.2f}" for x in facts["load_avg_at_end"])
+    return (
+        f"{facts['machine']['cpus']} CPUs, Python {facts['machine']['python']}, {facts['date']}; "
+        f"{facts['rounds']} interleaved rounds; load average at the end {load}"
+    )
+
+
+def before_lines(checks: dict[str, Any]) -> list[str]:
+    """The line of `make bench BEFORE=REV`'s checks, if any were made."""
+    mine = [f"{k} {v}" for k, v in checks.items() if k.startswith("before ")]
+    return ["The code before, same rounds: " + "; ".join(mine)] if mine else []
+
+
+def write_results(stem: str, report: dict[str, Any], lines: list[str]) -> None:
+    """bench/results/<stem>.json and .md; the Markdown is printed too."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))

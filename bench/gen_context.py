@@ -67,15 +67,9 @@ COPY scripts scripts/
 """
 
 # The same build for buildah (bench/run_build.py): KUBEVERSION has no Containerfile form.
-CONTAINERFILE = """FROM scratch
-LABEL cluster.alpha.sealer.io/cluster-runtime-type=kubernetes
-COPY bin bin/
-COPY statics statics/
-COPY manifests manifests/
-COPY charts charts/
-COPY etc etc/
-COPY scripts scripts/
-"""
+CONTAINERFILE = "".join(
+    line for line in KUBEFILE.splitlines(keepends=True) if not line.startswith("KUBEVERSION")
+)
 
 
 def _binary_like(rng: random.Random, size: int) -> bytes:

@@ -15,21 +15,29 @@ Results go to bench/results/build.json and .md (`--quick`: a small context, rati
 
 from __future__ import annotations
 
-import json
 import os
-import platform
 import shutil
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 from bench._before import Before, before
-from bench._measure import Contender, Summary, ratio, run_child, run_rounds, summarize, table
+from bench._measure import (
+    Contender,
+    Summary,
+    before_lines,
+    facts_line,
+    ratio,
+    run_child,
+    run_facts,
+    run_rounds,
+    summarize,
+    table,
+    write_results,
+)
 from bench.gen_context import CONTAINERFILE, generate
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "work"
-RESULTS = HERE / "results"
 # The console script, as a user runs it (`python -m builder.cli` adds runpy's imports)
 _SCRIPT = Path(sys.executable).parent / "sealer"
 SEALER = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "builder.cli"]
@@ -131,27 +139,10 @@ def main(quick: bool = False) -> dict[str, float]:
 
 
 def _write(order: list[Summary], checks: dict[str, float], size: int, rounds: int) -> None:
-    date = datetime.now(UTC).isoformat(timespec="seconds")
-    report = {
-        "date": date,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "kernel": platform.release(),
-        },
-        "load_avg_at_end": os.getloadavg(),
-        "context_bytes": size,
-        "rounds": rounds,
-        "summaries": [s.__dict__ for s in order],
-        "checks": checks,
-        "targets": TARGETS,
-    }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "build.json").write_text(json.dumps(report, indent=2) + "\n")
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    facts = run_facts(rounds)
+    report = {**facts, "context_bytes": size, "summaries": [s.__dict__ for s in order], "checks": checks}
     lines = [
-        f"Context: {size / 1e6:.0f} MB, {os.cpu_count()} CPUs, Python {platform.python_version()}, {date}; "
-        f"{rounds} interleaved rounds; load average at the end {load}",
+        f"Context: {size / 1e6:.0f} MB, {facts_line(facts)}",
         "",
         *table(order, baseline=order[0]),
         "",
@@ -160,14 +151,9 @@ def _write(order: list[Summary], checks: dict[str, float], size: int, rounds: in
         f"{TARGETS['noop_rebuild_s']}); peak RSS {checks['peak_rss_mb']} MB (target <= {TARGETS['peak_rss_mb']}); "
         f"buildah {checks['buildah_x_sealer_cold']}x sealer's cold build, "
         f"{checks['buildah_noop_x_sealer_noop']}x its no-op rebuild",
+        *before_lines(checks),
     ]
-    if any(k.startswith("before ") for k in checks):
-        lines.append(
-            "The code before, same rounds: "
-            + "; ".join(f"{k} {v}" for k, v in checks.items() if k.startswith("before "))
-        )
-    (RESULTS / "build.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results("build", {**report, "targets": TARGETS}, lines)
 
 
 if __name__ == "__main__":

@@ -24,23 +24,30 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import platform
 import shlex
 import shutil
 import statistics
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench._measure import ChildRun, Contender, Summary, ratio, run_rounds, table
+from bench._measure import (
+    ChildRun,
+    Contender,
+    Summary,
+    facts_line,
+    ratio,
+    run_facts,
+    run_rounds,
+    table,
+    write_results,
+)
 from bench.gen_context import generate
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "work"
-RESULTS = HERE / "results"
 IMAGE = "bench/cluster:v1"
 CLUSTER = "bench"
 ROUNDS = 5
@@ -192,17 +199,11 @@ def main(quick: bool = False) -> dict[str, float]:
     }
     if quick:
         return checks
+    facts = run_facts(rounds)
     report = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "kernel": platform.release(),
-        },
-        "load_avg_at_end": os.getloadavg(),
+        **facts,
         "image": {"name": IMAGE, "layers": len(image.layers), "blob_bytes": blob_bytes},
         "stack_check_cold_s": round(check_s, 3),
-        "rounds": rounds,
         "summaries": [s.__dict__ for s in order],
         "median_x_baseline": {s.name: ratio(s.median_s, base.median_s) for s in order[1:]},
         # each contender against the baseline of its own round: less sensitive to a round where
@@ -214,17 +215,13 @@ def main(quick: bool = False) -> dict[str, float]:
         "checks": checks,
         "targets": TARGETS,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "delivery.json").write_text(json.dumps(report, indent=2) + "\n")
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     med = report["median_x_baseline"]
     paired = report["paired_median_x_baseline"]
     lines = [
         f"Image {IMAGE}: {len(image.layers)} layers, {blob_bytes / 1e6:.0f} MB compressed, to 3 hosts; "
-        f"{os.cpu_count()} CPUs (shared with the hosts), Python {platform.python_version()}, {report['date']}; "
-        f"load average at the end {load}",
-        f"Stack check (cold, then cached in the store): {check_s:.2f} s. "
-        f"{rounds} interleaved rounds after a warm-up round; CPU and RSS are the controller child's.",
+        f"{facts_line(facts)} (the CPUs shared with the hosts)",
+        f"Stack check (cold, then cached in the store): {check_s:.2f} s. A warm-up round before the "
+        "rounds; CPU and RSS are the controller child's.",
         "",
         *table(order, baseline=base, extra="bytes sent"),
         "",
@@ -234,8 +231,7 @@ def main(quick: bool = False) -> dict[str, float]:
         f"Targets: <= {TARGETS['x_baseline']}x baseline; re-run 0 bytes in < {TARGETS['rerun_s']} s; "
         f"controller peak RSS <= {TARGETS['peak_rss_mb']} MB.",
     ]
-    (RESULTS / "delivery.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results("delivery", report, lines)
     return checks
 
 

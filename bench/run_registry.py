@@ -24,9 +24,7 @@ Results go to bench/results/registry.json and .md. `python -m bench.run_registry
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import platform
 import shutil
 import signal
 import subprocess
@@ -35,13 +33,23 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from datetime import UTC, datetime
 from pathlib import Path
 
 from bench._before import Before, before
-from bench._measure import Contender, Summary, ratio, run_rounds, summarize, table
+from bench._measure import (
+    Contender,
+    Summary,
+    before_lines,
+    facts_line,
+    ratio,
+    run_facts,
+    run_rounds,
+    summarize,
+    table,
+    write_results,
+)
 from bench.gen_context import generate
-from bench.run_build import RESULTS, SEALER, WORK
+from bench.run_build import SEALER, WORK
 
 IMAGE = "bench/cluster:v1"
 FULL_IMAGE = "docker.io/bench/cluster:v1"
@@ -322,29 +330,18 @@ def _report(
     *,
     push_rows: int,
 ) -> None:
-    date = datetime.now(UTC).isoformat(timespec="seconds")
+    facts = run_facts(rounds)
     report = {
-        "date": date,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "kernel": platform.release(),
-        },
-        "load_avg_at_end": os.getloadavg(),
+        **facts,
         "image_bytes": image_bytes,
         "largest_blob_bytes": big_size,
-        "rounds": rounds,
         "summaries": [s.__dict__ for s in order],
         "checks": checks,
         "targets": TARGETS,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "registry.json").write_text(json.dumps(report, indent=2) + "\n")
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     lines = [
-        f"Image: {image_bytes / 1e6:.0f} MB in blobs (largest {big_size / 1e6:.0f} MB), {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}, {date}; registry: docker-registry, plain HTTP, 127.0.0.1; "
-        f"{rounds} interleaved rounds; load average at the end {load}",
+        f"Image: {image_bytes / 1e6:.0f} MB in blobs (largest {big_size / 1e6:.0f} MB), {facts_line(facts)}; "
+        "registry: docker-registry, plain HTTP, 127.0.0.1",
         "",
         *table(order[:push_rows], baseline=order[0]),
         "",
@@ -356,14 +353,9 @@ def _report(
         f"{checks['umoci_unpack_x_pull_unpack']}x (target >= {TARGETS['umoci_unpack_x_pull_unpack']}); "
         f"(skopeo + umoci) / (pull + unpack) {checks['skopeo_umoci_x_pull_unpack']}x; skopeo pull / sealer pull "
         f"{checks['skopeo_pull_x_pull']}x; peak RSS {checks['peak_rss_mb']} MB (target <= {TARGETS['peak_rss_mb']})",
+        *before_lines(checks),
     ]
-    if any(k.startswith("before ") for k in checks):
-        lines.append(
-            "The code before, same rounds: "
-            + "; ".join(f"{k} {v}" for k, v in checks.items() if k.startswith("before "))
-        )
-    (RESULTS / "registry.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results("registry", report, lines)
 
 
 if __name__ == "__main__":
