@@ -16,6 +16,7 @@ outside `or`/`and`/`not` is an error.
 
 from __future__ import annotations
 
+import base64
 import functools
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -179,3 +180,22 @@ def render_template(text: str, env: Mapping[str, str], *, path: str) -> str:
         raise RootfsTemplateError(
             err.detail, path=path, line=err.line or 1, variable=err.variable, hint=err.hint
         ) from None
+
+
+# --- secrets: on stdin, never in a command line ------------------------------------------------
+
+
+def secret_stdin(secrets: Mapping[str, str]) -> tuple[str, bytes]:
+    """(shell prefix, stdin bytes) that export `secrets` on a host without putting them in any
+    command line (a host's `ps` shows argv, and env given as `export K=v;` is argv). One line
+    per secret, `NAME BASE64`, read with `read` (which takes exactly one line from a pipe, so
+    a step's own stdin follows intact); the value decoded exactly (trailing newlines kept)."""
+    lines = "".join(
+        f"{name} {base64.b64encode(value.encode()).decode()}\n" for name, value in secrets.items()
+    )
+    prefix = (
+        f"__i=0; while [ $__i -lt {len(secrets)} ]; do IFS=' ' read -r __n __b || exit 1; "
+        '__v=$(printf %s "$__b" | base64 -d && echo x) || exit 1; export "$__n=${__v%x}"; '
+        "__i=$((__i + 1)); done; unset __i __n __b __v\n"
+    )
+    return prefix, lines.encode()

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from builder.errors import ClusterError, CommandFailed, HostError, SealerError
 from builder.image.digest import Digest
 from builder.runtime.dryrun import format_plan
+from builder.runtime.env import secret_stdin
 from builder.runtime.events import (
     EventSink,
     HostBytes,
@@ -226,9 +227,15 @@ class Runner:
         env_names = " ".join(s.env)
         logged = f"{shown}" + (f"\n  (env: {env_names})" if env_names else "")
         started = time.monotonic()
+        env, stdin = s.env, s.stdin
+        if s.secret_env:  # on stdin, before the step's own: never in a command line on the host
+            secrets = {k: v for k, v in s.env.items() if k in s.secret_env}
+            env = {k: v for k, v in s.env.items() if k not in secrets}
+            prefix, lines = secret_stdin(secrets)
+            command, stdin = prefix + command, lines + (s.stdin or b"")
         try:
             result = await self.driver.run(
-                s.host, command, env=s.env, stdin=s.stdin, timeout_s=s.timeout_s, check=False
+                s.host, command, env=env, stdin=stdin, timeout_s=s.timeout_s, check=False
             )
         except SealerError as err:
             seconds = time.monotonic() - started

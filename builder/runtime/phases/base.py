@@ -40,7 +40,9 @@ class Step:
     (`command` is then only what a dry-run shows). `id` is stable within phase and host: the
     journal keys on it. `output` names a value this step's stdout provides to later commands;
     `journal=False` runs the step on every attempt (probes, delivery that checks itself,
-    credentials that expire).
+    credentials that expire). Secrets go in `env`, named in `secret_env`: logs name env
+    variables only, a verbose dry-run shows them as ***, and the runner sends them on the
+    command's stdin (env.secret_stdin), never in a command line a host's `ps` would show.
     """
 
     host: str

@@ -179,3 +179,21 @@ def test_a_command_phase_still_starts_nothing_new_after_a_failure(tmp_path: Path
     with pytest.raises(HostError, match=r'^127\.0\.0\.1: scripted failed: "exit 3" exited 3$'):
         run_phase(runner, steps)
     assert not ran.exists()
+
+
+def test_secret_env_reaches_the_command_on_stdin_never_in_its_command_line(tmp_path: Path) -> None:
+    secret = "-----BEGIN KEY-----\nab'c\" $HOME \\ `x`\n-----END KEY-----\n\n"
+    out, argv, rest = (tmp_path / n for n in ("secret", "argv", "rest"))
+    q = {p: shlex.quote(str(p)) for p in (out, argv, rest)}
+    command = (
+        f'printf %s "$KEY" > {q[out]} && tr "\\0" " " < /proc/$$/cmdline > {q[argv]} && '
+        f'test "$PLAIN" = shown && cat > {q[rest]}'
+    )
+    step = Step(HOST, "s", "secret", command, env={"KEY": secret, "PLAIN": "shown"}, secret_env=("KEY",),
+                stdin=b"the step's own stdin\n")  # fmt: skip
+    cs = ClusterState("c1", tmp_path / "state")
+    run_phase(Runner(LocalDriver(), digest=D1, journal=cs.journal(), logs=cs.host_log), [step])
+    assert out.read_text() == secret  # exactly, trailing newlines too
+    assert "BEGIN KEY" not in argv.read_text() and "PLAIN=" in argv.read_text()
+    assert rest.read_text() == "the step's own stdin\n"
+    assert "BEGIN KEY" not in (cs.logs_dir / f"{HOST}.log").read_text()
