@@ -127,7 +127,13 @@ class PlanState:
 
     def host_context(self, cluster: Cluster, host: HostSpec, subject: HostSpec | None = None) -> HostContext:
         return HostContext(
-            cluster, host, self.rootfs(cluster), self.host_env(cluster, host), subject, self.image.files
+            cluster,
+            host,
+            self.rootfs(cluster),
+            self.host_env(cluster, host),
+            subject,
+            self.image.files,
+            self.mirror.cert_sans,  # `sealer cert`'s SANs: a master joining later gets them too
         )
 
 

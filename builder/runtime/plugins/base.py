@@ -149,7 +149,7 @@ class HostContext:
     env: Mapping[str, str] = field(default_factory=dict)
     subject: HostSpec | None = None
     image_files: Mapping[str, str] = field(default_factory=dict)
-    cert_sans: tuple[str, ...] = ()  # the SANs `sealer cert` added (the `cert` phase's only)
+    cert_sans: tuple[str, ...] = ()  # the SANs `sealer cert` saved (the cert phase: with the new ones)
 
     @property
     def is_master0(self) -> bool:

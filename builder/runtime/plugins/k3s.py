@@ -252,7 +252,10 @@ class K3sRuntime(RuntimePlugin):
         )
 
     def _install(self, ctx: HostContext, args: str, server: bool, env: str = "") -> PluginStep:
-        flags = f" --tls-san {ENDPOINT}" if server else ""
+        # a server joining after `sealer cert` serves the saved SANs too (the cert drop-in is the
+        # cert phase's, on the servers of that time)
+        sans = dict.fromkeys((ENDPOINT, *ctx.cert_sans)) if server else {}
+        flags = "".join(f" --tls-san {shlex.quote(s)}" for s in sans)
         if server and has_audit_policy(ctx.image_files):
             # server-only flags go on the command line (config.yaml is the agents' too)
             flags += "".join(

@@ -537,3 +537,19 @@ def test_the_node_config_shell_does_what_it_says() -> None:
         on_joined_node("/usr/local/bin/k3s kubectl", "10.0.0.9", "echo found", wait_s=1), kubectl
     )
     assert (gone.returncode, gone.stdout, gone.stderr) == (1, "", "no node with address 10.0.0.9 after 1s\n")
+
+
+def test_a_server_joining_after_sealer_cert_serves_the_saved_sans() -> None:
+    from builder.runtime.cluster_mirror import MirrorFacts
+
+    c = cluster("10.0.0.1,10.0.0.2", "10.0.0.3")
+    s = PlanState(
+        IMAGE, K3sRuntime(), ("10.0.0.2", "10.0.0.3"), mirror=MirrorFacts(("api.example.com", "10.9.9.9"))
+    )
+    installs = {st.host: st.command for st in JoinMasters().plan(c, Facts(), s) + JoinNodes().plan(c, Facts(), s)
+                if st.id == "k3s-install"}  # fmt: skip
+    assert (
+        "--tls-san apiserver.cluster.local --tls-san api.example.com --tls-san 10.9.9.9"
+        in installs["10.0.0.2"]
+    )
+    assert "--tls-san" not in installs["10.0.0.3"]  # an agent serves no API
