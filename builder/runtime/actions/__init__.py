@@ -17,6 +17,9 @@ them and stops: no connection, no state written).
     cert    the API server certificates, one master at a time (actions/cert.py): SANs added
             and saved, renewal, expiry
     status  the saved state: hosts, roles, image digest, last phase per host, apps
+    exec    one command on the saved cluster's hosts by role or address (remote_exec.py)
+    import  the saved state rebuilt from the cluster's ConfigMap on another machine
+            (import_state.py; every run saves it there: phases/save_clusterfile.py)
     run_app an app image on a saved cluster: its rootfs into its own tree on master0, then its
             launch commands there (actions/apps.py)
 
