@@ -25,6 +25,7 @@ from bench._measure import (
     Contender,
     Summary,
     before_lines,
+    compile_bytecode,
     facts_line,
     ratio,
     run_child,
@@ -108,6 +109,7 @@ def contenders(ctx: Path, work: Path, old: Before | None = None) -> list[Contend
 
 
 def main(quick: bool = False) -> dict[str, float]:
+    compile_bytecode()
     ctx = generate(WORK / ("context-quick" if quick else "context"), scale=0.1 if quick else 1.0)
     size = sum(f.stat().st_size for f in ctx.rglob("*") if f.is_file() and not f.is_symlink())
     work = WORK / ("build-quick" if quick else "build")

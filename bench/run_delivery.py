@@ -37,6 +37,7 @@ from bench._measure import (
     ChildRun,
     Contender,
     Summary,
+    compile_bytecode,
     facts_line,
     ratio,
     run_facts,
@@ -113,6 +114,7 @@ def _baseline_script(hosts: Any, blobs: list[Path]) -> str:
 
 
 def main(quick: bool = False) -> dict[str, float]:
+    compile_bytecode()
     if os.geteuid() != 0:
         raise SystemExit("the delivery benchmark needs root (it makes network namespaces and sshd hosts)")
     sys.path.insert(0, str(HERE.parent))

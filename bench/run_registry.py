@@ -40,6 +40,7 @@ from bench._measure import (
     Contender,
     Summary,
     before_lines,
+    compile_bytecode,
     facts_line,
     ratio,
     run_facts,
@@ -256,6 +257,7 @@ ME = [sys.executable, "-m", "bench.run_registry"]
 
 
 def main(quick: bool = False) -> dict[str, float | bool]:
+    compile_bytecode()
     scale = 0.1 if quick else 1.0
     store = WORK / ("store-quick" if quick else "store")
     _ensure_image(store, generate(WORK / ("context-quick" if quick else "context"), scale=scale))
