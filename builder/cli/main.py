@@ -10,6 +10,7 @@ traceback unless --debug.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import logging
 import signal
@@ -155,3 +156,8 @@ def main() -> None:
     except SealerError as err:  # raised outside a subcommand's invoke (rare)
         print_error(err.message, hint=err.hint)
         sys.exit(err.exit_code)
+    finally:
+        # The process ends next. The interpreter's last collections would traverse every object
+        # of the modules the command loaded (~25 ms of each run, issue 16); frozen, they are
+        # skipped. atexit handlers and reference-count finalizers run as ever.
+        gc.freeze()
