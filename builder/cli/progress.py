@@ -19,14 +19,18 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from builder.build import events as b
 from builder.cli._bars import Bars, Clock, rate_text
 from builder.cli.output import human_size
 from builder.registry import events as r
-from builder.runtime import events as run_events
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from builder.build import events as b
+    from builder.runtime import events as run_events
+
+# The build's and the run's event modules are imported where their events are handled: push
+# and pull need neither (~6 ms of their start-up, issue 16).
 
 
 # --- build ---------------------------------------------------------------------------------------
@@ -53,6 +57,8 @@ class PlainBuildProgress:
         self.pull = PlainTransfer(quiet=quiet)  # the build's puller's events (cli/build.py)
 
     def __call__(self, event: b.BuildEvent) -> None:
+        from builder.build import events as b
+
         if self.quiet and not isinstance(event, b.BuildWarning):
             return
         if isinstance(event, b.StepStarted):
@@ -80,6 +86,8 @@ class RichBuildProgress:
         self.pull = RichTransfer(bars=self.bars)  # the build's puller's events (cli/build.py)
 
     def __call__(self, event: b.BuildEvent) -> None:
+        from builder.build import events as b
+
         bars = self.bars
         if isinstance(event, b.StepStarted):
             bars.print(_step_line(event), style="bold")
@@ -210,7 +218,8 @@ class PlainRunProgress:
         self.registry_events: Callable[[r.RegistryEvent], None] = PlainTransfer()
 
     def __call__(self, event: run_events.RunEvent) -> None:
-        e = run_events
+        from builder.runtime import events as e
+
         if isinstance(event, e.PhaseStarted):
             click.echo(f"== {event.phase}: {event.title} ({len(event.hosts)} host(s))", err=True)
         elif isinstance(event, e.HostBytes):
@@ -255,7 +264,9 @@ class RichRunProgress:
             self.bars.progress.update(task, description=f"{host}  {text}")
 
     def __call__(self, event: run_events.RunEvent) -> None:
-        e, bars = run_events, self.bars
+        from builder.runtime import events as e
+
+        bars = self.bars
         if isinstance(event, e.PhaseStarted):
             bars.print(f"== {event.phase}: {event.title}", style="bold")
             for host in event.hosts:

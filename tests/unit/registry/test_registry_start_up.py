@@ -22,3 +22,12 @@ except oras.provider.jsonschema.ValidationError:
 def test_jsonschema_is_deferred_until_used_and_then_validates() -> None:
     out = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, check=True)
     assert out.stdout.split("\n")[:2] == ["_DeferredJsonschema False", "refused"], out.stdout + out.stderr
+
+
+def test_push_and_pull_commands_load_no_build_or_runtime_modules() -> None:
+    probe = (
+        "import sys, builder.cli.main, builder.cli.registry, builder.registry.client\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('builder.build', 'builder.runtime'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
