@@ -59,6 +59,6 @@ def before() -> Before | None:
             check=True,
         )
         subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
-        compile_bytecode(tree)  # as the working tree's: both as an installed sealer runs
         (tree / ".extracted").touch()
+    compile_bytecode(tree)  # as the working tree's: both run as an installed sealer does
     return Before(short, tree)
