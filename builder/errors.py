@@ -17,6 +17,7 @@ process exit code. `cli/main.py` is the only place that catches it and turns it 
     ├── StoreError                     BlobNotFound, DigestMismatch, SizeMismatch, LayoutInvalid,
     │                                  StoreLocked
     ├── RegistryError                  AuthError, NotFound, RegistryUnavailable
+    ├── DockerError                    DockerEngineUnavailable, ImageNotInDaemon
     └── ClusterError                   ClusterfileError, HostError, CommandFailed, PhaseError,
                                        InvalidCluster, InvalidEnv, RootfsTemplateError,
                                        UnknownRuntime, KubeadmConfigError, K0sConfigError
@@ -279,6 +280,27 @@ class NotFound(RegistryError):
 
 class RegistryUnavailable(RegistryError):
     reference = "registry-unavailable"
+
+
+# --- docker engine -----------------------------------------------------------------------------
+
+
+class DockerError(SealerError):
+    """A local Docker engine (DOCKER_HOST or the default socket) that cannot do what was asked."""
+
+    reference = "docker-error"
+
+
+class DockerEngineUnavailable(DockerError):
+    """No Docker engine answers at the address DOCKER_HOST or the default socket gives."""
+
+    reference = "docker-engine-unavailable"
+
+
+class ImageNotInDaemon(DockerError):
+    """An image asked for from the Docker daemon (`docker-daemon:NAME`) that it does not hold."""
+
+    reference = "image-not-in-daemon"
 
 
 # --- cluster -----------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ from builder.build.events import (
 from builder.build.layer import StepLayers
 from builder.build.output import METADATA_FILE, finish_image
 from builder.build.plan import AppStep, BuildOptions, CopyStep, Plan, RunStep, Step, make_plan
-from builder.build.pull import Puller, Pulls
+from builder.build.pull import DockerDaemon, Puller, Pulls
 from builder.build.steps.app import app_files
 from builder.build.steps.copy import copy_entries
 from builder.build.steps.run import run_command
@@ -88,16 +88,22 @@ def read_kubefile(options: BuildOptions) -> kg.Kubefile:
 
 
 def build_image(
-    store: Store, options: BuildOptions, on_event: EventSink = ignore_events, *, pull: Puller | None = None
+    store: Store,
+    options: BuildOptions,
+    on_event: EventSink = ignore_events,
+    *,
+    pull: Puller | None = None,
+    daemon: DockerDaemon | None = None,
 ) -> BuildResult:
     """Build the Kubefile of `options` into `store` and tag the result. `pull` fetches FROM
-    images the store lacks and the images to bundle; without it the build pulls nothing."""
+    images the store lacks and the images to bundle; without it the build pulls nothing.
+    `daemon` exports the bundled images that come from the local Docker engine."""
     started = time.monotonic()
     names = tuple(str(Reference.parse(tag)) for tag in options.tags)
     context = BuildContext(options.context)  # a missing context is named before its Kubefile
     kubefile = read_kubefile(options)
     platforms = options.platforms or (Platform.host(),)
-    pulls = Pulls(pull, on_event)
+    pulls = Pulls(pull, on_event, daemon)
     # One platform: pull just its manifest; several: the whole index, once.
     pull_platform = platforms[0] if len(platforms) == 1 else None
     with store.gc_lock(exclusive=False):
@@ -185,6 +191,7 @@ class _PlatformBuild:
                     settings=self.settings,
                     scratch=scratch,
                     index=total + 1,
+                    image_source=self.options.image_source,
                 )
             return finish_image(
                 self.store,

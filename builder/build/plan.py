@@ -53,6 +53,9 @@ class BuildOptions:
     isolation: Literal["none", "chroot"] = "none"  # how RUN is kept from the host (steps/run.py)
     pull: Literal["always", "missing", "never"] = "missing"  # FROM: when to pull from the registry
     bundle_images: bool = True  # pull the container images the context references into registry/
+    # Where bundled images come from: their registries, or all from the local Docker engine
+    # (an imageList's `docker-daemon:NAME` entries come from the engine either way).
+    image_source: Literal["registry", "docker-daemon"] = "registry"
 
     @property
     def kubefile_path(self) -> Path:

@@ -25,6 +25,7 @@ from builder.cli.progress import build_progress
 from builder.errors import UsageError
 from builder.image.descriptor import Platform
 from builder.layers.compression import Compression
+from builder.registry.docker_daemon import DockerDaemon
 from builder.store.layout import Store
 from kubefile_grammar.limits import MAX_KUBEFILE_BYTES
 
@@ -143,6 +144,15 @@ def _source_date_epoch() -> int:
 @click.option(
     "--no-image-bundle", is_flag=True, help="Do not pull the container images the context references."
 )
+@click.option(
+    "--image-source",
+    type=click.Choice(["registry", "docker-daemon"]),
+    default="registry",
+    show_default=True,
+    help="Where bundled images come from: their registries, or the local Docker engine (DOCKER_HOST "
+    "or the default socket) for images in no registry. imageList lines `docker-daemon:NAME:TAG` "
+    "come from the engine either way.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print only the image digest.")
 @registry_options
 @click.pass_context
@@ -161,6 +171,7 @@ def build(
     isolation: str,
     pull: str,
     no_image_bundle: bool,
+    image_source: str,
     quiet: bool,
     tls_verify: bool,
     plain_http: bool,
@@ -190,6 +201,7 @@ def build(
         isolation=cast(Literal["none", "chroot"], isolation),
         pull=cast(Literal["always", "missing", "never"], pull),
         bundle_images=not no_image_bundle,
+        image_source=cast(Literal["registry", "docker-daemon"], image_source),
     )
     # Only non-default flags build options now: the client's module pulls in requests/oras.
     registry = (
@@ -204,7 +216,9 @@ def build(
     progress = build_progress(quiet=quiet)
     try:
         # A pull's blobs show on the build's own display (bars on a terminal, lines otherwise).
-        result = build_image(store, options, progress, pull=registry_puller(registry, progress.pull))
+        result = build_image(
+            store, options, progress, pull=registry_puller(registry, progress.pull), daemon=DockerDaemon()
+        )
     finally:
         progress.close()
     click.echo(str(result.descriptor.digest))

@@ -205,14 +205,21 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 # -- load -----------------------------------------------------------------------------------
 
 
-def load(store: Store, source: str | os.PathLike[str] | IO[bytes], *, name: str | None = None) -> list[str]:
+def load(
+    store: Store,
+    source: str | os.PathLike[str] | IO[bytes],
+    *,
+    name: str | None = None,
+    label: str | None = None,
+) -> list[str]:
     """Load every named image of an OCI archive, a docker archive, an OCI layout dir or a stream
-    holding an archive; returns the names set.
+    holding an archive (`label` names a stream in messages, default `<stdin>`); returns the
+    names set.
 
     Nothing is named unless every blob of every image verified; blobs written before a failure
     are unreachable and go at the next gc.
     """
-    with _opened(store, source) as (src, path), store.gc_lock(exclusive=False):
+    with _opened(store, source, label) as (src, path), store.gc_lock(exclusive=False):
         if isinstance(src, TarSource) and src.is_docker_archive:
             plan = docker_archive.load_images(store, src, name)
         else:
@@ -226,7 +233,9 @@ def load(store: Store, source: str | os.PathLike[str] | IO[bytes], *, name: str 
 
 
 @contextmanager
-def _opened(store: Store, source: str | os.PathLike[str] | IO[bytes]) -> Iterator[tuple[LayoutSource, Path]]:
+def _opened(
+    store: Store, source: str | os.PathLike[str] | IO[bytes], label: str | None = None
+) -> Iterator[tuple[LayoutSource, Path]]:
     spool: Path | None = None
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
@@ -237,7 +246,7 @@ def _opened(store: Store, source: str | os.PathLike[str] | IO[bytes]) -> Iterato
         else:
             raise UsageError(f"{path} does not exist")
     else:
-        path = STDIN
+        path = Path(label) if label else STDIN
         spool = store.scratch_dir("load-")
         try:
             with open(spool / "archive", "wb") as f:

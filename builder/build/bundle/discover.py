@@ -8,7 +8,8 @@ items, custom resources embedding pod templates). Other keys named like images (
 string) are not images: sealer took every key ending in "image" and bundled bogus ones
 (sealer #1913: `parameter.image`, `string`, `_params.image` from KubeVela's CUE definitions;
 sealer #2006, sealos #1487: unrendered `{{ ... }}` values). Charts are read by `_charts`.
-`imageList` files anywhere (sealer's convention) list one image a line.
+`imageList` files anywhere (sealer's convention) list one image a line; a line
+`docker-daemon:NAME[:TAG]` (skopeo's transport name) takes the image from the local Docker engine.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from builder.image.reference import Reference
 log = logging.getLogger(__name__)
 
 IMAGE_LIST = "imageList"
+DAEMON_PREFIX = "docker-daemon:"  # skopeo's transport; FoundImage.transport "docker-daemon"
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 APPS_DIR = ("application", "apps")
 CONTAINER_LISTS = ("containers", "initContainers", "ephemeralContainers")
@@ -44,6 +46,7 @@ class FoundImage:
     image: str  # normalised full reference, e.g. docker.io/library/nginx:1.25
     source: str  # "manifests/app.yaml: Deployment/nginx spec.template.spec.containers[0].image"
     app_name: str  # "" unless the file belongs to an app
+    transport: str = ""  # "" (its registry) or "docker-daemon" (the local Docker engine)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +71,9 @@ class _Collector:
         except ValueError:
             return str(path)
 
-    def add(self, text: str, source: str, app: str, *, path: str, line: int | None = None) -> None:
+    def add(
+        self, text: str, source: str, app: str, *, path: str, line: int | None = None, transport: str = ""
+    ) -> None:
         try:
             ref = Reference.parse(text)
         except InvalidReference as err:
@@ -81,9 +86,19 @@ class _Collector:
                 line=line,
                 hint="list images the cluster fills in at run time in an imageList file instead",
             ) from None
+        if transport and ref.digest is not None:
+            raise ImageDiscoveryError(
+                f"{path}:{line}: {DAEMON_PREFIX}{text}: the Docker daemon's images are named NAME[:TAG], not by digest",
+                path=path,
+                line=line,
+                hint=f"write {DAEMON_PREFIX}{ref.familiar_name}:TAG",
+            )
         key = (str(ref), app)
-        if key not in self.found:
-            self.found[key] = FoundImage(str(ref), source, app)
+        known = self.found.get(key)
+        # An explicit docker-daemon entry wins over the same image named in a manifest or chart:
+        # that is how one image of a context comes from the daemon and the rest from registries.
+        if known is None or (transport and not known.transport):
+            self.found[key] = FoundImage(str(ref), source, app, transport)
 
     def first_visit(self, path: Path, app: str) -> bool:
         key = (path, app)
@@ -126,7 +141,10 @@ class _Collector:
             text = raw.split(" #", 1)[0].split("\t#", 1)[0].strip()
             if not text or text.startswith("#"):
                 continue
-            self.add(text, f"{shown}:{lineno}", app, path=shown, line=lineno)
+            transport = ""
+            if text.startswith(DAEMON_PREFIX):
+                text, transport = text[len(DAEMON_PREFIX) :], DAEMON_PREFIX[:-1]
+            self.add(text, f"{shown}:{lineno}", app, path=shown, line=lineno, transport=transport)
 
     # -- charts -----------------------------------------------------------------------------
 

@@ -1,0 +1,211 @@
+"""Bundling images from the Docker daemon (issue 14 item 4), with the suite's private dockerd.
+
+An image is built in the engine with `docker build` from a local context (COPY only: no
+network), `sealer build` bundles it from an imageList line `docker-daemon:NAME:TAG` or with
+`--image-source docker-daemon`, a stock docker-registry serves the ClusterImage's registry/,
+and skopeo copies it back into the engine: the same image ID (config bytes) and diff_ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import docker
+import pytest
+
+from builder.image import mediatypes
+from builder.image.extension import parse_container_images
+from builder.store.layout import Store
+from tests.component.build.test_build_registry import extract_layer_tar
+from tests.conftest import SealerRunner
+from tests.registry_fixtures import RegistryServer
+from tests.validate import validate_image
+
+pytestmark = pytest.mark.component
+
+APP = "sealer-test/daemon-app:v1"
+FULL = f"docker.io/{APP}"
+
+
+def docker_build(client: docker.DockerClient, ctx: Path, tag: str, files: dict[str, str]) -> str:
+    """`docker build` of a FROM scratch image with one COPY per file; its image ID."""
+    ctx.mkdir(parents=True, exist_ok=True)
+    lines = ["FROM scratch"]
+    for name, text in files.items():
+        (ctx / name).write_text(text)
+        lines.append(f"COPY {name} /{name}")
+    (ctx / "Dockerfile").write_text("\n".join(lines) + "\n")
+    image, _ = client.images.build(path=str(ctx), tag=tag, rm=True)
+    return str(image.id)
+
+
+@pytest.fixture
+def app_image(dockerd: docker.DockerClient, tmp_path: Path) -> str:
+    image_id = docker_build(dockerd, tmp_path / "app-ctx", APP, {"a.txt": "a\n", "b.txt": "b\n" * 1000})
+    yield image_id
+    dockerd.images.remove(APP, force=True)
+
+
+@pytest.fixture
+def on_private_engine(docker_host: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("DOCKER_HOST", docker_host)
+    return docker_host
+
+
+def skopeo(*args: str) -> str:
+    tool = shutil.which("skopeo")
+    assert tool is not None, "skopeo is not installed"
+    proc = subprocess.run([tool, *args], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, f"skopeo {' '.join(args)} failed:\n{proc.stderr}"
+    return proc.stdout
+
+
+def bundled_registry(store: Store, tag: str, dest: Path) -> Path:
+    """The last layer of `tag` (its registry/ layer) unpacked; the registry storage dir."""
+    layers = store.read_manifest(store.resolve(tag)).layers
+    extract_layer_tar(store, tag, len(layers) - 1, dest)
+    return dest / "registry"
+
+
+def test_daemon_image_is_bundled_served_and_pulled_back(
+    root: Path,
+    sealer: SealerRunner,
+    make_context: Callable[..., Path],
+    dockerd: docker.DockerClient,
+    on_private_engine: str,
+    app_image: str,
+    tmp_path: Path,
+) -> None:
+    ctx = make_context(
+        {"images/imageList": f"# from the local engine\ndocker-daemon:{APP}\n"},
+        kubefile="FROM scratch\nCOPY images manifests/\n",
+    )
+    result = sealer("build", "-t", "cluster:v1", "--platform", "linux/amd64", str(ctx))
+    assert f"warning: exporting docker-daemon:{APP}" in result.stderr.splitlines()
+    store = Store.open(root)
+    validate_image(store, "cluster:v1")
+    manifest = store.read_manifest(store.resolve("cluster:v1"))
+    listed = parse_container_images(manifest.annotations[mediatypes.ANNOTATION_SEALER_CONTAINER_IMAGES])
+    assert [(i.image, str(i.platform)) for i in listed] == [(FULL, "linux/amd64")]
+
+    attrs = dockerd.api.inspect_image(APP)
+    served = RegistryServer(tmp_path / "served")
+    served.workdir.mkdir()
+    shutil.move(bundled_registry(store, "cluster:v1", tmp_path / "unpacked"), served.storage)
+    served.start()
+    try:
+        src = f"docker://{served.host}/{APP}"
+        out = json.loads(skopeo("inspect", "--tls-verify=false", src))
+        # Layers kept as docker keeps them (uncompressed): their digests are the diff_ids.
+        assert out["Layers"] == attrs["RootFS"]["Layers"]
+        config = skopeo("inspect", "--tls-verify=false", "--raw", "--config", src)
+        assert "sha256:" + hashlib.sha256(config.encode()).hexdigest() == app_image
+        # Back into the engine under another name: the same image ID, config and layers alike.
+        skopeo(
+            "copy",
+            "--src-tls-verify=false",
+            "--dest-daemon-host",
+            on_private_engine,
+            src,
+            "docker-daemon:sealer-test/pulled-back:v1",
+        )
+    finally:
+        served.kill()
+    try:
+        assert dockerd.images.get("sealer-test/pulled-back:v1").id == app_image
+    finally:
+        dockerd.images.remove("sealer-test/pulled-back:v1")
+
+    # Nothing changed: the BUNDLE step is cached, nothing exported, the same image.
+    again = sealer("build", "-t", "cluster:v1", "--platform", "linux/amd64", str(ctx))
+    assert "exporting" not in again.stderr
+    assert store.read_manifest(store.resolve("cluster:v1")).digest == manifest.digest
+
+    # `docker build -t` the same tag with new content: exported again, a new image.
+    new_id = docker_build(dockerd, tmp_path / "app-ctx2", APP, {"a.txt": "changed\n"})
+    assert new_id != app_image
+    third = sealer("build", "-t", "cluster:v2", "--platform", "linux/amd64", str(ctx))
+    assert f"warning: exporting docker-daemon:{APP}" in third.stderr.splitlines()
+    validate_image(store, "cluster:v2")
+    assert store.read_manifest(store.resolve("cluster:v2")).digest != manifest.digest
+
+
+def test_image_source_flag_takes_manifest_images_from_the_daemon(
+    root: Path,
+    sealer: SealerRunner,
+    make_context: Callable[..., Path],
+    on_private_engine: str,
+    app_image: str,
+    tmp_path: Path,
+) -> None:
+    """An image a Deployment names, in no registry: `--image-source docker-daemon` bundles it."""
+    deployment = f"kind: Deployment\nmetadata: {{name: app}}\nspec:\n  template:\n    spec:\n      containers:\n      - {{name: app, image: {APP}}}\n"
+    ctx = make_context({"app.yaml": deployment}, kubefile="FROM scratch\nCOPY app.yaml manifests/\n")
+    sealer("build", "-t", "cluster:v1", "--image-source", "docker-daemon", str(ctx))
+    store = Store.open(root)
+    validate_image(store, "cluster:v1")
+    registry = bundled_registry(store, "cluster:v1", tmp_path / "unpacked")
+    tag_link = (
+        registry / "docker/registry/v2/repositories" / APP.split(":")[0] / "_manifests/tags/v1/current/link"
+    )
+    digest = tag_link.read_text()
+    blob = registry / "docker/registry/v2/blobs/sha256" / digest[7:9] / digest[7:] / "data"
+    assert json.loads(blob.read_bytes())["config"]["digest"] == app_image
+
+
+def test_missing_daemon_image_names_the_imagelist_line(
+    root: Path,
+    sealer: SealerRunner,
+    make_context: Callable[..., Path],
+    on_private_engine: str,
+    app_image: str,
+) -> None:
+    ctx = make_context(
+        {"images/imageList": f"docker-daemon:{APP}\ndocker-daemon:sealer-test/missing:v1\n"},
+        kubefile="FROM scratch\nCOPY images manifests/\n",
+    )
+    result = sealer("build", "-t", "cluster:v1", str(ctx), expect=1)
+    lines = result.stderr.splitlines()
+    assert f"error: {ctx / 'images/imageList'}:2: sealer-test/missing:v1 is not in the Docker daemon" in lines
+    assert "exporting" not in result.stderr  # refused before any export
+    store = Store.open(root)
+    assert store.refs.list() == []
+    assert not store.tmp_dir.exists() or not any(store.tmp_dir.iterdir())  # no scratch left
+
+
+def test_daemon_image_of_another_platform_is_refused(
+    root: Path,
+    sealer: SealerRunner,
+    make_context: Callable[..., Path],
+    on_private_engine: str,
+    app_image: str,
+) -> None:
+    ctx = make_context({"imageList": f"docker-daemon:{APP}\n"}, kubefile="FROM scratch\nCOPY imageList /\n")
+    result = sealer("build", "-t", "cluster:v1", "--platform", "linux/arm64", str(ctx), expect=1)
+    assert (
+        f"error: {ctx / 'imageList'}:1: {APP} in the Docker daemon is linux/amd64, this build is for linux/arm64"
+        in result.stderr.splitlines()
+    )
+    assert Store.open(root).refs.list() == []
+
+
+def test_no_engine_is_one_line(
+    root: Path,
+    sealer: SealerRunner,
+    make_context: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    host = f"unix://{tmp_path}/no-docker.sock"
+    monkeypatch.setenv("DOCKER_HOST", host)
+    ctx = make_context({"imageList": f"docker-daemon:{APP}\n"}, kubefile="FROM scratch\nCOPY imageList /\n")
+    result = sealer("build", "-t", "cluster:v1", str(ctx), expect=1)
+    lines = result.stderr.splitlines()
+    assert f"error: no Docker engine answers at {host}" in lines
+    assert "Traceback" not in result.stderr
+    assert Store.open(root).refs.list() == []
