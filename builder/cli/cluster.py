@@ -97,6 +97,27 @@ def _run_options(func: Callable[..., Any]) -> Callable[..., Any]:
                 help="Also keep each delivered layer blob on the hosts (verified), so a later "
                 "image sharing layers sends fewer bytes (docs/delivery.md).",
             ),
+            click.option(
+                "--distribution",
+                type=click.Choice(["ssh", "fanout", "auto"]),
+                default="auto",
+                show_default=True,
+                expose_value=False,
+                callback=lambda ctx, _param, value: ctx.meta.__setitem__("distribution", value),
+                help="How layers reach the hosts: ssh from this machine to each, fanout (the "
+                "registry hosts get them, the others fetch from them), auto (fanout from "
+                "4 hosts on; docs/delivery.md).",
+            ),
+            click.option(
+                "--fanout",
+                type=click.IntRange(1, None),
+                default=None,
+                metavar="K",
+                expose_value=False,
+                callback=lambda ctx, _param, value: ctx.meta.__setitem__("fanout", value),
+                help="With fan-out: the registry hosts this machine sends each layer to "
+                "(default: all of them).",
+            ),
         ]
     ):
         func = decorator(func)
@@ -135,6 +156,8 @@ def _settings(
         on_event=progress,
         pull=_puller(store, progress.registry_events) if store is not None else None,
         keep_blobs=bool(ctx.meta.get("keep_blobs", False)),
+        distribution=str(ctx.meta.get("distribution") or "auto"),
+        fanout=ctx.meta.get("fanout"),
     )
 
 

@@ -23,7 +23,9 @@ DECOMPRESSORS = ("zstd", "gzip")
 # kubeadm workers' local API load balancer; and the cluster registry's binary on the registry
 # hosts when the image has no bin/registry (registry_service.host_problems).
 RUNTIME_TOOLS = ("haproxy", "docker-registry")
-PROBED_TOOLS = (*REQUIRED_TOOLS, *DECOMPRESSORS, *RUNTIME_TOOLS)
+# Fan-out delivery's fetchers download layer blobs with one of these (fanout.fetch_problems).
+FETCH_TOOLS = ("curl", "wget")
+PROBED_TOOLS = (*REQUIRED_TOOLS, *DECOMPRESSORS, *RUNTIME_TOOLS, *FETCH_TOOLS)
 # Headroom over the image's compressed size: layers unpack to ~2-3x, blobs wait on disk first.
 SPACE_FACTOR = 3
 SPACE_MIN_BYTES = 16 << 20

@@ -12,7 +12,7 @@ from pathlib import Path
 from builder.errors import ClusterError
 from builder.image.descriptor import Platform
 from builder.image.digest import Digest
-from builder.runtime import cluster_mirror, delivery, registry_pki
+from builder.runtime import cluster_mirror, delivery, fanout, registry_pki
 from builder.runtime.actions.prepare import (
     Decide,
     Decision,
@@ -34,6 +34,7 @@ from builder.runtime.phases import (
     PlanState,
     install_phases,
     plan_all,
+    registry_service,
     upgrade_phases,
 )
 from builder.runtime.phases.kubeconfig import kubeconfig_steps
@@ -122,6 +123,14 @@ def _state(
             cs.dir, job.cluster, job.targets
         ) or registry_pki.load_or_make(cs.dir, job.cluster)
     meta = cs.load_meta()
+    plan = fanout.choose(
+        settings.distribution,
+        settings.fanout,
+        job.cluster,
+        job.targets,
+        material,
+        registry_service.storage_dir(job.cluster.name, settings.root),
+    )
     return PlanState(
         info,
         plugin,
@@ -131,6 +140,7 @@ def _state(
         upgrade_batch=job.upgrade_batch,
         registry=material,
         mirror=cluster_mirror.MirrorFacts.from_state_dir(cs.dir, meta.cert_sans if meta else ()),
+        fanout=plan,
     )
 
 

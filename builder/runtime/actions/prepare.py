@@ -24,7 +24,7 @@ from builder.image import mediatypes
 from builder.image.descriptor import Platform
 from builder.image.extension import ImageExtension
 from builder.image.metadata import METADATA_FILE, RootfsMetadata
-from builder.runtime import delivery
+from builder.runtime import delivery, fanout
 from builder.runtime._stackcheck import KEPT_FILES, TEMPLATE_SUFFIX, is_plugin_path
 from builder.runtime.actions.runners import deliver_fn, make_runner
 from builder.runtime.actions.settings import Outcome, Settings, require_store
@@ -281,4 +281,6 @@ def with_delivery_shown(
         )
         for h in state.target_hosts(cluster)
     }
+    if state.fanout is not None and not target:  # who fetches what from whom, before the commands
+        shown = {h: (*fanout.plan_lines(state.fanout, dimg, h), *lines) for h, lines in shown.items()}
     return replace(state, delivery_lines=shown)

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from builder.errors import HostError
 from builder.image.digest import Digest
-from builder.runtime import delivery
+from builder.runtime import delivery, fanout
 from builder.runtime.actions.settings import Settings
 from builder.runtime.cluster import Cluster
 from builder.runtime.infra.base import InfraDriver
@@ -20,6 +20,7 @@ from builder.runtime.runner import (
     EventSink,
     HostBytes,
     HostStats,
+    Notice,
     RemoveFn,
     Runner,
     combine_host_errors,
@@ -73,10 +74,30 @@ def deliver_fn(
     async def deliver(hosts: Sequence[str], emit: EventSink) -> Mapping[str, DeliveryOutcome]:
         host_env = {h: state.host_env(cluster, cluster.host(h)) for h in hosts}
 
-        def on_event(event: delivery.DeliveryEvent) -> None:
+        def on_event(event: fanout.FanoutEvent) -> None:
             if isinstance(event, delivery.HostProgress):  # as the bytes stream, not per blob
                 emit(HostBytes(event.host, event.bytes_sent, event.bytes_total))
+            elif isinstance(event, fanout.FetchFailed):  # the next seed (or this machine) is asked
+                why = "refused: not its digest" if event.refused else event.message
+                emit(
+                    Notice(
+                        f"{event.host}: layer {event.digest} from {event.source}: {why}; asking the next source"
+                    )
+                )
 
+        if state.fanout is not None and not target:  # seeds as today, blobs kept; fetchers from them
+            fanned = await fanout.deliver_hosts(
+                driver,
+                store,
+                dimg,
+                cluster.name,
+                host_env,
+                state.fanout,
+                root=settings.root,
+                max_parallel=settings.options.max_parallel,
+                on_event=on_event,
+            )
+            return {h: DeliveryOutcome(h, r.result.bytes_sent, r.result.seconds) for h, r in fanned.items()}
         results = await delivery.deliver(
             driver,
             store,

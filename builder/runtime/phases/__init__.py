@@ -1,12 +1,12 @@
 """The orchestrator's phases, one module each (STYLE.md section 3), and the sequences the
 actions run:
 
-    run / join / apply (new hosts):  check -> deliver -> host-scripts -> registry-service -> registry-trust -> runtime-preflight ->
+    run / join / apply (new hosts):  check -> deliver [-> registry-seed -> deliver-fetch] -> host-scripts -> registry-service -> registry-trust -> runtime-preflight ->
                                      runtime-init -> join-masters -> api-endpoint -> join-nodes -> node-config ->
                                      kubeconfig -> launch
     delete / apply (removed hosts):  api-endpoint-leave -> runtime-leave | runtime-reset -> registry-untrust -> registry-remove ->
                                      clean-scripts -> remove-rootfs
-    upgrade (every host):            check -> deliver -> host-scripts -> registry-service -> registry-trust -> upgrade -> kubeconfig
+    upgrade (every host):            check -> deliver [-> registry-seed -> deliver-fetch] -> host-scripts -> registry-service -> registry-trust -> upgrade -> kubeconfig
 
 Around them run the hook phases (shell_hooks.py: sealer's Plugin documents; a phase without hooks
 plans nothing): pre-install|pre-scaleup and pre-init-host after deliver, post-init-host and
@@ -32,6 +32,7 @@ from builder.runtime.phases.base import ImageInfo, Phase, PlanState, Step
 from builder.runtime.phases.check import Check
 from builder.runtime.phases.clean_scripts import CleanScripts
 from builder.runtime.phases.deliver import Deliver
+from builder.runtime.phases.deliver_fetch import DeliverFetch, SeedRegistry
 from builder.runtime.phases.join_masters import JoinMasters
 from builder.runtime.phases.join_nodes import JoinNodes
 from builder.runtime.phases.kubeconfig import Kubeconfig
@@ -62,6 +63,8 @@ def install_phases() -> tuple[Phase, ...]:
     """After check: what a host goes through to join the cluster, in order."""
     return (
         Deliver(),
+        SeedRegistry(),
+        DeliverFetch(),
         hook_phase(hooks.PRE_INSTALL),
         hook_phase(hooks.PRE_SCALEUP),
         hook_phase(hooks.PRE_INIT_HOST),
@@ -87,6 +90,8 @@ def upgrade_phases() -> tuple[Phase, ...]:
     """After check: every host moves to the new image (delivered first, so commands read it)."""
     return (
         Deliver(),
+        SeedRegistry(),
+        DeliverFetch(),
         HostScripts(),
         RegistryService(),
         RegistryTrust(),

@@ -24,6 +24,7 @@ from builder.runtime.cluster_mirror import MirrorFacts
 from builder.runtime.delivery import DEFAULT_ROOT, rootfs_path
 from builder.runtime.env import merge_env, reserved_env
 from builder.runtime.facts import Facts
+from builder.runtime.fanout import FanoutPlan
 from builder.runtime.hooks import ShellHook
 from builder.runtime.plugins.base import HostContext, RuntimePlugin
 from builder.runtime.registry_pki import RegistryMaterial
@@ -111,6 +112,7 @@ class PlanState:
     upgrade_batch: int = 1  # workers upgraded (drained) at once
     registry: RegistryMaterial | None = None  # the local registry's CA, certificate, htpasswd
     mirror: MirrorFacts = field(default_factory=MirrorFacts)  # what save-clusterfile keeps besides
+    fanout: FanoutPlan | None = None  # fan-out delivery (fanout.py); None: every host over SSH
 
     def rootfs(self, cluster: Cluster) -> str:
         return rootfs_path(cluster.name, self.root)

@@ -12,6 +12,7 @@ from typing import ClassVar
 
 from builder.errors import PhaseError
 from builder.runtime import facts as facts_mod
+from builder.runtime import fanout
 from builder.runtime.cluster import Cluster
 from builder.runtime.facts import Facts
 from builder.runtime.phases import registry_service
@@ -55,6 +56,7 @@ class Check(Phase):
                     cluster, cluster.host(host), facts[host].tools, state.image.files
                 )
                 found += registry_service.host_problems(cluster, state, host, facts[host].tools)
+                found += fanout.fetch_problems(state.fanout, host, facts[host].tools)
             return found
 
         bad = [(host, found) for host in facts if (found := problems(host))]

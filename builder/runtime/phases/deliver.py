@@ -32,7 +32,12 @@ class Deliver(Phase):
                 shown=state.delivery_lines.get(h.ip, ()),
             )
             for h in state.target_hosts(cluster)
+            if not self.fetches(h.ip, state)
         ]
+
+    def fetches(self, host: str, state: PlanState) -> bool:
+        """The host gets its layers from the seeds' registry (deliver-fetch), not here."""
+        return state.fanout is not None and host in state.fanout.fetchers
 
     def target(self, cluster: Cluster, state: PlanState) -> str:
         """Where the layers go on each host: the cluster's rootfs."""

@@ -1,0 +1,346 @@
+"""Fan-out delivery: each layer leaves the controller at most K times; every other host fetches
+it from the cluster registry (docs/delivery.md, "Fan-out").
+
+`choose` decides, before any host changes, whether an action fans out (`FanoutPlan`) or
+delivers as today (None). `deliver_hosts` then runs the delivery of the hosts it is given:
+*seeds* (the first K registry hosts among the targets) get today's delivery with their blobs
+kept, then those blobs published (hardlinked) in the registry storage under the repository
+`sealer-rootfs/<cluster>`; *fetchers* fetch each layer blob they lack over HTTPS from a seed
+(round-robin, failing over to the next seeds), each blob checked against its digest before
+anything unpacks it, then get today's delivery, which finds those blobs on the host and sends
+only the host's rendered templates and any blob no seed served. Starting the registry on the
+seeds between the two is the `registry-seed` phase's (phases/deliver_fetch.py). The shell run
+on hosts is here, beside `_delivery_shell`'s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import shlex
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from builder.errors import ClusterError, CommandFailed, HostError, SealerError, UsageError
+from builder.runtime import _delivery_shell as sh
+from builder.runtime import delivery
+from builder.runtime.cluster import Cluster
+from builder.runtime.facts import FETCH_TOOLS
+from builder.runtime.infra.base import InfraDriver
+from builder.runtime.registry_pki import RegistryMaterial
+from builder.store.layout import Store
+
+DISTRIBUTIONS = ("ssh", "fanout", "auto")
+# `auto` fans out from this many target hosts on: below it the seeds' extra steps (publish,
+# the registry started early, a disk write per fetched blob) cost more than the controller's
+# link saves (docs/BENCHMARKS.md, Fan-out).
+AUTO_MIN_HOSTS = 4
+FETCH_FAILED = 98  # exit status of a fetch that got no whole blob from its source
+_FETCH_TIMEOUT_S = 3600
+_STALL_S = 15  # a source sending under 1 KiB/s for this long is given up for the next one
+
+
+def repository(cluster: str) -> str:
+    """The registry repository the seeds serve the rootfs layers from (no manifest, no tag)."""
+    return f"sealer-rootfs/{cluster}"
+
+
+@dataclass(frozen=True, slots=True)
+class FanoutPlan:
+    """Who gets the layers from whom. `seeds`: the controller sends them every layer; they
+    serve it. `fetchers`: every other target host. `storage`: the seeds' registry storage
+    root; `ca_pem` None: the registry is plain HTTP (`insecure`); `basic_auth`: base64 of
+    USER:PASSWORD, None without auth (kept out of repr: it is a secret)."""
+
+    seeds: tuple[str, ...]
+    fetchers: tuple[str, ...]
+    port: int
+    repository: str
+    storage: str
+    ca_pem: str | None
+    basic_auth: str | None = None
+
+    def __repr__(self) -> str:
+        return f"FanoutPlan(seeds={self.seeds}, fetchers={self.fetchers})"
+
+    def sources(self, host: str, layer: int) -> tuple[str, ...]:
+        """The seeds `host` asks for its `layer`-th layer, in order: round-robin over the
+        fetchers and layers, then the other seeds in turn."""
+        first = (self.fetchers.index(host) + layer) % len(self.seeds) if host in self.fetchers else 0
+        return self.seeds[first:] + self.seeds[:first]
+
+    def url(self, seed: str, hex_: str) -> str:
+        scheme = "https" if self.ca_pem is not None else "http"
+        address = f"[{seed}]" if ":" in seed else seed
+        return f"{scheme}://{address}:{self.port}/v2/{self.repository}/blobs/sha256:{hex_}"
+
+
+def choose(
+    mode: str,
+    fanout: int | None,
+    cluster: Cluster,
+    targets: Sequence[str],
+    material: RegistryMaterial | None,
+    storage: str,
+) -> FanoutPlan | None:
+    """The plan for `mode` (ssh | fanout | auto), or None for today's delivery. ClusterError
+    for a fan-out that cannot be (no registry host among the targets, K out of range)."""
+    if mode not in DISTRIBUTIONS:
+        raise UsageError(f"--distribution {mode!r}: one of {', '.join(DISTRIBUTIONS)}")
+    if fanout is not None and fanout < 1:
+        raise UsageError(f"--fanout {fanout}: the controller must send each layer to at least 1 host")
+    if mode == "ssh":
+        return None
+    wanted = set(targets)
+    serving = [h.ip for h in cluster.registry_hosts if h.ip in wanted]
+    if material is None or not serving:
+        if mode == "auto":
+            return None
+        why = (
+            "no cluster registry (the none runtime or an external registry)"
+            if material is None
+            else ("no registry host among the hosts this action delivers to")
+        )
+        raise ClusterError(
+            f"--distribution fanout: {why}",
+            hint="use --distribution ssh (or auto), or include a master that serves the cluster registry",
+        )
+    if fanout is not None and fanout > len(serving):
+        raise UsageError(
+            f"--fanout {fanout}: only {len(serving)} registry host(s) among the targets can serve "
+            f"({', '.join(serving)})"
+        )
+    if mode == "auto" and len(targets) < AUTO_MIN_HOSTS:
+        return None
+    seeds = tuple(serving[: fanout or len(serving)])
+    fetchers = tuple(h.ip for h in cluster.hosts if h.ip in wanted and h.ip not in seeds)
+    auth = None
+    spec = cluster.registry
+    if material.htpasswd is not None and spec.username is not None and spec.password is not None:
+        auth = base64.b64encode(f"{spec.username}:{spec.password}".encode()).decode()
+    ca = material.ca_pem if material.has_tls else None
+    return FanoutPlan(seeds, fetchers, spec.port, repository(cluster.name), storage, ca, auth)
+
+
+def fetch_problems(plan: FanoutPlan | None, host: str, tools: frozenset[str]) -> list[str]:
+    """What stops `host` from fetching (for the check phase): neither curl nor wget."""
+    if plan is None or host not in plan.fetchers or any(t in tools for t in FETCH_TOOLS):
+        return []
+    return [
+        "fan-out delivery fetches layers with curl or wget and this host has neither "
+        "(install one, or use --distribution ssh)"
+    ]
+
+
+# --- host shell ---------------------------------------------------------------------------------
+
+
+def publish_command(p: sh.Paths, plan: FanoutPlan, hexes: Sequence[str]) -> str:
+    """On a seed: each kept blob hardlinked into the registry storage (copied across file
+    systems; distribution never writes a blob's data again) with its layer link in the
+    repository, each written under a temp name first. A blob the seed lacks is skipped (its
+    fetchers then ask another seed or the controller)."""
+    v2 = f"{plan.storage}/docker/registry/v2"
+    layers = f"{v2}/repositories/{plan.repository}/_layers/sha256"
+    return (
+        f"set -e; umask 077; for h in {' '.join(hexes)}; do b={shlex.quote(p.blobs)}/$h; "
+        '[ -f "$b" ] || continue; '
+        f'd={shlex.quote(v2)}/blobs/sha256/$(printf %.2s "$h")/$h; l={shlex.quote(layers)}/$h; '
+        'mkdir -p "$d" "$l"; if [ ! -f "$d/data" ]; then rm -f "$d/data.tmp"; '
+        'ln "$b" "$d/data.tmp" 2>/dev/null || cp "$b" "$d/data.tmp"; mv -f "$d/data.tmp" "$d/data"; fi; '
+        'if [ ! -f "$l/link" ]; then printf sha256:%s "$h" > "$l/link.tmp"; mv -f "$l/link.tmp" "$l/link"; fi; '
+        "done"
+    )
+
+
+def fetch_command(p: sh.Paths, plan: FanoutPlan, seed: str, hex_: str, size: int) -> str:
+    """On a fetcher: blob `hex_` from `seed` into blobs/.partial-<hex> (continued with a range
+    when a partial is there), renamed to its digest path only when its sha256 matches (else
+    deleted, exit 97). A source that fails exits 98 and keeps the partial. With auth the
+    `Authorization` header is the command's stdin, never an argument."""
+    url = shlex.quote(plan.url(seed, hex_))
+    partial, blob = shlex.quote(p.partial(hex_)), shlex.quote(p.blob(hex_))
+    ca = shlex.quote(f"{p.data}/.fetch-ca.crt")
+    curl = f"curl -fsS -C - --connect-timeout 5 --speed-limit 1024 --speed-time {_STALL_S}"
+    wget = f"wget -q -c --tries=1 --timeout={_STALL_S}"
+    if plan.ca_pem is not None:
+        curl += f" --cacert {ca}"
+        wget += f" --ca-certificate={ca}"
+    if plan.basic_auth is not None:
+        curl += " -H @-"
+        wget = f'T=$(mktemp); {{ printf "header = "; cat; }} > "$T"; {wget} --config="$T"'
+        wget_end = '; s=$?; rm -f "$T"; [ $s -eq 0 ]'
+    else:
+        wget_end = ""
+    write_ca = f'printf %s "$SEALER_FETCH_CA" > {ca}; ' if plan.ca_pem is not None else ""
+    return (
+        f"set -e; umask 022; mkdir -p {shlex.quote(p.blobs)} {shlex.quote(p.data)}; "
+        f"if [ -f {blob} ]; then exit 0; fi; {write_ca}"
+        f"n=$(wc -c 2>/dev/null < {partial} || echo 0); if [ $n -gt {size} ]; then rm -f {partial}; n=0; fi; "
+        f"if [ $n -lt {size} ]; then "
+        f"if command -v curl >/dev/null 2>&1; then {curl} -o {partial} {url} || exit {FETCH_FAILED}; "
+        f"else {{ {wget} -O {partial} {url}{wget_end}; }} || exit {FETCH_FAILED}; fi; fi; "
+        f'F={partial}; {{ {sh._SHA256}; }} < {partial} > "$F.sum"; '
+        + sh._verify(hex_, f"blob from {seed}:", partial)
+        + f"; mv -f -- {partial} {blob}"
+    )
+
+
+# --- running it -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FetchFailed:
+    """A source did not deliver a blob to `host` (the next is asked); `refused`: it sent a
+    blob whose sha256 is not the digest."""
+
+    host: str
+    digest: str
+    source: str
+    refused: bool
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class BlobFetched:
+    host: str
+    digest: str
+    source: str
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class FanoutDelivery:
+    """One host's delivery: today's result (`bytes_sent`: from the controller) and what it
+    fetched from seeds (`bytes_fetched`, by seed in `sources`)."""
+
+    result: delivery.HostDelivery
+    bytes_fetched: int = 0
+    sources: tuple[str, ...] = ()
+
+
+FanoutEvent = delivery.DeliveryEvent | FetchFailed | BlobFetched
+
+
+async def _fetch_missing(
+    driver: InfraDriver,
+    store: Store,
+    image: delivery.DeliveryImage,
+    p: sh.Paths,
+    plan: FanoutPlan,
+    host: str,
+    env: Mapping[str, str],
+    emit: Callable[[FanoutEvent], None],
+) -> tuple[int, tuple[str, ...]]:
+    """Fetch the image layers `host` will need into its blob cache; a layer that no seed
+    delivers is left for the controller. Returns (bytes fetched, the seeds used)."""
+    items = delivery._items(store, image, delivery.render_layer(image, env))
+    wanted = [str(i.digest) for i in items]
+    rid = delivery._rootfs_id(wanted)
+    out = await driver.run(host, sh.probe(p, rid), timeout_s=delivery._PROBE_TIMEOUT_S)
+    ops, _ = delivery._plan_host(p, rid, items, wanted, sh.parse_probe(out.stdout), True)
+    layer_index = {str(layer.descriptor.digest): n for n, layer in enumerate(image.layers)}
+    todo = [op.item for op in ops if op.item is not None and not op.plain and op.item.path is not None]
+    stdin = f"Authorization: Basic {plan.basic_auth}\n".encode() if plan.basic_auth else None
+    env_ca = {"SEALER_FETCH_CA": plan.ca_pem} if plan.ca_pem is not None else None
+    fetched = 0
+    used: list[str] = []
+    for item in todo:
+        for seed in plan.sources(host, layer_index.get(str(item.digest), 0)):
+            command = fetch_command(p, plan, seed, item.digest.hex, item.size)
+            try:
+                await driver.run(host, command, env=env_ca, stdin=stdin, timeout_s=_FETCH_TIMEOUT_S)
+            except CommandFailed as err:
+                last = (err.stderr_tail.strip().splitlines() or [f"exit {err.status}"])[-1]
+                emit(FetchFailed(host, str(item.digest), seed, err.status == sh.VERIFY_FAILED, last))
+                continue
+            fetched += item.size
+            used.append(seed)
+            emit(BlobFetched(host, str(item.digest), seed, item.size))
+            break
+    return fetched, tuple(dict.fromkeys(used))
+
+
+async def deliver_hosts(
+    driver: InfraDriver,
+    store: Store,
+    image: delivery.DeliveryImage,
+    cluster: str,
+    host_env: Mapping[str, Mapping[str, str]],
+    plan: FanoutPlan,
+    *,
+    root: str = delivery.DEFAULT_ROOT,
+    max_parallel: int = 8,
+    on_event: Callable[[FanoutEvent], None] | None = None,
+) -> dict[str, FanoutDelivery]:
+    """Deliver `image` to the hosts of `host_env` as the cluster's rootfs: seeds as today with
+    their blobs kept and published in the registry storage; fetchers from the seeds (whose
+    registry must be serving by then), then as today for what is left. HostError naming the
+    (first) failed host once every host has finished, as `delivery.deliver`."""
+    emit = on_event or (lambda event: None)
+    p = sh.Paths(root, cluster)
+    seeds = {h: e for h, e in host_env.items() if h not in plan.fetchers}
+    fetchers = {h: e for h, e in host_env.items() if h in plan.fetchers}
+    out: dict[str, FanoutDelivery] = {}
+    failures: dict[str, HostError] = {}
+    if seeds:
+        seeded = await delivery.deliver(
+            driver,
+            store,
+            image,
+            cluster,
+            seeds,
+            root=root,
+            max_parallel=max_parallel,
+            on_event=emit,
+            keep_blobs=True,
+        )
+        hexes = [layer.descriptor.digest.hex for layer in image.layers]
+        await asyncio.gather(*(driver.run(h, publish_command(p, plan, hexes)) for h in seeds))
+        out.update({h: FanoutDelivery(r) for h, r in seeded.items()})
+    slots = asyncio.Semaphore(max(1, max_parallel))
+
+    async def one(host: str, env: Mapping[str, str]) -> None:
+        async with slots:
+            started = time.monotonic()
+            try:
+                fetched, used = await _fetch_missing(driver, store, image, p, plan, host, env, emit)
+                result = (
+                    await delivery.deliver(
+                        driver, store, image, cluster, {host: env}, root=root, on_event=emit, keep_blobs=True
+                    )
+                )[host]
+            except SealerError as err:
+                failures[host] = (
+                    err
+                    if isinstance(err, HostError)
+                    else HostError(f"{host}: {err.message}", host=host, step="deliver-fetch")
+                )
+                return
+            seconds = time.monotonic() - started
+            out[host] = FanoutDelivery(replace(result, seconds=seconds), fetched, used)
+
+    await asyncio.gather(*(one(h, e) for h, e in fetchers.items()))
+    if failures:
+        first = next(h for h in fetchers if h in failures)
+        more = [h for h in fetchers if h in failures and h != first]
+        suffix = f" (and {len(more)} more: {', '.join(more)})" if more else ""
+        err = failures[first]
+        raise HostError(err.message + suffix, host=first, step=err.step, hint=err.hint) from err
+    return out
+
+
+def plan_lines(plan: FanoutPlan, image: delivery.DeliveryImage, host: str) -> list[str]:
+    """For the dry-run: from whom `host` gets each layer."""
+    if host not in plan.fetchers:
+        return [f"seed: every layer from the controller over SSH, kept and served as {plan.repository}"]
+    lines = []
+    for n, layer in enumerate(image.layers):
+        order = plan.sources(host, n)
+        lines.append(
+            f"fetch {layer.descriptor.digest} ({layer.descriptor.size}) from {order[0]}"
+            + (f", else {', '.join(order[1:])}" if len(order) > 1 else "")
+            + ", else the controller"
+        )
+    return lines

@@ -1,0 +1,194 @@
+"""Fan-out delivery on real fixture hosts with Debian's real `docker-registry` (distribution)
+under the systemctl stand-in, the registry over TLS with htpasswd auth: a k3s image (the
+stand-ins) run on 2 masters (the registry hosts: the seeds, K=2) and 2 nodes (the fetchers)
+with `--distribution fanout`.
+
+Proven: every host gets the same tree; the controller sends each image layer to the 2 seeds
+only (counted in bytes); the fetchers got their layers over HTTPS from the seeds' registry; a
+re-run moves 0 bytes; a seed's registry stopped mid-wave makes its fetchers fail over and the
+delivery finishes; a blob corrupted in a seed's registry storage is refused by its fetchers
+and fetched from the other seed. The tests run in order on one set of hosts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+import yaml
+
+from builder.image.descriptor import Platform
+from builder.runtime import actions, delivery, fanout
+from builder.runtime.clusterfile import parse_clusterfile
+from builder.runtime.infra.routing import make_driver
+from builder.runtime.phases.registry_service import storage_dir, unit_name
+from builder.store.layout import Store
+from scripts.basefs import build_basefs
+from tests.component.runtime.e2e._runtime_lab import make_clusterfile
+from tests.hosts import HostLab, HostSet, TestHost
+from tests.standins import install_systemctl, make_bin_dir
+
+IMAGE = "example.test/k3s-fanout:v1"
+NAME = "e2efan"
+USER, PASSWORD = "admin", "fan-out pass"
+
+
+@dataclass
+class Lab:
+    store: Store
+    home: Path
+    hosts: HostSet
+
+    def clusterfile(self) -> str:
+        doc = yaml.safe_load(make_clusterfile(NAME, IMAGE, self.hosts[:2], self.hosts[2:], self.hosts))
+        doc["spec"]["registry"] = {"localRegistry": {"username": USER, "password": PASSWORD}}
+        return yaml.safe_dump(doc, sort_keys=False)
+
+    def settings(self, **changes: object) -> actions.Settings:
+        return replace(actions.Settings(store=self.store, home=self.home, distribution="fanout"), **changes)  # type: ignore[arg-type]
+
+    @property
+    def seeds(self) -> list[TestHost]:
+        return list(self.hosts[:2])
+
+    @property
+    def fetchers(self) -> list[TestHost]:
+        return list(self.hosts[2:])
+
+
+@pytest.fixture(scope="module")
+def lab(host_lab: HostLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    base = tmp_path_factory.mktemp("fanout")
+    store = Store.open(base / "store")
+    hosts = host_lab.make_hosts(4)
+    try:
+        for host in hosts:
+            install_systemctl(host)
+        build_basefs("k3s", make_bin_dir("k3s", base / "bin"), store, IMAGE)
+        yield Lab(store, base / "state", hosts)
+    finally:
+        host_lab.remove_hosts(hosts)
+        store.close()
+
+
+def image_bytes(lab: Lab) -> int:
+    dimg = delivery.prepare_image(lab.store, IMAGE, Platform.host())
+    return sum(layer.descriptor.size for layer in dimg.layers)
+
+
+def tree(host: TestHost) -> str:
+    """Every path of the host's rootfs with its type, size and sha256 (files)."""
+    rootfs = delivery.rootfs_path(NAME)
+    return host.run(
+        f"cd {rootfs}/ && find . -printf '%p %y %s\\n' | sort && "
+        "find . -type f -print0 | sort -z | xargs -0 sha256sum"
+    ).stdout
+
+
+def bytes_by_host(outcome: actions.Outcome) -> dict[str, int]:
+    return {h.host: h.bytes_sent for h in outcome.hosts}
+
+
+def test_fanout_run_sends_each_layer_to_the_seeds_only(lab: Lab) -> None:
+    notices: list[str] = []
+    settings = lab.settings(on_event=lambda e: notices.append(str(e)))
+    outcome = actions.run(parse_clusterfile(lab.clusterfile()), settings)
+    assert "4 host(s) done" in outcome.message
+    sent = bytes_by_host(outcome)
+    size = image_bytes(lab)
+    for seed in lab.seeds:  # the whole image, plus the seed's rendered templates
+        assert size <= sent[seed.address] < size + 64 * 1024
+    for fetcher in lab.fetchers:  # only its rendered templates: the layers came from the seeds
+        assert sent[fetcher.address] < 64 * 1024
+    assert sum(sent.values()) < 2 * size + 4 * 64 * 1024  # each layer left this machine K=2 times
+    trees = {h.address: tree(h) for h in lab.hosts}
+    assert len(set(trees.values())) == 1 and trees[lab.hosts[0].address].count("\n") > 10
+    for fetcher in lab.fetchers:  # its layers are in its blob cache, verified, from the registry
+        kept = fetcher.run("ls /var/lib/sealer/blobs/sha256").stdout.split()
+        assert len(kept) == len(delivery.prepare_image(lab.store, IMAGE, Platform.host()).layers)
+    served = lab.seeds[0].run(
+        f"ls {storage_dir(NAME)}/docker/registry/v2/repositories/{fanout.repository(NAME)}/_layers/sha256"
+    )
+    assert len(served.stdout.split()) == len(kept)
+
+
+def test_a_rerun_moves_no_bytes(lab: Lab) -> None:
+    outcome = actions.run(parse_clusterfile(lab.clusterfile()), lab.settings())
+    assert sum(bytes_by_host(outcome).values()) == 0
+
+
+def _redeliver_fetchers(lab: Lab, on_event: object) -> dict[str, fanout.FanoutDelivery]:
+    """The fetchers' rootfs and blobs removed, then fan-out delivery of the fetchers alone
+    (the seeds' registry serving), as deliver-fetch runs it."""
+    cluster = parse_clusterfile(lab.clusterfile())
+    dimg = delivery.prepare_image(lab.store, IMAGE, Platform.host())
+    addresses = [h.address for h in lab.fetchers]
+    for host in lab.fetchers:
+        host.run(f"rm -rf /var/lib/sealer/data/{NAME} /var/lib/sealer/blobs")
+    plan = fanout.choose(
+        "fanout", None, cluster, [h.ip for h in cluster.hosts], _material(lab, cluster), storage_dir(NAME)
+    )
+    assert plan is not None and list(plan.fetchers) == addresses
+
+    async def go() -> dict[str, fanout.FanoutDelivery]:
+        driver = make_driver(cluster)
+        try:
+            env = {a: {"SEALER_X": "1"} for a in addresses}
+            return await fanout.deliver_hosts(driver, lab.store, dimg, NAME, env, plan, on_event=on_event)  # type: ignore[arg-type]
+        finally:
+            await driver.close()
+
+    return asyncio.run(go())
+
+
+def _material(lab: Lab, cluster: object) -> object:
+    from builder.runtime import registry_pki
+    from builder.runtime.state import ClusterState
+
+    return registry_pki.load_or_make(ClusterState(NAME, lab.home).dir, cluster)  # type: ignore[arg-type]
+
+
+def test_a_seed_stopped_mid_wave_its_fetchers_fail_over(lab: Lab) -> None:
+    events: list[object] = []
+    stopped: list[str] = []
+
+    def on_event(event: object) -> None:
+        events.append(event)
+        if isinstance(event, fanout.BlobFetched) and not stopped:  # the first blob of the wave
+            lab.seeds[0].run(f"systemctl stop {unit_name(NAME)}")
+            stopped.append(event.source)
+
+    try:
+        results = _redeliver_fetchers(lab, on_event)
+    finally:
+        lab.seeds[0].run(f"systemctl start {unit_name(NAME)}")
+    failed = [e for e in events if isinstance(e, fanout.FetchFailed)]
+    assert failed and all(e.source == lab.seeds[0].address and not e.refused for e in failed)
+    assert all(r.result.rebuilt for r in results.values())
+    assert lab.seeds[1].address in {s for r in results.values() for s in r.sources}
+    assert tree(lab.fetchers[0]) == tree(lab.fetchers[1]) == tree(lab.seeds[0])
+
+
+def test_a_corrupted_blob_in_a_seeds_storage_is_refused_and_fetched_elsewhere(lab: Lab) -> None:
+    dimg = delivery.prepare_image(lab.store, IMAGE, Platform.host())
+    biggest = max(dimg.layers, key=lambda layer: layer.descriptor.size).descriptor.digest.hex
+    data = f"{storage_dir(NAME)}/docker/registry/v2/blobs/sha256/{biggest[:2]}/{biggest}/data"
+    seed = lab.seeds[0]
+    # a copy, not in place: the data file is a hardlink of the seed's own blob cache
+    seed.run(
+        f"cp {data} /tmp/good && cp {data} {data}.x && printf X | dd of={data}.x bs=1 seek=100 conv=notrunc "
+        f"2>/dev/null && mv -f {data}.x {data}"
+    )
+    events: list[object] = []
+    try:
+        results = _redeliver_fetchers(lab, events.append)
+    finally:
+        seed.run(f"mv -f /tmp/good {data}")
+    refused = [e for e in events if isinstance(e, fanout.FetchFailed) and e.refused]
+    assert refused and {e.source for e in refused} == {seed.address}
+    assert all(e.digest == f"sha256:{biggest}" for e in refused)
+    assert all(r.result.bytes_sent < 64 * 1024 for r in results.values())  # the other seed served it
+    assert tree(lab.fetchers[0]) == tree(lab.fetchers[1]) == tree(lab.seeds[1])

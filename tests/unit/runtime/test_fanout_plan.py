@@ -1,0 +1,171 @@
+"""Fan-out delivery's choice and plan, pure (fanout.choose, the phases it adds, the check of the
+fetchers' tools), and its host shell run for real here with sh on temp directories: the
+publish into a registry storage layout and the fetch's digest check (a local file:// source)."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from builder.errors import ClusterError, PhaseError, UsageError
+from builder.image.descriptor import Platform
+from builder.runtime import _delivery_shell as sh
+from builder.runtime import fanout
+from builder.runtime.cluster import Cluster, HostSpec, RegistrySpec, Role
+from builder.runtime.facts import Facts, parse_probe
+from builder.runtime.phases import Check, ImageInfo, PlanState, install_phases, upgrade_phases
+from builder.runtime.phases.deliver import Deliver
+from builder.runtime.phases.deliver_fetch import DeliverFetch, SeedRegistry
+from builder.runtime.plugins import get_plugin
+from builder.runtime.registry_pki import RegistryMaterial
+
+MATERIAL = RegistryMaterial("CA-PEM", "CERT-PEM", "KEY-PEM-SECRET", "admin:$2y$10$HASH\n")
+STORAGE = "/var/lib/sealer/data/c1/registry/storage"
+
+
+def cluster(masters: int = 2, nodes: int = 4, **registry: object) -> Cluster:
+    hosts = tuple(HostSpec(f"10.0.0.{i + 1}", (Role.MASTER,)) for i in range(masters)) + tuple(
+        HostSpec(f"10.0.1.{i + 1}", (Role.NODE,)) for i in range(nodes)
+    )
+    spec = RegistrySpec(**registry) if registry else RegistrySpec(username="admin", password="pw")  # type: ignore[arg-type]
+    return Cluster("c1", "demo/x:v1", hosts, registry=spec)
+
+
+def choose(
+    mode: str,
+    c: Cluster,
+    k: int | None = None,
+    targets: tuple[str, ...] | None = None,
+    material: RegistryMaterial | None = MATERIAL,
+) -> fanout.FanoutPlan | None:
+    return fanout.choose(mode, k, c, c.ips if targets is None else targets, material, STORAGE)
+
+
+def test_seeds_are_the_registry_hosts_and_every_other_host_fetches() -> None:
+    plan = choose("fanout", cluster())
+    assert plan is not None
+    assert plan.seeds == ("10.0.0.1", "10.0.0.2") and plan.fetchers == tuple(
+        f"10.0.1.{i}" for i in range(1, 5)
+    )
+    assert plan.basic_auth is not None and "pw" not in repr(plan)  # the credentials are a secret
+    # round-robin over fetchers and layers, then the other seed
+    assert [plan.sources("10.0.1.1", n)[0] for n in range(3)] == ["10.0.0.1", "10.0.0.2", "10.0.0.1"]
+    assert plan.sources("10.0.1.2", 0) == ("10.0.0.2", "10.0.0.1")
+    assert plan.url("10.0.0.2", "ab") == "https://10.0.0.2:5000/v2/sealer-rootfs/c1/blobs/sha256:ab"
+    one = choose("fanout", cluster(), k=1)
+    assert one is not None and one.seeds == ("10.0.0.1",) and "10.0.0.2" in one.fetchers
+
+
+def test_auto_fans_out_from_the_threshold_on_and_ssh_never() -> None:
+    assert choose("ssh", cluster()) is None
+    assert choose("auto", cluster(1, fanout.AUTO_MIN_HOSTS - 2)) is None  # below: as today
+    assert choose("auto", cluster(1, fanout.AUTO_MIN_HOSTS - 1)) is not None
+    assert choose("auto", cluster(), targets=("10.0.1.1", "10.0.1.2", "10.0.1.3", "10.0.1.4")) is None
+    assert choose("auto", cluster(), material=None) is None
+
+
+def test_what_cannot_fan_out_is_refused_before_any_host_changes() -> None:
+    with pytest.raises(ClusterError, match="no cluster registry"):
+        choose("fanout", cluster(), material=None)
+    with pytest.raises(ClusterError, match="no registry host among the hosts"):
+        choose("fanout", cluster(), targets=("10.0.1.1",))
+    with pytest.raises(UsageError, match="--fanout 3: only 2 registry host"):
+        choose("fanout", cluster(), k=3)
+    with pytest.raises(UsageError, match="--fanout 0"):
+        choose("fanout", cluster(), k=0)
+
+
+def state(c: Cluster, plan: fanout.FanoutPlan | None) -> PlanState:
+    image = ImageInfo("demo/x:v1", None, Platform.parse("linux/amd64"), layer_count=3)
+    return PlanState(image, get_plugin("k3s"), c.ips, registry=MATERIAL, fanout=plan)
+
+
+def test_the_phases_seed_then_fetch() -> None:
+    c = cluster()
+    plan = choose("fanout", c)
+    s = state(c, plan)
+    assert [st.host for st in Deliver().plan(c, Facts(), s)] == ["10.0.0.1", "10.0.0.2"]
+    assert {st.host for st in SeedRegistry().plan(c, Facts(), s)} == {"10.0.0.1", "10.0.0.2"}
+    fetch = DeliverFetch().plan(c, Facts(), s)
+    assert [st.host for st in fetch] == list(plan.fetchers) and all(st.kind == "deliver" for st in fetch)
+    assert "fetched from 10.0.0.2, 10.0.0.1" in fetch[1].description
+    for phases in (install_phases(), upgrade_phases()):
+        names = [p.name for p in phases]
+        assert names[:3] == ["deliver", "registry-seed", "deliver-fetch"]
+    plain = state(c, None)  # without fan-out: today's phases plan exactly as before
+    assert len(Deliver().plan(c, Facts(), plain)) == 6
+    assert SeedRegistry().plan(c, Facts(), plain) == DeliverFetch().plan(c, Facts(), plain) == []
+
+
+def probed(host: str, tools: str) -> Facts:
+    out = "\n".join(["arch=x86_64", "hostname=h", *(f"tool={t}" for t in tools.split()), "free_kb=99999999"])
+    return Facts({host: parse_probe(host, out + "\n")})
+
+
+def test_a_fetcher_without_curl_or_wget_is_refused_by_the_check() -> None:
+    c = cluster()
+    s = state(c, choose("fanout", c))
+    with pytest.raises(PhaseError) as info:
+        Check.verify(probed("10.0.1.3", "sh tar sha256sum zstd"), s, c)
+    assert "10.0.1.3: fan-out delivery fetches layers with curl or wget" in info.value.message
+    assert "\n" not in info.value.message
+    Check.verify(probed("10.0.1.3", "sh tar sha256sum zstd wget"), s, c)
+    Check.verify(probed("10.0.1.3", "sh tar sha256sum zstd"), replace(s, fanout=None), c)
+
+
+# --- the host shell, run here ----------------------------------------------------------------------
+
+
+def run(
+    command: str, stdin: bytes = b"", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(["sh", "-c", command], input=stdin, capture_output=True, env=env, check=False)
+
+
+def test_publish_hardlinks_kept_blobs_into_the_registry_layout(tmp_path: Path) -> None:
+    p = sh.Paths(str(tmp_path / "root"), "c1")
+    blob = b"layer bytes"
+    hex_ = hashlib.sha256(blob).hexdigest()
+    Path(p.blobs).mkdir(parents=True)
+    Path(p.blob(hex_)).write_bytes(blob)
+    plan = fanout.FanoutPlan(("h",), (), 5000, "sealer-rootfs/c1", str(tmp_path / "storage"), None)
+    for _ in range(2):  # idempotent
+        assert run(fanout.publish_command(p, plan, [hex_, "0" * 64])).returncode == 0
+    v2 = tmp_path / "storage/docker/registry/v2"
+    data = v2 / f"blobs/sha256/{hex_[:2]}/{hex_}/data"
+    assert data.read_bytes() == blob and data.stat().st_ino == Path(p.blob(hex_)).stat().st_ino
+    link = v2 / f"repositories/sealer-rootfs/c1/_layers/sha256/{hex_}/link"
+    assert link.read_text() == f"sha256:{hex_}"
+    assert not (v2 / f"blobs/sha256/00/{'0' * 64}").exists()  # a blob the seed lacks: skipped
+
+
+def fake_curl(bin_dir: Path, source: Path) -> None:
+    """A `curl` that writes `source` to the -o file (the fetch's only use of it here)."""
+    bin_dir.mkdir()
+    script = bin_dir / "curl"
+    script.write_text(
+        f'#!/bin/sh\nwhile [ $# -gt 0 ]; do [ "$1" = -o ] && o=$2; shift; done\ncat {source} > "$o"\n'
+    )
+    script.chmod(0o755)
+
+
+def test_a_fetched_blob_is_kept_only_when_its_digest_matches(tmp_path: Path) -> None:
+    p = sh.Paths(str(tmp_path / "root"), "c1")
+    blob = b"the real layer"
+    hex_ = hashlib.sha256(blob).hexdigest()
+    source = tmp_path / "served"
+    fake_curl(tmp_path / "bin", source)
+    plan = fanout.FanoutPlan(("10.0.0.1",), ("h",), 5000, "sealer-rootfs/c1", "/x", None)
+    env = {"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin"}
+    source.write_bytes(b"the fake layer")  # tampered on the seed: same size, other bytes
+    bad = run(fanout.fetch_command(p, plan, "10.0.0.1", hex_, len(blob)), env=env)
+    assert bad.returncode == sh.VERIFY_FAILED and b"arrived as sha256:" in bad.stderr
+    assert list(Path(p.blobs).iterdir()) == []  # nothing kept, not even the partial
+    source.write_bytes(blob)
+    good = run(fanout.fetch_command(p, plan, "10.0.0.1", hex_, len(blob)), env=env)
+    assert good.returncode == 0, good.stderr
+    assert Path(p.blob(hex_)).read_bytes() == blob and not Path(p.partial(hex_)).exists()
