@@ -157,6 +157,18 @@ def test_image_source_flag_takes_manifest_images_from_the_daemon(
     blob = registry / "docker/registry/v2/blobs/sha256" / digest[7:9] / digest[7:] / "data"
     assert json.loads(blob.read_bytes())["config"]["digest"] == app_image
 
+    # A manifest's image the daemon lacks: the message names the file and the field.
+    missing = make_context(
+        {"app.yaml": deployment.replace(APP, "sealer-test/missing:v1")},
+        kubefile="FROM scratch\nCOPY app.yaml manifests/\n",
+    )
+    result = sealer("build", "-t", "cluster:v2", "--image-source", "docker-daemon", str(missing), expect=1)
+    assert (
+        f"error: {missing / 'app.yaml'}: Deployment/app spec.template.spec.containers[0].image: "
+        "sealer-test/missing:v1 is not in the Docker daemon" in result.stderr.splitlines()
+    ), result.stderr
+    assert store.refs.get("docker.io/library/cluster:v2") is None
+
 
 def test_missing_daemon_image_names_the_imagelist_line(
     root: Path,
