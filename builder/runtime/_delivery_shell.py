@@ -17,6 +17,10 @@ there is one, hashes faster than sha256sum. Layout under
     data/<cluster>/<target>/...        the same layout for another tree of the cluster (an app's
                                        rootfs on master0: target `apps/<name>`); `Paths.target`
 
+A cluster with a spec.dataRoot D (`Paths.data_root`) has D/<cluster> in place of data/<cluster>
+and its blobs in D/.blobs/sha256 (a cluster name never starts with '.'): nothing of it is
+under `root`.
+
 Every command that unpacks a layer into the staging tree appends the layer's digest to the
 progress file as its last step, after the layer's check on arrival passed; a layer whose check
 fails removes the staging tree and its progress file (what it unpacked is not trusted).
@@ -47,14 +51,20 @@ class Paths:
     root: str
     cluster: str
     target: str = ""  # a directory under data/<cluster> to deliver into instead (apps/<name>)
+    data_root: str = ""  # the cluster's spec.dataRoot, in place of root/data ("": none)
+
+    @property
+    def clusters(self) -> str:
+        """The directory holding the clusters' data dirs."""
+        return self.data_root or f"{self.root}/data"
 
     @property
     def blobs(self) -> str:
-        return f"{self.root}/blobs/sha256"
+        return f"{self.data_root}/.blobs/sha256" if self.data_root else f"{self.root}/blobs/sha256"
 
     @property
     def data(self) -> str:
-        base = f"{self.root}/data/{self.cluster}"
+        base = f"{self.clusters}/{self.cluster}"
         return f"{base}/{self.target}" if self.target else base
 
     @property
@@ -286,7 +296,7 @@ def remove(p: Paths) -> str:
     clusters' data/*/applied and their apps' data/*/apps/*/applied), and partials."""
     return (
         f"set -e; rm -rf -- {q(p.data)}; keep=' '; "
-        f'for a in {q(p.root)}/data/*/applied {q(p.root)}/data/*/apps/*/applied; do if [ -f "$a" ]; then '
+        f'for a in {q(p.clusters)}/*/applied {q(p.clusters)}/*/apps/*/applied; do if [ -f "$a" ]; then '
         'while IFS= read -r l; do keep="$keep${l#sha256:} "; done < "$a"; fi; done; '
         f'for f in {q(p.blobs)}/* {q(p.blobs)}/.partial-*; do if [ -e "$f" ]; then n=${{f##*/}}; '
         'case "$keep" in *" $n "*) ;; *) rm -f -- "$f";; esac; fi; done'

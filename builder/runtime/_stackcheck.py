@@ -66,8 +66,9 @@ class StackCheck:
 # Rootfs files whose presence is all the plans read (a binary: too large to keep), kept as b""
 # when the image has them as a regular file or hardlink: bin/haproxy, the kubeadm workers' load
 # balancer when the image ships its own (the check phase then needs none on the host), and
-# bin/registry, distribution's registry for the cluster registry (else the host's docker-registry).
-PRESENT_FILES = frozenset({"bin/haproxy", "bin/registry"})
+# bin/registry, distribution's registry for the cluster registry (else the host's docker-registry),
+# and bin/cri-dockerd, which an image must ship to run on docker (container_runtime.py).
+PRESENT_FILES = frozenset({"bin/haproxy", "bin/registry", "bin/cri-dockerd"})
 KEPT_FILES = PRESENT_FILES | {
     "Metadata",
     "etc/kubeadm.yaml",

@@ -23,6 +23,19 @@ from dataclasses import dataclass, field, replace
 from builder.errors import HostError, InvalidCluster
 
 DEFAULT_CLUSTER_NAME = "my-cluster"  # sealer's `--cluster-name` default
+# sealer's default spec.dataRoot (common.DefaultSealerDataDir): a Clusterfile naming it means
+# the default, so it is kept as "" (the hosts' sealer root's data/, delivery.DEFAULT_ROOT).
+DEFAULT_DATA_ROOT = "/var/lib/sealer/data"
+# spec.containerRuntime.type values: what the ClusterImages run with (sealer's common.Containerd
+# and common.Docker; docker only through cri-dockerd, see container_runtime.py).
+CONTAINER_RUNTIMES = ("containerd", "docker")
+# A data root lands unquoted in some plugin commands and in systemd units: plain characters only.
+_DATA_ROOT = re.compile(r"^(/[A-Za-z0-9_.-]+)+$")
+# Kernel and boot file systems, and the system's own trees: a cluster's data never goes there
+# (remove-rootfs deletes the cluster's directory under it).
+_SYSTEM_DIRS = (
+    "/proc", "/sys", "/dev", "/run", "/var/run", "/boot", "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib64",
+)  # fmt: skip
 MAX_RANGE_ADDRESSES = 4096
 # SEALER_MASTERS + SEALER_NODES reach every host's scripts in the one `sh -c` argument that
 # exports them, and Linux refuses an argument over 128 KiB (MAX_ARG_STRLEN): past this the run
@@ -143,6 +156,38 @@ def parse_ip_list(text: str, *, limit: int = MAX_RANGE_ADDRESSES) -> tuple[str, 
             if len(out) > limit:
                 raise InvalidCluster(f"{text!r} names more than {limit} addresses")
     return tuple(out)
+
+
+def check_data_root(path: str) -> str:
+    """spec.dataRoot: an absolute, normalized path of plain characters (letters, digits, '.',
+    '_', '-'), not `/` and not in a kernel or system tree; DEFAULT_DATA_ROOT reads as ""."""
+    hint = "an absolute directory such as /data/sealer (sealer's default is /var/lib/sealer/data)"
+    if not path.startswith("/"):
+        raise InvalidCluster(f"dataRoot {path!r} is not an absolute path", field="dataRoot", hint=hint)
+    if path == "/" or not _DATA_ROOT.match(path):
+        raise InvalidCluster(
+            f"dataRoot {path!r} is not a plain directory path", field="dataRoot",
+            hint=hint + "; letters, digits, '.', '_' and '-' in each component",
+        )  # fmt: skip
+    parts = path.split("/")[1:]
+    if any(p in (".", "..") for p in parts):
+        raise InvalidCluster(f"dataRoot {path!r} has a '.' or '..' component", field="dataRoot", hint=hint)
+    for system in _SYSTEM_DIRS:
+        if path == system or path.startswith(system + "/"):
+            raise InvalidCluster(
+                f"dataRoot {path!r} is in {system}, a system tree", field="dataRoot", hint=hint
+            )
+    return "" if path == DEFAULT_DATA_ROOT else path
+
+
+def check_container_runtime(name: str) -> str:
+    if name not in CONTAINER_RUNTIMES:
+        raise InvalidCluster(
+            f"container runtime {name!r} is not one of {', '.join(CONTAINER_RUNTIMES)}",
+            field="containerRuntime.type",
+            hint="containerd (what the images install), or docker where the image ships cri-dockerd",
+        )
+    return name
 
 
 def check_cluster_name(name: str) -> str:
@@ -404,6 +449,13 @@ class Cluster:
     host_aliases: tuple[HostAlias, ...] = ()
     documents: tuple[Mapping[str, object], ...] = ()
     registry: RegistrySpec = field(default_factory=RegistrySpec)
+    # spec.dataRoot: where the hosts keep this cluster's rootfs and data ("": the hosts' sealer
+    # root's data/, sealer's /var/lib/sealer/data); fixed once the cluster runs.
+    data_root: str = ""
+    # spec.containerRuntime.type ("": the image's); `container_runtime_at` names its Clusterfile
+    # line for the refusal, which can only come once the image is known.
+    container_runtime: str = ""
+    container_runtime_at: str = field(default="", compare=False)
     # Derived once, in __post_init__: a plan asks for master0, the masters and a host by address
     # once per host and step, and recomputing them made a 5000-host dry-run quadratic.
     _masters: tuple[HostSpec, ...] = field(init=False, repr=False, compare=False)
@@ -416,6 +468,10 @@ class Cluster:
         check_cluster_name(self.name)
         if not self.image:
             raise InvalidCluster("the cluster has no image", field="image")
+        if self.data_root:
+            object.__setattr__(self, "data_root", check_data_root(self.data_root))
+        if self.container_runtime:
+            check_container_runtime(self.container_runtime)
         problem = find_host_problem(self.hosts)
         if problem is not None:
             message, index = problem

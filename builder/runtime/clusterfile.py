@@ -4,7 +4,8 @@ Field names follow sealer's Go types (types/api/v2/cluster_types.go, types/api/v
 `spec.image`, `spec.env` (a list of `K=V`), `spec.cmd`/`spec.cmds`, `spec.cmd_args`,
 `spec.appNames`, `spec.ssh` {user, passwd, pk, pkPasswd, port, encrypted}, `spec.hosts[]`
 {ips, roles, ssh, env, labels, taints}, `spec.hostAliases[]` {ip, hostnames}, `spec.registry`
-{localRegistry | externalRegistry} (clusterfile_registry.py). This
+{localRegistry | externalRegistry} (clusterfile_registry.py), `spec.dataRoot`,
+`spec.containerRuntime` {type}. This
 implementation adds `ssh.{useAgent, knownHosts, verifyHostKeys, proxyJump, connectTimeout}`
 and `hosts[].local`. The file's other documents are kept verbatim in `Cluster.documents` when
 they are ones this implementation reads (RUNTIME_DOCUMENT_KINDS; Plugin, Config and Application,
@@ -43,6 +44,8 @@ from builder.runtime.cluster import (
     Role,
     SSHSpec,
     check_cluster_name,
+    check_container_runtime,
+    check_data_root,
     check_label,
     check_taint,
     parse_host_ip,
@@ -88,9 +91,9 @@ _SPEC_FIELDS = (
     "hosts",
     "hostAliases",
     "registry",
+    "dataRoot",
+    "containerRuntime",
 )
-# sealer v2 fields this implementation does not act on: refused by name rather than ignored.
-_SPEC_UNSUPPORTED = ("containerRuntime", "dataRoot")
 _HOST_FIELDS = ("ips", "roles", "ssh", "env", "labels", "taints", "local")
 # Clusterfile key -> SSHSpec field.
 _SSH_KEYS = {
@@ -306,10 +309,7 @@ class _Reader:
         if "spec" not in top:
             self.fail(node, "spec", "missing", hint="spec holds image and hosts")
         spec_node = top["spec"]
-        spec = self.mapping(spec_node, "spec", _SPEC_FIELDS + _SPEC_UNSUPPORTED)
-        for key in _SPEC_UNSUPPORTED:
-            if key in spec:
-                self.fail(spec[key], f"spec.{key}", "is a sealer field this implementation does not support")
+        spec = self.mapping(spec_node, "spec", _SPEC_FIELDS)
 
         if "image" not in spec:
             self.fail(
@@ -333,6 +333,10 @@ class _Reader:
         hosts = self.hosts(spec["hosts"], ssh)
         aliases = self.host_aliases(spec["hostAliases"]) if "hostAliases" in spec else ()
         registry = read_registry(self, spec["registry"]) if "registry" in spec else RegistrySpec()
+        data_root = self.data_root(spec["dataRoot"]) if "dataRoot" in spec else ""
+        runtime, runtime_at = (
+            self.container_runtime(spec["containerRuntime"]) if "containerRuntime" in spec else ("", "")
+        )
         try:
             return Cluster(
                 name=name,
@@ -346,6 +350,9 @@ class _Reader:
                 host_aliases=aliases,
                 documents=documents,
                 registry=registry,
+                data_root=data_root,
+                container_runtime=runtime,
+                container_runtime_at=runtime_at,
             )
         except InvalidCluster as err:  # the checks above should have caught it, with a better line
             at = self.keys.get(id(spec["hosts"])) if err.field == "hosts" else None
@@ -413,6 +420,22 @@ class _Reader:
                 hint="the first master is master0, where the cluster starts",
             )
         return tuple(hosts)
+
+    def data_root(self, node: yaml.Node) -> str:
+        """sealer's spec.dataRoot; empty (or sealer's default) is the default, kept as ""."""
+        text = self.string(node, "spec.dataRoot") or ""
+        return self.check(node, "spec.dataRoot", partial(check_data_root, text)) if text else ""
+
+    def container_runtime(self, node: yaml.Node) -> tuple[str, str]:
+        """sealer's spec.containerRuntime {type}: the type ("" for the image's) and its line."""
+        entry = self.mapping(node, "spec.containerRuntime", ("type",))
+        text = self.string(entry["type"], "spec.containerRuntime.type") if "type" in entry else None
+        if not text:
+            return "", ""
+        value = self.check(
+            entry["type"], "spec.containerRuntime.type", partial(check_container_runtime, text)
+        )
+        return value, f"{self.path}:{entry['type'].start_mark.line + 1}"
 
     def role(self, node: yaml.Node, where: str) -> Role:
         text = self.required_string(node, where)
@@ -648,6 +671,10 @@ def dump_clusterfile(cluster: Cluster) -> str:
     registry = dump_registry(cluster.registry)
     if registry is not None:
         spec["registry"] = registry
+    if cluster.data_root:
+        spec["dataRoot"] = cluster.data_root
+    if cluster.container_runtime:
+        spec["containerRuntime"] = {"type": cluster.container_runtime}
     doc = {"apiVersion": API_VERSION, "kind": "Cluster", "metadata": {"name": cluster.name}, "spec": spec}
     return yaml.safe_dump_all(
         [doc, *(dict(d) for d in cluster.documents)],

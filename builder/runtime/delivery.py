@@ -82,7 +82,7 @@ __all__ = [
 ]
 
 DEFAULT_ROOT = "/var/lib/sealer"
-CHECK_VERSION = 4  # bump when the stack check changes: cached results are redone
+CHECK_VERSION = 6  # bump when the stack check changes: cached results are redone
 _CHUNK = 4 << 20
 _PROGRESS_EVERY_S = 0.1  # HostProgress while a blob streams: at most this often per host
 _PROBE_TIMEOUT_S = 60
@@ -106,14 +106,15 @@ def check_target(target: str) -> str:
     return target
 
 
-def _paths(root: str, cluster: str, target: str) -> sh.Paths:
-    return sh.Paths(root, check_cluster_name(cluster), check_target(target))
+def _paths(root: str, cluster: str, target: str, data_root: str = "") -> sh.Paths:
+    return sh.Paths(root, check_cluster_name(cluster), check_target(target), data_root)
 
 
-def rootfs_path(cluster: str, root: str = DEFAULT_ROOT, *, target: str = "") -> str:
+def rootfs_path(cluster: str, root: str = DEFAULT_ROOT, *, target: str = "", data_root: str = "") -> str:
     """The path scripts see as the cluster's rootfs (a symlink to the current tree), or as the
-    rootfs of `target` (an app's) when one is given."""
-    return _paths(root, cluster, target).rootfs
+    rootfs of `target` (an app's) when one is given; under `data_root` (the cluster's
+    spec.dataRoot) when it has one, else under `root`."""
+    return _paths(root, cluster, target, data_root).rootfs
 
 
 @dataclass(frozen=True, slots=True)
@@ -529,6 +530,7 @@ async def deliver(
     on_event: Callable[[DeliveryEvent], None] | None = None,
     keep_blobs: bool = False,
     target: str = "",
+    data_root: str = "",
 ) -> dict[str, HostDelivery]:
     """Deliver `image` to every host of `host_env` (host -> its merged env for rendering), as
     the cluster's rootfs or, with `target`, as `data/<cluster>/<target>/rootfs`.
@@ -544,7 +546,7 @@ async def deliver(
     wanted list costs one command and moves 0 bytes. Raises HostError naming the (first) host
     that failed once every host has finished; the others' results come as HostDone events.
     """
-    p = _paths(root, cluster, target)
+    p = _paths(root, cluster, target, data_root)
     plans = {host: _items(store, image, render_layer(image, env)) for host, env in host_env.items()}
     emit = on_event or (lambda event: None)
     slots = asyncio.Semaphore(max(1, max_parallel))
@@ -580,12 +582,18 @@ def _failed_item(err: SealerError, items: list[_Item]) -> _Item | None:
 
 
 async def remove(
-    driver: InfraDriver, cluster: str, hosts: Sequence[str], *, root: str = DEFAULT_ROOT, target: str = ""
+    driver: InfraDriver,
+    cluster: str,
+    hosts: Sequence[str],
+    *,
+    root: str = DEFAULT_ROOT,
+    target: str = "",
+    data_root: str = "",
 ) -> None:
     """Remove data/<cluster> (every rootfs tree, the symlink, the applied list; its targets'
     too) from `hosts`, or only data/<cluster>/<target>, then the blobs no remaining applied
     list names. Idempotent."""
-    p = _paths(root, cluster, target)
+    p = _paths(root, cluster, target, data_root)
     slots = asyncio.Semaphore(8)
 
     async def one(host: str) -> None:
@@ -607,12 +615,13 @@ def plan_commands(
     env: Mapping[str, str] | None = None,
     keep_blobs: bool = False,
     target: str = "",
+    data_root: str = "",
 ) -> list[str]:
     """The commands delivery would run on `host` for a first delivery: the probe, then the
     plan `deliver` runs (`_plan_host`) for a host that has nothing yet, each upload preceded
     by `upload <digest> (<size>)`. With `env` the host's templates are rendered, so the
     rendered layer's digest and the rootfs id are real; without it they are placeholders."""
-    p = _paths(root, cluster, target)
+    p = _paths(root, cluster, target, data_root)
     rendered = render_layer(image, env) if env is not None else None
     items = _items(None, image, rendered)
     wanted = [str(i.digest) for i in items]

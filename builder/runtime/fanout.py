@@ -273,13 +273,14 @@ async def deliver_hosts(
     root: str = delivery.DEFAULT_ROOT,
     max_parallel: int = 8,
     on_event: Callable[[FanoutEvent], None] | None = None,
+    data_root: str = "",
 ) -> dict[str, FanoutDelivery]:
     """Deliver `image` to the hosts of `host_env` as the cluster's rootfs: seeds as today with
     their blobs kept and published in the registry storage; fetchers from the seeds (whose
     registry must be serving by then), then as today for what is left. HostError naming the
     (first) failed host once every host has finished, as `delivery.deliver`."""
     emit = on_event or (lambda event: None)
-    p = sh.Paths(root, cluster)
+    p = sh.Paths(root, cluster, data_root=data_root)  # the cluster's spec.dataRoot, if any
     seeds = {h: e for h, e in host_env.items() if h not in plan.fetchers}
     fetchers = {h: e for h, e in host_env.items() if h in plan.fetchers}
     out: dict[str, FanoutDelivery] = {}
@@ -295,6 +296,7 @@ async def deliver_hosts(
             max_parallel=max_parallel,
             on_event=emit,
             keep_blobs=True,
+            data_root=data_root,
         )
         hexes = [layer.descriptor.digest.hex for layer in image.layers]
         await asyncio.gather(*(driver.run(h, publish_command(p, plan, hexes)) for h in seeds))
@@ -308,7 +310,15 @@ async def deliver_hosts(
                 fetched, used = await _fetch_missing(driver, store, image, p, plan, host, env, emit)
                 result = (
                     await delivery.deliver(
-                        driver, store, image, cluster, {host: env}, root=root, on_event=emit, keep_blobs=True
+                        driver,
+                        store,
+                        image,
+                        cluster,
+                        {host: env},
+                        root=root,
+                        on_event=emit,
+                        keep_blobs=True,
+                        data_root=data_root,
                     )
                 )[host]
             except SealerError as err:

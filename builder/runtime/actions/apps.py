@@ -200,7 +200,9 @@ def _app_state(
         job.hosts if bundles_images(store, info) else (job.master0,),
         job.cli_env,
         settings.root,
-        app_rootfs=delivery.rootfs_path(job.saved.name, settings.root, target=target),
+        app_rootfs=delivery.rootfs_path(
+            job.saved.name, settings.root, target=target, data_root=job.saved.data_root
+        ),
     )
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from builder.errors import ClusterError
 from builder.image.descriptor import Platform
 from builder.image.digest import Digest
-from builder.runtime import cluster_mirror, delivery, fanout, registry_pki
+from builder.runtime import cluster_mirror, container_runtime, delivery, fanout, registry_pki
 from builder.runtime.actions.prepare import (
     Decide,
     Decision,
@@ -97,6 +97,13 @@ def _plugin_for(
     """The job's plugin; an upgrade keeps the cluster's runtime (an image of another is
     refused) and its versions are checked (`check_upgrade_versions`)."""
     info, plugin = with_plugin(store, info, dimg, job.runtime)
+    container_runtime.check_container_runtime(
+        job.cluster,
+        job.image,
+        container_runtime.image_label(store, job.image, dimg.manifest_digest),
+        runtime=plugin.name,
+        ships_cri_dockerd=container_runtime.CRI_DOCKERD in dimg.files,
+    )
     if job.upgrade:
         check_upgrade_versions(job.current_kube_version, info.kube_version or "")
         wanted, source = runtime_name(info.runtime_label, info.metadata_runtime)
@@ -129,7 +136,7 @@ def _state(
         job.cluster,
         job.targets,
         material,
-        registry_service.storage_dir(job.cluster.name, settings.root),
+        registry_service.storage_dir(job.cluster.name, settings.root, job.cluster.data_root),
     )
     return PlanState(
         info,
@@ -259,6 +266,8 @@ def run(
     """`sealer run`: every phase on every host; resumes a run that stopped half-way."""
     if runtime:
         get_plugin(runtime)  # an unknown or unwritten runtime fails before anything else
+    if settings.store is not None:  # before any host is contacted, when the image is here
+        container_runtime.check_local_image(cluster, settings.store)
     cs = ClusterState(cluster.name, settings.home)
     saved, meta = cs.load_cluster(), cs.load_meta()
     env = dict(cli_env or {})
@@ -364,6 +373,7 @@ def _refuse_changes_to_joined_hosts(wanted: Cluster, saved: Cluster) -> None:
     and taints, the hostAliases in /etc/hosts) they do not change. Saying so beats saving a
     Clusterfile the hosts do not match."""
     _refuse_registry_changes(wanted.registry, saved.registry, saved.name)
+    _refuse_host_layout_changes(wanted, saved)
     changes = []
     for host in wanted.hosts:
         if not saved.has_host(host.ip):
@@ -400,6 +410,25 @@ def _refuse_registry_changes(wanted: RegistrySpec, saved: RegistrySpec, name: st
             f"{', '.join(names.get(f, f) for f in changed)}",
             hint="put those fields back (credentials and cert.subjectAltName may change), "
             "or delete the cluster and run it again",
+        )
+
+
+def _refuse_host_layout_changes(wanted: Cluster, saved: Cluster) -> None:
+    """spec.dataRoot and spec.containerRuntime are where the hosts keep the cluster and what
+    its kubelets run on: a running cluster keeps both (the saved rootfs, registry and scripts'
+    SEALER_ROOTFS are there; every node's CRI socket is fixed at its join)."""
+    changed = [
+        f"{name} {old or '(the default)'} -> {new or '(the default)'}"
+        for name, new, old in (
+            ("dataRoot", wanted.data_root, saved.data_root),
+            ("containerRuntime.type", wanted.container_runtime, saved.container_runtime),
+        )
+        if new != old
+    ]
+    if changed:
+        raise ClusterError(
+            f"cluster {saved.name} already runs; changed in spec: {', '.join(changed)}",
+            hint="put those fields back, or delete the cluster and run it again",
         )
 
 

@@ -276,7 +276,13 @@ def with_delivery_shown(
     shown = {
         h.ip: tuple(
             delivery.plan_commands(
-                dimg, cluster.name, h.ip, root=settings.root, env=state.host_env(cluster, h), target=target
+                dimg,
+                cluster.name,
+                h.ip,
+                root=settings.root,
+                env=state.host_env(cluster, h),
+                target=target,
+                data_root=cluster.data_root,
             )
         )
         for h in state.target_hosts(cluster)

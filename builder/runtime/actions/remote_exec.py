@@ -87,7 +87,8 @@ def saved_cluster(name: str, settings: Settings) -> tuple[Cluster, Mapping[str, 
 def host_env(cluster: Cluster, host: HostSpec, cli_env: Mapping[str, str], root: str) -> dict[str, str]:
     """The env of the host's scripts, without the image's ENV (exec does not read the image)."""
     env = merge_env({}, cluster.env, host.env, cli_env)
-    env.update(reserved_env(cluster, host, delivery.rootfs_path(cluster.name, root)))
+    rootfs = delivery.rootfs_path(cluster.name, root, data_root=cluster.data_root)
+    env.update(reserved_env(cluster, host, rootfs))
     return env
 
 

@@ -96,6 +96,7 @@ def deliver_fn(
                 root=settings.root,
                 max_parallel=settings.options.max_parallel,
                 on_event=on_event,
+                data_root=cluster.data_root,
             )
             return {h: DeliveryOutcome(h, r.result.bytes_sent, r.result.seconds) for h, r in fanned.items()}
         results = await delivery.deliver(
@@ -109,6 +110,7 @@ def deliver_fn(
             on_event=on_event,
             keep_blobs=settings.keep_blobs,
             target=target,
+            data_root=cluster.data_root,
         )
         return {h: DeliveryOutcome(h, r.bytes_sent, r.seconds) for h, r in results.items()}
 
@@ -124,7 +126,9 @@ def remove_fn(driver: InfraDriver, cluster: Cluster, settings: Settings) -> Remo
 
         async def one(host: str) -> None:
             async with slots:
-                await delivery.remove(driver, cluster.name, [host], root=settings.root)
+                await delivery.remove(
+                    driver, cluster.name, [host], root=settings.root, data_root=cluster.data_root
+                )
 
         results = await asyncio.gather(*(one(h) for h in hosts), return_exceptions=True)
         errors = [r for r in results if isinstance(r, BaseException)]

@@ -45,7 +45,9 @@ def status(name: str, home: Path | None = None) -> dict[str, Any]:
             {
                 **app.to_json(),
                 "host": saved.master0.ip,
-                "rootfs": delivery.rootfs_path(saved.name, target=f"{APPS_DIR}/{app.name}"),
+                "rootfs": delivery.rootfs_path(
+                    saved.name, target=f"{APPS_DIR}/{app.name}", data_root=saved.data_root
+                ),
             }
             for app in meta.apps
         ],

@@ -30,7 +30,7 @@ class AddAppImages(Phase):
 
     def plan(self, cluster: Cluster, facts: Facts, state: PlanState) -> list[Step]:
         serving = {h.ip for h in cluster.registry_hosts}
-        storage = storage_dir(cluster.name, state.root)
+        storage = storage_dir(cluster.name, state.root, cluster.data_root)
         return [
             Step(
                 host=h.ip,

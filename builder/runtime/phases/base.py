@@ -115,7 +115,10 @@ class PlanState:
     fanout: FanoutPlan | None = None  # fan-out delivery (fanout.py); None: every host over SSH
 
     def rootfs(self, cluster: Cluster) -> str:
-        return rootfs_path(cluster.name, self.root)
+        """The cluster's rootfs on its hosts: under its spec.dataRoot when it has one, which
+        wins over `root` (the hosts' sealer root, DEFAULT_ROOT unless a caller of the library
+        sets another)."""
+        return rootfs_path(cluster.name, self.root, data_root=cluster.data_root)
 
     def target_hosts(self, cluster: Cluster) -> tuple[HostSpec, ...]:
         wanted = set(self.targets)

@@ -24,7 +24,7 @@ class Check(Phase):
     title: ClassVar[str] = "Check hosts"
 
     def plan(self, cluster: Cluster, facts: Facts, state: PlanState) -> list[Step]:
-        command = facts_mod.probe_command(state.root)
+        command = facts_mod.probe_command(cluster.data_root or state.root)  # where the rootfs goes
         return [
             Step(
                 host=h.ip,

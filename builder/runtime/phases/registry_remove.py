@@ -20,10 +20,11 @@ from builder.runtime.plugins.none import NoneRuntime
 def remove_command(cluster: Cluster, root: str) -> str:
     unit = unit_name(cluster.name)
     path = shlex.quote(unit_path(cluster.name))
-    directory = shlex.quote(registry_dir(cluster.name, root))
+    where = registry_dir(cluster.name, root, cluster.data_root)
+    directory = shlex.quote(where)
     return (
         f"if [ -e {path} ]; then systemctl disable --now {unit} || true; rm -f {path}; "
-        f"systemctl daemon-reload; fi; rm -rf {directory}; echo '{unit} and {registry_dir(cluster.name, root)} removed'"
+        f"systemctl daemon-reload; fi; rm -rf {directory}; echo '{unit} and {where} removed'"
     )
 
 
@@ -41,7 +42,7 @@ class RemoveRegistry(Phase):
                 host=h.ip,
                 id="registry-remove",
                 description=f"stop, disable and remove {unit_name(cluster.name)}; "
-                f"remove {registry_dir(cluster.name, state.root)}",
+                f"remove {registry_dir(cluster.name, state.root, cluster.data_root)}",
                 command=command,
                 stage=stage,
                 journal=False,

@@ -54,14 +54,15 @@ READY_TIMEOUT_S = 60
 _CONFIG_TIMEOUT_S = 1800  # the merge of a large registry/ tree copies its link files
 
 
-def registry_dir(cluster: str, root: str = DEFAULT_ROOT) -> str:
-    """Everything of the registry service on a registry host."""
-    return f"{root}/data/{cluster}/registry"
+def registry_dir(cluster: str, root: str = DEFAULT_ROOT, data_root: str = "") -> str:
+    """Everything of the registry service on a registry host: in the cluster's data dir, under
+    its spec.dataRoot (`data_root`) when it has one (as sealer's DataDir, rootfs/../registry)."""
+    return f"{data_root or root + '/data'}/{cluster}/registry"
 
 
-def storage_dir(cluster: str, root: str = DEFAULT_ROOT) -> str:
+def storage_dir(cluster: str, root: str = DEFAULT_ROOT, data_root: str = "") -> str:
     """distribution's storage rootdirectory: blobs merged here are served without a restart."""
-    return f"{registry_dir(cluster, root)}/storage"
+    return f"{registry_dir(cluster, root, data_root)}/storage"
 
 
 def unit_name(cluster: str) -> str:
@@ -158,7 +159,7 @@ _PUT = (
 
 def config_command(cluster: Cluster, material: RegistryMaterial, rootfs: str, root: str) -> str:
     """Shell for registry-config (see the module docstring)."""
-    directory = registry_dir(cluster.name, root)
+    directory = registry_dir(cluster.name, root, cluster.data_root)
     q = shlex.quote(directory)
     unit = unit_name(cluster.name)
     bin_in_image = shlex.quote(f"{rootfs}/{REGISTRY_BINARY}")
@@ -201,7 +202,7 @@ def ready_command(cluster: Cluster, material: RegistryMaterial, root: str) -> st
     spec = cluster.registry
     scheme = "https" if material.has_tls else "http"
     url = f"{scheme}://{spec.domain}:{spec.port}/v2/"
-    ca = f"{registry_dir(cluster.name, root)}/tls/ca.crt"
+    ca = f"{registry_dir(cluster.name, root, cluster.data_root)}/tls/ca.crt"
     curl = f"curl -sS -o /dev/null -w '%{{http_code}}' --max-time 5 --resolve {spec.domain}:{spec.port}:127.0.0.1"
     if material.has_tls:
         curl += f" --cacert {shlex.quote(ca)}"

@@ -136,8 +136,14 @@ def _ca_paths(cluster: Cluster) -> tuple[str, str]:
     return (f"{CERTS_D}/{endpoint}/ca.crt", f"{DOCKER_CERTS_D}/{endpoint}/ca.crt")
 
 
+def _kubelet_record_dir(cluster: Cluster) -> str:
+    """Beside the cluster's data under its spec.dataRoot, when it has one: such a cluster leaves
+    nothing under /var/lib/sealer."""
+    return f"{cluster.data_root}/.registry-trust" if cluster.data_root else KUBELET_RECORD_DIR
+
+
 def _kubelet_record(cluster: Cluster) -> str:
-    return f"{KUBELET_RECORD_DIR}/{cluster.name}.kubelet-config"
+    return f"{_kubelet_record_dir(cluster)}/{cluster.name}.kubelet-config"
 
 
 class RegistryTrust(Phase):
@@ -210,7 +216,7 @@ class RegistryTrust(Phase):
             f"if [ -e {q} ] && ! grep -qxF {q} {r} 2>/dev/null; then "
             f"echo '{path} exists and is not sealer'\"'\"'s: add the credentials of "
             f"{cluster.registry.endpoint} to it by hand' >&2; "
-            f"else mkdir -p {shlex.quote(KUBELET_RECORD_DIR)} && echo {q} > {r} && "
+            f"else mkdir -p {shlex.quote(_kubelet_record_dir(cluster))} && echo {q} > {r} && "
             f"{write_file_command(path, text, 0o600)}; fi"
         )
         return Step(
@@ -247,7 +253,7 @@ def _remove_command(cluster: Cluster, runtime: str) -> str:
     if kubelet:
         r = shlex.quote(_kubelet_record(cluster))
         parts.append(f'if [ -f {r} ]; then rm -f "$(cat {r})" {r}; fi')
-        parts.append(f"rmdir {shlex.quote(KUBELET_RECORD_DIR)} 2>/dev/null || true")
+        parts.append(f"rmdir {shlex.quote(_kubelet_record_dir(cluster))} 2>/dev/null || true")
     return "; ".join(parts)
 
 

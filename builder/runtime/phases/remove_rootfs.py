@@ -17,7 +17,7 @@ class RemoveRootfs(Phase):
     title: ClassVar[str] = "Remove the rootfs"
 
     def plan(self, cluster: Cluster, facts: Facts, state: PlanState) -> list[Step]:
-        paths = Paths(state.root, cluster.name)
+        paths = Paths(state.root, cluster.name, data_root=cluster.data_root)
         return [
             Step(
                 host=h.ip,

@@ -19,6 +19,7 @@ import yaml
 
 from builder.errors import KubeadmConfigError
 from builder.runtime.cluster import Cluster, HostSpec
+from builder.runtime.container_runtime import cri_socket
 from builder.runtime.plugins._config import audit_args, child_mapping, deep_merge
 from builder.runtime.plugins._kubeadm import (
     API_PORT,
@@ -145,6 +146,15 @@ def _node_registration(doc: dict[str, Any], host: HostSpec, v1beta3: bool) -> No
         reg["kubeletExtraArgs"] = listed
 
 
+def _cri_socket(doc: dict[str, Any], cluster: Cluster) -> None:
+    """spec.containerRuntime.type, when the Clusterfile gives one, decides the kubelet's CRI
+    socket over the image's and the user's criSocket (container_runtime.check_container_runtime
+    has checked the image runs it); kubeadm passes it on as --container-runtime-endpoint."""
+    socket = cri_socket(cluster)
+    if socket is not None:
+        child_mapping(doc, "nodeRegistration", doc["kind"], KubeadmConfigError)["criSocket"] = socket
+
+
 def _audit(api_server: dict[str, Any], v1beta3: bool) -> None:
     """The audit flags and the two hostPath volumes of sealer's kubeadm.yml (the policy file,
     read-only; the log dir, created if missing), each only where the user's merged
@@ -200,6 +210,7 @@ def init_documents(
     endpoint["advertiseAddress"] = host.ip
     endpoint.setdefault("bindPort", API_PORT)
     _node_registration(init, host, v1beta3)
+    _cri_socket(init, cluster)
     docs["InitConfiguration"] = init
 
     conf = docs.get("ClusterConfiguration") or {"apiVersion": version, "kind": "ClusterConfiguration"}
@@ -235,6 +246,7 @@ def join_document(cluster: Cluster, host: HostSpec, image_text: str | None) -> d
         },
     }
     _node_registration(join, host, version.endswith("/v1beta3"))
+    _cri_socket(join, cluster)
     if host.is_master:
         plane = child_mapping(join, "controlPlane", "JoinConfiguration", KubeadmConfigError)
         endpoint = child_mapping(

@@ -65,13 +65,6 @@ def skopeo(*args: str) -> str:
     return proc.stdout
 
 
-def image_list_context(make_context: Callable[..., Path], text: str) -> tuple[Path, Path]:
-    """A context whose Kubefile copies `images/imageList` (holding `text`) into manifests/;
-    (context, imageList path as messages name it)."""
-    ctx = make_context({"images/imageList": text}, kubefile="FROM scratch\nCOPY images manifests/\n")
-    return ctx, ctx / "images" / "imageList"
-
-
 def bundled_registry(store: Store, tag: str, dest: Path) -> Path:
     """The last layer of `tag` (its registry/ layer) unpacked; the registry storage dir."""
     layers = store.read_manifest(store.resolve(tag)).layers
@@ -88,7 +81,10 @@ def test_daemon_image_is_bundled_served_and_pulled_back(
     app_image: str,
     tmp_path: Path,
 ) -> None:
-    ctx, _ = image_list_context(make_context, f"# from the local engine\ndocker-daemon:{APP}\n")
+    ctx = make_context(
+        {"images/imageList": f"# from the local engine\ndocker-daemon:{APP}\n"},
+        kubefile="FROM scratch\nCOPY images manifests/\n",
+    )
     result = sealer("build", "-t", "cluster:v1", "--platform", "linux/amd64", str(ctx))
     assert f"warning: exporting docker-daemon:{APP}" in result.stderr.splitlines()
     store = Store.open(root)
@@ -181,12 +177,13 @@ def test_missing_daemon_image_names_the_imagelist_line(
     on_private_engine: str,
     app_image: str,
 ) -> None:
-    ctx, listed = image_list_context(
-        make_context, f"docker-daemon:{APP}\ndocker-daemon:sealer-test/missing:v1\n"
+    ctx = make_context(
+        {"images/imageList": f"docker-daemon:{APP}\ndocker-daemon:sealer-test/missing:v1\n"},
+        kubefile="FROM scratch\nCOPY images manifests/\n",
     )
     result = sealer("build", "-t", "cluster:v1", str(ctx), expect=1)
     lines = result.stderr.splitlines()
-    assert f"error: {listed}:2: sealer-test/missing:v1 is not in the Docker daemon" in lines
+    assert f"error: {ctx / 'images/imageList'}:2: sealer-test/missing:v1 is not in the Docker daemon" in lines
     assert "exporting" not in result.stderr  # refused before any export
     store = Store.open(root)
     assert store.refs.list() == []
@@ -200,10 +197,10 @@ def test_daemon_image_of_another_platform_is_refused(
     on_private_engine: str,
     app_image: str,
 ) -> None:
-    ctx, listed = image_list_context(make_context, f"docker-daemon:{APP}\n")
+    ctx = make_context({"imageList": f"docker-daemon:{APP}\n"}, kubefile="FROM scratch\nCOPY imageList /\n")
     result = sealer("build", "-t", "cluster:v1", "--platform", "linux/arm64", str(ctx), expect=1)
     assert (
-        f"error: {listed}:1: {APP} in the Docker daemon is linux/amd64, this build is for linux/arm64"
+        f"error: {ctx / 'imageList'}:1: {APP} in the Docker daemon is linux/amd64, this build is for linux/arm64"
         in result.stderr.splitlines()
     )
     assert Store.open(root).refs.list() == []
@@ -218,7 +215,7 @@ def test_no_engine_is_one_line(
 ) -> None:
     host = f"unix://{tmp_path}/no-docker.sock"
     monkeypatch.setenv("DOCKER_HOST", host)
-    ctx, _ = image_list_context(make_context, f"docker-daemon:{APP}\n")
+    ctx = make_context({"imageList": f"docker-daemon:{APP}\n"}, kubefile="FROM scratch\nCOPY imageList /\n")
     result = sealer("build", "-t", "cluster:v1", str(ctx), expect=1)
     lines = result.stderr.splitlines()
     assert f"error: no Docker engine answers at {host}" in lines

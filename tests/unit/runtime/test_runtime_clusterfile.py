@@ -242,8 +242,8 @@ ERRORS = [
     ),
     (
         "  env: [key1=value1, key2=value2;value3]",
-        "  containerRuntime: {}",
-        r"Clusterfile:15: spec.containerRuntime: is a sealer field this implementation does not support",
+        "  containerRuntime: {type: cri-o}",
+        r"Clusterfile:15: spec.containerRuntime.type: container runtime 'cri-o' is not one of containerd, docker",
     ),
     (
         "  env: [key1=value1, key2=value2;value3]",
@@ -453,6 +453,8 @@ def clusters(draw: st.DrawFn) -> Cluster:
         cmd_args=tuple(draw(st.lists(_values, max_size=2))),
         app_names=tuple(draw(st.lists(st.sampled_from(["calico", "app"]), max_size=2))),
         ssh=base,
+        data_root=draw(st.sampled_from(["", "/data/sealer", "/opt/sealer_1.d/x-y"])),
+        container_runtime=draw(st.sampled_from(["", "containerd", "docker"])),
         host_aliases=tuple(
             draw(
                 st.lists(

@@ -1,0 +1,110 @@
+"""The cluster's container runtime: sealer's spec.containerRuntime.type against what the image
+runs on, and the CRI socket the kubelets are given.
+
+sealer takes the image's label `cluster.alpha.sealer.io/container-runtime-type` (docker when
+absent) and lets spec.containerRuntime.type override it, then runs the image's script for that
+runtime (pkg/clusterruntime GetClusterInstallInfo). An image here installs one runtime, so the
+Clusterfile may only name the one it installs: a type the label contradicts is refused, and so is
+docker from an image that does not say it runs docker. Since Kubernetes 1.24 the kubelet reaches
+Docker Engine only through cri-dockerd, so docker also needs an image that ships it (`bin/cri-dockerd`,
+which its scripts install and start) and the kubeadm runtime, whose kubelets are then pointed
+at cri-dockerd's socket (kubeadm's nodeRegistration.criSocket); k3s and k0s run their own
+containerd. Every refusal names the Clusterfile line and what the image supports, and comes
+before any host changes.
+"""
+
+from __future__ import annotations
+
+from builder.errors import ClusterError, ImageNotFound
+from builder.image import mediatypes
+from builder.image.digest import Digest
+from builder.runtime.cluster import Cluster
+from builder.store.layout import Store
+
+CONTAINERD = "containerd"
+DOCKER = "docker"
+# The CRI endpoint each runtime's kubelet uses (the kubeadm container-runtime guide's table).
+CRI_SOCKETS = {
+    CONTAINERD: "unix:///run/containerd/containerd.sock",
+    DOCKER: "unix:///var/run/cri-dockerd.sock",
+}
+CRI_DOCKERD = "bin/cri-dockerd"  # what an image that runs docker ships (the stack check keeps its presence)
+# The runtimes whose kubelets can be pointed at another CRI socket here.
+DOCKER_RUNTIMES = ("kubernetes",)
+
+
+def check_container_runtime(
+    cluster: Cluster,
+    image: str,
+    label: str | None,
+    *,
+    runtime: str | None = None,
+    ships_cri_dockerd: bool | None = None,
+) -> None:
+    """Refuse a spec.containerRuntime.type the image cannot run (ClusterError naming the
+    Clusterfile line). `label`: the image's container-runtime label. `runtime` (the cluster
+    runtime plugin's name) and `ships_cri_dockerd` are checked when known: a caller with only
+    the image's config checks the label alone, before any host is contacted."""
+    wanted = cluster.container_runtime
+    if not wanted:
+        return
+    at = f"{cluster.container_runtime_at}: " if cluster.container_runtime_at else ""
+    said = f"label {mediatypes.LABEL_CONTAINER_RUNTIME}={label}" if label else "no container runtime label"
+
+    def refuse(why: str, hint: str) -> ClusterError:
+        return ClusterError(f"{at}spec.containerRuntime.type {wanted}: {why}", hint=hint)
+
+    if label and label != wanted:
+        raise refuse(
+            f"{image} runs {label} ({said})",
+            f"write type: {label}, or leave containerRuntime out: the image's runtime is used",
+        )
+    if wanted == CONTAINERD:
+        return  # what the images here install (and what k3s and k0s embed)
+    if not label:
+        raise refuse(
+            f"{image} does not say it runs docker ({said})",
+            f"an image for docker carries {mediatypes.LABEL_CONTAINER_RUNTIME}=docker and ships {CRI_DOCKERD}",
+        )
+    if runtime is not None and runtime not in DOCKER_RUNTIMES:
+        raise refuse(
+            f"the {runtime} runtime runs its own containerd",
+            "leave containerRuntime out, or use a kubeadm (kubernetes) image built for docker",
+        )
+    if ships_cri_dockerd is False:
+        raise refuse(
+            f"{image} ({said}) ships no {CRI_DOCKERD}, which the kubelet needs to reach Docker Engine "
+            "since Kubernetes 1.24",
+            f"use an image that ships {CRI_DOCKERD} and starts it from its scripts",
+        )
+
+
+def cri_socket(cluster: Cluster) -> str | None:
+    """The kubelets' CRI endpoint the Clusterfile's type asks for (None: the image's own)."""
+    return CRI_SOCKETS.get(cluster.container_runtime)
+
+
+def image_label(store: Store, image: str, manifest: Digest | None = None) -> str | None:
+    """The container-runtime label of `image` (of its `manifest` when given, else of its first
+    platform); None when unset. ImageNotFound when the store lacks it."""
+    if manifest is None:
+        desc = store.resolve(image)
+        if desc.media_type in mediatypes.INDEXES:
+            desc = store.read_index(desc).manifests[0]
+        config = store.read_config(store.read_manifest(desc).config)
+    else:
+        config = store.read_config(store.read_manifest(manifest).config)
+    return config.config.labels.get(mediatypes.LABEL_CONTAINER_RUNTIME) or None
+
+
+def check_local_image(cluster: Cluster, store: Store) -> None:
+    """`check_container_runtime` on the label alone, before any host is contacted, when the
+    image is already in the store (one a run pulls is checked once pulled, before any host
+    changes)."""
+    if not cluster.container_runtime:
+        return
+    try:
+        label = image_label(store, cluster.image)
+    except ImageNotFound:
+        return
+    check_container_runtime(cluster, cluster.image, label)
