@@ -65,6 +65,13 @@ def skopeo(*args: str) -> str:
     return proc.stdout
 
 
+def image_list_context(make_context: Callable[..., Path], text: str) -> tuple[Path, Path]:
+    """A context whose Kubefile copies `images/imageList` (holding `text`) into manifests/;
+    (context, imageList path as messages name it)."""
+    ctx = make_context({"images/imageList": text}, kubefile="FROM scratch\nCOPY images manifests/\n")
+    return ctx, ctx / "images" / "imageList"
+
+
 def bundled_registry(store: Store, tag: str, dest: Path) -> Path:
     """The last layer of `tag` (its registry/ layer) unpacked; the registry storage dir."""
     layers = store.read_manifest(store.resolve(tag)).layers
@@ -81,10 +88,7 @@ def test_daemon_image_is_bundled_served_and_pulled_back(
     app_image: str,
     tmp_path: Path,
 ) -> None:
-    ctx = make_context(
-        {"images/imageList": f"# from the local engine\ndocker-daemon:{APP}\n"},
-        kubefile="FROM scratch\nCOPY images manifests/\n",
-    )
+    ctx, _ = image_list_context(make_context, f"# from the local engine\ndocker-daemon:{APP}\n")
     result = sealer("build", "-t", "cluster:v1", "--platform", "linux/amd64", str(ctx))
     assert f"warning: exporting docker-daemon:{APP}" in result.stderr.splitlines()
     store = Store.open(root)
@@ -170,40 +174,39 @@ def test_image_source_flag_takes_manifest_images_from_the_daemon(
     assert store.refs.get("docker.io/library/cluster:v2") is None
 
 
-def test_missing_daemon_image_names_the_imagelist_line(
+@pytest.mark.parametrize(
+    ("text", "flags", "message"),
+    [
+        (
+            f"docker-daemon:{APP}\ndocker-daemon:sealer-test/missing:v1\n",
+            (),
+            "{listed}:2: sealer-test/missing:v1 is not in the Docker daemon",
+        ),
+        (
+            f"docker-daemon:{APP}\n",
+            ("--platform", "linux/arm64"),
+            f"{{listed}}:1: {APP} in the Docker daemon is linux/amd64, this build is for linux/arm64",
+        ),
+    ],
+    ids=["missing", "other-platform"],
+)
+def test_refusals_name_the_imagelist_line(
     root: Path,
     sealer: SealerRunner,
     make_context: Callable[..., Path],
     on_private_engine: str,
     app_image: str,
+    text: str,
+    flags: tuple[str, ...],
+    message: str,
 ) -> None:
-    ctx = make_context(
-        {"images/imageList": f"docker-daemon:{APP}\ndocker-daemon:sealer-test/missing:v1\n"},
-        kubefile="FROM scratch\nCOPY images manifests/\n",
-    )
-    result = sealer("build", "-t", "cluster:v1", str(ctx), expect=1)
-    lines = result.stderr.splitlines()
-    assert f"error: {ctx / 'images/imageList'}:2: sealer-test/missing:v1 is not in the Docker daemon" in lines
+    ctx, listed = image_list_context(make_context, text)
+    result = sealer("build", "-t", "cluster:v1", *flags, str(ctx), expect=1)
+    assert "error: " + message.format(listed=listed) in result.stderr.splitlines(), result.stderr
     assert "exporting" not in result.stderr  # refused before any export
     store = Store.open(root)
     assert store.refs.list() == []
     assert not store.tmp_dir.exists() or not any(store.tmp_dir.iterdir())  # no scratch left
-
-
-def test_daemon_image_of_another_platform_is_refused(
-    root: Path,
-    sealer: SealerRunner,
-    make_context: Callable[..., Path],
-    on_private_engine: str,
-    app_image: str,
-) -> None:
-    ctx = make_context({"imageList": f"docker-daemon:{APP}\n"}, kubefile="FROM scratch\nCOPY imageList /\n")
-    result = sealer("build", "-t", "cluster:v1", "--platform", "linux/arm64", str(ctx), expect=1)
-    assert (
-        f"error: {ctx / 'imageList'}:1: {APP} in the Docker daemon is linux/amd64, this build is for linux/arm64"
-        in result.stderr.splitlines()
-    )
-    assert Store.open(root).refs.list() == []
 
 
 def test_no_engine_is_one_line(
@@ -215,7 +218,7 @@ def test_no_engine_is_one_line(
 ) -> None:
     host = f"unix://{tmp_path}/no-docker.sock"
     monkeypatch.setenv("DOCKER_HOST", host)
-    ctx = make_context({"imageList": f"docker-daemon:{APP}\n"}, kubefile="FROM scratch\nCOPY imageList /\n")
+    ctx, _ = image_list_context(make_context, f"docker-daemon:{APP}\n")
     result = sealer("build", "-t", "cluster:v1", str(ctx), expect=1)
     lines = result.stderr.splitlines()
     assert f"error: no Docker engine answers at {host}" in lines
