@@ -68,10 +68,22 @@ class StackCheck:
 # balancer when the image ships its own (the check phase then needs none on the host), and
 # bin/registry, distribution's registry for the cluster registry (else the host's docker-registry),
 # and bin/cri-dockerd, which an image must ship to run on docker (container_runtime.py).
-PRESENT_FILES = frozenset({"bin/haproxy", "bin/registry", "bin/cri-dockerd"})
+# The scripts of sealer's own image contract are kept the same way (plugins/sealer_image.py:
+# they tell such an image and its container runtime), its etc/kubeadm.yml with its text.
+SEALER_IMAGE_SCRIPTS = frozenset(
+    {
+        "scripts/init-kube.sh",
+        "scripts/containerd.sh",
+        "scripts/docker.sh",
+        "scripts/uninstall-containerd.sh",
+        "scripts/uninstall-docker.sh",
+    }
+)
+PRESENT_FILES = frozenset({"bin/haproxy", "bin/registry", "bin/cri-dockerd"}) | SEALER_IMAGE_SCRIPTS
 KEPT_FILES = PRESENT_FILES | {
     "Metadata",
     "etc/kubeadm.yaml",
+    "etc/kubeadm.yml",
     "etc/k0s.yaml",
     "scripts/init-registry.sh",
     "statics/audit-policy.yml",

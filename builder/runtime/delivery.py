@@ -82,7 +82,7 @@ __all__ = [
 ]
 
 DEFAULT_ROOT = "/var/lib/sealer"
-CHECK_VERSION = 6  # bump when the stack check changes: cached results are redone
+CHECK_VERSION = 7  # bump when the stack check changes: cached results are redone
 _CHUNK = 4 << 20
 _PROGRESS_EVERY_S = 0.1  # HostProgress while a blob streams: at most this often per host
 _PROBE_TIMEOUT_S = 60

@@ -82,7 +82,8 @@ def with_plugin(
     plugin = select_plugin(info.runtime_label, info.metadata_runtime, override)
     files: dict[str, str] = {}
     for path in (*plugin.config_files, INIT_REGISTRY_SCRIPT, REGISTRY_BINARY):
-        data = _image_file(image, path)
+        # a template the plugin renders itself, with a host's env (sealer's etc/kubeadm.yml.tmpl)
+        data = image.templates.get(path) if path.endswith(TEMPLATE_SUFFIX) else _image_file(image, path)
         if data is None and path == AUDIT_POLICY:  # or its template: the plan needs its presence only
             data = image.templates.get(path + TEMPLATE_SUFFIX)
         if data is not None:
@@ -123,6 +124,7 @@ def load_image(store: Store, name: str, platform: Platform) -> tuple[ImageInfo, 
         app_names=ext.launch.app_names,
         applications=ext.applications,
         runtime_label=label,
+        container_runtime_label=config.config.labels.get(mediatypes.LABEL_CONTAINER_RUNTIME) or None,
         metadata_runtime=None if label else _metadata_runtime(dimg),
         kube_version=config.config.labels.get(mediatypes.LABEL_SUPPORTED_KUBE_VERSION) or None,
         compressed_bytes=sum(p.descriptor.size for p in dimg.layers),

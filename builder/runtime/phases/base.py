@@ -27,6 +27,7 @@ from builder.runtime.facts import Facts
 from builder.runtime.fanout import FanoutPlan
 from builder.runtime.hooks import ShellHook
 from builder.runtime.plugins.base import HostContext, RuntimePlugin
+from builder.runtime.plugins.sealer_image import container_runtime, is_sealer_image, sealer_env
 from builder.runtime.registry_pki import RegistryMaterial
 
 StepKind = Literal["command", "probe", "deliver", "remove"]
@@ -85,6 +86,7 @@ class ImageInfo:
     app_names: tuple[str, ...] = ()
     applications: tuple[Application, ...] = ()
     runtime_label: str | None = None
+    container_runtime_label: str | None = None  # cluster.alpha.sealer.io/container-runtime-type
     metadata_runtime: str | None = None
     kube_version: str | None = None  # KUBEVERSION (the supported-kube-version label)
     compressed_bytes: int = 0
@@ -120,13 +122,21 @@ class PlanState:
         sets another)."""
         return rootfs_path(cluster.name, self.root, data_root=cluster.data_root)
 
+    @property
+    def container_runtime(self) -> str:
+        """The container runtime a sealer image installs (sealer_image.container_runtime)."""
+        return container_runtime(self.image.files, self.image.container_runtime_label)
+
     def target_hosts(self, cluster: Cluster) -> tuple[HostSpec, ...]:
         wanted = set(self.targets)
         return tuple(h for h in cluster.hosts if h.ip in wanted)
 
     def host_env(self, cluster: Cluster, host: HostSpec) -> dict[str, str]:
-        """The env of `host`'s scripts: image ENV < Clusterfile < host < -e, then SEALER_*."""
+        """The env of `host`'s scripts: image ENV < Clusterfile < host < -e, then (a sealer
+        image) the variables sealer computes, then SEALER_*."""
         env = merge_env(self.image.env, cluster.env, host.env, self.cli_env)
+        if is_sealer_image(self.image.files):  # the variables sealer computes (sealer_image.py)
+            env.update(sealer_env(cluster, env, self.container_runtime))
         env.update(reserved_env(cluster, host, self.rootfs(cluster)))
         return env
 

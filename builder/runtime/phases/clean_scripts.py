@@ -1,4 +1,7 @@
-"""clean-scripts: `sh scripts/clean.sh` on each leaving host (its rootfs goes next, remove_rootfs.py).
+"""clean-scripts: `sh scripts/clean.sh` on each leaving host (its rootfs goes next, remove_rootfs.py);
+on a host that runs an image of sealer's contract (the container runtime its host-scripts step
+recorded beside the rootfs), what init-kube.sh put in /usr/bin and /etc/sysctl.d goes, then
+`bash scripts/uninstall-<cri>.sh` instead, as sealer uninstalls the container runtime (scripts.py). Decided on the host, so it needs no image at hand.
 
 Order, as sealer's reset: nodes, then masters, master0 last (each group in parallel). clean.sh
 must be idempotent and safe on a half-installed host; a host whose rootfs is already gone
@@ -7,6 +10,7 @@ must be idempotent and safe on a half-installed host; a host whose rootfs is alr
 
 from __future__ import annotations
 
+import posixpath
 import shlex
 from typing import ClassVar
 
@@ -15,6 +19,7 @@ from builder.runtime.facts import Facts
 from builder.runtime.phases import host_aliases
 from builder.runtime.phases.base import Phase, PlanState, Step, ordered_for_removal
 from builder.runtime.phases.scripts import CLEAN_SCRIPT, SCRIPT_TIMEOUT_S
+from builder.runtime.plugins.sealer_image import CONTAINER_RUNTIMES, CRI_MARKER, INIT_KUBE_FILES
 
 
 class CleanScripts(Phase):
@@ -24,8 +29,14 @@ class CleanScripts(Phase):
     def plan(self, cluster: Cluster, facts: Facts, state: PlanState) -> list[Step]:
         rootfs = state.rootfs(cluster)
         q = shlex.quote(rootfs)
+        marker = shlex.quote(f"{posixpath.dirname(rootfs)}/{CRI_MARKER}")
         command = (
             f"if [ ! -d {q} ]; then echo 'no rootfs: nothing to clean'; "
+            f'elif [ -f {marker} ]; then cri=$(cat {marker}); case "$cri" in {"|".join(CONTAINER_RUNTIMES)}) ;; '
+            f'*) echo "{marker}: unknown container runtime $cri" >&2; exit 1;; esac; '
+            f"rm -f {' '.join(INIT_KUBE_FILES)}; "
+            f'u={q}/scripts/uninstall-$cri.sh; if [ -f "$u" ]; then bash "$u"; '
+            'else echo "no scripts/uninstall-$cri.sh in the image: skipped"; fi; '
             f"elif [ -f {q}/{CLEAN_SCRIPT} ]; then cd {q} && sh {CLEAN_SCRIPT}; "
             f"else echo 'no {CLEAN_SCRIPT} in the image: skipped'; fi"
         )

@@ -9,6 +9,13 @@ after init.sh and before the cluster runtime starts. The cluster registry itself
 registry-service and registry-trust phases that follow; this repository's basefs images ship no
 init-registry.sh, and an image from elsewhere that does still has it run.
 
+An image of sealer's own contract (plugins/sealer_image.py) runs as sealer runs it instead:
+`bash ROOTFS/scripts/<cri>.sh`, the script of its container runtime, on every host, first (the
+runtime name is recorded beside the rootfs for `uninstall-<cri>.sh` on delete, clean_scripts.py);
+no init.sh (sealer's runtime calls none) and no init-registry.sh: its registry/ is served by the
+registry-service phase, the registry sealer's `init-registry.sh PORT DIR DOMAIN` would start as a
+container on the same port (docs/runtimes.md, "sealer's own images").
+
 Env: image ENV < Clusterfile env < host env < -e, plus SEALER_ROLE, SEALER_HOST_IP,
 SEALER_MASTER0, SEALER_MASTERS, SEALER_NODES, SEALER_CLUSTER, SEALER_ROOTFS. An image without
 scripts/init.sh skips it. Hosts run in parallel: sealer runs init.sh on all hosts at once too.
@@ -16,12 +23,16 @@ scripts/init.sh skips it. Hosts run in parallel: sealer runs init.sh on all host
 
 from __future__ import annotations
 
+import posixpath
+import shlex
 from typing import ClassVar
 
+from builder.image.mediatypes import LABEL_CONTAINER_RUNTIME
 from builder.runtime.cluster import Cluster
 from builder.runtime.facts import Facts
 from builder.runtime.phases import host_aliases
 from builder.runtime.phases.base import Phase, PlanState, Step
+from builder.runtime.plugins.sealer_image import CRI_MARKER, install_script, is_sealer_image
 
 INIT_SCRIPT = "scripts/init.sh"
 INIT_REGISTRY_SCRIPT = "scripts/init-registry.sh"
@@ -49,6 +60,8 @@ class HostScripts(Phase):
             for h in state.target_hosts(cluster)
             if cluster.host_aliases
         ]
+        if is_sealer_image(state.image.files):
+            return aliases + self._sealer_plan(cluster, state)
         return aliases + [
             Step(
                 host=h.ip,
@@ -62,4 +75,29 @@ class HostScripts(Phase):
             for h in state.target_hosts(cluster)
             for script in (INIT_SCRIPT, INIT_REGISTRY_SCRIPT)
             if script == INIT_SCRIPT or script in state.image.files
+        ]
+
+    @staticmethod
+    def _sealer_plan(cluster: Cluster, state: PlanState) -> list[Step]:
+        rootfs = state.rootfs(cluster)
+        cri = state.container_runtime
+        script = install_script(cri)
+        marker = shlex.quote(f"{posixpath.dirname(rootfs)}/{CRI_MARKER}")
+        path = shlex.quote(f"{rootfs}/{script}")
+        command = (
+            f"if [ ! -f {path} ]; then echo 'this sealer image has no {script} "
+            f"for its container runtime {cri} (label {LABEL_CONTAINER_RUNTIME})' >&2; exit 1; fi; "
+            f"printf '%s\\n' {cri} > {marker} && bash {path}"
+        )
+        return [
+            Step(
+                host=h.ip,
+                id=f"{cri}.sh",
+                description=f"bash {script} as {h.role} (the container runtime of a sealer image)",
+                command=command,
+                env=state.host_env(cluster, h),
+                cwd=rootfs,
+                timeout_s=SCRIPT_TIMEOUT_S,
+            )
+            for h in state.target_hosts(cluster)
         ]

@@ -58,15 +58,15 @@ def _is_ours(doc: Mapping[str, object]) -> bool:
     return isinstance(kind, str) and COMPONENT_KINDS.get(kind) == group
 
 
-def _image_documents(text: str | None) -> list[dict[str, Any]]:
+def _image_documents(text: str | None, source: str = ROOTFS_CONFIG) -> list[dict[str, Any]]:
     # A copy of one parse per text: the plan asks once per joining host, and parsing the same
     # file 5000 times was 80% of a 5000-host dry-run; callers merge into what they get.
-    return copy.deepcopy(_parse_image_documents(text)) if text is not None else []
+    return copy.deepcopy(_parse_image_documents(text, source)) if text is not None else []
 
 
 @functools.lru_cache(maxsize=4)
-def _parse_image_documents(text: str) -> list[dict[str, Any]]:
-    where = f"the image's {ROOTFS_CONFIG}"
+def _parse_image_documents(text: str, source: str = ROOTFS_CONFIG) -> list[dict[str, Any]]:
+    where = f"the image's {source}"
     try:
         docs = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as err:
@@ -83,7 +83,9 @@ def _parse_image_documents(text: str) -> list[dict[str, Any]]:
     return docs
 
 
-def merged_documents(cluster: Cluster, image_text: str | None) -> dict[str, dict[str, Any]]:
+def merged_documents(
+    cluster: Cluster, image_text: str | None, source: str = ROOTFS_CONFIG
+) -> dict[str, dict[str, Any]]:
     """kind -> document: the image's defaults with the Clusterfile's documents of the same kind
     deep-merged over them, in the image's order, then kinds only the Clusterfile has.
 
@@ -92,7 +94,7 @@ def merged_documents(cluster: Cluster, image_text: str | None) -> dict[str, dict
     in the other), so merging across them would write a file kubeadm rejects."""
     out: dict[str, dict[str, Any]] = {}
     for where, docs in (
-        (f"the image's {ROOTFS_CONFIG}", _image_documents(image_text)),
+        (f"the image's {source}", _image_documents(image_text, source)),
         ("the Clusterfile", [dict(d) for d in cluster.documents if _is_ours(d)]),
     ):
         seen: set[str] = set()
@@ -105,7 +107,7 @@ def merged_documents(cluster: Cluster, image_text: str | None) -> dict[str, dict
             if old is not None and old.get("apiVersion") != doc.get("apiVersion"):
                 raise KubeadmConfigError(
                     f"{kind}: the Clusterfile's apiVersion {doc.get('apiVersion')} differs from "
-                    f"{old.get('apiVersion')} in the image's {ROOTFS_CONFIG}",
+                    f"{old.get('apiVersion')} in the image's {source}",
                     hint="write the Clusterfile's kubeadm documents in the image's apiVersion",
                 )
             out[kind] = deep_merge(old, doc) if old is not None else doc
@@ -194,7 +196,12 @@ def _audit(api_server: dict[str, Any], v1beta3: bool) -> None:
 
 
 def init_documents(
-    cluster: Cluster, host: HostSpec, image_text: str | None, *, audit: bool = False
+    cluster: Cluster,
+    host: HostSpec,
+    image_text: str | None,
+    *,
+    audit: bool = False,
+    source: str = ROOTFS_CONFIG,
 ) -> list[dict[str, Any]]:
     """The documents of master0's /etc/kubernetes/kubeadm.yaml, in the order kubeadm prints them.
     `audit`: the image ships statics/audit-policy.yml, so the API server audits with it.
@@ -202,9 +209,9 @@ def init_documents(
     kubernetesVersion, when neither the image nor the Clusterfile sets it, is the placeholder of
     the output `kube-version` (the image's kubeadm's own version): unset, kubeadm would try to
     look up the latest release on the internet before falling back to it."""
-    docs = merged_documents(cluster, image_text)
+    docs = merged_documents(cluster, image_text, source)
     version = kubeadm_version(docs)
-    v1beta3 = version.endswith("/v1beta3")
+    v1beta3 = not version.endswith("/v1beta4")  # v1beta2 (sealer's images) spells maps as v1beta3
     init = docs.get("InitConfiguration") or {"apiVersion": version, "kind": "InitConfiguration"}
     endpoint = child_mapping(init, "localAPIEndpoint", "InitConfiguration", KubeadmConfigError)
     endpoint["advertiseAddress"] = host.ip
@@ -230,11 +237,13 @@ def init_documents(
     return [docs[kind] for kind in INIT_KINDS if kind in docs]
 
 
-def join_document(cluster: Cluster, host: HostSpec, image_text: str | None) -> dict[str, Any]:
+def join_document(
+    cluster: Cluster, host: HostSpec, image_text: str | None, source: str = ROOTFS_CONFIG
+) -> dict[str, Any]:
     """The JoinConfiguration of `host`: discovery by the minted token and CA hash through the
     stable endpoint and, for a master, the control plane with the minted certificate key.
     Discovery is always ours (a user's discovery.file would conflict with the token)."""
-    docs = merged_documents(cluster, image_text)
+    docs = merged_documents(cluster, image_text, source)
     version = kubeadm_version(docs)
     join = docs.get("JoinConfiguration") or {"apiVersion": version, "kind": "JoinConfiguration"}
     join["discovery"] = {
@@ -245,7 +254,7 @@ def join_document(cluster: Cluster, host: HostSpec, image_text: str | None) -> d
             "caCertHashes": [output_ref(CA_CERT_HASH)],
         },
     }
-    _node_registration(join, host, version.endswith("/v1beta3"))
+    _node_registration(join, host, not version.endswith("/v1beta4"))
     _cri_socket(join, cluster)
     if host.is_master:
         plane = child_mapping(join, "controlPlane", "JoinConfiguration", KubeadmConfigError)

@@ -107,7 +107,20 @@ from builder.runtime.plugins.kubeadm_endpoint import (
     lb_steps,
 )
 from builder.runtime.plugins.kubeadm_leave import leave_steps
+from builder.runtime.plugins.kubeadm_sealer import (
+    init_documents_sealer,
+    join_document_sealer,
+    preflight_files,
+    registry_url,
+    stage_steps,
+)
 from builder.runtime.plugins.kubeadm_upgrade import uncordon_steps, upgrade_steps
+from builder.runtime.plugins.sealer_image import (
+    KUBEADM_YML,
+    KUBEADM_YML_TEMPLATE,
+    PRESENT_SCRIPTS,
+    is_sealer_image,
+)
 
 ROOTFS_UNIT = "etc/systemd/kubelet.service"
 ROOTFS_DROPIN = "etc/systemd/10-kubeadm.conf"
@@ -166,7 +179,10 @@ class KubernetesRuntime(RuntimePlugin):
     metadata_runtime: ClassVar[str | None] = "k8s"
     kubectl: ClassVar[str | None] = ADMIN_KUBECTL
     # bin/haproxy: its presence only (the check phase's haproxy_problems)
-    config_files: ClassVar[tuple[str, ...]] = (ROOTFS_CONFIG, AUDIT_POLICY, ROOTFS_HAPROXY)
+    # and what recognises an image of sealer's contract, run in its mode (kubeadm_sealer.py)
+    config_files: ClassVar[tuple[str, ...]] = (
+        ROOTFS_CONFIG, AUDIT_POLICY, ROOTFS_HAPROXY, KUBEADM_YML, KUBEADM_YML_TEMPLATE, *PRESENT_SCRIPTS,
+    )  # fmt: skip
     launch_env: ClassVar[Mapping[str, str]] = {"KUBECONFIG": ADMIN_CONF}
 
     def host_problems(
@@ -247,7 +263,9 @@ class KubernetesRuntime(RuntimePlugin):
             'if ss -Hltn "sport = :$p" | grep -q .; then echo "port $p is in use" >&2; exit 1; fi; done'
         )
         return (
-            PluginStep(
+            preflight_files(ctx)
+            if is_sealer_image(ctx.image_files)
+            else PluginStep(
                 "kubeadm-preflight-files",
                 "the basefs holds kubeadm, kubelet, kubectl, the kubelet unit and the images",
                 files,
@@ -259,7 +277,10 @@ class KubernetesRuntime(RuntimePlugin):
 
     def _stage(self, ctx: HostContext) -> Sequence[PluginStep]:
         """Binaries, the kubelet unit (enabled, not started: kubeadm starts it once its config
-        exists, as the guide's crash-looping kubelet would) and the images, on any joining host."""
+        exists, as the guide's crash-looping kubelet would) and the images, on any joining host;
+        a sealer image's init-kube.sh instead (kubeadm_sealer.py)."""
+        if is_sealer_image(ctx.image_files):
+            return stage_steps(ctx, registry_url(ctx))
         unit = " && ".join(
             (
                 f"install -D -m 0644 {rootfs_path(ctx, ROOTFS_UNIT)} {UNIT_FILE}",
@@ -290,8 +311,11 @@ class KubernetesRuntime(RuntimePlugin):
         return tuple(steps)
 
     def _init(self, ctx: HostContext) -> Sequence[PluginStep]:
-        docs = init_documents(
-            ctx.cluster, ctx.host, ctx.image_files.get(ROOTFS_CONFIG), audit=has_audit_policy(ctx.image_files)
+        audit = has_audit_policy(ctx.image_files)
+        docs = (
+            init_documents_sealer(ctx, audit=audit)
+            if is_sealer_image(ctx.image_files)
+            else init_documents(ctx.cluster, ctx.host, ctx.image_files.get(ROOTFS_CONFIG), audit=audit)
         )
         version = version_step(
             docs,
@@ -354,7 +378,11 @@ class KubernetesRuntime(RuntimePlugin):
         whatever an earlier attempt left (see the module docstring): a worker already registered
         is done; otherwise `kubeadm reset -f`, a master deleting its Node before."""
         host = ctx.host
-        doc = join_document(ctx.cluster, host, ctx.image_files.get(ROOTFS_CONFIG))
+        doc = (
+            join_document_sealer(ctx, host)
+            if is_sealer_image(ctx.image_files)
+            else join_document(ctx.cluster, host, ctx.image_files.get(ROOTFS_CONFIG))
+        )
         write = heredoc(JOIN_CONFIG_FILE, render_documents((doc,)), private=True)
         first, _, body = write.partition("\n")
         join = f"{first} && {KUBEADM} join --config {JOIN_CONFIG_FILE}; status=$?; rm -f {JOIN_CONFIG_FILE}; exit $status"
