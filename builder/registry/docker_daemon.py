@@ -25,6 +25,7 @@ from typing import Any
 
 from builder.errors import DigestMismatch, DockerEngineUnavailable, DockerError
 from builder.image.descriptor import Descriptor, Platform
+from builder.image.reference import Reference
 from builder.store.layout import Store
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
@@ -131,7 +132,7 @@ class DockerDaemon:
         the containerd image store, its manifest digest) is `image_id`."""
         from builder.store import archive  # ~5 ms of imports a build without daemon images skips
 
-        label = f"docker-daemon:{tag_as}"
+        label = f"docker-daemon:{Reference.parse(tag_as).familiar}"
         with _engine_errors(f"export {tag_as}"):
             chunks = self._api().get_image(image_id, chunk_size=_CHUNK)
             archive.load(store, io.BufferedReader(_ChunkStream(chunks), _CHUNK), name=tag_as, label=label)

@@ -8,11 +8,15 @@ and skopeo copies it back into the engine: the same image ID (config bytes) and 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
+import socket
+import socketserver
 import subprocess
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import docker
@@ -224,3 +228,62 @@ def test_no_engine_is_one_line(
     assert f"error: no Docker engine answers at {host}" in lines
     assert "Traceback" not in result.stderr
     assert Store.open(root).refs.list() == []
+
+
+# The content of app_image's b.txt as it appears in the exported layer, and the same length
+# with one byte changed: the relay below swaps them, leaving the HTTP framing intact.
+_LAYER_BYTES, _ALTERED = b"b\nb\nb\nb\n", b"b\nX\nb\nb\n"
+
+
+@contextlib.contextmanager
+def altering_relay(engine_socket: str, path: Path) -> Iterator[str]:
+    """A unix socket relaying to the real engine that changes one byte of what the engine sends
+    back inside the exported layer; yields its DOCKER_HOST. Closed (and its threads end) on exit."""
+
+    class Relay(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            upstream = socket.socket(socket.AF_UNIX)
+            upstream.connect(engine_socket)
+            threading.Thread(target=self.pipe, args=(self.request, upstream), daemon=True).start()
+            self.pipe(upstream, self.request, alter=True)
+            upstream.close()
+
+        @staticmethod
+        def pipe(src: socket.socket, dst: socket.socket, alter: bool = False) -> None:
+            with contextlib.suppress(OSError):
+                while data := src.recv(1 << 16):
+                    dst.sendall(data.replace(_LAYER_BYTES, _ALTERED, 1) if alter else data)
+                dst.shutdown(socket.SHUT_WR)
+
+    server = socketserver.ThreadingUnixStreamServer(str(path), Relay)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"unix://{path}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def test_an_export_altered_on_the_way_is_refused(
+    root: Path,
+    sealer: SealerRunner,
+    make_context: Callable[..., Path],
+    docker_host: str,
+    app_image: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """The export is checked as a registry pull is: a layer whose bytes are not its diff_id's."""
+    ctx, _ = image_list_context(make_context, f"docker-daemon:{APP}\n")
+    with altering_relay(docker_host.removeprefix("unix://"), tmp_path / "relay.sock") as relay:
+        monkeypatch.setenv("DOCKER_HOST", relay)
+        result = sealer("build", "-t", "cluster:v1", str(ctx), expect=1)
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and lines[0].startswith(f"error: docker-daemon:{APP}: layer "), result.stderr
+    assert "does not match its diff_id" in lines[0]
+    store = Store.open(root)
+    assert store.refs.list() == []
+    assert not store.tmp_dir.exists() or not any(store.tmp_dir.iterdir())
