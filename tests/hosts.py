@@ -65,6 +65,13 @@ MASKED_BINARIES = (
     "/usr/sbin/runc", "/usr/bin/runc",
 )  # fmt: skip
 MASKED_ETC = ("containerd", "docker")
+# /usr/bin is an overlay too (this machine's below, root_dir/usr/bin above): scripts of sealer's
+# image contract copy binaries there (init-kube.sh: `cp ../bin/* /usr/bin`; a containerd
+# tarball unpacked at /), and each host keeps its own. MASKED_BINARIES under it are whiteouts
+# in its lowest layer, so a host may install its own containerd there. /proc/sys is read-only
+# but for /proc/sys/net, which is the host's network namespace's own: a script's `sysctl` of a
+# net.* key stays in the host; any other key (global to this machine) fails instead of leaking.
+OVERLAID_BIN = "usr/bin"
 # What a host made with `containerd=True` keeps of MASKED_BINARIES: Debian's containerd, ctr and
 # runc, started by the test (TestHost.start_containerd) with its own /run and a /var/lib/containerd
 # under root_dir, which sits on this machine's disk (pytest's tmp dir): containerd's overlayfs
@@ -214,7 +221,7 @@ class TestHost:
     def path(self, inside: str) -> Path:
         """Where the host's `inside` path lives on this machine (private dirs and /etc changes)."""
         rel = inside.lstrip("/")
-        if not any(rel == d or rel.startswith(d + "/") for d in ("etc", *PRIVATE_DIRS)):
+        if not any(rel == d or rel.startswith(d + "/") for d in ("etc", OVERLAID_BIN, *PRIVATE_DIRS)):
             raise ValueError(f"{inside} is shared with this machine, not private to {self.hostname}")
         return self.root_dir / rel
 
@@ -428,8 +435,8 @@ def _sshd_config(address: str, *, password: bool) -> str:
 
 
 def _holder_script(root_dir: Path, hostname: str, *, masked: Sequence[str] = MASKED_BINARIES) -> str:
-    """Shell run by the per-host holder: private mounts, `masked` binaries hidden, hostname,
-    then sleep forever.
+    """Shell run by the per-host holder: private mounts, `masked` binaries hidden, /usr/bin an
+    overlay and /proc/sys read-only but for its net/ (OVERLAID_BIN), hostname, then sleep forever.
 
     /etc is an overlay (this machine's /etc below, root_dir/etc above), so a host may write
     /etc and only it sees the change. The private dir that contains root_dir itself (pytest's
@@ -445,8 +452,19 @@ def _holder_script(root_dir: Path, hostname: str, *, masked: Sequence[str] = MAS
         *(f"if [ -e /etc/{d} ] && [ ! -e {mask}/{d} ]; then mknod {mask}/{d} c 0 0; fi" for d in MASKED_ETC),
         f"mount -t overlay sealer-etc -o lowerdir={mask}:/etc,upperdir={root_dir}/etc,workdir={root_dir}/.etc-work /etc",
     ]
+    bin_mask = f"{root_dir}/.usr-bin-mask"
+    in_bin = [b for b in masked if b.startswith(f"/{OVERLAID_BIN}/")]
+    lines += [
+        f"mkdir -p {bin_mask}",
+        *(f"if [ -e {b} ] && [ ! -e {bin_mask}/{b.rsplit('/', 1)[1]} ]; then mknod {bin_mask}/{b.rsplit('/', 1)[1]} c 0 0; fi"
+          for b in in_bin),
+        f"mount -t overlay sealer-usr-bin -o lowerdir={bin_mask}:/{OVERLAID_BIN},"
+        f"upperdir={root_dir}/{OVERLAID_BIN},workdir={root_dir}/.usr-bin-work /{OVERLAID_BIN}",
+        "mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys",
+        "mount --bind /proc/sys/net /proc/sys/net && mount -o remount,bind,rw /proc/sys/net",
+    ]  # fmt: skip
     lines += [f"mkdir -p /{d} && mount --bind {root_dir}/{d} /{d}" for d in dirs]
-    lines += [f"if [ -e {b} ]; then mount --bind /dev/null {b}; fi" for b in masked]
+    lines += [f"if [ -e {b} ]; then mount --bind /dev/null {b}; fi" for b in masked if b not in in_bin]
     lines += [f"hostname {hostname}", "echo ready", "exec sleep infinity"]
     return "\n".join(lines)
 
@@ -634,7 +652,8 @@ class HostLab:
         self.hosts[index] = host
         self._save()
         root = host.root_dir
-        for d in (*PRIVATE_DIRS, "etc/sealer-test", ".etc-work", "root/.ssh", "run/sshd"):
+        work = (".etc-work", ".usr-bin-work")  # the overlays' work dirs
+        for d in (*PRIVATE_DIRS, OVERLAID_BIN, *work, "etc/sealer-test", "root/.ssh", "run/sshd"):
             (root / d).mkdir(parents=True, exist_ok=True)
         (root / "tmp").chmod(0o1777)
         (root / "var/tmp").chmod(0o1777)
@@ -718,8 +737,9 @@ class HostLab:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=2)
             host.holder = None
-            with contextlib.suppress(OSError):
-                shutil.rmtree(host.root_dir / ".etc-work")
+            for work in (".etc-work", ".usr-bin-work"):
+                with contextlib.suppress(OSError):
+                    shutil.rmtree(host.root_dir / work)
             self.hosts.pop(host.index, None)
             self._save()
 

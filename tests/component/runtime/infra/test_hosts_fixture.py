@@ -42,7 +42,31 @@ def test_hosts_are_private_and_networked(hosts3: HostSet) -> None:
     probe = f"exec 3<>/dev/tcp/{b.address}/22 && head -c 4 <&3"
     assert b.run(f"bash -c '{probe}'").stdout == "SSH-"
     with pytest.raises(ValueError, match="shared with this machine"):
-        a.path("/usr/bin/env")
+        a.path("/usr/sbin/sshd")
+
+
+def test_scripts_that_install_into_usr_bin_and_set_sysctls_stay_in_the_host(hosts3: HostSet) -> None:
+    """What sealer's image scripts do (init-kube.sh: `cp ../bin/* /usr/bin`, sysctl) lands in
+    the host: /usr/bin is an overlay, /proc/sys read-only but for the netns' own net/."""
+    a, b = hosts3[0], hosts3[1]
+    a.run("echo bin > /usr/bin/sealer-probe-bin && chmod +x /usr/bin/sealer-probe-bin")
+    assert a.path("/usr/bin/sealer-probe-bin").read_text() == "bin\n"
+    assert b.run("test -e /usr/bin/sealer-probe-bin", check=False).returncode == 1
+    assert not Path("/usr/bin/sealer-probe-bin").exists()
+    assert a.run("test -x /usr/bin/env").returncode == 0  # this machine's /usr/bin below
+    # the machine's container runtime stays hidden, and a host may install its own there
+    assert a.run("command -v containerd", check=False).returncode != 0
+    a.run("printf '#!/bin/sh\\necho mine\\n' > /usr/bin/containerd && chmod +x /usr/bin/containerd")
+    assert a.run("containerd").stdout == "mine\n"
+    mine = Path("/proc/sys/net/ipv4/ip_forward").read_text()
+    flipped = "0" if b.run("cat /proc/sys/net/ipv4/ip_forward").stdout.strip() == "1" else "1"
+    a.run(f"sysctl -q -w net.ipv4.ip_forward={flipped}")
+    assert a.run("cat /proc/sys/net/ipv4/ip_forward").stdout.strip() == flipped
+    assert b.run("cat /proc/sys/net/ipv4/ip_forward").stdout.strip() != flipped
+    assert Path("/proc/sys/net/ipv4/ip_forward").read_text() == mine
+    swappiness = Path("/proc/sys/vm/swappiness").read_text()
+    refused = a.run("sysctl -w vm.swappiness=17", check=False)
+    assert refused.returncode != 0 and Path("/proc/sys/vm/swappiness").read_text() == swappiness
 
 
 def test_make_hosts_fast_and_clean(host_factory: HostFactory) -> None:
