@@ -306,3 +306,17 @@ def test_docker_kubelets_get_cri_dockerds_socket(store: Store, tmp_path: Path) -
 
 def _docker_of(image: str) -> Cluster:
     return parse(clusterfile("containerRuntime:\n  type: docker\n", image=image))
+
+
+def test_the_docs_example_loads() -> None:
+    doc = Path(__file__).resolve().parents[3] / "docs" / "clusterfile.md"
+    section = doc.read_text().split("### Where the cluster lives on the hosts")[1]
+    example = re.findall(r"```yaml\n(.*?)```", section, re.DOTALL)[0]
+    c = parse_clusterfile(example, path="docs/clusterfile.md")
+    assert c.data_root == "/data/sealer" and parse_clusterfile(dump_clusterfile(c)) == c
+    for line in re.findall(r"^error: Clusterfile:7: spec.dataRoot: .*$", section, re.MULTILINE):
+        bad = re.search(r"dataRoot '([^']*)'", line)
+        assert bad is not None
+        with pytest.raises(ClusterfileError) as info:
+            parse_clusterfile(example.replace("/data/sealer", bad.group(1)), path="Clusterfile")
+        assert f"error: {info.value.message}" == line
