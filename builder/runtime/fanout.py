@@ -341,16 +341,40 @@ async def deliver_hosts(
     return out
 
 
-def plan_lines(plan: FanoutPlan, image: delivery.DeliveryImage, host: str) -> list[str]:
-    """For the dry-run: from whom `host` gets each layer."""
+def dry_run_lines(
+    plan: FanoutPlan,
+    image: delivery.DeliveryImage,
+    cluster: str,
+    host: str,
+    env: Mapping[str, str],
+    root: str = delivery.DEFAULT_ROOT,
+    data_root: str = "",
+) -> list[str]:
+    """What a first fan-out delivery runs on `host`, for the dry-run: a seed's is today's with
+    its blobs kept, then the publish; a fetcher's is the probe, each layer's fetch (from whom,
+    and the command for the first source), then today's plan with those blobs on the host
+    (only the rendered templates are uploaded)."""
+    p = sh.Paths(root, cluster, data_root=data_root)
+    hexes = [layer.descriptor.digest.hex for layer in image.layers]
     if host not in plan.fetchers:
-        return [f"seed: every layer from the controller over SSH, kept and served as {plan.repository}"]
-    lines = []
-    for n, layer in enumerate(image.layers):
-        order = plan.sources(host, n)
-        lines.append(
-            f"fetch {layer.descriptor.digest} ({layer.descriptor.size}) from {order[0]}"
-            + (f", else {', '.join(order[1:])}" if len(order) > 1 else "")
-            + ", else the controller"
+        lines = delivery.plan_commands(
+            image, cluster, host, root=root, env=env, keep_blobs=True, data_root=data_root
         )
-    return lines
+        return [f"seed: every layer from this machine, kept and served as {plan.repository}", *lines,
+                publish_command(p, plan, hexes)]  # fmt: skip
+    items = delivery._items(None, image, delivery.render_layer(image, env))
+    wanted = [str(i.digest) for i in items]
+    rid = delivery._rootfs_id(wanted)
+    out = [sh.probe(p, rid)]
+    for n, item in enumerate(items[: len(image.layers)]):
+        order = plan.sources(host, n)
+        others = "".join(f", else {seed}" for seed in order[1:])
+        out.append(f"fetch {item.digest} ({item.size}) from {order[0]}{others}, else this machine")
+        out.append(fetch_command(p, plan, order[0], item.digest.hex, item.size))
+    fetched = replace(delivery._BARE_HOST, blobs=frozenset(hexes))
+    ops, _ = delivery._plan_host(p, rid, items, wanted, fetched, True)
+    for op in ops:
+        if op.item is not None:
+            out.append(f"upload {op.item.digest} ({op.item.size})")
+        out.append(op.command)
+    return out

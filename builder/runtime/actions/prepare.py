@@ -289,6 +289,19 @@ def with_delivery_shown(
         )
         for h in state.target_hosts(cluster)
     }
-    if state.fanout is not None and not target:  # who fetches what from whom, before the commands
-        shown = {h: (*fanout.plan_lines(state.fanout, dimg, h), *lines) for h, lines in shown.items()}
+    if state.fanout is not None and not target:  # who fetches what from whom
+        shown = {
+            h.ip: tuple(
+                fanout.dry_run_lines(
+                    state.fanout,
+                    dimg,
+                    cluster.name,
+                    h.ip,
+                    state.host_env(cluster, h),
+                    settings.root,
+                    cluster.data_root,
+                )
+            )
+            for h in state.target_hosts(cluster)
+        }
     return replace(state, delivery_lines=shown)

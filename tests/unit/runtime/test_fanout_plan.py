@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 
 from builder.errors import ClusterError, PhaseError, UsageError
-from builder.image.descriptor import Platform
+from builder.image.descriptor import Descriptor, Platform
+from builder.image.digest import Digest
 from builder.runtime import _delivery_shell as sh
 from builder.runtime import fanout
 from builder.runtime.cluster import Cluster, HostSpec, RegistrySpec, Role
+from builder.runtime.delivery import DeliveryImage, LayerPlan
 from builder.runtime.facts import Facts, parse_probe
 from builder.runtime.phases import Check, ImageInfo, PlanState, install_phases, upgrade_phases
 from builder.runtime.phases.deliver import Deliver
@@ -169,3 +171,31 @@ def test_a_fetched_blob_is_kept_only_when_its_digest_matches(tmp_path: Path) -> 
     good = run(fanout.fetch_command(p, plan, "10.0.0.1", hex_, len(blob)), env=env)
     assert good.returncode == 0, good.stderr
     assert Path(p.blob(hex_)).read_bytes() == blob and not Path(p.partial(hex_)).exists()
+
+
+def test_the_dry_run_shows_who_fetches_what_from_whom() -> None:
+    layers = tuple(
+        LayerPlan(
+            Descriptor(
+                "application/vnd.oci.image.layer.v1.tar+zstd", Digest.from_bytes(bytes([n])), 1000 + n
+            ),
+            Digest.from_bytes(bytes([n, n])),
+            (),
+            (),
+        )
+        for n in range(2)
+    )
+    image = DeliveryImage("demo/x:v1", Digest.from_bytes(b"m"), Platform.parse("linux/amd64"), layers, {}, {})
+    plan = choose("fanout", cluster())
+    assert plan is not None
+    fetcher = fanout.dry_run_lines(plan, image, "c1", "10.0.1.2", {})
+    digests = [str(layer.descriptor.digest) for layer in layers]
+    assert f"fetch {digests[0]} (1000) from 10.0.0.2, else 10.0.0.1, else this machine" in fetcher
+    assert f"fetch {digests[1]} (1001) from 10.0.0.1, else 10.0.0.2, else this machine" in fetcher
+    assert not any(line.startswith("upload") for line in fetcher)  # nothing from this machine
+    assert sum("zstd -dcq /var/lib/sealer/blobs/sha256/" in line for line in fetcher) == 2
+    seed = fanout.dry_run_lines(plan, image, "c1", "10.0.0.1", {})
+    assert [line for line in seed if line.startswith("upload")] == [
+        f"upload {d} ({s})" for d, s in zip(digests, (1000, 1001), strict=True)
+    ]
+    assert "sealer-rootfs/c1/_layers" in seed[-1]
