@@ -45,6 +45,7 @@ bench: install
 	$(if $(BEFORE),SEALER_BENCH_BEFORE=$(BEFORE) )$(BIN)/python -m bench.run_build
 	$(if $(BEFORE),SEALER_BENCH_BEFORE=$(BEFORE) )$(BIN)/python -m bench.run_registry
 	$(BIN)/python -m bench.run_delivery
+	$(BIN)/python -m bench.run_fanout
 
 # The same benchmarks on a tenth of the context, 3 rounds, ratios only (under 2 minutes).
 bench-quick: install
