@@ -267,6 +267,20 @@ def _cluster_from_args(
     "--runtime",
     help="Cluster runtime instead of the image's: kubernetes, k3s, k0s or none (only the scripts).",
 )
+@click.option(
+    "--provider",
+    type=click.Choice(["ssh", "docker"]),
+    expose_value=False,
+    callback=lambda ctx, _param, value: ctx.meta.__setitem__("provider", value),
+    help="docker: the hosts are containers made for the cluster, --masters/--nodes are counts "
+    "(docs/containers.md). Default ssh (or the Clusterfile's spec.provider).",
+)
+@click.option(
+    "--node-image",
+    expose_value=False,
+    callback=lambda ctx, _param, value: ctx.meta.__setitem__("node_image", value),
+    help="With --provider docker: the containers' image (default sealer-node:latest, `make node-image`).",
+)
 @_run_options
 @click.pass_context
 def run(
@@ -330,6 +344,14 @@ def run(
             outcome = actions.run_app(name, image, settings, cli_env=cli_env, cmds=cmds)
             _report(outcome, settings.on_event)
             return
+    if ctx.meta.get("provider") == "docker" or ctx.meta.get("node_image"):
+        from builder.cli._containers import run_on_docker
+
+        ssh_given = [f for f, v in (("-p", password), ("-i", key_file), ("--port", port), ("-u", user)) if v]
+        want = run_on_docker(ctx, image, clusterfile, masters, nodes, ssh_given, cmds, apps, cluster_name)
+        settings = _settings(ctx, dry_run=dry_run, max_parallel=max_parallel, verbose=verbose)
+        _report(actions.run_containers(want, settings, cli_env=cli_env, runtime=runtime), settings.on_event)
+        return
     cluster = _cluster_from_args(
         image,
         clusterfile,
@@ -556,6 +578,14 @@ def join(
         "user": user,
         "known_hosts": known_hosts,
     }
+    if saved.provider == "CONTAINER":  # the hosts are containers: --masters/--nodes are counts
+        from builder.cli._containers import parse_count
+
+        settings = _settings(ctx, dry_run=dry_run, max_parallel=max_parallel, verbose=verbose)
+        added = (parse_count("--masters", masters), parse_count("--nodes", nodes))
+        outcome = actions.join_containers(cluster_name, *added, settings, cli_env=parse_env_args(env))
+        _report(outcome, settings.on_event)
+        return
     hosts = _hosts_from_flags(masters, nodes, ssh_kwargs, insecure_skip_host_key_check, saved.ssh)
     settings = _settings(ctx, dry_run=dry_run, max_parallel=max_parallel, verbose=verbose)
     _report(actions.join(cluster_name, hosts, settings, cli_env=parse_env_args(env)), settings.on_event)
@@ -614,7 +644,7 @@ def delete(
             raise UsageError(f"refusing to delete {what} without confirmation", hint="pass --force (or -y)")
         click.confirm(f"Delete {what}? Its hosts run clean.sh and lose the rootfs", abort=True, err=True)
     settings = _settings(ctx, dry_run=dry_run, max_parallel=8, verbose=verbose, need_store=False)
-    outcome = actions.delete(
+    outcome = actions.delete_containers(  # actions.delete, and the containers of a docker cluster
         cluster_name,
         settings,
         masters=master_ips,
@@ -740,6 +770,13 @@ def status(cluster_name: str | None, fmt: str) -> None:
         [h["ip"], h["role"], "yes" if h["joined"] else "no", h["last_phase"] or "-"] for h in info["hosts"]
     ]
     print_table(["HOST", "ROLE", "JOINED", "LAST PHASE"], rows)
+    containers = actions.container_status(cluster_name)
+    if containers:
+        click.echo("")
+        print_table(
+            ["HOST", "CONTAINER", "STATUS"],
+            [[ip, c["container"], c["status"]] for ip, c in containers.items()],
+        )
     if info["apps"]:
         click.echo("")
         apps = [

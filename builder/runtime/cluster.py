@@ -190,6 +190,23 @@ def check_container_runtime(name: str) -> str:
     return name
 
 
+PROVIDERS = ("BAREMETAL", "CONTAINER")
+
+
+def check_provider(provider: str, node_image: str, hosts: Iterable[HostSpec]) -> None:
+    """spec.provider is one of PROVIDERS; a node image and container hosts go together."""
+    if provider not in PROVIDERS:
+        raise InvalidCluster(
+            f"provider {provider!r} is not one of {', '.join(PROVIDERS)}",
+            field="provider",
+            hint="CONTAINER runs the hosts as Docker containers (sealer run --provider docker)",
+        )
+    if node_image and provider != "CONTAINER":
+        raise InvalidCluster("a node image is for CONTAINER clusters", field="nodeImage")
+    if provider == "CONTAINER" and any(h.local for h in hosts):
+        raise InvalidCluster("a CONTAINER cluster's hosts are containers, not this machine", field="hosts")
+
+
 def check_cluster_name(name: str) -> str:
     """A DNS-1123 label: the name becomes a directory on every host and under ~/.sealer."""
     if len(name) > 63 or not _DNS1123_LABEL.match(name):
@@ -456,6 +473,11 @@ class Cluster:
     # line for the refusal, which can only come once the image is known.
     container_runtime: str = ""
     container_runtime_at: str = field(default="", compare=False)
+    # sealer's spec.provider: BAREMETAL (hosts reached over SSH, or this machine) or CONTAINER
+    # (hosts are containers of a Docker engine, made for the cluster: container_hosts.py), and
+    # the image those containers run (spec.nodeImage; "": container_hosts' default).
+    provider: str = "BAREMETAL"
+    node_image: str = ""
     # Derived once, in __post_init__: a plan asks for master0, the masters and a host by address
     # once per host and step, and recomputing them made a 5000-host dry-run quadratic.
     _masters: tuple[HostSpec, ...] = field(init=False, repr=False, compare=False)
@@ -466,6 +488,7 @@ class Cluster:
 
     def __post_init__(self) -> None:
         check_cluster_name(self.name)
+        check_provider(self.provider, self.node_image, self.hosts)
         if not self.image:
             raise InvalidCluster("the cluster has no image", field="image")
         if self.data_root:

@@ -47,6 +47,7 @@ from builder.runtime.cluster import (
     check_container_runtime,
     check_data_root,
     check_label,
+    check_provider,
     check_taint,
     parse_host_ip,
     parse_ip,
@@ -91,6 +92,8 @@ _SPEC_FIELDS = (
     "hosts",
     "hostAliases",
     "registry",
+    "provider",
+    "nodeImage",
     "dataRoot",
     "containerRuntime",
 )
@@ -333,6 +336,11 @@ class _Reader:
         hosts = self.hosts(spec["hosts"], ssh)
         aliases = self.host_aliases(spec["hostAliases"]) if "hostAliases" in spec else ()
         registry = read_registry(self, spec["registry"]) if "registry" in spec else RegistrySpec()
+        provider = (
+            self.required_string(spec["provider"], "spec.provider") if "provider" in spec else "BAREMETAL"
+        )
+        self.check(spec.get("provider", spec_node), "spec.provider", lambda: check_provider(provider, "", ()))
+        node_image = self.required_string(spec["nodeImage"], "spec.nodeImage") if "nodeImage" in spec else ""
         data_root = self.data_root(spec["dataRoot"]) if "dataRoot" in spec else ""
         runtime, runtime_at = (
             self.container_runtime(spec["containerRuntime"]) if "containerRuntime" in spec else ("", "")
@@ -350,6 +358,8 @@ class _Reader:
                 host_aliases=aliases,
                 documents=documents,
                 registry=registry,
+                provider=provider,
+                node_image=node_image,
                 data_root=data_root,
                 container_runtime=runtime,
                 container_runtime_at=runtime_at,
@@ -671,6 +681,10 @@ def dump_clusterfile(cluster: Cluster) -> str:
     registry = dump_registry(cluster.registry)
     if registry is not None:
         spec["registry"] = registry
+    if cluster.provider != "BAREMETAL":
+        spec["provider"] = cluster.provider
+    if cluster.node_image:
+        spec["nodeImage"] = cluster.node_image
     if cluster.data_root:
         spec["dataRoot"] = cluster.data_root
     if cluster.container_runtime:

@@ -102,6 +102,7 @@ RUNTIME_LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "state",
             "registry_pki",
             "infra",
+            "container_hosts",
             "cluster_mirror",
             "kube_api",
         ),

@@ -27,7 +27,8 @@ Modules: settings.py (Settings in, Outcome out), prepare.py (the opening run, ap
 upgrade and run_app share: probe, pull, load, the action's checks and plugin choice, verify,
 the Runner built once), runners.py (the runner and its delivery/removal callbacks), then one
 module per action family: install.py, apps.py, remove.py, upgrade.py, status.py; and
-registry_refresh.py (the registry hosts' certificate after a master left).
+registry_refresh.py (the registry hosts' certificate after a master left); containers.py
+(CONTAINER clusters: their containers made before and removed after the same actions).
 
 The state is saved before the first host is changed (so an interrupted run can be finished or
 deleted) and again, marked complete, at the end: that is the run's last phase, "save-state".
@@ -36,6 +37,12 @@ deleted) and again, marked complete, at the end: that is the run's last phase, "
 from __future__ import annotations
 
 from builder.runtime.actions.apps import run_app, runs_as_app
+from builder.runtime.actions.containers import (
+    container_status,
+    delete_containers,
+    join_containers,
+    run_containers,
+)
 from builder.runtime.actions.install import apply, check_upgrade_versions, join, leaving_hosts, run
 from builder.runtime.actions.prepare import image_platforms, load_image
 from builder.runtime.actions.remove import delete
@@ -51,14 +58,18 @@ __all__ = [
     "Settings",
     "apply",
     "check_upgrade_versions",
+    "container_status",
     "default_upgrade_batch",
     "delete",
+    "delete_containers",
     "image_platforms",
     "join",
+    "join_containers",
     "leaving_hosts",
     "load_image",
     "run",
     "run_app",
+    "run_containers",
     "runs_as_app",
     "saved_clusters",
     "status",

@@ -64,7 +64,16 @@ class DockerDriver(_shell.DerivedMethods):
     async def _container(self, host: str) -> str:
         found = self._containers.get(host)
         if found is None and self._resolve is not None:
-            self._containers.update(await asyncio.to_thread(self._resolve))
+            from docker.errors import DockerException
+
+            try:
+                self._containers.update(await asyncio.to_thread(self._resolve))
+            except (DockerException, OSError) as err:
+                raise HostError(
+                    f"{host}: cannot list the cluster's containers: {_shell.short(str(err), 160)}",
+                    host=host,
+                    step="connect",
+                ) from None
             found = self._containers.get(host)
         if found is None:
             raise HostError(f"{host}: no container of this cluster has this address", host=host, step="run")

@@ -126,15 +126,17 @@ def node_tree_tar(commands: Iterable[str] = NODE_COMMANDS) -> bytes:
     return buf.getvalue()
 
 
-def build_node_image(client: object, tag: str = DEFAULT_NODE_IMAGE) -> str:
-    """Import the node tree into the engine `client` (a docker.DockerClient) as `tag`; returns
-    the image id."""
+def build_node_image(
+    client: object, tag: str = DEFAULT_NODE_IMAGE, commands: Iterable[str] = NODE_COMMANDS
+) -> str:
+    """Import the node tree of `commands` into the engine `client` (a docker.DockerClient) as
+    `tag`; returns the image id."""
     import docker
 
     assert isinstance(client, docker.DockerClient)
     repository, _, version = tag.rpartition(":") if ":" in tag.split("/")[-1] else (tag, "", "latest")
     client.api.import_image_from_data(
-        node_tree_tar(), repository=repository, tag=version, changes=['CMD ["sleep", "infinity"]']
+        node_tree_tar(commands), repository=repository, tag=version, changes=['CMD ["sleep", "infinity"]']
     )
     return str(client.images.get(tag).id)
 

@@ -1,5 +1,6 @@
 """The driver a cluster runs with: LocalDriver for the local host (`sealer run IMAGE` with no
-hosts), SSHDriver for the rest, and RoutingDriver when a cluster mixes both."""
+hosts), SSHDriver for the rest, and RoutingDriver when a cluster mixes both; DockerDriver for a
+CONTAINER cluster (its hosts are containers, container_hosts.py)."""
 
 from __future__ import annotations
 
@@ -63,6 +64,10 @@ def ssh_credentials(cluster: Cluster) -> dict[str, SSHCredentials]:
 
 def make_driver(cluster: Cluster, *, max_hosts: int = 32) -> InfraDriver:
     """LocalDriver for the local host (sealer run IMAGE with no hosts), SSHDriver for the rest."""
+    if cluster.provider == "CONTAINER":  # hosts are containers: the Engine API, no SSH
+        from builder.runtime.container_hosts import docker_driver
+
+        return docker_driver(cluster.name)
     local = [h for h in cluster.hosts if h.local]
     remote = [h for h in cluster.hosts if not h.local]
     local_driver = LocalDriver(extra_names=frozenset(h.ip for h in local)) if local else None
