@@ -31,6 +31,7 @@ CRI_SOCKETS = {
 CRI_DOCKERD = "bin/cri-dockerd"  # what an image that runs docker ships (the stack check keeps its presence)
 # The runtimes whose kubelets can be pointed at another CRI socket here.
 DOCKER_RUNTIMES = ("kubernetes",)
+NO_KUBELET = "none"  # the `none` runtime: its image's scripts are all it runs, no kubelet to point
 
 
 def check_container_runtime(
@@ -66,6 +67,8 @@ def check_container_runtime(
             f"{image} does not say it runs docker ({said})",
             f"an image for docker carries {mediatypes.LABEL_CONTAINER_RUNTIME}=docker and ships {CRI_DOCKERD}",
         )
+    if runtime == NO_KUBELET:
+        return
     if runtime is not None and runtime not in DOCKER_RUNTIMES:
         raise refuse(
             f"the {runtime} runtime runs its own containerd",

@@ -36,6 +36,7 @@ def status(name: str, home: Path | None = None) -> dict[str, Any]:
         "digest": str(meta.digest),
         "platform": meta.platform,
         "runtime": meta.runtime,
+        "rootfs": delivery.rootfs_path(saved.name, data_root=saved.data_root),  # on every host
         "complete": meta.complete,
         "updated": meta.updated,
         "state_dir": str(cs.dir),

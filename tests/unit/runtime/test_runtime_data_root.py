@@ -254,6 +254,7 @@ def test_a_runtime_the_image_cannot_run_is_refused(
 
 def test_what_the_image_runs_is_accepted() -> None:
     check_container_runtime(_docker(), IMAGE, "docker", runtime="kubernetes", ships_cri_dockerd=True)
+    check_container_runtime(_docker(), IMAGE, "docker", runtime="none", ships_cri_dockerd=False)  # no kubelet
     containerd = parse(clusterfile("containerRuntime: {type: containerd}"))
     for label in ("containerd", None):  # the images here install containerd; k3s and k0s embed it
         check_container_runtime(containerd, IMAGE, label, runtime="k3s", ships_cri_dockerd=False)

@@ -5,6 +5,7 @@ the cluster is left under its data root after delete --all."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,10 @@ def test_run_join_delete_keep_everything_under_the_data_root(
         assert _tree(host, DEFAULT) == before[host.address]
     saved = yaml.safe_load((tmp_path / "state" / NAME / "Clusterfile").read_text())
     assert saved["spec"]["dataRoot"] == DATA
+    assert (
+        json.loads(sealer("cluster", "status", "--cluster", NAME, "--format", "json").stdout)["rootfs"]
+        == rootfs
+    )
 
     ssh = ("-u", "root", "--pk", str(hosts.client_key), "--known-hosts", str(hosts.known_hosts))
     sealer("join", "--nodes", n2.address, "--cluster", NAME, *ssh)
