@@ -89,6 +89,7 @@ def state(c: Cluster, plan: fanout.FanoutPlan | None) -> PlanState:
 def test_the_phases_seed_then_fetch() -> None:
     c = cluster()
     plan = choose("fanout", c)
+    assert plan is not None
     s = state(c, plan)
     assert [st.host for st in Deliver().plan(c, Facts(), s)] == ["10.0.0.1", "10.0.0.2"]
     assert {st.host for st in SeedRegistry().plan(c, Facts(), s)} == {"10.0.0.1", "10.0.0.2"}

@@ -21,15 +21,18 @@ import pytest
 import yaml
 
 from builder.image.descriptor import Platform
-from builder.runtime import actions, delivery, fanout
+from builder.runtime import actions, delivery, fanout, registry_pki
+from builder.runtime.cluster import Cluster
 from builder.runtime.clusterfile import parse_clusterfile
 from builder.runtime.infra.routing import make_driver
 from builder.runtime.phases.registry_service import storage_dir, unit_name
+from builder.runtime.registry_pki import RegistryMaterial
+from builder.runtime.state import ClusterState
 from builder.store.layout import Store
 from scripts.basefs import build_basefs
-from tests.component.runtime.e2e._runtime_lab import make_clusterfile
+from tests.component.runtime.e2e._runtime_lab import make_clusterfile, open_lab
 from tests.hosts import HostLab, HostSet, TestHost
-from tests.standins import install_systemctl, make_bin_dir
+from tests.standins import make_bin_dir
 
 IMAGE = "example.test/k3s-fanout:v1"
 NAME = "e2efan"
@@ -62,16 +65,9 @@ class Lab:
 @pytest.fixture(scope="module")
 def lab(host_lab: HostLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     base = tmp_path_factory.mktemp("fanout")
-    store = Store.open(base / "store")
-    hosts = host_lab.make_hosts(4)
-    try:
-        for host in hosts:
-            install_systemctl(host)
-        build_basefs("k3s", make_bin_dir("k3s", base / "bin"), store, IMAGE)
-        yield Lab(store, base / "state", hosts)
-    finally:
-        host_lab.remove_hosts(hosts)
-        store.close()
+    with open_lab(host_lab, Store.open(base / "store"), base / "state", 4) as made:
+        build_basefs("k3s", make_bin_dir("k3s", base / "bin"), made.store, IMAGE)
+        yield Lab(made.store, made.home, made.hosts)
 
 
 def image_bytes(lab: Lab) -> int:
@@ -144,11 +140,9 @@ def _redeliver_fetchers(lab: Lab, on_event: object) -> dict[str, fanout.FanoutDe
     return asyncio.run(go())
 
 
-def _material(lab: Lab, cluster: object) -> object:
-    from builder.runtime import registry_pki
-    from builder.runtime.state import ClusterState
-
-    return registry_pki.load_or_make(ClusterState(NAME, lab.home).dir, cluster)  # type: ignore[arg-type]
+def _material(lab: Lab, cluster: Cluster) -> RegistryMaterial | None:
+    """The cluster's registry material as the run kept it in its state."""
+    return registry_pki.load_or_make(ClusterState(NAME, lab.home).dir, cluster)
 
 
 def test_a_seed_stopped_mid_wave_its_fetchers_fail_over(lab: Lab) -> None:
