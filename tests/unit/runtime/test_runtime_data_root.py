@@ -321,3 +321,35 @@ def test_the_docs_example_loads() -> None:
         with pytest.raises(ClusterfileError) as info:
             parse_clusterfile(example.replace("/data/sealer", bad.group(1)), path="Clusterfile")
         assert f"error: {info.value.message}" == line
+
+
+def test_every_later_action_plans_under_the_saved_data_root(store: Store, tmp_path: Path) -> None:
+    """upgrade, cert, an app run and exec read the data root from the saved cluster."""
+    from builder.runtime.actions import cert as cert_action
+    from builder.runtime.actions.remote_exec import host_env
+
+    _build(store, tmp_path, IMAGE)
+    _build(store, tmp_path, "example.test/kube-dataroot:v2")
+    app_ctx = tmp_path / "app"
+    app_ctx.mkdir()
+    (app_ctx / "app.sh").write_text("echo app\n")
+    (app_ctx / "Kubefile").write_text('FROM scratch\nCOPY app.sh .\nCMDS ["sh app.sh"]\n')
+    build_image(store, BuildOptions(context=app_ctx, tags=("example.test/app:v1",), bundle_images=False))
+    home = tmp_path / "state"
+    saved = parse(clusterfile(f"dataRoot: {DATA}\n"))
+    digest = actions.load_image(store, IMAGE, actions.image_platforms(store, IMAGE)[0])[0].digest
+    assert digest is not None
+    ClusterState("c1", home).save(saved, SavedMeta(IMAGE, digest, "linux/amd64", "kubernetes", complete=True))
+    settings = actions.Settings(store=store, home=home, options=RunOptions(dry_run=True, verbose=True))
+
+    plans = {
+        "upgrade": actions.upgrade("c1", "example.test/kube-dataroot:v2", settings).plan,
+        "cert": cert_action.cert("c1", settings, alt_names=("api.example.com",)).plan,
+        "app": actions.run_app("c1", "example.test/app:v1", settings).plan,
+    }
+    for action, plan in plans.items():
+        text = "\n".join(plan)
+        assert f"{DATA}/c1/" in text and "/var/lib/sealer" not in text, action
+    assert f"{DATA}/c1/apps/app/rootfs" in "\n".join(plans["app"])
+    env = host_env(saved, saved.master0, {}, delivery.DEFAULT_ROOT)
+    assert env["SEALER_ROOTFS"] == f"{DATA}/c1/rootfs"  # sealer exec's commands
