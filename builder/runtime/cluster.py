@@ -36,6 +36,12 @@ _DATA_ROOT = re.compile(r"^(/[A-Za-z0-9_.-]+)+$")
 _SYSTEM_DIRS = (
     "/proc", "/sys", "/dev", "/run", "/var/run", "/boot", "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib64",
 )  # fmt: skip
+# Shared directories a data root may be below but not be: the cluster's directory DATAROOT/<name>
+# (removed whole by delete) would sit among other software's (/var/lib/<name>), and /var/lib/sealer
+# holds the default clusters' data/ and blobs/ beside what would be cluster names.
+_SHARED_DIRS = (
+    "/var", "/var/lib", "/var/tmp", "/tmp", "/opt", "/srv", "/home", "/root", "/mnt", "/media", "/var/lib/sealer",
+)  # fmt: skip
 MAX_RANGE_ADDRESSES = 4096
 # SEALER_MASTERS + SEALER_NODES reach every host's scripts in the one `sh -c` argument that
 # exports them, and Linux refuses an argument over 128 KiB (MAX_ARG_STRLEN): past this the run
@@ -177,6 +183,13 @@ def check_data_root(path: str) -> str:
             raise InvalidCluster(
                 f"dataRoot {path!r} is in {system}, a system tree", field="dataRoot", hint=hint
             )
+    if path in _SHARED_DIRS:
+        raise InvalidCluster(
+            f"dataRoot {path!r} is shared with other software: the cluster would be {path}/<name>, "
+            "which delete removes",
+            field="dataRoot",
+            hint=f"a directory of its own, such as {path.rstrip('/')}/sealer-data",
+        )
     return "" if path == DEFAULT_DATA_ROOT else path
 
 

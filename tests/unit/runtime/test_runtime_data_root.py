@@ -103,6 +103,9 @@ def test_defaults_are_not_written() -> None:
             "Clusterfile:12: spec.dataRoot: dataRoot '/var/run/sealer' is in /var/run",
         ),
         ("dataRoot: /etc/sealer", "Clusterfile:12: spec.dataRoot: dataRoot '/etc/sealer' is in /etc"),
+        ("dataRoot: /var/lib", "Clusterfile:12: spec.dataRoot: dataRoot '/var/lib' is shared with other"),
+        ("dataRoot: /var/lib/sealer", "Clusterfile:12: spec.dataRoot: dataRoot '/var/lib/sealer' is shared"),
+        ("dataRoot: /opt", "Clusterfile:12: spec.dataRoot: dataRoot '/opt' is shared with other software"),
         ("dataRoot: [a]", "Clusterfile:12: spec.dataRoot: expected a string"),
         ("containerRuntime: docker", "Clusterfile:12: spec.containerRuntime: expected a mapping"),
         (
