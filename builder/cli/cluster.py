@@ -100,13 +100,12 @@ def _run_options(func: Callable[..., Any]) -> Callable[..., Any]:
             click.option(
                 "--distribution",
                 type=click.Choice(["ssh", "fanout", "auto"]),
-                default="auto",
-                show_default=True,
+                default=None,
                 expose_value=False,
                 callback=lambda ctx, _param, value: ctx.meta.__setitem__("distribution", value),
                 help="How layers reach the hosts: ssh from this machine to each, fanout (the "
                 "registry hosts get them, the others fetch from them), auto (fanout from "
-                "4 hosts on; docs/delivery.md).",
+                "4 hosts on; docs/delivery.md). Default: the Clusterfile's spec.distribution, else auto.",
             ),
             click.option(
                 "--fanout",
@@ -156,7 +155,7 @@ def _settings(
         on_event=progress,
         pull=_puller(store, progress.registry_events) if store is not None else None,
         keep_blobs=bool(ctx.meta.get("keep_blobs", False)),
-        distribution=str(ctx.meta.get("distribution") or "auto"),
+        distribution=ctx.meta.get("distribution"),
         fanout=ctx.meta.get("fanout"),
     )
 

@@ -164,6 +164,20 @@ def parse_ip_list(text: str, *, limit: int = MAX_RANGE_ADDRESSES) -> tuple[str, 
     return tuple(out)
 
 
+DISTRIBUTIONS = ("ssh", "fanout", "auto")  # spec.distribution, --distribution (fanout.choose)
+
+
+def check_distribution(mode: str) -> str:
+    """spec.distribution: how the layers reach the hosts (docs/delivery.md, Fan-out)."""
+    if mode not in DISTRIBUTIONS:
+        raise InvalidCluster(
+            f"distribution {mode!r} is not one of {', '.join(DISTRIBUTIONS)}",
+            field="distribution",
+            hint="ssh: every host from this machine; fanout: from the registry hosts; auto: by host count",
+        )
+    return mode
+
+
 def check_data_root(path: str) -> str:
     """spec.dataRoot: an absolute, normalized path of plain characters (letters, digits, '.',
     '_', '-'), not `/` and not in a kernel or system tree; DEFAULT_DATA_ROOT reads as ""."""
@@ -486,6 +500,9 @@ class Cluster:
     # line for the refusal, which can only come once the image is known.
     container_runtime: str = ""
     container_runtime_at: str = field(default="", compare=False)
+    # spec.distribution: how the layers reach the hosts, ssh | fanout | auto (fanout.py); "":
+    # not given (auto, unless the command line says otherwise).
+    distribution: str = ""
     # sealer's spec.provider: BAREMETAL (hosts reached over SSH, or this machine) or CONTAINER
     # (hosts are containers of a Docker engine, made for the cluster: container_hosts.py), and
     # the image those containers run (spec.nodeImage; "": container_hosts' default).
@@ -508,6 +525,8 @@ class Cluster:
             object.__setattr__(self, "data_root", check_data_root(self.data_root))
         if self.container_runtime:
             check_container_runtime(self.container_runtime)
+        if self.distribution:
+            check_distribution(self.distribution)
         problem = find_host_problem(self.hosts)
         if problem is not None:
             message, index = problem

@@ -46,6 +46,7 @@ from builder.runtime.cluster import (
     check_cluster_name,
     check_container_runtime,
     check_data_root,
+    check_distribution,
     check_label,
     check_provider,
     check_taint,
@@ -96,6 +97,7 @@ _SPEC_FIELDS = (
     "nodeImage",
     "dataRoot",
     "containerRuntime",
+    "distribution",
 )
 _HOST_FIELDS = ("ips", "roles", "ssh", "env", "labels", "taints", "local")
 # Clusterfile key -> SSHSpec field.
@@ -342,6 +344,7 @@ class _Reader:
         self.check(spec.get("provider", spec_node), "spec.provider", lambda: check_provider(provider, "", ()))
         node_image = self.required_string(spec["nodeImage"], "spec.nodeImage") if "nodeImage" in spec else ""
         data_root = self.data_root(spec["dataRoot"]) if "dataRoot" in spec else ""
+        distribution = self.distribution(spec["distribution"]) if "distribution" in spec else ""
         runtime, runtime_at = (
             self.container_runtime(spec["containerRuntime"]) if "containerRuntime" in spec else ("", "")
         )
@@ -363,6 +366,7 @@ class _Reader:
                 data_root=data_root,
                 container_runtime=runtime,
                 container_runtime_at=runtime_at,
+                distribution=distribution,
             )
         except InvalidCluster as err:  # the checks above should have caught it, with a better line
             at = self.keys.get(id(spec["hosts"])) if err.field == "hosts" else None
@@ -435,6 +439,11 @@ class _Reader:
         """sealer's spec.dataRoot; empty (or sealer's default) is the default, kept as ""."""
         text = self.string(node, "spec.dataRoot") or ""
         return self.check(node, "spec.dataRoot", partial(check_data_root, text)) if text else ""
+
+    def distribution(self, node: yaml.Node) -> str:
+        """spec.distribution: ssh | fanout | auto (fanout.py), refused at its line otherwise."""
+        text = self.required_string(node, "spec.distribution")
+        return self.check(node, "spec.distribution", partial(check_distribution, text))
 
     def container_runtime(self, node: yaml.Node) -> tuple[str, str]:
         """sealer's spec.containerRuntime {type}: the type ("" for the image's) and its line."""
@@ -687,6 +696,8 @@ def dump_clusterfile(cluster: Cluster) -> str:
         spec["nodeImage"] = cluster.node_image
     if cluster.data_root:
         spec["dataRoot"] = cluster.data_root
+    if cluster.distribution:
+        spec["distribution"] = cluster.distribution
     if cluster.container_runtime:
         spec["containerRuntime"] = {"type": cluster.container_runtime}
     doc = {"apiVersion": API_VERSION, "kind": "Cluster", "metadata": {"name": cluster.name}, "spec": spec}

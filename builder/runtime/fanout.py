@@ -25,13 +25,12 @@ from dataclasses import dataclass, replace
 from builder.errors import ClusterError, CommandFailed, HostError, SealerError, UsageError
 from builder.runtime import _delivery_shell as sh
 from builder.runtime import delivery
-from builder.runtime.cluster import Cluster
+from builder.runtime.cluster import DISTRIBUTIONS, Cluster
 from builder.runtime.facts import FETCH_TOOLS
 from builder.runtime.infra.base import InfraDriver
 from builder.runtime.registry_pki import RegistryMaterial
 from builder.store.layout import Store
 
-DISTRIBUTIONS = ("ssh", "fanout", "auto")
 # `auto` fans out from this many target hosts on: below it the seeds' extra steps (publish,
 # the registry started early, a disk write per fetched blob) cost more than the controller's
 # link saves (docs/BENCHMARKS.md, Fan-out).

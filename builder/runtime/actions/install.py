@@ -131,7 +131,7 @@ def _state(
         ) or registry_pki.load_or_make(cs.dir, job.cluster)
     meta = cs.load_meta()
     plan = fanout.choose(
-        settings.distribution,
+        settings.distribution or job.cluster.distribution or "auto",
         settings.fanout,
         job.cluster,
         job.targets,

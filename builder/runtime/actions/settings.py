@@ -29,7 +29,7 @@ class Settings:
     driver_factory: Callable[[Cluster], InfraDriver] = make_driver
     pull: Callable[[str, Platform], None] | None = None  # fetch a missing image (the CLI's registry)
     keep_blobs: bool = False  # hosts also keep each delivered blob (delivery.deliver's option)
-    distribution: str = "auto"  # ssh | fanout | auto (fanout.choose)
+    distribution: str | None = None  # ssh | fanout | auto (fanout.choose); None: the Clusterfile's, else auto
     fanout: int | None = None  # K: the hosts the controller sends each layer to (None: the registry hosts)
 
 

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from builder.errors import ClusterError, PhaseError, UsageError
+from builder.errors import ClusterError, ClusterfileError, PhaseError, UsageError
 from builder.image.descriptor import Descriptor, Platform
 from builder.image.digest import Digest
 from builder.runtime import _delivery_shell as sh
 from builder.runtime import fanout
 from builder.runtime.cluster import Cluster, HostSpec, RegistrySpec, Role
+from builder.runtime.clusterfile import dump_clusterfile, parse_clusterfile
 from builder.runtime.delivery import DeliveryImage, LayerPlan
 from builder.runtime.facts import Facts, parse_probe
 from builder.runtime.phases import Check, ImageInfo, PlanState, install_phases, upgrade_phases
@@ -200,3 +201,27 @@ def test_the_dry_run_shows_who_fetches_what_from_whom() -> None:
         f"upload {d} ({s})" for d, s in zip(digests, (1000, 1001), strict=True)
     ]
     assert "sealer-rootfs/c1/_layers" in seed[-1]
+
+
+CLUSTERFILE = """\
+apiVersion: sealer.io/v2
+kind: Cluster
+metadata:
+  name: c1
+spec:
+  image: demo/x:v1
+  distribution: {mode}
+  hosts:
+    - ips: [10.0.0.1]
+      roles: [master]
+"""
+
+
+def test_spec_distribution_is_read_checked_at_its_line_and_written_back() -> None:
+    c = parse_clusterfile(CLUSTERFILE.format(mode="fanout"))
+    assert c.distribution == "fanout"
+    assert parse_clusterfile(dump_clusterfile(c)).distribution == "fanout"
+    assert "distribution" not in dump_clusterfile(replace(c, distribution=""))
+    with pytest.raises(ClusterfileError) as info:
+        parse_clusterfile(CLUSTERFILE.format(mode="p2p"))
+    assert info.value.message.startswith("Clusterfile:7: spec.distribution: distribution 'p2p' is not one of")
