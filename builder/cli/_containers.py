@@ -12,7 +12,7 @@ import click
 from builder.errors import InvalidCluster, UsageError
 
 if TYPE_CHECKING:
-    from builder.runtime.actions.containers import ContainerCluster
+    from builder.runtime.cluster import Cluster
 
 MAX_CONTAINERS = 64  # per role and command: a laptop's or a CI runner's worth
 
@@ -44,9 +44,9 @@ def run_on_docker(
     cmds: Sequence[str],
     apps: str | None,
     cluster_name: str | None,
-) -> ContainerCluster:
+) -> Cluster:
     """What `sealer run IMAGE --provider docker --masters N --nodes M` asks for."""
-    from builder.runtime.actions.containers import ContainerCluster
+    from builder.runtime.actions.containers import container_cluster
     from builder.runtime.cluster import DEFAULT_CLUSTER_NAME, check_cluster_name
 
     if ctx.meta.get("provider") != "docker":
@@ -65,12 +65,12 @@ def run_on_docker(
     except InvalidCluster as err:
         raise UsageError(err.message, hint=err.hint) from None
     app_names = tuple(a.strip() for a in apps.split(",") if a.strip()) if apps else ()
-    return ContainerCluster(
-        name=name,
-        image=image,
-        masters=parse_count("--masters", masters) if masters else 1,
-        nodes=parse_count("--nodes", nodes),
+    return container_cluster(
+        name,
+        image,
+        parse_count("--masters", masters) if masters else 1,
+        parse_count("--nodes", nodes),
         node_image=str(ctx.meta.get("node_image") or ""),
-        cmds=tuple(cmds),
+        cmds=cmds,
         app_names=app_names,
     )

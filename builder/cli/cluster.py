@@ -347,9 +347,12 @@ def run(
         from builder.cli._containers import run_on_docker
 
         ssh_given = [f for f, v in (("-p", password), ("-i", key_file), ("--port", port), ("-u", user)) if v]
-        want = run_on_docker(ctx, image, clusterfile, masters, nodes, ssh_given, cmds, apps, cluster_name)
+        docker_cluster = run_on_docker(
+            ctx, image, clusterfile, masters, nodes, ssh_given, cmds, apps, cluster_name
+        )
         settings = _settings(ctx, dry_run=dry_run, max_parallel=max_parallel, verbose=verbose)
-        _report(actions.run_containers(want, settings, cli_env=cli_env, runtime=runtime), settings.on_event)
+        outcome = actions.run_containers(docker_cluster, settings, cli_env=cli_env, runtime=runtime)
+        _report(outcome, settings.on_event)
         return
     cluster = _cluster_from_args(
         image,
@@ -372,7 +375,8 @@ def run(
             raise UsageError("--apps: no app named", hint="--apps a,b launches apps a and b of the image")
         cluster = replace(cluster, app_names=names)
     settings = _settings(ctx, dry_run=dry_run, max_parallel=max_parallel, verbose=verbose)
-    outcome = actions.run(cluster, settings, cli_env=cli_env, runtime=runtime)
+    run_action = actions.run_containers if cluster.provider == "CONTAINER" else actions.run
+    outcome = run_action(cluster, settings, cli_env=cli_env, runtime=runtime)
     _report(outcome, settings.on_event)
 
 
@@ -496,11 +500,13 @@ def apply(
     cli_env = parse_env_args(env)
     wanted = load_clusterfile(clusterfile)
     if not dry_run and not force:
-        leaving = actions.leaving_hosts(wanted)
+        containers = wanted.provider == "CONTAINER"
+        leaving = actions.leaving_containers(wanted) if containers else actions.leaving_hosts(wanted)
         if leaving:  # asked before the progress display takes the terminal
             _confirm_removal(wanted.name, leaving)
     settings = _settings(ctx, dry_run=dry_run, max_parallel=max_parallel, verbose=verbose)
-    _report(actions.apply(wanted, settings, cli_env=cli_env), settings.on_event)
+    apply_action = actions.apply_containers if wanted.provider == "CONTAINER" else actions.apply
+    _report(apply_action(wanted, settings, cli_env=cli_env), settings.on_event)
 
 
 def _confirm_removal(cluster_name: str, hosts: Sequence[str]) -> None:

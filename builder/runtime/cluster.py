@@ -218,6 +218,21 @@ def check_container_runtime(name: str) -> str:
 
 
 PROVIDERS = ("BAREMETAL", "CONTAINER")
+# A CONTAINER cluster's hosts that do not exist yet (a Clusterfile's hosts[].count, a dry-run)
+# stand at addresses of TEST-NET-1 (RFC 5737, never a real host) until the engine gives theirs.
+PLACEHOLDER_NET = ipaddress.ip_network("192.0.2.0/24")
+_PLACEHOLDER_FIRST = 10
+
+
+def placeholder_ip(index: int) -> str:
+    """The `index`th placeholder address (192.0.2.10, .11, ...)."""
+    if not 0 <= index < 240:
+        raise InvalidCluster(f"at most 240 containers at once, not {index + 1}", field="hosts")
+    return str(PLACEHOLDER_NET[_PLACEHOLDER_FIRST + index])
+
+
+def is_placeholder(ip: str) -> bool:
+    return ipaddress.ip_address(ip) in PLACEHOLDER_NET
 
 
 def check_provider(provider: str, node_image: str, hosts: Iterable[HostSpec]) -> None:

@@ -53,6 +53,7 @@ from builder.runtime.cluster import (
     parse_host_ip,
     parse_ip,
     parse_ip_list,
+    placeholder_ip,
 )
 from builder.runtime.clusterfile_application import is_application, read_application
 from builder.runtime.clusterfile_configs import is_config, read_config
@@ -99,7 +100,8 @@ _SPEC_FIELDS = (
     "containerRuntime",
     "distribution",
 )
-_HOST_FIELDS = ("ips", "roles", "ssh", "env", "labels", "taints", "local")
+MAX_CONTAINERS_PER_ENTRY = 64  # a laptop's or a CI runner's worth of containers
+_HOST_FIELDS = ("ips", "roles", "ssh", "env", "labels", "taints", "local", "count")
 # Clusterfile key -> SSHSpec field.
 _SSH_KEYS = {
     "user": "user",
@@ -335,13 +337,13 @@ class _Reader:
             self.fail(
                 spec_node, "spec.hosts", "missing", hint="list the hosts: - {ips: [...], roles: [master]}"
             )
-        hosts = self.hosts(spec["hosts"], ssh)
-        aliases = self.host_aliases(spec["hostAliases"]) if "hostAliases" in spec else ()
-        registry = read_registry(self, spec["registry"]) if "registry" in spec else RegistrySpec()
         provider = (
             self.required_string(spec["provider"], "spec.provider") if "provider" in spec else "BAREMETAL"
         )
         self.check(spec.get("provider", spec_node), "spec.provider", lambda: check_provider(provider, "", ()))
+        hosts = self.hosts(spec["hosts"], ssh, containers=provider == "CONTAINER")
+        aliases = self.host_aliases(spec["hostAliases"]) if "hostAliases" in spec else ()
+        registry = read_registry(self, spec["registry"]) if "registry" in spec else RegistrySpec()
         node_image = self.required_string(spec["nodeImage"], "spec.nodeImage") if "nodeImage" in spec else ""
         data_root = self.data_root(spec["dataRoot"]) if "dataRoot" in spec else ""
         distribution = self.distribution(spec["distribution"]) if "distribution" in spec else ""
@@ -372,7 +374,7 @@ class _Reader:
             at = self.keys.get(id(spec["hosts"])) if err.field == "hosts" else None
             self.fail(at or spec_node, f"spec.{err.field}" if err.field else "spec", err.message, err.hint)
 
-    def hosts(self, node: yaml.Node, ssh: SSHSpec) -> tuple[HostSpec, ...]:
+    def hosts(self, node: yaml.Node, ssh: SSHSpec, *, containers: bool = False) -> tuple[HostSpec, ...]:
         items = self.sequence(node, "spec.hosts")
         hosts: list[HostSpec] = []
         first_seen: dict[str, tuple[str, Role]] = {}
@@ -381,7 +383,7 @@ class _Reader:
         for i, item in enumerate(items):
             where = f"spec.hosts[{i}]"
             entry = self.mapping(item, where, _HOST_FIELDS)
-            for key in ("ips", "roles"):
+            for key in ("roles",) if "count" in entry else ("ips", "roles"):
                 if key not in entry:
                     self.fail(item, f"{where}.{key}", "missing")
             role_nodes = self.sequence(entry["roles"], f"{where}.roles")
@@ -396,6 +398,10 @@ class _Reader:
             labels = self.labels(entry["labels"], f"{where}.labels") if "labels" in entry else {}
             taints = self.taints(entry["taints"], f"{where}.taints") if "taints" in entry else ()
             local = self.boolean(entry["local"], f"{where}.local") if "local" in entry else False
+            if "count" in entry:  # containers to make: placeholders until they exist
+                for _ in range(self.count(entry, where, containers)):
+                    hosts.append(HostSpec(placeholder_ip(len(hosts)), (role,), host_ssh, env, labels, taints))
+                continue
             ip_nodes = self.sequence(entry["ips"], f"{where}.ips")
             if not ip_nodes:
                 self.fail(entry["ips"], f"{where}.ips", "is empty")
@@ -455,6 +461,18 @@ class _Reader:
             entry["type"], "spec.containerRuntime.type", partial(check_container_runtime, text)
         )
         return value, f"{self.path}:{entry['type'].start_mark.line + 1}"
+
+    def count(self, entry: dict[str, yaml.Node], where: str, containers: bool) -> int:
+        """hosts[].count: how many containers of this entry a CONTAINER cluster has."""
+        node = entry["count"]
+        if not containers:
+            self.fail(node, f"{where}.count", "is for spec.provider: CONTAINER", hint="list SSH hosts by ips")
+        if "ips" in entry:
+            self.fail(node, f"{where}.count", "give ips or count, not both")
+        text = self.required_string(node, f"{where}.count")
+        if not text.isdigit() or not 1 <= int(text) <= MAX_CONTAINERS_PER_ENTRY:
+            self.fail(node, f"{where}.count", f"{text!r} is not a count from 1 to {MAX_CONTAINERS_PER_ENTRY}")
+        return int(text)
 
     def role(self, node: yaml.Node, where: str) -> Role:
         text = self.required_string(node, where)

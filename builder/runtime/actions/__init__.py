@@ -38,9 +38,11 @@ from __future__ import annotations
 
 from builder.runtime.actions.apps import run_app, runs_as_app
 from builder.runtime.actions.containers import (
+    apply_containers,
     container_status,
     delete_containers,
     join_containers,
+    leaving_containers,
     run_containers,
 )
 from builder.runtime.actions.install import apply, check_upgrade_versions, join, leaving_hosts, run
@@ -57,6 +59,7 @@ __all__ = [
     "Outcome",
     "Settings",
     "apply",
+    "apply_containers",
     "check_upgrade_versions",
     "container_status",
     "default_upgrade_batch",
@@ -65,6 +68,7 @@ __all__ = [
     "image_platforms",
     "join",
     "join_containers",
+    "leaving_containers",
     "leaving_hosts",
     "load_image",
     "run",

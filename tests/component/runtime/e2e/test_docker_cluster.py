@@ -12,6 +12,7 @@ The tests run in order on one cluster and one state home, as test_cluster_e2e.py
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -146,6 +147,68 @@ def test_delete_all_leaves_no_container_or_network(
         in result.stderr
     )
     assert ours(dockerd) == []
+
+
+CLUSTERFILE = """\
+apiVersion: sealer.io/v2
+kind: Cluster
+metadata:
+  name: cf
+spec:
+  image: {image}
+  provider: CONTAINER
+  hosts:
+    - roles: [master]
+      count: 1
+    - roles: [node]
+      count: {nodes}
+      env: [DEMO_COLOR=blue]
+"""
+
+
+def test_a_clusterfile_with_counts_runs_and_scales(
+    sealer: SealerRunner, dockerd: docker.DockerClient, tmp_path: Path
+) -> None:
+    clusterfile = tmp_path / "Clusterfile"
+    clusterfile.write_text(CLUSTERFILE.format(image=IMAGE, nodes=1))
+    plan = sealer("run", "-f", str(clusterfile), "--dry-run")
+    assert "192.0.2.10 (master0)" in plan.stdout and "192.0.2.11 (node)" in plan.stdout
+    assert "placeholder addresses" in plan.stderr and ours(dockerd) == []  # a dry-run makes nothing
+    sealer("run", "-f", str(clusterfile))
+    assert "color=blue" in sh(dockerd, "sealer-cf-node0", "cat /etc/sealer-demo/env")
+    assert "color=image" in sh(dockerd, "sealer-cf-master0", "cat /etc/sealer-demo/env")
+    saved = (Path(os.environ["SEALER_STATE_HOME"]) / "cf" / "Clusterfile").read_text()
+    assert (
+        "provider: CONTAINER" in saved and "nodeImage: sealer-node:latest" in saved and "count" not in saved
+    )
+    clusterfile.write_text(CLUSTERFILE.format(image=IMAGE, nodes=2))
+    grown = sealer("apply", "-f", str(clusterfile))
+    assert "joined" in grown.stderr and "color=blue" in sh(
+        dockerd, "sealer-cf-node1", "cat /etc/sealer-demo/env"
+    )
+    node1 = dockerd.containers.get("sealer-cf-node1").attrs["NetworkSettings"]["Networks"]["sealer-cf"][
+        "IPAddress"
+    ]
+    clusterfile.write_text(CLUSTERFILE.format(image=IMAGE, nodes=1))
+    shrunk = sealer("apply", "-f", str(clusterfile), "--force")
+    assert f"removed {node1}" in shrunk.stderr and "containers removed: sealer-cf-node1" in shrunk.stderr
+    assert sorted(x for x in ours(dockerd)) == [
+        "container sealer-cf-master0",
+        "container sealer-cf-node0",
+        "network sealer-cf",
+    ]
+    sealer("delete", "--all", "-y", "--cluster", "cf")
+    assert ours(dockerd) == []
+
+
+def test_a_count_belongs_to_container_clusters(sealer: SealerRunner, tmp_path: Path) -> None:
+    clusterfile = tmp_path / "Clusterfile"
+    clusterfile.write_text(CLUSTERFILE.format(image=IMAGE, nodes=1).replace("  provider: CONTAINER\n", ""))
+    result = sealer("run", "-f", str(clusterfile), expect=1)
+    assert (
+        result.stderr.splitlines()[0]
+        == f"error: {clusterfile}:9: spec.hosts[0].count: is for spec.provider: CONTAINER"
+    )
 
 
 def test_refusals_are_one_line_and_leave_nothing(
