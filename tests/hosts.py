@@ -30,6 +30,7 @@ import select
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import time
 import warnings
@@ -71,7 +72,10 @@ MASKED_ETC = ("containerd", "docker")
 # in its lowest layer, so a host may install its own containerd there. /proc/sys is read-only
 # but for /proc/sys/net, which is the host's network namespace's own: a script's `sysctl` of a
 # net.* key stays in the host; any other key (global to this machine) fails instead of leaking.
+# A symlink of this machine's /usr/bin that leads out of /usr/bin and /etc (google-cloud-sdk's
+# kubectl -> /usr/lib/...) is hidden the same way: `cp kubectl /usr/bin` would write through it.
 OVERLAID_BIN = "usr/bin"
+BIN_MASK = ".usr-bin-mask"
 # What a host made with `containerd=True` keeps of MASKED_BINARIES: Debian's containerd, ctr and
 # runc, started by the test (TestHost.start_containerd) with its own /run and a /var/lib/containerd
 # under root_dir, which sits on this machine's disk (pytest's tmp dir): containerd's overlayfs
@@ -434,6 +438,18 @@ def _sshd_config(address: str, *, password: bool) -> str:
     )
 
 
+def _mask_escaping_links(mask: Path) -> None:
+    """Whiteouts in `mask` (the lowest layer of a host's /usr/bin) for this machine's /usr/bin
+    symlinks that resolve outside /usr/bin and /etc, whose targets no overlay covers."""
+    mask.mkdir(parents=True, exist_ok=True)
+    for entry in os.scandir(f"/{OVERLAID_BIN}"):
+        if not entry.is_symlink():
+            continue
+        target = os.path.realpath(entry.path)
+        if not target.startswith((f"/{OVERLAID_BIN}/", "/etc/")) and not (mask / entry.name).exists():
+            os.mknod(mask / entry.name, stat.S_IFCHR, os.makedev(0, 0))
+
+
 def _holder_script(root_dir: Path, hostname: str, *, masked: Sequence[str] = MASKED_BINARIES) -> str:
     """Shell run by the per-host holder: private mounts, `masked` binaries hidden, /usr/bin an
     overlay and /proc/sys read-only but for its net/ (OVERLAID_BIN), hostname, then sleep forever.
@@ -452,7 +468,7 @@ def _holder_script(root_dir: Path, hostname: str, *, masked: Sequence[str] = MAS
         *(f"if [ -e /etc/{d} ] && [ ! -e {mask}/{d} ]; then mknod {mask}/{d} c 0 0; fi" for d in MASKED_ETC),
         f"mount -t overlay sealer-etc -o lowerdir={mask}:/etc,upperdir={root_dir}/etc,workdir={root_dir}/.etc-work /etc",
     ]
-    bin_mask = f"{root_dir}/.usr-bin-mask"
+    bin_mask = f"{root_dir}/{BIN_MASK}"
     in_bin = [b for b in masked if b.startswith(f"/{OVERLAID_BIN}/")]
     lines += [
         f"mkdir -p {bin_mask}",
@@ -655,6 +671,7 @@ class HostLab:
         work = (".etc-work", ".usr-bin-work")  # the overlays' work dirs
         for d in (*PRIVATE_DIRS, OVERLAID_BIN, *work, "etc/sealer-test", "root/.ssh", "run/sshd"):
             (root / d).mkdir(parents=True, exist_ok=True)
+        _mask_escaping_links(root / BIN_MASK)
         (root / "tmp").chmod(0o1777)
         (root / "var/tmp").chmod(0o1777)
         # Root's real .bashrc runs `pyenv init` (~200 ms a command); sshd's bash sources it.
