@@ -12,7 +12,7 @@ APT_PACKAGES := skopeo umoci docker-registry docker.io containerd runc openssh-s
 STAMP_APT := $(VENV)/.apt-stamp
 STAMP_PY := $(VENV)/.py-stamp
 
-.PHONY: install apt venv test test-unit demo bench bench-quick lint clean hosts hosts-down basefs
+.PHONY: install apt venv test test-unit demo bench bench-quick lint clean hosts hosts-down basefs node-image
 
 install: apt venv
 
@@ -37,8 +37,16 @@ test: install
 test-unit: venv
 	$(BIN)/pytest -q tests/unit
 
-demo: venv
+# The second half runs a cluster on Docker containers (docs/containers.md): on the engine at
+# DOCKER_HOST, else on a private dockerd it starts and stops; where neither can be, one line says so.
+demo: install
 	bash examples/demo.sh
+	bash examples/demo-docker.sh
+
+# The node image of docker hosts (docs/containers.md), imported into the engine at DOCKER_HOST (or
+# the default socket), built offline from this machine's programs: `make node-image [TAG=name]`.
+node-image: install
+	$(BIN)/python -m builder.runtime.infra.node_image $(TAG)
 
 # `make bench BEFORE=REV` also times git revision REV's code in the same rounds (bench/_before.py).
 bench: install

@@ -211,6 +211,28 @@ def test_a_count_belongs_to_container_clusters(sealer: SealerRunner, tmp_path: P
     )
 
 
+def test_the_k3s_runtime_plans_on_docker_hosts(
+    sealer: SealerRunner, store: Store, dockerd: docker.DockerClient, tmp_path: Path, home: Path
+) -> None:
+    from scripts.basefs import build_basefs
+    from tests.standins import make_bin_dir
+
+    image = build_basefs("k3s", make_bin_dir("k3s", tmp_path / "bin"), store, "dry.test/k3s:v1")
+    args = ("--provider", "docker", "--masters", "1", "--nodes", "1", "--cluster", "k3", "--dry-run")
+    result = sealer("run", image, *args, "--verbose")
+    out = result.stdout
+    assert (
+        out.startswith(f"# run: cluster k3, image {image} (sha256:") and "runtime k3s" in out.splitlines()[0]
+    )
+    for phase in ("check", "deliver", "registry-trust", "runtime-init", "join-nodes", "kubeconfig"):
+        assert f"== {phase}:" in out, phase
+    assert "192.0.2.10 (master0)" in out and "192.0.2.11 (node)" in out
+    assert "rootfs/scripts/k3s-install.sh server --cluster-init" in out
+    assert "K3S_URL=https://apiserver.cluster.local:6443" in out
+    assert "placeholder addresses" in result.stderr
+    assert ours(dockerd) == [] and not (home / "k3").exists()  # nothing made, nothing saved
+
+
 def test_refusals_are_one_line_and_leave_nothing(
     sealer: SealerRunner, dockerd: docker.DockerClient, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
