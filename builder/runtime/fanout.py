@@ -38,6 +38,9 @@ AUTO_MIN_HOSTS = 4
 FETCH_FAILED = 98  # exit status of a fetch that got no whole blob from its source
 _FETCH_TIMEOUT_S = 3600
 _STALL_S = 15  # a source sending under 1 KiB/s for this long is given up for the next one
+# Blobs a fetcher downloads at once: each fetch is a command, a TLS handshake and a hash, whose
+# round trips overlap; the seeds' links, not the streams, bound the bytes.
+_STREAMS_PER_HOST = 3
 
 
 def repository(cluster: str) -> str:
@@ -172,7 +175,10 @@ def fetch_command(p: sh.Paths, plan: FanoutPlan, seed: str, hex_: str, size: int
         wget_end = '; s=$?; rm -f "$T"; [ $s -eq 0 ]'
     else:
         wget_end = ""
-    write_ca = f'printf %s "$SEALER_FETCH_CA" > {ca}; ' if plan.ca_pem is not None else ""
+    # a temp name, then rename: another fetch of the same host may be reading the file
+    write_ca = (
+        f'printf %s "$SEALER_FETCH_CA" > {ca}.$$; mv -f {ca}.$$ {ca}; ' if plan.ca_pem is not None else ""
+    )
     return (
         f"set -e; umask 022; mkdir -p {shlex.quote(p.blobs)} {shlex.quote(p.data)}; "
         f"if [ -f {blob} ]; then exit 0; fi; {write_ca}"
@@ -245,19 +251,25 @@ async def _fetch_missing(
     env_ca = {"SEALER_FETCH_CA": plan.ca_pem} if plan.ca_pem is not None else None
     fetched = 0
     used: list[str] = []
-    for item in todo:
-        for seed in plan.sources(host, layer_index.get(str(item.digest), 0)):
-            command = fetch_command(p, plan, seed, item.digest.hex, item.size)
-            try:
-                await driver.run(host, command, env=env_ca, stdin=stdin, timeout_s=_FETCH_TIMEOUT_S)
-            except CommandFailed as err:
-                last = (err.stderr_tail.strip().splitlines() or [f"exit {err.status}"])[-1]
-                emit(FetchFailed(host, str(item.digest), seed, err.status == sh.VERIFY_FAILED, last))
-                continue
-            fetched += item.size
-            used.append(seed)
-            emit(BlobFetched(host, str(item.digest), seed, item.size))
-            break
+    streams = asyncio.Semaphore(_STREAMS_PER_HOST)
+
+    async def one(item: delivery._Item) -> None:
+        nonlocal fetched
+        async with streams:
+            for seed in plan.sources(host, layer_index.get(str(item.digest), 0)):
+                command = fetch_command(p, plan, seed, item.digest.hex, item.size)
+                try:
+                    await driver.run(host, command, env=env_ca, stdin=stdin, timeout_s=_FETCH_TIMEOUT_S)
+                except CommandFailed as err:
+                    last = (err.stderr_tail.strip().splitlines() or [f"exit {err.status}"])[-1]
+                    emit(FetchFailed(host, str(item.digest), seed, err.status == sh.VERIFY_FAILED, last))
+                    continue
+                fetched += item.size
+                used.append(seed)
+                emit(BlobFetched(host, str(item.digest), seed, item.size))
+                return
+
+    await asyncio.gather(*(one(item) for item in todo))
     return fetched, tuple(dict.fromkeys(used))
 
 
