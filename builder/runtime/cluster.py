@@ -77,6 +77,8 @@ def parse_ip(text: str) -> str:
         hint = None
         if text.count(":") == 1 and "." in text:
             hint = "per-host SSH ports go in a Clusterfile (hosts[].ssh.port), or --port for all"
+        elif text.strip().isdigit():
+            hint = "a count of hosts goes with --provider docker (containers); SSH hosts are given by address"
         raise InvalidCluster(f"{text!r} is not an IP address", hint=hint) from None
 
 

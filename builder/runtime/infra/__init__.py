@@ -4,12 +4,15 @@
 stream bytes into a remote process, put a file (verified), test paths, read the platform and
 hostname. Drivers: `LocalDriver` (local.py: this machine, no SSH; the default when a cluster
 names no hosts), `SSHDriver` (ssh.py, connections opened by _ssh_connect.py: asyncssh, one
-connection per host, bounded channels and uploads), and `RoutingDriver` (routing.py, built by
-`make_driver(cluster)`: the local host to LocalDriver, the others to SSHDriver). `_shell.py`
+connection per host, bounded channels and uploads), `RoutingDriver` (routing.py, built by
+`make_driver(cluster)`: the local host to LocalDriver, the others to SSHDriver), and
+`DockerDriver` (docker.py: hosts that are containers, through the Docker Engine API; the
+driver of a `provider: CONTAINER` cluster, docs/containers.md). `_shell.py`
 holds what the drivers share (the `sh -c` form, CommandFailed messages, `put_file`).
 Errors are `builder.errors.HostError` and `CommandFailed`, one line each.
 Imports `builder.errors`, `builder.image` and, in routing.py only, the cluster model
-(`builder.runtime.cluster`); never `builder.build` or `builder.cli`.
+(`builder.runtime.cluster`, and `container_hosts` when a cluster's hosts are containers);
+never `builder.build` or `builder.cli`.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from builder.runtime.infra.base import (
 from builder.runtime.infra.local import LocalDriver
 
 if TYPE_CHECKING:
+    from builder.runtime.infra.docker import DockerDriver
     from builder.runtime.infra.ssh import SSHDriver
 
 
@@ -40,6 +44,10 @@ def __getattr__(name: str) -> Any:
         from builder.runtime.infra.ssh import SSHDriver
 
         return SSHDriver
+    if name == "DockerDriver":  # the docker package: only for clusters on containers
+        from builder.runtime.infra.docker import DockerDriver
+
+        return DockerDriver
     raise AttributeError(name)
 
 
@@ -49,6 +57,7 @@ __all__ = [
     "CommandResult",
     "Connected",
     "Disconnected",
+    "DockerDriver",
     "InfraDriver",
     "InfraEvent",
     "LocalDriver",

@@ -30,7 +30,9 @@ from builder.runtime.infra.base import Chunks, CommandResult, EventCallback, Str
 
 _STDERR_KEEP = 64 << 10
 _READ_SIZE = 1 << 16
-_EXIT_POLLS = 200  # the exit code is set just after the stream ends: ~2 s of 10 ms polls at most
+# The exit code is set just after the stream ends (a few ms); a loaded engine may take longer,
+# so the polls back off, bounded at about 30 s in all.
+_EXIT_POLL_S = (0.005, 0.25, 30.0)  # first wait, longest wait, total
 
 
 class DockerDriver(_shell.DerivedMethods):
@@ -113,14 +115,18 @@ class DockerDriver(_shell.DerivedMethods):
     async def _exit_status(self, host: str, container: str, exec_id: str, command: str) -> int:
         from docker.errors import DockerException
 
-        for _ in range(_EXIT_POLLS):
+        wait, longest, total = _EXIT_POLL_S
+        waited = 0.0
+        while waited <= total:
             try:
                 info = await asyncio.to_thread(self._client.api.exec_inspect, exec_id)
             except (DockerException, OSError) as err:
                 raise self._fail(host, container, f'lost "{_shell.short(command)}"', err, "run") from None
             if not info.get("Running") and info.get("ExitCode") is not None:
                 return int(info["ExitCode"])
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(wait)
+            waited += wait
+            wait = min(wait * 2, longest)
         raise HostError(
             f'{host} (container {container}): "{_shell.short(command)}" closed its output but has not exited',
             host=host,

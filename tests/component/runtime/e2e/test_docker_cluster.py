@@ -252,6 +252,11 @@ def test_refusals_are_one_line_and_leave_nothing(
     assert refused(*base, "--nodes", "1", "--node-image", "no-tar:1").startswith(
         "error: node image no-tar:1 lacks tar"
     )
+    counts = sealer("run", IMAGE, "--masters", "2", expect=2).stderr.splitlines()  # SSH hosts: addresses
+    assert counts == [
+        "error: --masters: '2' is not an IP address",
+        "hint: a count of hosts goes with --provider docker (containers); SSH hosts are given by address",
+    ]
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/none.sock")
     assert (
         refused(*base) == f"error: no Docker engine answers at unix://{tmp_path}/none.sock (no such socket)"
