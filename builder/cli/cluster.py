@@ -760,6 +760,9 @@ def status(cluster_name: str | None, fmt: str) -> None:
 
     cluster_name = _saved_cluster(cluster_name)
     info = actions.status(cluster_name)
+    containers = actions.container_status(cluster_name)  # {} unless the hosts are containers
+    if containers:
+        info["containers"] = containers
     if fmt == "json":
         print_json(info)
         return
@@ -775,7 +778,6 @@ def status(cluster_name: str | None, fmt: str) -> None:
         [h["ip"], h["role"], "yes" if h["joined"] else "no", h["last_phase"] or "-"] for h in info["hosts"]
     ]
     print_table(["HOST", "ROLE", "JOINED", "LAST PHASE"], rows)
-    containers = actions.container_status(cluster_name)
     if containers:
         click.echo("")
         print_table(

@@ -31,7 +31,7 @@ from builder.runtime.actions.remove import delete
 from builder.runtime.actions.settings import Outcome, Settings
 from builder.runtime.cluster import Cluster, HostSpec, Role, is_placeholder, placeholder_ip
 from builder.runtime.container_hosts import ContainerHost, ContainerHosts
-from builder.runtime.infra.docker_engine import connect_engine
+from builder.runtime.infra.docker_engine import EngineUnavailable, connect_engine
 from builder.runtime.infra.node_image import DEFAULT_NODE_IMAGE
 from builder.runtime.runner import Notice
 from builder.runtime.state import ClusterState
@@ -270,11 +270,14 @@ def delete_containers(
 
 def container_status(name: str, home: Path | None = None) -> dict[str, dict[str, str]]:
     """Each host's container and engine status, by address; {} for a cluster on SSH hosts.
-    An engine that does not answer is EngineUnavailable (status says so in one line)."""
+    Without an engine each host says so: the saved state is still worth showing."""
     saved = ClusterState(name, home).load_cluster()
     if saved is None or saved.provider != CONTAINER:
         return {}
-    client: Any = connect_engine()
+    try:
+        client: Any = connect_engine()
+    except EngineUnavailable as err:
+        return {ip: {"container": "?", "status": err.message} for ip in saved.ips}
     try:
         found = {c.ip: c for c in ContainerHosts(client, name).hosts()}
     finally:

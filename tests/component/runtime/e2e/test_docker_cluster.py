@@ -114,6 +114,7 @@ def test_run_on_three_containers(sealer: SealerRunner, store: Store, dockerd: do
     assert f"{master}   sealer-dk-master0   running" in status
     info = json.loads(sealer("cluster", "status", "--format", "json").stdout)
     assert info["complete"] and [h["ip"] for h in info["hosts"]] == [master, node0, node1]
+    assert info["containers"][node1] == {"container": "sealer-dk-node1", "status": "running"}
 
 
 def test_a_rerun_moves_nothing(sealer: SealerRunner) -> None:
@@ -136,6 +137,15 @@ def test_join_and_delete_a_node(sealer: SealerRunner, dockerd: docker.DockerClie
     assert f"removed {ip} from cluster dk; containers removed: sealer-dk-node2" in deleted.stderr
     assert not dockerd.containers.list(all=True, filters={"name": "sealer-dk-node2"})
     assert len(json.loads(sealer("cluster", "status", "--format", "json").stdout)["hosts"]) == 3
+
+
+def test_status_without_an_engine_still_shows_the_state(
+    sealer: SealerRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/none.sock")
+    out = sealer("cluster", "status").stdout
+    assert "state    complete" in out and "sealer-dk" not in out
+    assert f"no Docker engine answers at unix://{tmp_path}/none.sock (no such socket)" in out
 
 
 def test_delete_all_leaves_no_container_or_network(
@@ -258,6 +268,7 @@ def test_refusals_are_one_line_and_leave_nothing(
         "hint: a count of hosts goes with --provider docker (containers); SSH hosts are given by address",
     ]
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/none.sock")
+    sealer("run", IMAGE, "--provider", "docker", "--cluster", "gone", "--dry-run")  # needs no engine
     assert (
         refused(*base) == f"error: no Docker engine answers at unix://{tmp_path}/none.sock (no such socket)"
     )
