@@ -154,6 +154,8 @@ def main() -> int:
         image_id = build_node_image(client, tag)
     except SealerError as err:
         print(f"error: {err.message}", file=sys.stderr)
+        if err.hint:
+            print(f"hint: {err.hint}", file=sys.stderr)
         return 1
     print(f"{tag} {image_id}")
     return 0
