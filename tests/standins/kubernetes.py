@@ -19,7 +19,11 @@ drop-in, containerd.service) run under the generic systemctl stand-in (systemd.p
             taint node NODE key[=value]:Effect... key[:Effect]-... [--overwrite] | version --client |
             get configmap NAME [-n NS] [-o json] | create -f FILE | replace -f FILE (ConfigMaps) |
             get --raw /readyz [--server URL]
-    containerd [--config F]          Type=notify daemon on /run/containerd/containerd.sock
+    containerd [--config F]          Type=notify daemon on /run/containerd/containerd.sock; an
+                                     image kubeadm's preflight or the kubelet misses is pulled
+                                     through the CRI registry config_path's <registry>/hosts.toml
+                                     (each host, then server; ca, skip_verify, header): the
+                                     manifest GET over HTTPS must answer 200 (pull_image)
     ctr [-n NS] images import FILE | images ls [-q] ; crictl images ; runc --version
 
 State where the real tools keep it (all private on the test hosts):
@@ -412,6 +416,79 @@ def cri_images(namespace: str = K8S_NS) -> set[str]:
     return set(_cri_call({"op": "list", "namespace": namespace}).get("images", []))
 
 
+def ensure_images(images: list[str], namespace: str = K8S_NS) -> set[str]:
+    """What containerd holds of `images` after it pulled the missing ones (as kubeadm's preflight
+    and the kubelet have it pull); a pull that fails is logged, the image stays missing."""
+    present = cri_images(namespace)
+    missing = [i for i in images if i not in present]
+    for image in missing:
+        reply = _cri_call({"op": "pull", "namespace": namespace, "image": image})
+        if not reply.get("ok"):
+            _log(f'E "PullImage from image service failed" err="{reply.get("reason")}" image="{image}"')
+    return cri_images(namespace) if missing else present
+
+
+MANIFEST_TYPES = ", ".join((
+    "application/vnd.oci.image.manifest.v1+json", "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+))  # fmt: skip
+
+
+def _image_parts(image: str) -> tuple[str, str, str]:
+    """(registry host, repository, tag) of a reference, as containerd resolves it."""
+    first, _, rest = image.partition("/")
+    if not rest or ("." not in first and ":" not in first and first != "localhost"):
+        first, rest = "docker.io", image if "/" in image else f"library/{image}"
+    repo, _, tag = rest.rpartition(":") if ":" in rest.rsplit("/", 1)[-1] else (rest, "", "latest")
+    return first, repo, tag
+
+
+def pull_image(image: str, certs_dir: str | None) -> str | None:
+    """containerd's pull of `image`'s manifest through the registry hosts of its hosts.toml
+    (`certs_dir`: the CRI plugin's registry.config_path): each [host."URL"] in order, then
+    `server`, each with its `ca`, `skip_verify` and `header`. None when one answered 200, else
+    why not. No hosts.toml for the registry: the host is air-gapped, nothing to ask."""
+    import ssl
+    import tomllib
+    import urllib.error
+    import urllib.request
+
+    registry, repo, tag = _image_parts(image)
+    hosts_file = Path(certs_dir or "/nonexistent") / registry / "hosts.toml"
+    if not hosts_file.is_file():
+        return f"failed to pull {image}: air-gapped, and no {hosts_file}"
+    conf = tomllib.loads(hosts_file.read_text())
+    endpoints = list((conf.get("host") or {}).items())
+    if conf.get("server"):
+        endpoints.append((str(conf["server"]), conf))
+    errors = []
+    for url, spec in endpoints:
+        context = None
+        if url.startswith("https://"):
+            ca = spec.get("ca")
+            context = ssl.create_default_context(cafile=ca[0] if isinstance(ca, list) else ca)
+            if spec.get("skip_verify"):
+                context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        headers = {
+            str(k): ", ".join(v) if isinstance(v, list) else str(v)
+            for k, v in (spec.get("header") or {}).items()
+        }
+        request = urllib.request.Request(
+            f"{url.rstrip('/')}/v2/{repo}/manifests/{tag}", headers={"Accept": MANIFEST_TYPES, **headers}
+        )
+        https = urllib.request.HTTPSHandler(context=context)
+        try:
+            with urllib.request.build_opener(urllib.request.ProxyHandler({}), https).open(
+                request, timeout=5
+            ) as reply:
+                if reply.status == 200:
+                    return None
+        except (urllib.error.URLError, OSError, ValueError) as err:
+            errors.append(f"{url}: {err}")
+    return f"failed to pull {image}: " + ("; ".join(errors) or f"no host in {hosts_file}")
+
+
 def containerd_main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="containerd", allow_abbrev=False)
     p.add_argument("-c", "--config", default="/etc/containerd/config.toml")
@@ -430,6 +507,10 @@ def containerd_main(argv: list[str]) -> int:
             core.die(f"failed to load TOML from {config}: {err}")
         if settings.get("version") not in (2, 3):
             core.die(f"{config}: unsupported config version {settings.get('version')!r} (want 2 or 3)")
+    cri_plugin = (
+        (settings if config.is_file() else {}).get("plugins", {}).get("io.containerd.grpc.v1.cri", {})
+    )
+    certs_dir = (cri_plugin.get("registry") or {}).get("config_path")
     core.exit_on_sigterm()
     Path(CRI_SOCKET).parent.mkdir(parents=True, exist_ok=True)
     Path(CRI_SOCKET).unlink(missing_ok=True)
@@ -454,6 +535,15 @@ def containerd_main(argv: list[str]) -> int:
                     known = images.setdefault(ns, [])
                     known += [i for i in request.get("images", []) if i not in known]
                 reply = {"ok": True}
+            elif request.get("op") == "pull":
+                image = str(request.get("image"))
+                reason = pull_image(image, certs_dir)
+                if reason is None:
+                    with state.edit() as images:
+                        known = images.setdefault(ns, [])
+                        known += [image] if image not in known else []
+                    _log(f"pulled {image}")
+                reply = {"ok": reason is None, "reason": reason}
             elif request.get("op") == "list":
                 reply = {"images": sorted(state.read().get(ns, []))}
             else:
@@ -749,8 +839,8 @@ def sync_pods(static_dir: Path) -> None:
         text = path.read_text()
         pod = _manifest(path)
         wanted[pod["name"]] = (path, pod, hashlib.sha256(text.encode()).hexdigest())
-    images = cri_images()
     sandbox = _sandbox_image()
+    images = ensure_images(list(dict.fromkeys([sandbox, *(pod["image"] for _, pod, _ in wanted.values())])))
     for name, (path, pod, digest) in wanted.items():
         record_path = PODS_DIR / f"{name}.json"
         record = json.loads(record_path.read_text()) if record_path.is_file() else {}
@@ -1056,7 +1146,7 @@ def _preflight(
         errors.append(f"[ERROR CRI]: criSocket {cri!r}: want unix:///path")
     elif not _cri_up(endpoint):
         errors.append(f"[ERROR CRI]: container runtime is not running: {endpoint} does not answer")
-    present = cri_images() if images and not errors else set()
+    present = ensure_images(images) if images and not errors else set()
     for image in images:
         if image not in present:
             errors.append(

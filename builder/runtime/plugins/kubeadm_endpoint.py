@@ -192,15 +192,20 @@ def lb_remove_step() -> PluginStep:
     return PluginStep("apiserver-lb-remove", f"stop and remove {LB_UNIT}.service and its config", command)
 
 
-def endpoint_self_step(ctx: HostContext) -> PluginStep:
-    """A master that has just joined: the stable name leads to its own API server from now on
-    (init.sh's block rewritten in place: /etc/hosts may be a bind mount)."""
-    ip = ctx.host.ip
+def endpoint_block_command(ip: str | None) -> str:
+    """Shell: init.sh's /etc/hosts block rewritten in place (/etc/hosts may be a bind mount) to
+    lead the stable name to `ip`; None: the block removed."""
     begin, end = shlex.quote(HOSTS_BEGIN), shlex.quote(HOSTS_END)
-    command = (
+    block = f" && printf '%s\\n%s {ENDPOINT}\\n%s\\n' {begin} {ip} {end} >> \"$tmp\"" if ip else ""
+    return (
         "tmp=$(mktemp /etc/.hosts.sealer-kubernetes.XXXXXX) && trap 'rm -f \"$tmp\"' EXIT && "
         f"awk -v b={begin} -v e={end} '$0 == b {{skip = 1; next}} $0 == e {{skip = 0; next}} !skip' "
-        f'/etc/hosts > "$tmp" && printf \'%s\\n%s {ENDPOINT}\\n%s\\n\' {begin} {ip} {end} >> "$tmp" && '
-        'cat "$tmp" > /etc/hosts'
+        f'/etc/hosts > "$tmp"{block} && cat "$tmp" > /etc/hosts'
     )
+
+
+def endpoint_self_step(ctx: HostContext) -> PluginStep:
+    """A master that has just joined: the stable name leads to its own API server from now on."""
+    ip = ctx.host.ip
+    command = endpoint_block_command(ip)
     return PluginStep("kubeadm-endpoint-self", f"{ENDPOINT} -> {ip} (this master's own API server)", command)

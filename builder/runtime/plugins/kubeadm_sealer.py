@@ -38,7 +38,7 @@ from builder.errors import KubeadmConfigError
 from builder.runtime.cluster import Cluster, HostSpec
 from builder.runtime.env import render_template
 from builder.runtime.plugins._config import child_mapping, has_audit_policy
-from builder.runtime.plugins._kubeadm import BIN_DIR, ROOTFS_BINS, install_binaries, rootfs_path
+from builder.runtime.plugins._kubeadm import BIN_DIR, ENDPOINT, ROOTFS_BINS, install_binaries, rootfs_path
 from builder.runtime.plugins.base import AUDIT_POLICY, HostContext, PluginStep
 from builder.runtime.plugins.kubeadm_config import (
     AUDIT_POLICY_FILE,
@@ -46,6 +46,7 @@ from builder.runtime.plugins.kubeadm_config import (
     init_documents,
     join_document,
 )
+from builder.runtime.plugins.kubeadm_endpoint import endpoint_block_command
 from builder.runtime.plugins.sealer_image import (
     ENV_REGISTRY_URL,
     INIT_KUBE,
@@ -170,9 +171,18 @@ def preflight_files(ctx: HostContext) -> PluginStep:
 
 
 def stage_steps(ctx: HostContext, registry_url: str) -> tuple[PluginStep, ...]:
-    """init-kube.sh as sealer runs it, then the binaries where this runtime's commands call them."""
+    """The stable name in /etc/hosts (sealer's runtime sets the alias itself: its images have no
+    init.sh to), init-kube.sh as sealer runs it, then the binaries where this runtime's commands
+    call them."""
     scripts = shlex.quote(f"{ctx.rootfs}/scripts")
+    host, master0 = ctx.host, ctx.cluster.master0
+    # as this project's basefs init.sh leads it: a master to master0 until joined (the join
+    # phase repoints it at itself), master0 to itself, a worker to its local load balancer
+    target = host.ip if ctx.is_master0 else master0.ip if host.is_master else "127.0.0.1"
     steps = [
+        PluginStep(
+            "sealer-apiserver-alias", f"{ENDPOINT} -> {target} in /etc/hosts", endpoint_block_command(target)
+        ),
         PluginStep(
             "sealer-init-kube",
             f"bash {INIT_KUBE} (RegistryURL={registry_url})",

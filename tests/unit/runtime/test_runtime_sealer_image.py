@@ -17,6 +17,7 @@ from builder.image.descriptor import Platform
 from builder.image.digest import Digest
 from builder.runtime.facts import Facts
 from builder.runtime.phases import CleanScripts, HostScripts, ImageInfo, PlanState, RuntimeInit
+from builder.runtime.plugins.kubeadm_endpoint import endpoint_block_command
 from builder.runtime.plugins.kubernetes import KubernetesRuntime
 from builder.runtime.plugins.sealer_image import container_runtime, is_sealer_image
 from tests.unit.runtime._plugin_golden import INSTALL_PHASES, PluginGolden, R
@@ -100,13 +101,16 @@ def test_golden_plan_of_a_sealer_image() -> None:
     # master0: init-kube.sh as sealer runs it, the binaries where this runtime calls them; no
     # image tarball import (the registry serves registry/), no unit of ours (init-kube.sh's)
     m0 = [r for r in rows[2:] if r[0] == "10.0.0.1" and not r[1].startswith("kubeadm-preflight")]
-    assert m0[:2] == [
+    assert m0[:3] == [
+        ("10.0.0.1", "sealer-apiserver-alias", endpoint_block_command("10.0.0.1")),
         ("10.0.0.1", "sealer-init-kube", init_kube),
         ("10.0.0.1", "kubeadm-binaries", binaries),
     ]
     # the template sets kubernetesVersion: no version step; then the join credentials
-    assert [i for _, i, _ in m0[2:5]] == ["kubeadm-config", "kubeadm-init", "kubeadm-admin-kubeconfig"]
+    assert [i for _, i, _ in m0[3:6]] == ["kubeadm-config", "kubeadm-init", "kubeadm-admin-kubeconfig"]
     assert ("10.0.0.2", "sealer-init-kube", init_kube) in rows
+    # the stable name as sealer's runtime sets it: the worker through its local load balancer
+    assert ("10.0.0.2", "sealer-apiserver-alias", endpoint_block_command("127.0.0.1")) in rows
     assert ("10.0.0.2", "kubelet-unit") not in ids and ("10.0.0.1", "kubeadm-images") not in ids
     assert not [i for _, i in ids if i in ("init.sh", "init-registry.sh")]
 
@@ -181,7 +185,8 @@ def test_leave_and_clean_undo_init_kube_and_the_container_runtime() -> None:
     )
     assert (
         "rm -f /usr/bin/kubeadm /usr/bin/kubelet /usr/bin/kubectl /usr/bin/kubelet-pre-start.sh "
-        f'/etc/sysctl.d/k8s.conf; u={R}/scripts/uninstall-$cri.sh; if [ -f "$u" ]; then bash "$u"'
+        f"/etc/sysctl.d/k8s.conf; ( {endpoint_block_command(None)} ); "
+        f'u={R}/scripts/uninstall-$cri.sh; if [ -f "$u" ]; then bash "$u"'
     ) in clean.command
     assert f"elif [ -f {R}/scripts/clean.sh ]; then cd {R} && sh scripts/clean.sh" in clean.command
     scripts = [st.id for st in planned(c, (HostScripts(),), c.ips, own)]
