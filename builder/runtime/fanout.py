@@ -5,19 +5,19 @@ it from the cluster registry (docs/delivery.md, "Fan-out").
 delivers as today (None). `deliver_hosts` then runs the delivery of the hosts it is given:
 *seeds* (the first K registry hosts among the targets) get today's delivery with their blobs
 kept, then those blobs published (hardlinked) in the registry storage under the repository
-`sealer-rootfs/<cluster>`; *fetchers* fetch each layer blob they lack over HTTPS from a seed
-(round-robin, failing over to the next seeds), each blob checked against its digest before
-anything unpacks it, then get today's delivery, which finds those blobs on the host and sends
-only the host's rendered templates and any blob no seed served. Starting the registry on the
-seeds between the two is the `registry-seed` phase's (phases/deliver_fetch.py). The shell run
-on hosts is here, beside `_delivery_shell`'s.
+`sealer-rootfs/<cluster>`; *fetchers* fetch each layer blob they lack over HTTPS from a seed,
+or from a *standing* registry host (one this action does not deliver to, e.g. on a join) that
+an earlier fan-out left serving it (round-robin, failing over to the next), each blob checked
+against its digest before anything unpacks it, then get today's delivery, which finds those
+blobs on the host and sends only the host's rendered templates and any blob no server had.
+Starting the registry on the seeds between the two is the `registry-seed` phase's
+(phases/deliver_fetch.py). The shell run on hosts is in `_fanout_shell`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import shlex
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from builder.errors import ClusterError, CommandFailed, HostError, SealerError, UsageError
 from builder.runtime import _delivery_shell as sh
 from builder.runtime import delivery
+from builder.runtime._fanout_shell import fetch_command, publish_command, published_command
 from builder.runtime.cluster import DISTRIBUTIONS, Cluster
 from builder.runtime.facts import FETCH_TOOLS
 from builder.runtime.infra.base import InfraDriver
@@ -35,9 +36,7 @@ from builder.store.layout import Store
 # the registry started early, a disk write per fetched blob) cost more than the controller's
 # link saves (docs/BENCHMARKS.md, Fan-out).
 AUTO_MIN_HOSTS = 4
-FETCH_FAILED = 98  # exit status of a fetch that got no whole blob from its source
 _FETCH_TIMEOUT_S = 3600
-_STALL_S = 15  # a source sending under 1 KiB/s for this long is given up for the next one
 # Blobs a fetcher downloads at once: each fetch is a command, a TLS handshake and a hash, whose
 # round trips overlap; the seeds' links, not the streams, bound the bytes.
 _STREAMS_PER_HOST = 3
@@ -62,15 +61,23 @@ class FanoutPlan:
     storage: str
     ca_pem: str | None
     basic_auth: str | None = None
+    # Registry hosts this action does not deliver to (a join of nodes): they serve what an
+    # earlier fan-out published there, which `deliver_hosts` asks them first.
+    standing: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
-        return f"FanoutPlan(seeds={self.seeds}, fetchers={self.fetchers})"
+        return f"FanoutPlan(seeds={self.seeds}, fetchers={self.fetchers}, standing={self.standing})"
+
+    @property
+    def servers(self) -> tuple[str, ...]:
+        return self.seeds + self.standing
 
     def sources(self, host: str, layer: int) -> tuple[str, ...]:
-        """The seeds `host` asks for its `layer`-th layer, in order: round-robin over the
-        fetchers and layers, then the other seeds in turn."""
-        first = (self.fetchers.index(host) + layer) % len(self.seeds) if host in self.fetchers else 0
-        return self.seeds[first:] + self.seeds[:first]
+        """The registry hosts `host` asks for its `layer`-th layer, in order: round-robin over
+        the fetchers and layers, then the other servers in turn."""
+        servers = self.servers
+        first = (self.fetchers.index(host) + layer) % len(servers) if host in self.fetchers else 0
+        return servers[first:] + servers[:first]
 
     def url(self, seed: str, hex_: str) -> str:
         scheme = "https" if self.ca_pem is not None else "http"
@@ -86,8 +93,11 @@ def choose(
     material: RegistryMaterial | None,
     storage: str,
 ) -> FanoutPlan | None:
-    """The plan for `mode` (ssh | fanout | auto), or None for today's delivery. ClusterError
-    for a fan-out that cannot be (no registry host among the targets, K out of range)."""
+    """The plan for `mode` (ssh | fanout | auto), or None for today's delivery. The seeds are
+    the first K registry hosts among `targets`; the cluster's other registry hosts stand by as
+    sources (a join: the new hosts fetch what an earlier fan-out published on the masters).
+    ClusterError for a fan-out that cannot be (no cluster registry), UsageError for K out of
+    range."""
     if mode not in DISTRIBUTIONS:
         raise UsageError(f"--distribution {mode!r}: one of {', '.join(DISTRIBUTIONS)}")
     if fanout is not None and fanout < 1:
@@ -96,19 +106,20 @@ def choose(
         return None
     wanted = set(targets)
     serving = [h.ip for h in cluster.registry_hosts if h.ip in wanted]
-    if material is None or not serving:
+    standing = tuple(h.ip for h in cluster.registry_hosts if h.ip not in wanted)
+    if material is None or not (serving or standing):
         if mode == "auto":
             return None
         why = (
             "no cluster registry (the none runtime or an external registry)"
             if material is None
-            else ("no registry host among the hosts this action delivers to")
+            else "the cluster has no registry host"
         )
         raise ClusterError(
             f"--distribution fanout: {why}",
             hint="use --distribution ssh (or auto), or include a master that serves the cluster registry",
         )
-    if fanout is not None and fanout > len(serving):
+    if fanout is not None and fanout > len(serving):  # K counts the hosts this machine sends to
         raise UsageError(
             f"--fanout {fanout}: only {len(serving)} registry host(s) among the targets can serve "
             f"({', '.join(serving)})"
@@ -122,7 +133,7 @@ def choose(
     if material.htpasswd is not None and spec.username is not None and spec.password is not None:
         auth = base64.b64encode(f"{spec.username}:{spec.password}".encode()).decode()
     ca = material.ca_pem if material.has_tls else None
-    return FanoutPlan(seeds, fetchers, spec.port, repository(cluster.name), storage, ca, auth)
+    return FanoutPlan(seeds, fetchers, spec.port, repository(cluster.name), storage, ca, auth, standing)
 
 
 def fetch_problems(plan: FanoutPlan | None, host: str, tools: frozenset[str]) -> list[str]:
@@ -133,63 +144,6 @@ def fetch_problems(plan: FanoutPlan | None, host: str, tools: frozenset[str]) ->
         "fan-out delivery fetches layers with curl or wget and this host has neither "
         "(install one, or use --distribution ssh)"
     ]
-
-
-# --- host shell ---------------------------------------------------------------------------------
-
-
-def publish_command(p: sh.Paths, plan: FanoutPlan, hexes: Sequence[str]) -> str:
-    """On a seed: each kept blob hardlinked into the registry storage (copied across file
-    systems; distribution never writes a blob's data again) with its layer link in the
-    repository, each written under a temp name first. A blob the seed lacks is skipped (its
-    fetchers then ask another seed or the controller)."""
-    v2 = f"{plan.storage}/docker/registry/v2"
-    layers = f"{v2}/repositories/{plan.repository}/_layers/sha256"
-    return (
-        f"set -e; umask 077; for h in {' '.join(hexes)}; do b={shlex.quote(p.blobs)}/$h; "
-        '[ -f "$b" ] || continue; '
-        f'd={shlex.quote(v2)}/blobs/sha256/$(printf %.2s "$h")/$h; l={shlex.quote(layers)}/$h; '
-        'mkdir -p "$d" "$l"; if [ ! -f "$d/data" ]; then rm -f "$d/data.tmp"; '
-        'ln "$b" "$d/data.tmp" 2>/dev/null || cp "$b" "$d/data.tmp"; mv -f "$d/data.tmp" "$d/data"; fi; '
-        'if [ ! -f "$l/link" ]; then printf sha256:%s "$h" > "$l/link.tmp"; mv -f "$l/link.tmp" "$l/link"; fi; '
-        "done"
-    )
-
-
-def fetch_command(p: sh.Paths, plan: FanoutPlan, seed: str, hex_: str, size: int) -> str:
-    """On a fetcher: blob `hex_` from `seed` into blobs/.partial-<hex> (continued with a range
-    when a partial is there), renamed to its digest path only when its sha256 matches (else
-    deleted, exit 97). A source that fails exits 98 and keeps the partial. With auth the
-    `Authorization` header is the command's stdin, never an argument."""
-    url = shlex.quote(plan.url(seed, hex_))
-    partial, blob = shlex.quote(p.partial(hex_)), shlex.quote(p.blob(hex_))
-    ca = shlex.quote(f"{p.data}/.fetch-ca.crt")
-    curl = f"curl -fsS -C - --connect-timeout 5 --speed-limit 1024 --speed-time {_STALL_S}"
-    wget = f"wget -q -c --tries=1 --timeout={_STALL_S}"
-    if plan.ca_pem is not None:
-        curl += f" --cacert {ca}"
-        wget += f" --ca-certificate={ca}"
-    if plan.basic_auth is not None:
-        curl += " -H @-"
-        wget = f'T=$(mktemp); {{ printf "header = "; cat; }} > "$T"; {wget} --config="$T"'
-        wget_end = '; s=$?; rm -f "$T"; [ $s -eq 0 ]'
-    else:
-        wget_end = ""
-    # a temp name, then rename: another fetch of the same host may be reading the file
-    write_ca = (
-        f'printf %s "$SEALER_FETCH_CA" > {ca}.$$; mv -f {ca}.$$ {ca}; ' if plan.ca_pem is not None else ""
-    )
-    return (
-        f"set -e; umask 022; mkdir -p {shlex.quote(p.blobs)} {shlex.quote(p.data)}; "
-        f"if [ -f {blob} ]; then exit 0; fi; {write_ca}"
-        f"n=$(wc -c 2>/dev/null < {partial} || echo 0); if [ $n -gt {size} ]; then rm -f {partial}; n=0; fi; "
-        f"if [ $n -lt {size} ]; then "
-        f"if command -v curl >/dev/null 2>&1; then {curl} -o {partial} {url} || exit {FETCH_FAILED}; "
-        f"else {{ {wget} -O {partial} {url}{wget_end}; }} || exit {FETCH_FAILED}; fi; fi; "
-        f'F={partial}; {{ {sh._SHA256}; }} < {partial} > "$F.sum"; '
-        + sh._verify(hex_, f"blob from {seed}:", partial)
-        + f"; mv -f -- {partial} {blob}"
-    )
 
 
 # --- running it -----------------------------------------------------------------------------------
@@ -237,9 +191,12 @@ async def _fetch_missing(
     host: str,
     env: Mapping[str, str],
     emit: Callable[[FanoutEvent], None],
+    serves: Mapping[str, frozenset[str]],
 ) -> tuple[int, tuple[str, ...]]:
-    """Fetch the image layers `host` will need into its blob cache; a layer that no seed
-    delivers is left for the controller. Returns (bytes fetched, the seeds used)."""
+    """Fetch the image layers `host` will need into its blob cache from the servers that
+    serve them (`serves`: standing server -> the layer hexes published there; a seed serves
+    every layer); a layer that none delivers is left for the controller. Returns (bytes
+    fetched, the servers used)."""
     items = delivery._items(store, image, delivery.render_layer(image, env))
     wanted = [str(i.digest) for i in items]
     rid = delivery._rootfs_id(wanted)
@@ -257,6 +214,8 @@ async def _fetch_missing(
         nonlocal fetched
         async with streams:
             for seed in plan.sources(host, layer_index.get(str(item.digest), 0)):
+                if seed in serves and item.digest.hex not in serves[seed]:
+                    continue
                 command = fetch_command(p, plan, seed, item.digest.hex, item.size)
                 try:
                     await driver.run(host, command, env=env_ca, stdin=stdin, timeout_s=_FETCH_TIMEOUT_S)
@@ -271,6 +230,25 @@ async def _fetch_missing(
 
     await asyncio.gather(*(one(item) for item in todo))
     return fetched, tuple(dict.fromkeys(used))
+
+
+async def _published(
+    driver: InfraDriver, plan: FanoutPlan, hexes: Sequence[str]
+) -> dict[str, frozenset[str]]:
+    """What each standing registry host serves (nothing when it cannot be asked), so that the
+    fetchers ask only those that have a layer, and the controller sends the rest."""
+
+    async def one(server: str) -> frozenset[str]:
+        try:
+            out = await driver.run(
+                server, published_command(plan, hexes), timeout_s=delivery._PROBE_TIMEOUT_S
+            )
+        except SealerError:
+            return frozenset()
+        return frozenset(out.stdout.split())
+
+    found = await asyncio.gather(*(one(s) for s in plan.standing))
+    return dict(zip(plan.standing, found, strict=True))
 
 
 async def deliver_hosts(
@@ -296,6 +274,7 @@ async def deliver_hosts(
     fetchers = {h: e for h, e in host_env.items() if h in plan.fetchers}
     out: dict[str, FanoutDelivery] = {}
     failures: dict[str, HostError] = {}
+    serves = await _published(driver, plan, [layer.descriptor.digest.hex for layer in image.layers])
     if seeds:
         seeded = await delivery.deliver(
             driver,
@@ -318,7 +297,7 @@ async def deliver_hosts(
         async with slots:
             started = time.monotonic()
             try:
-                fetched, used = await _fetch_missing(driver, store, image, p, plan, host, env, emit)
+                fetched, used = await _fetch_missing(driver, store, image, p, plan, host, env, emit, serves)
                 result = (
                     await delivery.deliver(
                         driver,

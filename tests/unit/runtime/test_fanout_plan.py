@@ -67,15 +67,14 @@ def test_auto_fans_out_from_the_threshold_on_and_ssh_never() -> None:
     assert choose("ssh", cluster()) is None
     assert choose("auto", cluster(1, fanout.AUTO_MIN_HOSTS - 2)) is None  # below: as today
     assert choose("auto", cluster(1, fanout.AUTO_MIN_HOSTS - 1)) is not None
-    assert choose("auto", cluster(), targets=("10.0.1.1", "10.0.1.2", "10.0.1.3", "10.0.1.4")) is None
     assert choose("auto", cluster(), material=None) is None
 
 
 def test_what_cannot_fan_out_is_refused_before_any_host_changes() -> None:
     with pytest.raises(ClusterError, match="no cluster registry"):
         choose("fanout", cluster(), material=None)
-    with pytest.raises(ClusterError, match="no registry host among the hosts"):
-        choose("fanout", cluster(), targets=("10.0.1.1",))
+    with pytest.raises(ClusterError, match="the cluster has no registry host"):  # an external registry
+        choose("fanout", cluster(external=True))
     with pytest.raises(UsageError, match="--fanout 3: only 2 registry host"):
         choose("fanout", cluster(), k=3)
     with pytest.raises(UsageError, match="--fanout 0"):
@@ -225,3 +224,19 @@ def test_spec_distribution_is_read_checked_at_its_line_and_written_back() -> Non
     with pytest.raises(ClusterfileError) as info:
         parse_clusterfile(CLUSTERFILE.format(mode="p2p"))
     assert info.value.message.startswith("Clusterfile:7: spec.distribution: distribution 'p2p' is not one of")
+
+
+def test_a_join_fetches_from_the_registry_hosts_already_there() -> None:
+    joining = ("10.0.1.1", "10.0.1.2", "10.0.1.3", "10.0.1.4")
+    plan = choose("auto", cluster(), targets=joining)
+    assert plan is not None and plan.seeds == () and plan.fetchers == joining
+    assert plan.standing == ("10.0.0.1", "10.0.0.2") and plan.sources("10.0.1.2", 0) == (
+        "10.0.0.2",
+        "10.0.0.1",
+    )
+    assert choose("auto", cluster(), targets=joining[:2]) is None  # below the threshold: as before
+    with pytest.raises(UsageError, match="--fanout 1: only 0 registry host"):
+        choose("fanout", cluster(), k=1, targets=joining)
+    s = replace(state(cluster(), plan), targets=joining)
+    assert Deliver().plan(cluster(), Facts(), s) == [] and SeedRegistry().plan(cluster(), Facts(), s) == []
+    assert [st.host for st in DeliverFetch().plan(cluster(), Facts(), s)] == list(joining)

@@ -22,7 +22,7 @@ import yaml
 
 from builder.image.descriptor import Platform
 from builder.runtime import actions, delivery, fanout, registry_pki
-from builder.runtime.cluster import Cluster
+from builder.runtime.cluster import Cluster, HostSpec, Role
 from builder.runtime.clusterfile import parse_clusterfile
 from builder.runtime.infra.routing import make_driver
 from builder.runtime.phases.registry_service import storage_dir, unit_name
@@ -46,7 +46,7 @@ class Lab:
     hosts: HostSet
 
     def clusterfile(self) -> str:
-        doc = yaml.safe_load(make_clusterfile(NAME, IMAGE, self.hosts[:2], self.hosts[2:], self.hosts))
+        doc = yaml.safe_load(make_clusterfile(NAME, IMAGE, self.hosts[:2], self.hosts[2:4], self.hosts))
         doc["spec"]["registry"] = {"localRegistry": {"username": USER, "password": PASSWORD}}
         return yaml.safe_dump(doc, sort_keys=False)
 
@@ -59,13 +59,17 @@ class Lab:
 
     @property
     def fetchers(self) -> list[TestHost]:
-        return list(self.hosts[2:])
+        return list(self.hosts[2:4])
+
+    @property
+    def joining(self) -> TestHost:
+        return self.hosts[4]
 
 
 @pytest.fixture(scope="module")
 def lab(host_lab: HostLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     base = tmp_path_factory.mktemp("fanout")
-    with open_lab(host_lab, Store.open(base / "store"), base / "state", 4) as made:
+    with open_lab(host_lab, Store.open(base / "store"), base / "state", 5) as made:
         build_basefs("k3s", make_bin_dir("k3s", base / "bin"), made.store, IMAGE)
         yield Lab(made.store, made.home, made.hosts)
 
@@ -100,7 +104,7 @@ def test_fanout_run_sends_each_layer_to_the_seeds_only(lab: Lab) -> None:
     for fetcher in lab.fetchers:  # only its rendered templates: the layers came from the seeds
         assert sent[fetcher.address] < 64 * 1024
     assert sum(sent.values()) < 2 * size + 4 * 64 * 1024  # each layer left this machine K=2 times
-    trees = {h.address: tree(h) for h in lab.hosts}
+    trees = {h.address: tree(h) for h in lab.hosts[:4]}
     assert len(set(trees.values())) == 1 and trees[lab.hosts[0].address].count("\n") > 10
     for fetcher in lab.fetchers:  # its layers are in its blob cache, verified, from the registry
         kept = fetcher.run("ls /var/lib/sealer/blobs/sha256").stdout.split()
@@ -186,3 +190,16 @@ def test_a_corrupted_blob_in_a_seeds_storage_is_refused_and_fetched_elsewhere(la
     assert all(e.digest == f"sha256:{biggest}" for e in refused)
     assert all(r.result.bytes_sent < 64 * 1024 for r in results.values())  # the other seed served it
     assert tree(lab.fetchers[0]) == tree(lab.fetchers[1]) == tree(lab.seeds[1])
+
+
+def test_a_node_joining_fetches_from_the_masters_registry(lab: Lab) -> None:
+    """A join delivers to no registry host: the new node fetches what the run published on
+    the masters (standing servers), and only its rendered templates come from this machine."""
+    cluster = parse_clusterfile(lab.clusterfile())
+    node = HostSpec(lab.joining.address, (Role.NODE,), cluster.master0.ssh)
+    outcome = actions.join(NAME, [node], lab.settings())
+    sent = bytes_by_host(outcome)
+    assert sent[lab.joining.address] < 64 * 1024
+    assert tree(lab.joining) == tree(lab.seeds[0])
+    kept = lab.joining.run("ls /var/lib/sealer/blobs/sha256").stdout.split()
+    assert len(kept) == len(delivery.prepare_image(lab.store, IMAGE, Platform.host()).layers)

@@ -1,0 +1,85 @@
+"""The shell fan-out delivery runs on hosts (fanout.py), every command text in one place, so
+that `deliver_hosts` and the dry-run read the same: the seeds' publish of their kept blobs into
+the registry storage, a standing registry host's answer to which layers it serves, and a
+fetcher's download of one blob, checked against its digest before anything unpacks it.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from builder.runtime import _delivery_shell as sh
+
+if TYPE_CHECKING:
+    from builder.runtime.fanout import FanoutPlan
+
+FETCH_FAILED = 98  # exit status of a fetch that got no whole blob from its source
+_STALL_S = 15  # a source sending under 1 KiB/s for this long is given up for the next one
+
+
+def publish_command(p: sh.Paths, plan: FanoutPlan, hexes: Sequence[str]) -> str:
+    """On a seed: each kept blob hardlinked into the registry storage (copied across file
+    systems; distribution never writes a blob's data again) with its layer link in the
+    repository, each written under a temp name first. A blob the seed lacks is skipped (its
+    fetchers then ask another seed or the controller)."""
+    v2 = f"{plan.storage}/docker/registry/v2"
+    layers = f"{v2}/repositories/{plan.repository}/_layers/sha256"
+    return (
+        f"set -e; umask 077; for h in {' '.join(hexes)}; do b={shlex.quote(p.blobs)}/$h; "
+        '[ -f "$b" ] || continue; '
+        f'd={shlex.quote(v2)}/blobs/sha256/$(printf %.2s "$h")/$h; l={shlex.quote(layers)}/$h; '
+        'mkdir -p "$d" "$l"; if [ ! -f "$d/data" ]; then rm -f "$d/data.tmp"; '
+        'ln "$b" "$d/data.tmp" 2>/dev/null || cp "$b" "$d/data.tmp"; mv -f "$d/data.tmp" "$d/data"; fi; '
+        'if [ ! -f "$l/link" ]; then printf sha256:%s "$h" > "$l/link.tmp"; mv -f "$l/link.tmp" "$l/link"; fi; '
+        "done"
+    )
+
+
+def fetch_command(p: sh.Paths, plan: FanoutPlan, seed: str, hex_: str, size: int) -> str:
+    """On a fetcher: blob `hex_` from `seed` into blobs/.partial-<hex> (continued with a range
+    when a partial is there), renamed to its digest path only when its sha256 matches (else
+    deleted, exit 97). A source that fails exits 98 and keeps the partial. With auth the
+    `Authorization` header is the command's stdin, never an argument."""
+    url = shlex.quote(plan.url(seed, hex_))
+    partial, blob = shlex.quote(p.partial(hex_)), shlex.quote(p.blob(hex_))
+    ca = shlex.quote(f"{p.data}/.fetch-ca.crt")
+    curl = f"curl -fsS -C - --connect-timeout 5 --speed-limit 1024 --speed-time {_STALL_S}"
+    wget = f"wget -q -c --tries=1 --timeout={_STALL_S}"
+    if plan.ca_pem is not None:
+        curl += f" --cacert {ca}"
+        wget += f" --ca-certificate={ca}"
+    if plan.basic_auth is not None:
+        curl += " -H @-"
+        wget = f'T=$(mktemp); {{ printf "header = "; cat; }} > "$T"; {wget} --config="$T"'
+        wget_end = '; s=$?; rm -f "$T"; [ $s -eq 0 ]'
+    else:
+        wget_end = ""
+    # a temp name, then rename: another fetch of the same host may be reading the file
+    write_ca = (
+        f'printf %s "$SEALER_FETCH_CA" > {ca}.$$; mv -f {ca}.$$ {ca}; ' if plan.ca_pem is not None else ""
+    )
+    return (
+        f"set -e; umask 022; mkdir -p {shlex.quote(p.blobs)} {shlex.quote(p.data)}; "
+        f"if [ -f {blob} ]; then exit 0; fi; {write_ca}"
+        f"n=$(wc -c 2>/dev/null < {partial} || echo 0); if [ $n -gt {size} ]; then rm -f {partial}; n=0; fi; "
+        f"if [ $n -lt {size} ]; then "
+        f"if command -v curl >/dev/null 2>&1; then {curl} -o {partial} {url} || exit {FETCH_FAILED}; "
+        f"else {{ {wget} -O {partial} {url}{wget_end}; }} || exit {FETCH_FAILED}; fi; fi; "
+        f'F={partial}; {{ {sh._SHA256}; }} < {partial} > "$F.sum"; '
+        + sh._verify(hex_, f"blob from {seed}:", partial)
+        + f"; mv -f -- {partial} {blob}"
+    )
+
+
+def published_command(plan: FanoutPlan, hexes: Sequence[str]) -> str:
+    """On a standing registry host: the layers of `hexes` its storage serves (publish_command's
+    data file and layer link both there), one hex a line."""
+    v2 = f"{plan.storage}/docker/registry/v2"
+    layers = f"{v2}/repositories/{plan.repository}/_layers/sha256"
+    return (
+        f"for h in {' '.join(hexes)}; do "
+        f'if [ -f {shlex.quote(layers)}/$h/link ] && [ -f {shlex.quote(v2)}/blobs/sha256/$(printf %.2s "$h")/$h/data ]; '
+        'then echo "$h"; fi; done; exit 0'
+    )
