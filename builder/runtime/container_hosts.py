@@ -205,6 +205,11 @@ class ContainerHosts:
         self._remove_network()
         return names
 
+    def remove_network_if_unused(self) -> None:
+        """The cluster's network, when none of its containers is left."""
+        if not self.hosts():
+            self._remove_network()
+
     def _remove_containers(self, containers: Sequence[Any]) -> None:
         from docker.errors import NotFound
 

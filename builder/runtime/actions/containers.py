@@ -141,7 +141,10 @@ def run_containers(
             return run(cluster, settings, cli_env=cli_env, runtime=runtime)
         except BaseException:
             if made and not ClusterState(cluster.name, settings.home).exists():
-                engine.remove_all()  # nothing saved names them: leave nothing behind
+                # Nothing saved names them: leave nothing behind (only what this run made,
+                # and the network once no container is on it).
+                engine.remove([c.ip for c in made])
+                engine.remove_network_if_unused()
             raise
     finally:
         client.close()

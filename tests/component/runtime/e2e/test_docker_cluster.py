@@ -262,6 +262,14 @@ def test_refusals_are_one_line_and_leave_nothing(
     assert refused(*base, "--nodes", "1", "--node-image", "no-tar:1").startswith(
         "error: node image no-tar:1 lacks tar"
     )
+    # a run failing after its containers were made (no such image: the pull is refused on
+    # loopback) removes them and the network, since no saved state names them
+    late = sealer("run", "127.0.0.1:1/nope:1", "--provider", "docker", "--nodes", "1", expect=1).stderr
+    assert "== check: Check hosts (2 host(s))" in late  # the containers existed and were probed
+    assert [x for x in late.splitlines() if x.startswith("error:")] == [
+        "error: 127.0.0.1:1: connection refused during manifest 127.0.0.1:1/nope:1"
+    ]
+    assert ours(dockerd) == [] and "Traceback" not in late
     counts = sealer("run", IMAGE, "--masters", "2", expect=2).stderr.splitlines()  # SSH hosts: addresses
     assert counts == [
         "error: --masters: '2' is not an IP address",
