@@ -10,7 +10,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from builder.runtime.plugins import base
-from builder.runtime.plugins.base import STABLE_ENDPOINT, HostContext, PluginStep, output_ref
+from builder.runtime.plugins._config import has_audit_policy
+from builder.runtime.plugins.base import AUDIT_POLICY, STABLE_ENDPOINT, HostContext, PluginStep, output_ref
 
 ENDPOINT = STABLE_ENDPOINT  # kubeadm's controlPlaneEndpoint host: every kubeconfig names it
 API_PORT = 6443
@@ -99,6 +100,29 @@ def drain_step(ip: str, *, force: bool) -> PluginStep:
 def install_binaries(ctx: HostContext, names: Sequence[str]) -> str:
     sources = " ".join(rootfs_path(ctx, f"bin/{n}") for n in names)
     return f"install -m 0755 {sources} {BIN_DIR}/"
+
+
+def binaries_step(ctx: HostContext) -> PluginStep:
+    return PluginStep(
+        "kubeadm-binaries",
+        f"kubeadm, kubelet and kubectl into {BIN_DIR}",
+        install_binaries(ctx, ("kubeadm", "kubelet", "kubectl")),
+    )
+
+
+def audit_policy_steps(ctx: HostContext, policy_file: str) -> tuple[PluginStep, ...]:
+    """On a master of an image with an audit policy: it into `policy_file`. Every control-plane
+    node's API server mounts it (the ClusterConfiguration is the cluster's, so a joining
+    master's static pod names it too)."""
+    if not (ctx.host.is_master and has_audit_policy(ctx.image_files)):
+        return ()
+    return (
+        PluginStep(
+            "kubeadm-audit-policy",
+            f"the image's audit policy into {policy_file}",
+            f"install -D -m 0600 {rootfs_path(ctx, AUDIT_POLICY)} {policy_file}",
+        ),
+    )
 
 
 def images_step(ctx: HostContext) -> PluginStep:

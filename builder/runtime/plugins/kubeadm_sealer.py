@@ -37,9 +37,15 @@ import yaml
 from builder.errors import KubeadmConfigError
 from builder.runtime.cluster import Cluster, HostSpec
 from builder.runtime.env import render_template
-from builder.runtime.plugins._config import child_mapping, has_audit_policy
-from builder.runtime.plugins._kubeadm import BIN_DIR, ENDPOINT, ROOTFS_BINS, install_binaries, rootfs_path
-from builder.runtime.plugins.base import AUDIT_POLICY, HostContext, PluginStep
+from builder.runtime.plugins._config import child_mapping
+from builder.runtime.plugins._kubeadm import (
+    ENDPOINT,
+    ROOTFS_BINS,
+    audit_policy_steps,
+    binaries_step,
+    rootfs_path,
+)
+from builder.runtime.plugins.base import HostContext, PluginStep
 from builder.runtime.plugins.kubeadm_config import (
     AUDIT_POLICY_FILE,
     KUBEADM_GROUP,
@@ -188,20 +194,9 @@ def stage_steps(ctx: HostContext, registry_url: str) -> tuple[PluginStep, ...]:
             f"bash {INIT_KUBE} (RegistryURL={registry_url})",
             f"cd {scripts} && export {ENV_REGISTRY_URL}={shlex.quote(registry_url)} && bash init-kube.sh",
         ),
-        PluginStep(
-            "kubeadm-binaries",
-            f"kubeadm, kubelet and kubectl into {BIN_DIR}",
-            install_binaries(ctx, ("kubeadm", "kubelet", "kubectl")),
-        ),
+        binaries_step(ctx),
+        *audit_policy_steps(ctx, AUDIT_POLICY_FILE),
     ]
-    if ctx.host.is_master and has_audit_policy(ctx.image_files):
-        steps.append(
-            PluginStep(
-                "kubeadm-audit-policy",
-                f"the image's audit policy into {AUDIT_POLICY_FILE}",
-                f"install -D -m 0600 {rootfs_path(ctx, AUDIT_POLICY)} {AUDIT_POLICY_FILE}",
-            )
-        )
     return tuple(steps)
 
 

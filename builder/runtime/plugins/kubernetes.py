@@ -59,7 +59,6 @@ from builder.runtime.plugins._kubeadm import (
     ADMIN_CONF,
     ADMIN_KUBECTL,
     API_PORT,
-    BIN_DIR,
     BOOTSTRAP_CONF,
     CA_CERT,
     CA_CERT_HASH,
@@ -82,10 +81,11 @@ from builder.runtime.plugins._kubeadm import (
     UNIT_FILE,
     admin_kubeconfig_step,
     admin_kubectl,
+    audit_policy_steps,
+    binaries_step,
     drain_step,
     heredoc,
     images_step,
-    install_binaries,
     on_node,
     rootfs_path,
     version_step,
@@ -289,26 +289,12 @@ class KubernetesRuntime(RuntimePlugin):
                 "systemctl enable kubelet",
             )
         )
-        steps = [
-            PluginStep(
-                "kubeadm-binaries",
-                f"kubeadm, kubelet and kubectl into {BIN_DIR}",
-                install_binaries(ctx, ("kubeadm", "kubelet", "kubectl")),
-            ),
+        return (
+            binaries_step(ctx),
             PluginStep("kubelet-unit", f"kubelet unit and kubeadm drop-in into {DROPIN_DIR}", unit),
             images_step(ctx),
-        ]
-        if ctx.host.is_master and has_audit_policy(ctx.image_files):
-            # every control-plane node's API server mounts it (the ClusterConfiguration is the
-            # cluster's, so a joining master's static pod names it too)
-            steps.append(
-                PluginStep(
-                    "kubeadm-audit-policy",
-                    f"the image's audit policy into {AUDIT_POLICY_FILE}",
-                    f"install -D -m 0600 {rootfs_path(ctx, AUDIT_POLICY)} {AUDIT_POLICY_FILE}",
-                )
-            )
-        return tuple(steps)
+            *audit_policy_steps(ctx, AUDIT_POLICY_FILE),
+        )
 
     def _init(self, ctx: HostContext) -> Sequence[PluginStep]:
         audit = has_audit_policy(ctx.image_files)
