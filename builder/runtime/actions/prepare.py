@@ -43,6 +43,7 @@ from builder.runtime.phases.registry_service import REGISTRY_BINARY
 from builder.runtime.phases.scripts import INIT_REGISTRY_SCRIPT
 from builder.runtime.plugins import RuntimePlugin, get_plugin, select_plugin
 from builder.runtime.plugins.base import AUDIT_POLICY
+from builder.runtime.plugins.sealer_image import check_sealer_image
 from builder.runtime.runner import Notice, Runner
 from builder.runtime.state import ClusterState, Journal
 from builder.store.layout import Store
@@ -88,6 +89,7 @@ def with_plugin(
             data = image.templates.get(path + TEMPLATE_SUFFIX)
         if data is not None:
             files[path] = data.decode("utf-8", errors="replace")
+    check_sealer_image(info.name, files, info.container_runtime_label)
     return replace(info, files=files, hooks=image_hooks(image)), plugin
 
 

@@ -29,7 +29,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 
-from builder.errors import InvalidEnv
+from builder.errors import ClusterError, InvalidEnv
+from builder.image.mediatypes import LABEL_CONTAINER_RUNTIME
 from builder.runtime.cluster import Cluster
 
 INIT_KUBE = "scripts/init-kube.sh"
@@ -72,6 +73,26 @@ def container_runtime(files: Mapping[str, str], label: str | None) -> str:
         return label
     shipped = [cri for cri in CONTAINER_RUNTIMES if f"scripts/{cri}.sh" in files]
     return shipped[0] if len(shipped) == 1 else DEFAULT_CONTAINER_RUNTIME
+
+
+def check_sealer_image(image: str, files: Mapping[str, str], label: str | None) -> None:
+    """Refuse, before any host changes, a sealer image that cannot install its container
+    runtime: a runtime sealer has no script name for, or no scripts/<cri>.sh for it."""
+    if not is_sealer_image(files):
+        return
+    cri = container_runtime(files, label)
+    said = f"label {LABEL_CONTAINER_RUNTIME}={label}" if label else "no container runtime label"
+    if cri not in CONTAINER_RUNTIMES:
+        raise ClusterError(
+            f"{image}: container runtime {cri!r} ({said}) is none of {', '.join(CONTAINER_RUNTIMES)}",
+            hint="sealer's images install containerd or docker through scripts/<runtime>.sh",
+        )
+    if install_script(cri) not in files:
+        raise ClusterError(
+            f"{image} follows sealer's image contract ({INIT_KUBE}) but has no {install_script(cri)} "
+            f"for its container runtime {cri} ({said})",
+            hint=f"ship {install_script(cri)}, or label the runtime the image installs",
+        )
 
 
 def install_script(cri: str) -> str:

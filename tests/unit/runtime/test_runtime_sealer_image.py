@@ -12,14 +12,14 @@ from typing import Any
 import pytest
 import yaml
 
-from builder.errors import InvalidEnv
+from builder.errors import ClusterError, InvalidEnv
 from builder.image.descriptor import Platform
 from builder.image.digest import Digest
 from builder.runtime.facts import Facts
 from builder.runtime.phases import CleanScripts, HostScripts, ImageInfo, PlanState, RuntimeInit
 from builder.runtime.plugins.kubeadm_endpoint import endpoint_block_command
 from builder.runtime.plugins.kubernetes import KubernetesRuntime
-from builder.runtime.plugins.sealer_image import container_runtime, is_sealer_image
+from builder.runtime.plugins.sealer_image import check_sealer_image, container_runtime, is_sealer_image
 from tests.unit.runtime._plugin_golden import INSTALL_PHASES, PluginGolden, R
 
 CONTEXT = Path(__file__).resolve().parents[2] / "sealer_basefs"
@@ -55,6 +55,19 @@ def test_detected_by_its_files_and_not_this_projects_basefs() -> None:
     assert container_runtime(FILES, "docker") == "docker"
     assert container_runtime(FILES, None) == "containerd"  # the one runtime script it ships
     assert container_runtime({}, None) == "docker"  # sealer's default
+
+
+def test_an_image_without_the_script_of_its_container_runtime_is_refused() -> None:
+    check_sealer_image(IMAGE.name, FILES, "containerd")
+    check_sealer_image(IMAGE.name, {"etc/kubeadm.yaml": ""}, "docker")  # not a sealer image: not ours to say
+    with pytest.raises(ClusterError) as err:
+        check_sealer_image(IMAGE.name, FILES, "docker")
+    assert err.value.message == (
+        "sealer.test/sealer-basefs:v1.30.14 follows sealer's image contract (scripts/init-kube.sh) but has no "
+        "scripts/docker.sh for its container runtime docker (label cluster.alpha.sealer.io/container-runtime-type=docker)"
+    )
+    with pytest.raises(ClusterError, match="container runtime 'cri-o'"):
+        check_sealer_image(IMAGE.name, FILES, "cri-o")
 
 
 def test_sealers_env_knobs_go_over_the_users() -> None:
