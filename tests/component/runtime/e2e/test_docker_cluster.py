@@ -2,8 +2,9 @@
 (tests/docker_fixtures.py) and the node image `make node-image` builds: the example image
 examples/cluster-rootfs run on 1 master + 2 nodes (`--provider docker`), its rootfs checked
 against the image's layer digests and init.sh's and the launch's effects inside the containers,
-a re-run that moves nothing, a node joined and deleted, `delete --all` leaving no container or
-network; and the refusals (addresses as counts, a node image without tar, no engine), each one
+a re-run that moves nothing, a node joined and deleted, an upgrade, `delete --all` leaving no
+container or network; a Clusterfile with counts run and scaled by apply; the k3s plan on docker
+hosts; and the refusals (addresses as counts, a node image without tar, no engine), each one
 line, exit 1, nothing left on the engine.
 
 The tests run in order on one cluster and one state home, as test_cluster_e2e.py does.
@@ -13,18 +14,21 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import docker
 import pytest
 
+from builder.build.executor import build_image
+from builder.build.plan import BuildOptions
 from builder.image.descriptor import Platform
 from builder.runtime import delivery
 from builder.runtime.container_hosts import CLUSTER_LABEL
 from builder.runtime.infra.node_image import NODE_COMMANDS, build_node_image
 from builder.store.layout import Store
-from tests.component.runtime.e2e.test_cluster_e2e import IMAGE, build_example
+from tests.component.runtime.e2e.test_cluster_e2e import EXAMPLE, IMAGE, IMAGE_V2, build_example
 from tests.conftest import SealerRunner
 from tests.docker_nodes import docker_host, dockerd, leftovers, node_image
 
@@ -146,6 +150,23 @@ def test_status_without_an_engine_still_shows_the_state(
     out = sealer("cluster", "status").stdout
     assert "state    complete" in out and "sealer-dk" not in out
     assert f"no Docker engine answers at unix://{tmp_path}/none.sock (no such socket)" in out
+
+
+def test_an_upgrade_reaches_the_containers(
+    sealer: SealerRunner, store: Store, dockerd: docker.DockerClient, tmp_path: Path
+) -> None:
+    context = tmp_path / "v2"
+    shutil.copytree(EXAMPLE, context)
+    (context / "VERSION").write_text("2\n")
+    kubefile = (context / "Kubefile").read_text()
+    (context / "Kubefile").write_text(
+        kubefile.replace("\nLAUNCH ", "\nCOPY VERSION etc/sealer-demo/VERSION\nLAUNCH ")
+    )
+    build_image(store, BuildOptions(context=context, tags=(IMAGE_V2,), bundle_images=False))
+    result = sealer("upgrade", IMAGE_V2, "--cluster", NAME)
+    assert f"cluster {NAME} upgraded to {IMAGE_V2}" in result.stderr
+    for n in ("sealer-dk-master0", "sealer-dk-node0", "sealer-dk-node1"):
+        assert sh(dockerd, n, f"cat /var/lib/sealer/data/{NAME}/rootfs/etc/sealer-demo/VERSION") == "2\n"
 
 
 def test_delete_all_leaves_no_container_or_network(
