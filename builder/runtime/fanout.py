@@ -194,9 +194,8 @@ async def _fetch_missing(
     serves: Mapping[str, frozenset[str]],
 ) -> tuple[int, tuple[str, ...]]:
     """Fetch the image layers `host` will need into its blob cache from the servers that
-    serve them (`serves`: standing server -> the layer hexes published there; a seed serves
-    every layer); a layer that none delivers is left for the controller. Returns (bytes
-    fetched, the servers used)."""
+    serve them (`serves`: server -> the layer hexes published there); a layer that none
+    delivers is left for the controller. Returns (bytes fetched, the servers used)."""
     items = delivery._items(store, image, delivery.render_layer(image, env))
     wanted = [str(i.digest) for i in items]
     rid = delivery._rootfs_id(wanted)
@@ -214,7 +213,7 @@ async def _fetch_missing(
         nonlocal fetched
         async with streams:
             for seed in plan.sources(host, layer_index.get(str(item.digest), 0)):
-                if seed in serves and item.digest.hex not in serves[seed]:
+                if item.digest.hex not in serves.get(seed, frozenset()):
                     continue
                 command = fetch_command(p, plan, seed, item.digest.hex, item.size)
                 try:
@@ -235,8 +234,10 @@ async def _fetch_missing(
 async def _published(
     driver: InfraDriver, plan: FanoutPlan, hexes: Sequence[str]
 ) -> dict[str, frozenset[str]]:
-    """What each standing registry host serves (nothing when it cannot be asked), so that the
-    fetchers ask only those that have a layer, and the controller sends the rest."""
+    """What each server (seed or standing registry host) serves (nothing when it cannot be
+    asked), so that the fetchers ask only those that have a layer and this machine sends the
+    rest: a standing host serves what an earlier fan-out published there, and a seed that an
+    earlier delivery over SSH left without kept blobs serves nothing."""
 
     async def one(server: str) -> frozenset[str]:
         try:
@@ -247,8 +248,8 @@ async def _published(
             return frozenset()
         return frozenset(out.stdout.split())
 
-    found = await asyncio.gather(*(one(s) for s in plan.standing))
-    return dict(zip(plan.standing, found, strict=True))
+    found = await asyncio.gather(*(one(s) for s in plan.servers))
+    return dict(zip(plan.servers, found, strict=True))
 
 
 async def deliver_hosts(
@@ -274,7 +275,7 @@ async def deliver_hosts(
     fetchers = {h: e for h, e in host_env.items() if h in plan.fetchers}
     out: dict[str, FanoutDelivery] = {}
     failures: dict[str, HostError] = {}
-    serves = await _published(driver, plan, [layer.descriptor.digest.hex for layer in image.layers])
+    hexes = [layer.descriptor.digest.hex for layer in image.layers]
     if seeds:
         seeded = await delivery.deliver(
             driver,
@@ -288,9 +289,9 @@ async def deliver_hosts(
             keep_blobs=True,
             data_root=data_root,
         )
-        hexes = [layer.descriptor.digest.hex for layer in image.layers]
         await asyncio.gather(*(driver.run(h, publish_command(p, plan, hexes)) for h in seeds))
         out.update({h: FanoutDelivery(r) for h, r in seeded.items()})
+    serves = await _published(driver, plan, hexes) if fetchers else {}  # after the seeds published
     slots = asyncio.Semaphore(max(1, max_parallel))
 
     async def one(host: str, env: Mapping[str, str]) -> None:

@@ -192,6 +192,21 @@ def test_a_corrupted_blob_in_a_seeds_storage_is_refused_and_fetched_elsewhere(la
     assert tree(lab.fetchers[0]) == tree(lab.fetchers[1]) == tree(lab.seeds[1])
 
 
+def test_a_seed_that_serves_nothing_is_not_asked(lab: Lab) -> None:
+    """As after an earlier delivery over SSH, which kept no blobs: its fetchers ask the other."""
+    layers = f"{storage_dir(NAME)}/docker/registry/v2/repositories/{fanout.repository(NAME)}/_layers"
+    seed = lab.seeds[0]
+    seed.run(f"mv {layers} {layers}.away")
+    events: list[object] = []
+    try:
+        results = _redeliver_fetchers(lab, events.append)
+    finally:
+        seed.run(f"mv {layers}.away {layers}")
+    assert not [e for e in events if isinstance(e, fanout.FetchFailed)]
+    assert {s for r in results.values() for s in r.sources} == {lab.seeds[1].address}
+    assert all(r.result.bytes_sent < 64 * 1024 for r in results.values())
+
+
 def test_a_node_joining_fetches_from_the_masters_registry(lab: Lab) -> None:
     """A join delivers to no registry host: the new node fetches what the run published on
     the masters (standing servers), and only its rendered templates come from this machine."""
