@@ -25,6 +25,8 @@ from builder.runtime.plugins._kubeadm import (
 )
 from builder.runtime.plugins.base import HostContext, PluginStep
 from builder.runtime.plugins.kubeadm_config import init_documents, merged_documents, render_documents
+from builder.runtime.plugins.kubeadm_sealer import image_config, init_documents_sealer
+from builder.runtime.plugins.sealer_image import is_sealer_image
 
 CERT_CONFIG_FILE = "/etc/kubernetes/kubeadm-cert.yaml"  # `sealer cert`'s configuration
 PKI_DIR = "/etc/kubernetes/pki"
@@ -42,16 +44,13 @@ def cert_steps(ctx: HostContext) -> Sequence[PluginStep]:
     upgrade` reads when it renews the certificate."""
     if not ctx.host.is_master:
         return ()
-    docs = [
-        d
-        for d in init_documents(
-            ctx.cluster,
-            ctx.host,
-            ctx.image_files.get(ROOTFS_CONFIG),
-            audit=has_audit_policy(ctx.image_files),  # as init wrote it: upload-config replaces it
-        )
-        if d.get("kind") in ("InitConfiguration", "ClusterConfiguration")
-    ]
+    audit = has_audit_policy(ctx.image_files)  # as init wrote it: upload-config replaces it
+    written = (
+        init_documents_sealer(ctx, audit=audit)
+        if is_sealer_image(ctx.image_files)
+        else init_documents(ctx.cluster, ctx.host, ctx.image_files.get(ROOTFS_CONFIG), audit=audit)
+    )
+    docs = [d for d in written if d.get("kind") in ("InitConfiguration", "ClusterConfiguration")]
     version = version_step(
         docs, "kubeadm-cert-version", "the installed kubeadm's", f"{KUBEADM} version -o short"
     )
@@ -124,7 +123,7 @@ def cert_check_steps(ctx: HostContext) -> Sequence[PluginStep]:
 def _file_check_s(ctx: HostContext) -> int:
     """The kubelet's fileCheckFrequency (KubeletConfiguration; default 20s) in whole seconds:
     how long it takes to notice a static pod manifest come or go."""
-    kubelet = merged_documents(ctx.cluster, ctx.image_files.get(ROOTFS_CONFIG)).get("KubeletConfiguration")
+    kubelet = merged_documents(ctx.cluster, *image_config(ctx)).get("KubeletConfiguration")
     text = str((kubelet or {}).get("fileCheckFrequency") or "")
     parts = re.fullmatch(r"(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?", text) if text else None
     if parts is None or not any(parts.groups()):

@@ -41,6 +41,7 @@ from builder.runtime.plugins._config import child_mapping
 from builder.runtime.plugins._kubeadm import (
     ENDPOINT,
     ROOTFS_BINS,
+    ROOTFS_CONFIG,
     audit_policy_steps,
     binaries_step,
     rootfs_path,
@@ -59,6 +60,7 @@ from builder.runtime.plugins.sealer_image import (
     KUBEADM_YML,
     KUBEADM_YML_TEMPLATE,
     cert_sans,
+    is_sealer_image,
 )
 
 _OLD_VERSIONS = ("kubeadm.k8s.io/v1beta1", "kubeadm.k8s.io/v1beta2")
@@ -158,6 +160,14 @@ def _etcd_servers(api: dict[str, Any], cluster: Cluster) -> None:
         ]
     else:
         api["extraArgs"] = {**dict(args or {}), "etcd-servers": value}
+
+
+def image_config(ctx: HostContext) -> tuple[str | None, str]:
+    """The image's kubeadm defaults as a plan reads them, and their file: a sealer image's
+    rendered etc/kubeadm.yml, else this project's etc/kubeadm.yaml."""
+    if is_sealer_image(ctx.image_files):
+        return _normalized(kubeadm_text(ctx), ctx.cluster), KUBEADM_YML
+    return ctx.image_files.get(ROOTFS_CONFIG), ROOTFS_CONFIG
 
 
 def join_document_sealer(ctx: HostContext, host: HostSpec) -> dict[str, Any]:

@@ -20,6 +20,9 @@ from builder.runtime.plugins._kubeadm import (
     rootfs_path,
 )
 from builder.runtime.plugins.base import HostContext, PluginStep
+from builder.runtime.plugins.sealer_image import is_sealer_image
+
+SEALER_BIN_DIR = "/usr/bin"  # where a sealer image's init-kube.sh puts the kube binaries
 
 
 def upgrade_steps(ctx: HostContext) -> Sequence[PluginStep]:
@@ -38,10 +41,19 @@ def upgrade_steps(ctx: HostContext) -> Sequence[PluginStep]:
             f"{KUBEADM} upgrade node",
             timeout_s=INIT_TIMEOUT_S,
         )
+    # A sealer image's images are in its registry/, served by the cluster registry (no tarball
+    # to import), and its kubelet unit runs the /usr/bin copies init-kube.sh made: those too.
+    sealer = is_sealer_image(ctx.image_files)
+    where = f"{BIN_DIR} and {SEALER_BIN_DIR}" if sealer else BIN_DIR
+
+    def install(names: tuple[str, ...]) -> str:
+        command = install_binaries(ctx, names)
+        return f"{command} && {command.removesuffix(f' {BIN_DIR}/')} {SEALER_BIN_DIR}/" if sealer else command
+
     steps = [
         PluginStep("kubeadm-upgrade-check", "no downgrade, at most one minor version", _version_check(ctx)),
-        PluginStep("kubeadm-binary", f"the new kubeadm into {BIN_DIR}", install_binaries(ctx, ("kubeadm",))),
-        images_step(ctx),
+        PluginStep("kubeadm-binary", f"the new kubeadm into {where}", install(("kubeadm",))),
+        *(() if sealer else (images_step(ctx),)),
         upgrade,
     ]
     if ctx.is_master0:  # the others were drained by master0 before this
@@ -49,8 +61,8 @@ def upgrade_steps(ctx: HostContext) -> Sequence[PluginStep]:
     steps += [
         PluginStep(
             "kubelet-binaries",
-            f"the new kubelet and kubectl into {BIN_DIR}",
-            install_binaries(ctx, ("kubelet", "kubectl")),
+            f"the new kubelet and kubectl into {where}",
+            install(("kubelet", "kubectl")),
         ),
         PluginStep(
             "kubelet-restart",

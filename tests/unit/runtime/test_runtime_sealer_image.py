@@ -17,6 +17,7 @@ from builder.image.descriptor import Platform
 from builder.image.digest import Digest
 from builder.runtime.facts import Facts
 from builder.runtime.phases import CleanScripts, HostScripts, ImageInfo, PlanState, RuntimeInit
+from builder.runtime.plugins import base as phases
 from builder.runtime.plugins.kubeadm_endpoint import endpoint_block_command
 from builder.runtime.plugins.kubernetes import KubernetesRuntime
 from builder.runtime.plugins.sealer_image import check_sealer_image, container_runtime, is_sealer_image
@@ -204,3 +205,28 @@ def test_leave_and_clean_undo_init_kube_and_the_container_runtime() -> None:
     assert f"elif [ -f {R}/scripts/clean.sh ]; then cd {R} && sh scripts/clean.sh" in clean.command
     scripts = [st.id for st in planned(c, (HostScripts(),), c.ips, own)]
     assert scripts == ["init.sh", "init.sh"]
+
+
+def test_sealer_cert_reads_the_images_defaults_too() -> None:
+    """`sealer cert` on such a cluster writes the API server's configuration as init did: the
+    image's certSANs and the CertSANs env stay in the certificate."""
+    c = replace(GOLDEN.cluster("10.0.0.1"), env=ENV)
+    s = PlanState(image=IMAGE, plugin=KubernetesRuntime(), targets=c.ips)
+    commands = [st.command for st in KubernetesRuntime().commands(phases.CERT, s.host_context(c, c.master0))]
+    config = next(cmd for cmd in commands if "kind: ClusterConfiguration" in cmd)
+    assert "- sealer-basefs.test" in config and "- api.example.com" in config
+    assert "imageRepository: sea.hub:5000" in config
+
+
+def test_upgrade_installs_where_init_kube_did_and_imports_no_tarball() -> None:
+    c = GOLDEN.cluster("10.0.0.1")
+    s = PlanState(image=IMAGE, plugin=KubernetesRuntime(), targets=c.ips)
+    steps = {
+        st.id: st.command for st in KubernetesRuntime().commands(phases.UPGRADE, s.host_context(c, c.master0))
+    }
+    assert "kubeadm-images" not in steps
+    assert steps["kubelet-binaries"] == (
+        f"install -m 0755 {R}/bin/kubelet {R}/bin/kubectl /usr/local/bin/"
+        f" && install -m 0755 {R}/bin/kubelet {R}/bin/kubectl /usr/bin/"
+    )
+    assert steps["kubeadm-binary"].endswith(f"install -m 0755 {R}/bin/kubeadm /usr/bin/")
