@@ -25,7 +25,7 @@ imports only from its own layer or lower ones:
   0 cluster            cluster, events, facts, hooks, configs, app_launch (the values every layer reads)
   1 clusterfile/env    clusterfile, clusterfile_reader, clusterfile_registry, clusterfile_plugins,
                        clusterfile_configs, clusterfile_application, _bounded_yaml, env,
-                       state (the journal), registry_pki, infra/ (drivers)
+                       state (the journal), registry_pki, container_runtime, infra/ (drivers)
   2 plugins            plugins/
   3 phases             phases/, delivery, image_configs, _delivery_shell, _stackcheck, dryrun
   4 runner             runner
@@ -96,6 +96,7 @@ RUNTIME_LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "clusterfile_plugins",
             "clusterfile_configs",
             "clusterfile_application",
+            "container_runtime",
             "clusterfile_reader",
             "_bounded_yaml",
             "env",
