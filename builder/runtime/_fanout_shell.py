@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from builder.runtime.fanout import FanoutPlan
 
 FETCH_FAILED = 98  # exit status of a fetch that got no whole blob from its source
+NO_FETCH_TOOL = 99  # exit status of a fetch on a host with neither curl nor wget
 _STALL_S = 15  # a source sending under 1 KiB/s for this long is given up for the next one
 
 
@@ -40,7 +41,8 @@ def publish_command(p: sh.Paths, plan: FanoutPlan, hexes: Sequence[str]) -> str:
 def fetch_command(p: sh.Paths, plan: FanoutPlan, seed: str, hex_: str, size: int) -> str:
     """On a fetcher: blob `hex_` from `seed` into blobs/.partial-<hex> (continued with a range
     when a partial is there), renamed to its digest path only when its sha256 matches (else
-    deleted, exit 97). A source that fails exits 98 and keeps the partial. With auth the
+    deleted, exit 97). A source that fails exits 98 and keeps the partial; a host with neither
+    curl nor wget exits 99 before anything. With auth the
     `Authorization` header is the command's stdin, never an argument."""
     url = shlex.quote(plan.url(seed, hex_))
     partial, blob = shlex.quote(p.partial(hex_)), shlex.quote(p.blob(hex_))
@@ -62,7 +64,9 @@ def fetch_command(p: sh.Paths, plan: FanoutPlan, seed: str, hex_: str, size: int
     )
     return (
         f"set -e; umask 022; mkdir -p {shlex.quote(p.blobs)} {shlex.quote(p.data)}; "
-        f"if [ -f {blob} ]; then exit 0; fi; {write_ca}"
+        f"if [ -f {blob} ]; then exit 0; fi; "
+        "if ! command -v curl >/dev/null 2>&1 && ! command -v wget >/dev/null 2>&1; then "
+        f"echo 'neither curl nor wget on this host' >&2; exit {NO_FETCH_TOOL}; fi; {write_ca}"
         f"n=$(wc -c 2>/dev/null < {partial} || echo 0); if [ $n -gt {size} ]; then rm -f {partial}; n=0; fi; "
         f"if [ $n -lt {size} ]; then "
         f"if command -v curl >/dev/null 2>&1; then {curl} -o {partial} {url} || exit {FETCH_FAILED}; "

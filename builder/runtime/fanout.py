@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from builder.errors import ClusterError, CommandFailed, HostError, SealerError, UsageError
 from builder.runtime import _delivery_shell as sh
 from builder.runtime import delivery
-from builder.runtime._fanout_shell import fetch_command, publish_command, published_command
+from builder.runtime._fanout_shell import NO_FETCH_TOOL, fetch_command, publish_command, published_command
 from builder.runtime.cluster import DISTRIBUTIONS, Cluster
 from builder.runtime.facts import FETCH_TOOLS
 from builder.runtime.infra.base import InfraDriver
@@ -61,6 +61,9 @@ class FanoutPlan:
     storage: str
     ca_pem: str | None
     basic_auth: str | None = None
+    # `--distribution fanout` asked for (a fetcher without curl or wget is refused by the check
+    # then); with auto such a host gets its layers from this machine.
+    forced: bool = False
     # Registry hosts this action does not deliver to (a join of nodes): they serve what an
     # earlier fan-out published there, which `deliver_hosts` asks them first.
     standing: tuple[str, ...] = ()
@@ -133,12 +136,15 @@ def choose(
     if material.htpasswd is not None and spec.username is not None and spec.password is not None:
         auth = base64.b64encode(f"{spec.username}:{spec.password}".encode()).decode()
     ca = material.ca_pem if material.has_tls else None
-    return FanoutPlan(seeds, fetchers, spec.port, repository(cluster.name), storage, ca, auth, standing)
+    return FanoutPlan(
+        seeds, fetchers, spec.port, repository(cluster.name), storage, ca, auth, mode == "fanout", standing
+    )
 
 
 def fetch_problems(plan: FanoutPlan | None, host: str, tools: frozenset[str]) -> list[str]:
-    """What stops `host` from fetching (for the check phase): neither curl nor wget."""
-    if plan is None or host not in plan.fetchers or any(t in tools for t in FETCH_TOOLS):
+    """What stops `host` from fetching (for the check phase): neither curl nor wget, when
+    fan-out was asked for (with auto the host gets its layers from this machine)."""
+    if plan is None or not plan.forced or host not in plan.fetchers or any(t in tools for t in FETCH_TOOLS):
         return []
     return [
         "fan-out delivery fetches layers with curl or wget and this host has neither "
@@ -208,11 +214,14 @@ async def _fetch_missing(
     fetched = 0
     used: list[str] = []
     streams = asyncio.Semaphore(_STREAMS_PER_HOST)
+    unable: list[str] = []  # the host has neither curl nor wget
 
     async def one(item: delivery._Item) -> None:
         nonlocal fetched
         async with streams:
             for seed in plan.sources(host, layer_index.get(str(item.digest), 0)):
+                if unable:
+                    return
                 if item.digest.hex not in serves.get(seed, frozenset()):
                     continue
                 command = fetch_command(p, plan, seed, item.digest.hex, item.size)
@@ -220,6 +229,11 @@ async def _fetch_missing(
                     await driver.run(host, command, env=env_ca, stdin=stdin, timeout_s=_FETCH_TIMEOUT_S)
                 except CommandFailed as err:
                     last = (err.stderr_tail.strip().splitlines() or [f"exit {err.status}"])[-1]
+                    if err.status == NO_FETCH_TOOL:  # every layer from this machine: say it once
+                        if not unable:
+                            emit(FetchFailed(host, str(item.digest), seed, False, last))
+                        unable.append(host)
+                        return
                     emit(FetchFailed(host, str(item.digest), seed, err.status == sh.VERIFY_FAILED, last))
                     continue
                 fetched += item.size

@@ -5,6 +5,7 @@ publish into a registry storage layout and the fetch's digest check (a local fil
 from __future__ import annotations
 
 import hashlib
+import shutil
 import subprocess
 from dataclasses import replace
 from pathlib import Path
@@ -16,6 +17,7 @@ from builder.image.descriptor import Descriptor, Platform
 from builder.image.digest import Digest
 from builder.runtime import _delivery_shell as sh
 from builder.runtime import fanout
+from builder.runtime._fanout_shell import NO_FETCH_TOOL
 from builder.runtime.cluster import Cluster, HostSpec, RegistrySpec, Role
 from builder.runtime.clusterfile import dump_clusterfile, parse_clusterfile
 from builder.runtime.delivery import DeliveryImage, LayerPlan
@@ -118,6 +120,8 @@ def test_a_fetcher_without_curl_or_wget_is_refused_by_the_check() -> None:
     assert "\n" not in info.value.message
     Check.verify(probed("10.0.1.3", "sh tar sha256sum zstd wget"), s, c)
     Check.verify(probed("10.0.1.3", "sh tar sha256sum zstd"), replace(s, fanout=None), c)
+    auto = choose("auto", c)  # with auto the host gets its layers from this machine instead
+    Check.verify(probed("10.0.1.3", "sh tar sha256sum zstd"), state(c, auto), c)
 
 
 # --- the host shell, run here ----------------------------------------------------------------------
@@ -126,7 +130,7 @@ def test_a_fetcher_without_curl_or_wget_is_refused_by_the_check() -> None:
 def run(
     command: str, stdin: bytes = b"", env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(["sh", "-c", command], input=stdin, capture_output=True, env=env, check=False)
+    return subprocess.run(["/bin/sh", "-c", command], input=stdin, capture_output=True, env=env, check=False)
 
 
 def test_publish_hardlinks_kept_blobs_into_the_registry_layout(tmp_path: Path) -> None:
@@ -240,3 +244,15 @@ def test_a_join_fetches_from_the_registry_hosts_already_there() -> None:
     s = replace(state(cluster(), plan), targets=joining)
     assert Deliver().plan(cluster(), Facts(), s) == [] and SeedRegistry().plan(cluster(), Facts(), s) == []
     assert [st.host for st in DeliverFetch().plan(cluster(), Facts(), s)] == list(joining)
+
+
+def test_a_fetch_on_a_host_without_curl_or_wget_says_so_before_anything(tmp_path: Path) -> None:
+    p = sh.Paths(str(tmp_path / "root"), "c1")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("mkdir", "wc", "mv", "rm"):
+        (bin_dir / tool).symlink_to(shutil.which(tool) or f"/bin/{tool}")
+    plan = fanout.FanoutPlan(("10.0.0.1",), ("h",), 5000, "sealer-rootfs/c1", "/x", None)
+    result = run(fanout.fetch_command(p, plan, "10.0.0.1", "ab" * 32, 10), env={"PATH": str(bin_dir)})
+    assert result.returncode == NO_FETCH_TOOL and b"neither curl nor wget" in result.stderr
+    assert list(Path(p.blobs).iterdir()) == []

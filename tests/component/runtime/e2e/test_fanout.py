@@ -120,7 +120,7 @@ def test_a_rerun_moves_no_bytes(lab: Lab) -> None:
     assert sum(bytes_by_host(outcome).values()) == 0
 
 
-def _redeliver_fetchers(lab: Lab, on_event: object) -> dict[str, fanout.FanoutDelivery]:
+def _redeliver_fetchers(lab: Lab, on_event: object, mode: str = "fanout") -> dict[str, fanout.FanoutDelivery]:
     """The fetchers' rootfs and blobs removed, then fan-out delivery of the fetchers alone
     (the seeds' registry serving), as deliver-fetch runs it."""
     cluster = parse_clusterfile(lab.clusterfile())
@@ -129,7 +129,7 @@ def _redeliver_fetchers(lab: Lab, on_event: object) -> dict[str, fanout.FanoutDe
     for host in lab.fetchers:
         host.run(f"rm -rf /var/lib/sealer/data/{NAME} /var/lib/sealer/blobs")
     plan = fanout.choose(
-        "fanout", None, cluster, [h.ip for h in cluster.hosts], _material(lab, cluster), storage_dir(NAME)
+        mode, None, cluster, [h.ip for h in cluster.hosts], _material(lab, cluster), storage_dir(NAME)
     )
     assert plan is not None and list(plan.fetchers) == addresses
 
@@ -218,3 +218,20 @@ def test_a_node_joining_fetches_from_the_masters_registry(lab: Lab) -> None:
     assert tree(lab.joining) == tree(lab.seeds[0])
     kept = lab.joining.run("ls /var/lib/sealer/blobs/sha256").stdout.split()
     assert len(kept) == len(delivery.prepare_image(lab.store, IMAGE, Platform.host()).layers)
+
+
+def test_with_auto_a_fetcher_without_curl_or_wget_gets_its_layers_from_this_machine(lab: Lab) -> None:
+    """Last: the host keeps its whiteouts over curl and wget (its own /usr/bin overlay)."""
+    bare, other = lab.fetchers[1], lab.fetchers[0]
+    bare.run("rm -f /usr/bin/curl /usr/bin/wget")
+    assert bare.run("command -v curl || command -v wget", check=False).returncode != 0
+    events: list[object] = []
+    results = _redeliver_fetchers(lab, events.append, mode="auto")
+    said = [e for e in events if isinstance(e, fanout.FetchFailed)]
+    assert len(said) == 1 and said[0].host == bare.address and "neither curl nor wget" in said[0].message
+    assert (
+        results[bare.address].result.bytes_sent >= image_bytes(lab)
+        and results[bare.address].bytes_fetched == 0
+    )
+    assert results[other.address].result.bytes_sent < 64 * 1024
+    assert tree(bare) == tree(other) == tree(lab.seeds[0])
