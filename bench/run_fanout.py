@@ -163,6 +163,8 @@ def _plot(points: dict[str, dict[int, float]], rate: str, path: Path) -> bool:
         ns = sorted(by_n)
         ax.plot(ns, [by_n[n] for n in ns], marker="o", label=mode)
     ax.set_xscale("log", base=2)
+    counts = sorted({n for by_n in points.values() for n in by_n})
+    ax.set_xticks(counts, [str(n) for n in counts])
     ax.set_xlabel("hosts")
     ax.set_ylabel("delivery wall time, s")
     ax.set_title(f"Delivery time against host count (controller link {rate})")
