@@ -31,6 +31,7 @@ from builder.store.layout import Store
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 _CHUNK = 1 << 20
 _TIMEOUT_S = 60  # per socket operation (connect, each read), docker-py's default
+PING_TIMEOUT_S = 10
 _HINT = "start the Docker engine, or point DOCKER_HOST at one (e.g. unix:///run/user/1000/docker.sock)"
 
 
@@ -45,6 +46,47 @@ class DaemonImage:
 def engine_address() -> str:
     """Where the engine is looked for, as messages name it."""
     return os.environ.get("DOCKER_HOST") or DEFAULT_HOST
+
+
+def connect_engine(*, timeout_s: float = _TIMEOUT_S) -> Any:
+    """A `docker.DockerClient` for the engine at `engine_address()` that answered `/_ping`
+    (bounded by PING_TIMEOUT_S), so a missing engine is one line before anything is made:
+    DockerEngineUnavailable naming the address and why. `timeout_s` then bounds each API call.
+    The one way to the engine, for the build's daemon images and the runtime's docker hosts."""
+    import docker
+    from docker.errors import DockerException
+
+    client = None
+    try:
+        client = docker.DockerClient.from_env(timeout=PING_TIMEOUT_S)
+        client.ping()
+    except (DockerException, OSError) as err:
+        if client is not None:
+            client.close()
+        raise DockerEngineUnavailable(
+            f"no Docker engine answers at {engine_address()} ({_reason(err)})", hint=_HINT
+        ) from None
+    client.api.timeout = timeout_s
+    return client
+
+
+def _reason(err: BaseException) -> str:
+    """What went wrong, in a few words: docker-py wraps the socket error in two layers."""
+    text = str(err)
+    for marker, reason in (
+        ("FileNotFoundError", "no such socket"),
+        ("No such file", "no such socket"),
+        ("ConnectionRefused", "connection refused"),
+        ("Connection refused", "connection refused"),
+        ("PermissionError", "permission denied"),
+        ("Permission denied", "permission denied"),
+        ("timed out", "timed out"),
+    ):
+        if marker in text:
+            return reason
+    lines = text.strip().splitlines()
+    line = lines[0] if lines else type(err).__name__
+    return line if len(line) <= 160 else line[:157] + "..."
 
 
 class _ChunkStream(io.RawIOBase):
@@ -99,16 +141,7 @@ class DockerDaemon:
 
     def _api(self) -> Any:
         if self._client is None:
-            import docker
-
-            try:
-                # from_env reads DOCKER_HOST/DOCKER_TLS_VERIFY/DOCKER_CERT_PATH and asks the
-                # engine for its API version: the first request, so a dead engine fails here.
-                self._client = docker.from_env(timeout=_TIMEOUT_S)
-            except docker.errors.DockerException:
-                raise DockerEngineUnavailable(
-                    f"no Docker engine answers at {engine_address()}", hint=_HINT
-                ) from None
+            self._client = connect_engine()
         return self._client.api
 
     def inspect(self, name: str) -> DaemonImage | None:

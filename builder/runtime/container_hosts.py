@@ -1,7 +1,7 @@
 """Docker hosts: the containers and the network a CONTAINER cluster runs on (sealer's
 `--provider CONTAINER`, kind's and k3d's way of getting a cluster in CI).
 
-Per cluster, on the engine `docker_engine.connect_engine` finds: one user-defined bridge
+Per cluster, on the engine `builder.registry.docker_daemon.connect_engine` finds: one user-defined bridge
 network `sealer-<cluster>`, and per host one container `sealer-<cluster>-<role><n>` with its
 own hostname `<cluster>-<role><n>`, started from the node image with `sleep infinity` under the
 engine's init (`--init`: the scripts' daemons are reaped), all labelled with the cluster name
@@ -234,9 +234,9 @@ def _one_line(err: BaseException) -> str:
 
 def docker_driver(cluster: str) -> DockerDriver:
     """The DockerDriver for `cluster`'s containers on the engine at DOCKER_HOST (or the default
-    socket); EngineUnavailable, one line, when none answers."""
+    socket); DockerEngineUnavailable, one line, when none answers."""
+    from builder.registry.docker_daemon import connect_engine
     from builder.runtime.infra.docker import DockerDriver
-    from builder.runtime.infra.docker_engine import connect_engine
 
     client = connect_engine()
     return DockerDriver(client, resolve=ContainerHosts(client, cluster).addresses, owns_client=True)

@@ -25,13 +25,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from builder.errors import ClusterError
+from builder.errors import ClusterError, DockerEngineUnavailable
+from builder.registry.docker_daemon import connect_engine
 from builder.runtime.actions.install import apply, join, run
 from builder.runtime.actions.remove import delete
 from builder.runtime.actions.settings import Outcome, Settings
 from builder.runtime.cluster import Cluster, HostSpec, Role, is_placeholder, placeholder_ip
 from builder.runtime.container_hosts import ContainerHost, ContainerHosts
-from builder.runtime.infra.docker_engine import EngineUnavailable, connect_engine
 from builder.runtime.infra.node_image import DEFAULT_NODE_IMAGE
 from builder.runtime.runner import Notice
 from builder.runtime.state import ClusterState
@@ -279,7 +279,7 @@ def container_status(name: str, home: Path | None = None) -> dict[str, dict[str,
         return {}
     try:
         client: Any = connect_engine()
-    except EngineUnavailable as err:
+    except DockerEngineUnavailable as err:
         return {ip: {"container": "?", "status": err.message} for ip in saved.ips}
     try:
         found = {c.ip: c for c in ContainerHosts(client, name).hosts()}

@@ -146,7 +146,7 @@ def main() -> int:
     import sys
 
     from builder.errors import SealerError
-    from builder.runtime.infra.docker_engine import connect_engine
+    from builder.registry.docker_daemon import connect_engine
 
     tag = sys.argv[1] if len(sys.argv) > 1 else DEFAULT_NODE_IMAGE
     try:

@@ -18,13 +18,13 @@ import docker
 import pytest
 import zstandard
 
-from builder.errors import CommandFailed, HostError
+from builder.errors import CommandFailed, DockerEngineUnavailable, HostError
 from builder.image.descriptor import Platform
 from builder.image.digest import Digest
+from builder.registry.docker_daemon import connect_engine
 from builder.runtime import _delivery_shell as sh
 from builder.runtime import delivery
 from builder.runtime.infra.docker import DockerDriver
-from builder.runtime.infra.docker_engine import EngineUnavailable, connect_engine
 from builder.store.layout import Store
 from tests.component.runtime.infra.test_ssh_driver import arun, blocks, one_line
 from tests.docker_nodes import docker_host, dockerd, node_container, node_image
@@ -182,7 +182,7 @@ def _layer_tar(store: Store, image: delivery.DeliveryImage, index: int) -> bytes
 
 def test_no_engine_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/docker.sock")
-    with pytest.raises(EngineUnavailable) as none:
+    with pytest.raises(DockerEngineUnavailable) as none:
         connect_engine()
     assert (
         one_line(none.value) == f"no Docker engine answers at unix://{tmp_path}/docker.sock (no such socket)"
