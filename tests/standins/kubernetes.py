@@ -1690,7 +1690,9 @@ def _upgrade_static_pods(cluster: dict[str, Any]) -> None:
         return
     target = str(cluster["kubernetesVersion"])
     repo = str(cluster.get("imageRepository") or "registry.k8s.io")
-    missing = [i for i in images_for(target, repo) if i not in cri_images()]
+    wanted = images_for(target, repo)
+    present = ensure_images(wanted)  # kubeadm upgrade's preflight pulls them, as init's does
+    missing = [i for i in wanted if i not in present]
     if missing:
         core.die(
             f"[preflight] Some fatal errors occurred: [ERROR ImagePull]: failed to pull image {missing[0]}"

@@ -1,6 +1,6 @@
 """End to end: an image of sealer's own contract (tests/sealer_basefs, with the kubeadm stand-ins)
 run by the kubernetes runtime in its sealer mode on test hosts over SSH: run one master, join a
-worker, delete the worker, delete the cluster.
+worker, upgrade both to the next image, delete the worker, delete the cluster.
 
 What is checked is what the hosts hold: containerd installed by the image's containerd.sh into
 /usr/bin (the test host's overlay), init-kube.sh's binaries, kubelet unit and sysctl file, the
@@ -41,6 +41,7 @@ pytestmark = pytest.mark.component
 CONTEXT = Path(__file__).resolve().parents[3] / "sealer_basefs"
 NAME = "sealer-basefs-e2e"
 IMAGE = "sealer.test/sealer-basefs:v1.30.14"
+IMAGE_NEXT = "sealer.test/sealer-basefs:v1.31.6"
 VERSION = "v1.30.14"
 ENV = {"PodCIDR": "10.244.0.0/16", "SvcCIDR": "10.97.0.0/16", "CertSANs": "api.sealer.test"}
 INIT_KUBE_FILES = ("/usr/bin/kubeadm", "/usr/bin/kubelet", "/usr/bin/kubectl", "/etc/sysctl.d/k8s.conf",
@@ -49,11 +50,15 @@ CONTAINERD_FILES = ("/usr/bin/containerd", "/usr/bin/ctr", "/usr/bin/crictl", "/
                     "/etc/containerd/config.toml", "/etc/systemd/system/containerd.service")  # fmt: skip
 
 
-def make_context(out: Path, store: Store) -> Path:
-    """tests/sealer_basefs with the stand-in binaries, containerd's tarball and registry/."""
+def make_context(out: Path, store: Store, version: str = VERSION) -> Path:
+    """tests/sealer_basefs with the stand-in binaries of `version`, containerd's tarball and
+    registry/ (and its kubeadm.yml.tmpl naming `version`)."""
     ctx = out / "context"
     shutil.copytree(CONTEXT, ctx)
-    files = {"version": VERSION.encode()}
+    template = ctx / "etc" / "kubeadm.yml.tmpl"
+    template.write_text(template.read_text().replace(VERSION, version))
+    (ctx / "Kubefile").write_text((ctx / "Kubefile").read_text().replace(VERSION, version))
+    files = {"version": version.encode()}
     (ctx / "bin").mkdir()
     for name in ("kubeadm", "kubelet", "kubectl"):
         core.write_zipapp("standins.kubernetes:main", ctx / "bin" / name, files=files)
@@ -69,7 +74,7 @@ def make_context(out: Path, store: Store) -> Path:
     (ctx / "tgz").mkdir()
     (ctx / "tgz" / "containerd.tgz").write_bytes(buf.getvalue())
     # the images kubeadm and the kubelet pull, as sealer's build leaves them in registry/
-    sources = [*standin.images_for(VERSION), "registry.k8s.io/pause:3.9"]
+    sources = [*standin.images_for(version), "registry.k8s.io/pause:3.9"]
     pairs = []
     for source in dict.fromkeys(sources):
         local = "bundle.test/" + source.split("/", 1)[1]
@@ -90,6 +95,8 @@ def lab(host_lab: HostLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     store = Store.open(base / "store")
     build_image(store, BuildOptions(context=make_context(base, store), tags=(IMAGE,), bundle_images=False))
     validate_image(store, IMAGE)
+    nxt = make_context(base / "next", store, "v1.31.6")
+    build_image(store, BuildOptions(context=nxt, tags=(IMAGE_NEXT,), bundle_images=False))
     with _runtime_lab.open_lab(host_lab, store, base / "state", 2) as made:
         yield Lab(made.store, made.home, made.hosts, made.etc_hosts, made.hosts[1])
 
@@ -146,6 +153,19 @@ def test_join_a_worker(lab: Lab) -> None:
         for n in _runtime_lab.read_state(lab, "/var/lib/etcd/member/standin-state.json")["nodes"].values()
     }
     assert nodes == {m0.address, w1.address}
+
+
+def test_upgrade(lab: Lab) -> None:
+    """The next image: its registry/ served, kubeadm upgrade apply / node, and the kubelet of
+    init-kube.sh's unit (/usr/bin) is the new one on every host."""
+    actions.upgrade(NAME, IMAGE_NEXT, lab.settings())
+    for host in (lab.master0, lab.spare):
+        assert host.run("/usr/bin/kubelet --version").stdout.strip() == "Kubernetes v1.31.6"
+        assert host.run("/usr/local/bin/kubeadm version -o short").stdout.strip() == "v1.31.6"
+        assert host.run("systemctl is-active kubelet").stdout.strip() == "active"
+    assert (
+        "sea.hub:5000/kube-apiserver:v1.31.6" in lab.master0.run("ctr -n k8s.io images ls -q").stdout.split()
+    )
 
 
 def test_delete_the_worker_then_the_cluster(lab: Lab) -> None:
