@@ -149,7 +149,7 @@ def _material(lab: Lab, cluster: Cluster) -> RegistryMaterial | None:
     return registry_pki.load_or_make(ClusterState(NAME, lab.home).dir, cluster)
 
 
-def test_a_seed_stopped_mid_wave_its_fetchers_fail_over(lab: Lab) -> None:
+def test_a_seeds_registry_and_sshd_killed_mid_wave_its_fetchers_fail_over(lab: Lab) -> None:
     events: list[object] = []
     stopped: list[str] = []
 
@@ -157,11 +157,13 @@ def test_a_seed_stopped_mid_wave_its_fetchers_fail_over(lab: Lab) -> None:
         events.append(event)
         if isinstance(event, fanout.BlobFetched) and not stopped:  # the first blob of the wave
             lab.seeds[0].run(f"systemctl stop {unit_name(NAME)}")
+            lab.seeds[0].kill_sshd()
             stopped.append(event.source)
 
     try:
         results = _redeliver_fetchers(lab, on_event)
     finally:
+        lab.seeds[0].start_sshd()
         lab.seeds[0].run(f"systemctl start {unit_name(NAME)}")
     failed = [e for e in events if isinstance(e, fanout.FetchFailed)]
     assert failed and all(e.source == lab.seeds[0].address and not e.refused for e in failed)
