@@ -30,6 +30,7 @@ from builder.runtime.clusterfile import parse_clusterfile
 from builder.runtime.state import ClusterState
 from builder.store.layout import Store
 from tests.component.runtime.e2e import _runtime_lab
+from tests.conftest import SealerRunner
 from tests.hosts import HostLab, TestHost
 from tests.standins import core
 from tests.standins import kubernetes as standin
@@ -99,6 +100,26 @@ def lab(host_lab: HostLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     build_image(store, BuildOptions(context=nxt, tags=(IMAGE_NEXT,), bundle_images=False))
     with _runtime_lab.open_lab(host_lab, store, base / "state", 2) as made:
         yield Lab(made.store, made.home, made.hosts, made.etc_hosts, made.hosts[1])
+
+
+@pytest.fixture
+def root(lab: Lab) -> Path:
+    """The store the `sealer` fixture runs against: the lab's, with the two images."""
+    return lab.store.root
+
+
+def test_dry_run_shows_the_sealer_mode(
+    sealer: SealerRunner, lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SEALER_STATE_HOME", str(tmp_path / "state"))
+    args = ("run", IMAGE, "--masters", "10.0.0.1", "--nodes", "10.0.0.2", "-e", "SvcCIDR=10.97.0.0/16")
+    out = sealer(*args, "--dry-run", "--verbose").stdout
+    rootfs = "/var/lib/sealer/data/my-cluster/rootfs"
+    assert f"bash {rootfs}/scripts/containerd.sh" in out
+    assert f"cd {rootfs}/scripts && export RegistryURL=sea.hub:5000 && bash init-kube.sh" in out
+    assert "imageRepository: sea.hub:5000\n" in out and "- 10.97.0.10\n" in out  # DNSSvcIP from SvcCIDR
+    assert "init-registry.sh" not in out and "scripts/init.sh" not in out
+    assert not (tmp_path / "state").exists()
 
 
 def test_run_one_master_as_sealer_runs_its_images(lab: Lab) -> None:
