@@ -266,6 +266,15 @@ async def _published(
     return dict(zip(plan.servers, found, strict=True))
 
 
+async def _publish(driver: InfraDriver, seed: str, command: str) -> None:
+    try:
+        await driver.run(seed, command)
+    except SealerError as err:
+        raise HostError(
+            f"{seed}: publishing the layers in its registry storage: {err.message}", host=seed, step="publish"
+        ) from err
+
+
 async def deliver_hosts(
     driver: InfraDriver,
     store: Store,
@@ -303,7 +312,7 @@ async def deliver_hosts(
             keep_blobs=True,
             data_root=data_root,
         )
-        await asyncio.gather(*(driver.run(h, publish_command(p, plan, hexes)) for h in seeds))
+        await asyncio.gather(*(_publish(driver, h, publish_command(p, plan, hexes)) for h in seeds))
         out.update({h: FanoutDelivery(r) for h, r in seeded.items()})
     serves = await _published(driver, plan, hexes) if fetchers else {}  # after the seeds published
     slots = asyncio.Semaphore(max(1, max_parallel))
