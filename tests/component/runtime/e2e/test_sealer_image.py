@@ -120,6 +120,12 @@ def test_dry_run_shows_the_sealer_mode(
     assert "imageRepository: sea.hub:5000\n" in out and "- 10.97.0.10\n" in out  # DNSSvcIP from SvcCIDR
     assert "init-registry.sh" not in out and "scripts/init.sh" not in out
     assert not (tmp_path / "state").exists()
+    # a service network sealer cannot take DNSSvcIP from: one line naming it, nothing written
+    bad = sealer(*args[:-1], "SvcCIDR=10.96.0.0/30", "--dry-run", expect=1)
+    assert bad.stdout == "" and bad.stderr.splitlines()[0] == (
+        "error: SvcCIDR=10.96.0.0/30: '10.96.0.0/30' is not a service network of at least 11 addresses"
+    )
+    assert not (tmp_path / "state").exists()
 
 
 def test_run_one_master_as_sealer_runs_its_images(lab: Lab) -> None:
