@@ -3,8 +3,10 @@ differs from this project's own basefs, step by step, as sealer's runtime does i
 (pkg/runtime/kubernetes: initKube, initKubeadmConfig; pkg/runtime/kubernetes/kubeadm
 NewKubeadmConfig).
 
-    stage       `cd ROOTFS/scripts && RegistryURL=D:P bash init-kube.sh` on each host before its
-                init or join (the binaries into /usr/bin, the image's kubelet unit, enabled); then
+    stage       apiserver.cluster.local in /etc/hosts (sealer's runtime sets the alias: such an
+                image has no init.sh to); `cd ROOTFS/scripts && RegistryURL=D:P bash init-kube.sh`
+                on each host before its init or join (the binaries into /usr/bin, the image's
+                kubelet unit, enabled); then
                 kubeadm, kubelet and kubectl into /usr/local/bin as well, where every other command
                 of this runtime calls them. No image tarball import: the images are in the
                 image's registry/, which the cluster registry serves (registry_service.py).
@@ -15,9 +17,10 @@ NewKubeadmConfig).
                 the Clusterfile's, the CertSANs env's and this runtime's; imageRepository =
                 RegistryURL and dns.imageRepository = RegistryURL/coredns where unset; apiVersion
                 by kubernetesVersion for a v1beta1/v1beta2 file (v1beta3 from 1.23, as sealer's
-                setKubeadmAPIVersion; v1beta2-only fields dropped then).
-
-                etcd-servers: every master's https://IP:2379, as sealer always sets it.
+                setKubeadmAPIVersion; v1beta2-only fields dropped then); etcd-servers = every
+                master's https://IP:2379, as sealer always sets it.
+    cert        `sealer cert` writes the same documents; upgrade (kubeadm_upgrade.py) installs
+                the new binaries in /usr/bin too, where init-kube.sh's kubelet unit runs them.
 
 What stays this runtime's: the advertise address, node-ip, the stable endpoint and its load
 balancer, join credentials, resumable init and join, leave and reset. sealer's IPVS exclusion
