@@ -115,16 +115,33 @@ def child(spec: dict[str, Any]) -> None:
 # --- the parent ------------------------------------------------------------------------------------
 
 
-def _ensure_image(store: Path, ctx: Path) -> None:
-    env = {**os.environ, "SEALER_ROOT": str(store)}
-    check = subprocess.run(
-        [sys.executable, "-m", "builder.cli", "images", "-q"], env=env, capture_output=True, text=True
-    )
-    if check.returncode == 0 and check.stdout.strip():
-        return
-    subprocess.run(
-        [sys.executable, "-m", "builder.cli", "build", "-q", "-t", IMAGE, str(ctx)], env=env, check=True
-    )
+def _built(store_root: Path, ctx: Path) -> None:
+    """The benchmark image in its own store, built once by the sealer CLI."""
+    from builder.errors import ImageNotFound
+    from builder.store.layout import Store
+
+    if store_root.exists():
+        store = Store.open(store_root, create=False)
+        try:
+            store.resolve(IMAGE)
+            return
+        except ImageNotFound:
+            pass
+        finally:
+            store.close()
+    argv = [
+        sys.executable,
+        "-m",
+        "builder.cli",
+        "--root",
+        str(store_root),
+        "build",
+        "-q",
+        "-t",
+        IMAGE,
+        str(ctx),
+    ]
+    subprocess.run(argv, check=True)
 
 
 def _tc(bridge: str, rate: str | None) -> None:
@@ -198,7 +215,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from tests.hosts import HostLab
 
     store_root = WORK / f"fanout-store-{args.scale}"
-    _ensure_image(store_root, generate(WORK / f"fanout-context-{args.scale}", scale=args.scale))
+    _built(store_root, generate(WORK / f"fanout-context-{args.scale}", scale=args.scale))
     store = Store.open(store_root, create=False)
     plat = Platform.host()
     image = prepare_image(store, IMAGE, plat)
