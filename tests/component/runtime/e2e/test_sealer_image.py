@@ -1,6 +1,6 @@
 """End to end: an image of sealer's own contract (tests/sealer_basefs, with the kubeadm stand-ins)
 run by the kubernetes runtime in its sealer mode on test hosts over SSH: run one master, join a
-worker, upgrade both to the next image, delete the worker, delete the cluster.
+master and a worker, upgrade them all to the next image, delete the worker, delete the cluster.
 
 What is checked is what the hosts hold: containerd installed by the image's containerd.sh into
 /usr/bin (the test host's overlay), init-kube.sh's binaries, kubelet unit and sysctl file, the
@@ -87,7 +87,8 @@ def make_context(out: Path, store: Store, version: str = VERSION) -> Path:
 
 @dataclass
 class Lab(_runtime_lab.Lab):
-    spare: TestHost
+    spare: TestHost  # the worker joined later
+    second: TestHost  # the master joined later
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +99,8 @@ def lab(host_lab: HostLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     validate_image(store, IMAGE)
     nxt = make_context(base / "next", store, "v1.31.6")
     build_image(store, BuildOptions(context=nxt, tags=(IMAGE_NEXT,), bundle_images=False))
-    with _runtime_lab.open_lab(host_lab, store, base / "state", 2) as made:
-        yield Lab(made.store, made.home, made.hosts, made.etc_hosts, made.hosts[1])
+    with _runtime_lab.open_lab(host_lab, store, base / "state", 3) as made:
+        yield Lab(made.store, made.home, made.hosts, made.etc_hosts, made.hosts[1], made.hosts[2])
 
 
 @pytest.fixture
@@ -166,27 +167,33 @@ def test_run_one_master_as_sealer_runs_its_images(lab: Lab) -> None:
     assert m0.run("systemctl is-active sealer-registry-" + NAME).stdout.strip() == "active"
 
 
-def test_join_a_worker(lab: Lab) -> None:
-    m0, w1 = lab.master0, lab.spare
+def test_join_a_master_and_a_worker(lab: Lab) -> None:
+    m0, w1, m1 = lab.master0, lab.spare, lab.second
     assert actions.status(NAME, lab.home)["complete"]
     cluster = ClusterState(NAME, lab.home).load_cluster()
     assert cluster is not None
-    actions.join(NAME, [HostSpec(w1.address, (Role.NODE,), cluster.master0.ssh)], lab.settings())
-    for path in (*CONTAINERD_FILES, *INIT_KUBE_FILES):
-        assert w1.path(path).exists(), path
-    assert w1.run("systemctl is-active kubelet").stdout.strip() == "active"
+    ssh = cluster.master0.ssh
+    joining = [HostSpec(m1.address, (Role.MASTER,), ssh), HostSpec(w1.address, (Role.NODE,), ssh)]
+    actions.join(NAME, joining, lab.settings())
+    for host in (m1, w1):
+        for path in (*CONTAINERD_FILES, *INIT_KUBE_FILES):
+            assert host.path(path).exists(), path
+        assert host.run("systemctl is-active kubelet").stdout.strip() == "active"
+    # the stable name: the joined master its own API server, the worker its local balancer
+    assert f"{m1.address} apiserver.cluster.local" in m1.path("/etc/hosts").read_text()
+    assert "127.0.0.1 apiserver.cluster.local" in w1.path("/etc/hosts").read_text()
     nodes = {
         n["ip"]
         for n in _runtime_lab.read_state(lab, "/var/lib/etcd/member/standin-state.json")["nodes"].values()
     }
-    assert nodes == {m0.address, w1.address}
+    assert nodes == {m0.address, m1.address, w1.address}
 
 
 def test_upgrade(lab: Lab) -> None:
     """The next image: its registry/ served, kubeadm upgrade apply / node, and the kubelet of
     init-kube.sh's unit (/usr/bin) is the new one on every host."""
     actions.upgrade(NAME, IMAGE_NEXT, lab.settings())
-    for host in (lab.master0, lab.spare):
+    for host in (lab.master0, lab.second, lab.spare):
         assert host.run("/usr/bin/kubelet --version").stdout.strip() == "Kubernetes v1.31.6"
         assert host.run("/usr/local/bin/kubeadm version -o short").stdout.strip() == "v1.31.6"
         assert host.run("systemctl is-active kubelet").stdout.strip() == "active"
@@ -196,7 +203,7 @@ def test_upgrade(lab: Lab) -> None:
 
 
 def test_delete_the_worker_then_the_cluster(lab: Lab) -> None:
-    m0, w1 = lab.master0, lab.spare
+    m0, w1, m1 = lab.master0, lab.spare, lab.second
     actions.delete(NAME, lab.settings(), nodes=[w1.address])
     for host in (w1,):
         for path in (*CONTAINERD_FILES, *INIT_KUBE_FILES, f"/var/lib/sealer/data/{NAME}"):
@@ -205,11 +212,8 @@ def test_delete_the_worker_then_the_cluster(lab: Lab) -> None:
         assert host.path("/etc/hosts").read_text() == lab.etc_hosts[host.address]
     assert m0.run("systemctl is-active kubelet").stdout.strip() == "active"
     actions.delete(NAME, lab.settings(), all_=True)
-    for path in (
-        *CONTAINERD_FILES,
-        *INIT_KUBE_FILES,
-        f"/var/lib/sealer/data/{NAME}",
-        "/etc/kubernetes/admin.conf",
-    ):
-        assert not m0.path(path).exists(), f"{m0.hostname}: {path} is left"
-    assert m0.path("/etc/hosts").read_text() == lab.etc_hosts[m0.address]
+    gone = (*CONTAINERD_FILES, *INIT_KUBE_FILES, f"/var/lib/sealer/data/{NAME}", "/etc/kubernetes/admin.conf")
+    for host in (m0, m1):
+        for path in gone:
+            assert not host.path(path).exists(), f"{host.hostname}: {path} is left"
+        assert host.path("/etc/hosts").read_text() == lab.etc_hosts[host.address]
