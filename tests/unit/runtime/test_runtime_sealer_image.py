@@ -125,6 +125,16 @@ def test_golden_plan_of_a_sealer_image() -> None:
     assert ("10.0.0.2", "sealer-init-kube", init_kube) in rows
     # the stable name as sealer's runtime sets it: the worker through its local load balancer
     assert ("10.0.0.2", "sealer-apiserver-alias", endpoint_block_command("127.0.0.1")) in rows
+    # a joining master: master0's API server until its join, then its own (endpoint-self)
+    c2 = GOLDEN.cluster("10.0.0.1,10.0.0.3")
+    joined = [(st.id, st.command) for st in planned(c2, INSTALL_PHASES, c2.ips) if st.host == "10.0.0.3"]
+    ids3 = [i for i, _ in joined]
+    assert ("sealer-apiserver-alias", endpoint_block_command("10.0.0.1")) in joined
+    assert (
+        ids3.index("sealer-apiserver-alias")
+        < ids3.index("kubeadm-join")
+        < ids3.index("kubeadm-endpoint-self")
+    )
     assert ("10.0.0.2", "kubelet-unit") not in ids and ("10.0.0.1", "kubeadm-images") not in ids
     assert not [i for _, i in ids if i in ("init.sh", "init-registry.sh")]
 
