@@ -7,13 +7,16 @@ runtime (pkg/clusterruntime GetClusterInstallInfo). An image here installs one r
 Clusterfile may only name the one it installs: a type the label contradicts is refused, and so is
 docker from an image that does not say it runs docker. Since Kubernetes 1.24 the kubelet reaches
 Docker Engine only through cri-dockerd, so docker also needs an image that ships it (`bin/cri-dockerd`,
-which its scripts install and start) and the kubeadm runtime, whose kubelets are then pointed
-at cri-dockerd's socket (kubeadm's nodeRegistration.criSocket); k3s and k0s run their own
-containerd. Every refusal names the Clusterfile line and what the image supports, and comes
+which its scripts install and start), or one of an older Kubernetes (its kubelet's dockershim),
+and the kubeadm runtime, whose kubelets are then pointed at cri-dockerd's socket (kubeadm's
+nodeRegistration.criSocket; an older image's own dockershim socket stays); k3s and k0s run
+their own containerd. Every refusal names the Clusterfile line and what the image supports, and comes
 before any host changes.
 """
 
 from __future__ import annotations
+
+import re
 
 from builder.errors import ClusterError, ImageNotFound
 from builder.image import mediatypes
@@ -28,6 +31,8 @@ CRI_SOCKETS = {
     CONTAINERD: "unix:///run/containerd/containerd.sock",
     DOCKER: "unix:///var/run/cri-dockerd.sock",
 }
+DOCKERSHIM_REMOVED = (1, 24)  # the Kubernetes version whose kubelet lost dockershim
+DOCKERSHIM_SOCKET = "dockershim.sock"  # the end of an older image's own criSocket, kept as it is
 CRI_DOCKERD = "bin/cri-dockerd"  # what an image that runs docker ships (the stack check keeps its presence)
 # The runtimes whose kubelets can be pointed at another CRI socket here.
 DOCKER_RUNTIMES = ("kubernetes",)
@@ -41,11 +46,14 @@ def check_container_runtime(
     *,
     runtime: str | None = None,
     ships_cri_dockerd: bool | None = None,
+    kube_version: str | None = None,
 ) -> None:
     """Refuse a spec.containerRuntime.type the image cannot run (ClusterError naming the
     Clusterfile line). `label`: the image's container-runtime label. `runtime` (the cluster
     runtime plugin's name) and `ships_cri_dockerd` are checked when known: a caller with only
-    the image's config checks the label alone, before any host is contacted."""
+    the image's config checks the label alone, before any host is contacted. `kube_version`
+    (the image's KUBEVERSION): below 1.24 the kubelet has dockershim, so docker needs no
+    cri-dockerd (sealer's own docker images of those versions ship none)."""
     wanted = cluster.container_runtime
     if not wanted:
         return
@@ -74,12 +82,18 @@ def check_container_runtime(
             f"the {runtime} runtime runs its own containerd",
             "leave containerRuntime out, or use a kubeadm (kubernetes) image built for docker",
         )
-    if ships_cri_dockerd is False:
+    if ships_cri_dockerd is False and not has_dockershim(kube_version):
         raise refuse(
-            f"{image} ({said}) ships no {CRI_DOCKERD}, which the kubelet needs to reach Docker Engine "
-            "since Kubernetes 1.24",
+            f"{image} ({said}, Kubernetes {kube_version or 'of no KUBEVERSION'}) ships no {CRI_DOCKERD}, "
+            "which the kubelet needs to reach Docker Engine from Kubernetes 1.24",
             f"use an image that ships {CRI_DOCKERD} and starts it from its scripts",
         )
+
+
+def has_dockershim(kube_version: str | None) -> bool:
+    """Whether the kubelet of `kube_version` (vX.Y.Z) still has dockershim (removed in 1.24)."""
+    match = re.match(r"^v?(\d+)\.(\d+)", kube_version or "")
+    return match is not None and (int(match.group(1)), int(match.group(2))) < DOCKERSHIM_REMOVED
 
 
 def cri_socket(cluster: Cluster) -> str | None:

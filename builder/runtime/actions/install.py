@@ -103,6 +103,7 @@ def _plugin_for(
         container_runtime.image_label(store, job.image, dimg.manifest_digest),
         runtime=plugin.name,
         ships_cri_dockerd=container_runtime.CRI_DOCKERD in dimg.files,
+        kube_version=info.kube_version,
     )
     if job.upgrade:
         check_upgrade_versions(job.current_kube_version, info.kube_version or "")

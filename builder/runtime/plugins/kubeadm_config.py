@@ -19,7 +19,7 @@ import yaml
 
 from builder.errors import KubeadmConfigError
 from builder.runtime.cluster import Cluster, HostSpec
-from builder.runtime.container_runtime import cri_socket
+from builder.runtime.container_runtime import DOCKER, DOCKERSHIM_SOCKET, cri_socket
 from builder.runtime.plugins._config import audit_args, child_mapping, deep_merge
 from builder.runtime.plugins._kubeadm import (
     API_PORT,
@@ -153,8 +153,13 @@ def _cri_socket(doc: dict[str, Any], cluster: Cluster) -> None:
     socket over the image's and the user's criSocket (container_runtime.check_container_runtime
     has checked the image runs it); kubeadm passes it on as --container-runtime-endpoint."""
     socket = cri_socket(cluster)
-    if socket is not None:
-        child_mapping(doc, "nodeRegistration", doc["kind"], KubeadmConfigError)["criSocket"] = socket
+    if socket is None:
+        return
+    registration = child_mapping(doc, "nodeRegistration", doc["kind"], KubeadmConfigError)
+    own = str(registration.get("criSocket", ""))
+    if cluster.container_runtime == DOCKER and own.endswith(DOCKERSHIM_SOCKET):
+        return  # an image of Kubernetes < 1.24: its kubelet's own dockershim serves Docker Engine
+    registration["criSocket"] = socket
 
 
 def _audit(api_server: dict[str, Any], v1beta3: bool) -> None:

@@ -240,7 +240,7 @@ def _docker(extra: str = "") -> Cluster:
         (_docker(), "docker", "k3s", True, "Clusterfile:13: spec.containerRuntime.type docker: the k3s runtime "
          "runs its own containerd"),
         (_docker(), "docker", "kubernetes", False, "Clusterfile:13: spec.containerRuntime.type docker: "
-         f"{IMAGE} (label {DOCKER_IMAGE_LABEL}=docker) ships no bin/cri-dockerd"),
+         f"{IMAGE} (label {DOCKER_IMAGE_LABEL}=docker, Kubernetes of no KUBEVERSION) ships no bin/cri-dockerd"),
         (parse(clusterfile("containerRuntime: {type: containerd}")), "docker", None, None,
          "Clusterfile:12: spec.containerRuntime.type containerd: "
          f"{IMAGE} runs docker (label {DOCKER_IMAGE_LABEL}=docker)"),
@@ -253,6 +253,26 @@ def test_a_runtime_the_image_cannot_run_is_refused(
         check_container_runtime(cluster, IMAGE, label, runtime=runtime, ships_cri_dockerd=ships)
     assert info.value.message.startswith(expected), info.value.message
     assert info.value.hint
+
+
+def test_docker_needs_cri_dockerd_from_kubernetes_1_24_on() -> None:
+    docker = _docker()
+    # below 1.24 the kubelet's dockershim reaches Docker Engine
+    check_container_runtime(
+        docker, IMAGE, "docker", runtime="kubernetes", ships_cri_dockerd=False, kube_version="v1.23.17"
+    )
+    for version in ("v1.24.0", "1.30.2", None):
+        with pytest.raises(ClusterError, match=f"Kubernetes {version or 'of no KUBEVERSION'}\\) ships no"):
+            check_container_runtime(
+                docker, IMAGE, "docker", runtime="kubernetes", ships_cri_dockerd=False, kube_version=version
+            )
+    # such an older image's own dockershim socket stays
+    shim = (
+        "apiVersion: kubeadm.k8s.io/v1beta3\nkind: JoinConfiguration\n"
+        "nodeRegistration:\n  criSocket: /var/run/dockershim.sock\n"
+    )
+    registration = join_document(docker, docker.nodes[0], shim)["nodeRegistration"]
+    assert registration["criSocket"] == "/var/run/dockershim.sock"
 
 
 def test_what_the_image_runs_is_accepted() -> None:
