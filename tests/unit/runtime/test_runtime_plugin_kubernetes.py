@@ -736,7 +736,11 @@ def test_selected_by_label_and_metadata() -> None:
     assert KubernetesRuntime.label == "kubernetes" and KubernetesRuntime.metadata_runtime == "k8s"
     # bin/haproxy: only whether the image has it (the check phase's question, below)
     # then what tells an image of sealer's contract (test_runtime_sealer_image.py)
-    assert KubernetesRuntime.config_files[:3] == ("etc/kubeadm.yaml", "statics/audit-policy.yml", "bin/haproxy")
+    assert KubernetesRuntime.config_files[:3] == (
+        "etc/kubeadm.yaml",
+        "statics/audit-policy.yml",
+        "bin/haproxy",
+    )
     assert isinstance(select_plugin("kubernetes", None), KubernetesRuntime)
     assert isinstance(select_plugin(None, "k8s"), KubernetesRuntime)
 
