@@ -1,4 +1,5 @@
-"""The shell fan-out delivery runs on hosts (fanout.py), every command text in one place, so
+"""The fan-out plan (`FanoutPlan`: who gets the layers from whom) and the shell fan-out delivery
+runs on hosts (fanout.py), every command text in one place, so
 that `deliver_hosts` and the dry-run read the same: the seeds' publish of their kept blobs into
 the registry storage, a standing registry host's answer to which layers it serves, and a
 fetcher's download of one blob, checked against its digest before anything unpacks it.
@@ -8,16 +9,54 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 from builder.runtime import _delivery_shell as sh
-
-if TYPE_CHECKING:
-    from builder.runtime.fanout import FanoutPlan
 
 FETCH_FAILED = 98  # exit status of a fetch that got no whole blob from its source
 NO_FETCH_TOOL = 99  # exit status of a fetch on a host with neither curl nor wget
 _STALL_S = 15  # a source sending under 1 KiB/s for this long is given up for the next one
+
+
+@dataclass(frozen=True, slots=True)
+class FanoutPlan:
+    """Who gets the layers from whom. `seeds`: the controller sends them every layer; they
+    serve it. `fetchers`: every other target host. `storage`: the seeds' registry storage
+    root; `ca_pem` None: the registry is plain HTTP (`insecure`); `basic_auth`: base64 of
+    USER:PASSWORD, None without auth (kept out of repr: it is a secret)."""
+
+    seeds: tuple[str, ...]
+    fetchers: tuple[str, ...]
+    port: int
+    repository: str
+    storage: str
+    ca_pem: str | None
+    basic_auth: str | None = None
+    # `--distribution fanout` asked for (a fetcher without curl or wget is refused by the check
+    # then); with auto such a host gets its layers from this machine.
+    forced: bool = False
+    # Registry hosts this action does not deliver to (a join of nodes): they serve what an
+    # earlier fan-out published there, which `deliver_hosts` asks them first.
+    standing: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        return f"FanoutPlan(seeds={self.seeds}, fetchers={self.fetchers}, standing={self.standing})"
+
+    @property
+    def servers(self) -> tuple[str, ...]:
+        return self.seeds + self.standing
+
+    def sources(self, host: str, layer: int) -> tuple[str, ...]:
+        """The registry hosts `host` asks for its `layer`-th layer, in order: round-robin over
+        the fetchers and layers, then the other servers in turn."""
+        servers = self.servers
+        first = (self.fetchers.index(host) + layer) % len(servers) if host in self.fetchers else 0
+        return servers[first:] + servers[:first]
+
+    def url(self, seed: str, hex_: str) -> str:
+        scheme = "https" if self.ca_pem is not None else "http"
+        address = f"[{seed}]" if ":" in seed else seed
+        return f"{scheme}://{address}:{self.port}/v2/{self.repository}/blobs/sha256:{hex_}"
 
 
 def publish_command(p: sh.Paths, plan: FanoutPlan, hexes: Sequence[str]) -> str:

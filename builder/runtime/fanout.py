@@ -25,7 +25,13 @@ from dataclasses import dataclass, replace
 from builder.errors import ClusterError, CommandFailed, HostError, SealerError, UsageError
 from builder.runtime import _delivery_shell as sh
 from builder.runtime import delivery
-from builder.runtime._fanout_shell import NO_FETCH_TOOL, fetch_command, publish_command, published_command
+from builder.runtime._fanout_shell import (
+    NO_FETCH_TOOL,
+    FanoutPlan,
+    fetch_command,
+    publish_command,
+    published_command,
+)
 from builder.runtime.cluster import DISTRIBUTIONS, Cluster
 from builder.runtime.facts import FETCH_TOOLS
 from builder.runtime.infra.base import InfraDriver
@@ -45,47 +51,6 @@ _STREAMS_PER_HOST = 3
 def repository(cluster: str) -> str:
     """The registry repository the seeds serve the rootfs layers from (no manifest, no tag)."""
     return f"sealer-rootfs/{cluster}"
-
-
-@dataclass(frozen=True, slots=True)
-class FanoutPlan:
-    """Who gets the layers from whom. `seeds`: the controller sends them every layer; they
-    serve it. `fetchers`: every other target host. `storage`: the seeds' registry storage
-    root; `ca_pem` None: the registry is plain HTTP (`insecure`); `basic_auth`: base64 of
-    USER:PASSWORD, None without auth (kept out of repr: it is a secret)."""
-
-    seeds: tuple[str, ...]
-    fetchers: tuple[str, ...]
-    port: int
-    repository: str
-    storage: str
-    ca_pem: str | None
-    basic_auth: str | None = None
-    # `--distribution fanout` asked for (a fetcher without curl or wget is refused by the check
-    # then); with auto such a host gets its layers from this machine.
-    forced: bool = False
-    # Registry hosts this action does not deliver to (a join of nodes): they serve what an
-    # earlier fan-out published there, which `deliver_hosts` asks them first.
-    standing: tuple[str, ...] = ()
-
-    def __repr__(self) -> str:
-        return f"FanoutPlan(seeds={self.seeds}, fetchers={self.fetchers}, standing={self.standing})"
-
-    @property
-    def servers(self) -> tuple[str, ...]:
-        return self.seeds + self.standing
-
-    def sources(self, host: str, layer: int) -> tuple[str, ...]:
-        """The registry hosts `host` asks for its `layer`-th layer, in order: round-robin over
-        the fetchers and layers, then the other servers in turn."""
-        servers = self.servers
-        first = (self.fetchers.index(host) + layer) % len(servers) if host in self.fetchers else 0
-        return servers[first:] + servers[:first]
-
-    def url(self, seed: str, hex_: str) -> str:
-        scheme = "https" if self.ca_pem is not None else "http"
-        address = f"[{seed}]" if ":" in seed else seed
-        return f"{scheme}://{address}:{self.port}/v2/{self.repository}/blobs/sha256:{hex_}"
 
 
 def choose(

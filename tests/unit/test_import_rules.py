@@ -27,7 +27,8 @@ imports only from its own layer or lower ones:
                        clusterfile_configs, clusterfile_application, _bounded_yaml, env,
                        state (the journal), registry_pki, container_runtime, infra/ (drivers)
   2 plugins            plugins/
-  3 phases             phases/, delivery, image_configs, _delivery_shell, _stackcheck, dryrun
+  3 phases             phases/, delivery, image_configs, fanout, _fanout_shell, _delivery_shell,
+                       _stackcheck, dryrun
   4 runner             runner
   5 actions            actions/, and the package `builder.runtime` itself
 
@@ -109,7 +110,19 @@ RUNTIME_LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
     ("plugins", ("plugins",)),
-    ("phases", ("phases", "delivery", "image_configs", "_delivery_shell", "_stackcheck", "dryrun")),
+    (
+        "phases",
+        (
+            "phases",
+            "delivery",
+            "image_configs",
+            "fanout",
+            "_fanout_shell",
+            "_delivery_shell",
+            "_stackcheck",
+            "dryrun",
+        ),
+    ),
     ("runner", ("runner",)),
     ("actions", ("actions", "")),
 )

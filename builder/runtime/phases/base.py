@@ -19,12 +19,12 @@ from typing import ClassVar, Literal
 from builder.image.descriptor import Platform
 from builder.image.digest import Digest
 from builder.image.extension import Application
+from builder.runtime._fanout_shell import FanoutPlan
 from builder.runtime.cluster import Cluster, HostSpec
 from builder.runtime.cluster_mirror import MirrorFacts
 from builder.runtime.delivery import DEFAULT_ROOT, rootfs_path
 from builder.runtime.env import merge_env, reserved_env
 from builder.runtime.facts import Facts
-from builder.runtime.fanout import FanoutPlan
 from builder.runtime.hooks import ShellHook
 from builder.runtime.plugins.base import HostContext, RuntimePlugin
 from builder.runtime.plugins.sealer_image import container_runtime, is_sealer_image, sealer_env
