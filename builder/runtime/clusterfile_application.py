@@ -17,11 +17,10 @@ from builder.runtime.app_launch import (
     AppLaunch,
     app_file,
 )
-from builder.runtime.clusterfile_reader import NodeReader, parsed
+from builder.runtime.clusterfile_reader import NodeReader, document_head, parsed
 from builder.runtime.configs import check_config_path
 from builder.runtime.env import parse_env_list
 
-_TOP_FIELDS = ("apiVersion", "kind", "metadata", "spec")
 _SPEC_FIELDS = ("cmds", "launchApps", "configs")
 _CONFIG_FIELDS = ("name", "launch", "env", "files")
 _FILE_FIELDS = ("path", "data", "strategy")
@@ -32,12 +31,7 @@ def is_application(data: Mapping[str, Any]) -> bool:
 
 
 def read_application(reader: NodeReader, node: yaml.Node, where: str, source: str) -> AppLaunch:
-    top = reader.mapping(node, where, _TOP_FIELDS)
-    version = reader.required_string(top["apiVersion"], f"{where}.apiVersion")
-    if version != APPLICATION_API_VERSION:
-        reader.fail(top["apiVersion"], f"{where}.apiVersion",
-                    f"{version} is not an Application version this implementation reads",
-                    hint=f"write apiVersion: {APPLICATION_API_VERSION}")  # fmt: skip
+    _, top = document_head(reader, node, where, kind="Application", api_version=APPLICATION_API_VERSION)
     if "spec" not in top:
         return AppLaunch(source=source)
     spec = reader.mapping(top["spec"], f"{where}.spec", _SPEC_FIELDS)

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from builder.runtime.clusterfile_reader import NodeReader, parsed
+from builder.runtime.clusterfile_reader import NodeReader, document_head, parsed
 from builder.runtime.configs import (
     CONFIG_API_VERSION,
     CONFIG_KIND,
@@ -20,7 +20,6 @@ from builder.runtime.configs import (
     parse_process,
 )
 
-_TOP_FIELDS = ("apiVersion", "kind", "metadata", "spec")
 _SPEC_FIELDS = ("path", "data", "strategy", "process")
 
 
@@ -29,21 +28,7 @@ def is_config(data: Mapping[str, Any]) -> bool:
 
 
 def read_config(reader: NodeReader, node: yaml.Node, where: str, source: str) -> ConfigFile:
-    top = reader.mapping(node, where, _TOP_FIELDS)
-    version = reader.required_string(top["apiVersion"], f"{where}.apiVersion")
-    if version != CONFIG_API_VERSION:
-        reader.fail(
-            top["apiVersion"],
-            f"{where}.apiVersion",
-            f"{version} is not a Config version this implementation reads",
-            hint=f"write apiVersion: {CONFIG_API_VERSION}",
-        )
-    name = ""
-    if "metadata" in top:
-        metadata = reader.mapping(top["metadata"], f"{where}.metadata", ("name", "labels", "annotations"))
-        name = (
-            reader.required_string(metadata["name"], f"{where}.metadata.name") if "name" in metadata else ""
-        )
+    name, top = document_head(reader, node, where, kind="Config", api_version=CONFIG_API_VERSION)
     if "spec" not in top:
         reader.fail(node, f"{where}.spec", "missing", hint="spec: {path: ROOTFS_PATH, data: TEXT}")
     spec = reader.mapping(top["spec"], f"{where}.spec", _SPEC_FIELDS)

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from builder.runtime.clusterfile_reader import NodeReader, parsed
+from builder.runtime.clusterfile_reader import NodeReader, document_head, parsed
 from builder.runtime.hooks import (
     HOOK_PHASES,
     HOOK_TYPES,
@@ -23,7 +23,6 @@ from builder.runtime.hooks import (
     parse_scope,
 )
 
-_TOP_FIELDS = ("apiVersion", "kind", "metadata", "spec")
 _SPEC_FIELDS = ("type", "action", "scope", "data")
 
 
@@ -33,28 +32,10 @@ def is_plugin(data: Mapping[str, Any]) -> bool:
 
 def read_plugin(reader: NodeReader, node: yaml.Node, where: str, source: str) -> ShellHook:
     """The Plugin document at `node` as a hook; `source` ("FILE:LINE") is kept for the plan."""
-    top = reader.mapping(node, where, _TOP_FIELDS)
-    version = reader.required_string(top["apiVersion"], f"{where}.apiVersion")
-    if version != PLUGIN_API_VERSION:
-        reader.fail(
-            top["apiVersion"],
-            f"{where}.apiVersion",
-            f"{version} is not a Plugin version this implementation reads",
-            hint=f"write apiVersion: {PLUGIN_API_VERSION}",
-        )
-    if "metadata" not in top:
-        reader.fail(
-            node,
-            f"{where}.metadata",
-            "missing",
-            hint="metadata.name names the hook (hooks run in name order)",
-        )
-    metadata = reader.mapping(top["metadata"], f"{where}.metadata", ("name", "labels", "annotations"))
-    if "name" not in metadata:
-        reader.fail(
-            top["metadata"], f"{where}.metadata.name", "missing", hint="hooks of a phase run in name order"
-        )
-    name = reader.required_string(metadata["name"], f"{where}.metadata.name")
+    name, top = document_head(
+        reader, node, where, kind="Plugin", api_version=PLUGIN_API_VERSION,
+        name_hint="metadata.name names the hook (hooks of a phase run in name order)",
+    )  # fmt: skip
     if "spec" not in top:
         reader.fail(node, f"{where}.spec", "missing", hint="spec: {type: SHELL, action: PHASE, data: SHELL}")
     spec = reader.mapping(top["spec"], f"{where}.spec", _SPEC_FIELDS)

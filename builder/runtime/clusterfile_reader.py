@@ -31,3 +31,39 @@ def parsed(reader: NodeReader, node: yaml.Node, where: str, parse: Callable[[str
         return parse(text)
     except ValueError as err:
         reader.fail(node, where, str(err), hint=hint)
+
+
+_DOCUMENT_FIELDS = ("apiVersion", "kind", "metadata", "spec")
+
+
+def document_head(
+    reader: NodeReader,
+    node: yaml.Node,
+    where: str,
+    *,
+    kind: str,
+    api_version: str,
+    name_hint: str | None = None,
+) -> tuple[str, dict[str, yaml.Node]]:
+    """The head of one of sealer's other documents (Plugin, Config, Application): its fields
+    checked, `api_version` required, and (metadata.name or "", the top fields by name).
+    `name_hint`: metadata.name is required, the hint saying why."""
+    top = reader.mapping(node, where, _DOCUMENT_FIELDS)
+    version = reader.required_string(top["apiVersion"], f"{where}.apiVersion")
+    if version != api_version:
+        reader.fail(
+            top["apiVersion"],
+            f"{where}.apiVersion",
+            f"{version} is not {'an' if kind[0] in 'AEIOU' else 'a'} {kind} version this implementation reads",
+            hint=f"write apiVersion: {api_version}",
+        )
+    if "metadata" not in top:
+        if name_hint is not None:
+            reader.fail(node, f"{where}.metadata", "missing", hint=name_hint)
+        return "", top
+    metadata = reader.mapping(top["metadata"], f"{where}.metadata", ("name", "labels", "annotations"))
+    if "name" not in metadata:
+        if name_hint is not None:
+            reader.fail(top["metadata"], f"{where}.metadata.name", "missing", hint=name_hint)
+        return "", top
+    return reader.required_string(metadata["name"], f"{where}.metadata.name"), top
