@@ -169,15 +169,19 @@ def parse_ip_list(text: str, *, limit: int = MAX_RANGE_ADDRESSES) -> tuple[str, 
 DISTRIBUTIONS = ("ssh", "fanout", "auto")  # spec.distribution, --distribution (fanout.choose)
 
 
+def _one_of(value: str, allowed: tuple[str, ...], what: str, field: str, hint: str) -> str:
+    """`value` when it is one of `allowed`; InvalidCluster naming `what` and `field` otherwise."""
+    if value not in allowed:
+        raise InvalidCluster(f"{what} {value!r} is not one of {', '.join(allowed)}", field=field, hint=hint)
+    return value
+
+
 def check_distribution(mode: str) -> str:
     """spec.distribution: how the layers reach the hosts (docs/delivery.md, Fan-out)."""
-    if mode not in DISTRIBUTIONS:
-        raise InvalidCluster(
-            f"distribution {mode!r} is not one of {', '.join(DISTRIBUTIONS)}",
-            field="distribution",
-            hint="ssh: every host from this machine; fanout: from the registry hosts; auto: by host count",
-        )
-    return mode
+    return _one_of(
+        mode, DISTRIBUTIONS, "distribution", "distribution",
+        "ssh: every host from this machine; fanout: from the registry hosts; auto: by host count",
+    )  # fmt: skip
 
 
 def check_data_root(path: str) -> str:
@@ -210,13 +214,10 @@ def check_data_root(path: str) -> str:
 
 
 def check_container_runtime(name: str) -> str:
-    if name not in CONTAINER_RUNTIMES:
-        raise InvalidCluster(
-            f"container runtime {name!r} is not one of {', '.join(CONTAINER_RUNTIMES)}",
-            field="containerRuntime.type",
-            hint="containerd (what the images install), or docker where the image ships cri-dockerd",
-        )
-    return name
+    return _one_of(
+        name, CONTAINER_RUNTIMES, "container runtime", "containerRuntime.type",
+        "containerd (what the images install), or docker where the image ships cri-dockerd",
+    )  # fmt: skip
 
 
 PROVIDERS = ("BAREMETAL", "CONTAINER")
@@ -239,12 +240,10 @@ def is_placeholder(ip: str) -> bool:
 
 def check_provider(provider: str, node_image: str, hosts: Iterable[HostSpec]) -> None:
     """spec.provider is one of PROVIDERS; a node image and container hosts go together."""
-    if provider not in PROVIDERS:
-        raise InvalidCluster(
-            f"provider {provider!r} is not one of {', '.join(PROVIDERS)}",
-            field="provider",
-            hint="CONTAINER runs the hosts as Docker containers (sealer run --provider docker)",
-        )
+    _one_of(
+        provider, PROVIDERS, "provider", "provider",
+        "CONTAINER runs the hosts as Docker containers (sealer run --provider docker)",
+    )  # fmt: skip
     if node_image and provider != "CONTAINER":
         raise InvalidCluster("a node image is for CONTAINER clusters", field="nodeImage")
     if provider == "CONTAINER" and any(h.local for h in hosts):
