@@ -199,6 +199,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--hosts", default=",".join(map(str, HOSTS)), help="host counts, comma-separated")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--modes", default="ssh,fanout", help="ssh, fanout or both, comma-separated")
     parser.add_argument("--scale", type=float, default=SCALE, help="of the benchmark context (gen_context)")
     parser.add_argument("--no-write", action="store_true", help="print, do not write bench/results")
     args = parser.parse_args(argv)
@@ -244,7 +245,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
         for r in range(args.rounds):
             for n in counts:
-                modes = ["ssh", "fanout"] if n >= 2 else ["ssh"]
+                # 1 host is every ratio's baseline: over SSH whatever --modes says
+                modes = ["ssh"] if n == 1 else [m for m in ("ssh", "fanout") if m in args.modes.split(",")]
                 for mode in modes if r % 2 == 0 else modes[::-1]:
                     spec = {
                         "store": str(store_root),
@@ -288,7 +290,7 @@ def _report(
         xs = [r[key] for r in runs if r["mode"] == mode and r["hosts"] == n]
         return statistics.median(xs) if xs else None
 
-    one = median("ssh", 1, "wall_s") or 0.0
+    one = median("ssh", 1, "wall_s") or float("nan")  # --hosts without 1: no ratios
     points: dict[str, dict[int, float]] = {"ssh (today)": {}, "fanout (K=1)": {}}
     rows = []
     for n in counts:
@@ -302,7 +304,8 @@ def _report(
             (r["phases"] for r in runs if r["mode"] == "fanout" and r["hosts"] == n), {}
         )
         rows.append(
-            f"| {n} | {ssh or 0:.1f} | {(ssh or 0) / one:.1f}x | "
+            f"| {n} | "
+            + (f"{ssh:.1f} | {ssh / one:.1f}x | " if ssh is not None else "- | - | ")
             + (
                 f"{fan:.1f} | {fan / one:.1f}x | {(fan_bytes or 0) / blob_bytes:.2f}x | "
                 if fan is not None
