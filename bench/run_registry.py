@@ -13,10 +13,12 @@ Push (the registry emptied before each run):
 Pull (from the registry holding sealer's push, and a gzip copy that skopeo pushed):
   - `sealer pull` (the CLI) into a fresh store, against `skopeo copy docker:// oci:` of the same
     zstd image into a fresh OCI dir;
-  - sealer pull + unpack of every layer into a fresh rootfs dir (`python -m bench.run_registry
-    pull`: the pull, then `tarreader.extract_layer` with whiteouts applied over the verified
-    blob), against `skopeo copy docker:// oci:` + `umoci unpack` of the gzip copy (umoci 0.4.7
-    reads no zstd), and against `umoci unpack` alone of a local gzip copy (the target's peer).
+  - sealer pull + unpack of every layer into a fresh store's overlay2 diff dirs (`python -m
+    bench.run_registry pull`: `RegistryClient.pull` with `DiffDirUnpacker`, each layer
+    unpacked as it downloads, diff_id checked, published once its digest matched: what a build
+    FROM a registry image with a RUN does), against `skopeo copy docker:// oci:` + `umoci
+    unpack` of the gzip copy (umoci 0.4.7 reads no zstd), and against `umoci unpack` alone of a
+    local gzip copy (the target's peer).
 Results go to bench/results/registry.json and .md. `python -m bench.run_registry` runs it all;
 `python -m bench.run_registry pull ...` is the child mode it times.
 """
@@ -135,19 +137,18 @@ def _free_port() -> int:
 
 
 def child_pull(store_root: str, ref: str, rootfs: str) -> None:
-    from builder.layers.compression import open_decompressed
-    from builder.layers.tarreader import extract_layer
+    """`ref` pulled into a new store under `store_root` with every layer unpacked into the
+    store's overlay2 diff dirs as it downloads (`DiffDirUnpacker`), as a build FROM it does.
+    `rootfs` is where the code before this API unpacked (its child mode takes the same
+    arguments); the diff dirs live in the store."""
+    from builder.diffdirs import DiffDirUnpacker, unpack_image
     from builder.registry.client import RegistryClient
     from builder.store.layout import Store
 
-    # A new store and rootfs under the given dirs for every run (see _fresh_dir).
+    # A new store under the given dir for every run (see _pull_contenders).
     store = Store.open(tempfile.mkdtemp(dir=store_root))
-    rootfs = tempfile.mkdtemp(dir=rootfs)
-    desc = RegistryClient().pull(store, ref)
-    for _, manifest in store.manifests_for(desc):
-        for layer in manifest.layers:
-            with store.blobs.open(layer.digest, expected_size=layer.size) as raw:
-                extract_layer(open_decompressed(raw), rootfs, whiteouts="apply")
+    desc = RegistryClient().pull(store, ref, tees=DiffDirUnpacker(store))
+    unpack_image(store, desc)  # nothing left to do here unless a download restarted
 
 
 # -- the benchmark -----------------------------------------------------------------------------

@@ -10,12 +10,14 @@ exists so that `store` and `layers` stay ignorant of each other; build, runtime 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 from builder.errors import ImageError
 from builder.image.descriptor import Descriptor
 from builder.image.digest import Digest
+from builder.layers.overlapped import OverlappedUnpack
 from builder.layers.overlay import DiffDirs
 from builder.store import gc
 from builder.store.layout import Store
@@ -62,6 +64,44 @@ def ensure_diff_dir(store: Store, desc: Descriptor, diff_id: Digest | None) -> P
         diff_id=diff_id,
         what=f"layer {desc.digest}",
     )
+
+
+class DiffDirUnpacker:
+    """Layer tees for `RegistryClient.pull(..., tees=...)` (`builder.registry.tee.LayerTees`):
+    each layer unpacks into its diff dir while it downloads, with the guarantees of
+    `ensure_diff_dir` (bounded, diff_id checked, atomic), published only after the blob's digest
+    matched. Layers already unpacked get no tee. Follow the pull with `unpack_image` for the
+    layers the store already held (or whose download restarted)."""
+
+    def __init__(self, store: Store, *, max_unpacks: int = 2) -> None:
+        self._dirs = diff_dirs(store)
+        # Layers unpacking at once: each holds ~25 MB, and two keep two cores busy (the pull
+        # moves 3 blobs at once; a third unpack only waits, its bytes queued, its slot to come).
+        self._slots = threading.Semaphore(max_unpacks)
+
+    def open(self, layer: Descriptor, diff_id: Digest | None) -> OverlappedUnpack | None:
+        lid = layer_id(layer)
+        if self._dirs.has(lid):
+            return None
+        return OverlappedUnpack(
+            self._dirs,
+            lid,
+            compressed_size=layer.size,
+            diff_id=diff_id,
+            what=f"layer {layer.digest}",
+            slots=self._slots,
+        )
+
+
+def unpack_image(store: Store, desc: Descriptor) -> list[Path]:
+    """The diff dirs of every layer of the stored image `desc` (each manifest of an index),
+    bottom layer first, unpacked where missing (`ensure_diff_dir`)."""
+    dirs = []
+    for _, manifest in store.manifests_for(desc):
+        diff_ids = store.read_config(manifest.config).diff_ids
+        for i, layer in enumerate(manifest.layers):
+            dirs.append(ensure_diff_dir(store, layer, diff_id_of(manifest.layers, diff_ids, i)))
+    return dirs
 
 
 def prune_diff_dirs(store: Store) -> int:

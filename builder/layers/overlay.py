@@ -22,7 +22,7 @@ import stat
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import BinaryIO, Literal
 
@@ -85,7 +85,7 @@ class DiffDirs:
         diff = self.path(layer_id)
         if diff.is_dir():
             return diff
-        with atomic_dir(self._dir(layer_id)) as staging:
+        with self.stage(layer_id) as staging:
             (staging / "diff").mkdir()
             with open_tar() as raw, open_decompressed(raw) as tar:
                 unpack_layer(
@@ -98,6 +98,11 @@ class DiffDirs:
                     options=options,
                 )
         return diff
+
+    def stage(self, layer_id: str) -> AbstractContextManager[Path]:
+        """A fresh staging dir that becomes `<layer_id>` (holding `diff/`) when the block ends
+        without error, and is dropped otherwise (`builder._fs.atomic_dir`)."""
+        return atomic_dir(self._dir(layer_id))
 
     def remove(self, layer_id: str) -> None:
         """Delete a diff dir: renamed aside first, so a half-deleted dir is never seen as present."""

@@ -73,8 +73,8 @@ class ExtractStats:
 
 
 class _Extractor:
-    def __init__(self, stream: BinaryIO, dest: str | Path, mode: WhiteoutMode) -> None:
-        self.buf = bytearray(CHUNK)
+    def __init__(self, stream: BinaryIO, dest: str | Path, mode: WhiteoutMode, chunk: int = CHUNK) -> None:
+        self.buf = bytearray(chunk)
         self.view = memoryview(self.buf)
         self.overlay = mode == "overlay"
         self.is_root = os.geteuid() == 0
@@ -100,7 +100,7 @@ class _Extractor:
         self.counts = {"files": 0, "dirs": 0, "symlinks": 0, "hardlinks": 0, "whiteouts": 0, "bytes": 0}
         # Decompression and hashing (whatever `stream` does) on a second thread, ahead of the
         # writes here; started last, so that nothing above can fail with the thread running.
-        self.source = ReadAhead(stream)
+        self.source = ReadAhead(stream, chunk)
         self.reader = EntryReader(cast(BinaryIO, self.source), self.view, "layer")
 
     # --- directory fds ------------------------------------------------------------------------
@@ -526,7 +526,9 @@ def _remove_dir(pfd: int, name: str) -> None:
             os.rmdir(path, dir_fd=pfd)
 
 
-def extract_layer(stream: BinaryIO, dest: str | Path, *, whiteouts: WhiteoutMode) -> ExtractStats:
+def extract_layer(
+    stream: BinaryIO, dest: str | Path, *, whiteouts: WhiteoutMode, chunk: int = CHUNK
+) -> ExtractStats:
     """Extract the uncompressed tar `stream` into the existing directory `dest`, safely.
 
     `whiteouts="overlay"`: `dest` is a fresh overlay diff dir; OCI whiteouts become overlay
@@ -535,9 +537,10 @@ def extract_layer(stream: BinaryIO, dest: str | Path, *, whiteouts: WhiteoutMode
     its directory of what lower layers put there (this layer's entries survive, wherever the
     marker sorts). Duplicate entries: the later wins. uid/gid are kept when running as root.
     Raises LayerError (UnsafePath, BadWhiteout) and leaves `dest` partly written: extract into
-    a staging dir and drop it on failure (see the module docstring).
+    a staging dir and drop it on failure (see the module docstring). `chunk`: the size of the
+    read-ahead's buffers (4 of them), smaller for small layers when several unpack at once.
     """
-    ex = _Extractor(stream, dest, whiteouts)
+    ex = _Extractor(stream, dest, whiteouts, chunk)
     try:
         return ex.run()
     except OSError as err:

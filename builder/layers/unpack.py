@@ -32,9 +32,11 @@ import zstandard
 
 from builder.errors import LayerError
 from builder.image.digest import Digest
-from builder.layers.tarreader import ExtractStats, WhiteoutMode, extract_layer
+from builder.layers.tarreader import CHUNK, ExtractStats, WhiteoutMode, extract_layer
 
 __all__ = ["UnpackOptions", "unpack_layer"]
+
+SMALL_LAYER_BYTES = 16 << 20  # compressed
 
 _HINT = "the layer is hostile or corrupt: remove the image (sealer rmi) and get it from a trusted source"
 
@@ -150,6 +152,15 @@ class _Bounded:
             )
 
 
+def _chunk(compressed_size: int | None) -> int:
+    """The read-ahead's buffer size: 4 MiB (measured best for big files) unless the layer is
+    small, where 1 MiB holds as much of it and the 4 buffers cost 4 MB instead of 16 (a pull
+    unpacks a few layers at once)."""
+    if compressed_size is not None and compressed_size < SMALL_LAYER_BYTES:
+        return 1 << 20
+    return CHUNK
+
+
 def unpack_layer(
     stream: BinaryIO,
     dest: str | Path,
@@ -177,7 +188,9 @@ def unpack_layer(
     )
     try:
         bounded.check_disk()  # a full disk refuses the layer before anything is written
-        stats = extract_layer(cast(BinaryIO, bounded), dest, whiteouts=whiteouts)
+        stats = extract_layer(
+            cast(BinaryIO, bounded), dest, whiteouts=whiteouts, chunk=_chunk(compressed_size)
+        )
         bounded.finish()
     except LayerError as err:
         if not err.message.startswith(what):

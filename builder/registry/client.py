@@ -45,6 +45,7 @@ from typing import Any
 
 from builder._fs import atomic_write
 from builder.errors import DigestMismatch, InvalidManifest, NotFound, RegistryError, StoreError, UsageError
+from builder.image.config import ImageConfig
 from builder.image.descriptor import Descriptor, Platform
 from builder.image.digest import Digest
 from builder.image.index import Index
@@ -64,6 +65,7 @@ from builder.registry.events import (
     RegistryEvent,
     Retrying,
 )
+from builder.registry.tee import BlobTee, LayerTees
 from builder.store.blobs import BlobWriter
 from builder.store.layout import Store
 
@@ -137,19 +139,31 @@ def is_loopback(host: str) -> bool:
 
 
 class _WriterSink:
-    """A download sink over the store's BlobWriter; `reset` starts a fresh writer."""
+    """A download sink over the store's BlobWriter, and the caller's tee if any; `reset` starts
+    a fresh writer (and tells the tee)."""
 
-    def __init__(self, store: Store, desc: Descriptor) -> None:
+    def __init__(self, store: Store, desc: Descriptor, tee: BlobTee | None = None) -> None:
         self._store = store
         self._desc = desc
         self.writer: BlobWriter = store.blobs.writer(expected=desc.digest, expected_size=desc.size)
+        self.tee = tee
 
     def write(self, data: bytes) -> int:
-        return self.writer.write(data)
+        n = self.writer.write(data)  # first: it refuses bytes past the expected size
+        if self.tee is not None:
+            self.tee.write(data)
+        return n
 
     def reset(self) -> None:
         self.writer.abort()
         self.writer = self._store.blobs.writer(expected=self._desc.digest, expected_size=self._desc.size)
+        if self.tee is not None:
+            self.tee.restart()
+
+    def abort(self) -> None:
+        self.writer.abort()
+        if self.tee is not None:
+            self.tee.abort()
 
 
 class RegistryClient:
@@ -510,6 +524,7 @@ class RegistryClient:
         platform: Platform | None = None,
         all_platforms: bool = False,
         tag_as: str | None = None,
+        tees: LayerTees | None = None,
     ) -> Descriptor:
         """Pull `ref` into `store` and name it `tag_as` (default: `ref` itself, normalised).
 
@@ -517,9 +532,16 @@ class RegistryClient:
         the manifest for `platform` (default: this host) when `ref` is an index. Holds the
         store's GC lock shared from the first blob written until the name is set, so a
         concurrent prune cannot free what no name reaches yet.
+
+        `tees` (tee.py): each layer blob downloaded is also handed, as it arrives, to the tee
+        `tees.open` gives for it (the config is then fetched before the layers, for the
+        diff_ids); a tee's result is published only after its blob's digest matched, and a
+        tee's failure fails the pull. Layers the store already held get no tee.
         """
         with store.gc_lock(exclusive=False):
-            return self._pull(store, ref, platform=platform, all_platforms=all_platforms, tag_as=tag_as)
+            return self._pull(
+                store, ref, platform=platform, all_platforms=all_platforms, tag_as=tag_as, tees=tees
+            )
 
     def _pull(
         self,
@@ -529,6 +551,7 @@ class RegistryClient:
         platform: Platform | None,
         all_platforms: bool,
         tag_as: str | None,
+        tees: LayerTees | None,
     ) -> Descriptor:
         budget = self._budget()
         target = self._target(ref)
@@ -546,14 +569,14 @@ class RegistryClient:
             if all_platforms:
                 for child in index.manifests:
                     if child.media_type in MANIFESTS:
-                        pulled += self._pull_manifest(store, target, child, budget)
+                        pulled += self._pull_manifest(store, target, child, budget, tees=tees)
                 store.blobs.put(got.data, expected=digest)
             else:
                 chosen = index.select(platform or Platform.host())
-                pulled += self._pull_manifest(store, target, chosen, budget)
+                pulled += self._pull_manifest(store, target, chosen, budget, tees=tees)
                 top = Descriptor(chosen.media_type, chosen.digest, chosen.size, platform=chosen.platform)
         else:
-            pulled += self._pull_manifest(store, target, top, budget, data=got.data)
+            pulled += self._pull_manifest(store, target, top, budget, data=got.data, tees=tees)
         self._emit(ManifestDone(str(target.ref), str(top.digest), top.media_type))
         store.refs.set(local_name, top)
         self._remember(store, target.ref.registry, target.repository, pulled)
@@ -567,6 +590,7 @@ class RegistryClient:
         budget: RetryBudget,
         *,
         data: bytes | None = None,
+        tees: LayerTees | None = None,
     ) -> list[str]:
         """Pull one image manifest and its blobs (manifest bytes stored last); returns blob digests."""
         if data is None:
@@ -579,17 +603,30 @@ class RegistryClient:
                 raise DigestMismatch(f"{what} hashes to {Digest.from_bytes(data)}", hint="nothing was stored")
         manifest = Manifest.from_bytes(data)
         unique = {b.digest: b for b in (manifest.config, *manifest.layers)}
-        # Writers are opened here, on the caller's thread, so that every one of them is aborted
-        # in the `finally` below whatever the worker threads did.
-        sinks = {d: _WriterSink(store, b) for d, b in unique.items() if not store.blobs.has(d)}
+        diff_ids: dict[Digest, Digest] = {}
+        if tees is not None:
+            # The config first (one small request), so that each layer's tee knows its diff_id.
+            config = manifest.config
+            missing = not store.blobs.has(config.digest)
+            self._pull_blob(store, target, config, _WriterSink(store, config) if missing else None, budget)
+            del unique[config.digest]
+            diff_ids = _diff_ids(manifest, store.read_config(config))
+        # Writers and tees are opened here, on the caller's thread, so that every one of them is
+        # aborted in the `finally` below whatever the worker threads did.
+        sinks: dict[Digest, _WriterSink] = {}
         try:
+            for d, b in unique.items():
+                if not store.blobs.has(d):
+                    sink = sinks[d] = _WriterSink(store, b)
+                    if tees is not None and d in diff_ids:
+                        sink.tee = tees.open(b, diff_ids[d])
             self._parallel(
                 lambda blob: self._pull_blob(store, target, blob, sinks.get(blob.digest), budget),
                 list(unique.values()),
             )
         finally:
             for sink in sinks.values():
-                sink.writer.abort()
+                sink.abort()
         store.blobs.put(data, expected=desc.digest)
         return [str(b.digest) for b in (manifest.config, *manifest.layers)]
 
@@ -625,15 +662,37 @@ class RegistryClient:
                     code=err.code,
                 ) from None
             try:
+                # First, while the tee may still be at work: a digest mismatch is the cause to
+                # name whatever the tee made of those bytes, and the fsync overlaps the tee.
                 sink.writer.commit()
             except StoreError as err:
                 raise type(err)(
                     f"blob {digest} from {target.ref.registry}/{target.repository} is corrupt: {err}",
                     hint="the registry holds damaged data; nothing was stored",
                 ) from None
+            if sink.tee is not None:
+                sink.tee.finish()
+                sink.tee.publish()  # only now: its bytes are the digest's
         finally:
-            sink.writer.abort()
+            sink.abort()
         self._emit(BlobDone(digest, desc.size, done))
+
+
+def _diff_ids(manifest: Manifest, config: ImageConfig) -> dict[Digest, Digest]:
+    """Layer digest -> diff_id, from the config's `rootfs.diff_ids` (OCI image-spec config.md:
+    one per layer, in order). A layer listed twice with two diff_ids gets none (no tee)."""
+    if len(config.diff_ids) != len(manifest.layers):
+        raise InvalidManifest(
+            f"the image config {manifest.config.digest} lists {len(config.diff_ids)} diff_ids for "
+            f"{len(manifest.layers)} layers",
+            hint="the image on the registry is corrupt; nothing was stored under its name",
+        )
+    out: dict[Digest, Digest] = {}
+    clashes: set[Digest] = set()
+    for layer, diff_id in zip(manifest.layers, config.diff_ids, strict=True):
+        if out.setdefault(layer.digest, diff_id) != diff_id:
+            clashes.add(layer.digest)
+    return {d: i for d, i in out.items() if d not in clashes}
 
 
 def _media_type(data: bytes, header: str, what: str) -> str:
