@@ -106,6 +106,9 @@ def build_image(
     pulls = Pulls(pull, on_event, daemon)
     # One platform: pull just its manifest; several: the whole index, once.
     pull_platform = platforms[0] if len(platforms) == 1 else None
+    # A RUN step needs every layer of the base unpacked (its lowerdirs): unpack them while the
+    # base downloads, not after.
+    unpack_base = any(isinstance(ins, kg.Run) for ins in kubefile.instructions)
     with store.gc_lock(exclusive=False):
         manifests = []
         for platform in platforms:
@@ -114,7 +117,9 @@ def build_image(
                 options,
                 platform,
                 store,
-                (lambda image, p: pulls.pull(store, image, p)) if pull is not None else None,
+                (lambda image, p: pulls.pull(store, image, p, unpack=unpack_base))
+                if pull is not None
+                else None,
                 pull_platform,
             )
             if plan.unused_build_args:

@@ -19,9 +19,13 @@ from builder.store.layout import Store
 
 class Puller(Protocol):
     """Pull `image` from its registry into `store` and name it `tag_as` (None: the image's own
-    name); `platform` None pulls every platform of an index. Raises RegistryError subclasses."""
+    name); `platform` None pulls every platform of an index. With `unpack`, also unpack its
+    layers into the store's diff dirs (`builder.diffdirs`) as they download, since the build
+    will need them (a RUN's lowerdirs). Raises RegistryError subclasses."""
 
-    def __call__(self, store: Store, image: str, platform: Platform | None, tag_as: str | None) -> None: ...
+    def __call__(
+        self, store: Store, image: str, platform: Platform | None, tag_as: str | None, *, unpack: bool = False
+    ) -> None: ...
 
 
 # skopeo's transport name for images of the local Docker engine (containers-transports(5)).
@@ -64,7 +68,15 @@ class Pulls:
         self.daemon = daemon
         self._pulled: set[tuple[str, str]] = set()
 
-    def pull(self, store: Store, image: str, platform: Platform | None, *, tag_as: str | None = None) -> None:
+    def pull(
+        self,
+        store: Store,
+        image: str,
+        platform: Platform | None,
+        *,
+        tag_as: str | None = None,
+        unpack: bool = False,
+    ) -> None:
         key = (image, str(platform))
         if key in self._pulled:
             return
@@ -74,7 +86,7 @@ class Pulls:
                 hint="pass pull= to build_image, or build without pulls (pull='never', bundle_images=False)",
             )
         self.on_event(BuildWarning(f"pulling {image}" + (f" for {platform}" if platform else "")))
-        self.puller(store, image, platform, tag_as)
+        self.puller(store, image, platform, tag_as, unpack=unpack)
         self._pulled.add(key)
 
     def docker_daemon(self, image: str) -> DockerDaemon:

@@ -41,13 +41,18 @@ def registry_puller(
     imported (requests, oras) only when the build first pulls; its events go to `on_event`."""
     client: RegistryClient | None = None
 
-    def pull(store: Store, image: str, platform: Platform | None, tag_as: str | None) -> None:
+    def pull(
+        store: Store, image: str, platform: Platform | None, tag_as: str | None, *, unpack: bool = False
+    ) -> None:
         nonlocal client
         if client is None:
             from builder.registry.client import RegistryClient, RegistryOptions
 
             client = RegistryClient(options or RegistryOptions(), on_event)
-        client.pull(store, image, platform=platform, all_platforms=platform is None, tag_as=tag_as)
+        from builder.diffdirs import DiffDirUnpacker
+
+        tees = DiffDirUnpacker(store) if unpack else None
+        client.pull(store, image, platform=platform, all_platforms=platform is None, tag_as=tag_as, tees=tees)
 
     return pull
 

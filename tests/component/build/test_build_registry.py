@@ -16,6 +16,7 @@ import zstandard
 from builder.build.executor import build_image
 from builder.build.plan import BuildOptions
 from builder.cli.build import registry_puller
+from builder.diffdirs import diff_dirs
 from builder.errors import ImageNotFound, RegistryUnavailable
 from builder.image import mediatypes
 from builder.image.descriptor import Platform
@@ -58,6 +59,49 @@ def test_from_an_image_in_a_registry(
     build(store, child, "child:v2")
     with pytest.raises(RegistryUnavailable, match=registry.host):
         build(store, child, "child:v3", pull="always")
+
+
+def test_run_over_a_registry_base_has_its_layers_unpacked_by_the_pull(
+    tmp_path: Path, make_context: Callable[..., Path], registry: RegistryServer
+) -> None:
+    """A RUN needs the base's diff dirs as lowerdirs: the pull unpacks them as they download
+    (`unpack=True`), so they exist when the pull returns; a build without RUN leaves them packed."""
+    publisher = Store.open(tmp_path / "publisher")
+    build(
+        publisher,
+        make_context({"etc/base.conf": "base\n"}, kubefile="FROM scratch\nCOPY etc etc/\n"),
+        "base:v1",
+    )
+    remote = f"{registry.host}/team/base:v1"
+    RegistryClient().push(publisher, "base:v1", remote)
+    base_layer = publisher.read_manifest(publisher.resolve("base:v1")).layers[0]
+    inner = registry_puller(None)
+    seen: list[tuple[str, bool, list[str]]] = []
+
+    def pull(
+        store: Store, image: str, platform: Platform | None, tag_as: str | None, *, unpack: bool = False
+    ) -> None:
+        inner(store, image, platform, tag_as, unpack=unpack)
+        seen.append((image, unpack, diff_dirs(store).ids()))
+
+    def build_with(store: Store, kubefile: str, tag: str) -> None:
+        ctx = make_context({"x": "x\n"}, kubefile=kubefile)
+        build_image(store, BuildOptions(context=ctx, tags=(tag,), platforms=AMD64), pull=pull)
+        validate_image(store, tag)
+
+    runs = Store.open(tmp_path / "runs")
+    build_with(runs, f"FROM {remote}\nRUN cat etc/base.conf > seen.txt\n", "child:v1")
+    assert seen == [(remote, True, [base_layer.digest.hex])]
+    top = runs.read_manifest(runs.resolve("child:v1")).layers[-1]
+    with tarfile.open(fileobj=io.BytesIO(zstandard.ZstdDecompressor().decompressobj().decompress(
+        runs.blobs.read_bytes(top.digest)))) as tar:  # fmt: skip
+        member = tar.extractfile("seen.txt")
+        assert member is not None and member.read() == b"base\n"
+
+    seen.clear()
+    copies = Store.open(tmp_path / "copies")
+    build_with(copies, f"FROM {remote}\nCOPY x /\n", "child:v1")
+    assert seen == [(remote, False, [])]
 
 
 def test_sealer_build_shows_the_pull_of_its_base(

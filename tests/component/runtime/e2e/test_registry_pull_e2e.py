@@ -107,7 +107,9 @@ def lab(host_lab: HostLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         (app / "imageList").write_text("docker.io/acme/web:v1\n")
         (app / "Kubefile").write_text("FROM scratch\nCOPY imageList .\nCMDS true\n")
 
-        def pull(into: Store, image: str, platform: Platform | None, tag_as: str | None) -> None:
+        def pull(
+            into: Store, image: str, platform: Platform | None, tag_as: str | None, *, unpack: bool = False
+        ) -> None:
             add_image(into, tag_as or image, [{"index.html": b"bundled by the app image\n"}])
 
         build_image(store, BuildOptions(context=app, tags=(APP,)), pull=pull)
