@@ -1,5 +1,6 @@
 """What `sealer push`/`pull` import before the first byte moves (issue 16: start-up is most of
-push's distance to curl): oras-py's jsonschema is deferred until used, and works when used."""
+push's distance to curl): oras-py's jsonschema and requests' charset_normalizer are deferred
+until used, and work when used."""
 
 from __future__ import annotations
 
@@ -22,6 +23,28 @@ except oras.provider.jsonschema.ValidationError:
 def test_jsonschema_is_deferred_until_used_and_then_validates() -> None:
     out = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, check=True)
     assert out.stdout.split("\n")[:2] == ["_DeferredJsonschema False", "refused"], out.stdout + out.stderr
+
+
+_CHARSET_PROBE = """
+import sys
+import builder.registry.client, requests, requests.help
+stand_in = sys.modules["charset_normalizer"]
+print(type(stand_in).__name__, "charset_normalizer.api" in sys.modules)
+print(requests.help.info()["charset_normalizer"]["version"] == stand_in.__version__)
+response = requests.models.Response()
+response._content, response.encoding = "été, café et crème brûlée pour la naïve".encode(), None
+print(response.apparent_encoding, response.text)
+"""
+
+
+def test_charset_normalizer_is_deferred_until_a_response_text_needs_it() -> None:
+    out = subprocess.run([sys.executable, "-c", _CHARSET_PROBE], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == [
+        "_DeferredCharsetNormalizer False",
+        "True",
+        "utf-8 été, café et crème brûlée pour la naïve",
+    ], out.stdout + out.stderr
+    assert "Warning" not in out.stderr, out.stderr  # requests' dependency check saw the version
 
 
 def test_push_and_pull_commands_load_no_build_or_runtime_modules() -> None:
