@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -76,6 +77,7 @@ def child(spec: dict[str, Any]) -> None:
     )
     addresses: list[str] = spec["hosts"]
     phases: dict[str, float] = {}
+    cpu: dict[str, float] = {"start": _group_cpu_s()}
 
     async def go() -> dict[str, Any]:
         async with SSHDriver(creds) as driver:
@@ -89,6 +91,7 @@ def child(spec: dict[str, Any]) -> None:
             started = time.monotonic()
             seeded = await fanout.deliver_hosts(driver, store, image, CLUSTER, {addresses[0]: {}}, plan)
             phases["deliver"] = time.monotonic() - started
+            cpu["deliver"] = _group_cpu_s()
             state = PlanState(
                 ImageInfo(IMAGE, None, plat), get_plugin("k3s"), cluster.ips, registry=material, fanout=plan
             )
@@ -98,10 +101,12 @@ def child(spec: dict[str, Any]) -> None:
                 env = {k: v for k, v in step.env.items() if k not in secrets}
                 await driver.run(step.host, prefix + step.command, env=env, stdin=lines, timeout_s=120)
             phases["registry-seed"] = time.monotonic() - started - phases["deliver"]
+            cpu["registry-seed"] = _group_cpu_s()
             fetched = await fanout.deliver_hosts(
                 driver, store, image, CLUSTER, {a: {} for a in addresses[1:]}, plan
             )
             phases["deliver-fetch"] = time.monotonic() - started - phases["deliver"] - phases["registry-seed"]
+            cpu["deliver-fetch"] = _group_cpu_s()
             both = {**seeded, **fetched}
             return {
                 "sent": {h: r.result.bytes_sent for h, r in both.items()},
@@ -109,7 +114,51 @@ def child(spec: dict[str, Any]) -> None:
             }
 
     out = asyncio.run(go())
-    print(json.dumps({**out, "phases": {k: round(v, 3) for k, v in phases.items()}}))
+    marks = list(cpu.values())
+    phases_cpu = {k: round(b - a, 2) for k, a, b in zip(list(cpu)[1:], marks, marks[1:], strict=False)}
+    print(
+        json.dumps({**out, "phases": {k: round(v, 3) for k, v in phases.items()}, "phases_cpu": phases_cpu})
+    )
+
+
+# --- CPU of every process of the run: this machine's 2 cores run the hosts too --------------------
+
+_CPUACCT = Path("/sys/fs/cgroup/cpuacct")
+
+
+def _own_group() -> Path | None:
+    """The cgroup (v1 cpuacct) this process is in, when it is one `_cpu_group` made."""
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "cpuacct" in controllers.split(",") and path.startswith("/sealer-bench-"):
+            return _CPUACCT / path.lstrip("/")
+    return None
+
+
+def _group_cpu_s() -> float:
+    """CPU seconds used so far by every process in this run's cgroup (the hosts' sshd, curl,
+    tar, zstd, registry, and this child); 0 without one."""
+    group = _own_group()
+    return int((group / "cpuacct.usage").read_text()) / 1e9 if group is not None else 0.0
+
+
+class _CpuGroup:
+    """A cpuacct cgroup the benchmark joins before it starts the hosts, so that every process
+    they start is counted per phase (`phases_cpu`); nothing where cgroup v1's cpuacct is absent."""
+
+    def __init__(self) -> None:
+        self.path = _CPUACCT / f"sealer-bench-{os.getpid()}"
+
+    def join(self) -> None:
+        if _CPUACCT.is_dir():
+            self.path.mkdir(exist_ok=True)
+            (self.path / "cgroup.procs").write_text(str(os.getpid()))
+
+    def leave(self) -> None:
+        if self.path.is_dir():
+            (_CPUACCT / "cgroup.procs").write_text(str(os.getpid()))
+            with contextlib.suppress(OSError):  # a process of the run still in it (a leftover daemon)
+                self.path.rmdir()
 
 
 # --- the parent ------------------------------------------------------------------------------------
@@ -228,6 +277,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     shutil.rmtree(state_dir, ignore_errors=True)
     base_dir.mkdir(parents=True)
     state_dir.mkdir(parents=True)
+    cpu_group = _CpuGroup()
+    cpu_group.join()
     lab = HostLab.open(base_dir)
     runs: list[dict[str, Any]] = []
     try:
@@ -270,6 +321,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         "controller_bytes": sum(out["sent"].values()),
                         "fetched_bytes": sum(out["fetched"].values()),
                         "phases": out.get("phases", {}),
+                        "phases_cpu": out.get("phases_cpu", {}),
                     }
                     runs.append(row)
                     print(json.dumps(row), flush=True)
@@ -277,6 +329,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     finally:
         _tc(lab.bridge, None)
         lab.close()
+        cpu_group.leave()
         shutil.rmtree(base_dir, ignore_errors=True)
     return _report(runs, counts, blob_bytes, len(image.layers), args)
 

@@ -2,7 +2,8 @@
 runs on hosts (fanout.py), every command text in one place, so
 that `deliver_hosts` and the dry-run read the same: the seeds' publish of their kept blobs into
 the registry storage, a standing registry host's answer to which layers it serves, and a
-fetcher's download of one blob, checked against its digest before anything unpacks it.
+fetcher's download of the blobs it gets from one source, each checked against its digest
+before anything unpacks it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from dataclasses import dataclass
 
 from builder.runtime import _delivery_shell as sh
 
-FETCH_FAILED = 98  # exit status of a fetch that got no whole blob from its source
 NO_FETCH_TOOL = 99  # exit status of a fetch on a host with neither curl nor wget
 _STALL_S = 15  # a source sending under 1 KiB/s for this long is given up for the next one
 
@@ -77,43 +77,66 @@ def publish_command(p: sh.Paths, plan: FanoutPlan, hexes: Sequence[str]) -> str:
     )
 
 
-def fetch_command(p: sh.Paths, plan: FanoutPlan, seed: str, hex_: str, size: int) -> str:
-    """On a fetcher: blob `hex_` from `seed` into blobs/.partial-<hex> (continued with a range
-    when a partial is there), renamed to its digest path only when its sha256 matches (else
-    deleted, exit 97). A source that fails exits 98 and keeps the partial; a host with neither
-    curl nor wget exits 99 before anything. With auth the
+def fetch_command(p: sh.Paths, plan: FanoutPlan, seed: str, blobs: Sequence[tuple[str, int]]) -> str:
+    """On a fetcher: the blobs `blobs` (hex, size) from `seed` into blobs/.partial-<hex>, one
+    curl for them all (one process, one TLS connection; wget, one a blob, where curl is
+    missing), then one sha256 pass over the whole ones; each matching its digest is renamed to
+    its digest path, every other is deleted. One line a blob on stdout (`parse_fetch_report`):
+    `ok HEX`, `failed HEX` (the source sent no whole blob), `refused HEX SHA256` (it sent
+    another blob). A source's trouble is reported, not an exit status: the command fails only
+    on the host's own (exit 99 first thing when it has neither curl nor wget). With auth the
     `Authorization` header is the command's stdin, never an argument."""
-    url = shlex.quote(plan.url(seed, hex_))
-    partial, blob = shlex.quote(p.partial(hex_)), shlex.quote(p.blob(hex_))
+    urls = [(hex_, size, shlex.quote(plan.url(seed, hex_))) for hex_, size in blobs]
+    blob_dir = shlex.quote(p.blobs)
     ca = shlex.quote(f"{p.data}/.fetch-ca.crt")
-    curl = f"curl -fsS -C - --connect-timeout 5 --speed-limit 1024 --speed-time {_STALL_S}"
-    wget = f"wget -q -c --tries=1 --timeout={_STALL_S}"
+    curl = f"curl -fsS --connect-timeout 5 --speed-limit 1024 --speed-time {_STALL_S}"
+    wget = f"wget -q --tries=1 --timeout={_STALL_S}"
     if plan.ca_pem is not None:
         curl += f" --cacert {ca}"
         wget += f" --ca-certificate={ca}"
     if plan.basic_auth is not None:
         curl += " -H @-"
-        wget = f'T=$(mktemp); {{ printf "header = "; cat; }} > "$T"; {wget} --config="$T"'
-        wget_end = '; s=$?; rm -f "$T"; [ $s -eq 0 ]'
+        wget += ' --config="$T"'
+        # the header, read once from stdin, in a wget config file only root can read
+        wget_auth = 'T=$(mktemp); { printf "header = "; cat; } > "$T"; '
+        wget_done = 'rm -f "$T"; '
     else:
-        wget_end = ""
+        wget_auth = wget_done = ""
     # a temp name, then rename: another fetch of the same host may be reading the file
     write_ca = (
         f'printf %s "$SEALER_FETCH_CA" > {ca}.$$; mv -f {ca}.$$ {ca}; ' if plan.ca_pem is not None else ""
     )
+    outputs = " ".join(f"-o .partial-{hex_} {url}" for hex_, _, url in urls)
+    wgets = "".join(f"{wget} -O .partial-{hex_} {url} || :; " for hex_, _, url in urls)
+    checks = "".join(
+        f'n=$(wc -c < .partial-{hex_} 2>/dev/null || echo 0); if [ "$n" -eq {size} ]; then '
+        f'whole="$whole .partial-{hex_}"; else rm -f .partial-{hex_}; echo failed {hex_}; fi; '
+        for hex_, size, _ in urls
+    )
     return (
-        f"set -e; umask 022; mkdir -p {shlex.quote(p.blobs)} {shlex.quote(p.data)}; "
-        f"if [ -f {blob} ]; then exit 0; fi; "
+        f"set -e; umask 022; mkdir -p {blob_dir} {shlex.quote(p.data)}; cd {blob_dir}; "
         "if ! command -v curl >/dev/null 2>&1 && ! command -v wget >/dev/null 2>&1; then "
         f"echo 'neither curl nor wget on this host' >&2; exit {NO_FETCH_TOOL}; fi; {write_ca}"
-        f"n=$(wc -c 2>/dev/null < {partial} || echo 0); if [ $n -gt {size} ]; then rm -f {partial}; n=0; fi; "
-        f"if [ $n -lt {size} ]; then "
-        f"if command -v curl >/dev/null 2>&1; then {curl} -o {partial} {url} || exit {FETCH_FAILED}; "
-        f"else {{ {wget} -O {partial} {url}{wget_end}; }} || exit {FETCH_FAILED}; fi; fi; "
-        f'F={partial}; {{ {sh._SHA256}; }} < {partial} > "$F.sum"; '
-        + sh._verify(hex_, f"blob from {seed}:", partial)
-        + f"; mv -f -- {partial} {blob}"
+        f"rm -f {' '.join(f'.partial-{h}' for h, _, _ in urls)}; "
+        f"if command -v curl >/dev/null 2>&1; then {curl} {outputs} || :; "
+        f"else {wget_auth}{wgets}{wget_done}fi; whole=; {checks}"
+        # openssl's sha256 uses the CPU's SHA extensions; both print "HEX *FILE" or "HEX  FILE"
+        'if [ -n "$whole" ]; then if command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 -r $whole; '
+        "else sha256sum $whole; fi | while read -r h f; do f=${f#\\*}; want=${f#.partial-}; "
+        'if [ "$h" = "$want" ]; then mv -f -- "$f" "$want"; echo ok "$want"; '
+        'else rm -f -- "$f"; echo refused "$want" "$h"; fi; done; fi'
     )
+
+
+def parse_fetch_report(stdout: str) -> dict[str, tuple[str, str]]:
+    """`fetch_command`'s report: hex -> (ok | failed | refused, what arrived for refused)."""
+    out: dict[str, tuple[str, str]] = {}
+    for line in stdout.splitlines():
+        word, _, rest = line.partition(" ")
+        hex_, _, arrived = rest.partition(" ")
+        if word in ("ok", "failed", "refused") and hex_:
+            out[hex_] = (word, arrived)
+    return out
 
 
 def published_command(plan: FanoutPlan, hexes: Sequence[str]) -> str:

@@ -385,12 +385,12 @@ class _Op:
     """One command of a host's delivery after the probe. `item`: the layer it sends, as
     stored (`plain=False`) or decompressed on the controller for a host without the tool
     (`plain=True`); None for a command that sends nothing. `present`: it unpacks a blob already
-    on the host."""
+    on the host (how many layers: consecutive commands that send nothing run as one)."""
 
     command: str
     item: _Item | None = None
     plain: bool = False
-    present: bool = False
+    present: int = 0
 
 
 # A host that has nothing yet and both decompressors: what a dry-run assumes of every host.
@@ -420,14 +420,36 @@ def _plan_host(
     for item in items[done or 0 :]:
         ops += [_Op(c) for c in sh.removals(p.staging(rid), item.whiteouts, item.opaques)]
         if item.digest.hex in probe.blobs:
-            ops.append(_Op(sh.extract_blob(p, rid, item.digest.hex, item.compression), present=True))
+            ops.append(_Op(sh.extract_blob(p, rid, item.digest.hex, item.compression), present=1))
         elif not item.compression or item.compression in probe.tools:
             cmd = sh.upload_extract(p, rid, item.digest.hex, item.compression, keep_blobs=keep_blobs)
             ops.append(_Op(cmd, item))
         else:
             ops.append(_Op(sh.stream_extract(p, rid, item.diff_id.hex, str(item.digest)), item, plain=True))
     ops.append(_Op(sh.switch(p, rid, wanted, built=True)))
-    return ops, done or 0
+    return _joined(ops), done or 0
+
+
+def _joined(ops: list[_Op]) -> list[_Op]:
+    """Consecutive commands that send nothing (the prepare, a layer's removals, unpacking blobs
+    already on the host) as one command, up to MAX_COMMAND_CHARS: each is a round trip and a
+    shell on the host, and a host that has every blob (kept, or fetched by fan-out) would
+    otherwise run two per layer. Each starts with `set -e` or is a single command, so the
+    first failure still stops the rest; the switch stays on its own, after any upload."""
+    out: list[_Op] = []
+    for op in ops:
+        last = out[-1] if out else None
+        if (
+            last is not None
+            and last.item is None
+            and op.item is None
+            and op is not ops[-1]
+            and len(last.command) + len(op.command) < sh.MAX_COMMAND_CHARS
+        ):
+            out[-1] = _Op(f"{last.command}; {op.command}", present=last.present + op.present)
+        else:
+            out.append(op)
+    return out
 
 
 async def _deliver_host(

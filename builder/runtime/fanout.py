@@ -29,6 +29,7 @@ from builder.runtime._fanout_shell import (
     NO_FETCH_TOOL,
     FanoutPlan,
     fetch_command,
+    parse_fetch_report,
     publish_command,
     published_command,
 )
@@ -43,9 +44,6 @@ from builder.store.layout import Store
 # link saves (docs/BENCHMARKS.md, Fan-out).
 AUTO_MIN_HOSTS = 4
 _FETCH_TIMEOUT_S = 3600
-# Blobs a fetcher downloads at once: each fetch is a command, a TLS handshake and a hash, whose
-# round trips overlap; the seeds' links, not the streams, bound the bytes.
-_STREAMS_PER_HOST = 3
 
 
 def repository(cluster: str) -> str:
@@ -178,35 +176,63 @@ async def _fetch_missing(
     env_ca = {"SEALER_FETCH_CA": plan.ca_pem} if plan.ca_pem is not None else None
     fetched = 0
     used: list[str] = []
-    streams = asyncio.Semaphore(_STREAMS_PER_HOST)
+    tried: dict[str, set[str]] = {str(i.digest): set() for i in todo}
+    left = {str(i.digest): i for i in todo}
     unable: list[str] = []  # the host has neither curl nor wget
 
-    async def one(item: delivery._Item) -> None:
+    async def from_server(server: str, items: list[delivery._Item]) -> bool:
+        """False when the host has neither curl nor wget (said once)."""
         nonlocal fetched
-        async with streams:
-            for seed in plan.sources(host, layer_index.get(str(item.digest), 0)):
-                if unable:
-                    return
-                if item.digest.hex not in serves.get(seed, frozenset()):
-                    continue
-                command = fetch_command(p, plan, seed, item.digest.hex, item.size)
-                try:
-                    await driver.run(host, command, env=env_ca, stdin=stdin, timeout_s=_FETCH_TIMEOUT_S)
-                except CommandFailed as err:
-                    last = (err.stderr_tail.strip().splitlines() or [f"exit {err.status}"])[-1]
-                    if err.status == NO_FETCH_TOOL:  # every layer from this machine: say it once
-                        if not unable:
-                            emit(FetchFailed(host, str(item.digest), seed, False, last))
-                        unable.append(host)
-                        return
-                    emit(FetchFailed(host, str(item.digest), seed, err.status == sh.VERIFY_FAILED, last))
-                    continue
+        command = fetch_command(p, plan, server, [(i.digest.hex, i.size) for i in items])
+        try:
+            out = await driver.run(host, command, env=env_ca, stdin=stdin, timeout_s=_FETCH_TIMEOUT_S)
+        except CommandFailed as err:
+            last = (err.stderr_tail.strip().splitlines() or [f"exit {err.status}"])[-1]
+            if err.status == NO_FETCH_TOOL:  # every layer from this machine: said once
+                if not unable:
+                    emit(FetchFailed(host, str(items[0].digest), server, False, last))
+                unable.append(server)
+                return False
+            for item in items:
+                emit(FetchFailed(host, str(item.digest), server, False, last))
+            return True
+        report = parse_fetch_report(out.stdout)
+        for item in items:
+            word, arrived = report.get(item.digest.hex, ("failed", ""))
+            if word == "ok":
                 fetched += item.size
-                used.append(seed)
-                emit(BlobFetched(host, str(item.digest), seed, item.size))
-                return
+                used.append(server)
+                left.pop(str(item.digest), None)
+                emit(BlobFetched(host, str(item.digest), server, item.size))
+            else:
+                why = f"arrived as sha256:{arrived}" if word == "refused" else "no whole blob from it"
+                emit(FetchFailed(host, str(item.digest), server, word == "refused", why))
+        return True
 
-    await asyncio.gather(*(one(item) for item in todo))
+    # Rounds: each layer left goes to the next server that serves it and was not tried for
+    # it; one command per server a round (its layers in one curl). A round tries every layer
+    # left once, so there are at most as many rounds as servers.
+    for _ in range(len(plan.servers)):
+        batches: dict[str, list[delivery._Item]] = {}
+        for digest, item in left.items():
+            order = plan.sources(host, layer_index.get(digest, 0))
+            server = next(
+                (
+                    s
+                    for s in order
+                    if s not in tried[digest] and item.digest.hex in serves.get(s, frozenset())
+                ),
+                None,
+            )
+            if server is not None:
+                tried[digest].add(server)
+                batches.setdefault(server, []).append(item)
+        if not batches:
+            break
+
+        able = await asyncio.gather(*(from_server(s, items) for s, items in batches.items()))
+        if not all(able):  # every layer from this machine
+            break
     return fetched, tuple(dict.fromkeys(used))
 
 
@@ -345,11 +371,13 @@ def dry_run_lines(
     wanted = [str(i.digest) for i in items]
     rid = delivery._rootfs_id(wanted)
     out = [sh.probe(p, rid)]
+    firsts: dict[str, list[tuple[str, int]]] = {}  # one command a source, its layers in one curl
     for n, item in enumerate(items[: len(image.layers)]):
         order = plan.sources(host, n)
         others = "".join(f", else {seed}" for seed in order[1:])
         out.append(f"fetch {item.digest} ({item.size}) from {order[0]}{others}, else this machine")
-        out.append(fetch_command(p, plan, order[0], item.digest.hex, item.size))
+        firsts.setdefault(order[0], []).append((item.digest.hex, item.size))
+    out += [fetch_command(p, plan, server, blobs) for server, blobs in firsts.items()]
     fetched = replace(delivery._BARE_HOST, blobs=frozenset(hexes))
     ops, _ = delivery._plan_host(p, rid, items, wanted, fetched, True)
     for op in ops:

@@ -1,12 +1,18 @@
 """Fan-out delivery's choice and plan, pure (fanout.choose, the phases it adds, the check of the
 fetchers' tools), and its host shell run for real here with sh on temp directories: the
-publish into a registry storage layout and the fetch's digest check (a local file:// source)."""
+publish into a registry storage layout and one fetch of several blobs, each kept only when its
+digest matches (real curl and wget against an HTTP server on 127.0.0.1)."""
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import hashlib
+import http.server
 import shutil
 import subprocess
+import threading
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,7 +23,7 @@ from builder.image.descriptor import Descriptor, Platform
 from builder.image.digest import Digest
 from builder.runtime import _delivery_shell as sh
 from builder.runtime import fanout
-from builder.runtime._fanout_shell import NO_FETCH_TOOL
+from builder.runtime._fanout_shell import NO_FETCH_TOOL, parse_fetch_report
 from builder.runtime.cluster import Cluster, HostSpec, RegistrySpec, Role
 from builder.runtime.clusterfile import dump_clusterfile, parse_clusterfile
 from builder.runtime.delivery import DeliveryImage, LayerPlan
@@ -150,32 +156,69 @@ def test_publish_hardlinks_kept_blobs_into_the_registry_layout(tmp_path: Path) -
     assert not (v2 / f"blobs/sha256/00/{'0' * 64}").exists()  # a blob the seed lacks: skipped
 
 
-def fake_curl(bin_dir: Path, source: Path) -> None:
-    """A `curl` that writes `source` to the -o file (the fetch's only use of it here)."""
+@contextlib.contextmanager
+def serving(blobs: dict[str, bytes], auth: str | None = None) -> Iterator[int]:
+    """A plain HTTP server on 127.0.0.1 answering GET /v2/sealer-rootfs/c1/blobs/sha256:HEX with
+    `blobs[HEX]` (404 otherwise; 401 without the `Authorization` header `auth`), as a seed's
+    registry does; yields its port."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = blobs.get(self.path.rpartition("sha256:")[2])
+            allowed = auth is None or self.headers.get("Authorization") == auth
+            self.send_response(401 if not allowed else 200 if body is not None else 404)
+            self.send_header("Content-Length", str(len(body or b"") if allowed else 0))
+            self.end_headers()
+            self.wfile.write((body or b"") if allowed else b"")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def only_tools(bin_dir: Path, *tools: str) -> dict[str, str]:
+    """An env whose PATH has the fetch's own needs and `tools` alone (the host's downloader)."""
     bin_dir.mkdir()
-    script = bin_dir / "curl"
-    script.write_text(
-        f'#!/bin/sh\nwhile [ $# -gt 0 ]; do [ "$1" = -o ] && o=$2; shift; done\ncat {source} > "$o"\n'
-    )
-    script.chmod(0o755)
+    for tool in ("mkdir", "wc", "mv", "rm", "cat", "mktemp", "sha256sum", *tools):
+        (bin_dir / tool).symlink_to(shutil.which(tool) or f"/bin/{tool}")
+    return {"PATH": str(bin_dir)}
 
 
-def test_a_fetched_blob_is_kept_only_when_its_digest_matches(tmp_path: Path) -> None:
+@pytest.mark.parametrize("tool", ["curl", "wget"])
+def test_one_fetch_keeps_each_blob_only_when_its_digest_matches_and_reports_each(
+    tmp_path: Path, tool: str
+) -> None:
     p = sh.Paths(str(tmp_path / "root"), "c1")
-    blob = b"the real layer"
-    hex_ = hashlib.sha256(blob).hexdigest()
-    source = tmp_path / "served"
-    fake_curl(tmp_path / "bin", source)
-    plan = fanout.FanoutPlan(("10.0.0.1",), ("h",), 5000, "sealer-rootfs/c1", "/x", None)
-    env = {"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin"}
-    source.write_bytes(b"the fake layer")  # tampered on the seed: same size, other bytes
-    bad = run(fanout.fetch_command(p, plan, "10.0.0.1", hex_, len(blob)), env=env)
-    assert bad.returncode == sh.VERIFY_FAILED and b"arrived as sha256:" in bad.stderr
-    assert list(Path(p.blobs).iterdir()) == []  # nothing kept, not even the partial
-    source.write_bytes(blob)
-    good = run(fanout.fetch_command(p, plan, "10.0.0.1", hex_, len(blob)), env=env)
-    assert good.returncode == 0, good.stderr
-    assert Path(p.blob(hex_)).read_bytes() == blob and not Path(p.partial(hex_)).exists()
+    good, tampered, missing = b"the real layer", b"the real layer", b"not on the seed"
+    hexes = [hashlib.sha256(b).hexdigest() for b in (good, b"another layer", missing)]
+    served = {hexes[0]: good, hexes[1]: tampered}  # the second: other bytes under its digest
+    auth = "Basic " + base64.b64encode(b"admin:pw").decode()
+    with serving(served, auth) as port:
+        plan = fanout.FanoutPlan(("127.0.0.1",), ("h",), port, "sealer-rootfs/c1", "/x", None, "YWRtaW46cHc=")
+        command = fanout.fetch_command(
+            p, plan, "127.0.0.1", [(h, 14 if h != hexes[2] else 15) for h in hexes]
+        )
+        out = run(
+            command, stdin=b"Authorization: " + auth.encode() + b"\n", env=only_tools(tmp_path / "bin", tool)
+        )
+    assert out.returncode == 0, out.stderr
+    report = parse_fetch_report(out.stdout.decode())
+    assert report == {
+        hexes[0]: ("ok", ""),
+        hexes[1]: ("refused", hashlib.sha256(tampered).hexdigest()),
+        hexes[2]: ("failed", ""),
+    }
+    assert sorted(f.name for f in Path(p.blobs).iterdir()) == [hexes[0]]  # no partial left
+    assert Path(p.blob(hexes[0])).read_bytes() == good
 
 
 def test_the_dry_run_shows_who_fetches_what_from_whom() -> None:
@@ -198,7 +241,7 @@ def test_the_dry_run_shows_who_fetches_what_from_whom() -> None:
     assert f"fetch {digests[0]} (1000) from 10.0.0.2, else 10.0.0.1, else this machine" in fetcher
     assert f"fetch {digests[1]} (1001) from 10.0.0.1, else 10.0.0.2, else this machine" in fetcher
     assert not any(line.startswith("upload") for line in fetcher)  # nothing from this machine
-    assert sum("zstd -dcq /var/lib/sealer/blobs/sha256/" in line for line in fetcher) == 2
+    assert sum(line.count("zstd -dcq /var/lib/sealer/blobs/sha256/") for line in fetcher) == 2
     seed = fanout.dry_run_lines(plan, image, "c1", "10.0.0.1", {})
     assert [line for line in seed if line.startswith("upload")] == [
         f"upload {d} ({s})" for d, s in zip(digests, (1000, 1001), strict=True)
@@ -248,11 +291,9 @@ def test_a_join_fetches_from_the_registry_hosts_already_there() -> None:
 
 def test_a_fetch_on_a_host_without_curl_or_wget_says_so_before_anything(tmp_path: Path) -> None:
     p = sh.Paths(str(tmp_path / "root"), "c1")
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for tool in ("mkdir", "wc", "mv", "rm"):
-        (bin_dir / tool).symlink_to(shutil.which(tool) or f"/bin/{tool}")
     plan = fanout.FanoutPlan(("10.0.0.1",), ("h",), 5000, "sealer-rootfs/c1", "/x", None)
-    result = run(fanout.fetch_command(p, plan, "10.0.0.1", "ab" * 32, 10), env={"PATH": str(bin_dir)})
+    result = run(
+        fanout.fetch_command(p, plan, "10.0.0.1", [("ab" * 32, 10)]), env=only_tools(tmp_path / "bin")
+    )
     assert result.returncode == NO_FETCH_TOOL and b"neither curl nor wget" in result.stderr
     assert list(Path(p.blobs).iterdir()) == []

@@ -77,3 +77,21 @@ def test_plan_commands_keeps_blobs_only_when_asked(tmp_path: Path) -> None:
     image = prepare_image(st, "t/x:1", AMD64)
     assert not any(".partial-" in c for c in plan_commands(image, "demo", "h"))
     assert any(".partial-" in c for c in plan_commands(image, "demo", "h", keep_blobs=True))
+
+
+def test_a_host_with_every_blob_runs_one_command_before_the_switch(tmp_path: Path) -> None:
+    """Fan-out's fetchers and kept-blob re-deliveries: the prepare, the removals and each
+    layer's unpack from the host's blobs are one round trip, in layer order, not two a layer."""
+    st = Store.open(tmp_path / "root")
+    put_image(
+        st, "t/x:1", [[E("a", data=b"1")], [E("b", data=b"2"), E(".wh.a", data=b"")], [E("c", data=b"3")]]
+    )
+    image = prepare_image(st, "t/x:1", AMD64)
+    items = delivery._items(st, image, None)
+    wanted = [str(i.digest) for i in items]
+    has_all = probe(*(f"blob {i.digest.hex}" for i in items))
+    ops, _ = delivery._plan_host(P, "id", items, wanted, has_all, True)
+    assert len(ops) == 2 and ops[0].present == 3 and ops[0].item is None
+    unpacks = [ops[0].command.index(P.blob(i.digest.hex)) for i in items]
+    assert unpacks == sorted(unpacks) and ops[0].command.index(f"rm -rf -- {P.staging('id')}/a") < unpacks[1]
+    assert ops[1].command == sh.switch(P, "id", wanted, built=True)

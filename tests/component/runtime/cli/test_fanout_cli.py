@@ -47,7 +47,7 @@ def test_auto_fans_out_from_four_hosts_and_the_plan_names_the_sources(cli: Seale
     assert "from 10.0.0.1, else 10.0.0.2, else this machine" in fetch
     assert "from 10.0.0.2, else 10.0.0.1, else this machine" in fetch
     assert (
-        "curl -fsS -C - " in fetch
+        "curl -fsS --connect-timeout 5 " in fetch
         and "https://10.0.0.1:5000/v2/sealer-rootfs/my-cluster/blobs/sha256:" in fetch
     )
     one = cli("run", IMAGE, *HOSTS, "--dry-run", "--fanout", "1").stdout

@@ -122,7 +122,9 @@ def test_a_rerun_moves_no_bytes(lab: Lab) -> None:
     assert sum(bytes_by_host(outcome).values()) == 0
 
 
-def _redeliver_fetchers(lab: Lab, on_event: object, mode: str = "fanout") -> dict[str, fanout.FanoutDelivery]:
+def _redeliver_fetchers(
+    lab: Lab, on_event: object, mode: str = "fanout", max_parallel: int = 8
+) -> dict[str, fanout.FanoutDelivery]:
     """The fetchers' rootfs and blobs removed, then fan-out delivery of the fetchers alone
     (the seeds' registry serving), as deliver-fetch runs it."""
     cluster = parse_clusterfile(lab.clusterfile())
@@ -139,7 +141,16 @@ def _redeliver_fetchers(lab: Lab, on_event: object, mode: str = "fanout") -> dic
         driver = make_driver(cluster)
         try:
             env = {a: {"SEALER_X": "1"} for a in addresses}
-            return await fanout.deliver_hosts(driver, lab.store, dimg, NAME, env, plan, on_event=on_event)  # type: ignore[arg-type]
+            return await fanout.deliver_hosts(
+                driver,
+                lab.store,
+                dimg,
+                NAME,
+                env,
+                plan,
+                on_event=on_event,  # type: ignore[arg-type]
+                max_parallel=max_parallel,
+            )
         finally:
             await driver.close()
 
@@ -157,13 +168,14 @@ def test_a_seeds_registry_and_sshd_killed_mid_wave_its_fetchers_fail_over(lab: L
 
     def on_event(event: object) -> None:
         events.append(event)
-        if isinstance(event, fanout.BlobFetched) and not stopped:  # the first blob of the wave
+        # the first blob of the wave: one fetcher at a time, so the others are still to come
+        if isinstance(event, fanout.BlobFetched) and not stopped:
             lab.seeds[0].run(f"systemctl stop {unit_name(NAME)}")
             lab.seeds[0].kill_sshd()
             stopped.append(event.source)
 
     try:
-        results = _redeliver_fetchers(lab, on_event)
+        results = _redeliver_fetchers(lab, on_event, max_parallel=1)
     finally:
         lab.seeds[0].start_sshd()
         lab.seeds[0].run(f"systemctl start {unit_name(NAME)}")
