@@ -9,7 +9,7 @@ the bridge (`--rate`, default 100mbit); frames the bridge forwards from host to 
 through the hosts' veths and are not limited, as in a cluster whose nodes share a fast network
 and the operator's laptop sits behind a slower one.
 
-Per host count N, each mode once per round (`--rounds`, default 1), every host's
+Per host count N, each mode once per round (`--rounds`, default 5: medians and min-max reported, modes alternating), every host's
 /var/lib/sealer emptied (and the seed's registry stopped) before each run:
 - ssh: `delivery.deliver()` of the image to the N hosts (8 at once, as `sealer run`);
 - fanout (N >= 2): host 0 is the cluster's one master, the registry host, so K = 1: the
@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--rate", default="100mbit", help="tc tbf rate of the controller's link ('' for none)"
     )
     parser.add_argument("--hosts", default=",".join(map(str, HOSTS)), help="host counts, comma-separated")
-    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (medians and ranges)")
     parser.add_argument("--modes", default="ssh,fanout", help="ssh, fanout or both, comma-separated")
     parser.add_argument("--scale", type=float, default=SCALE, help="of the benchmark context (gen_context)")
     parser.add_argument("--no-write", action="store_true", help="print, do not write bench/results")
@@ -339,9 +339,22 @@ def _report(
 ) -> dict[str, Any]:
     import statistics
 
+    def values(mode: str, n: int, key: str) -> list[float]:
+        return [r[key] for r in runs if r["mode"] == mode and r["hosts"] == n]
+
     def median(mode: str, n: int, key: str) -> float | None:
-        xs = [r[key] for r in runs if r["mode"] == mode and r["hosts"] == n]
+        xs = values(mode, n, key)
         return statistics.median(xs) if xs else None
+
+    def spread(mode: str, n: int) -> str:
+        xs = values(mode, n, "wall_s")
+        return f"{min(xs):.1f}-{max(xs):.1f}" if xs else "-"
+
+    def phase_medians(n: int, key: str) -> str:
+        found = [r[key] for r in runs if r["mode"] == "fanout" and r["hosts"] == n and r.get(key)]
+        if not found:
+            return "-"
+        return " / ".join(f"{statistics.median(f[k] for f in found):.1f}" for k in found[0])
 
     one = median("ssh", 1, "wall_s") or float("nan")  # --hosts without 1: no ratios
     points: dict[str, dict[int, float]] = {"ssh (today)": {}, "fanout (K=1)": {}}
@@ -353,20 +366,23 @@ def _report(
         if fan is not None:
             points["fanout (K=1)"][n] = fan
         fan_bytes = median("fanout", n, "controller_bytes")
-        phases: dict[str, float] = next(
-            (r["phases"] for r in runs if r["mode"] == "fanout" and r["hosts"] == n), {}
-        )
         rows.append(
             f"| {n} | "
-            + (f"{ssh:.1f} | {ssh / one:.1f}x | " if ssh is not None else "- | - | ")
+            + (f"{ssh:.1f} | {spread('ssh', n)} | {ssh / one:.1f}x | " if ssh is not None else "- | - | - | ")
             + (
-                f"{fan:.1f} | {fan / one:.1f}x | {(fan_bytes or 0) / blob_bytes:.2f}x | "
+                f"{fan:.1f} | {spread('fanout', n)} | {fan / one:.2f}x | {(fan_bytes or 0) / blob_bytes:.2f}x | "
                 if fan is not None
-                else "- | - | - | "
+                else "- | - | - | - | "
             )
-            + (" / ".join(f"{v:.1f}" for v in phases.values()) if phases else "-")
-            + " |"
+            + f"{phase_medians(n, 'phases')} | {phase_medians(n, 'phases_cpu')} |"
         )
+    ratios = {
+        f"fanout_{n}_x_1": round(v / one, 2)
+        for n in (8, 16)
+        if (v := median("fanout", n, "wall_s")) is not None
+    }
+    if (b16 := median("fanout", 16, "controller_bytes")) is not None:
+        ratios["fanout_16_bytes_x_image"] = round(b16 / blob_bytes, 2)
     facts = run_facts(args.rounds)
     report = {
         **facts,
@@ -374,19 +390,22 @@ def _report(
         "image": {"name": IMAGE, "layers": layers, "blob_bytes": blob_bytes, "scale": args.scale},
         "runs": runs,
         "targets": {"fanout_8_x_1": 2.0, "fanout_16_x_1": 2.5, "fanout_16_bytes_x_image": 3.0},
+        "checks": ratios,
     }
     lines = [
         f"Image {IMAGE}: {layers} layers, {blob_bytes / 1e6:.1f} MB compressed; controller link {args.rate} "
         f"(tc tbf on the hosts' bridge), hosts' links not limited; {facts_line(facts)} (the CPUs shared with "
         "every host: sshd, zstd, tar and the registry all run here)",
         "",
-        "| hosts | ssh s | ssh x 1 host | fanout s | fanout x 1 host | fanout bytes from controller x image "
-        "| fanout deliver / registry-seed / deliver-fetch s |",
-        "|---|---|---|---|---|---|---|",
+        "| hosts | ssh s (median) | ssh min-max | ssh x 1 host | fanout s (median) | fanout min-max "
+        "| fanout x 1 host | fanout bytes from controller x image "
+        "| fanout deliver / registry-seed / deliver-fetch s | CPU s of every process, same phases |",
+        "|---|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",
-        "Targets (issue 15): fanout 8 hosts <= 2x and 16 hosts <= 2.5x the 1-host time; bytes leaving "
-        "the controller for 16 hosts <= 3x the image.",
+        "Targets (issue 15), on medians: fanout 8 hosts <= 2x and 16 hosts <= 2.5x the 1-host time; bytes "
+        "leaving the controller for 16 hosts <= 3x the image. Measured: "
+        + ", ".join(f"{k} {v}" for k, v in ratios.items()),
     ]
     if not args.no_write:
         RESULTS.mkdir(parents=True, exist_ok=True)
