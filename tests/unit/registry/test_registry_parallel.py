@@ -1,9 +1,12 @@
-"""The order in which a push or pull starts its blobs: the largest alone, until its bytes move."""
+"""The order in which a push or pull starts its blobs (the largest alone, until its bytes move),
+and the blob-location hints they leave, written without waiting for the disk."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +14,7 @@ from builder.image.descriptor import Descriptor
 from builder.image.digest import Digest
 from builder.registry.client import RegistryClient
 from builder.registry.events import BlobProgress, BlobStarted, RegistryEvent
+from builder.store.layout import Store
 
 
 def _blob(n: int, size: int) -> Descriptor:
@@ -54,3 +58,23 @@ def test_a_failing_largest_blob_fails_the_whole_and_starts_no_other() -> None:
     with pytest.raises(RuntimeError, match="refused"):
         client._parallel(work, [*small, big])
     assert started == [1000]
+
+
+def test_blob_location_hints_are_written_without_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hint cache (digest -> repositories) is lossy by design: writing it must not wait for
+    the disk (two fsyncs were ~4 ms of every push and pull, 15 ms on a busy disk)."""
+    store = Store.open(tmp_path / "s")
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    client = RegistryClient()
+    client._remember(store, "reg.example:5000", "team/app", [str(_blob(1, 1).digest)])
+    assert synced == []
+    assert client._read_cache(store) == {"reg.example:5000": {str(_blob(1, 1).digest): ["team/app"]}}
