@@ -11,7 +11,6 @@ relative path inside a root.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import fcntl
 import functools
@@ -131,6 +130,8 @@ _SYNC_FILE_RANGE_WRITE = 2  # linux/fs.h
 
 @functools.cache
 def _sync_file_range() -> Any:
+    import ctypes  # here: loading it was ~1 ms of every command's start-up (issue 16)
+
     try:
         func = ctypes.CDLL(None, use_errno=True).sync_file_range
     except (OSError, AttributeError):  # not Linux

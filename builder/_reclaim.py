@@ -12,7 +12,6 @@ mounts, deepest first. Linux only (reads /proc).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import os
 import signal
@@ -152,6 +151,8 @@ def _unescape(text: str) -> str:
 
 
 def _detach(mountpoint: str) -> None:
+    import ctypes  # here: loading it was ~1 ms of every command's start-up (issue 16)
+
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.umount2(os.fsencode(mountpoint), _MNT_DETACH) != 0:
         err = ctypes.get_errno()

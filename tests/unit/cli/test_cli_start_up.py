@@ -74,7 +74,7 @@ def test_push_path_loads_nothing_heavy() -> None:
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     loaded = set(out.stdout.split()[1:])
     # jsonschema is a stand-in until used (builder/registry/__init__.py); its stack is not loaded.
-    assert _matching(loaded, (*HEAVY, "jsonschema.validators", "referencing", "attrs")) == []
+    assert _matching(loaded, (*HEAVY, "jsonschema.validators", "referencing", "attrs", "ctypes")) == []
 
 
 def _listing(group_format: object, width: int) -> str:
