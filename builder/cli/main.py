@@ -24,105 +24,53 @@ import click
 from builder.cli.output import print_error
 from builder.errors import SealerError
 
-# Commands by name -> (module, attribute, summary), imported only when used: `sealer push` does
-# not load the Kubefile parser, `sealer build` does not load requests/oras (start-up is part of
-# every command's time). The summary is the first sentence of the command's help, which
-# `sealer --help` lists without importing any command module (it loaded them all, asyncssh and
-# lark included); tests/unit/cli/test_cli_start_up.py holds it equal to the docstring.
-COMMANDS: dict[str, tuple[str, str, str]] = {
-    "build": ("builder.cli.build", "build", "Build a ClusterImage from a Kubefile and a context directory."),
-    "images": ("builder.cli.images", "images", "List the images in the local store."),
-    "inspect": (
-        "builder.cli.images",
-        "inspect",
-        "Show an image's manifest, config, sealer extension and layers as JSON (read-only).",
-    ),
-    "tag": ("builder.cli.images", "tag", "Give an image more names: sealer tag SOURCE|IMAGE_ID TARGET..."),
-    "rmi": (
-        "builder.cli.images",
-        "rmi",
-        "Remove images: a NAME loses that name; an IMAGE ID (12+ hex digits) or digest loses every "
-        "name of that image (with -f when there are several, as docker).",
-    ),
-    "prune": (
-        "builder.cli.images",
-        "prune",
-        "Remove blobs, unpacked layers and temp files that no image uses.",
-    ),
-    "fsck": (
-        "builder.cli.images",
-        "fsck",
-        "Check the store: every name resolves, every blob is there and matches its digest.",
-    ),
-    "save": (
-        "builder.cli.images",
-        "save",
-        "Write images to an archive file, a layout directory or stdout (as docker save).",
-    ),
-    "load": (
-        "builder.cli.images",
-        "load",
-        "Load images from an OCI archive (sealer save, skopeo oci-archive:), a docker archive "
-        "(docker save, skopeo docker-archive:), an OCI layout directory, or stdin.",
-    ),
-    "login": (
-        "builder.cli.registry",
-        "login",
-        "Check credentials against REGISTRY and keep them as docker does.",
-    ),
-    "logout": (
-        "builder.cli.registry",
-        "logout",
-        "Forget the credentials kept for REGISTRY (in config.json and its credential helper).",
-    ),
-    "push": ("builder.cli.registry", "push", "Push local image NAME to its registry, or to DEST."),
-    "pull": ("builder.cli.registry", "pull", "Pull NAME from its registry into the local store."),
-    "run": (
-        "builder.cli.cluster",
-        "run",
-        "Run IMAGE as a cluster on the hosts (this machine when no --masters are given).",
-    ),
-    "gen": (
-        "builder.cli.cluster",
-        "gen",
-        "Print the Clusterfile `sealer run` would use for these flags (secrets included).",
-    ),
-    "apply": (
-        "builder.cli.cluster",
-        "apply",
-        "Make the cluster what the Clusterfile says: new hosts join, missing hosts leave.",
-    ),
-    "join": (
-        "builder.cli.cluster",
-        "join",
-        "Add hosts to the saved cluster (SSH settings default to the cluster's).",
-    ),
-    "delete": (
-        "builder.cli.cluster",
-        "delete",
-        "Remove hosts from the cluster, or the whole cluster with --all.",
-    ),
-    "upgrade": (
-        "builder.cli.cluster",
-        "upgrade",
-        "Upgrade the saved cluster to IMAGE, a newer image of the same runtime.",
-    ),
-    "cert": (
-        "builder.cli.cluster",
-        "cert",
-        "The API server certificates of the saved cluster, one master at a time.",
-    ),
-    "cluster": ("builder.cli.cluster", "cluster", "Saved clusters (~/.sealer/<cluster>/)."),
-    "exec": (
-        "builder.cli.remote_exec",
-        "exec_",
-        "Run COMMAND on the cluster's hosts in parallel; each output line is prefixed by its host.",
-    ),
-    "completion": (
-        "builder.cli.completion",
-        "completion",
-        "Print the completion script of SHELL (bash, zsh or fish).",
-    ),
+# Commands by name -> (module, attribute), imported only when used: `sealer push` does not
+# load the Kubefile parser, `sealer build` does not load requests/oras (start-up is part of
+# every command's time).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "build": ("builder.cli.build", "build"),
+    **{
+        name: ("builder.cli.images", name)
+        for name in ("images", "inspect", "tag", "rmi", "prune", "fsck", "save", "load")
+    },
+    **{name: ("builder.cli.registry", name) for name in ("login", "logout", "push", "pull")},
+    **{
+        name: ("builder.cli.cluster", name)
+        for name in ("run", "gen", "apply", "join", "delete", "upgrade", "cert", "cluster")
+    },
+    "exec": ("builder.cli.remote_exec", "exec_"),
+    "completion": ("builder.cli.completion", "completion"),
+}
+
+# The first sentence of each command's help, which `sealer --help` lists without importing any
+# command module (it loaded them all, the runtime, lark and asyncssh included: ~55 ms);
+# tests/unit/cli/test_cli_start_up.py holds the listing equal to click's own from the commands.
+SUMMARIES: dict[str, str] = {
+    "apply": "Make the cluster what the Clusterfile says: new hosts join, missing hosts leave.",
+    "build": "Build a ClusterImage from a Kubefile and a context directory.",
+    "cert": "The API server certificates of the saved cluster, one master at a time.",
+    "cluster": "Saved clusters (~/.sealer/<cluster>/).",
+    "completion": "Print the completion script of SHELL (bash, zsh or fish).",
+    "delete": "Remove hosts from the cluster, or the whole cluster with --all.",
+    "exec": "Run COMMAND on the cluster's hosts in parallel; each output line is prefixed by its host.",
+    "fsck": "Check the store: every name resolves, every blob is there and matches its digest.",
+    "gen": "Print the Clusterfile `sealer run` would use for these flags (secrets included).",
+    "images": "List the images in the local store.",
+    "inspect": "Show an image's manifest, config, sealer extension and layers as JSON (read-only).",
+    "join": "Add hosts to the saved cluster (SSH settings default to the cluster's).",
+    "load": "Load images from an OCI archive (sealer save, skopeo oci-archive:), a docker archive "
+    "(docker save, skopeo docker-archive:), an OCI layout directory, or stdin.",
+    "login": "Check credentials against REGISTRY and keep them as docker does.",
+    "logout": "Forget the credentials kept for REGISTRY (in config.json and its credential helper).",
+    "prune": "Remove blobs, unpacked layers and temp files that no image uses.",
+    "pull": "Pull NAME from its registry into the local store.",
+    "push": "Push local image NAME to its registry, or to DEST.",
+    "rmi": "Remove images: a NAME loses that name; an IMAGE ID (12+ hex digits) or digest loses every "
+    "name of that image (with -f when there are several, as docker).",
+    "run": "Run IMAGE as a cluster on the hosts (this machine when no --masters are given).",
+    "save": "Write images to an archive file, a layout directory or stdout (as docker save).",
+    "tag": "Give an image more names: sealer tag SOURCE|IMAGE_ID TARGET...",
+    "upgrade": "Upgrade the saved cluster to IMAGE, a newer image of the same runtime.",
 }
 
 
@@ -146,7 +94,7 @@ class _Group(click.Group):
         """click's listing, with each command's short help made from the table's summary by
         click's own rule (`get_short_help_str`), so that listing imports no command module."""
         listed = [
-            (name, self.commands.get(name) or click.Command(name, help=COMMANDS[name][2]))
+            (name, self.commands.get(name) or click.Command(name, help=SUMMARIES[name]))
             for name in self.list_commands(ctx)
         ]
         rows = [(name, command) for name, command in listed if not command.hidden]

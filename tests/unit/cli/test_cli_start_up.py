@@ -10,7 +10,7 @@ import sys
 import click
 import pytest
 
-from builder.cli.main import COMMANDS, cli
+from builder.cli.main import COMMANDS, SUMMARIES, cli
 
 # Modules no listing, help or push needs: the SSH stack, the runtime, the Kubefile grammar,
 # build, YAML, rich, the Docker engine client.
@@ -90,5 +90,6 @@ def test_help_lists_commands_as_click_does_from_the_commands(width: int) -> None
     loads every command (at 400 columns nothing is shortened: the full first sentences)."""
     ours = _listing(cli.format_commands, width)
     clicks = _listing(lambda ctx, f: click.Group.format_commands(cli, ctx, f), width)
+    assert sorted(SUMMARIES) == sorted(COMMANDS)
     assert ours == clicks
     assert len(ours.splitlines()) == len(COMMANDS) + 1
