@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -44,6 +45,7 @@ IMAGE = "bench/fanout:v1"
 CLUSTER = "benchfan"
 USER, PASSWORD = "bench", "bench-pass"
 HOSTS = (1, 2, 4, 8, 16)
+MODES = ("ssh", "fanout", "waves")
 SCALE = 0.1  # the benchmark context at a tenth: ~30 MB compressed, as the issue's measure
 
 
@@ -59,7 +61,7 @@ def _cluster(addresses: list[str]) -> Any:
 
 def child(spec: dict[str, Any]) -> None:
     from builder.image.descriptor import Platform
-    from builder.runtime import delivery, fanout, registry_pki
+    from builder.runtime import delivery, fanout, fanout_waves, registry_pki
     from builder.runtime.env import secret_stdin
     from builder.runtime.facts import Facts
     from builder.runtime.infra import SSHCredentials, SSHDriver
@@ -87,7 +89,11 @@ def child(spec: dict[str, Any]) -> None:
             cluster = _cluster(addresses)
             material = registry_pki.load_or_make(Path(spec["state"]), cluster)
             plan = fanout.choose("fanout", None, cluster, cluster.ips, material, storage_dir(CLUSTER))
-            assert plan is not None and plan.seeds == (addresses[0],)
+            assert plan is not None and material is not None and plan.seeds == (addresses[0],)
+            if spec["mode"] == "waves":  # hosts that finished serve the next (the hosts' docker-registry)
+                plan = fanout_waves.with_wave_material(plan, Path(spec["state"]), material)
+            else:  # one wave: the seed serves every fetcher
+                plan = dataclasses.replace(plan, wave_width=0)
             started = time.monotonic()
             seeded = await fanout.deliver_hosts(driver, store, image, CLUSTER, {addresses[0]: {}}, plan)
             phases["deliver"] = time.monotonic() - started
@@ -248,7 +254,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--hosts", default=",".join(map(str, HOSTS)), help="host counts, comma-separated")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (medians and ranges)")
-    parser.add_argument("--modes", default="ssh,fanout", help="ssh, fanout or both, comma-separated")
+    parser.add_argument("--modes", default=",".join(MODES), help="of ssh, fanout, waves; comma-separated")
     parser.add_argument("--scale", type=float, default=SCALE, help="of the benchmark context (gen_context)")
     parser.add_argument("--no-write", action="store_true", help="print, do not write bench/results")
     args = parser.parse_args(argv)
@@ -297,7 +303,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for r in range(args.rounds):
             for n in counts:
                 # 1 host is every ratio's baseline: over SSH whatever --modes says
-                modes = ["ssh"] if n == 1 else [m for m in ("ssh", "fanout") if m in args.modes.split(",")]
+                modes = ["ssh"] if n == 1 else [m for m in MODES if m in args.modes.split(",")]
                 for mode in modes if r % 2 == 0 else modes[::-1]:
                     spec = {
                         "store": str(store_root),
@@ -357,14 +363,17 @@ def _report(
         return " / ".join(f"{statistics.median(f[k] for f in found):.1f}" for k in found[0])
 
     one = median("ssh", 1, "wall_s") or float("nan")  # --hosts without 1: no ratios
-    points: dict[str, dict[int, float]] = {"ssh (today)": {}, "fanout (K=1)": {}}
+    points: dict[str, dict[int, float]] = {
+        "ssh (today)": {},
+        "fanout (K=1)": {},
+        "waves (K=1, 2 a server)": {},
+    }
     rows = []
     for n in counts:
-        ssh, fan = median("ssh", n, "wall_s"), median("fanout", n, "wall_s")
-        if ssh is not None:
-            points["ssh (today)"][n] = ssh
-        if fan is not None:
-            points["fanout (K=1)"][n] = fan
+        ssh, fan, wav = (median(m, n, "wall_s") for m in MODES)
+        for label, v in zip(points, (ssh, fan, wav), strict=True):
+            if v is not None:
+                points[label][n] = v
         fan_bytes = median("fanout", n, "controller_bytes")
         rows.append(
             f"| {n} | "
@@ -374,12 +383,18 @@ def _report(
                 if fan is not None
                 else "- | - | - | - | "
             )
+            + (
+                f"{wav:.1f} | {spread('waves', n)} | {wav / one:.2f}x | "
+                if wav is not None
+                else "- | - | - | "
+            )
             + f"{phase_medians(n, 'phases')} | {phase_medians(n, 'phases_cpu')} |"
         )
     ratios = {
-        f"fanout_{n}_x_1": round(v / one, 2)
+        f"{m}_{n}_x_1": round(v / one, 2)
+        for m in ("fanout", "waves")
         for n in (8, 16)
-        if (v := median("fanout", n, "wall_s")) is not None
+        if (v := median(m, n, "wall_s")) is not None
     }
     if (b16 := median("fanout", 16, "controller_bytes")) is not None:
         ratios["fanout_16_bytes_x_image"] = round(b16 / blob_bytes, 2)
@@ -398,9 +413,9 @@ def _report(
         "every host: sshd, zstd, tar and the registry all run here)",
         "",
         "| hosts | ssh s (median) | ssh min-max | ssh x 1 host | fanout s (median) | fanout min-max "
-        "| fanout x 1 host | fanout bytes from controller x image "
-        "| fanout deliver / registry-seed / deliver-fetch s | CPU s of every process, same phases |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| fanout x 1 host | fanout bytes from controller x image | waves s (median) | waves min-max "
+        "| waves x 1 host | fanout deliver / registry-seed / deliver-fetch s | CPU s of every process, same phases |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",
         "Targets (issue 15), on medians: fanout 8 hosts <= 2x and 16 hosts <= 2.5x the 1-host time; bytes "

@@ -38,9 +38,21 @@ class FanoutPlan:
     # Registry hosts this action does not deliver to (a join of nodes): they serve what an
     # earlier fan-out published there, which `deliver_hosts` asks them first.
     standing: tuple[str, ...] = ()
+    # log(N) waves (docs/delivery.md): a fetcher of `wave_hosts` that finished serves the
+    # fetchers still waiting from a temporary registry, each server `wave_width` fetchers at
+    # once (0: one wave, the seeds serve everyone); TLS with `wave_cert`/`wave_key` (issued
+    # from the cluster CA for the wave hosts; "" with an insecure registry).
+    wave_hosts: tuple[str, ...] = ()
+    wave_width: int = 0
+    wave_cert: str = ""
+    wave_key: str = ""
+    wave_htpasswd: str = ""  # the cluster registry's htpasswd line ("": no auth)
 
     def __repr__(self) -> str:
-        return f"FanoutPlan(seeds={self.seeds}, fetchers={self.fetchers}, standing={self.standing})"
+        return (
+            f"FanoutPlan(seeds={self.seeds}, fetchers={self.fetchers}, standing={self.standing}, "
+            f"wave_hosts={self.wave_hosts}, wave_width={self.wave_width})"
+        )
 
     @property
     def servers(self) -> tuple[str, ...]:
@@ -59,12 +71,12 @@ class FanoutPlan:
         return f"{scheme}://{address}:{self.port}/v2/{self.repository}/blobs/sha256:{hex_}"
 
 
-def publish_command(p: sh.Paths, plan: FanoutPlan, hexes: Sequence[str]) -> str:
-    """On a seed: each kept blob hardlinked into the registry storage (copied across file
-    systems; distribution never writes a blob's data again) with its layer link in the
-    repository, each written under a temp name first. A blob the seed lacks is skipped (its
-    fetchers then ask another seed or the controller)."""
-    v2 = f"{plan.storage}/docker/registry/v2"
+def publish_command(p: sh.Paths, plan: FanoutPlan, hexes: Sequence[str], storage: str = "") -> str:
+    """On a seed: each kept blob hardlinked into the registry storage (`storage`, default the
+    cluster registry's; copied across file systems; distribution never writes a blob's data
+    again) with its layer link in the repository, each written under a temp name first. A blob
+    the seed lacks is skipped (its fetchers then ask another seed or the controller)."""
+    v2 = f"{storage or plan.storage}/docker/registry/v2"
     layers = f"{v2}/repositories/{plan.repository}/_layers/sha256"
     return (
         f"set -e; umask 077; for h in {' '.join(hexes)}; do b={shlex.quote(p.blobs)}/$h; "
@@ -148,4 +160,84 @@ def published_command(plan: FanoutPlan, hexes: Sequence[str]) -> str:
         f"for h in {' '.join(hexes)}; do "
         f'if [ -f {shlex.quote(layers)}/$h/link ] && [ -f {shlex.quote(v2)}/blobs/sha256/$(printf %.2s "$h")/$h/data ]; '
         'then echo "$h"; fi; done; exit 0'
+    )
+
+
+# --- wave servers -------------------------------------------------------------------------------
+
+NO_REGISTRY_BINARY = 95  # exit status of a wave start on a host with no registry binary (or no curl)
+WAVE_NOT_READY = 96  # ... whose registry did not answer in time
+WAVE_CERT_ENV = "SEALER_WAVE_CERT"
+WAVE_KEY_ENV = "SEALER_WAVE_KEY"  # secret: on stdin (env.secret_stdin), never in a command line
+WAVE_HTPASSWD_ENV = "SEALER_WAVE_HTPASSWD"  # secret too
+_WAVE_READY_TRIES = 40  # x 0.25 s
+_WAVE_LIFETIME_S = 6 * 3600
+
+
+def wave_dir(p: sh.Paths) -> str:
+    """A wave server's own directory: config, TLS, htpasswd, storage (hardlinks of the host's
+    verified blobs), log and pid; removed when the wave ends."""
+    return f"{p.data}/.wave-registry"
+
+
+def wave_serve_command(p: sh.Paths, plan: FanoutPlan, hexes: Sequence[str], htpasswd: bool) -> str:
+    """On a fetcher that finished: its blobs published in a storage of its own and a registry
+    started there on the cluster registry's port, as a process of its own (setsid, pid file),
+    serving the same repository with the same credentials and a certificate from the cluster
+    CA; the image's bin/registry, else the host's docker-registry, else exit 95. Answers once
+    /v2/ does (any HTTP status), else exit 96 with the process stopped."""
+    d = shlex.quote(wave_dir(p))
+    binary = shlex.quote(f"{p.rootfs}/bin/registry")
+    scheme = "https" if plan.wave_cert else "http"
+    lines = [
+        "storage:",
+        "  filesystem:",
+        f"    rootdirectory: {wave_dir(p)}/storage",
+        "http:",
+        f"  addr: :{plan.port}",
+    ]
+    if plan.wave_cert:
+        lines += [
+            "  tls:",
+            f"    certificate: {wave_dir(p)}/server.crt",
+            f"    key: {wave_dir(p)}/server.key",
+        ]
+    if htpasswd:
+        lines += ["auth:", "  htpasswd:", "    realm: sealer-registry", f"    path: {wave_dir(p)}/htpasswd"]
+    config = "version: 0.1\nlog:\n  level: error\n" + "\n".join(lines) + "\n"
+    tls = (
+        f'printf %s "${WAVE_CERT_ENV}" > {d}/server.crt; printf %s "${WAVE_KEY_ENV}" > {d}/server.key; '
+        if plan.wave_cert
+        else ""
+    )
+    auth = f'printf %s "${WAVE_HTPASSWD_ENV}" > {d}/htpasswd; ' if htpasswd else ""
+    return (
+        f"{wave_stop_command(p)}; set -e; umask 077; "
+        f"if [ -x {binary} ]; then bin={binary}; elif bin=$(command -v docker-registry); then :; else "
+        f"echo 'no registry binary (the image has no bin/registry, the host no docker-registry)' >&2; "
+        f"exit {NO_REGISTRY_BINARY}; fi; command -v curl >/dev/null 2>&1 || "
+        f"{{ echo 'no curl to see the registry answer' >&2; exit {NO_REGISTRY_BINARY}; }}; "
+        f"mkdir -p {d}/storage; {tls}{auth}printf %s {shlex.quote(config)} > {d}/config.yml; "
+        f"( {publish_command(p, plan, hexes, f'{wave_dir(p)}/storage')} ); "
+        # bounded: a controller killed mid-delivery never stops it, so it stops itself
+        f'setsid timeout {_WAVE_LIFETIME_S} "$bin" serve {d}/config.yml > {d}/log 2>&1 < /dev/null & echo $! > {d}/pid; '
+        f"i=0; until [ \"$(curl -sk -o /dev/null -w '%{{http_code}}' {scheme}://127.0.0.1:{plan.port}/v2/)\" != 000 ]; do "
+        f"i=$((i+1)); if [ $i -ge {_WAVE_READY_TRIES} ]; then tail -n 3 {d}/log >&2 || :; "
+        f"kill \"$(cat {d}/pid)\" 2>/dev/null || :; echo 'the wave registry did not answer' >&2; exit {WAVE_NOT_READY}; fi; "
+        "sleep 0.25; done"
+    )
+
+
+def wave_stop_command(p: sh.Paths) -> str:
+    """The wave server stopped (its pid file's process, when it is a registry's `serve`, so a
+    reused pid is never killed; SIGKILL after 5 s) and its directory removed. Idempotent."""
+    d = shlex.quote(wave_dir(p))
+    return (
+        f"if [ -f {d}/pid ]; then w=$(cat {d}/pid); "
+        'if [ -n "$w" ] && grep -qa serve "/proc/$w/cmdline" 2>/dev/null; then kill "$w" 2>/dev/null || :; '
+        # a zombie (its parent, init, not yet reaping it) counts as stopped
+        'up() { [ -d "/proc/$w" ] && ! grep -q \'^State:[[:space:]]*Z\' "/proc/$w/status" 2>/dev/null; }; '
+        "i=0; while up && [ $i -lt 20 ]; do sleep 0.25; i=$((i+1)); done; "
+        'if up; then kill -9 "$w" 2>/dev/null || :; fi; fi; fi; '
+        f"rm -rf -- {d}"
     )

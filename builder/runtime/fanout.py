@@ -32,9 +32,17 @@ from builder.runtime._fanout_shell import (
     parse_fetch_report,
     publish_command,
     published_command,
+    wave_serve_command,
 )
 from builder.runtime.cluster import DISTRIBUTIONS, Cluster
 from builder.runtime.facts import FETCH_TOOLS
+from builder.runtime.fanout_waves import (
+    WAVE_WIDTH,
+    Servers,
+    WaveServer,
+    serve_wave,
+    stop_wave,
+)
 from builder.runtime.infra.base import InfraDriver
 from builder.runtime.registry_pki import RegistryMaterial
 from builder.store.layout import Store
@@ -94,13 +102,25 @@ def choose(
         return None
     seeds = tuple(serving[: fanout or len(serving)])
     fetchers = tuple(h.ip for h in cluster.hosts if h.ip in wanted and h.ip not in seeds)
+    registry_ips = {h.ip for h in cluster.registry_hosts}  # their port is the cluster registry's
+    wave_hosts = tuple(f for f in fetchers if f not in registry_ips)
     auth = None
     spec = cluster.registry
     if material.htpasswd is not None and spec.username is not None and spec.password is not None:
         auth = base64.b64encode(f"{spec.username}:{spec.password}".encode()).decode()
     ca = material.ca_pem if material.has_tls else None
     return FanoutPlan(
-        seeds, fetchers, spec.port, repository(cluster.name), storage, ca, auth, mode == "fanout", standing
+        seeds,
+        fetchers,
+        spec.port,
+        repository(cluster.name),
+        storage,
+        ca,
+        auth,
+        mode == "fanout",
+        standing,
+        wave_hosts=wave_hosts,
+        wave_width=WAVE_WIDTH if wave_hosts else 0,
     )
 
 
@@ -148,7 +168,7 @@ class FanoutDelivery:
     sources: tuple[str, ...] = ()
 
 
-FanoutEvent = delivery.DeliveryEvent | FetchFailed | BlobFetched
+FanoutEvent = delivery.DeliveryEvent | FetchFailed | BlobFetched | WaveServer
 
 
 async def _fetch_missing(
@@ -161,10 +181,12 @@ async def _fetch_missing(
     env: Mapping[str, str],
     emit: Callable[[FanoutEvent], None],
     serves: Mapping[str, frozenset[str]],
+    order: tuple[str, ...] | None = None,
 ) -> tuple[int, tuple[str, ...]]:
     """Fetch the image layers `host` will need into its blob cache from the servers that
     serve them (`serves`: server -> the layer hexes published there); a layer that none
-    delivers is left for the controller. Returns (bytes fetched, the servers used)."""
+    delivers is left for the controller. `order`: the servers to ask, in turn, for every layer
+    (a wave's assignment), else `plan.sources`. Returns (bytes fetched, the servers used)."""
     items = delivery._items(store, image, delivery.render_layer(image, env))
     wanted = [str(i.digest) for i in items]
     rid = delivery._rootfs_id(wanted)
@@ -215,11 +237,11 @@ async def _fetch_missing(
     for _ in range(len(plan.servers)):
         batches: dict[str, list[delivery._Item]] = {}
         for digest, item in left.items():
-            order = plan.sources(host, layer_index.get(digest, 0))
+            servers = order or plan.sources(host, layer_index.get(digest, 0))
             server = next(
                 (
                     s
-                    for s in order
+                    for s in servers
                     if s not in tried[digest] and item.digest.hex in serves.get(s, frozenset())
                 ),
                 None,
@@ -281,8 +303,10 @@ async def deliver_hosts(
 ) -> dict[str, FanoutDelivery]:
     """Deliver `image` to the hosts of `host_env` as the cluster's rootfs: seeds as today with
     their blobs kept and published in the registry storage; fetchers from the seeds (whose
-    registry must be serving by then), then as today for what is left. HostError naming the
-    (first) failed host once every host has finished, as `delivery.deliver`."""
+    registry must be serving by then), then as today for what is left. With waves
+    (`plan.wave_width`), a fetcher that finished serves those still waiting from a wave server,
+    every one stopped before this returns (fanout_waves.py). HostError naming the (first) failed
+    host once every host has finished, as `delivery.deliver`."""
     emit = on_event or (lambda event: None)
     p = sh.Paths(root, cluster, data_root=data_root)  # the cluster's spec.dataRoot, if any
     seeds = {h: e for h, e in host_env.items() if h not in plan.fetchers}
@@ -305,14 +329,23 @@ async def deliver_hosts(
         )
         await asyncio.gather(*(_publish(driver, h, publish_command(p, plan, hexes)) for h in seeds))
         out.update({h: FanoutDelivery(r) for h, r in seeded.items()})
-    serves = await _published(driver, plan, hexes) if fetchers else {}  # after the seeds published
+    if not fetchers:
+        return out
+    serves = dict(await _published(driver, plan, hexes))  # after the seeds published
+    pool = Servers(plan, serves)
     slots = asyncio.Semaphore(max(1, max_parallel))
+    waiting = set(fetchers)  # not yet given a server
+    waves: list[str] = []  # the wave servers started, stopped at the end whatever happens
 
     async def one(host: str, env: Mapping[str, str]) -> None:
         async with slots:
             started = time.monotonic()
+            server = await pool.take()
+            waiting.discard(host)
             try:
-                fetched, used = await _fetch_missing(driver, store, image, p, plan, host, env, emit, serves)
+                fetched, used = await _fetch_missing(
+                    driver, store, image, p, plan, host, env, emit, serves, pool.order(server)
+                )
                 result = (
                     await delivery.deliver(
                         driver,
@@ -333,10 +366,20 @@ async def deliver_hosts(
                     else HostError(f"{host}: {err.message}", host=host, step="deliver-fetch")
                 )
                 return
+            finally:
+                await pool.give_back(server)
             seconds = time.monotonic() - started
             out[host] = FanoutDelivery(replace(result, seconds=seconds), fetched, used)
+        if pool.wants(host, len(waiting)):  # the slot is free again: the start is on the host
+            waves.append(host)
+            if await serve_wave(driver, p, plan, hexes, host, emit):
+                serves[host] = frozenset(hexes)
+                await pool.add(host)
 
-    await asyncio.gather(*(one(h, e) for h, e in fetchers.items()))
+    try:
+        await asyncio.gather(*(one(h, e) for h, e in fetchers.items()))
+    finally:
+        await asyncio.gather(*(stop_wave(driver, p, h, emit) for h in waves))
     if failures:
         first = next(h for h in fetchers if h in failures)
         more = [h for h in fetchers if h in failures and h != first]
@@ -371,6 +414,11 @@ def dry_run_lines(
     wanted = [str(i.digest) for i in items]
     rid = delivery._rootfs_id(wanted)
     out = [sh.probe(p, rid)]
+    if plan.wave_width:
+        out.append(
+            f"waves: each server feeds {plan.wave_width} fetchers at once; when none has room this "
+            "host waits, and may be given a host that finished (a wave server) instead"
+        )
     firsts: dict[str, list[tuple[str, int]]] = {}  # one command a source, its layers in one curl
     for n, item in enumerate(items[: len(image.layers)]):
         order = plan.sources(host, n)
@@ -384,4 +432,10 @@ def dry_run_lines(
         if op.item is not None:
             out.append(f"upload {op.item.digest} ({op.item.size})")
         out.append(op.command)
+    if plan.wave_width and host in plan.wave_hosts:
+        out.append(
+            f"then, while fetchers wait for a server: serve them on :{plan.port} until every fetcher "
+            "is done, then stop"
+        )
+        out.append(wave_serve_command(p, plan, hexes, bool(plan.wave_htpasswd)))
     return out

@@ -38,6 +38,7 @@ from builder.runtime.cluster import Cluster
 CA_VALIDITY = datetime.timedelta(days=3650)
 SERVER_VALIDITY = datetime.timedelta(days=730)
 RENEW_BEFORE = datetime.timedelta(days=90)  # a server certificate with less left is issued again
+WAVE_VALIDITY = datetime.timedelta(days=1)  # fan-out's wave servers live for one delivery
 # distribution checks the password on every request, bcrypt included: cost 10 is ~50 ms of CPU
 # a request there, which made the registry the busiest process of a fan-out delivery (every
 # layer of every host is a request). 5 is `htpasswd -B`'s default and ~2 ms; a higher cost
@@ -239,17 +240,52 @@ def _server(
     if key is None:
         key = _new_key()
         _write(directory / "server.key", _key_pem(key))
+    cert = _issue(
+        ca_key, ca_cert, key, domain, names, ips, min(now + SERVER_VALIDITY, ca_cert.not_valid_after_utc), now
+    )
+    _write(directory / "server.crt", cert.public_bytes(serialization.Encoding.PEM))
+    return key, cert, True
+
+
+def wave_certificate(
+    state_dir: Path, ips: tuple[str, ...], *, now: datetime.datetime | None = None
+) -> tuple[str, str] | None:
+    """(certificate, key) PEM for fan-out's wave servers: the hosts `ips`, signed by the
+    cluster's kept CA, valid a day, the key new and kept nowhere but in the plan (the wave
+    servers are stopped and their files removed when the delivery ends). None when this
+    machine does not hold the CA key (a cluster imported without it)."""
+    directory = state_dir / STATE_DIR
+    ca_key, ca_cert = _read_key(directory / "ca.key"), _read_cert(directory / "ca.crt")
+    if ca_key is None or ca_cert is None or not ips:
+        return None
+    now = now or datetime.datetime.now(datetime.UTC)
+    key = _new_key()
+    cert = _issue(ca_key, ca_cert, key, "sealer fan-out wave", (), ips, now + WAVE_VALIDITY, now)
+    return _pem(cert), _key_pem(key).decode()
+
+
+def _issue(
+    ca_key: ec.EllipticCurvePrivateKey,
+    ca_cert: x509.Certificate,
+    key: ec.EllipticCurvePrivateKey,
+    common_name: str,
+    names: tuple[str, ...],
+    ips: tuple[str, ...],
+    not_after: datetime.datetime,
+    now: datetime.datetime,
+) -> x509.Certificate:
+    """A server certificate for `key` naming `names` and `ips`, signed by the CA."""
     public = key.public_key()
     san: list[x509.GeneralName] = [x509.DNSName(n) for n in names]
     san += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
-    cert = (
+    return (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, domain)]))
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
         .issuer_name(ca_cert.subject)
         .public_key(public)
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - _BACKDATE)
-        .not_valid_after(min(now + SERVER_VALIDITY, ca_cert.not_valid_after_utc))
+        .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_usage(cert_sign=False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
@@ -260,8 +296,6 @@ def _server(
         )
         .sign(ca_key, hashes.SHA256())
     )
-    _write(directory / "server.crt", cert.public_bytes(serialization.Encoding.PEM))
-    return key, cert, True
 
 
 # --- the htpasswd ---------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ imports only from its own layer or lower ones:
                        clusterfile_configs, clusterfile_application, _bounded_yaml, env,
                        state (the journal), registry_pki, container_runtime, infra/ (drivers)
   2 plugins            plugins/
-  3 phases             phases/, delivery, image_configs, fanout, _fanout_shell, _delivery_shell,
+  3 phases             phases/, delivery, image_configs, fanout, fanout_waves, _fanout_shell, _delivery_shell,
                        _stackcheck, dryrun
   4 runner             runner
   5 actions            actions/, and the package `builder.runtime` itself
@@ -118,6 +118,7 @@ RUNTIME_LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "image_configs",
             "fanout",
             "_fanout_shell",
+            "fanout_waves",
             "_delivery_shell",
             "_stackcheck",
             "dryrun",

@@ -12,7 +12,7 @@ from pathlib import Path
 from builder.errors import ClusterError
 from builder.image.descriptor import Platform
 from builder.image.digest import Digest
-from builder.runtime import cluster_mirror, container_runtime, delivery, fanout, registry_pki
+from builder.runtime import cluster_mirror, container_runtime, delivery, fanout, fanout_waves, registry_pki
 from builder.runtime.actions.prepare import (
     Decide,
     Decision,
@@ -139,6 +139,8 @@ def _state(
         material,
         registry_service.storage_dir(job.cluster.name, settings.root, job.cluster.data_root),
     )
+    if plan is not None and plan.wave_width and material is not None and not dry_run:
+        plan = fanout_waves.with_wave_material(plan, cs.dir, material)
     return PlanState(
         info,
         plugin,

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from builder.errors import HostError
 from builder.image.digest import Digest
-from builder.runtime import delivery, fanout
+from builder.runtime import delivery, fanout, fanout_waves
 from builder.runtime.actions.settings import Settings
 from builder.runtime.cluster import Cluster
 from builder.runtime.infra.base import InfraDriver
@@ -77,6 +77,10 @@ def deliver_fn(
         def on_event(event: fanout.FanoutEvent) -> None:
             if isinstance(event, delivery.HostProgress):  # as the bytes stream, not per blob
                 emit(HostBytes(event.host, event.bytes_sent, event.bytes_total))
+            elif (
+                isinstance(event, fanout_waves.WaveServer) and event.error
+            ):  # it only fetched, as in one wave
+                emit(Notice(f"{event.host}: not serving the next wave: {event.error}"))
             elif isinstance(event, fanout.FetchFailed):  # the next seed (or this machine) is asked
                 why = "refused: not its digest" if event.refused else event.message
                 emit(

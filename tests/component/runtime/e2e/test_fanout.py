@@ -15,6 +15,7 @@ The tests run in order on one set of hosts.
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,7 +24,7 @@ import pytest
 import yaml
 
 from builder.image.descriptor import Platform
-from builder.runtime import actions, delivery, fanout, registry_pki
+from builder.runtime import actions, delivery, fanout, fanout_waves, registry_pki
 from builder.runtime.cluster import Cluster, HostSpec, Role
 from builder.runtime.clusterfile import parse_clusterfile
 from builder.runtime.infra.routing import make_driver
@@ -123,19 +124,28 @@ def test_a_rerun_moves_no_bytes(lab: Lab) -> None:
 
 
 def _redeliver_fetchers(
-    lab: Lab, on_event: object, mode: str = "fanout", max_parallel: int = 8
+    lab: Lab,
+    on_event: object,
+    mode: str = "fanout",
+    max_parallel: int = 8,
+    *,
+    k: int | None = None,
+    wave_width: int | None = None,
 ) -> dict[str, fanout.FanoutDelivery]:
     """The fetchers' rootfs and blobs removed, then fan-out delivery of the fetchers alone
     (the seeds' registry serving), as deliver-fetch runs it."""
     cluster = parse_clusterfile(lab.clusterfile())
     dimg = delivery.prepare_image(lab.store, IMAGE, Platform.host())
-    addresses = [h.address for h in lab.fetchers]
-    for host in lab.fetchers:
-        host.run(f"rm -rf /var/lib/sealer/data/{NAME} /var/lib/sealer/blobs")
-    plan = fanout.choose(
-        mode, None, cluster, [h.ip for h in cluster.hosts], _material(lab, cluster), storage_dir(NAME)
-    )
-    assert plan is not None and list(plan.fetchers) == addresses
+    material = _material(lab, cluster)
+    plan = fanout.choose(mode, k, cluster, [h.ip for h in cluster.hosts], material, storage_dir(NAME))
+    assert plan is not None and material is not None
+    if wave_width is not None:
+        plan = replace(plan, wave_width=wave_width)
+    plan = fanout_waves.with_wave_material(plan, ClusterState(NAME, lab.home).dir, material)
+    addresses = list(plan.fetchers)
+    by_address = {h.address: h for h in lab.hosts}
+    for address in addresses:
+        by_address[address].run(f"rm -rf /var/lib/sealer/data/{NAME} /var/lib/sealer/blobs")
 
     async def go() -> dict[str, fanout.FanoutDelivery]:
         driver = make_driver(cluster)
@@ -221,6 +231,26 @@ def test_a_seed_that_serves_nothing_is_not_asked(lab: Lab) -> None:
     assert not [e for e in events if isinstance(e, fanout.FetchFailed)]
     assert {s for r in results.values() for s in r.sources} == {lab.seeds[1].address}
     assert all(r.result.bytes_sent < 64 * 1024 for r in results.values())
+
+
+def test_waves_hosts_that_finished_serve_the_next_and_stop_after(lab: Lab) -> None:
+    """K=1 and one fetcher a server at once: master0 serves the first fetcher; a node that
+    finished starts a wave server (the host's docker-registry, over TLS from the cluster CA,
+    with the registry's htpasswd) and serves those still waiting; every wave server is gone
+    afterwards (no process, no directory)."""
+    events: list[object] = []
+    results = _redeliver_fetchers(lab, events.append, k=1, wave_width=1)
+    nodes = {h.address for h in lab.fetchers}
+    started = [e.host for e in events if isinstance(e, fanout_waves.WaveServer) and not e.error]
+    assert started and set(started) <= nodes, events
+    from_waves = [e for e in events if isinstance(e, fanout.BlobFetched) and e.source in nodes]
+    assert from_waves and not [e for e in events if isinstance(e, fanout.FetchFailed)]
+    assert all(r.result.bytes_sent < 64 * 1024 for r in results.values())  # nothing from here
+    assert len({tree(h) for h in (*lab.fetchers, lab.seeds[1], lab.seeds[0])}) == 1
+    for host in lab.fetchers:
+        assert not host.path(f"/var/lib/sealer/data/{NAME}/.wave-registry").exists()
+    leftover = subprocess.run(["pgrep", "-f", f"{NAME}/.wave-registry"], capture_output=True, check=False)
+    assert leftover.stdout == b"", leftover.stdout
 
 
 def test_a_node_joining_fetches_from_the_masters_registry(lab: Lab) -> None:
