@@ -138,13 +138,18 @@ class OverlappedUnpack:
         except BaseException as err:
             self._close_stage(err)
             raise
-        self._thread = threading.Thread(
+        # Started by the first write: a pull opens one per layer up front, most wait their turn.
+        self._unstarted: threading.Thread | None = threading.Thread(
             target=self._run,
             args=(staging / "diff", compressed_size, diff_id, options),
             name=f"unpack-{layer_id[:12]}",
             daemon=True,
         )
-        self._thread.start()
+
+    def _start(self) -> None:
+        if self._unstarted is not None:
+            self._thread, self._unstarted = self._unstarted, None
+            self._thread.start()
 
     def _run(
         self, dest: Path, compressed_size: int, diff_id: Digest | None, options: UnpackOptions | None
@@ -161,7 +166,8 @@ class OverlappedUnpack:
                 if pipe.cancelled.is_set():
                     raise _Cancelled
                 held = self._slots.acquire(timeout=_POLL_S)
-            tar = open_decompressed(cast(BinaryIO, pipe), kind)  # the pipe itself for a plain tar
+            source = cast(BinaryIO, pipe)
+            tar = open_decompressed(source, kind)  # the pipe itself for a plain tar
             try:
                 unpack_layer(
                     tar,
@@ -173,7 +179,7 @@ class OverlappedUnpack:
                     options=options,
                 )
             finally:
-                if tar is not pipe:
+                if tar is not source:
                     tar.close()
         except BaseException as err:  # raised to the owner by finish()
             self._error = err
@@ -187,6 +193,7 @@ class OverlappedUnpack:
     def write(self, data: bytes) -> None:
         """The next bytes of the blob (kept by reference until unpacked: do not reuse them)."""
         if not self._dropped:
+            self._start()
             self._pipe.put(data)
 
     def restart(self) -> None:
@@ -203,6 +210,7 @@ class OverlappedUnpack:
         """Every byte was written: wait for the unpack to end; raises what it raised."""
         if self._dropped:
             return
+        self._start()
         self._pipe.put(_EOF)
         if self._thread is not None:
             self._thread.join()
@@ -222,6 +230,7 @@ class OverlappedUnpack:
     def abort(self) -> None:
         """Stop the unpack and drop the staging dir; idempotent, a no-op after publish."""
         self._dropped = True
+        self._unstarted = None
         self._pipe.cancelled.set()
         if self._thread is not None:
             self._thread.join()
