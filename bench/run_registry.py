@@ -14,13 +14,14 @@ Pull (from the registry holding sealer's push, and a gzip copy that skopeo pushe
   - `sealer pull` (the CLI) into a fresh store, against `skopeo copy docker:// oci:` of the same
     zstd image into a fresh OCI dir;
   - sealer pull + unpack of every layer into a fresh store's overlay2 diff dirs (`python -m
-    bench.run_registry pull`: `RegistryClient.pull` with `DiffDirUnpacker`, each layer
+    bench._pull_child`: `RegistryClient.pull` with `DiffDirUnpacker`, each layer
     unpacked as it downloads, diff_id checked, published once its digest matched: what a build
     FROM a registry image with a RUN does), against `skopeo copy docker:// oci:` + `umoci
     unpack` of the gzip copy (umoci 0.4.7 reads no zstd), and against `umoci unpack` alone of a
     local gzip copy (the target's peer).
 Results go to bench/results/registry.json and .md. `python -m bench.run_registry` runs it all;
-`python -m bench.run_registry pull ...` is the child mode it times.
+`python -m bench._pull_child ...` is the pull + unpack child it times (without the harness's
+imports; `python -m bench.run_registry pull ...`, the child mode of older revisions, runs it too).
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -137,18 +137,11 @@ def _free_port() -> int:
 
 
 def child_pull(store_root: str, ref: str, rootfs: str) -> None:
-    """`ref` pulled into a new store under `store_root` with every layer unpacked into the
-    store's overlay2 diff dirs as it downloads (`DiffDirUnpacker`), as a build FROM it does.
-    `rootfs` is where the code before this API unpacked (its child mode takes the same
-    arguments); the diff dirs live in the store."""
-    from builder.diffdirs import DiffDirUnpacker, unpack_image
-    from builder.registry.client import RegistryClient
-    from builder.store.layout import Store
+    """The child mode this benchmark timed before bench/_pull_child.py (its arguments kept, so
+    a `make bench BEFORE=` of this revision still runs); `rootfs` is unused."""
+    from bench._pull_child import pull_and_unpack
 
-    # A new store under the given dir for every run (see _pull_contenders).
-    store = Store.open(tempfile.mkdtemp(dir=store_root))
-    desc = RegistryClient().pull(store, ref, tees=DiffDirUnpacker(store))
-    unpack_image(store, desc)  # nothing left to do here unless a download restarted
+    pull_and_unpack(store_root, ref)
 
 
 # -- the benchmark -----------------------------------------------------------------------------
@@ -237,9 +230,13 @@ def _pull_contenders(
     gz_src = f"docker://{reg.host}/bench/gzip:v1"
     skopeo = "skopeo copy -q --src-tls-verify=false"
     sealer = " ".join(SEALER)
-    pull_unpack = [*ME, "pull", str(scratch), f"{reg.host}/{IMAGE}", str(scratch)]
+    pull_unpack = [sys.executable, "-m", "bench._pull_child", str(scratch), f"{reg.host}/{IMAGE}"]
+    # The code before runs its own child mode (older trees have no bench/_pull_child.py).
+    old_pull_unpack = [*ME, "pull", str(scratch), f"{reg.host}/{IMAGE}", str(scratch)]
     extra = (
-        [] if old is None else [Contender(old.label(NAMES["pull_unpack"]), old.shell(" ".join(pull_unpack)))]
+        []
+        if old is None
+        else [Contender(old.label(NAMES["pull_unpack"]), old.shell(" ".join(old_pull_unpack)))]
     )
     return [
         Contender(NAMES["pull"], f"SEALER_ROOT={new} {sealer} pull -q {reg.host}/{IMAGE} >/dev/null"),
