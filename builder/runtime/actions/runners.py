@@ -77,10 +77,8 @@ def deliver_fn(
         def on_event(event: fanout.FanoutEvent) -> None:
             if isinstance(event, delivery.HostProgress):  # as the bytes stream, not per blob
                 emit(HostBytes(event.host, event.bytes_sent, event.bytes_total))
-            elif (
-                isinstance(event, fanout_waves.WaveServer) and event.error
-            ):  # it only fetched, as in one wave
-                emit(Notice(f"{event.host}: not serving the next wave: {event.error}"))
+            elif isinstance(event, fanout_waves.WaveServer) and event.error:
+                emit(Notice(f"{event.host}: not serving the next wave: {event.error}"))  # it only fetched
             elif isinstance(event, fanout.FetchFailed):  # the next seed (or this machine) is asked
                 why = "refused: not its digest" if event.refused else event.message
                 emit(
