@@ -1,6 +1,6 @@
 """What `sealer push`/`pull` import before the first byte moves (issue 16: start-up is most of
-push's distance to curl): oras-py's jsonschema and requests' charset_normalizer are deferred
-until used, and work when used."""
+push's distance to curl): oras-py's jsonschema and requests' charset_normalizer and idna are
+deferred until used, and work when used."""
 
 from __future__ import annotations
 
@@ -45,6 +45,23 @@ def test_charset_normalizer_is_deferred_until_a_response_text_needs_it() -> None
         "utf-8 été, café et crème brûlée pour la naïve",
     ], out.stdout + out.stderr
     assert "Warning" not in out.stderr, out.stderr  # requests' dependency check saw the version
+
+
+_IDNA_PROBE = """
+import sys
+import builder.registry.client, requests
+print(type(sys.modules["idna"]).__name__, "idna.core" in sys.modules)
+prepared = requests.models.PreparedRequest()
+prepared.prepare_url("http://bücher.example:5000/v2/", None)
+print(prepared.url)
+"""
+
+
+def test_idna_is_deferred_until_a_host_name_needs_it() -> None:
+    out = subprocess.run([sys.executable, "-c", _IDNA_PROBE], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == ["_Deferred False", "http://xn--bcher-kva.example:5000/v2/"], (
+        out.stdout + out.stderr
+    )
 
 
 def test_push_and_pull_commands_load_no_build_or_runtime_modules() -> None:
