@@ -110,6 +110,12 @@ class _Group(click.Group):
             _show_traceback(ctx)
             print_error(err.message, hint=err.hint)
             ctx.exit(err.exit_code)
+        except click.UsageError as err:
+            # A subcommand's bad flag or argument: one line as every other error, not click's
+            # usage block (exit 2 all the same: docs/registry.md's exit codes).
+            where = err.ctx.command_path if err.ctx is not None else ctx.command_path
+            print_error(err.format_message(), hint=f"see '{where} --help'")
+            ctx.exit(err.exit_code)
         except KeyboardInterrupt as err:
             signum = err.signum if isinstance(err, Terminated) else signal.SIGINT
             print_error(

@@ -96,7 +96,10 @@ def choose(
     if fanout is not None and fanout > len(serving):  # K counts the hosts this machine sends to
         raise UsageError(
             f"--fanout {fanout}: only {len(serving)} registry host(s) among the targets can serve "
-            f"({', '.join(serving)})"
+            f"({', '.join(serving)})",
+            hint=f"give --fanout 1 to {len(serving)}, or leave it out for all of them"
+            if serving
+            else "a join of nodes fetches from the registry hosts already there: leave --fanout out",
         )
     if mode == "auto" and len(targets) < AUTO_MIN_HOSTS:
         return None
