@@ -31,20 +31,25 @@ def test_registry_killed_mid_push_then_repush_resumes(registry: RegistryServer, 
     ref = f"{registry.host}/big:v1"
     killed_at: list[int] = []
     small_done: set[str] = set()
-    big_done = [0]
+    done_at_kill: set[str] = set()
     lock = threading.Lock()
 
     def on_event(event: RegistryEvent) -> None:
-        # The kill waits until every small blob is complete (its BlobDone: the registry has
-        # committed it) and the big one is well under way; blobs go in parallel, so under CPU
-        # load the small ones may still be in flight at any byte count of the big one.
+        # The kill comes when the big blob is well under way, whatever the small ones have done
+        # by then: they start once its bytes move and, under CPU load, may still be in flight
+        # (waiting for them made the push finish first now and then). What the test holds is
+        # the property: a blob the registry confirmed before the kill is not sent again.
         with lock:
             if isinstance(event, BlobDone) and event.digest in small:
                 small_done.add(event.digest)
-            elif isinstance(event, BlobProgress) and event.digest == str(big.digest):
-                big_done[0] = event.done
-            if small_done == small and big_done[0] >= 32 << 20 and not killed_at:
+            elif (
+                isinstance(event, BlobProgress)
+                and event.digest == str(big.digest)
+                and event.done >= 32 << 20
+                and not killed_at
+            ):
                 killed_at.append(1)
+                done_at_kill.update(small_done)
                 registry.kill()
 
     started = time.monotonic()
@@ -62,8 +67,9 @@ def test_registry_killed_mid_push_then_repush_resumes(registry: RegistryServer, 
     assert pushed.digest == desc.digest
     skipped = {e.digest for e in events if isinstance(e, BlobSkipped)}
     sent = {e.digest for e in events if isinstance(e, BlobDone)}
-    assert small <= skipped, "blobs completed before the kill were sent again"
-    assert sent == {str(big.digest)}
+    assert done_at_kill <= skipped, "blobs completed before the kill were sent again"
+    assert str(big.digest) in sent and sent <= {str(big.digest)} | (small - done_at_kill)
+    assert skipped | sent == small | {str(big.digest)}
     assert RegistryClient(FAST).resolve(ref).digest == desc.digest
 
 
@@ -126,7 +132,11 @@ def test_pull_resumes_with_range_after_registry_restart(registry: RegistryServer
             seen.append(event.done)
 
     dst = Store.open(tmp_path / "dst")
-    assert RegistryClient(FAST, on_event=on_event).pull(dst, ref).digest == desc.digest
+    # Events reach on_event on this thread while the blob downloads on a worker, so the restart
+    # above does not hold the download back: its retries (full-jitter backoff, as little as
+    # 0.05 s each) must outlast a registry start, which FAST's two did not always under load.
+    patient = RegistryOptions(retries=8, timeout_s=10)
+    assert RegistryClient(patient, on_event=on_event).pull(dst, ref).digest == desc.digest
     validate_image(dst, ref)
     assert seen == sorted(seen), "the download restarted from byte 0 instead of resuming"
     assert seen[-1] == big.size
