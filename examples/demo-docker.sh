@@ -27,7 +27,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-engine_answers() { "$PY" -c 'from builder.runtime.infra.docker_engine import connect_engine; connect_engine().close()' 2>/dev/null; }
+engine_answers() { "$PY" -c 'from builder.registry.docker_daemon import connect_engine; connect_engine().close()' 2>/dev/null; }
 
 if ! engine_answers; then
 	if [ "$(id -u)" != 0 ] || ! command -v dockerd >/dev/null; then
