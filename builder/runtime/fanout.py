@@ -185,11 +185,12 @@ async def _fetch_missing(
     emit: Callable[[FanoutEvent], None],
     serves: Mapping[str, frozenset[str]],
     order: tuple[str, ...] | None = None,
-) -> tuple[int, tuple[str, ...]]:
+) -> tuple[int, tuple[str, ...], tuple[str, ...]]:
     """Fetch the image layers `host` will need into its blob cache from the servers that
     serve them (`serves`: server -> the layer hexes published there); a layer that none
     delivers is left for the controller. `order`: the servers to ask, in turn, for every layer
-    (a wave's assignment), else `plan.sources`. Returns (bytes fetched, the servers used)."""
+    (a wave's assignment), else `plan.sources`. Returns (bytes fetched, the servers used, the
+    servers that delivered none of what they were asked for)."""
     items = delivery._items(store, image, delivery.render_layer(image, env))
     wanted = [str(i.digest) for i in items]
     rid = delivery._rootfs_id(wanted)
@@ -204,6 +205,7 @@ async def _fetch_missing(
     tried: dict[str, set[str]] = {str(i.digest): set() for i in todo}
     left = {str(i.digest): i for i in todo}
     unable: list[str] = []  # the host has neither curl nor wget
+    dead: list[str] = []
 
     async def from_server(server: str, items: list[delivery._Item]) -> bool:
         """False when the host has neither curl nor wget (said once)."""
@@ -220,8 +222,11 @@ async def _fetch_missing(
                 return False
             for item in items:
                 emit(FetchFailed(host, str(item.digest), server, False, last))
+            dead.append(server)
             return True
         report = parse_fetch_report(out.stdout)
+        if all(report.get(i.digest.hex, ("failed", ""))[0] != "ok" for i in items):
+            dead.append(server)
         for item in items:
             word, arrived = report.get(item.digest.hex, ("failed", ""))
             if word == "ok":
@@ -236,8 +241,8 @@ async def _fetch_missing(
 
     # Rounds: each layer left goes to the next server that serves it and was not tried for
     # it; one command per server a round (its layers in one curl). A round tries every layer
-    # left once, so there are at most as many rounds as servers.
-    for _ in range(len(plan.servers)):
+    # left once, so there are at most as many rounds as servers (wave servers included).
+    for _ in range(len(order or plan.servers)):
         batches: dict[str, list[delivery._Item]] = {}
         for digest, item in left.items():
             servers = order or plan.sources(host, layer_index.get(digest, 0))
@@ -258,7 +263,7 @@ async def _fetch_missing(
         able = await asyncio.gather(*(from_server(s, items) for s, items in batches.items()))
         if not all(able):  # every layer from this machine
             break
-    return fetched, tuple(dict.fromkeys(used))
+    return fetched, tuple(dict.fromkeys(used)), tuple(dict.fromkeys(dead))
 
 
 async def _published(
@@ -346,9 +351,10 @@ async def deliver_hosts(
             server = await pool.take()
             waiting.discard(host)
             try:
-                fetched, used = await _fetch_missing(
+                fetched, used, dead = await _fetch_missing(
                     driver, store, image, p, plan, host, env, emit, serves, pool.order(server)
                 )
+                await pool.drop(dead)
                 result = (
                     await delivery.deliver(
                         driver,

@@ -60,28 +60,42 @@ class Servers:
     """Who serves the next fetcher. Without waves (`plan.wave_width` 0): nobody is assigned,
     each layer goes round-robin over the seeds (`plan.sources`), every fetcher at once. With
     waves: each server feeds `wave_width` fetchers at once; a fetcher waits for the least busy
-    server with room, and a fetcher that finished becomes a server while others still wait."""
+    server with room, and a fetcher that finished becomes a server while others still wait.
+    A server that delivered nothing to a fetcher (`drop`: a wave server or seed that died) is
+    assigned to no one after, and asked last; when every server was dropped, fetchers go back
+    to `plan.sources` (which fail over to this machine)."""
 
     def __init__(self, plan: FanoutPlan, serves: Mapping[str, frozenset[str]]) -> None:
         self.plan = plan
         self.width = plan.wave_width
         self.busy = {s: 0 for s in plan.servers if serves.get(s)}  # a server serving nothing: none
+        self.dropped: set[str] = set()
         self.changed = asyncio.Condition()
+
+    def _alive(self) -> list[str]:
+        return [s for s in self.busy if s not in self.dropped]
 
     async def take(self) -> str | None:
         if not self.width or not self.busy:
             return None
         async with self.changed:
-            await self.changed.wait_for(lambda: min(self.busy.values()) < self.width)
-            server = min(self.busy, key=lambda s: self.busy[s])
+            await self.changed.wait_for(
+                lambda: not self._alive() or min(self.busy[s] for s in self._alive()) < self.width
+            )
+            alive = self._alive()
+            if not alive:
+                return None
+            server = min(alive, key=lambda s: self.busy[s])
             self.busy[server] += 1
             return server
 
     def order(self, server: str | None) -> tuple[str, ...] | None:
-        """The servers a fetcher assigned `server` asks, in turn (None: plan.sources)."""
+        """The servers a fetcher assigned `server` asks, in turn (None: plan.sources): the
+        least busy first, dropped ones last."""
         if server is None:
             return None
-        return (server, *sorted((s for s in self.busy if s != server), key=lambda s: self.busy[s]))
+        others = (s for s in self.busy if s != server)
+        return (server, *sorted(others, key=lambda s: (s in self.dropped, self.busy[s])))
 
     async def give_back(self, server: str | None) -> None:
         if server is not None:
@@ -94,10 +108,18 @@ class Servers:
             self.busy[server] = 0
             self.changed.notify_all()
 
+    async def drop(self, servers: Sequence[str]) -> None:
+        """`servers` delivered nothing to a fetcher: assign them to no one after (a fetcher
+        failing on its own side only costs them their turn; they are still asked last)."""
+        if servers:
+            async with self.changed:
+                self.dropped.update(servers)
+                self.changed.notify_all()
+
     def wants(self, host: str, waiting: int) -> bool:
         """Whether `host`, just finished, should serve: waves on, a host that may (not a
         registry host), and more fetchers waiting than the servers have room for."""
-        room = sum(self.width - n for n in self.busy.values())
+        room = sum(self.width - self.busy[s] for s in self._alive())
         return bool(self.width) and host in self.plan.wave_hosts and waiting > room
 
 

@@ -7,7 +7,8 @@ Proven: every host gets the same tree; the controller sends each image layer to 
 only (counted in bytes); the fetchers got their layers over HTTPS from the seeds' registry; a
 re-run moves 0 bytes; a seed's registry and sshd killed mid-wave make its fetchers fail over
 and the delivery finishes; a blob corrupted in a seed's registry storage is refused by its
-fetchers and fetched from the other seed; a seed serving nothing is not asked; a joining node
+fetchers and fetched from the other seed; a seed serving nothing is not asked; the fetcher of
+a wave server that dies fails over to the seed; a joining node
 fetches from the masters; under auto a fetcher without curl or wget is served by this machine.
 The tests run in order on one set of hosts.
 """
@@ -249,6 +250,33 @@ def test_waves_hosts_that_finished_serve_the_next_and_stop_after(lab: Lab) -> No
     assert len({tree(h) for h in (*lab.fetchers, lab.seeds[1], lab.seeds[0])}) == 1
     for host in lab.fetchers:
         assert not host.path(f"/var/lib/sealer/data/{NAME}/.wave-registry").exists()
+    leftover = subprocess.run(["pgrep", "-f", f"{NAME}/.wave-registry"], capture_output=True, check=False)
+    assert leftover.stdout == b"", leftover.stdout
+
+
+def test_a_wave_server_that_dies_its_fetcher_fails_over_to_the_seed(lab: Lab) -> None:
+    """The first wave server killed (registry and its timeout, SIGKILL) as soon as it started:
+    the fetcher it was given (one, already waiting) gets every layer from the seed, not from
+    this machine (a wave's fetcher asks every server, wave servers counted, before giving up).
+    That a dead server is given to no later fetcher: test_fanout_servers.py."""
+    events: list[object] = []
+    killed: list[str] = []
+    by_address = {h.address: h for h in lab.hosts}
+
+    def on_event(event: object) -> None:
+        events.append(event)
+        if isinstance(event, fanout_waves.WaveServer) and not event.error and not killed:
+            pid = f"/var/lib/sealer/data/{NAME}/.wave-registry/pid"
+            by_address[event.host].run(f'w=$(cat {pid}); pkill -9 -P "$w"; kill -9 "$w"')
+            killed.append(event.host)
+
+    results = _redeliver_fetchers(lab, on_event, k=1, wave_width=1)
+    assert killed, events
+    failed = [e for e in events if isinstance(e, fanout.FetchFailed)]
+    assert {e.source for e in failed} <= set(killed), failed
+    assert len({e.host for e in failed}) == 1, failed  # given to the one fetcher waiting then
+    assert all(r.result.bytes_sent < 64 * 1024 for r in results.values())  # served by the seed
+    assert len({tree(h) for h in (*lab.fetchers, lab.seeds[1], lab.seeds[0])}) == 1
     leftover = subprocess.run(["pgrep", "-f", f"{NAME}/.wave-registry"], capture_output=True, check=False)
     assert leftover.stdout == b"", leftover.stdout
 
