@@ -1,8 +1,7 @@
 """Rootfs delivery: an image's layers onto hosts as `data/<cluster>/rootfs`, only what is missing.
 
 `prepare_image` resolves the image for a platform and checks its layer stack once on the
-controller (`_stackcheck`: nothing a host's `tar -x` must not see; cached in the store under
-`cache/delivery/<manifest hex>.json`). `render_layer` renders the image's `*.tmpl` files with a
+controller (cached in the store); `render_layer` renders the image's `*.tmpl` files with a
 host's env into a small deterministic tar applied last, so image layers stay shared between
 hosts and clusters. `deliver` then, per host and concurrently: one probe command (the applied
 list, the rootfs symlink, the staging progress, blobs present, zstd/gzip); nothing more when the
@@ -14,49 +13,42 @@ unless `keep_blobs=True` (then each streamed blob is also kept, verified, under 
 reused by any later wanted list). A failure leaves the current rootfs untouched; the next
 attempt for the same wanted list continues after the last recorded layer, so only the layers
 not yet unpacked travel. `remove` undoes a cluster's delivery and prunes blobs no other cluster
-uses; `plan_commands` prints, for `--dry-run`, the plan `deliver` runs (`_plan_host`). Host-side layout:
-`_delivery_shell`. Every entry point takes `target`: a directory under `data/<cluster>` that
-gets its own rootfs with the same guarantees (an app's, `apps/<name>`, on master0), leaving
-the cluster's own rootfs alone; the default "" is the cluster's rootfs.
+uses; `plan_commands` prints, for `--dry-run`, the plan `deliver` runs. Every entry point takes
+`target`: a directory under `data/<cluster>` that gets its own rootfs with the same guarantees
+(an app's, `apps/<name>`, on master0), leaving the cluster's own rootfs alone; the default ""
+is the cluster's rootfs.
 
-About 630 lines: the public API, the per-host orchestration and the events belong
-together; the host shell and the stack check already live in their own private modules.
+This module holds the public API, the events and the per-host run. The parts live beside it:
+`_delivery_image` (prepare_image, render_layer, the stack-check cache), `_stackcheck` (the
+check itself), `_delivery_plan` (a host's wanted list and the commands after its probe, shared
+with the dry-run and fan-out) and `_delivery_shell` (every command text, the host-side layout).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import io
-import json
 import re
-import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
-from builder._fs import atomic_write
-from builder.errors import (
-    ClusterError,
-    CommandFailed,
-    HostError,
-    ImageNotFound,
-    RootfsTemplateError,
-    SealerError,
-)
-from builder.image import mediatypes
-from builder.image.descriptor import Descriptor, Platform
+from builder.errors import ClusterError, CommandFailed, HostError, SealerError
 from builder.image.digest import Digest
-from builder.image.extension import ImageExtension
 from builder.layers.compression import Compression, open_decompressed
-from builder.layers.tarwriter import TarEntry, TarWriter
 from builder.runtime import _delivery_shell as sh
-from builder.runtime._stackcheck import TEMPLATE_SUFFIX, LayerPlan, check_stack, is_template_path
+from builder.runtime._delivery_image import DeliveryImage, prepare_image, render_layer
+from builder.runtime._delivery_plan import (
+    BARE_HOST,
+    PROBE_TIMEOUT_S,
+    Item,
+    Op,
+    plan_host,
+    rootfs_id,
+    wanted_items,
+)
+from builder.runtime._stackcheck import LayerPlan
 from builder.runtime.cluster import check_cluster_name
-from builder.runtime.env import render_template
 from builder.runtime.infra.base import InfraDriver
 from builder.store.layout import Store
 
@@ -82,10 +74,8 @@ __all__ = [
 ]
 
 DEFAULT_ROOT = "/var/lib/sealer"
-CHECK_VERSION = 7  # bump when the stack check changes: cached results are redone
 _CHUNK = 4 << 20
 _PROGRESS_EVERY_S = 0.1  # HostProgress while a blob streams: at most this often per host
-_PROBE_TIMEOUT_S = 60
 _TARGET_PART = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 # Names the cluster's own delivery uses in data/<cluster> (its switch removes stale rootfs-*
 # and .staging-* there; `.` is refused by _TARGET_PART): a target must not start with them.
@@ -115,20 +105,6 @@ def rootfs_path(cluster: str, root: str = DEFAULT_ROOT, *, target: str = "", dat
     rootfs of `target` (an app's) when one is given; under `data_root` (the cluster's
     spec.dataRoot) when it has one, else under `root`."""
     return _paths(root, cluster, target, data_root).rootfs
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryImage:
-    """One image for one platform, its layer stack checked."""
-
-    name: str
-    manifest_digest: Digest
-    platform: Platform
-    layers: tuple[LayerPlan, ...]
-    templates: Mapping[str, bytes]  # rootfs path of the .tmpl file -> its bytes
-    env: Mapping[str, str]  # the image's ENV (config Env + sealer extension env), lowest precedence
-    files: Mapping[str, bytes] = field(default_factory=dict)  # the stack check's KEPT_FILES present
-    configs: Mapping[str, bytes] = field(default_factory=dict)  # the Clusterfile's Config results, by path
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,152 +171,7 @@ class HostFailed:
 DeliveryEvent = HostStarted | BlobSent | HostProgress | HostSkipped | HostDone | HostFailed
 
 
-# --- preparing the image ------------------------------------------------------------------------
-
-
-def prepare_image(store: Store, name: str, platform: Platform) -> DeliveryImage:
-    """Resolve `name` to its manifest for `platform` and check its layer stack (cached).
-
-    Raises ImageNotFound (naming the platforms the image has) and LayerError subclasses
-    (UnsafePath, BadWhiteout) for a stack no host may unpack.
-    """
-    desc = store.resolve(name)
-    if desc.media_type in mediatypes.INDEXES:
-        desc = store.read_index(desc).select(platform)  # ImageNotFound lists the platforms
-    manifest = store.read_manifest(desc)
-    config = store.read_config(manifest.config)
-    if not config.platform.matches(platform):
-        raise ImageNotFound(
-            f"image {name!r} is for {config.platform}, not {platform}",
-            hint=f"the image has only {config.platform}",
-        )
-    if len(config.diff_ids) != len(manifest.layers):
-        raise ImageNotFound(
-            f"image {name!r} lists {len(manifest.layers)} layers but {len(config.diff_ids)} diff_ids"
-        )
-    env = dict(e.partition("=")[::2] for e in config.config.env)
-    ext = manifest.annotations.get(mediatypes.ANNOTATION_SEALER_EXTENSION)
-    if ext:
-        env.update(ImageExtension.from_json(ext).env)
-    layers, templates, files = _checked_stack(store, desc.digest, manifest.layers, config.diff_ids)
-    return DeliveryImage(name, desc.digest, config.platform, layers, templates, env, files)
-
-
-def _checked_stack(
-    store: Store, manifest_digest: Digest, descs: Sequence[Descriptor], diff_ids: Sequence[Digest]
-) -> tuple[tuple[LayerPlan, ...], dict[str, bytes], dict[str, bytes]]:
-    cache = store.cache_dir / "delivery" / f"{manifest_digest.hex}.json"
-    cached = _load_cache(cache, descs, diff_ids)
-    if cached is not None:
-        return cached
-
-    def opener(desc: Descriptor) -> Callable[[], BinaryIO]:
-        kind = Compression(mediatypes.LAYER_COMPRESSION.get(desc.media_type, ""))
-        return lambda: open_decompressed(store.blobs.open(desc.digest, expected_size=desc.size), kind)
-
-    result = check_stack((d, i, opener(d)) for d, i in zip(descs, diff_ids, strict=True))
-    doc = {
-        "version": CHECK_VERSION,
-        "layers": [
-            {"digest": str(p.descriptor.digest), "whiteouts": p.whiteouts, "opaques": p.opaques}
-            for p in result.layers
-        ],
-        "templates": {k: base64.b64encode(v).decode() for k, v in result.templates.items()},
-        "files": {k: base64.b64encode(v).decode() for k, v in result.files.items()},
-    }
-    atomic_write(cache, json.dumps(doc).encode())
-    return result.layers, result.templates, result.files
-
-
-def _load_cache(
-    path: Path, descs: Sequence[Descriptor], diff_ids: Sequence[Digest]
-) -> tuple[tuple[LayerPlan, ...], dict[str, bytes], dict[str, bytes]] | None:
-    try:
-        doc = json.loads(path.read_bytes())
-        if doc["version"] != CHECK_VERSION or [x["digest"] for x in doc["layers"]] != [
-            str(d.digest) for d in descs
-        ]:
-            return None
-        layers = tuple(
-            LayerPlan(d, i, tuple(x["whiteouts"]), tuple(x["opaques"]))
-            for d, i, x in zip(descs, diff_ids, doc["layers"], strict=True)
-        )
-        templates, files = (
-            {k: base64.b64decode(v) for k, v in doc[key].items()} for key in ("templates", "files")
-        )
-        return layers, templates, files
-    except (OSError, ValueError, KeyError, TypeError):
-        return None  # absent or unreadable: check again
-
-
-# --- rendering ------------------------------------------------------------------------------------
-
-
-def render_layer(image: DeliveryImage, env: Mapping[str, str]) -> bytes | None:
-    """A plain, deterministic tar of the image's templates rendered with `env` over the image's
-    ENV (`X.tmpl` -> `X`, mode 0644, uid/gid 0, mtime 0) and of the Clusterfile's Config results
-    (`image.configs`; one on a template changes the template); None when there is neither.
-    RootfsTemplateError names the file (rootfs path) and the missing variable."""
-    templates = {**image.templates, **{p: v for p, v in image.configs.items() if is_template_path(p)}}
-    if not templates and not image.configs:
-        return None
-    merged = {**image.env, **env}
-    rendered: dict[str, bytes] = {p: v for p, v in image.configs.items() if not is_template_path(p)}
-    for path, data in sorted(templates.items()):
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            raise RootfsTemplateError("template is not UTF-8 text", path=path, line=1) from None
-        rendered[path[: -len(TEMPLATE_SUFFIX)]] = render_template(text, merged, path=path).encode()
-    out = io.BytesIO()
-    with tempfile.TemporaryDirectory(prefix="sealer-render-") as tmp:
-        writer = TarWriter(out)
-        for i, (target, body) in enumerate(sorted(rendered.items())):
-            src = Path(tmp) / str(i)
-            src.write_bytes(body)
-            writer.add(TarEntry(target, "file", 0o644, len(body), str(src)))
-        writer.close()
-    return out.getvalue()
-
-
 # --- one host -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Item:
-    """One entry of a host's wanted list: an image layer, or the host's rendered layer."""
-
-    digest: Digest
-    size: int
-    compression: str  # "", "gzip", "zstd"
-    diff_id: Digest
-    whiteouts: tuple[str, ...]
-    opaques: tuple[str, ...]
-    path: Path | None  # the store blob; None for the rendered layer
-    data: bytes | None = None
-
-
-def _items(store: Store | None, image: DeliveryImage, rendered: bytes | None) -> list[_Item]:
-    out = [
-        _Item(
-            p.descriptor.digest,
-            p.descriptor.size,
-            mediatypes.LAYER_COMPRESSION.get(p.descriptor.media_type, ""),
-            p.diff_id,
-            p.whiteouts,
-            p.opaques,
-            store.blobs.path(p.descriptor.digest) if store is not None else None,
-        )
-        for p in image.layers
-    ]
-    if rendered is not None:
-        digest = Digest.from_bytes(rendered)
-        out.append(_Item(digest, len(rendered), "", digest, (), (), None, rendered))
-    return out
-
-
-def _rootfs_id(wanted: Sequence[str]) -> str:
-    return hashlib.sha256("\n".join(wanted).encode()).hexdigest()[:16]
 
 
 def _file_chunks(path: Path) -> Iterator[bytes]:
@@ -351,14 +182,14 @@ def _file_chunks(path: Path) -> Iterator[bytes]:
             yield chunk
 
 
-def _plain_chunks(item: _Item) -> Iterator[bytes]:
+def _plain_chunks(item: Item) -> Iterator[bytes]:
     assert item.path is not None
     with open(item.path, "rb") as raw, open_decompressed(raw, Compression(item.compression)) as f:
         while chunk := f.read(_CHUNK):
             yield chunk
 
 
-def _host_error(host: str, err: SealerError, item: _Item | None) -> HostError:
+def _host_error(host: str, err: SealerError, item: Item | None) -> HostError:
     if isinstance(err, HostError):
         return err
     if isinstance(err, CommandFailed) and err.status == sh.VERIFY_FAILED and item is not None:
@@ -371,90 +202,9 @@ def _host_error(host: str, err: SealerError, item: _Item | None) -> HostError:
     )
 
 
-def _resume_from(probe: sh.Probe, wanted: Sequence[str]) -> int | None:
-    """How many layers of `wanted` the staging dir already holds, or None when there is no
-    staging dir to continue (absent, or its progress is not a prefix of `wanted`)."""
-    staged = list(probe.staged)
-    if not probe.has_staging or staged != list(wanted[: len(staged)]):
-        return None
-    return len(staged)
-
-
-@dataclass(frozen=True, slots=True)
-class _Op:
-    """One command of a host's delivery after the probe. `item`: the layer it sends, as
-    stored (`plain=False`) or decompressed on the controller for a host without the tool
-    (`plain=True`); None for a command that sends nothing. `present`: it unpacks a blob already
-    on the host (how many layers: consecutive commands that send nothing run as one)."""
-
-    command: str
-    item: _Item | None = None
-    plain: bool = False
-    present: int = 0
-
-
-# A host that has nothing yet and both decompressors: what a dry-run assumes of every host.
-_BARE_HOST = sh.Probe(
-    applied=(), link="", has_tree=False, blobs=frozenset(), tools=frozenset({"zstd", "gzip"})
-)
-
-
-def _plan_host(
-    p: sh.Paths, rid: str, items: Sequence[_Item], wanted: Sequence[str], probe: sh.Probe, keep_blobs: bool
-) -> tuple[list[_Op], int]:
-    """The commands delivery runs on a host after its probe, and how many layers were already
-    there when it started: nothing when `wanted` is applied; the switch alone when the
-    rootfs-<id> tree is whole; else the staging dir prepared (or resumed after its last
-    recorded layer), each layer still to stage (its removals, then unpacked from a blob the
-    host has, or streamed), then the switch. The real run and the dry-run (`plan_commands`,
-    against `_BARE_HOST`) both read this list."""
-    if list(probe.applied) == list(wanted) and probe.link == f"rootfs-{rid}":
-        return [], len(items)
-    if probe.has_tree:
-        return [_Op(sh.switch(p, rid, wanted, built=False))], len(items)
-    # An interrupted layer is not in the progress, so it is done again from its removals on:
-    # what it left in staging is a prefix of the same verified stream (SSH's MAC), and its
-    # removals only delete lower layers' paths or paths this layer makes again.
-    done = _resume_from(probe, wanted)
-    ops = [_Op(sh.prepare(p, rid, resume=done is not None, keep_blobs=keep_blobs))]
-    for item in items[done or 0 :]:
-        ops += [_Op(c) for c in sh.removals(p.staging(rid), item.whiteouts, item.opaques)]
-        if item.digest.hex in probe.blobs:
-            ops.append(_Op(sh.extract_blob(p, rid, item.digest.hex, item.compression), present=1))
-        elif not item.compression or item.compression in probe.tools:
-            cmd = sh.upload_extract(p, rid, item.digest.hex, item.compression, keep_blobs=keep_blobs)
-            ops.append(_Op(cmd, item))
-        else:
-            ops.append(_Op(sh.stream_extract(p, rid, item.diff_id.hex, str(item.digest)), item, plain=True))
-    ops.append(_Op(sh.switch(p, rid, wanted, built=True)))
-    return _joined(ops), done or 0
-
-
-def _joined(ops: list[_Op]) -> list[_Op]:
-    """Consecutive commands that send nothing (the prepare, a layer's removals, unpacking blobs
-    already on the host) as one command, up to MAX_COMMAND_CHARS: each is a round trip and a
-    shell on the host, and a host that has every blob (kept, or fetched by fan-out) would
-    otherwise run two per layer. Each starts with `set -e` or is a single command, so the
-    first failure still stops the rest; the switch stays on its own, after any upload."""
-    out: list[_Op] = []
-    for op in ops:
-        last = out[-1] if out else None
-        if (
-            last is not None
-            and last.item is None
-            and op.item is None
-            and op is not ops[-1]
-            and len(last.command) + len(op.command) < sh.MAX_COMMAND_CHARS
-        ):
-            out[-1] = _Op(f"{last.command}; {op.command}", present=last.present + op.present)
-        else:
-            out.append(op)
-    return out
-
-
 async def _deliver_host(
     driver: InfraDriver,
-    items: list[_Item],
+    items: list[Item],
     p: sh.Paths,
     host: str,
     emit: Callable[[DeliveryEvent], None],
@@ -463,9 +213,9 @@ async def _deliver_host(
     started = time.monotonic()
     emit(HostStarted(host))
     wanted = [str(i.digest) for i in items]
-    rid = _rootfs_id(wanted)
-    probe = sh.parse_probe((await driver.run(host, sh.probe(p, rid), timeout_s=_PROBE_TIMEOUT_S)).stdout)
-    ops, present = _plan_host(p, rid, items, wanted, probe, keep_blobs)
+    rid = rootfs_id(wanted)
+    probe = sh.parse_probe((await driver.run(host, sh.probe(p, rid), timeout_s=PROBE_TIMEOUT_S)).stdout)
+    ops, present = plan_host(p, rid, items, wanted, probe, keep_blobs)
     if not ops:
         emit(HostSkipped(host))
         return HostDelivery(host, 0, 0, present, False, time.monotonic() - started)
@@ -522,7 +272,7 @@ async def _counted(
             close()
 
 
-def _path(item: _Item) -> Path:
+def _path(item: Item) -> Path:
     assert item.path is not None
     return item.path
 
@@ -533,7 +283,7 @@ async def _verify_blob(driver: InfraDriver, host: str, digest: Digest, *, root: 
     (Uploads run the same check in their own command; this is how it is tested, since SSH's MAC
     makes corruption in transit impossible to stage.)"""
     p = sh.Paths(root, "_")
-    item = _Item(digest, 0, "", digest, (), (), None)
+    item = Item(digest, 0, "", digest, (), (), None)
     try:
         await driver.run(host, sh.verify_partial(p, digest.hex))
     except SealerError as err:
@@ -569,13 +319,13 @@ async def deliver(
     that failed once every host has finished; the others' results come as HostDone events.
     """
     p = _paths(root, cluster, target, data_root)
-    plans = {host: _items(store, image, render_layer(image, env)) for host, env in host_env.items()}
+    plans = {host: wanted_items(store, image, render_layer(image, env)) for host, env in host_env.items()}
     emit = on_event or (lambda event: None)
     slots = asyncio.Semaphore(max(1, max_parallel))
     results: dict[str, HostDelivery] = {}
     failures: dict[str, HostError] = {}
 
-    async def one(host: str, items: list[_Item]) -> None:
+    async def one(host: str, items: list[Item]) -> None:
         async with slots:
             try:
                 results[host] = await _deliver_host(driver, items, p, host, emit, keep_blobs)
@@ -597,7 +347,7 @@ async def deliver(
     return results
 
 
-def _failed_item(err: SealerError, items: list[_Item]) -> _Item | None:
+def _failed_item(err: SealerError, items: list[Item]) -> Item | None:
     if not isinstance(err, CommandFailed):
         return None
     return next((i for i in items if f"sha256:{i.digest.hex} arrived" in err.stderr_tail), None)
@@ -640,22 +390,22 @@ def plan_commands(
     data_root: str = "",
 ) -> list[str]:
     """The commands delivery would run on `host` for a first delivery: the probe, then the
-    plan `deliver` runs (`_plan_host`) for a host that has nothing yet, each upload preceded
-    by `upload <digest> (<size>)`. With `env` the host's templates are rendered, so the
-    rendered layer's digest and the rootfs id are real; without it they are placeholders."""
+    plan `deliver` runs (`_delivery_plan.plan_host`) for a host that has nothing yet, each
+    upload preceded by `upload <digest> (<size>)`. With `env` the host's templates are rendered,
+    so the rendered layer's digest and the rootfs id are real; without it they are placeholders."""
     p = _paths(root, cluster, target, data_root)
     rendered = render_layer(image, env) if env is not None else None
-    items = _items(None, image, rendered)
+    items = wanted_items(None, image, rendered)
     wanted = [str(i.digest) for i in items]
     placeholder = bool(image.templates) and rendered is None
-    rid = "<id>" if placeholder else _rootfs_id(wanted)
-    ops, _ = _plan_host(
-        p, rid, items, [*wanted, "<rendered>"] if placeholder else wanted, _BARE_HOST, keep_blobs
+    rid = "<id>" if placeholder else rootfs_id(wanted)
+    ops, _ = plan_host(
+        p, rid, items, [*wanted, "<rendered>"] if placeholder else wanted, BARE_HOST, keep_blobs
     )
     if placeholder:  # the rendered layer, unknown without the host's env, before the switch
         shown = f"upload <rendered templates of {host}: {len(image.templates)} files>"
-        ops.insert(-1, _Op(shown))
-        ops.insert(-1, _Op(sh.upload_extract(p, rid, "<rendered>", "", keep_blobs=keep_blobs)))
+        ops.insert(-1, Op(shown))
+        ops.insert(-1, Op(sh.upload_extract(p, rid, "<rendered>", "", keep_blobs=keep_blobs)))
     out = [sh.probe(p, rid)]
     for op in ops:
         if op.item is not None:

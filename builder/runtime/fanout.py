@@ -25,6 +25,14 @@ from dataclasses import dataclass, replace
 from builder.errors import ClusterError, CommandFailed, HostError, SealerError, UsageError
 from builder.runtime import _delivery_shell as sh
 from builder.runtime import delivery
+from builder.runtime._delivery_plan import (
+    BARE_HOST,
+    PROBE_TIMEOUT_S,
+    Item,
+    plan_host,
+    rootfs_id,
+    wanted_items,
+)
 from builder.runtime._fanout_shell import (
     NO_FETCH_TOOL,
     FanoutPlan,
@@ -191,11 +199,11 @@ async def _fetch_missing(
     delivers is left for the controller. `order`: the servers to ask, in turn, for every layer
     (a wave's assignment), else `plan.sources`. Returns (bytes fetched, the servers used, the
     servers that delivered none of what they were asked for)."""
-    items = delivery._items(store, image, delivery.render_layer(image, env))
+    items = wanted_items(store, image, delivery.render_layer(image, env))
     wanted = [str(i.digest) for i in items]
-    rid = delivery._rootfs_id(wanted)
-    out = await driver.run(host, sh.probe(p, rid), timeout_s=delivery._PROBE_TIMEOUT_S)
-    ops, _ = delivery._plan_host(p, rid, items, wanted, sh.parse_probe(out.stdout), True)
+    rid = rootfs_id(wanted)
+    out = await driver.run(host, sh.probe(p, rid), timeout_s=PROBE_TIMEOUT_S)
+    ops, _ = plan_host(p, rid, items, wanted, sh.parse_probe(out.stdout), True)
     layer_index = {str(layer.descriptor.digest): n for n, layer in enumerate(image.layers)}
     todo = [op.item for op in ops if op.item is not None and not op.plain and op.item.path is not None]
     stdin = f"Authorization: Basic {plan.basic_auth}\n".encode() if plan.basic_auth else None
@@ -207,7 +215,7 @@ async def _fetch_missing(
     unable: list[str] = []  # the host has neither curl nor wget
     dead: list[str] = []
 
-    async def from_server(server: str, items: list[delivery._Item]) -> bool:
+    async def from_server(server: str, items: list[Item]) -> bool:
         """False when the host has neither curl nor wget (said once)."""
         nonlocal fetched
         command = fetch_command(p, plan, server, [(i.digest.hex, i.size) for i in items])
@@ -243,7 +251,7 @@ async def _fetch_missing(
     # it; one command per server a round (its layers in one curl). A round tries every layer
     # left once, so there are at most as many rounds as servers (wave servers included).
     for _ in range(len(order or plan.servers)):
-        batches: dict[str, list[delivery._Item]] = {}
+        batches: dict[str, list[Item]] = {}
         for digest, item in left.items():
             servers = order or plan.sources(host, layer_index.get(digest, 0))
             server = next(
@@ -276,9 +284,7 @@ async def _published(
 
     async def one(server: str) -> frozenset[str]:
         try:
-            out = await driver.run(
-                server, published_command(plan, hexes), timeout_s=delivery._PROBE_TIMEOUT_S
-            )
+            out = await driver.run(server, published_command(plan, hexes), timeout_s=PROBE_TIMEOUT_S)
         except SealerError:
             return frozenset()
         return frozenset(out.stdout.split())
@@ -419,9 +425,9 @@ def dry_run_lines(
         )
         return [f"seed: every layer from this machine, kept and served as {plan.repository}", *lines,
                 publish_command(p, plan, hexes)]  # fmt: skip
-    items = delivery._items(None, image, delivery.render_layer(image, env))
+    items = wanted_items(None, image, delivery.render_layer(image, env))
     wanted = [str(i.digest) for i in items]
-    rid = delivery._rootfs_id(wanted)
+    rid = rootfs_id(wanted)
     out = [sh.probe(p, rid)]
     if plan.wave_width:
         out.append(
@@ -435,8 +441,8 @@ def dry_run_lines(
         out.append(f"fetch {item.digest} ({item.size}) from {order[0]}{others}, else this machine")
         firsts.setdefault(order[0], []).append((item.digest.hex, item.size))
     out += [fetch_command(p, plan, server, blobs) for server, blobs in firsts.items()]
-    fetched = replace(delivery._BARE_HOST, blobs=frozenset(hexes))
-    ops, _ = delivery._plan_host(p, rid, items, wanted, fetched, True)
+    fetched = replace(BARE_HOST, blobs=frozenset(hexes))
+    ops, _ = plan_host(p, rid, items, wanted, fetched, True)
     for op in ops:
         if op.item is not None:
             out.append(f"upload {op.item.digest} ({op.item.size})")

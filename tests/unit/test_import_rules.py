@@ -115,6 +115,8 @@ RUNTIME_LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             "phases",
             "delivery",
+            "_delivery_image",
+            "_delivery_plan",
             "image_configs",
             "fanout",
             "_fanout_shell",

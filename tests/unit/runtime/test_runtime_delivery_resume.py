@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from builder.image.descriptor import Platform
+from builder.runtime import _delivery_plan as plan
 from builder.runtime import _delivery_shell as sh
-from builder.runtime import delivery
 from builder.runtime.delivery import plan_commands, prepare_image
 from builder.store.layout import Store
 from tests.unit.runtime.test_runtime_delivery_stack import E, put_image
@@ -46,7 +46,7 @@ def test_the_probe_reports_the_staging_progress() -> None:
 def test_a_staging_dir_is_continued_only_when_its_progress_is_a_prefix(
     lines: list[str], resume: int | None
 ) -> None:
-    assert delivery._resume_from(probe(*lines), [A, B, C]) == resume
+    assert plan.resume_from(probe(*lines), [A, B, C]) == resume
 
 
 def test_prepare_keeps_the_staging_dir_only_when_resuming() -> None:
@@ -87,10 +87,10 @@ def test_a_host_with_every_blob_runs_one_command_before_the_switch(tmp_path: Pat
         st, "t/x:1", [[E("a", data=b"1")], [E("b", data=b"2"), E(".wh.a", data=b"")], [E("c", data=b"3")]]
     )
     image = prepare_image(st, "t/x:1", AMD64)
-    items = delivery._items(st, image, None)
+    items = plan.wanted_items(st, image, None)
     wanted = [str(i.digest) for i in items]
     has_all = probe(*(f"blob {i.digest.hex}" for i in items))
-    ops, _ = delivery._plan_host(P, "id", items, wanted, has_all, True)
+    ops, _ = plan.plan_host(P, "id", items, wanted, has_all, True)
     assert len(ops) == 2 and ops[0].present == 3 and ops[0].item is None
     unpacks = [ops[0].command.index(P.blob(i.digest.hex)) for i in items]
     assert unpacks == sorted(unpacks) and ops[0].command.index(f"rm -rf -- {P.staging('id')}/a") < unpacks[1]

@@ -25,8 +25,8 @@ from builder.image.descriptor import Platform
 from builder.image.digest import Digest
 from builder.layers.compression import Compression, open_decompressed
 from builder.layers.tarreader import extract_layer
+from builder.runtime import _delivery_plan, delivery
 from builder.runtime import _delivery_shell as sh
-from builder.runtime import delivery
 from builder.runtime.delivery import (
     BlobSent,
     DeliveryEvent,
@@ -345,7 +345,7 @@ def test_sshd_killed_mid_delivery_then_resumed(host_factory: HostFactory, tmp_pa
 
     # The staging dir recorded the small layer (unpacked and verified), not the interrupted one.
     wanted = [str(layer.descriptor.digest) for layer in v2.layers]
-    rid = delivery._rootfs_id(wanted)
+    rid = _delivery_plan.rootfs_id(wanted)
     data = victim.path(f"{ROOT}/data/k")
     assert (data / f".staging-{rid}" / "small").read_bytes() == b"s"
     assert (data / f".staging-{rid}.layers").read_text().split() == wanted[:1]
@@ -379,7 +379,7 @@ def test_a_staging_dir_not_matching_the_wanted_list_is_discarded(
     h = hosts3[0]
     image = prepare_image(store, "t/plain:1", AMD64)
     wanted = [str(layer.descriptor.digest) for layer in image.layers]
-    rid = delivery._rootfs_id(wanted)
+    rid = _delivery_plan.rootfs_id(wanted)
     data = h.path(f"{ROOT}/data/stale")
     shutil.rmtree(data, ignore_errors=True)
     (data / f".staging-{rid}").mkdir(parents=True)
@@ -422,7 +422,7 @@ def test_a_layer_failing_its_check_drops_the_staging_tree(hosts3: HostSet) -> No
 
 
 def item(digest: Digest) -> Any:
-    return delivery._Item(digest, 0, "", digest, (), (), None)
+    return _delivery_plan.Item(digest, 0, "", digest, (), (), None)
 
 
 MIN_TOOLS = ("sh", "tar", "tee", "sha256sum", "mkfifo", "mv", "rm", "ln", "mkdir", "readlink")
@@ -483,9 +483,9 @@ def test_a_layer_interrupted_anywhere_is_redone_over_what_it_left(
     cluster = f"cut-{cut}"
     image = prepare_image(store, "t/app:1", AMD64)
     env = {"NAME": "cut"}
-    items = delivery._items(store, image, render_layer(image, env))
+    items = _delivery_plan.wanted_items(store, image, render_layer(image, env))
     wanted = [str(i.digest) for i in items]
-    rid = delivery._rootfs_id(wanted)
+    rid = _delivery_plan.rootfs_id(wanted)
     p = sh.Paths(ROOT, cluster)
     first, second = items[0], items[1]
     assert second.whiteouts and second.opaques
