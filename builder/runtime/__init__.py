@@ -11,7 +11,9 @@ only from its own layer or lower ones (tests/unit/test_import_rules.py holds thi
   cluster           cluster, events, facts (the values every layer reads)
   clusterfile/env   clusterfile, _bounded_yaml, env, state (the journal), infra/ (drivers)
   plugins           plugins/
-  phases            phases/, delivery, _delivery_shell, _stackcheck, dryrun
+  phases            phases/, delivery (_delivery_image, _delivery_plan, _delivery_shell,
+                    _stackcheck), fanout (fanout_fetch, fanout_waves, _fanout_shell),
+                    image_configs, dryrun
   runner            runner
   actions           actions/
 """

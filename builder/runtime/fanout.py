@@ -11,7 +11,8 @@ an earlier fan-out left serving it (round-robin, failing over to the next), each
 against its digest before anything unpacks it, then get today's delivery, which finds those
 blobs on the host and sends only the host's rendered templates and any blob no server had.
 Starting the registry on the seeds between the two is the `registry-seed` phase's
-(phases/deliver_fetch.py). The shell run on hosts is in `_fanout_shell`.
+(phases/deliver_fetch.py). A fetcher's fetch is `fanout_fetch`'s, its waves `fanout_waves`'s,
+and the shell run on hosts is in `_fanout_shell`.
 """
 
 from __future__ import annotations
@@ -22,28 +23,19 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from builder.errors import ClusterError, CommandFailed, HostError, SealerError, UsageError
+from builder.errors import ClusterError, HostError, SealerError, UsageError
 from builder.runtime import _delivery_shell as sh
 from builder.runtime import delivery
-from builder.runtime._delivery_plan import (
-    BARE_HOST,
-    PROBE_TIMEOUT_S,
-    Item,
-    plan_host,
-    rootfs_id,
-    wanted_items,
-)
+from builder.runtime._delivery_plan import BARE_HOST, plan_host, rootfs_id, wanted_items
 from builder.runtime._fanout_shell import (
-    NO_FETCH_TOOL,
     FanoutPlan,
     fetch_command,
-    parse_fetch_report,
     publish_command,
-    published_command,
     wave_serve_command,
 )
 from builder.runtime.cluster import DISTRIBUTIONS, Cluster
 from builder.runtime.facts import FETCH_TOOLS
+from builder.runtime.fanout_fetch import BlobFetched, FetchFailed, fetch_missing, find_published
 from builder.runtime.fanout_waves import (
     WAVE_WIDTH,
     Servers,
@@ -59,7 +51,6 @@ from builder.store.layout import Store
 # the registry started early, a disk write per fetched blob) cost more than the controller's
 # link saves (docs/BENCHMARKS.md, Fan-out).
 AUTO_MIN_HOSTS = 4
-_FETCH_TIMEOUT_S = 3600
 
 
 def repository(cluster: str) -> str:
@@ -150,26 +141,6 @@ def fetch_problems(plan: FanoutPlan | None, host: str, tools: frozenset[str]) ->
 
 
 @dataclass(frozen=True, slots=True)
-class FetchFailed:
-    """A source did not deliver a blob to `host` (the next is asked); `refused`: it sent a
-    blob whose sha256 is not the digest."""
-
-    host: str
-    digest: str
-    source: str
-    refused: bool
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class BlobFetched:
-    host: str
-    digest: str
-    source: str
-    bytes: int
-
-
-@dataclass(frozen=True, slots=True)
 class FanoutDelivery:
     """One host's delivery: today's result (`bytes_sent`: from the controller) and what it
     fetched from seeds (`bytes_fetched`, by seed in `sources`)."""
@@ -180,117 +151,6 @@ class FanoutDelivery:
 
 
 FanoutEvent = delivery.DeliveryEvent | FetchFailed | BlobFetched | WaveServer
-
-
-async def _fetch_missing(
-    driver: InfraDriver,
-    store: Store,
-    image: delivery.DeliveryImage,
-    p: sh.Paths,
-    plan: FanoutPlan,
-    host: str,
-    env: Mapping[str, str],
-    emit: Callable[[FanoutEvent], None],
-    serves: Mapping[str, frozenset[str]],
-    order: tuple[str, ...] | None = None,
-) -> tuple[int, tuple[str, ...], tuple[str, ...]]:
-    """Fetch the image layers `host` will need into its blob cache from the servers that
-    serve them (`serves`: server -> the layer hexes published there); a layer that none
-    delivers is left for the controller. `order`: the servers to ask, in turn, for every layer
-    (a wave's assignment), else `plan.sources`. Returns (bytes fetched, the servers used, the
-    servers that delivered none of what they were asked for)."""
-    items = wanted_items(store, image, delivery.render_layer(image, env))
-    wanted = [str(i.digest) for i in items]
-    rid = rootfs_id(wanted)
-    out = await driver.run(host, sh.probe(p, rid), timeout_s=PROBE_TIMEOUT_S)
-    ops, _ = plan_host(p, rid, items, wanted, sh.parse_probe(out.stdout), True)
-    layer_index = {str(layer.descriptor.digest): n for n, layer in enumerate(image.layers)}
-    todo = [op.item for op in ops if op.item is not None and not op.plain and op.item.path is not None]
-    stdin = f"Authorization: Basic {plan.basic_auth}\n".encode() if plan.basic_auth else None
-    env_ca = {"SEALER_FETCH_CA": plan.ca_pem} if plan.ca_pem is not None else None
-    fetched = 0
-    used: list[str] = []
-    tried: dict[str, set[str]] = {str(i.digest): set() for i in todo}
-    left = {str(i.digest): i for i in todo}
-    unable: list[str] = []  # the host has neither curl nor wget
-    dead: list[str] = []
-
-    async def from_server(server: str, items: list[Item]) -> bool:
-        """False when the host has neither curl nor wget (said once)."""
-        nonlocal fetched
-        command = fetch_command(p, plan, server, [(i.digest.hex, i.size) for i in items])
-        try:
-            out = await driver.run(host, command, env=env_ca, stdin=stdin, timeout_s=_FETCH_TIMEOUT_S)
-        except CommandFailed as err:
-            last = (err.stderr_tail.strip().splitlines() or [f"exit {err.status}"])[-1]
-            if err.status == NO_FETCH_TOOL:  # every layer from this machine: said once
-                if not unable:
-                    emit(FetchFailed(host, str(items[0].digest), server, False, last))
-                unable.append(server)
-                return False
-            for item in items:
-                emit(FetchFailed(host, str(item.digest), server, False, last))
-            dead.append(server)
-            return True
-        report = parse_fetch_report(out.stdout)
-        if all(report.get(i.digest.hex, ("failed", ""))[0] != "ok" for i in items):
-            dead.append(server)
-        for item in items:
-            word, arrived = report.get(item.digest.hex, ("failed", ""))
-            if word == "ok":
-                fetched += item.size
-                used.append(server)
-                left.pop(str(item.digest), None)
-                emit(BlobFetched(host, str(item.digest), server, item.size))
-            else:
-                why = f"arrived as sha256:{arrived}" if word == "refused" else "no whole blob from it"
-                emit(FetchFailed(host, str(item.digest), server, word == "refused", why))
-        return True
-
-    # Rounds: each layer left goes to the next server that serves it and was not tried for
-    # it; one command per server a round (its layers in one curl). A round tries every layer
-    # left once, so there are at most as many rounds as servers (wave servers included).
-    for _ in range(len(order or plan.servers)):
-        batches: dict[str, list[Item]] = {}
-        for digest, item in left.items():
-            servers = order or plan.sources(host, layer_index.get(digest, 0))
-            server = next(
-                (
-                    s
-                    for s in servers
-                    if s not in tried[digest] and item.digest.hex in serves.get(s, frozenset())
-                ),
-                None,
-            )
-            if server is not None:
-                tried[digest].add(server)
-                batches.setdefault(server, []).append(item)
-        if not batches:
-            break
-
-        able = await asyncio.gather(*(from_server(s, items) for s, items in batches.items()))
-        if not all(able):  # every layer from this machine
-            break
-    return fetched, tuple(dict.fromkeys(used)), tuple(dict.fromkeys(dead))
-
-
-async def _published(
-    driver: InfraDriver, plan: FanoutPlan, hexes: Sequence[str]
-) -> dict[str, frozenset[str]]:
-    """What each server (seed or standing registry host) serves (nothing when it cannot be
-    asked), so that the fetchers ask only those that have a layer and this machine sends the
-    rest: a standing host serves what an earlier fan-out published there, and a seed that an
-    earlier delivery over SSH left without kept blobs serves nothing."""
-
-    async def one(server: str) -> frozenset[str]:
-        try:
-            out = await driver.run(server, published_command(plan, hexes), timeout_s=PROBE_TIMEOUT_S)
-        except SealerError:
-            return frozenset()
-        return frozenset(out.stdout.split())
-
-    found = await asyncio.gather(*(one(s) for s in plan.servers))
-    return dict(zip(plan.servers, found, strict=True))
 
 
 async def _publish(driver: InfraDriver, seed: str, command: str) -> None:
@@ -345,7 +205,7 @@ async def deliver_hosts(
         out.update({h: FanoutDelivery(r) for h, r in seeded.items()})
     if not fetchers:
         return out
-    serves = dict(await _published(driver, plan, hexes))  # after the seeds published
+    serves = dict(await find_published(driver, plan, hexes))  # after the seeds published
     pool = Servers(plan, serves)
     slots = asyncio.Semaphore(max(1, max_parallel))
     waiting = set(fetchers)  # not yet given a server
@@ -357,7 +217,7 @@ async def deliver_hosts(
             server = await pool.take()
             waiting.discard(host)
             try:
-                fetched, used, dead = await _fetch_missing(
+                fetched, used, dead = await fetch_missing(
                     driver, store, image, p, plan, host, env, emit, serves, pool.order(server)
                 )
                 await pool.drop(dead)

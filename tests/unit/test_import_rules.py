@@ -119,6 +119,7 @@ RUNTIME_LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "_delivery_plan",
             "image_configs",
             "fanout",
+            "fanout_fetch",
             "_fanout_shell",
             "fanout_waves",
             "_delivery_shell",

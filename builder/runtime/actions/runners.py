@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from builder.errors import HostError
 from builder.image.digest import Digest
-from builder.runtime import delivery, fanout, fanout_waves
+from builder.runtime import delivery, fanout, fanout_fetch, fanout_waves
 from builder.runtime.actions.settings import Settings
 from builder.runtime.cluster import Cluster
 from builder.runtime.infra.base import InfraDriver
@@ -79,7 +79,7 @@ def deliver_fn(
                 emit(HostBytes(event.host, event.bytes_sent, event.bytes_total))
             elif isinstance(event, fanout_waves.WaveServer) and event.error:
                 emit(Notice(f"{event.host}: not serving the next wave: {event.error}"))  # it only fetched
-            elif isinstance(event, fanout.FetchFailed):  # the next seed (or this machine) is asked
+            elif isinstance(event, fanout_fetch.FetchFailed):  # the next seed (or this machine) is asked
                 why = "refused: not its digest" if event.refused else event.message
                 emit(
                     Notice(

@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from builder.image.descriptor import Platform
-from builder.runtime import actions, delivery, fanout, fanout_waves, registry_pki
+from builder.runtime import actions, delivery, fanout, fanout_fetch, fanout_waves, registry_pki
 from builder.runtime.cluster import Cluster, HostSpec, Role
 from builder.runtime.clusterfile import parse_clusterfile
 from builder.runtime.infra.routing import make_driver
@@ -180,7 +180,7 @@ def test_a_seeds_registry_and_sshd_killed_mid_wave_its_fetchers_fail_over(lab: L
     def on_event(event: object) -> None:
         events.append(event)
         # the first blob of the wave: one fetcher at a time, so the others are still to come
-        if isinstance(event, fanout.BlobFetched) and not stopped:
+        if isinstance(event, fanout_fetch.BlobFetched) and not stopped:
             lab.seeds[0].run(f"systemctl stop {unit_name(NAME)}")
             lab.seeds[0].kill_sshd()
             stopped.append(event.source)
@@ -190,7 +190,7 @@ def test_a_seeds_registry_and_sshd_killed_mid_wave_its_fetchers_fail_over(lab: L
     finally:
         lab.seeds[0].start_sshd()
         lab.seeds[0].run(f"systemctl start {unit_name(NAME)}")
-    failed = [e for e in events if isinstance(e, fanout.FetchFailed)]
+    failed = [e for e in events if isinstance(e, fanout_fetch.FetchFailed)]
     assert failed and all(e.source == lab.seeds[0].address and not e.refused for e in failed)
     assert all(r.result.rebuilt for r in results.values())
     assert lab.seeds[1].address in {s for r in results.values() for s in r.sources}
@@ -212,7 +212,7 @@ def test_a_corrupted_blob_in_a_seeds_storage_is_refused_and_fetched_elsewhere(la
         results = _redeliver_fetchers(lab, events.append)
     finally:
         seed.run(f"mv -f /tmp/good {data}")
-    refused = [e for e in events if isinstance(e, fanout.FetchFailed) and e.refused]
+    refused = [e for e in events if isinstance(e, fanout_fetch.FetchFailed) and e.refused]
     assert refused and {e.source for e in refused} == {seed.address}
     assert all(e.digest == f"sha256:{biggest}" for e in refused)
     assert all(r.result.bytes_sent < 64 * 1024 for r in results.values())  # the other seed served it
@@ -229,7 +229,7 @@ def test_a_seed_that_serves_nothing_is_not_asked(lab: Lab) -> None:
         results = _redeliver_fetchers(lab, events.append)
     finally:
         seed.run(f"mv {layers}.away {layers}")
-    assert not [e for e in events if isinstance(e, fanout.FetchFailed)]
+    assert not [e for e in events if isinstance(e, fanout_fetch.FetchFailed)]
     assert {s for r in results.values() for s in r.sources} == {lab.seeds[1].address}
     assert all(r.result.bytes_sent < 64 * 1024 for r in results.values())
 
@@ -244,8 +244,8 @@ def test_waves_hosts_that_finished_serve_the_next_and_stop_after(lab: Lab) -> No
     nodes = {h.address for h in lab.fetchers}
     started = [e.host for e in events if isinstance(e, fanout_waves.WaveServer) and not e.error]
     assert started and set(started) <= nodes, events
-    from_waves = [e for e in events if isinstance(e, fanout.BlobFetched) and e.source in nodes]
-    assert from_waves and not [e for e in events if isinstance(e, fanout.FetchFailed)]
+    from_waves = [e for e in events if isinstance(e, fanout_fetch.BlobFetched) and e.source in nodes]
+    assert from_waves and not [e for e in events if isinstance(e, fanout_fetch.FetchFailed)]
     assert all(r.result.bytes_sent < 64 * 1024 for r in results.values())  # nothing from here
     assert len({tree(h) for h in (*lab.fetchers, lab.seeds[1], lab.seeds[0])}) == 1
     for host in lab.fetchers:
@@ -272,7 +272,7 @@ def test_a_wave_server_that_dies_its_fetcher_fails_over_to_the_seed(lab: Lab) ->
 
     results = _redeliver_fetchers(lab, on_event, k=1, wave_width=1)
     assert killed, events
-    failed = [e for e in events if isinstance(e, fanout.FetchFailed)]
+    failed = [e for e in events if isinstance(e, fanout_fetch.FetchFailed)]
     assert {e.source for e in failed} <= set(killed), failed
     assert len({e.host for e in failed}) == 1, failed  # given to the one fetcher waiting then
     assert all(r.result.bytes_sent < 64 * 1024 for r in results.values())  # served by the seed
@@ -301,7 +301,7 @@ def test_with_auto_a_fetcher_without_curl_or_wget_gets_its_layers_from_this_mach
     assert bare.run("command -v curl || command -v wget", check=False).returncode != 0
     events: list[object] = []
     results = _redeliver_fetchers(lab, events.append, mode="auto")
-    said = [e for e in events if isinstance(e, fanout.FetchFailed)]
+    said = [e for e in events if isinstance(e, fanout_fetch.FetchFailed)]
     assert len(said) == 1 and said[0].host == bare.address and "neither curl nor wget" in said[0].message
     assert (
         results[bare.address].result.bytes_sent >= image_bytes(lab)
