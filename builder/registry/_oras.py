@@ -280,6 +280,7 @@ class OrasRegistry(oras.provider.Registry):  # type: ignore[misc]
         """
         if json is not None:
             raise TypeError("send JSON as bytes with its media type")
+        refusals = 0
         while True:
             timeout = budget.timeouts(self.host, what, read_s=read_timeout_s)
             delay: float | None = None
@@ -288,8 +289,17 @@ class OrasRegistry(oras.provider.Registry):  # type: ignore[misc]
                 response = self._request_once(method, url, headers or {}, data, stream, timeout)
             except requests.RequestException as exc:
                 error = error_from_exception(exc, host=self.host, what=what)
-                if is_refused(exc):  # final; `from exc` tells the client's blob retry so too
-                    raise error from exc
+                if is_refused(exc):
+                    # Before any answer: a closed port, final. After one: a restart, waited for
+                    # here, or by the client's blob retry for a body that belongs to an upload
+                    # session (`from exc` tells it what this was).
+                    if not budget.answered or not retry:
+                        raise error from exc
+                    refusals += 1
+                    budget.restarting(self.host, what, error, refusals)
+                    if data is not None and hasattr(data, "seek"):
+                        data.seek(0)
+                    continue
                 if not retry or not is_retryable_exception(exc):
                     raise error from None
             else:

@@ -85,10 +85,12 @@ class RegistryOptions:
     auth_file: Path | None = None  # default: $DOCKER_CONFIG/config.json or ~/.docker/config.json
     # --creds: used for every registry instead of the auth file and its credential helpers
     credentials: auth.Credentials | None = None
-    # Retries per operation (not per request or blob), shared by its threads; exponential
-    # backoff with full jitter (~4 s in all for 5) on 5xx/429, dropped connections and timeouts;
-    # never on a refused connection (nothing listens: one line at once). A push cut off later
-    # is resumed by running it again (done blobs are skipped).
+    # Retries per operation (not per request or blob: an outage that cuts several blobs costs
+    # one), shared by its threads; exponential backoff with full jitter (~4 s in all for 5) on
+    # 5xx/429, dropped connections and timeouts. A refused connection is final before the
+    # registry answered (nothing listens: one line at once) and waited for after (a restart,
+    # until `timeout_s` without progress; budget.py). A push cut off for good is resumed by
+    # running it again (done blobs are skipped).
     retries: int = 5
     # The longest an operation may go without progress (an answer, or bytes moving), retries
     # included; each connect or read waits a third of it. 30 s: a healthy registry answers in
@@ -456,6 +458,7 @@ class RegistryClient:
             done += n
             self._emit(BlobProgress(digest, done, desc.size))
 
+        refusals = 0
         while True:
             try:
                 if location is None:
@@ -474,10 +477,15 @@ class RegistryClient:
             except RegistryError as err:
                 # A dropped upload cannot be replayed by the request layer (its body is a
                 # stream); start a fresh session, within the operation's budget. A refused
-                # connection is final: nothing listens there.
-                if not err.temporary or is_refused(err):
+                # connection is final before the registry answered (nothing listens there),
+                # a restart to wait for after.
+                if not err.temporary or (is_refused(err) and not budget.answered):
                     raise
-                budget.retry(reg.host, f"blob {digest}", err)
+                if is_refused(err):
+                    refusals += 1
+                    budget.restarting(reg.host, f"blob {digest}", err, refusals)
+                else:
+                    budget.retry(reg.host, f"blob {digest}", err)
                 location = None
                 progress(-done)
         self._emit(BlobDone(digest, desc.size, done))

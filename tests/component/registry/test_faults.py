@@ -1,5 +1,6 @@
-"""Faults, bounded in count and time: a registry killed mid-push, a corrupt blob on the
-registry's disk, an unknown host, a closed port."""
+"""Faults, bounded in count and time: a registry killed mid-push (for good, or restarted: the
+push and the pull wait for it), a corrupt blob on the registry's disk, an unknown host, a closed
+port."""
 
 from __future__ import annotations
 
@@ -20,6 +21,20 @@ from tests.validate import validate_image
 pytestmark = pytest.mark.component
 
 FAST = RegistryOptions(retries=2, timeout_s=10)
+DOWN_S = 1.5  # a registry restart that outlasts the old retries (full jitter spent them in < 1 s)
+
+
+def restart_later(registry: RegistryServer) -> threading.Thread:
+    """SIGKILL the registry now and start it again (same port, same storage) DOWN_S later."""
+    registry.kill()
+
+    def start() -> None:
+        time.sleep(DOWN_S)
+        registry.start()
+
+    thread = threading.Thread(target=start)
+    thread.start()
+    return thread
 
 
 def test_registry_killed_mid_push_then_repush_resumes(registry: RegistryServer, tmp_path: Path) -> None:
@@ -53,12 +68,13 @@ def test_registry_killed_mid_push_then_repush_resumes(registry: RegistryServer, 
                 registry.kill()
 
     started = time.monotonic()
-    with pytest.raises(RegistryUnavailable) as info:
-        RegistryClient(FAST, on_event=on_event).push(store, "big:v1", ref)
+    with pytest.raises(RegistryUnavailable) as info:  # it answered: the push waits the budget out
+        RegistryClient(RegistryOptions(retries=2, timeout_s=3), on_event=on_event).push(store, "big:v1", ref)
     assert time.monotonic() - started < 30
     assert killed_at, "the push finished before the fault was injected"
     message = str(info.value)
     assert registry.host in message and "\n" not in message
+    assert "refused" in message and "the budget is 3 s" in message, message
     assert info.value.temporary is True
 
     registry.start()  # same port, same storage
@@ -119,27 +135,62 @@ def test_pull_resumes_with_range_after_registry_restart(registry: RegistryServer
     RegistryClient().push(src, "big:v1", ref)
     seen: list[int] = []
     retries: list[Retrying] = []
-    restarted: list[int] = []
+    restarts: list[threading.Thread] = []
 
     def on_event(event: RegistryEvent) -> None:
         if isinstance(event, Retrying):
             retries.append(event)
         if isinstance(event, BlobProgress) and event.digest == str(big.digest):
-            if event.done >= 16 << 20 and not restarted:
-                restarted.append(event.done)
-                registry.kill()
-                registry.start()
+            if event.done >= 16 << 20 and not restarts:
+                restarts.append(restart_later(registry))
             seen.append(event.done)
 
     dst = Store.open(tmp_path / "dst")
-    # Events reach on_event on this thread while the blob downloads on a worker, so the restart
-    # above does not hold the download back: its retries (full-jitter backoff, as little as
-    # 0.05 s each) must outlast a registry start, which FAST's two did not always under load.
-    patient = RegistryOptions(retries=8, timeout_s=10)
-    assert RegistryClient(patient, on_event=on_event).pull(dst, ref).digest == desc.digest
+    started = time.monotonic()
+    try:
+        assert RegistryClient(FAST, on_event=on_event).pull(dst, ref).digest == desc.digest
+    finally:
+        for thread in restarts:
+            thread.join(timeout=30)
+    assert time.monotonic() - started >= DOWN_S, "the registry was not down while the pull ran"
     validate_image(dst, ref)
     assert seen == sorted(seen), "the download restarted from byte 0 instead of resuming"
     assert seen[-1] == big.size
-    # Other blobs whose requests met the restart say "connection lost"; the big one was cut mid-body.
+    # Other blobs whose requests met the restart say "connection lost"; the big one was cut
+    # mid-body. The refusals while it was down are reported once, and spend no retry.
     big_retries = [r.reason for r in retries if str(big.digest) in r.what]
     assert big_retries and "interrupted" in big_retries[0], retries
+    assert len([r for r in retries if "refused" in r.reason]) <= 1, retries
+
+
+def test_push_waits_for_a_registry_restarted_mid_push(registry: RegistryServer, tmp_path: Path) -> None:
+    """The registry answered, then is killed mid-blob and back DOWN_S later: the same push
+    finishes (the cut blob sent again in a fresh upload session), with 2 retries."""
+    store = Store.open(tmp_path / "s")
+    desc = add_big_image(store, "big:v1", big_mb=64)
+    big = str(store.read_manifest(desc).layers[-1].digest)
+    ref = f"{registry.host}/big:v1"
+    restarts: list[threading.Thread] = []
+    retries: list[Retrying] = []
+
+    def on_event(event: RegistryEvent) -> None:
+        if isinstance(event, Retrying):
+            retries.append(event)
+        if (
+            isinstance(event, BlobProgress)
+            and event.digest == big
+            and event.done >= 16 << 20
+            and not restarts
+        ):
+            restarts.append(restart_later(registry))
+
+    try:
+        assert RegistryClient(FAST, on_event=on_event).push(store, "big:v1", ref).digest == desc.digest
+    finally:
+        for thread in restarts:
+            thread.join(timeout=30)
+    assert restarts, "the push finished before the fault was injected"
+    assert any("refused" in r.reason for r in retries), retries
+    dst = Store.open(tmp_path / "dst")
+    assert RegistryClient().pull(dst, ref).digest == desc.digest
+    validate_image(dst, ref)
