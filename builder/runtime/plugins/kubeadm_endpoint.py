@@ -42,6 +42,11 @@ LB_DIR = "/etc/sealer/apiserver-lb"
 LB_CONFIG = f"{LB_DIR}/haproxy.cfg"
 LB_RUN_DIR = f"/run/{LB_UNIT}"
 LB_SOCKET = f"{LB_RUN_DIR}/admin.sock"  # haproxy's runtime API: `show servers state` lists the backends
+# The workers (the processes that proxy) run as nobody, in an empty root: only the master, which
+# binds and reloads, stays root. 65534 is nobody on Debian, Ubuntu, RHEL and SUSE alike, and a
+# number needs no user entry in the host's passwd (or the image's haproxy's).
+LB_USER_ID = 65534
+LB_CHROOT = f"{LB_RUN_DIR}/empty"
 LB_ADDRESS = f"127.0.0.1:{API_PORT}"
 ROOTFS_HAPROXY = "bin/haproxy"
 HOSTS_BEGIN = f"# BEGIN sealer kubernetes: {ENDPOINT}"  # init.sh's block
@@ -62,6 +67,9 @@ def haproxy_config(cluster: Cluster) -> str:
         "# when masters join or leave; edits here are lost\n"
         "global\n"
         "    maxconn 4000\n"
+        f"    uid {LB_USER_ID}\n"
+        f"    gid {LB_USER_ID}\n"
+        f"    chroot {LB_CHROOT}\n"
         f"    stats socket {LB_SOCKET} mode 600 level admin\n"
         "defaults\n"
         "    mode tcp\n"
@@ -100,7 +108,7 @@ def _unit(binary: str) -> str:
         "Wants=network-online.target\n"
         "[Service]\n"
         "Type=notify\n"
-        f"ExecStartPre=/bin/mkdir -p {LB_RUN_DIR}\n"
+        f"ExecStartPre=/bin/mkdir -p {LB_CHROOT}\n"
         f"ExecStartPre={binary} -c -q -f {LB_CONFIG}\n"
         f"ExecStart={binary} -Ws -f {LB_CONFIG}\n"
         f"ExecReload={binary} -c -q -f {LB_CONFIG}\n"

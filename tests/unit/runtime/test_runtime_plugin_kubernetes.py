@@ -139,7 +139,7 @@ LB_UNIT_FILE = (
     "Wants=network-online.target\n"
     "[Service]\n"
     "Type=notify\n"
-    "ExecStartPre=/bin/mkdir -p /run/sealer-apiserver-lb\n"
+    "ExecStartPre=/bin/mkdir -p /run/sealer-apiserver-lb/empty\n"
     "ExecStartPre=${bin} -c -q -f /etc/sealer/apiserver-lb/haproxy.cfg\n"
     "ExecStart=${bin} -Ws -f /etc/sealer/apiserver-lb/haproxy.cfg\n"
     "ExecReload=${bin} -c -q -f /etc/sealer/apiserver-lb/haproxy.cfg\n"
@@ -165,7 +165,8 @@ def haproxy_cfg(masters: tuple[str, ...]) -> str:
     return (
         "# written by sealer (cluster c1): the API servers of every master, rewritten\n"
         "# when masters join or leave; edits here are lost\n"
-        "global\n    maxconn 4000\n    stats socket /run/sealer-apiserver-lb/admin.sock mode 600 level admin\n"
+        "global\n    maxconn 4000\n    uid 65534\n    gid 65534\n    chroot /run/sealer-apiserver-lb/empty\n"
+        "    stats socket /run/sealer-apiserver-lb/admin.sock mode 600 level admin\n"
         "defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 10m\n    timeout server 10m\n"
         "    timeout check 5s\n    retries 3\n    option redispatch\n"
         "frontend apiserver\n    bind 127.0.0.1:6443\n    default_backend apiserver\n"

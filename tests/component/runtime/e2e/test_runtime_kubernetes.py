@@ -233,6 +233,13 @@ def test_run_two_masters_and_a_worker(lab: Lab) -> None:
         lambda: lb_servers(w1) == two_up(m0, m1),
     )
     assert not m0.path(LB_CONFIG).exists() and not m1.path(LB_CONFIG).exists()  # workers only
+    # only haproxy's master (binds, reloads) is root; the process that proxies is nobody, chrooted
+    master = lb_pid(w1)
+    assert master is not None
+    proxies = w1.run(f"ps -o pid=,uid= --ppid {master}").stdout.split("\n")
+    rows = [line.split() for line in proxies if line.strip()]
+    assert rows and {uid for _, uid in rows} == {"65534"}, rows
+    assert w1.run(f"readlink /proc/{rows[0][0]}/root").stdout.strip() == "/run/sealer-apiserver-lb/empty"
     for host in lab.hosts:
         assert host.run("systemctl is-active kubelet").stdout.strip() == "active"
         assert not host.path("/etc/kubernetes/kubeadm-join.yaml").exists()  # secrets gone after the join
