@@ -1,5 +1,5 @@
 """The flags of `sealer run --provider docker` (docs/containers.md): counts instead of
-addresses, no SSH settings, the node image; read here so that cluster.py keeps one branch."""
+addresses, no SSH settings, the node image; read here so that run.py keeps one branch."""
 
 from __future__ import annotations
 

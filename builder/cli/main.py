@@ -34,10 +34,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         for name in ("images", "inspect", "tag", "rmi", "prune", "fsck", "save", "load")
     },
     **{name: ("builder.cli.registry", name) for name in ("login", "logout", "push", "pull")},
-    **{
-        name: ("builder.cli.cluster", name)
-        for name in ("run", "gen", "apply", "join", "delete", "upgrade", "cert", "cluster")
-    },
+    **{name: ("builder.cli.run", name) for name in ("run", "gen")},
+    **{name: ("builder.cli.membership", name) for name in ("apply", "join", "delete")},
+    **{name: ("builder.cli.maintenance", name) for name in ("upgrade", "cert")},
+    "cluster": ("builder.cli.cluster", "cluster"),
     "exec": ("builder.cli.remote_exec", "exec_"),
     "completion": ("builder.cli.completion", "completion"),
 }

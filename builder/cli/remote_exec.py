@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from builder.cli.cluster import _saved_cluster
+from builder.cli._cluster_options import saved_cluster_name
 from builder.errors import UsageError
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ def exec_(
     if not line.strip():
         raise UsageError("the command is empty")
     settings = Settings(options=RunOptions(max_parallel=max_parallel))
-    cluster, cli_env = saved_cluster(_saved_cluster(cluster_name), settings)
+    cluster, cli_env = saved_cluster(saved_cluster_name(cluster_name), settings)
     targets = chosen_hosts(cluster, parse_roles(roles) if roles else (), hosts)
     if dry_run:
         for h in targets:
