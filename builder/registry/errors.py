@@ -10,10 +10,13 @@
   happened.
 - A requests/urllib3 exception becomes RegistryUnavailable naming the host: connection refused,
   name resolution, timeouts, dropped connections, and TLS verification (with the flags to use).
+- `is_refused`, `is_plain_http_answer`, `is_retryable_exception`: what the request layer asks
+  of an exception to decide between final, retried and waited for.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import ssl
 from typing import Any
@@ -175,3 +178,24 @@ def is_retryable_exception(exc: requests.RequestException) -> bool:
         | requests.exceptions.Timeout
         | requests.exceptions.ChunkedEncodingError,
     )
+
+
+def is_refused(exc: BaseException) -> bool:
+    """True when the connection was refused (ECONNREFUSED): `exc` or what it was raised from,
+    through requests' and urllib3's wrapping (ConnectionError -> MaxRetryError.reason ->
+    NewConnectionError -> ConnectionRefusedError). Implicit contexts are not followed: an error
+    raised while handling a refusal is not itself one."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        cur = todo.pop()
+        if id(cur) in seen:
+            continue
+        seen.add(id(cur))
+        if isinstance(cur, ConnectionRefusedError) or (
+            isinstance(cur, OSError) and cur.errno == errno.ECONNREFUSED
+        ):
+            return True
+        linked = [cur.__cause__, getattr(cur, "reason", None), *cur.args]
+        todo.extend(item for item in linked if isinstance(item, BaseException))
+    return False
