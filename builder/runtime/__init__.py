@@ -8,7 +8,8 @@ never `builder.build`, never `builder.cli`.
 
 Inside, cluster <- clusterfile/env <- plugins <- phases <- runner <- actions: a module imports
 only from its own layer or lower ones (tests/unit/test_import_rules.py holds this):
-  cluster           cluster, events, facts (the values every layer reads)
+  cluster           cluster (cluster_hosts, cluster_addresses, cluster_registry, cluster_fields),
+                    events, facts (the values every layer reads)
   clusterfile/env   clusterfile, _bounded_yaml, env, state (the journal), infra/ (drivers)
   plugins           plugins/
   phases            phases/, delivery (_delivery_image, _delivery_plan, _delivery_shell,

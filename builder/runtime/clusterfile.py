@@ -44,17 +44,17 @@ from builder.runtime.cluster import (
     Role,
     SSHSpec,
     check_cluster_name,
+    parse_ip,
+    parse_ip_list,
+)
+from builder.runtime.cluster_addresses import parse_host_ip, placeholder_ip
+from builder.runtime.cluster_fields import (
     check_container_runtime,
     check_data_root,
     check_distribution,
-    check_label,
     check_provider,
-    check_taint,
-    parse_host_ip,
-    parse_ip,
-    parse_ip_list,
-    placeholder_ip,
 )
+from builder.runtime.cluster_hosts import check_label, check_taint
 from builder.runtime.clusterfile_application import is_application, read_application
 from builder.runtime.clusterfile_configs import is_config, read_config
 from builder.runtime.clusterfile_plugins import is_plugin, read_plugin

@@ -31,12 +31,12 @@ from typing import Any
 
 import yaml
 
-from builder.runtime.cluster import (
+from builder.runtime.cluster_addresses import parse_ip
+from builder.runtime.cluster_registry import (
     EXTERNAL_REGISTRY_PORT,
     RegistrySpec,
     check_registry_domain,
     check_san_dns,
-    parse_ip,
 )
 from builder.runtime.clusterfile_reader import NodeReader
 

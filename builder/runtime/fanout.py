@@ -33,7 +33,8 @@ from builder.runtime._fanout_shell import (
     publish_command,
     wave_serve_command,
 )
-from builder.runtime.cluster import DISTRIBUTIONS, Cluster
+from builder.runtime.cluster import Cluster
+from builder.runtime.cluster_fields import DISTRIBUTIONS
 from builder.runtime.facts import FETCH_TOOLS
 from builder.runtime.fanout_fetch import BlobFetched, FetchFailed, fetch_missing, find_published
 from builder.runtime.fanout_waves import (

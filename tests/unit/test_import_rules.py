@@ -22,7 +22,8 @@ private module (`a.b._x` is private to `a.b` and its subpackages) or private nam
 `a.b.c` is private to `a.b`); and the order inside builder/runtime, lowest first, where a module
 imports only from its own layer or lower ones:
 
-  0 cluster            cluster, events, facts, hooks, configs, app_launch (the values every layer reads)
+  0 cluster            cluster (cluster_addresses, cluster_hosts, cluster_registry, cluster_fields),
+                       events, facts, hooks, configs, app_launch (the values every layer reads)
   1 clusterfile/env    clusterfile, clusterfile_reader, clusterfile_registry, clusterfile_plugins,
                        clusterfile_configs, clusterfile_application, _bounded_yaml, env,
                        state (the journal), registry_pki, container_runtime, infra/ (drivers)
@@ -88,7 +89,21 @@ SHARED_ALLOWED: dict[str, set[str]] = {"builder._fs": {"builder.image"}}
 
 # Runtime's layers, lowest first; a module takes the layer of its longest listed prefix.
 RUNTIME_LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("cluster", ("cluster", "events", "facts", "hooks", "configs", "app_launch")),
+    (
+        "cluster",
+        (
+            "cluster",
+            "cluster_addresses",
+            "cluster_hosts",
+            "cluster_registry",
+            "cluster_fields",
+            "events",
+            "facts",
+            "hooks",
+            "configs",
+            "app_launch",
+        ),
+    ),
     (
         "clusterfile/env",
         (

@@ -30,7 +30,8 @@ from builder.registry.docker_daemon import connect_engine
 from builder.runtime.actions.install import apply, join, run
 from builder.runtime.actions.remove import delete
 from builder.runtime.actions.settings import Outcome, Settings
-from builder.runtime.cluster import Cluster, HostSpec, Role, is_placeholder, placeholder_ip
+from builder.runtime.cluster import Cluster, HostSpec, Role
+from builder.runtime.cluster_addresses import is_placeholder, placeholder_ip
 from builder.runtime.container_hosts import ContainerHost, ContainerHosts
 from builder.runtime.infra.node_image import DEFAULT_NODE_IMAGE
 from builder.runtime.runner import Notice

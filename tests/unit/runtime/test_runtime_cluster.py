@@ -14,10 +14,10 @@ from builder.runtime.cluster import (
     SSHSpec,
     check_cluster_name,
     diff,
-    expand_ip_range,
     parse_ip,
     parse_ip_list,
 )
+from builder.runtime.cluster_addresses import expand_ip_range
 
 IMAGE = "docker.io/sealerio/kubernetes:v1.22.15"
 
