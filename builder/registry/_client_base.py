@@ -62,6 +62,21 @@ class _Run:
     failed: threading.Event
 
 
+class _BlobProgress:
+    """The bytes of one blob moved so far, each change reported as BlobProgress; a negative
+    count takes back bytes that must move again (a fresh upload session, a download restarted)."""
+
+    def __init__(self, emit: Callable[[RegistryEvent], None], digest: str, size: int) -> None:
+        self._emit = emit
+        self._digest = digest
+        self._size = size
+        self.done = 0
+
+    def __call__(self, n: int) -> None:
+        self.done += n
+        self._emit(BlobProgress(self._digest, self.done, self._size))
+
+
 def is_loopback(host: str) -> bool:
     """`localhost`, 127.0.0.0/8 or ::1, with or without a port."""
     name = host

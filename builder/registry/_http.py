@@ -120,31 +120,21 @@ class RegistryHttp(oras.provider.Registry):  # type: ignore[misc]
         sent = dict(headers)
         if self._authorization:
             sent["Authorization"] = self._authorization
-        response: requests.Response = self.session.request(
-            method,
-            url,
-            headers=sent,
-            data=data,
-            stream=stream,
-            timeout=timeout,
-            verify=self._tls_verify,
-        )
+
+        def send() -> requests.Response:
+            response: requests.Response = self.session.request(
+                method, url, headers=sent, data=data, stream=stream, timeout=timeout, verify=self._tls_verify
+            )
+            return response
+
+        response = send()
         if response.status_code != 401 or not self._authenticate(response, sent.get("Authorization")):
             return response
         response.close()
         if data is not None and hasattr(data, "seek"):
             data.seek(0)
         sent["Authorization"] = self._authorization or ""
-        retried: requests.Response = self.session.request(
-            method,
-            url,
-            headers=sent,
-            data=data,
-            stream=stream,
-            timeout=timeout,
-            verify=self._tls_verify,
-        )
-        return retried
+        return send()  # once more, with the answer to the challenge
 
     def _authenticate(self, response: requests.Response, sent: str | None) -> bool:
         """Answer a 401 challenge; False when we have nothing new to offer (the 401 stands).

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import requests
+
 from builder.errors import RegistryError, RegistryUnavailable
 from builder.registry._http import RegistryHttp
 from builder.registry.budget import RetryBudget
@@ -37,18 +39,32 @@ class Manifest:
 class ManifestRequests(RegistryHttp):
     """The manifest requests of `OrasRegistry`; see the module docstring."""
 
+    def _manifest_request(
+        self,
+        method: str,
+        repository: str,
+        reference: str,
+        *,
+        budget: RetryBudget,
+        what: str,
+        stream: bool = False,
+    ) -> requests.Response:
+        """HEAD or GET a manifest or index, accepting every OCI/Docker v2 type."""
+        return self.do_request(
+            self.url(f"/v2/{repository}/manifests/{reference}"),
+            method,
+            headers={"Accept": MANIFEST_ACCEPT},
+            stream=stream,
+            budget=budget,
+            what=what,
+        )
+
     def head_manifest(
         self, repository: str, reference: str, *, budget: RetryBudget
     ) -> tuple[str | None, str, int] | None:
         """(digest header, media type, size or -1) of a manifest, or None when there is none."""
         what = f"manifest {self.host}/{repository}:{reference}"
-        response = self.do_request(
-            self.url(f"/v2/{repository}/manifests/{reference}"),
-            "HEAD",
-            headers={"Accept": MANIFEST_ACCEPT},
-            budget=budget,
-            what=what,
-        )
+        response = self._manifest_request("HEAD", repository, reference, budget=budget, what=what)
         response.close()
         if response.status_code == 404:
             return None
@@ -61,14 +77,7 @@ class ManifestRequests(RegistryHttp):
 
     def fetch_manifest(self, repository: str, reference: str, *, what: str, budget: RetryBudget) -> Manifest:
         """GET a manifest or index (any OCI/Docker v2 type); NotFound naming `what`."""
-        response = self.do_request(
-            self.url(f"/v2/{repository}/manifests/{reference}"),
-            "GET",
-            headers={"Accept": MANIFEST_ACCEPT},
-            stream=True,
-            budget=budget,
-            what=what,
-        )
+        response = self._manifest_request("GET", repository, reference, budget=budget, what=what, stream=True)
         if response.status_code != 200:
             raise self._fail(response, what)
         try:

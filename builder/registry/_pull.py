@@ -22,9 +22,9 @@ from builder.image.index import Index
 from builder.image.manifest import Manifest
 from builder.image.mediatypes import INDEXES, MANIFESTS
 from builder.image.reference import Reference
-from builder.registry._client_base import ClientBase, _Target
+from builder.registry._client_base import ClientBase, _BlobProgress, _Target
 from builder.registry.budget import RetryBudget
-from builder.registry.events import BlobDone, BlobProgress, BlobSkipped, BlobStarted, ManifestDone
+from builder.registry.events import BlobDone, BlobSkipped, BlobStarted, ManifestDone
 from builder.registry.tee import BlobTee, LayerTees
 from builder.store.blobs import BlobWriter
 from builder.store.layout import Store
@@ -189,12 +189,7 @@ class PullClient(ClientBase):
             self._emit(BlobSkipped(digest, desc.size))
             return
         self._emit(BlobStarted(digest, desc.size, desc.media_type, "pull"))
-        done = 0
-
-        def progress(n: int) -> None:
-            nonlocal done
-            done += n
-            self._emit(BlobProgress(digest, done, desc.size))
+        progress = _BlobProgress(self._emit, digest, desc.size)
 
         try:
             try:
@@ -221,7 +216,7 @@ class PullClient(ClientBase):
                 sink.tee.publish()  # only now: its bytes are the digest's
         finally:
             sink.abort()
-        self._emit(BlobDone(digest, desc.size, done))
+        self._emit(BlobDone(digest, desc.size, progress.done))
 
     def _check_manifest_digest(self, target: _Target, data: bytes, header: str | None) -> Digest:
         digest = Digest.from_bytes(data)

@@ -18,13 +18,12 @@ from builder.image.digest import Digest
 from builder.image.manifest import Manifest
 from builder.image.mediatypes import INDEXES, MANIFESTS
 from builder.image.reference import Reference
-from builder.registry._client_base import ClientBase, _Target
+from builder.registry._client_base import ClientBase, _BlobProgress, _Target
 from builder.registry.budget import RetryBudget
 from builder.registry.errors import is_refused
 from builder.registry.events import (
     BlobDone,
     BlobMounted,
-    BlobProgress,
     BlobSkipped,
     BlobStarted,
     ManifestDone,
@@ -104,12 +103,7 @@ class PushClient(ClientBase):
                 return
             break  # the registry opened a plain upload session instead; use it
         self._emit(BlobStarted(digest, desc.size, desc.media_type, "push"))
-        done = 0
-
-        def progress(n: int) -> None:
-            nonlocal done
-            done += n
-            self._emit(BlobProgress(digest, done, desc.size))
+        progress = _BlobProgress(self._emit, digest, desc.size)
 
         refusals = 0
         while True:
@@ -140,8 +134,8 @@ class PushClient(ClientBase):
                 else:
                     budget.retry(reg.host, f"blob {digest}", err)
                 location = None
-                progress(-done)
-        self._emit(BlobDone(digest, desc.size, done))
+                progress(-progress.done)
+        self._emit(BlobDone(digest, desc.size, progress.done))
 
     def _put_manifest(
         self, store: Store, target: _Target, desc: Descriptor, reference: str, budget: RetryBudget
