@@ -19,9 +19,10 @@
         password: secret
 
 Field names and defaults are sealer's (types/api/v2 `LocalRegistry`, `ExternalRegistry`,
-`RegistryConfig`, `TLSCert`, `SubjectAltName`). Kept apart from clusterfile.py, which calls
-`read_registry` with its reader (strict fields, errors at the line) and `dump_registry` when it
-writes; the two change together so load(dump(c)) == c holds.
+`RegistryConfig`, `TLSCert`, `SubjectAltName`). Kept apart from the Cluster document's
+reader (clusterfile_cluster.py), which calls `read_registry` with its reader (strict fields,
+errors at the line), and from clusterfile_writer.py, which calls `dump_registry`; the two
+change together so load(dump(c)) == c holds.
 """
 
 from __future__ import annotations

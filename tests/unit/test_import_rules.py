@@ -24,7 +24,8 @@ imports only from its own layer or lower ones:
 
   0 cluster            cluster (cluster_addresses, cluster_hosts, cluster_registry, cluster_fields),
                        events, facts, hooks, configs, app_launch (the values every layer reads)
-  1 clusterfile/env    clusterfile, clusterfile_reader, clusterfile_registry, clusterfile_plugins,
+  1 clusterfile/env    clusterfile, clusterfile_reader, clusterfile_cluster, clusterfile_hosts,
+                       clusterfile_writer, cluster_flags, clusterfile_registry, clusterfile_plugins,
                        clusterfile_configs, clusterfile_application, _bounded_yaml, env,
                        state (the journal), registry_pki, container_runtime, infra/ (drivers)
   2 plugins            plugins/
@@ -108,6 +109,10 @@ RUNTIME_LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "clusterfile/env",
         (
             "clusterfile",
+            "clusterfile_cluster",
+            "clusterfile_hosts",
+            "clusterfile_writer",
+            "cluster_flags",
             "clusterfile_registry",
             "clusterfile_plugins",
             "clusterfile_configs",
