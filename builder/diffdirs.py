@@ -4,23 +4,30 @@ Diff dirs live under `$SEALER_ROOT/overlay2/<id>/diff`, one per layer blob (the 
 digest's hex). They are unpacked from the verified blob the first time something needs them
 (a RUN's lowerdirs, `sealer inspect`, a local run), through the hardened tar reader. This module
 exists so that `store` and `layers` stay ignorant of each other; build, runtime and cli use it.
+`sealer fsck` checks diff dirs against their blobs here too (`check_store`, `repair_store`).
 (It was `rootfs.py`; "rootfs" is the tree an image unpacks to on a host, whose Metadata file is
 `image.metadata.RootfsMetadata`.)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
-from builder.errors import ImageError
+from builder.errors import ImageError, LayerError, StoreError
 from builder.image.descriptor import Descriptor
 from builder.image.digest import Digest
+from builder.layers.compression import open_decompressed
+from builder.layers.diffcheck import compare_diff_dir
 from builder.layers.overlapped import OverlappedUnpack
 from builder.layers.overlay import DiffDirs
-from builder.store import gc
+from builder.store import fsck, gc
 from builder.store.layout import Store
+
+# Paths named per differing layer by `sealer fsck`: a torn layer can differ at thousands.
+FSCK_PATHS_SHOWN = 5
 
 
 def diff_dirs(store: Store) -> DiffDirs:
@@ -126,3 +133,65 @@ def prune(store: Store, *, timeout_s: float | None = None) -> tuple[gc.GCResult,
     with store.gc_lock(exclusive=True, timeout_s=timeout_s):
         result = gc.collect_holding_lock(store)
         return result, prune_diff_dirs(store)
+
+
+def check_diff_dirs(store: Store, *, skip: Collection[Digest] = ()) -> tuple[int, list[fsck.Problem]]:
+    """Compare every published diff dir whose blob is in the store (and not in `skip`: blobs
+    known corrupt) with that blob, decompressed as the unpack reads it
+    (`builder.layers.diffcheck`): one Problem per differing path, at most FSCK_PATHS_SHOWN
+    per layer and then one for the rest. Orphans (no blob) are prune's; staging dirs are not
+    listed by `DiffDirs.ids`. Read-only. Returns how many were checked, and the problems."""
+    dirs = diff_dirs(store)
+    problems: list[fsck.Problem] = []
+    checked = 0
+    for lid in dirs.ids():
+        try:
+            digest = Digest("sha256", lid)
+        except ValueError:
+            continue
+        if digest in skip or not store.blobs.has(digest):
+            continue
+        what = f"unpacked layer {digest}"
+        checked += 1
+        try:
+            with store.blobs.open(digest) as raw, open_decompressed(raw) as tar:
+                differences = compare_diff_dir(tar, dirs.path(lid))
+        except FileNotFoundError:
+            continue  # removed (prune, repair) while we looked
+        except (LayerError, StoreError, OSError) as err:
+            problems.append(fsck.Problem(f"{what} cannot be checked against its blob: {err}", None, digest))
+            continue
+        for d in differences[:FSCK_PATHS_SHOWN]:
+            problems.append(
+                fsck.Problem(f"{what} differs from its blob at {d.path!r} ({d.what})", None, digest)
+            )
+        if len(differences) > FSCK_PATHS_SHOWN:
+            more = len(differences) - FSCK_PATHS_SHOWN
+            problems.append(fsck.Problem(f"{what} differs from its blob at {more} more paths", None, digest))
+    return checked, problems
+
+
+def check_store(store: Store) -> fsck.FsckReport:
+    """`sealer fsck`: the store's check (`builder.store.fsck.check`) and its diff dirs'."""
+    report = fsck.check(store)
+    checked, found = check_diff_dirs(store, skip=report.corrupt_blobs)
+    return dataclasses.replace(
+        report,
+        problems=report.problems + tuple(found),
+        diff_dirs=checked,
+        differing_diff_dirs=tuple(dict.fromkeys(p.digest for p in found if p.digest is not None)),
+    )
+
+
+def repair_store(store: Store, *, timeout_s: float | None = None) -> fsck.RepairResult:
+    """`sealer fsck --repair`: the store's repair, then the removal of the diff dirs that differ
+    from their blobs (each is unpacked again from its verified blob when next needed), in one
+    exclusive hold of the GC lock (no build reads a diff dir meanwhile)."""
+    with store.gc_lock(exclusive=True, timeout_s=timeout_s):
+        result = fsck.repair_holding_lock(store)
+        differing = {p.digest for p in check_diff_dirs(store)[1] if p.digest is not None}
+        dirs = diff_dirs(store)
+        removed = tuple(sorted(differing, key=str))
+        for digest in removed:
+            dirs.remove(digest.hex)
+    return dataclasses.replace(result, removed_diff_dirs=removed)

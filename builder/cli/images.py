@@ -15,12 +15,12 @@ from builder.cli._format import parse_format, render_parsed, to_json
 from builder.cli._inspect import inspect_document
 from builder.cli._options import open_store
 from builder.cli.output import human_size, print_json, print_table, print_warning
+from builder.diffdirs import check_store, repair_store
 from builder.diffdirs import prune as prune_store
 from builder.errors import ImageInUse, ImageNotFound, StoreError, UsageError
 from builder.image.descriptor import Platform
 from builder.image.reference import Reference
 from builder.store import archive
-from builder.store import fsck as fsck_mod
 from builder.store.identity import ImageRecord, remove_image
 from builder.store.layout import Store
 
@@ -209,25 +209,35 @@ def prune(ctx: click.Context, everything: bool) -> None:
 @click.option(
     "--repair",
     is_flag=True,
-    help="Delete corrupt blobs, remove the names of incomplete images, sweep dead processes' leftovers.",
+    help="Delete corrupt blobs, remove the names of incomplete images and the unpacked layers that "
+    "differ from their blobs (unpacked again when next needed), sweep dead processes' leftovers.",
 )
 @click.pass_context
 def fsck(ctx: click.Context, repair: bool) -> None:
     """Check the store: every name resolves, every blob is there and matches its digest.
+
+    \b
+    Unpacked layers (overlay2/<id>/diff) are compared with their blobs too: every
+    path's type, each file's size and sha256, symlink targets, whiteouts and opaque
+    dirs, and nothing extra. Their files are not fsynced when unpacked (for speed, as
+    docker and containerd do), so a power loss can leave them empty, missing or
+    zeroed; a build or a local run would use them as they are.
 
     Read-only unless --repair; exits 1 while problems remain.
     """
     root = ctx.find_root().obj.get("root") if ctx.find_root().obj else None
     store = Store.open(root, create=False, sweep=False)
     if repair:
-        result = fsck_mod.repair(store)
+        result = repair_store(store)
         for name in result.removed_names:
             click.echo(f"removed name: {Reference.parse(name).familiar}")
         for digest in result.removed_blobs:
             click.echo(f"removed corrupt blob: {digest}")
+        for digest in result.removed_diff_dirs:
+            click.echo(f"removed unpacked layer: {digest}")
         if result.swept:
             click.echo(f"removed {result.swept} leftovers of dead sealer processes")
-    report = fsck_mod.check(store)
+    report = check_store(store)
     for problem in report.problems:
         click.echo(f"problem: {problem.message}")
     if report.leftovers:
@@ -235,13 +245,14 @@ def fsck(ctx: click.Context, repair: bool) -> None:
     problems = _count(len(report.problems), "problem")
     click.echo(
         f"{_count(report.names, 'name')}, {_count(report.blobs, 'blob')} ({report.unreachable_blobs} "
-        f"unreachable: `sealer prune` frees them), {problems}"
+        f"unreachable: `sealer prune` frees them), {_count(report.diff_dirs, 'unpacked layer')}, {problems}"
     )
     if not report.ok:
         raise StoreError(
             f"the store at {store.root} has {problems}"
             + (f" and {_count(report.leftovers, 'leftover')}" if report.leftovers else ""),
-            hint="`sealer fsck --repair` removes broken names and leftovers",
+            hint="`sealer fsck --repair` removes broken names, leftovers and the unpacked layers that differ "
+            "from their blobs (unpacked again from the verified blob when next needed)",
         )
 
 

@@ -5,6 +5,7 @@ blobs are all present, of the size their descriptors give and hashing to their d
 manifest and config parses and a config lists one diff_id per layer; an index's children are
 present (at least one: a pull of one platform keeps only that one); no blob file is corrupt;
 and it counts what dead sealer processes left behind (temp dirs, staging dirs, temp files).
+(The unpacked layers are checked by `builder.diffdirs.check_store`, which needs `layers`.)
 It never changes anything and takes no lock (a name changed meanwhile can show as a problem;
 run it again). `repair` holds the GC lock exclusively: it deletes corrupt blobs, removes the
 names whose image is then incomplete, and sweeps leftovers; it never invents data.
@@ -45,6 +46,8 @@ class FsckReport:
     corrupt_blobs: tuple[Digest, ...]  # blob files whose content is not their digest
     leftovers: int  # temp entries of dead sealer processes
     unreachable_blobs: int  # not a problem: `sealer prune` frees them
+    diff_dirs: int = 0  # unpacked layers checked against their blobs (`builder.diffdirs.check_store`)
+    differing_diff_dirs: tuple[Digest, ...] = ()  # layers whose unpacked files differ from the blob
 
     @property
     def ok(self) -> bool:
@@ -56,6 +59,7 @@ class RepairResult:
     removed_names: tuple[str, ...]
     removed_blobs: tuple[Digest, ...]
     swept: int
+    removed_diff_dirs: tuple[Digest, ...] = ()
 
 
 @dataclass
@@ -183,13 +187,18 @@ def _check_documents(store: Store, entries: list[tuple[str, Descriptor]], walk: 
 def repair(store: Store, *, timeout_s: float | None = None) -> RepairResult:
     """Delete corrupt blobs, remove names of incomplete images, sweep leftovers (GC lock held)."""
     with store.gc_lock(exclusive=True, timeout_s=timeout_s):
-        report = check(store)
-        for digest in report.corrupt_blobs:
-            store.blobs.delete(digest)
-        removed = []
-        for name in report.broken_names:
-            with contextlib.suppress(StoreError, ImageError):
-                store.untag(name)
-                removed.append(name)
-        swept = store.sweep()
+        return repair_holding_lock(store)
+
+
+def repair_holding_lock(store: Store) -> RepairResult:
+    """`repair`'s work, for a caller that holds the GC lock exclusively (and repairs more)."""
+    report = check(store)
+    for digest in report.corrupt_blobs:
+        store.blobs.delete(digest)
+    removed = []
+    for name in report.broken_names:
+        with contextlib.suppress(StoreError, ImageError):
+            store.untag(name)
+            removed.append(name)
+    swept = store.sweep()
     return RepairResult(tuple(removed), report.corrupt_blobs, swept)
