@@ -26,7 +26,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import BinaryIO, Literal
 
-from builder._fs import TEMP_SUFFIX, atomic_dir, remove_tree, try_lock
+from builder._fs import TEMP_SUFFIX, atomic_dir, fsync_dir, remove_tree, try_lock
 from builder.errors import LayerError
 from builder.image.digest import Digest
 from builder.layers.compression import open_decompressed
@@ -121,6 +121,9 @@ class DiffDirs:
                 os.rename(target, aside)
             except FileNotFoundError:
                 return
+            # The rename on disk before any unlink below it, on every file system: a power loss
+            # then leaves a temp entry to sweep, never the layer's name over a half-deleted tree.
+            fsync_dir(self.root)
             remove_tree(aside)
         finally:
             os.close(fd)
