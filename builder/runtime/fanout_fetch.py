@@ -103,11 +103,11 @@ async def fetch_missing(
             dead.append(server)
             return True
         report = parse_fetch_report(out.stdout)
-        if all(report.get(i.digest.hex, ("failed", ""))[0] != "ok" for i in items):
-            dead.append(server)
+        delivered = False
         for item in items:
             word, arrived = report.get(item.digest.hex, ("failed", ""))
             if word == "ok":
+                delivered = True
                 fetched += item.size
                 used.append(server)
                 left.pop(str(item.digest), None)
@@ -115,6 +115,8 @@ async def fetch_missing(
             else:
                 why = f"arrived as sha256:{arrived}" if word == "refused" else "no whole blob from it"
                 emit(FetchFailed(host, str(item.digest), server, word == "refused", why))
+        if not delivered:
+            dead.append(server)
         return True
 
     # Rounds: each layer left goes to the next server that serves it and was not tried for
